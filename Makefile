@@ -1,0 +1,117 @@
+# caramba: one static library (lib/), one thin executable per tool (cmd/).
+#   make            build every tool into bin/
+#   make test       install what is missing, build, run the tests, then again under ASan+UBSan
+#   make test-fast  the tests once, without the sanitizer pass
+#   make demo       the main job on the embedded default data
+#   make deps       install the Debian packages caramba needs (as root), or print the apt-get line
+
+SHELL := /bin/bash
+CC ?= cc
+V ?= rel
+
+# --- dependencies -----------------------------------------------------------
+DEB_PKGS := build-essential pkg-config libyaml-dev libjansson-dev libopenblas-dev \
+            libhdf5-dev libcurl4-openssl-dev gnuplot-nox mandoc libopenmpi-dev openmpi-bin
+PKG_REQUIRED := yaml-0.1 jansson openblas
+PKG_OPTIONAL := hdf5 libcurl
+PKG_FOUND := $(foreach p,$(PKG_REQUIRED) $(PKG_OPTIONAL),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),$(p)))
+PKG_MISSING := $(filter-out $(PKG_FOUND),$(PKG_REQUIRED) $(PKG_OPTIONAL))
+NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+
+FEATURE_DEFS := $(if $(filter hdf5,$(PKG_FOUND)),-DCB_HAVE_HDF5) \
+                $(if $(filter libcurl,$(PKG_FOUND)),-DCB_HAVE_CURL)
+PKG_CFLAGS := $(if $(PKG_FOUND),$(shell pkg-config --cflags $(PKG_FOUND)))
+PKG_LIBS := $(if $(PKG_FOUND),$(shell pkg-config --libs $(PKG_FOUND)))
+
+# --- flags per variant --------------------------------------------------------
+WARN := -Wall -Wextra -Wno-unused-parameter -Wshadow -Wvla
+BASE_CFLAGS := -std=c11 -D_POSIX_C_SOURCE=200809L -D_DEFAULT_SOURCE -fopenmp -g $(WARN) \
+               -Ilib -Itests $(PKG_CFLAGS) $(FEATURE_DEFS)
+ifeq ($(V),asan)
+  OPT := -O1 -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=undefined
+  BINDIR := build/asan/bin
+else
+  OPT := -O2 -march=native
+  BINDIR := bin
+endif
+CFLAGS_ALL := $(BASE_CFLAGS) $(OPT) $(CFLAGS)
+LDLIBS_ALL := $(PKG_LIBS) -lm -lpthread -fopenmp $(LDLIBS)
+LDFLAGS_ALL := $(OPT) $(LDFLAGS)
+
+B := build/$(V)
+LIB_SRC := $(shell find lib -name '*.c' | sort)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+LIB_A := $(B)/libcaramba.a
+CMD_SRC := $(sort $(wildcard cmd/*.c))
+TOOLS := $(CMD_SRC:cmd/%.c=$(BINDIR)/%)
+TEST_SRC := $(shell find tests/unit -name 'test_*.c' | sort)
+TEST_BIN := $(TEST_SRC:tests/unit/%.c=$(B)/tests/%)
+TEST_MAIN := $(B)/obj/tests/test_main.o
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+
+.SECONDARY:
+.PHONY: all deps test test-fast demo clean tests-built bench-built lint-man config
+all: config $(TOOLS)
+
+config:
+	@if [ -z "$$CB_QUIET_CONFIG" ]; then \
+	  echo "caramba: found: $(PKG_FOUND)$(if $(NVCC), nvcc)"; \
+	  echo "caramba: left out: $(if $(PKG_MISSING),$(PKG_MISSING),nothing)$(if $(NVCC),, cuda (no nvcc))"; \
+	fi
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+$(LIB_A): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BINDIR)/%: $(B)/obj/cmd/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB_A) $(LDLIBS_ALL)
+
+$(B)/tests/%: $(B)/obj/tests/unit/%.o $(TEST_MAIN) $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(TEST_MAIN) $(LIB_A) $(LDLIBS_ALL)
+
+$(B)/bench/%: $(B)/obj/bench/%.o $(LIB_A)
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS_ALL) -o $@ $< $(LIB_A) $(LDLIBS_ALL)
+
+tests-built: all $(TEST_BIN)
+bench-built: all $(BENCH_BIN)
+
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then \
+	  echo "caramba: installing$$missing"; \
+	  (apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing) >/dev/null \
+	    || { echo "caramba: apt-get install failed for:$$missing" >&2; exit 2; }; \
+	else \
+	  echo "caramba: missing packages; run: sudo apt-get install$$missing" >&2; exit 2; \
+	fi
+
+lint-man:
+	@mandoc -Tlint -Wwarning man/*.[0-9]
+
+test: deps
+	@$(MAKE) --no-print-directory tests-built
+	@CB_QUIET_CONFIG=1 $(MAKE) --no-print-directory V=asan tests-built
+	@tests/run.sh rel:bin:build/rel/tests asan:build/asan/bin:build/asan/tests
+
+test-fast: deps
+	@$(MAKE) --no-print-directory tests-built
+	@tests/run.sh rel:bin:build/rel/tests
+
+demo: deps all
+	@pipelines/demo.sh
+
+clean:
+	rm -rf build bin
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,7 @@
+/* cb-bench: Benchmark model directories. The capability lands with its issue; until then the tool
+ * exists, answers --help, and says it is not in this build (exit 2). */
+#include "cli/cli.h"
+
+int main(int argc, char **argv) {
+    return cb_cli_unbuilt("cb-bench", "cb-bench [-o file] model ...", "Benchmark model directories", argc, argv);
+}

@@ -1,0 +1,7 @@
+/* cb-generate: Generate text from a model. The capability lands with its issue; until then the tool
+ * exists, answers --help, and says it is not in this build (exit 2). */
+#include "cli/cli.h"
+
+int main(int argc, char **argv) {
+    return cb_cli_unbuilt("cb-generate", "cb-generate [--prompt text] model", "Generate text from a model", argc, argv);
+}

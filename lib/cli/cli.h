@@ -1,0 +1,24 @@
+/* cli.h: what every cmd/ main shares: reporting an error as one stderr line
+ * and choosing the exit status (DESIGN.md section 3). Never exits itself. */
+#ifndef CB_CLI_CLI_H
+#define CB_CLI_CLI_H
+
+#include <stdio.h>
+#include "core/error.h"
+
+/* Print "tool: where: msg" on stderr; return e->code (the exit status). */
+int cb_cli_report(const char *tool, const cb_error *e);
+
+/* Print "tool: msg" and "Try 'tool --help'." on stderr; return 2. */
+int cb_cli_usage_error(const char *tool, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Close stdout and report a failed write (a full disk is an error too).
+ * Returns 0 or 2. Call it last in every main that wrote to stdout. */
+int cb_cli_close_stdout(const char *tool);
+
+
+
+/* For a tool whose capability is not in this build yet: answers --help with its
+ * synopsis (exit 0) and anything else with one line on stderr (exit 2). */
+int cb_cli_unbuilt(const char *tool, const char *synopsis, const char *purpose, int argc, char **argv);
+#endif
