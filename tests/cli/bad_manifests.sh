@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every hostile manifest in tests/bad/manifest/ must fail `cb compile` with the status
+# and the single stderr line its .expect file gives (line 1: status; line 2: an
+# extended regex), print nothing on stdout, and never crash or hang.
+. "$(dirname "$0")/lib.sh"
+
+shopt -s nullglob
+for yml in tests/bad/manifest/*.yml; do
+    name=$(basename "$yml" .yml)
+    exp=${yml%.yml}.expect
+    if [ ! -f "$exp" ]; then not_ok "$name" "no $exp"; continue; fi
+    want_status=$(sed -n 1p "$exp")
+    want_regex=$(sed -n 2p "$exp")
+    run timeout 60 "$CB_BIN/cb" compile "$yml"
+    if [ "$STATUS" -ne "$want_status" ]; then
+        not_ok "$name" "exit status $STATUS, expected $want_status; stderr: $(head -c 300 "$TMP/err")"
+        continue
+    fi
+    if [ -s "$TMP/out" ]; then not_ok "$name" "wrote to stdout after failing"; continue; fi
+    first=$(head -n 1 "$TMP/err")
+    if ! grep -qE -- "$want_regex" <<<"$first"; then
+        not_ok "$name" "stderr '$first' does not match '$want_regex'"; continue
+    fi
+    # every stderr line must be a caramba error line, never a sanitizer report or a trace
+    if grep -qvE '^cb(-[a-z]+)?( [a-z]+)?: ' "$TMP/err"; then
+        not_ok "$name" "stderr has lines that are not error lines: $(grep -vE '^cb' "$TMP/err" | head -c 300)"; continue
+    fi
+    ok "$name"
+done
