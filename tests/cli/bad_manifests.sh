@@ -5,6 +5,8 @@
 . "$(dirname "$0")/lib.sh"
 
 shopt -s nullglob
+files=(tests/bad/manifest/*.yml)
+[ ${#files[@]} -gt 0 ] || { echo "skip - $SCRIPT: no hostile manifests yet"; exit 0; }
 for yml in tests/bad/manifest/*.yml; do
     name=$(basename "$yml" .yml)
     exp=${yml%.yml}.expect
