@@ -28,13 +28,14 @@ int cb_error_setf_at(cb_error *e, const char *src_file, int src_line, int code,
 
 void cb_error_prefix(cb_error *e, const char *fmt, ...) {
     if (!e) return;
-    char prefix[512], old[sizeof e->msg];
+    char prefix[256], old[sizeof e->msg];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+    int n = snprintf(e->msg, sizeof e->msg, "%s: ", prefix);
+    if (n >= 0 && (size_t)n < sizeof e->msg) snprintf(e->msg + n, sizeof e->msg - (size_t)n, "%s", old);
 }
 
 const char *cb_error_line(const cb_error *e, char *buf, size_t n) {
@@ -48,7 +49,7 @@ void *cb_malloc_at(size_t n, size_t size, cb_error *e, const char *f, int l) {
         cb_error_setf_at(e, f, l, CB_E_RUNTIME, "", "allocation of %zu x %zu bytes overflows", n, size);
         return NULL;
     }
-    void *p = malloc(n * size ? n * size : 1);
+    void *p = malloc(n * size != 0 ? n * size : 1);
     if (!p) cb_error_setf_at(e, f, l, CB_E_RUNTIME, "", "out of memory allocating %zu bytes", n * size);
     return p;
 }

@@ -34,9 +34,9 @@ int cb_doc_parse(const char *text, size_t len, const char *name, const char *wan
         return cb_fail(e, CB_E_INVALID, name, "not a caramba document (no \"cb_version\" and \"kind\")");
     }
     if (want_kind && strcmp(kind, want_kind) != 0) {
-        json_decref(doc);
-        return cb_fail(e, CB_E_INVALID, name, "expected a document of kind \"%s\", got \"%s\"",
-                       want_kind, kind);
+        cb_fail(e, CB_E_INVALID, name, "expected a document of kind \"%s\", got \"%s\"", want_kind, kind);
+        json_decref(doc); /* kind points into doc: free it only after the message is made */
+        return CB_E_INVALID;
     }
     *out = doc;
     return CB_OK;

@@ -76,3 +76,15 @@ TEST(diags_collect_every_error) {
     EXPECT_EQ_INT(CB_E_INVALID, cb_diags_status(&d));
     cb_diags_free(&d);
 }
+
+#include "core/sha256.h"
+TEST(sha256_known_vectors) {
+    char hex[65];
+    cb_sha256_hex("", 0, hex);
+    EXPECT_EQ_STR("e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855", hex);
+    cb_sha256_hex("abc", 3, hex);
+    EXPECT_EQ_STR("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", hex);
+    const char *m = "abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq";
+    cb_sha256_hex(m, strlen(m), hex);
+    EXPECT_EQ_STR("248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1", hex);
+}
