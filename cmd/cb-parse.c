@@ -26,14 +26,15 @@ int main(int argc, char **argv) {
     };
     const char *out_path = NULL;
     int c;
-    opterr = 0;
-    while ((c = getopt_long(argc, argv, "o:h", options, NULL)) != -1) {
+    opterr = 0; /* getopt stays quiet: errors go out as one line through cb_cli_usage_error */
+    while ((c = getopt_long(argc, argv, ":o:h", options, NULL)) != -1) {
         switch (c) {
         case 'o': out_path = optarg; break;
         case 'h': print_help(); return cb_cli_close_stdout(tool);
         case ':':
             return cb_cli_usage_error(tool, "option %s needs an argument", argv[optind - 1]);
         default:
+            if (optopt) return cb_cli_usage_error(tool, "unknown option -%c", optopt);
             return cb_cli_usage_error(tool, "unknown option %s", argv[optind - 1]);
         }
     }

@@ -654,12 +654,14 @@ static int yp_libyaml_error(yp_parser *p, const yaml_parser_t *yp) {
     int line, col;
     if (yp->error == YAML_MEMORY_ERROR) return yp_oom(p, 1, 1);
     if (yp->error == YAML_READER_ERROR) {
-        yp_offset_to_line_col(p, yp->problem_offset, &line, &col);
-        if (yp->problem_value == -1 || strstr(yp->problem, "UTF-8"))
+        size_t at = yp->problem_offset;
+        if (strstr(yp->problem, "trailing")) /* point at the sequence, not at the byte that broke it */
+            while (at > 0 && at <= p->len && ((unsigned char)p->text[--at] & 0xC0) == 0x80) {}
+        yp_offset_to_line_col(p, at, &line, &col);
+        if (strstr(yp->problem, "UTF-8") || yp->problem_value == -1)
             return yp_fail(p, line, col, "not UTF-8 text: %s", yp->problem);
-        if (yp->problem_value == 0)
-            return yp_fail(p, line, col, "not a text file: NUL byte (%s)", yp->problem);
-        return yp_fail(p, line, col, "%s (character U+%04X)", yp->problem, (unsigned)yp->problem_value);
+        if (yp->problem_value == 0) return yp_fail(p, line, col, "not a text file: NUL byte");
+        return yp_fail(p, line, col, "not a text file: control character U+%04X", (unsigned)yp->problem_value);
     }
     line = (int)yp->problem_mark.line + 1;
     col = (int)yp->problem_mark.column + 1;

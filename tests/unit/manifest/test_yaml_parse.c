@@ -335,12 +335,13 @@ TEST(scalar_rejections) {
 
 TEST(encoding_rejections) {
     REJECT("a: 1\nbb: \xff\n", "t.yml:2:5", "not UTF-8 text");
-    REJECT("a: 1\nb: \xc3\n", "t.yml:2:5", "not UTF-8 text"); /* the byte that breaks the sequence */
+    REJECT("a: 1\nb: \xc3\n", "t.yml:2:4", "not UTF-8 text"); /* where the broken sequence starts */
+    REJECT("a: 1\nb: x\xe2\x82z\n", "t.yml:2:5", "invalid trailing UTF-8 octet");
     REJECT("\x89PNG\r\n\x1a\n", "t.yml:1:1", "not UTF-8 text");
     REJECT("\xff\xfe" "a\0:\0", "t.yml:1:1", "UTF-16 text");
     static const char nul[] = "a: 1\nb: x\0y\n";
     expect_reject("nul byte", nul, sizeof nul - 1, "t.yml:2:5", "NUL byte");
-    REJECT("a: \x01\n", "t.yml:1:4", "control characters are not allowed");
+    REJECT("a: \x01\n", "t.yml:1:4", "not a text file: control character U+0001");
 }
 
 /* The billion laughs: nine levels of nine aliases would be 9^9 nodes. */
