@@ -640,12 +640,14 @@ static int yp_tab_at(const yp_parser *p, size_t line0, size_t col0) {
         if (p->text[i++] == '\n') line++;
     }
     if (line < line0) return 0;
-    size_t start = i, col = 0;
-    for (; i < p->len && p->text[i] != '\n'; i++) {
-        char c = p->text[i];
-        if (c == '\t' && (col == col0 || i - start == col)) return 1; /* at the error, or in leading blanks */
-        if (c != ' ' && c != '\t' && col >= col0) break;
-        if (((unsigned char)c & 0xC0) != 0x80) col++;
+    size_t start = i, k = i, col = 0;
+    int tab_in_indent = 0;
+    for (; k < p->len && (p->text[k] == ' ' || p->text[k] == '\t'); k++) tab_in_indent |= p->text[k] == '\t';
+    if (tab_in_indent && col0 <= k - start) return 1; /* the error is in or just after the indentation */
+    for (; i < p->len && p->text[i] != '\n'; i++) { /* else: is the character at the error a tab? */
+        if (((unsigned char)p->text[i] & 0xC0) == 0x80) continue;
+        if (col == col0) return p->text[i] == '\t';
+        col++;
     }
     return 0;
 }

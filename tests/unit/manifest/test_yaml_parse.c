@@ -287,6 +287,7 @@ TEST(syntax_and_structure_rejections) {
     REJECT("a: &a {x: 1}\n<<: *a\n<<: *a\n", "t.yml:3:1", "duplicate merge key");
     REJECT("a:\n\tb: 1\n", "t.yml:2:1", "tab character in indentation");
     REJECT("a:\n  b: 1\n  \tc: 2\n", "t.yml:3:3", "tab character in indentation");
+    REJECT("a: [x,\t@]\n", "t.yml:1:8", "found character that cannot start any token"); /* a tab elsewhere is not blamed */
     REJECT("a: 1\n---\nb: 2\n", "t.yml:2:1", "only one YAML document per manifest");
     REJECT("a: 1\n---\n", "t.yml:2:1", "only one YAML document per manifest");
     REJECT("", "t.yml:1:1", "empty manifest");
