@@ -47,7 +47,8 @@ static const char *span_text(const expr_parser *p, const expr_operand *o, char *
 static int syntax_error(expr_parser *p, const char *expected) {
     char rest[24];
     if (p->pos >= p->len) snprintf(rest, sizeof rest, "end");
-    else snprintf(rest, sizeof rest, "\"%.12s%s\"", p->src + p->pos, p->len - p->pos > 12 ? "..." : "");
+    else snprintf(rest, sizeof rest, "\"%.*s%s\"", (int)(p->len - p->pos > 12 ? 12 : p->len - p->pos),
+                  p->src + p->pos, p->len - p->pos > 12 ? "..." : "");
     return cb_fail(p->e, CB_E_INVALID, "", "syntax error in ${%.*s}: expected %s at %s",
                    (int)(p->len > 200 ? 200 : p->len), p->src, expected, rest);
 }

@@ -107,6 +107,18 @@ TEST(syntax_errors) {
     EXPECT(strstr(eval_err("3h", &e), "syntax error") != NULL);
 }
 
+TEST(messages_quote_only_the_expression) {
+    /* the text after the expression (here "}tail") is not part of it */
+    const char *src = "h h}tail";
+    cb_error e;
+    cb_error_clear(&e);
+    int64_t v;
+    EXPECT_EQ_INT(CB_E_INVALID, cb_expr_eval(src, 3, lookup, NULL, &v, &e));
+    EXPECT(strcmp("syntax error in ${h h}: expected an operator at \"h\"", e.msg) == 0);
+    EXPECT_EQ_INT(CB_OK, cb_expr_eval("h*2junk", 3, lookup, NULL, &v, &e));
+    EXPECT_EQ_INT(16, v);
+}
+
 TEST(undefined_name_comes_from_lookup) {
     cb_error e;
     EXPECT_EQ_STR("undefined variable \"nope\"", eval_err("h * nope", &e));
