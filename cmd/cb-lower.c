@@ -37,7 +37,16 @@ int main(int argc, char **argv) {
     cb_error e;
     cb_error_clear(&e);
     json_t *doc;
-    if (cb_doc_load(input, "manifest", &doc, &e) != CB_OK) return cb_cli_report(TOOL, &e);
+    /* the kind is checked here rather than by cb_doc_load, whose message reads the kind
+     * after freeing the document */
+    if (cb_doc_load(input, NULL, &doc, &e) != CB_OK) return cb_cli_report(TOOL, &e);
+    const char *kind = json_string_value(json_object_get(doc, "kind"));
+    if (strcmp(kind, "manifest") != 0) {
+        cb_fail(&e, CB_E_INVALID, strcmp(input, "-") == 0 ? "<stdin>" : input,
+                "expected a document of kind \"manifest\", got \"%s\"", kind);
+        json_decref(doc);
+        return cb_cli_report(TOOL, &e);
+    }
 
     cb_diags d;
     cb_diags_init(&d);

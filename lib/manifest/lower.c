@@ -35,6 +35,7 @@ typedef struct lower_ctx {
     int vars_broken;     /* vars is not a mapping (reported): references are not checked */
     int *stack;          /* vars being resolved, outermost first */
     int n_stack;
+    int nest;            /* containers and vars being substituted now, all together */
     long long values_used; /* budget spent by substitution and merging */
     size_t chars_used;
     int over_budget;     /* reported once; everything after fails silently */
@@ -250,6 +251,25 @@ static int resolve_var(lower_ctx *c, int idx) {
     return 0;
 }
 
+/* "vars cycle: a -> b -> a" from the resolution stack (idx: the var seen again), or,
+ * with idx -1, a chain of references too long to follow. Kept out of var_get, which
+ * recursion stacks up. */
+static __attribute__((noinline)) int cycle_error(const lower_ctx *c, int idx, cb_error *e) {
+    char chain[700] = "";
+    size_t n = 0;
+    int from = 0;
+    if (idx >= 0)
+        while (c->stack[from] != idx) from++;
+    for (int i = from; i < c->n_stack && n < sizeof chain - 100; i++)
+        n += (size_t)snprintf(chain + n, sizeof chain - n, "%s -> ", c->vars[c->stack[i]].name);
+    if (idx >= 0) {
+        snprintf(chain + n, sizeof chain - n, "%s", c->vars[idx].name);
+        return cb_fail(e, CB_E_INVALID, "", "vars cycle: %s", chain);
+    }
+    return cb_fail(e, CB_E_INVALID, "", "vars refer to each other more than %d deep: %s...",
+                   CB_LOWER_MAX_VAR_CHAIN, chain);
+}
+
 /* Find the var name[0..len) and resolve it. CB_OK with *out set, or e filled and
  * *silent = 1 when the problem has already been reported (a broken var, the budget). */
 static int var_get(lower_ctx *c, const char *name, size_t len, lower_var **out, cb_error *e,
@@ -274,17 +294,12 @@ static int var_get(lower_ctx *c, const char *name, size_t len, lower_var **out, 
     }
     int idx = (int)json_integer_value(ix);
     lower_var *v = &c->vars[idx];
-    if (v->state == VAR_RESOLVING) {
-        char cycle[700] = "";
-        size_t n = 0;
-        int from = 0;
-        while (c->stack[from] != idx) from++;
-        for (int i = from; i < c->n_stack && n < sizeof cycle - 100; i++)
-            n += (size_t)snprintf(cycle + n, sizeof cycle - n, "%s -> ", c->vars[c->stack[i]].name);
-        snprintf(cycle + n, sizeof cycle - n, "%s", v->name);
-        return cb_fail(e, CB_E_INVALID, "", "vars cycle: %s", cycle);
+    if (v->state == VAR_RESOLVING) return cycle_error(c, idx, e);
+    if (v->state == VAR_UNRESOLVED) {
+        if (c->n_stack >= CB_LOWER_MAX_VAR_CHAIN)
+            return cycle_error(c, -1, e);
+        resolve_var(c, idx);
     }
-    if (v->state == VAR_UNRESOLVED) resolve_var(c, idx);
     if (v->state != VAR_DONE) {
         *silent = 1;
         return cb_fail(e, CB_E_INVALID, "", "variable %s is invalid", v->name);
@@ -570,7 +585,15 @@ static int subst_value(lower_ctx *c, json_t *v, const char *loc, int depth, json
         report(c, loc, "nested deeper than %d levels", CB_LOWER_MAX_DEPTH);
         return -1;
     }
-    return json_is_object(v) ? subst_object(c, v, depth, NULL) : subst_array(c, v, loc, depth);
+    /* vars inside vars inside deep values: bound the recursion as a whole */
+    if (c->nest >= CB_LOWER_MAX_NEST) {
+        report(c, loc, "vars and values nest more than %d levels deep in all", CB_LOWER_MAX_NEST);
+        return -1;
+    }
+    c->nest++;
+    int r = json_is_object(v) ? subst_object(c, v, depth, NULL) : subst_array(c, v, loc, depth);
+    c->nest--;
+    return r;
 }
 
 /* ---- vars section ---------------------------------------------------------- */
@@ -615,8 +638,10 @@ static void vars_replace(lower_ctx *c, json_t *m) {
     json_t *vars = json_object_get(m, "vars");
     if (!json_is_object(vars)) return;
     json_t *resolved = json_object();
-    json_t *locs = json_object_get(vars, CB_LOC_KEY);
-    if (locs) json_object_set_new(resolved, CB_LOC_KEY, json_deep_copy(locs));
+    const char *k;
+    json_t *x;
+    json_object_foreach(vars, k, x)
+        if (cb_is_annotation(k)) json_object_set_new(resolved, k, json_deep_copy(x));
     for (int i = 0; i < c->n_vars; i++)
         if (c->vars[i].state == VAR_DONE) json_object_set(resolved, c->vars[i].name, c->vars[i].value);
     json_object_set_new(m, "vars", resolved); /* frees the raw values: vars[].raw dangle now */

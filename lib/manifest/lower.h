@@ -9,6 +9,8 @@
 #define CB_LOWER_MAX_DEPTH 256           /* deepest nesting of mappings and lists */
 #define CB_LOWER_MAX_VALUES 2000000      /* values that substituting vars may copy in all */
 #define CB_LOWER_MAX_CHARS (64 << 20)    /* characters that substitution may produce in all */
+#define CB_LOWER_MAX_VAR_CHAIN 256       /* vars referring to vars referring to ... */
+#define CB_LOWER_MAX_NEST 1024           /* values and vars being substituted at once */
 
 /* Lower a document of kind "manifest". On success *lowered_doc is a new document of
  * kind "lowered" (the input is not changed) and CB_OK is returned. Otherwise every

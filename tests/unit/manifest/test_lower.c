@@ -385,6 +385,45 @@ TEST(depth_is_bounded) {
     free(text);
 }
 
+TEST(long_var_chains_are_bounded) {
+    /* a0 -> a1 -> ... -> a299: resolving a0 first needs 300 vars at once */
+    cb_diags d;
+    char line[400];
+    size_t cap = 40000, n = 0;
+    char *text = malloc(cap);
+    n += (size_t)snprintf(text + n, cap - n, "{\"vars\": {");
+    for (int i = 0; i < 299; i++) n += (size_t)snprintf(text + n, cap - n, "\"a%d\": \"${a%d}\", ", i, i + 1);
+    snprintf(text + n, cap - n, "\"a299\": 1}, \"x\": \"${a0}\"}");
+    lower_err(text, &d, line, sizeof line);
+    EXPECT(strstr(line, "vars.a255: vars refer to each other more than 256 deep: a0 -> a1 -> ") != NULL);
+    EXPECT_EQ_INT(1, d.n);
+    cb_diags_free(&d);
+    /* defined the other way round, the same chain resolves one var at a time */
+    n = (size_t)snprintf(text, cap, "{\"vars\": {\"a299\": 1");
+    for (int i = 298; i >= 0; i--) n += (size_t)snprintf(text + n, cap - n, ", \"a%d\": \"${a%d}\"", i, i + 1);
+    snprintf(text + n, cap - n, "}, \"x\": \"${a0}\"}");
+    json_t *out = lower_ok(text);
+    EXPECT_EQ_INT(1, json_integer_value(at(out, "x")));
+    json_decref(out);
+    /* vars each 200 lists deep, each referring to the next: recursion bounded as a whole */
+    n = (size_t)snprintf(text, cap, "{\"vars\": {");
+    for (int v = 0; v < 8; v++) {
+        n += (size_t)snprintf(text + n, cap - n, "%s\"v%d\": ", v ? ", " : "", v);
+        for (int i = 0; i < 200; i++) text[n++] = '[';
+        n += (size_t)snprintf(text + n, cap - n, "\"${v%d}\"", v + 1);
+        for (int i = 0; i < 200; i++) text[n++] = ']';
+    }
+    snprintf(text + n, cap - n, ", \"v8\": 0}}");
+    lower_err(text, &d, line, sizeof line);
+    EXPECT(strstr(line, "t.yml: vars.v5[0][0]") == line);
+    EXPECT(strstr(line, "vars and values nest more than 1024 levels deep in all") != NULL);
+    /* v6, left unresolved then, fails on its own afterwards: v7 inside it is too deep */
+    EXPECT_EQ_INT(2, d.n);
+    if (d.n == 2) EXPECT(strstr(msg_of(&d, 1), "substituting ${v7} here nests deeper than 256 levels") != NULL);
+    cb_diags_free(&d);
+    free(text);
+}
+
 /* ---- runs, groups, defaults ------------------------------------------------------- */
 
 TEST(defaults_merge_into_runs) {
