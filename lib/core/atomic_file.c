@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *e) {
@@ -24,6 +25,10 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *e) {
              slash ? slash + 1 : path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) return cb_fail(e, CB_E_IO, path, "cannot create: %s", strerror(errno));
+    /* mkstemp makes 0600; the final file gets what an ordinary create would give */
+    mode_t mask = umask(0);
+    umask(mask);
+    fchmod(fd, 0666 & ~mask);
     af->fp = fdopen(fd, "wb");
     if (!af->fp) {
         int err = errno;

@@ -92,6 +92,9 @@ int cb_dir_temp(const char *dir, char *out, size_t n, cb_error *e) {
     if ((size_t)snprintf(out, n, "%.*s.tmp.XXXXXX", (int)len, dir) >= n)
         return cb_fail(e, CB_E_USAGE, dir, "path too long");
     if (!mkdtemp(out)) return cb_fail(e, CB_E_IO, dir, "cannot create a temporary directory beside it: %s", strerror(errno));
+    mode_t mask = umask(0); /* mkdtemp makes 0700; give what mkdir would */
+    umask(mask);
+    chmod(out, 0777 & ~mask);
     return CB_OK;
 }
 
