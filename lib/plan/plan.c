@@ -16,14 +16,17 @@ static json_t *copy_or(const json_t *v, json_t *absent) {
 }
 
 /* embed.tok [V, d] (+ embed.pos [max_seq_len, d] for token_position). */
-static json_t *embedder(cb_plan_walk *w, const json_t *src, int64_t *vocab, int64_t *d, int64_t *params) {
+static json_t *embedder(cb_plan_walk *w, const json_t *model, int64_t *vocab, int64_t *d, int64_t *params) {
     static const char *const types[] = {"token", "token_position", NULL};
     const char *path = "model.embedder";
     json_t *e = json_object();
     *vocab = *d = *params = CB_PLAN_UNKNOWN;
+    const json_t *src = json_object_get(model, "embedder");
     json_object_set_new(e, "id", json_string("embed"));
     if (!json_is_object(src)) {
-        cb_plan_errf(w, NULL, NULL, path, "missing (a mapping with type, vocab_size, d_model)");
+        cb_plan_errf(w, model, "embedder", "model", "%s",
+                     src ? "must be a mapping with type, vocab_size and d_model"
+                         : "missing (a mapping with type, vocab_size and d_model)");
         return e;
     }
     const char *type = cb_plan_str(w, src, "type", NULL, types, path);
@@ -133,11 +136,11 @@ static json_t *model_plan(cb_plan_walk *w, const json_t *model, json_t **totals_
                           ? w->init_std / sqrt(2.0 * (double)w->attention_layers) : w->init_std;
 
     int64_t vocab, d, p_embed, p_topo = CB_PLAN_UNKNOWN, p_head;
-    json_t *emb = embedder(w, json_object_get(model, "embedder"), &vocab, &d, &p_embed);
+    json_t *emb = embedder(w, model, &vocab, &d, &p_embed);
     json_t *tnode = NULL;
     int64_t d_last = CB_PLAN_UNKNOWN;
     if (!json_is_object(topo)) {
-        cb_plan_errf(w, model, "topology", path, "missing (a topology node)");
+        cb_plan_errf(w, model, "topology", path, "%s", topo ? "must be a topology node (a mapping)" : "missing (a topology node)");
     } else {
         int64_t d_first = cb_plan_first_width(topo, 0);
         if (d_first != CB_PLAN_UNKNOWN && d != CB_PLAN_UNKNOWN && d_first != d)

@@ -136,8 +136,9 @@ static int64_t topology(cb_plan_walk *w, const json_t *src, const char *type, co
 
     const json_t *layers = json_object_get(src, "layers");
     if (!json_is_array(layers) || json_array_size(layers) == 0) {
-        cb_plan_errf(w, src, "layers", path, "%s", json_is_array(layers) ? "empty (a topology needs at least one layer or topology)"
-                                                                     : "missing (a sequence of layers or topologies)");
+        cb_plan_errf(w, src, "layers", path, "%s",
+                     json_is_array(layers) ? "empty (a topology needs at least one layer or topology)"
+                     : layers ? "must be a sequence of layers or topologies" : "missing (a sequence of layers or topologies)");
         return d_in;
     }
     if (depth >= CB_PLAN_MAX_DEPTH) {
