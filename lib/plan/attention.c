@@ -146,20 +146,25 @@ int64_t cb_plan_attention(cb_plan_walk *w, const json_t *src, const char *path, 
     }
     a.rope = cb_plan_bool(w, src, "rope_enabled", 1, path);
     a.bias = cb_plan_bool(w, src, "bias", 0, path);
-    a.gate = cb_plan_bool(w, src, "decoupled_gate", 0, path);
-    a.gate_dynamic = cb_plan_bool(w, src, "decoupled_gate_dynamic", 0, path);
+    /* the gate exists in decoupled mode only (the schema refuses it elsewhere) */
+    a.gate = a.decoupled && cb_plan_bool(w, src, "decoupled_gate", 0, path);
+    a.gate_dynamic = a.decoupled && cb_plan_bool(w, src, "decoupled_gate_dynamic", 0, path);
     json_object_set_new(cfg, "rope_enabled", json_boolean(a.rope));
     json_object_set_new(cfg, "rope_theta", json_real(cb_plan_num(w, src, "rope_theta", 10000, 1e-9, 1e30, path)));
     json_object_set_new(cfg, "rope_scaling", cb_plan_rope_scaling(w, src, path));
     json_object_set_new(cfg, "bias", json_boolean(a.bias));
     json_object_set_new(cfg, "dropout", json_real(cb_plan_num(w, src, "dropout", 0, 0, 1, path)));
     json_object_set_new(cfg, "is_causal", json_boolean(cb_plan_bool(w, src, "is_causal", 1, path)));
-    json_object_set_new(cfg, "decoupled_gate", json_boolean(a.gate));
-    json_object_set_new(cfg, "decoupled_gate_dynamic", json_boolean(a.gate_dynamic));
+    if (a.decoupled) {
+        json_object_set_new(cfg, "decoupled_gate", json_boolean(a.gate));
+        json_object_set_new(cfg, "decoupled_gate_dynamic", json_boolean(a.gate_dynamic));
+    }
 
+    /* errors in the order of the fields: d_model / n_heads, n_kv_heads, mode, sem/geo/v */
     int ok = mode != NULL;
+    if (!a.decoupled) ok &= check_standard(w, src, path, &a);
     ok &= check_heads(w, src, path, mode ? mode : "", &a);
-    ok &= a.decoupled ? check_decoupled(w, src, path, &a) : check_standard(w, src, path, &a);
+    if (a.decoupled) ok &= check_decoupled(w, src, path, &a);
     *params = CB_PLAN_UNKNOWN;
     if (ok) {
         int ovf = 0;

@@ -31,13 +31,12 @@ json_t *cb_plan_rope_scaling(cb_plan_walk *w, const json_t *obj, const char *pat
     const char *type = cb_plan_str(w, v, "type", NULL, types, sub);
     if (!json_object_get(v, "type")) cb_plan_errf(w, v, "type", sub, "missing (llama3)");
     json_object_set_new(cfg, "type", json_string(type ? type : "llama3"));
-    static const char *const factors[] = {"factor", "low_freq_factor", "high_freq_factor", NULL};
-    for (int i = 0; factors[i]; i++) {
-        if (!json_object_get(v, factors[i]))
-            cb_plan_errf(w, v, factors[i], sub, "missing (a positive number is required)");
-        json_object_set_new(cfg, factors[i], json_real(cb_plan_num(w, v, factors[i], 1.0, 1e-9, 1e9, sub)));
-    }
-    int64_t orig = cb_plan_int(w, v, "original_max_position_embeddings", 0, sub);
+    /* Llama 3.1's values unless given (the schema's defaults too) */
+    static const struct { const char *key; double def; } factors[] = {
+        {"factor", 8.0}, {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0}};
+    for (int i = 0; i < 3; i++)
+        json_object_set_new(cfg, factors[i].key, json_real(cb_plan_num(w, v, factors[i].key, factors[i].def, 1e-9, 1e9, sub)));
+    int64_t orig = cb_plan_int(w, v, "original_max_position_embeddings", 8192, sub);
     json_object_set_new(cfg, "original_max_position_embeddings", json_integer(orig));
     return cfg;
 }

@@ -165,6 +165,15 @@ static json_t *model_plan(cb_plan_walk *w, const json_t *model, json_t **totals_
     return out;
 }
 
+void cb_plan_doc_error(const json_t *lowered_doc, cb_diags *d) {
+    const char *kind = json_string_value(json_object_get(lowered_doc, "kind"));
+    if (!kind || strcmp(kind, "lowered") != 0)
+        cb_diags_addf(d, CB_E_INVALID, "", "expected a document of kind \"lowered\", got %s%s%s",
+                      kind ? "\"" : "", kind ? kind : "none", kind ? "\"" : "");
+    else
+        cb_diags_addf(d, CB_E_INVALID, "", "manifest: missing (a lowered document carries the manifest mapping)");
+}
+
 int cb_plan_build(const json_t *lowered_doc, json_t **plan_doc, cb_diags *d) {
     *plan_doc = NULL;
     int errors_before = d->n + d->n_dropped;
@@ -172,7 +181,7 @@ int cb_plan_build(const json_t *lowered_doc, json_t **plan_doc, cb_diags *d) {
     const json_t *m = json_object_get(lowered_doc, "manifest");
     const char *kind = json_string_value(json_object_get(lowered_doc, "kind"));
     if (!kind || strcmp(kind, "lowered") != 0 || !json_is_object(m)) {
-        cb_diags_addf(d, CB_E_INVALID, "", "not a lowered manifest (kind \"lowered\" with a \"manifest\" mapping)");
+        cb_plan_doc_error(lowered_doc, d);
         return CB_E_INVALID;
     }
     const json_t *model = json_object_get(m, "model");

@@ -13,6 +13,10 @@
  * with *plan_doc NULL. Robust to schema-invalid input: it reports, never crashes. */
 int cb_plan_build(const json_t *lowered_doc, json_t **plan_doc, cb_diags *d);
 
+/* Record why lowered_doc is not a lowered manifest at all (kind other than "lowered",
+ * no "manifest" mapping): one error without a location. */
+void cb_plan_doc_error(const json_t *lowered_doc, cb_diags *d);
+
 /* A readable tree of a plan: one line per node (id, type, d_in->d_out, parameters,
  * KV elements per token for attention), a NestedTopology once with "xN", totals last.
  * Returns 0, or -1 when fp reports a write error. */

@@ -61,7 +61,8 @@ int64_t cb_plan_layer(cb_plan_walk *w, const json_t *src, const char *type, cons
 int64_t cb_plan_attention(cb_plan_walk *w, const json_t *src, const char *path, int64_t d_in,
                           json_t *node, int64_t *params);
 /* The rope_scaling member of obj checked: null (or absent) or a llama3 mapping with
- * factor, low_freq_factor, high_freq_factor, original_max_position_embeddings.
+ * factor (8), low_freq_factor (1), high_freq_factor (4), original_max_position_embeddings
+ * (8192), defaults filled.
  * Returns the config value to record (json null when absent). */
 json_t *cb_plan_rope_scaling(cb_plan_walk *w, const json_t *obj, const char *path);
 /* 1 when type names a layer that cb_plan_layer knows. */
