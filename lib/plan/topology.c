@@ -83,7 +83,7 @@ static json_t *width_json(int64_t v) { return v == CB_PLAN_UNKNOWN ? json_null()
 
 /* The id of child i: its name is the last element of the "id" cb-lower gave it (or the
  * default by type, counted per base name among siblings), after the parent's prefix. */
-static int child_id(const json_t *child, const char *prefix, int counters[], char *out, size_t n) {
+static int child_id(const json_t *child, const char *prefix, int counters[N_TYPES + 1], char *out, size_t n) {
     const char *given = json_string_value(json_object_get(child, "id"));
     char name[256];
     if (given && given[0]) {
@@ -92,7 +92,8 @@ static int child_id(const json_t *child, const char *prefix, int counters[], cha
     } else {
         int t = type_index(type_of(child));
         const char *base = t >= 0 ? default_names[t].name : "node";
-        /* counters are per base name: find the first type with this base */
+        /* counters are per base name: the slot of the first type with this base, or
+         * the last slot (N_TYPES) for "node", the name of an unknown type */
         int slot = 0;
         while (slot < N_TYPES && strcmp(default_names[slot].name, base) != 0) slot++;
         int k = counters[slot]++;
@@ -148,7 +149,7 @@ static int64_t topology(cb_plan_walk *w, const json_t *src, const char *type, co
 
     char prefix[1024];
     snprintf(prefix, sizeof prefix, "%s%s", id, strcmp(type, "NestedTopology") == 0 ? (id[0] ? ".*" : "*") : "");
-    int counters[N_TYPES] = {0};
+    int counters[N_TYPES + 1] = {0};
     int64_t saved_applications = w->applications;
     int ovf = 0;
     w->applications = cb_count_mul(w->applications, runs == CB_PLAN_UNKNOWN ? 1 : runs, &ovf);
