@@ -20,7 +20,7 @@
 #define LC_FD_FLOOR 1e-2
 #define LC_ACCUM_TOL 1e-12   // second backward call must double every gradient
 #define LC_F32_TOL 1e-5      // float forward vs double forward, C vs PyTorch
-#define LC_F32_GRAD_TOL 1e-4 // float gradients vs double gradients (longer chains of rounding)
+#define LC_F32_GRAD_TOL 1e-5 // float gradients vs double gradients
 
 /* ---- allocations freed together at the end of a test (keeps ASan quiet on early failures) ---- */
 #define LC_MAX_ALLOCS 256
