@@ -1,7 +1,10 @@
 /* crossentropy.c: fused softmax + cross-entropy over `real` (float here, double via
- * f64/crossentropy_f64.c). Rows run in parallel; the mean is summed in row order in double. */
+ * f64/crossentropy_f64.c). Rows run in parallel, each row's vocabulary loop in SIMD lanes (a SIMD
+ * sum's order depends on the vector width, not on the thread count); the mean is summed in row
+ * order in double. */
 #include "layers/crossentropy.h"
 
+#include "layers/activation.h"
 #include "layers/loops.h"
 
 real CB_FN(cb_crossentropy_forward)(real *restrict losses, real *restrict lse, const real *restrict logits,
@@ -11,9 +14,11 @@ real CB_FN(cb_crossentropy_forward)(real *restrict losses, real *restrict lse, c
         const real *x = logits + (size_t)n * V;
         // subtract the row maximum so exp never overflows
         real m = x[0];
+#pragma omp simd reduction(max : m)
         for (int v = 1; v < V; v++) m = x[v] > m ? x[v] : m;
         real s = 0;
-        for (int v = 0; v < V; v++) s += REAL_EXP(x[v] - m);
+#pragma omp simd reduction(+ : s)
+        for (int v = 0; v < V; v++) s += cb_exp(x[v] - m);
         lse[n] = m + REAL_LOG(s);
         losses[n] = targets[n] >= 0 ? lse[n] - x[targets[n]] : (real)0;
     }
@@ -40,7 +45,8 @@ void CB_FN(cb_crossentropy_backward)(real *restrict dlogits, const real *restric
         const real *x = logits + (size_t)n * V;
         real *dx = dlogits + (size_t)n * V;
         real l = lse[n];
-        for (int v = 0; v < V; v++) dx[v] += g * REAL_EXP(x[v] - l);
+#pragma omp simd
+        for (int v = 0; v < V; v++) dx[v] += g * cb_exp(x[v] - l);
         dx[targets[n]] -= g;
     }
 }

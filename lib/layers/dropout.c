@@ -42,7 +42,7 @@ void CB_FN(cb_dropout_forward)(real *restrict out, const real *restrict in, size
     }
     uint64_t key = splitmix64_mix(seed), threshold = drop_threshold((double)p);
     real scale = (real)1 / ((real)1 - p);
-#pragma omp parallel for if (n > CB_OMP_MIN_WORK)
+#pragma omp parallel for simd if (n > CB_OMP_MIN_WORK)
     for (size_t i = 0; i < n; i++) out[i] = keep_at(key, offset + i, threshold) ? in[i] * scale : (real)0;
 }
 
@@ -56,7 +56,7 @@ void CB_FN(cb_dropout_backward)(real *restrict din, const real *restrict dout, s
     }
     uint64_t key = splitmix64_mix(seed), threshold = drop_threshold((double)p);
     real scale = (real)1 / ((real)1 - p);
-#pragma omp parallel for if (n > CB_OMP_MIN_WORK)
+#pragma omp parallel for simd if (n > CB_OMP_MIN_WORK)
     for (size_t i = 0; i < n; i++)
         if (keep_at(key, offset + i, threshold)) din[i] += dout[i] * scale;
 }

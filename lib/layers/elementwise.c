@@ -6,7 +6,8 @@
 #include "layers/activation.h"
 #include "layers/loops.h"
 
-#define CB_PAR_FOR_N _Pragma("omp parallel for if (n > CB_OMP_MIN_WORK)")
+// element-wise loops: threads when large, and SIMD (the activations inline into straight-line code)
+#define CB_PAR_FOR_N _Pragma("omp parallel for simd if (n > CB_OMP_MIN_WORK)")
 
 void CB_FN(cb_add_forward)(real *restrict out, const real *restrict a, const real *restrict b, size_t n) {
     CB_PAR_FOR_N
@@ -61,6 +62,7 @@ void CB_FN(cb_concat_backward)(real *const *dparts, const real *restrict dout, c
         for (int k = 0; k < n_parts; k++) {
             if (dparts[k]) {
                 real *restrict dst = dparts[k] + (size_t)r * widths[k];
+#pragma omp simd
                 for (int c = 0; c < widths[k]; c++) dst[c] += src[c];
             }
             src += widths[k];
@@ -89,6 +91,7 @@ void CB_FN(cb_split_backward)(real *restrict din, const real *const *dparts, con
         for (int k = 0; k < n_parts; k++) {
             if (dparts[k]) {
                 const real *restrict src = dparts[k] + (size_t)r * widths[k];
+#pragma omp simd
                 for (int c = 0; c < widths[k]; c++) dst[c] += src[c];
             }
             dst += widths[k];

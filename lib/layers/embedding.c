@@ -14,6 +14,7 @@ void CB_FN(cb_embedding_forward)(real *restrict out, const int32_t *restrict tok
         const real *tok = wte + (size_t)tokens[n] * C;
         if (wpe) {
             const real *pos = wpe + (size_t)(pos0 + n % T) * C;
+#pragma omp simd
             for (int c = 0; c < C; c++) y[c] = tok[c] + pos[c];
         } else {
             memcpy(y, tok, (size_t)C * sizeof(real));
@@ -34,6 +35,7 @@ void CB_FN(cb_embedding_backward)(real *restrict dwte, real *restrict dwpe, cons
             for (int n = 0; n < N; n++) {
                 real *dst = dwte + (size_t)tokens[n] * C;
                 const real *src = dout + (size_t)n * C;
+#pragma omp simd
                 for (int c = c0; c < c1; c++) dst[c] += src[c];
             }
         }
@@ -45,6 +47,7 @@ void CB_FN(cb_embedding_backward)(real *restrict dwte, real *restrict dwpe, cons
             real *dst = dwpe + (size_t)(pos0 + t) * C;
             for (int b = 0; b < B; b++) {
                 const real *src = dout + ((size_t)b * T + t) * C;
+#pragma omp simd
                 for (int c = 0; c < C; c++) dst[c] += src[c];
             }
         }

@@ -1,6 +1,6 @@
 /* layernorm.c: layer normalisation over `real` (float here, double via f64/layernorm_f64.c).
- * Two-pass mean and variance per row; parameter gradients summed per column block so they do
- * not depend on the thread count. */
+ * Two-pass mean and variance per row, row sums in SIMD lanes; parameter gradients summed per
+ * column block so they do not depend on the thread count. */
 #include "layers/layernorm.h"
 
 #include "layers/loops.h"
@@ -13,15 +13,20 @@ void CB_FN(cb_layernorm_forward)(real *restrict out, real *restrict mean, real *
         const real *x = in + (size_t)n * C;
         real *y = out + (size_t)n * C;
         real m = 0;
+#pragma omp simd reduction(+ : m)
         for (int c = 0; c < C; c++) m += x[c];
         m /= (real)C;
         real v = 0;
+#pragma omp simd reduction(+ : v)
         for (int c = 0; c < C; c++) v += (x[c] - m) * (x[c] - m);
         real r = (real)1 / REAL_SQRT(v / (real)C + eps);
-        if (bias)
+        if (bias) {
+#pragma omp simd
             for (int c = 0; c < C; c++) y[c] = (x[c] - m) * r * weight[c] + bias[c];
-        else
+        } else {
+#pragma omp simd
             for (int c = 0; c < C; c++) y[c] = (x[c] - m) * r * weight[c];
+        }
         mean[n] = m;
         rstd[n] = r;
     }
@@ -40,6 +45,7 @@ void CB_FN(cb_layernorm_backward)(real *restrict din, real *restrict dweight, re
             real *dx = din + (size_t)n * C;
             real m = mean[n], r = rstd[n];
             real g_mean = 0, gx_mean = 0;
+#pragma omp simd reduction(+ : g_mean, gx_mean)
             for (int c = 0; c < C; c++) {
                 real g = dy[c] * weight[c];
                 g_mean += g;
@@ -47,6 +53,7 @@ void CB_FN(cb_layernorm_backward)(real *restrict din, real *restrict dweight, re
             }
             g_mean /= (real)C;
             gx_mean /= (real)C;
+#pragma omp simd
             for (int c = 0; c < C; c++) {
                 real xhat = (x[c] - m) * r;
                 dx[c] += r * (dy[c] * weight[c] - g_mean - xhat * gx_mean);
@@ -64,6 +71,7 @@ void CB_FN(cb_layernorm_backward)(real *restrict din, real *restrict dweight, re
                 const real *x = in + (size_t)n * C;
                 const real *dy = dout + (size_t)n * C;
                 real m = mean[n], r = rstd[n];
+#pragma omp simd
                 for (int c = c0; c < c1; c++) {
                     acc_w[c - c0] += dy[c] * (x[c] - m) * r;
                     acc_b[c - c0] += dy[c];

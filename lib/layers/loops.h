@@ -25,6 +25,7 @@ static inline void cb_colsum_acc(real *restrict dst, const real *restrict src, i
         for (int c = c0; c < c1; c++) acc[c - c0] = 0;
         for (int n = 0; n < N; n++) {
             const real *row = src + (size_t)n * C;
+#pragma omp simd
             for (int c = c0; c < c1; c++) acc[c - c0] += row[c];
         }
         for (int c = c0; c < c1; c++) dst[c] += acc[c - c0];

@@ -11,7 +11,7 @@ void CB_FN(cb_mlp_forward)(real *restrict out, real *restrict pre, real *restric
                            const real *restrict bproj, int N, int C, int F) {
     CB_FN(cb_linear_forward)(pre, in, wfc, bfc, N, C, F);
     size_t NF = (size_t)N * F;
-#pragma omp parallel for if (NF > CB_OMP_MIN_WORK)
+#pragma omp parallel for simd if (NF > CB_OMP_MIN_WORK)
     for (size_t i = 0; i < NF; i++) h[i] = cb_gelu_tanh(pre[i]);
     CB_FN(cb_linear_forward)(out, h, wproj, bproj, N, F, C);
 }
@@ -24,7 +24,7 @@ void CB_FN(cb_mlp_backward)(real *restrict din, real *restrict dwfc, real *restr
     // dh (N,F) = dout (N,C) @ wproj (C,F) into scratch, then turned into dpre in place
     CB_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, F, C, 1, dout, C, wproj, F, 0, scratch, F);
     CB_FN(cb_linear_backward)(NULL, dwproj, dbproj, dout, h, wproj, N, F, C);
-#pragma omp parallel for if (NF > CB_OMP_MIN_WORK)
+#pragma omp parallel for simd if (NF > CB_OMP_MIN_WORK)
     for (size_t i = 0; i < NF; i++) scratch[i] *= cb_gelu_tanh_grad(pre[i]);
     CB_FN(cb_linear_backward)(din, dwfc, dbfc, scratch, in, wfc, N, C, F);
 }

@@ -1,6 +1,6 @@
 /* rmsnorm.c: RMS normalisation over `real` (float here, double via f64/rmsnorm_f64.c).
- * Rows run in parallel; the weight gradient is summed per column block so it does not depend
- * on the thread count. */
+ * Rows run in parallel, row sums in SIMD lanes; the weight gradient is summed per column block so
+ * it does not depend on the thread count. */
 #include "layers/rmsnorm.h"
 
 #include "layers/loops.h"
@@ -12,8 +12,10 @@ void CB_FN(cb_rmsnorm_forward)(real *restrict out, real *restrict rstd, const re
         const real *x = in + (size_t)n * C;
         real *y = out + (size_t)n * C;
         real ss = 0;
+#pragma omp simd reduction(+ : ss)
         for (int c = 0; c < C; c++) ss += x[c] * x[c];
         real r = (real)1 / REAL_SQRT(ss / (real)C + eps);
+#pragma omp simd
         for (int c = 0; c < C; c++) y[c] = x[c] * r * weight[c];
         rstd[n] = r;
     }
@@ -32,8 +34,10 @@ void CB_FN(cb_rmsnorm_backward)(real *restrict din, real *restrict dweight, cons
             real *dx = din + (size_t)n * C;
             real r = rstd[n];
             real gx = 0;
+#pragma omp simd reduction(+ : gx)
             for (int c = 0; c < C; c++) gx += dy[c] * weight[c] * x[c];
             real k = r * r * gx / (real)C;
+#pragma omp simd
             for (int c = 0; c < C; c++) dx[c] += r * (dy[c] * weight[c] - x[c] * k);
         }
     }
@@ -49,6 +53,7 @@ void CB_FN(cb_rmsnorm_backward)(real *restrict din, real *restrict dweight, cons
                 const real *x = in + (size_t)n * C;
                 const real *dy = dout + (size_t)n * C;
                 real r = rstd[n];
+#pragma omp simd
                 for (int c = c0; c < c1; c++) acc[c - c0] += dy[c] * x[c] * r;
             }
             for (int c = c0; c < c1; c++) dweight[c] += acc[c - c0];

@@ -12,7 +12,7 @@ void CB_FN(cb_swiglu_forward)(real *restrict out, real *restrict gate, real *res
     CB_FN(cb_linear_forward)(gate, in, wg, NULL, N, C, F);
     CB_FN(cb_linear_forward)(up, in, wu, NULL, N, C, F);
     size_t NF = (size_t)N * F;
-#pragma omp parallel for if (NF > CB_OMP_MIN_WORK)
+#pragma omp parallel for simd if (NF > CB_OMP_MIN_WORK)
     for (size_t i = 0; i < NF; i++) h[i] = cb_silu(gate[i]) * up[i];
     CB_FN(cb_linear_forward)(out, h, wd, NULL, N, F, C);
 }
@@ -28,7 +28,7 @@ void CB_FN(cb_swiglu_backward)(real *restrict din, real *restrict dwg, real *res
     CB_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, F, C, 1, dout, C, wd, F, 0, dgate, F);
     CB_FN(cb_linear_backward)(NULL, dwd, NULL, dout, h, wd, N, F, C);
     // h = silu(gate) up: dup = dh silu(gate), dgate = dh up silu'(gate) (overwrites dh in place)
-#pragma omp parallel for if (NF > CB_OMP_MIN_WORK)
+#pragma omp parallel for simd if (NF > CB_OMP_MIN_WORK)
     for (size_t i = 0; i < NF; i++) {
         real dh = dgate[i];
         dup[i] = dh * cb_silu(gate[i]);

@@ -3,6 +3,7 @@
 #include <omp.h>
 #include "fixture_read.h"
 #include "layer_check.h"
+#include "layers/activation.h"
 #include "layers/elementwise.h"
 
 enum { OP_ADD, OP_SCALE, OP_CONCAT, OP_SPLIT, OP_SUM, OP_MEAN, OP_GELU, OP_SILU, N_OPS };
@@ -112,6 +113,22 @@ TEST(elementwise_activations_float_match_double) {
     EXPECT_NEAR(100.0, y[3], 1e-4);
     EXPECT_NEAR(1.0, dy[3], 1e-6);
     lc_free_all();
+}
+
+TEST(float_exp_is_within_2_ulp) {
+    // the polynomial exp behind the float activations and cross-entropy, against libm in double
+    double worst = 0;
+    for (int i = 0; i <= 2000000; i++) {
+        float x = -87.3f + (88.7f + 87.3f) * (float)i / 2000000.0f;
+        double want = exp((double)x);
+        double err = fabs((double)cb_exp(x) - want) / want;
+        if (!(err <= worst)) worst = err;
+    }
+    LC_EXPECT_DIFF("cb_exp relative error on [-87.3, 88.7]", worst, 2.4e-7); // 2 ulp
+    EXPECT(cb_exp(0.0f) == 1.0f);
+    EXPECT(cb_exp(-88.0f) == 0.0f && cb_exp(-INFINITY) == 0.0f);
+    EXPECT(isinf(cb_exp(89.0f)) && isinf(cb_exp(INFINITY)));
+    EXPECT(isnan(cb_exp(NAN)));
 }
 
 TEST(elementwise_split_undoes_concat) {
