@@ -1,0 +1,3 @@
+/* dropout_f64.c: the double-precision twin of layers/dropout.c, for finite-difference checks. */
+#define CB_REAL_F64
+#include "layers/dropout.c"

@@ -1,0 +1,3 @@
+/* elementwise_f64.c: the double-precision twin of layers/elementwise.c, for finite-difference checks. */
+#define CB_REAL_F64
+#include "layers/elementwise.c"

@@ -1,0 +1,3 @@
+/* embedding_f64.c: the double-precision twin of layers/embedding.c, for finite-difference checks. */
+#define CB_REAL_F64
+#include "layers/embedding.c"

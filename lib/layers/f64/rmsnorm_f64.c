@@ -1,0 +1,3 @@
+/* rmsnorm_f64.c: the double-precision twin of layers/rmsnorm.c, for finite-difference checks. */
+#define CB_REAL_F64
+#include "layers/rmsnorm.c"

@@ -1,0 +1,3 @@
+/* swiglu_f64.c: the double-precision twin of layers/swiglu.c, for finite-difference checks. */
+#define CB_REAL_F64
+#include "layers/swiglu.c"
