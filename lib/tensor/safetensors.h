@@ -94,9 +94,11 @@ int cb_safetensors_writer_add_tensor(cb_safetensors_writer *w, const char *name,
 /* Set a metadata key to a value (both UTF-8; a later call for the same key
  * replaces the value). caramba's own keys start with "cb.". */
 int cb_safetensors_writer_meta(cb_safetensors_writer *w, const char *key, const char *value, cb_error *e);
-/* Write the file atomically (temporary file, then rename; "-" = stdout): tensors
- * sorted by name, header padded with spaces so the data starts at a multiple of
- * CB_SAFETENSORS_ALIGN, data contiguous in the same order. The same tensors and
+/* Write the file atomically (temporary file, then rename; "-" = stdout). Tensors
+ * in the Python library's order: larger element types first, then by name (bytewise),
+ * so every tensor is aligned to its element size without gaps; metadata first, keys
+ * sorted; header padded with spaces so the data starts at a multiple of
+ * CB_SAFETENSORS_ALIGN; data contiguous in header order. The same tensors and
  * metadata always give the same bytes. A failed write (full disk) is CB_E_IO and
  * leaves an existing file at path untouched. */
 int cb_safetensors_writer_write(cb_safetensors_writer *w, const char *path, cb_error *e);
