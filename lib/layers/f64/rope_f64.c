@@ -1,0 +1,2 @@
+#define CB_REAL_F64
+#include "layers/rope.c"
