@@ -734,3 +734,70 @@ TEST(suggest_distance_and_pick) {
     EXPECT(cb_suggest("zzzzzz", names, 5) == NULL);
     EXPECT(cb_suggest("x", names, 5) == NULL);
 }
+
+/* ---- the tables and man/cb-manifest.5 document the same fields ---- */
+#include "core/atomic_file.h"
+#include "manifest/schema_table.h"
+
+static int word_in(const char *text, const char *word) {
+    size_t n = strlen(word);
+    for (const char *p = strstr(text, word); p; p = strstr(p + 1, word)) {
+        int before = p == text || !(p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z') || (p[-1] >= 'A' && p[-1] <= 'Z'));
+        char a = p[n];
+        int after = !(a == '_' || (a >= 'a' && a <= 'z') || (a >= 'A' && a <= 'Z') || (a >= '0' && a <= '9'));
+        if (before && after) return 1;
+    }
+    return 0;
+}
+
+static int n_documented;
+static const cb_schema *visited[256];
+static int n_visited;
+
+static void check_documented(const char *man, const cb_type *t);
+
+/* every field name and enum value of s appears in the man page; each schema once */
+static void check_schema_documented(const char *man, const cb_schema *s) {
+    for (int i = 0; i < n_visited; i++)
+        if (visited[i] == s) return;
+    if (n_visited < 256) visited[n_visited++] = s;
+    for (int i = 0; i < s->n_fields; i++) {
+        const cb_field *f = &s->fields[i];
+        if (!word_in(man, f->name)) FAILF("man/cb-manifest.5 does not document %s.%s", s->name, f->name);
+        n_documented++;
+        check_documented(man, &f->t);
+    }
+}
+
+static void check_documented(const char *man, const cb_type *t) {
+    if ((t->kind == CB_K_LIST || t->kind == CB_K_MAP) && t->elem) {
+        check_documented(man, t->elem);
+    } else if (t->kind == CB_K_OBJECT) {
+        check_schema_documented(man, t->schema);
+    } else if (t->kind == CB_K_UNION) {
+        for (int i = 0; i < t->un->n_variants; i++) {
+            /* the variant names are what users write after type: */
+            if (!word_in(man, t->un->variants[i]->name))
+                FAILF("man/cb-manifest.5 does not mention type %s", t->un->variants[i]->name);
+            check_schema_documented(man, t->un->variants[i]);
+        }
+    } else if (t->kind == CB_K_ENUM) {
+        for (int v = 0; t->values[v]; v++)
+            if (!word_in(man, t->values[v])) FAILF("man/cb-manifest.5 does not mention value %s", t->values[v]);
+    }
+}
+
+TEST(schema_every_field_is_in_the_man_page) {
+    char *man = NULL;
+    size_t n = 0;
+    cb_error e;
+    if (cb_read_file("man/cb-manifest.5", 0, &man, &n, &e) != CB_OK) {
+        FAILF("cannot read man/cb-manifest.5 (tests run from the repository root): %.200s", e.msg);
+        return;
+    }
+    n_documented = n_visited = 0;
+    check_schema_documented(man, &cb_manifest_schema);
+    EXPECT(n_documented > 250);
+    fprintf(stderr, "  %d documented fields checked\n", n_documented);
+    free(man);
+}
