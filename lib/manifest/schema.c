@@ -34,9 +34,10 @@ void cb_schema_errorf(cb_check_ctx *c, const char *where, const char *path, cons
     vsnprintf(text, sizeof text, fmt, ap);
     va_end(ap);
     where = where ? where : "";
+    int limit = c->d->limit ? c->d->limit : 1000;
     /* Defaults merged into every run carry the location of the defaults entry:
-     * one problem there is one error, not one per run. */
-    if (where[0]) {
+     * one problem there is one error, not one per run. (A full list only counts.) */
+    if (where[0] && c->d->n < limit) {
         for (int i = 0; i < c->d->n; i++) {
             const cb_error *o = &c->d->items[i];
             const char *tail = strstr(o->msg, ": ");
@@ -197,29 +198,28 @@ static void check_list(cb_check_ctx *c, const json_t *v, const cb_type *t, const
         cb_schema_errorf(c, where, path, "expected at most %d elements, got %zu", t->max_len, n);
     }
     char p[PATH_MAX_LEN];
+    /* unique_key value -> first index; a hash, as hostile lists can be long */
+    json_t *seen = t->unique_key ? json_object() : NULL;
     for (size_t i = 0; i < n; i++) {
         const json_t *e = json_array_get(v, i);
         /* scalars carry no location of their own: point at the list */
         const char *ewhere = json_is_object(e) && cb_loc(e, NULL)[0] ? cb_loc(e, NULL) : where;
         cb_path_index(p, sizeof p, path, i);
         cb_schema_check_value(c, e, t->elem, p, ewhere);
-        if (t->unique_key && json_is_object(e)) {
-            const json_t *k = json_object_get(e, t->unique_key);
-            if (!json_is_string(k)) continue;
-            for (size_t j = 0; j < i; j++) {
-                const json_t *o = json_array_get(v, j);
-                const json_t *ok = json_is_object(o) ? json_object_get(o, t->unique_key) : NULL;
-                if (json_is_string(ok) && strcmp(json_string_value(ok), json_string_value(k)) == 0) {
-                    char kp[PATH_MAX_LEN], op[PATH_MAX_LEN];
-                    cb_path_key(kp, sizeof kp, p, t->unique_key);
-                    cb_path_index(op, sizeof op, path, j);
-                    cb_schema_errorf(c, cb_loc(e, t->unique_key), kp, "duplicate %s \"%s\" (also %s)",
-                                     t->unique_key, json_string_value(k), op);
-                    break;
-                }
-            }
+        const json_t *k = seen && json_is_object(e) ? json_object_get(e, t->unique_key) : NULL;
+        if (!json_is_string(k)) continue;
+        const json_t *first = json_object_get(seen, json_string_value(k));
+        if (!first) {
+            json_object_set_new(seen, json_string_value(k), json_integer((json_int_t)i));
+            continue;
         }
+        char kp[PATH_MAX_LEN], op[PATH_MAX_LEN];
+        cb_path_key(kp, sizeof kp, p, t->unique_key);
+        cb_path_index(op, sizeof op, path, (size_t)json_integer_value(first));
+        cb_schema_errorf(c, cb_loc(e, t->unique_key), kp, "duplicate %s \"%s\" (also %s)", t->unique_key,
+                         json_string_value(k), op);
     }
+    json_decref(seen);
 }
 
 void cb_schema_check_value(cb_check_ctx *c, const json_t *v, const cb_type *t, const char *path,

@@ -356,33 +356,36 @@ const cb_schema cb_run_schema = {"run", run_fields, CB_NFIELDS(run_fields), run_
 
 /* ---- groups ---- */
 
-/* a run reference names an earlier run of the same group */
-static void check_run_ref(cb_check_ctx *c, const json_t *runs, size_t before, const json_t *holder,
-                          const char *key, const char *path) {
+/* a run reference names an earlier run of the same group; ids maps id -> index */
+static void check_run_ref(cb_check_ctx *c, const json_t *ids, size_t before, const json_t *holder, const char *key,
+                          const char *path) {
     const json_t *ref = json_object_get(holder, key);
     if (!json_is_string(ref)) return;
-    for (size_t j = 0; j < before; j++) {
-        const json_t *id = json_object_get(json_array_get(runs, j), "id");
-        if (json_is_string(id) && strcmp(json_string_value(id), json_string_value(ref)) == 0) return;
-    }
+    const json_t *at = json_object_get(ids, json_string_value(ref));
+    if (at && (size_t)json_integer_value(at) < before) return;
     char p[512];
-    cb_schema_errorf(c, cb_loc(holder, key), cb_path_key(p, sizeof p, path, key),
-                     "no earlier run \"%s\" in this group", json_string_value(ref));
+    const char *why = !at                                     ? "no earlier run \"%s\" in this group"
+                      : (size_t)json_integer_value(at) == before ? "run \"%s\" cannot refer to itself"
+                                                              : "run \"%s\" comes later in this group; a reference "
+                                                                "names an earlier run";
+    cb_schema_errorf(c, cb_loc(holder, key), cb_path_key(p, sizeof p, path, key), why, json_string_value(ref));
 }
 
-/* References resolve only where every run has an id of its own; otherwise the missing or
- * duplicate id has its error already, and guessing would add false ones. */
-static int ids_settled(const json_t *runs) {
-    size_t i, j;
+/* id -> index of every run; NULL when some run lacks an id or shares one, as then the
+ * missing or duplicate id has its error already and guessing would add false ones */
+static json_t *run_ids(const json_t *runs) {
+    json_t *ids = json_object();
+    size_t i;
     json_t *r;
     json_array_foreach(runs, i, r) {
         const json_t *id = json_is_object(r) ? json_object_get(r, "id") : NULL;
-        if (!json_is_string(id)) return 0;
-        for (j = 0; j < i; j++)
-            if (strcmp(json_string_value(json_object_get(json_array_get(runs, j), "id")), json_string_value(id)) == 0)
-                return 0;
+        if (!json_is_string(id) || json_object_get(ids, json_string_value(id))) {
+            json_decref(ids);
+            return NULL;
+        }
+        json_object_set_new(ids, json_string_value(id), json_integer((json_int_t)i));
     }
-    return 1;
+    return ids;
 }
 
 void cb_schema_check_refs(cb_check_ctx *c, const json_t *runs, const json_t *benchmarks, const char *runs_path,
@@ -390,26 +393,28 @@ void cb_schema_check_refs(cb_check_ctx *c, const json_t *runs, const json_t *ben
     char p[512], q[512];
     size_t i;
     json_t *run;
-    if (runs && !ids_settled(runs)) return;
+    json_t *ids = runs ? run_ids(runs) : json_object();
+    if (!ids) return;
     json_array_foreach(runs, i, run) {
         if (!json_is_object(run)) continue;
         cb_path_index(p, sizeof p, runs_path, i);
-        check_run_ref(c, runs, i, run, "from_run", p);
+        check_run_ref(c, ids, i, run, "from_run", p);
         const json_t *train = json_object_get(run, "train");
-        if (!json_is_object(train)) continue;
-        static const char *const roles[] = {"teacher", "student"};
-        for (int r = 0; r < 2; r++) {
-            const json_t *ref = json_object_get(train, roles[r]);
-            if (!json_is_object(ref)) continue;
-            cb_path_key(q, sizeof q, p, "train");
-            char rp[512];
-            check_run_ref(c, runs, i, ref, "run", cb_path_key(rp, sizeof rp, q, roles[r]));
+        if (json_is_object(train)) {
+            static const char *const roles[] = {"teacher", "student"};
+            for (int r = 0; r < 2; r++) {
+                const json_t *ref = json_object_get(train, roles[r]);
+                if (!json_is_object(ref)) continue;
+                cb_path_key(q, sizeof q, p, "train");
+                char rp[512];
+                check_run_ref(c, ids, i, ref, "run", cb_path_key(rp, sizeof rp, q, roles[r]));
+            }
         }
         const json_t *gen = json_object_get(run, "generate");
         const json_t *draft = json_is_object(gen) ? json_object_get(gen, "draft") : NULL;
         if (json_is_object(draft)) {
             cb_path_key(q, sizeof q, p, "generate.draft");
-            check_run_ref(c, runs, i, draft, "run", q);
+            check_run_ref(c, ids, i, draft, "run", q);
         }
     }
     json_t *b;
@@ -421,14 +426,7 @@ void cb_schema_check_refs(cb_check_ctx *c, const json_t *runs, const json_t *ben
         json_array_foreach(models, k, m) {
             if (!json_is_string(m)) continue;
             const char *name = json_string_value(m);
-            int found = strcmp(name, "teacher") == 0 || strcmp(name, "student") == 0;
-            size_t j;
-            json_t *r;
-            json_array_foreach(runs, j, r) {
-                const json_t *id = json_is_object(r) ? json_object_get(r, "id") : NULL;
-                if (json_is_string(id) && strcmp(json_string_value(id), name) == 0) found = 1;
-            }
-            if (found) continue;
+            if (strcmp(name, "teacher") == 0 || strcmp(name, "student") == 0 || json_object_get(ids, name)) continue;
             cb_path_index(p, sizeof p, bench_path, i);
             cb_path_key(q, sizeof q, p, "models");
             cb_path_index(p, sizeof p, q, k);
@@ -436,6 +434,7 @@ void cb_schema_check_refs(cb_check_ctx *c, const json_t *runs, const json_t *ben
                              "unknown model \"%s\" (expected teacher, student or a run id of this group)", name);
         }
     }
+    json_decref(ids);
 }
 
 static void group_check(cb_check_ctx *c, const json_t *g, const char *path) {

@@ -458,7 +458,13 @@ TEST(schema_teacher_student_references) {
 
     doc = base_doc();
     put(doc, RUN1 ".train.teacher.run", json_string("ft"));
-    expect_one(doc, RUN1 ".train.teacher.run: no earlier run \"ft\" in this group", NULL);
+    expect_one(doc, RUN1 ".train.teacher.run: run \"ft\" comes later in this group", NULL);
+    doc = base_doc();
+    put(doc, RUN1 ".train.teacher.run", json_string("bw"));
+    expect_one(doc, RUN1 ".train.teacher.run: run \"bw\" cannot refer to itself", NULL);
+    doc = base_doc();
+    put(doc, RUN1 ".train.teacher.run", json_string("nope"));
+    expect_one(doc, RUN1 ".train.teacher.run: no earlier run \"nope\" in this group", NULL);
     doc = base_doc();
     put(doc, RUN1 ".train.teacher.ckpt", json_string("dir"));
     expect_one(doc, RUN1 ".train.teacher: give ckpt or run, not both", NULL);
@@ -513,6 +519,39 @@ TEST(schema_names_and_ids) {
     doc = base_doc();
     put(doc, "model.topology.layers[0].layers", json_array());
     expect_one(doc, "model.topology.layers[0].layers: must not be empty", NULL);
+}
+
+TEST(schema_long_hostile_lists_stay_fast) {
+    /* 40000 runs, each referring to the one before, and every one of 40000 eval cases
+     * with the same id: hashing keeps this linear, and the error list stays bounded */
+    json_t *doc = base_doc();
+    json_t *runs = json_array();
+    for (int i = 0; i < 40000; i++) {
+        char text[160];
+        snprintf(text, sizeof text, "{'id': 'r%d', 'steps': 1, 'train': {'student': {'run': 'r%d'}}}", i,
+                 i ? i - 1 : 0);
+        json_array_append_new(runs, J(text));
+    }
+    json_object_del(json_object_get(json_array_get(runs, 0), "train"), "student");
+    put(doc, "groups[0].runs", runs);
+    put(doc, "groups[0].benchmarks", J("[{'id': 'b', 'config': {'type': 'perplexity'}, 'models': ['r39999']}]"));
+    json_t *cases = json_array();
+    for (int i = 0; i < 40000; i++)
+        json_array_append_new(cases, J("{'id': 'same', 'prompt': 'p', 'kind': 'int_greedy', 'answer': 1}"));
+    json_t *bench = J("{'id': 'acc', 'config': {'type': 'accuracy', 'tokenizer': {'type': 'byte'}}, "
+                      "'models': ['student']}");
+    json_object_set_new(json_object_get(bench, "config"), "cases", cases);
+    json_array_append_new(json_object_get(json_array_get(json_object_get(json_object_get(doc, "manifest"), "groups"), 0),
+                                          "benchmarks"), bench);
+    cb_diags d;
+    cb_diags_init(&d);
+    int n = cb_schema_check(doc, &d);
+    EXPECT_EQ_INT(39999, n);
+    EXPECT_EQ_INT(1000, d.n);
+    EXPECT_EQ_INT(38999, d.n_dropped);
+    EXPECT(d.n > 0 && strstr(d.items[0].msg, ".cases[1].id: duplicate id \"same\" (also ") != NULL);
+    cb_diags_free(&d);
+    json_decref(doc);
 }
 
 TEST(schema_instrument_one_or_list) {
