@@ -36,12 +36,14 @@ void cb_schema_errorf(cb_check_ctx *c, const char *where, const char *path, cons
     where = where ? where : "";
     int limit = c->d->limit ? c->d->limit : 1000;
     /* Defaults merged into every run carry the location of the defaults entry:
-     * one problem there is one error, not one per run. (A full list only counts.) */
+     * one problem there is one error, not one per run, and an entry already found
+     * wrong as a default is not reported again in the runs. (A full list only counts.) */
     if (where[0] && c->d->n < limit) {
         for (int i = 0; i < c->d->n; i++) {
             const cb_error *o = &c->d->items[i];
             const char *tail = strstr(o->msg, ": ");
-            if (strcmp(o->where, where) == 0 && tail && strcmp(tail + 2, text) == 0) return;
+            if (strcmp(o->where, where) != 0) continue;
+            if ((tail && strcmp(tail + 2, text) == 0) || strncmp(o->msg, "defaults.", 9) == 0) return;
         }
     }
     if (path && path[0]) cb_diags_addf(c->d, CB_E_INVALID, where, "%s: %s", path, text);

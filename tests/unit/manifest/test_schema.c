@@ -372,6 +372,25 @@ TEST(schema_defaults_merged_into_runs_report_once) {
     expect_one(doc, "defaults.eval_iters: must be >= 1, got 0", "t.yml:4:15");
 }
 
+TEST(schema_bad_default_reported_once_at_defaults) {
+    /* "mdoe" is unknown as a default (did you mean mode?) and, copied by cb-lower into
+     * each run's train, unknown there with another hint: one error, at the default */
+    json_t *doc = base_doc();
+    put(doc, "defaults.mdoe", json_string("train"));
+    cb_loc_set(json_object_get(json_object_get(doc, "manifest"), "defaults"), "mdoe", "t.yml:5:9");
+    for (int i = 0; i < 3; i++) {
+        char p[64];
+        snprintf(p, sizeof p, "groups[0].runs[%d].train.mdoe", i);
+        put(doc, p, json_string("train"));
+        char key[32];
+        long index;
+        snprintf(p, sizeof p, "groups[0].runs[%d].train", i);
+        json_t *train = walk(json_object_get(doc, "manifest"), p, key, sizeof key, &index);
+        cb_loc_set(json_object_get(train, key), "mdoe", "t.yml:5:9");
+    }
+    expect_one(doc, "defaults.mdoe: unknown field mdoe (did you mean mode?)", "t.yml:5:9");
+}
+
 TEST(schema_defaults_keys) {
     json_t *doc = base_doc();
     put(doc, "defaults.eval_itres", json_integer(5));
