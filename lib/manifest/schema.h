@@ -12,7 +12,7 @@
  *   "model.topology.layers[2].n_head: unknown field n_head (did you mean n_heads?)".
  * The same message at the same location is recorded once (defaults merged into many
  * runs). Shape rules (widths, head counts dividing) are not checked here.
- * Returns the number of errors recorded by this call. */
+ * Returns the number of errors this call found (those past the list's limit included). */
 int cb_schema_check(const json_t *lowered_doc, cb_diags *d);
 
 /* Check one object against a named schema (see cb_schema_fill_defaults for the names),
