@@ -4,23 +4,13 @@
 
 #include <string.h>
 #include "core/json_doc.h"
+#include "manifest/schema.h"
 #include "plan/plan.h"
 
 /* The manifest's top level: version 1, a name, a model mapping. The field-by-field
  * schema of every section is cb_schema_check's (lib/manifest/schema.h). */
 int cb_validate_schema(const json_t *lowered_doc, cb_diags *d) {
-    const json_t *m = json_object_get(lowered_doc, "manifest");
-    const json_t *version = json_object_get(m, "version"), *name = json_object_get(m, "name");
-    int before = d->n + d->n_dropped;
-    if (!json_is_integer(version) || json_integer_value(version) != 1)
-        cb_diags_addf(d, CB_E_INVALID, cb_loc(m, "version"), "version: %s (1 is the manifest version this build reads)",
-                      version ? "must be 1" : "missing");
-    if (!json_is_string(name) || !json_string_length(name))
-        cb_diags_addf(d, CB_E_INVALID, cb_loc(m, "name"), "name: %s", name ? "must be a non-empty string" : "missing");
-    if (!json_is_object(json_object_get(m, "model")))
-        cb_diags_addf(d, CB_E_INVALID, cb_loc(m, "model"), "model: %s",
-                      json_object_get(m, "model") ? "must be a mapping" : "missing (a mapping with embedder and topology)");
-    return d->n + d->n_dropped - before;
+    return cb_schema_check(lowered_doc, d);
 }
 
 int cb_validate(const json_t *lowered_doc, json_t **plan_doc, cb_diags *d) {
