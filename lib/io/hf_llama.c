@@ -347,6 +347,17 @@ int cb_hf_load(cb_model *m, const char *dir, cb_error *e) {
 
 /* ---- export ---- */
 
+/* eps is held as float: write the shortest decimal that reads back as it (1e-05, not
+ * 9.9999997473787516e-06) */
+static double shortest(float x) {
+    char buf[32];
+    for (int digits = 1; digits <= 9; digits++) {
+        snprintf(buf, sizeof buf, "%.*g", digits, (double)x);
+        if ((float)strtod(buf, NULL) == x) break;
+    }
+    return strtod(buf, NULL);
+}
+
 int cb_hf_export(const cb_model *m, const char *dir, cb_error *e) {
     llama_shape s;
     CB_TRY(llama_walk(m, NULL, &s, e));
@@ -361,7 +372,7 @@ int cb_hf_export(const cb_model *m, const char *dir, cb_error *e) {
                         "hidden_size", (json_int_t)s.d_model, "intermediate_size", (json_int_t)s.d_ff,
                         "num_attention_heads", (json_int_t)s.n_heads, "num_key_value_heads", (json_int_t)s.n_kv_heads,
                         "num_hidden_layers", (json_int_t)s.n_layers, "vocab_size", (json_int_t)s.vocab,
-                        "head_dim", (json_int_t)(s.d_model / s.n_heads), "rms_norm_eps", (double)s.eps,
+                        "head_dim", (json_int_t)(s.d_model / s.n_heads), "rms_norm_eps", shortest(s.eps),
                         "rope_theta", s.rope_theta, "tie_word_embeddings", s.tied, "hidden_act", "silu",
                         "attention_bias", 0, "mlp_bias", 0, "attention_dropout", 0.0, "initializer_range", 0.02,
                         "max_position_embeddings", (json_int_t)(s.scaling.type ? 131072 : 8192),
