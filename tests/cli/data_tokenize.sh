@@ -91,3 +91,5 @@ expect_err_line no_tokenizer.stderr 'encode: --tokenizer T is required'
 expect_run unknown_tokenizer 2 "$D" encode -t no_such_tokenizer "$TMP/hello.txt"
 expect_err_line unknown_tokenizer.stderr 'no_such_tokenizer: no such file or directory, and not a tokenizer name'
 expect_run missing_input 2 "$D" encode -t byte "$TMP/absent.txt"
+expect_run unknown_option 2 "$D" encode -t byte --bogus "$TMP/hello.txt"
+expect_err_line unknown_option.stderr "^cb-data: encode: unknown option '--bogus'"
