@@ -53,8 +53,9 @@ static int parse_options(int argc, char **argv, int allow_special, options *o) {
     };
     memset(o, 0, sizeof *o);
     optind = 1;
+    opterr = 0; /* one error line, ours */
     int c;
-    while ((c = getopt_long(argc, argv, "t:o:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":t:o:h", longopts, NULL)) != -1) {
         switch (c) {
         case 't': o->tokenizer = optarg; break;
         case 'o': o->output = optarg; break;
@@ -62,8 +63,9 @@ static int parse_options(int argc, char **argv, int allow_special, options *o) {
             if (!allow_special) return cb_cli_usage_error(TOOL, "%s: --special applies to encode", argv[0]);
             o->special = 1;
             break;
-        case 'h': print_help(); return 0;
-        default: return cb_cli_usage_error(TOOL, "%s: bad option", argv[0]);
+        case 'h': print_help(); return cb_cli_close_stdout(TOOL);
+        case ':': return cb_cli_usage_error(TOOL, "%s: %s needs a value", argv[0], argv[optind - 1]);
+        default: return cb_cli_usage_error(TOOL, "%s: unknown option '%s'", argv[0], argv[optind - 1]);
         }
     }
     if (!o->tokenizer) return cb_cli_usage_error(TOOL, "%s: --tokenizer T is required", argv[0]);

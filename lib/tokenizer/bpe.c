@@ -68,6 +68,12 @@ void cb_bpe_free(cb_bpe *b) {
     memset(b, 0, sizeof *b);
 }
 
+static void cache_clear(cb_bpe *b) {
+    memset(b->cache, 0, (b->cache_mask + 1) * sizeof *b->cache);
+    b->cache_keys.n = 0;
+    b->cache_ids.n = 0;
+}
+
 static inline const uint8_t *tok_bytes(const cb_bpe *b, int32_t id) { return b->blob.p + b->tok_off[id]; }
 
 static int32_t find_hashed(const cb_bpe *b, const uint8_t *p, size_t n, uint64_t h) {
@@ -109,6 +115,7 @@ int cb_bpe_add_token(cb_bpe *b, int32_t id, const uint8_t *bytes, size_t n, cb_e
     uint64_t h = hash_bytes(bytes, n);
     int32_t other = find_hashed(b, bytes, n, h);
     if (other >= 0) return cb_fail(e, CB_E_INVALID, "", "ids %d and %d are the same token", (int)other, (int)id);
+    if (b->cache_keys.n) cache_clear(b); /* what was cached may merge otherwise now */
     if (2 * (b->n_tokens + 1) > b->tok_mask + 1) CB_TRY(grow_tokens(b, e));
     b->tok_off[id] = (uint32_t)b->blob.n;
     CB_TRY(cb_bytes_append(&b->blob, bytes, n, e));
@@ -149,6 +156,7 @@ static int grow_pairs(cb_bpe *b, cb_error *e) {
 
 /* Insert or replace. */
 static int put_pair(cb_bpe *b, int32_t left, int32_t right, uint32_t rank, int32_t merged, cb_error *e) {
+    if (b->cache_keys.n) cache_clear(b);
     if (!b->pair_key || 2 * (b->n_pairs + 1) > b->pair_mask + 1) CB_TRY(grow_pairs(b, e));
     uint64_t key = (uint64_t)(uint32_t)left << 32 | (uint32_t)right;
     size_t i = hash_pair(key) & b->pair_mask;
@@ -340,12 +348,6 @@ done:
     free(next);
     free(heap);
     return rc;
-}
-
-static void cache_clear(cb_bpe *b) {
-    memset(b->cache, 0, (b->cache_mask + 1) * sizeof *b->cache);
-    b->cache_keys.n = 0;
-    b->cache_ids.n = 0;
 }
 
 int cb_bpe_encode(cb_bpe *b, const uint8_t *p, size_t n, cb_ids *out, cb_error *e) {
