@@ -28,6 +28,8 @@ int cb_dataset_open(cb_dataset *ds, const char *path, cb_error *e);
 void cb_dataset_close(cb_dataset *ds);
 /* The token at index i < n_tokens. */
 int64_t cb_dataset_token(const cb_dataset *ds, size_t i);
+/* numpy's name of a token dtype: "uint16", "uint32", "int32", "int64". */
+const char *cb_dataset_dtype_name(enum cb_dtype dtype);
 /* CB_E_INVALID unless every id < vocab_size ("data.npy: token id 50300 at index 17 is
  * past the vocabulary (50257)"). */
 int cb_dataset_check_vocab(const cb_dataset *ds, int64_t vocab_size, cb_error *e);
@@ -48,5 +50,8 @@ int cb_batcher_init(cb_batcher *b, const cb_dataset *ds, int B, int T, int rando
                     cb_error *e);
 /* Fill x and y (B*T each) with batch number b->position, then advance. */
 void cb_batcher_next(cb_batcher *b, int32_t *x, int32_t *y);
+/* Where row `row` of batch number `batch` starts, in [0, n_tokens - T - 1]: random mode
+ * hashes (seed, batch, row); sequential mode is ((batch * B + row) * T) mod (n_tokens - T). */
+uint64_t cb_batcher_row_start(const cb_batcher *b, uint64_t batch, int row);
 
 #endif
