@@ -11,7 +11,8 @@
 
 /* The decode-plan knobs of the seed (decode_local_window, decode_q_chunk). */
 typedef struct cb_decode_plan {
-    int local_window; /* > 0: query at position p sees only keys max(0, p-W+1) .. p; 0: all */
+    int local_window; /* W > 0: query at position p sees only keys max(0, p-W+1) .. p
+                         (causal); 0: all */
     int q_chunk;      /* > 0: process at most q_chunk queries at a time (bounds the scratch);
                          0: all n at once. The result does not depend on it. */
 } cb_decode_plan;
@@ -32,8 +33,8 @@ size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, i
  *                       and head, as cb_attention_acts.gate; NULL: no gate (g = 1/2)
  * Scores, as DESIGN.md section 5 and cb_attention_forward: standard/gqa q.k / sqrt(hd);
  * decoupled 2g q_sem.k_sem / sqrt(d_sem) + (2-2g) q_geo.k_geo / sqrt(d_geo). Query head h
- * reads kv head h / (H / H_kv). Causal (cfg->is_causal): query p sees keys 0 .. p (and the
- * window); not causal: keys 0 .. c->len-1 (and the window's lower bound). scratch
+ * reads kv head h / (H / H_kv). Causal (cfg->is_causal): query p sees keys 0 .. p; not
+ * causal: keys 0 .. c->len-1; a local window keeps the last W of those. scratch
  * (cb_attention_decode_scratch_size(cfg, n, c->len, plan)). Parallel over queries x heads. */
 void cb_attention_decode(float *out, const float *q, const float *q_sem, const float *gate,
                          const cb_layer_cache *c, const cb_attention_config *cfg, int pos0,

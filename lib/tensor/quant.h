@@ -29,9 +29,9 @@ typedef struct cb_block_q4_0 {
 } cb_block_q4_0;
 static_assert(sizeof(cb_block_q4_0) == 18, "q4_0 block is 18 bytes");
 
-/* nf4 (QLoRA's NormalFloat4): 64 values, an fp16 absmax scale d, then for each value the
- * index of the level of cb_nf4_levels nearest to x / d (d the stored, fp16-rounded scale;
- * a tie goes to the lower index). Value j in the low nibble of byte j, value j + 32 in its
+/* nf4 (QLoRA's NormalFloat4): 64 values, an fp16 absmax scale d (capped at 65504), then
+ * for each value the index of the level of cb_nf4_levels nearest to x * (1/d) in f32, d the
+ * stored, fp16-rounded scale (a tie goes to the lower index). Value j in the low nibble of byte j, value j + 32 in its
  * high nibble (the q4_0 convention over a 64-value block). Value j = level[idx_j] * d. */
 #define CB_QKNF4 64
 typedef struct cb_block_nf4 {

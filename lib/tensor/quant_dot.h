@@ -21,4 +21,9 @@ void cb_kv_axpy(cb_kv_kind k, float *y, float a, const void *row, size_t n);
 void cb_kv_dot_m(cb_kv_kind k, float *out, const void *row, const float *x, size_t ldx,
                  size_t n, int m);
 
+/* y[i * ldy + j] += a[i] * value_j(row), j < n, i < m: one stored row (a cached value)
+ * added into m accumulators (the query heads of a GQA group). y (m, ldy), a (m). */
+void cb_kv_axpy_m(cb_kv_kind k, float *y, size_t ldy, const float *a, const void *row, size_t n,
+                  int m);
+
 #endif
