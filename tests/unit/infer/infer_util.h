@@ -13,7 +13,7 @@
 
 /* A model of the manifest, weights from seed, every weight times `scale`, norms and gates
  * (initialised to ones or zeros) perturbed. 0 on success. */
-static int iu_model(cb_model *m, const char *yaml, uint64_t seed, double scale) {
+static inline int iu_model(cb_model *m, const char *yaml, uint64_t seed, double scale) {
     json_t *plan = test_compile(yaml, "model.yml");
     if (!plan) return 1;
     cb_error e;
@@ -34,7 +34,7 @@ static int iu_model(cb_model *m, const char *yaml, uint64_t seed, double scale) 
 }
 
 /* logits (T, V) of one full forward pass over tokens (T); NULL on failure. */
-static float *iu_full_logits(const cb_model *m, const int32_t *tokens, int T) {
+static inline float *iu_full_logits(const cb_model *m, const int32_t *tokens, int T) {
     cb_program prog;
     cb_run r;
     cb_error e;
@@ -56,7 +56,7 @@ static float *iu_full_logits(const cb_model *m, const int32_t *tokens, int T) {
 }
 
 /* max |a - b| / max |b| over n values */
-static double iu_rel_diff(const float *a, const float *b, size_t n) {
+static inline double iu_rel_diff(const float *a, const float *b, size_t n) {
     double d = 0, s = 0;
     for (size_t i = 0; i < n; i++) {
         d = fmax(d, fabs((double)a[i] - b[i]));
@@ -65,7 +65,7 @@ static double iu_rel_diff(const float *a, const float *b, size_t n) {
     return s > 0 ? d / s : d;
 }
 
-static void iu_tokens(int32_t *t, int n, int vocab, uint64_t seed) {
+static inline void iu_tokens(int32_t *t, int n, int vocab, uint64_t seed) {
     cb_rng r;
     cb_rng_init(&r, seed);
     for (int i = 0; i < n; i++) t[i] = (int32_t)(cb_rng_next(&r) % (uint64_t)vocab);
