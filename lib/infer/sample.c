@@ -207,3 +207,40 @@ size_t cb_utf8_complete(const char *text, size_t len) {
     }
     return len; /* only continuation bytes: not UTF-8 we could complete; pass it on */
 }
+
+/* Length of the valid UTF-8 sequence at s[0..n), or 0 when it is not one. */
+static size_t utf8_seq(const unsigned char *s, size_t n) {
+    unsigned char b = s[0];
+    if (b < 0x80) return 1;
+    size_t k;
+    unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
+    if (b >= 0xC2 && b <= 0xDF) k = 2;
+    else if (b >= 0xE0 && b <= 0xEF) k = 3, lo = b == 0xE0 ? 0xA0 : 0x80, hi = b == 0xED ? 0x9F : 0xBF;
+    else if (b >= 0xF0 && b <= 0xF4) k = 4, lo = b == 0xF0 ? 0x90 : 0x80, hi = b == 0xF4 ? 0x8F : 0xBF;
+    else return 0;
+    if (n < k || s[1] < lo || s[1] > hi) return 0;
+    for (size_t i = 2; i < k; i++)
+        if ((s[i] & 0xC0) != 0x80) return 0;
+    return k;
+}
+
+size_t cb_utf8_invalid_at(const char *text, size_t len) {
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(s + i, len - i);
+        if (!k) return i;
+        i += k;
+    }
+    return SIZE_MAX;
+}
+
+int cb_utf8_sanitize(const char *text, size_t len, cb_bytes *out, cb_error *e) {
+    const unsigned char *s = (const unsigned char *)text;
+    for (size_t i = 0; i < len;) {
+        size_t k = utf8_seq(s + i, len - i);
+        if (k) CB_TRY(cb_bytes_append(out, s + i, k, e));
+        else CB_TRY(cb_bytes_append(out, "\xef\xbf\xbd", 3, e));
+        i += k ? k : 1;
+    }
+    return CB_OK;
+}

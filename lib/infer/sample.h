@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include "core/error.h"
 #include "core/rng.h"
+#include "tokenizer/buf.h"
 
 typedef struct cb_sample_config {
     double temperature; /* <= 0: greedy (argmax, lowest id on a tie) */
@@ -94,5 +95,12 @@ size_t cb_stop_holdback(const cb_stop_config *c, const char *text, size_t len);
 /* The length of the longest prefix of text[0..len) that does not end inside a UTF-8
  * sequence (a token may end in the middle of a character; the rest comes with the next). */
 size_t cb_utf8_complete(const char *text, size_t len);
+
+/* The offset of the first byte of text[0..len) that is not part of valid UTF-8 (RFC 3629:
+ * no overlong forms, surrogates or values past U+10FFFF), or SIZE_MAX when it is valid. */
+size_t cb_utf8_invalid_at(const char *text, size_t len);
+
+/* text[0..len) with each invalid byte replaced by U+FFFD, appended to out (for JSON). */
+int cb_utf8_sanitize(const char *text, size_t len, cb_bytes *out, cb_error *e);
 
 #endif

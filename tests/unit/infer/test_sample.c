@@ -197,3 +197,17 @@ TEST(utf8_complete_holds_a_split_character) {
     EXPECT_EQ_INT(4, (long long)cb_utf8_complete("\xf0\x9f\x98\x80", 4));
     EXPECT_EQ_INT(2, (long long)cb_utf8_complete("a\xff", 2)); // not UTF-8: passed on
 }
+
+TEST(utf8_validation_and_sanitizing) {
+    EXPECT(cb_utf8_invalid_at("plain \xe2\x82\xac \xf0\x9f\x98\x80", 14) == SIZE_MAX);
+    EXPECT_EQ_INT(2, (long long)cb_utf8_invalid_at("ab\xff", 3));
+    EXPECT_EQ_INT(0, (long long)cb_utf8_invalid_at("\xc0\xaf", 2));     // overlong '/'
+    EXPECT_EQ_INT(0, (long long)cb_utf8_invalid_at("\xed\xa0\x80", 3)); // a surrogate
+    EXPECT_EQ_INT(1, (long long)cb_utf8_invalid_at("a\xe2\x82", 3));    // cut short
+    EXPECT_EQ_INT(0, (long long)cb_utf8_invalid_at("\xf4\x90\x80\x80", 4)); // past U+10FFFF
+    cb_bytes b = {0};
+    cb_error e;
+    EXPECT(cb_utf8_sanitize("a\xff\xe2\x82\xac", 5, &b, &e) == CB_OK);
+    EXPECT(b.n == 7 && memcmp(b.p, "a\xef\xbf\xbd\xe2\x82\xac", 7) == 0);
+    cb_bytes_free(&b);
+}
