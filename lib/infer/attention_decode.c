@@ -5,9 +5,10 @@
  * cb_attention_forward does (c_sem = 2g/sqrt(d_sem), c_rot = (2-2g)/sqrt(d_rot)), then walks
  * the visible keys once: for each key it reads the cached head segment (whole blocks of the
  * cache's kind) and takes its dot product with all group queries at once (cb_kv_dot_m),
- * so a key is dequantised once per group, in registers or a 64-value L1 tile. Scores are
- * kept key-major, S (keys, group), so the same row of S is the weights of one cached value
- * in the second pass, out[group heads] += S[key] * v[key] (cb_kv_axpy_m). */
+ * so a key is dequantised once per group, in registers. Scores are kept per head,
+ * S (group, keys), so each head's softmax runs over contiguous memory; the second pass
+ * reads each cached value once for the group, out[group heads] += S[:, key] v[key]
+ * (cb_kv_axpy_m). */
 #include "infer/attention_decode.h"
 
 #include <math.h>
@@ -47,8 +48,8 @@ static int keys_max(const cb_decode_plan *plan, int kv_len) {
     return plan && plan->local_window > 0 && plan->local_window < kv_len ? plan->local_window : kv_len;
 }
 
-/* Floats of one item: S (L, group), the scaled queries (group, ds) and (group, dr), and
- * three (group) vectors: the geometric scores of one key, the row maxima, the row sums. */
+/* Floats of one item: S (group, L), the scaled queries (group, ds) and (group, dr), and
+ * three (group) vectors: one key's scores, its semantic scores, one value's weights. */
 static size_t item_floats(const decode_dims *m, int L) {
     return (size_t)m->group * ((size_t)L + m->ds + m->dr + 3);
 }
@@ -78,45 +79,19 @@ static inline float softmax_exp(float x) {
     return p * two_k.f;
 }
 
-/* Softmax over the rows of S (nk, group), one column per query head, in place. */
-static void softmax_columns(float *S, int nk, int group, float *mx, float *sum) {
-    if (group == 1) {
-        float m = S[0], s = 0.0f;
-        #pragma omp simd reduction(max : m)
-        for (int j = 1; j < nk; j++) m = S[j] > m ? S[j] : m;
-        #pragma omp simd reduction(+ : s)
-        for (int j = 0; j < nk; j++) {
-            S[j] = softmax_exp(S[j] - m);
-            s += S[j];
-        }
-        float inv = 1.0f / s;
-        #pragma omp simd
-        for (int j = 0; j < nk; j++) S[j] *= inv;
-        return;
-    }
-    for (int g = 0; g < group; g++) {
-        mx[g] = S[g];
-        sum[g] = 0.0f;
-    }
-    for (int j = 1; j < nk; j++) {
-        const float *s = S + (size_t)j * group;
-        #pragma omp simd
-        for (int g = 0; g < group; g++) mx[g] = s[g] > mx[g] ? s[g] : mx[g];
-    }
+/* Softmax of one row of scores s (nk), in place. */
+static void softmax_row(float *s, int nk) {
+    float m = s[0], sum = 0.0f;
+    #pragma omp simd reduction(max : m)
+    for (int j = 1; j < nk; j++) m = s[j] > m ? s[j] : m;
+    #pragma omp simd reduction(+ : sum)
     for (int j = 0; j < nk; j++) {
-        float *s = S + (size_t)j * group;
-        #pragma omp simd
-        for (int g = 0; g < group; g++) {
-            s[g] = softmax_exp(s[g] - mx[g]);
-            sum[g] += s[g];
-        }
+        s[j] = softmax_exp(s[j] - m);
+        sum += s[j];
     }
-    for (int g = 0; g < group; g++) sum[g] = 1.0f / sum[g];
-    for (int j = 0; j < nk; j++) {
-        float *s = S + (size_t)j * group;
-        #pragma omp simd
-        for (int g = 0; g < group; g++) s[g] *= sum[g];
-    }
+    const float inv = 1.0f / sum;
+    #pragma omp simd
+    for (int j = 0; j < nk; j++) s[j] *= inv;
 }
 
 /* One item: query i (position p) against kv head kh; out rows of heads kh*group .. +group. */
@@ -124,9 +99,9 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
                         const cb_layer_cache *c, const decode_dims *m, int causal, int window,
                         int i, int p, int kh, float *scratch, int L) {
     const int group = m->group, h0 = kh * group, ds = m->ds, dr = m->dr, dv = m->dv;
-    float *S = scratch;
+    float *S = scratch; // (group, L): one row of scores per query head
     float *qs = S + (size_t)L * group, *qr = qs + (size_t)group * ds;
-    float *geo = qr + (size_t)group * dr, *mx = geo + group, *sum = mx + group;
+    float *sc = qr + (size_t)group * dr, *sc_sem = sc + group, *w = sc_sem + group;
     const float rs = ds ? 1.0f / sqrtf((float)ds) : 0.0f, rr = 1.0f / sqrtf((float)dr);
     for (int g = 0; g < group; g++) {
         const int h = h0 + g;
@@ -146,24 +121,26 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
     const int hi = causal ? p : c->len - 1;
     const int lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
     const int nk = hi - lo + 1;
-    // scores S (nk, group)
+    // scores: each key read once for the group's query heads
     for (int j = 0; j < nk; j++) {
-        float *s = S + (size_t)j * group;
-        cb_kv_dot_m(c->k.kind, s, cb_kv_tensor_head(&c->k, lo + j, kh), qr, (size_t)dr,
+        cb_kv_dot_m(c->k.kind, sc, cb_kv_tensor_head(&c->k, lo + j, kh), qr, (size_t)dr,
                     (size_t)dr, group);
         if (ds) {
-            cb_kv_dot_m(c->k_sem.kind, geo, cb_kv_tensor_head(&c->k_sem, lo + j, kh), qs,
+            cb_kv_dot_m(c->k_sem.kind, sc_sem, cb_kv_tensor_head(&c->k_sem, lo + j, kh), qs,
                         (size_t)ds, (size_t)ds, group);
-            for (int g = 0; g < group; g++) s[g] += geo[g];
+            for (int g = 0; g < group; g++) sc[g] += sc_sem[g];
         }
+        for (int g = 0; g < group; g++) S[(size_t)g * L + j] = sc[g];
     }
-    softmax_columns(S, nk, group, mx, sum);
-    // out (group, dv) of this query = sum over keys of S[j] (group) x v[j] (dv)
+    for (int g = 0; g < group; g++) softmax_row(S + (size_t)g * L, nk);
+    // out (group, dv) of this query = sum over keys of w (group) x v[j] (dv)
     float *o = out + ((size_t)i * m->H + h0) * dv;
     memset(o, 0, sizeof(float) * (size_t)group * dv);
-    for (int j = 0; j < nk; j++)
-        cb_kv_axpy_m(c->v.kind, o, (size_t)dv, S + (size_t)j * group,
-                     cb_kv_tensor_head(&c->v, lo + j, kh), (size_t)dv, group);
+    for (int j = 0; j < nk; j++) {
+        for (int g = 0; g < group; g++) w[g] = S[(size_t)g * L + j];
+        cb_kv_axpy_m(c->v.kind, o, (size_t)dv, w, cb_kv_tensor_head(&c->v, lo + j, kh),
+                     (size_t)dv, group);
+    }
 }
 
 void cb_attention_decode(float *out, const float *q, const float *q_sem, const float *gate,

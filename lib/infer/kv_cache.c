@@ -20,7 +20,12 @@ int cb_kv_tensor_init(cb_kv_tensor *t, cb_kv_kind kind, int n_heads, int head_di
     t->head_dim = head_dim;
     t->head_bytes = n_heads ? cb_kv_kind_bytes(kind, (size_t)head_dim) : 0;
     t->row_bytes = (size_t)n_heads * t->head_bytes;
-    return cap0 > 0 ? cb_kv_tensor_reserve(t, cap0, e) : CB_OK;
+    if (cap0 == 0 || t->row_bytes == 0) return CB_OK;
+    // the first allocation is exactly what the caller asked for (e.g. prompt + max new tokens)
+    t->data = cb_malloc((size_t)cap0, t->row_bytes, e);
+    if (!t->data) return e ? e->code : CB_E_RUNTIME;
+    t->cap = cap0;
+    return CB_OK;
 }
 
 void cb_kv_tensor_free(cb_kv_tensor *t) {

@@ -39,7 +39,8 @@ typedef struct cb_kv_bytes {
     size_t slots;     /* value slots held, padding included: len * n_heads * padded head_dim */
 } cb_kv_bytes;
 
-/* Empty tensor with room for cap0 tokens (cap0 >= 0; 0 allocates on the first append).
+/* Empty tensor with room for exactly cap0 tokens (cap0 >= 0; 0 allocates on the first append;
+ * growth after that at least doubles, from 16 tokens).
  * n_heads 0 makes an unused tensor that holds nothing. CB_E_INVALID on a bad kind or size,
  * CB_E_RUNTIME when out of memory. */
 int cb_kv_tensor_init(cb_kv_tensor *t, cb_kv_kind kind, int n_heads, int head_dim, int cap0,

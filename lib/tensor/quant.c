@@ -177,11 +177,19 @@ static void dequantize_blocks(cb_kv_kind k, float *dst, const void *src, size_t 
     }
 }
 
+/* The float kinds convert with plain loops over the inline converters rather than
+ * dtype.h's bulk functions: those open an OpenMP region (if'd off below their threshold,
+ * still about a microsecond), too much for a head segment of a few dozen values. */
 void cb_kv_quantize_row(cb_kv_kind k, void *restrict dst, const float *restrict src, size_t n) {
+    uint16_t *h = dst;
     switch (k) {
     case CB_KV_F32: memcpy(dst, src, n * sizeof(float)); return;
-    case CB_KV_F16: cb_f32_to_f16_n(dst, src, n); return;
-    case CB_KV_BF16: cb_f32_to_bf16_n(dst, src, n); return;
+    case CB_KV_F16:
+        for (size_t i = 0; i < n; i++) h[i] = cb_f32_to_f16(src[i]);
+        return;
+    case CB_KV_BF16:
+        for (size_t i = 0; i < n; i++) h[i] = cb_f32_to_bf16(src[i]);
+        return;
     default: break;
     }
     const size_t bv = (size_t)cb_kv_kind_block_values(k), whole = n / bv * bv;
@@ -195,10 +203,15 @@ void cb_kv_quantize_row(cb_kv_kind k, void *restrict dst, const float *restrict 
 }
 
 void cb_kv_dequantize_row(cb_kv_kind k, float *restrict dst, const void *restrict src, size_t n) {
+    const uint16_t *h = src;
     switch (k) {
     case CB_KV_F32: memcpy(dst, src, n * sizeof(float)); return;
-    case CB_KV_F16: cb_f16_to_f32_n(dst, src, n); return;
-    case CB_KV_BF16: cb_bf16_to_f32_n(dst, src, n); return;
+    case CB_KV_F16:
+        for (size_t i = 0; i < n; i++) dst[i] = cb_f16_to_f32(h[i]);
+        return;
+    case CB_KV_BF16:
+        for (size_t i = 0; i < n; i++) dst[i] = cb_bf16_to_f32(h[i]);
+        return;
     default: break;
     }
     const size_t bv = (size_t)cb_kv_kind_block_values(k), whole = n / bv * bv;

@@ -21,7 +21,8 @@ static_assert(sizeof(cb_block_q8_0) == 34, "q8_0 block is 34 bytes");
 /* q4_0 (ggml's layout): 32 values, an fp16 scale d = m / -8 where m is the value of
  * largest magnitude, signed (the first one on a tie); id = 1/d (0 when d = 0);
  * q = min(15, (int)(x * id + 8.5)); value j in the low nibble of byte j, value j + 16 in
- * its high nibble. Value j = (q_j - 8) * d. An all-zero block has d = 0 and every q = 8. */
+ * its high nibble. Value j = (q_j - 8) * d. An all-zero block has d = 0 / -8 = -0 (fp16
+ * 0x8000, as ggml writes it) and every q = 8. */
 #define CB_QK4_0 32
 typedef struct cb_block_q4_0 {
     uint16_t d;                /* fp16 bits */

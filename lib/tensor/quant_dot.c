@@ -5,8 +5,9 @@
  * nibbles looked up in the 16 levels held in two registers by permutevar8x32 and a blend
  * on bit 3 (nf4), vcvtph2ps (fp16, with F16C), a 16-bit shift (bf16). A q8_0/q4_0/nf4
  * block's products are summed unscaled and multiplied by the block's scale once. Without
- * AVX2 the same arithmetic runs as plain C loops. The _m variants dequantise a tile of 64
- * values into an L1 buffer once and use it for every one of the m vectors. */
+ * AVX2 the same arithmetic runs as plain C loops. The _m variants dequantise each 8 values
+ * once and use them for all m vectors (up to 8 accumulators in registers; without AVX2,
+ * through a 64-value tile in L1). */
 #include "tensor/quant_dot.h"
 
 #include <string.h>
@@ -54,6 +55,15 @@ static inline float hsum8(__m256 v) {
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
     s = _mm_add_ss(s, _mm_movehdup_ps(s));
     return _mm_cvtss_f32(s);
+}
+
+/* A block's fp16 scale as f32 (one vcvtph2ps with F16C). */
+static inline float scale_f32(uint16_t d) {
+#if defined(__F16C__)
+    return _cvtsh_ss(d);
+#else
+    return cb_f16_to_f32(d);
+#endif
 }
 
 /* 8 values of a float kind starting at element j. */
@@ -142,7 +152,7 @@ float cb_kv_dot(cb_kv_kind k, const void *row, const float *x, size_t n) {
             p = _mm256_fmadd_ps(load8_q8_0(b + i, 1), _mm256_loadu_ps(x + 8), p);
             p = _mm256_fmadd_ps(load8_q8_0(b + i, 2), _mm256_loadu_ps(x + 16), p);
             p = _mm256_fmadd_ps(load8_q8_0(b + i, 3), _mm256_loadu_ps(x + 24), p);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(cb_f16_to_f32(b[i].d)), p, acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale_f32(b[i].d)), p, acc);
         }
     } else if (k == CB_KV_Q4_0) {
         const cb_block_q4_0 *b = row;
@@ -151,7 +161,7 @@ float cb_kv_dot(cb_kv_kind k, const void *row, const float *x, size_t n) {
             p = _mm256_fmadd_ps(load8_q4_0(b + i, 1), _mm256_loadu_ps(x + 8), p);
             p = _mm256_fmadd_ps(load8_q4_0(b + i, 2), _mm256_loadu_ps(x + 16), p);
             p = _mm256_fmadd_ps(load8_q4_0(b + i, 3), _mm256_loadu_ps(x + 24), p);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(cb_f16_to_f32(b[i].d)), p, acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale_f32(b[i].d)), p, acc);
         }
     } else {
         const cb_block_nf4 *b = row;
@@ -160,7 +170,7 @@ float cb_kv_dot(cb_kv_kind k, const void *row, const float *x, size_t n) {
             __m256 p = _mm256_mul_ps(load8_nf4(b + i, 0, lo, hi), _mm256_loadu_ps(x));
             for (int part = 1; part < 8; part++)
                 p = _mm256_fmadd_ps(load8_nf4(b + i, part, lo, hi), _mm256_loadu_ps(x + 8 * part), p);
-            acc = _mm256_fmadd_ps(_mm256_set1_ps(cb_f16_to_f32(b[i].d)), p, acc);
+            acc = _mm256_fmadd_ps(_mm256_set1_ps(scale_f32(b[i].d)), p, acc);
         }
     }
     s = hsum8(acc);
@@ -198,7 +208,7 @@ void cb_kv_axpy(cb_kv_kind k, float *y, float a, const void *row, size_t n) {
     case CB_KV_Q8_0: {
         const cb_block_q8_0 *b = row;
         for (; j + CB_QK8_0 <= n; j += CB_QK8_0, b++) {
-            __m256 s = _mm256_mul_ps(va, _mm256_set1_ps(cb_f16_to_f32(b->d)));
+            __m256 s = _mm256_mul_ps(va, _mm256_set1_ps(scale_f32(b->d)));
             for (int part = 0; part < 4; part++)
                 _mm256_storeu_ps(y + j + 8 * part, _mm256_fmadd_ps(s, load8_q8_0(b, part),
                                                                    _mm256_loadu_ps(y + j + 8 * part)));
@@ -208,7 +218,7 @@ void cb_kv_axpy(cb_kv_kind k, float *y, float a, const void *row, size_t n) {
     case CB_KV_Q4_0: {
         const cb_block_q4_0 *b = row;
         for (; j + CB_QK4_0 <= n; j += CB_QK4_0, b++) {
-            __m256 s = _mm256_mul_ps(va, _mm256_set1_ps(cb_f16_to_f32(b->d)));
+            __m256 s = _mm256_mul_ps(va, _mm256_set1_ps(scale_f32(b->d)));
             for (int part = 0; part < 4; part++)
                 _mm256_storeu_ps(y + j + 8 * part, _mm256_fmadd_ps(s, load8_q4_0(b, part),
                                                                    _mm256_loadu_ps(y + j + 8 * part)));
@@ -219,7 +229,7 @@ void cb_kv_axpy(cb_kv_kind k, float *y, float a, const void *row, size_t n) {
         const cb_block_nf4 *b = row;
         const __m256 lo = _mm256_loadu_ps(cb_nf4_levels), hi = _mm256_loadu_ps(cb_nf4_levels + 8);
         for (; j + CB_QKNF4 <= n; j += CB_QKNF4, b++) {
-            __m256 s = _mm256_mul_ps(va, _mm256_set1_ps(cb_f16_to_f32(b->d)));
+            __m256 s = _mm256_mul_ps(va, _mm256_set1_ps(scale_f32(b->d)));
             for (int part = 0; part < 8; part++)
                 _mm256_storeu_ps(y + j + 8 * part,
                                  _mm256_fmadd_ps(s, load8_nf4(b, part, lo, hi), _mm256_loadu_ps(y + j + 8 * part)));
@@ -241,14 +251,20 @@ void cb_kv_axpy(cb_kv_kind k, float *y, float a, const void *row, size_t n) {
 
 /* ---- the _m variants, through a dequantised tile ---- */
 
-/* buf[0 .. cnt) = values v0 .. v0+cnt-1 of the row; v0 a multiple of TILE, cnt <= TILE.
- * May write up to the end of the last block touched (buf holds TILE floats). */
-static void dequant_tile(cb_kv_kind k, float *buf, const void *row, size_t v0, size_t cnt) {
-    switch (k) {
-    case CB_KV_F32: memcpy(buf, (const float *)row + v0, cnt * sizeof(float)); return;
-    case CB_KV_F16: cb_f16_to_f32_n(buf, (const uint16_t *)row + v0, cnt); return;
-    case CB_KV_BF16: cb_bf16_to_f32_n(buf, (const uint16_t *)row + v0, cnt); return;
-    default: break;
+/* Values v0 .. v0+cnt-1 of the row as floats: the row itself for fp32, else dequantised
+ * into buf (TILE floats). v0 a multiple of the kind's block, cnt <= TILE, and the blocks
+ * touched hold at most TILE values (buf is filled to the end of the last one). */
+static const float *dequant_tile(cb_kv_kind k, float *buf, const void *row, size_t v0, size_t cnt) {
+    if (k == CB_KV_F32) return (const float *)row + v0;
+    if (k == CB_KV_F16 || k == CB_KV_BF16) {
+        const uint16_t *h = (const uint16_t *)row + v0;
+        size_t j = 0;
+#if QD_AVX2
+        for (; j + 8 <= cnt; j += 8)
+            _mm256_storeu_ps(buf + j, k == CB_KV_F16 ? load8_f16(h + j) : load8_bf16(h + j));
+#endif
+        for (; j < cnt; j++) buf[j] = k == CB_KV_F16 ? cb_f16_to_f32(h[j]) : cb_bf16_to_f32(h[j]);
+        return buf;
     }
     const size_t bv = (size_t)cb_kv_kind_block_values(k);
     const size_t nblk = (cnt + bv - 1) / bv;
@@ -257,28 +273,28 @@ static void dequant_tile(cb_kv_kind k, float *buf, const void *row, size_t v0, s
     if (k == CB_KV_Q8_0) {
         const cb_block_q8_0 *b = (const cb_block_q8_0 *)blk;
         for (size_t i = 0; i < nblk; i++) {
-            __m256 d = _mm256_set1_ps(cb_f16_to_f32(b[i].d));
+            __m256 d = _mm256_set1_ps(scale_f32(b[i].d));
             for (int part = 0; part < 4; part++)
                 _mm256_storeu_ps(buf + i * CB_QK8_0 + 8 * part, _mm256_mul_ps(d, load8_q8_0(b + i, part)));
         }
-        return;
+        return buf;
     }
     if (k == CB_KV_Q4_0) {
         const cb_block_q4_0 *b = (const cb_block_q4_0 *)blk;
         for (size_t i = 0; i < nblk; i++) {
-            __m256 d = _mm256_set1_ps(cb_f16_to_f32(b[i].d));
+            __m256 d = _mm256_set1_ps(scale_f32(b[i].d));
             for (int part = 0; part < 4; part++)
                 _mm256_storeu_ps(buf + i * CB_QK4_0 + 8 * part, _mm256_mul_ps(d, load8_q4_0(b + i, part)));
         }
-        return;
+        return buf;
     }
     if (k == CB_KV_NF4) {
         const cb_block_nf4 *b = (const cb_block_nf4 *)blk;
         const __m256 lo = _mm256_loadu_ps(cb_nf4_levels), hi = _mm256_loadu_ps(cb_nf4_levels + 8);
-        __m256 d = _mm256_set1_ps(cb_f16_to_f32(b->d)); // TILE holds one nf4 block
+        __m256 d = _mm256_set1_ps(scale_f32(b->d)); // TILE holds one nf4 block
         for (int part = 0; part < 8; part++)
             _mm256_storeu_ps(buf + 8 * part, _mm256_mul_ps(d, load8_nf4(b, part, lo, hi)));
-        return;
+        return buf;
     }
 #endif
     switch (k) {
@@ -287,7 +303,111 @@ static void dequant_tile(cb_kv_kind k, float *buf, const void *row, size_t v0, s
     case CB_KV_NF4: cb_dequantize_row_nf4(buf, (const cb_block_nf4 *)blk, nblk * bv); break;
     default: break;
     }
+    return buf;
 }
+
+#if QD_AVX2
+/* The fused _m kernels, instantiated for each kind K and count M (1..8) as compile-time
+ * constants, so that the M accumulators live in registers. Over `nunits` units: blocks of
+ * the block kinds, groups of 8 values of the float kinds. Each unit's 8-value parts are
+ * dequantised once, scaled, and used for all M vectors. */
+#define ALWAYS_INLINE static inline __attribute__((always_inline))
+
+ALWAYS_INLINE int unit_values(const int K) {
+    return K == CB_KV_Q8_0 ? CB_QK8_0 : K == CB_KV_Q4_0 ? CB_QK4_0 : K == CB_KV_NF4 ? CB_QKNF4 : 8;
+}
+
+/* Part p (8 values) of unit u, scaled. */
+ALWAYS_INLINE __m256 unit_part(const int K, const void *row, size_t u, int p, __m256 d, __m256 lo,
+                               __m256 hi) {
+    switch (K) {
+    case CB_KV_F32: return _mm256_loadu_ps((const float *)row + 8 * u);
+    case CB_KV_F16: return load8_f16((const uint16_t *)row + 8 * u);
+    case CB_KV_BF16: return load8_bf16((const uint16_t *)row + 8 * u);
+    case CB_KV_Q8_0: return _mm256_mul_ps(d, load8_q8_0((const cb_block_q8_0 *)row + u, p));
+    case CB_KV_Q4_0: return _mm256_mul_ps(d, load8_q4_0((const cb_block_q4_0 *)row + u, p));
+    default: return _mm256_mul_ps(d, load8_nf4((const cb_block_nf4 *)row + u, p, lo, hi));
+    }
+}
+
+ALWAYS_INLINE __m256 unit_scale(const int K, const void *row, size_t u) {
+    switch (K) {
+    case CB_KV_Q8_0: return _mm256_set1_ps(scale_f32(((const cb_block_q8_0 *)row)[u].d));
+    case CB_KV_Q4_0: return _mm256_set1_ps(scale_f32(((const cb_block_q4_0 *)row)[u].d));
+    case CB_KV_NF4: return _mm256_set1_ps(scale_f32(((const cb_block_nf4 *)row)[u].d));
+    default: return _mm256_set1_ps(1.0f);
+    }
+}
+
+ALWAYS_INLINE void dot_m_kernel(const int K, const int M, float *out, const void *row,
+                                const float *x, size_t ldx, size_t nunits) {
+    const int UV = unit_values(K);
+    const __m256 lo = _mm256_loadu_ps(cb_nf4_levels), hi = _mm256_loadu_ps(cb_nf4_levels + 8);
+    __m256 acc[8];
+    #pragma GCC unroll 8
+    for (int i = 0; i < M; i++) acc[i] = _mm256_setzero_ps();
+    for (size_t u = 0; u < nunits; u++) {
+        const __m256 d = unit_scale(K, row, u);
+        #pragma GCC unroll 8
+        for (int p = 0; p < UV / 8; p++) {
+            const __m256 v = unit_part(K, row, u, p, d, lo, hi);
+            const float *xp = x + u * UV + 8 * p;
+            #pragma GCC unroll 8
+            for (int i = 0; i < M; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + i * ldx), acc[i]);
+        }
+    }
+    #pragma GCC unroll 8
+    for (int i = 0; i < M; i++) out[i] = hsum8(acc[i]);
+}
+
+ALWAYS_INLINE void axpy_m_kernel(const int K, const int M, float *y, size_t ldy, const float *a,
+                                 const void *row, size_t nunits) {
+    const int UV = unit_values(K);
+    const __m256 lo = _mm256_loadu_ps(cb_nf4_levels), hi = _mm256_loadu_ps(cb_nf4_levels + 8);
+    __m256 va[8];
+    #pragma GCC unroll 8
+    for (int i = 0; i < M; i++) va[i] = _mm256_set1_ps(a[i]);
+    for (size_t u = 0; u < nunits; u++) {
+        const __m256 d = unit_scale(K, row, u);
+        #pragma GCC unroll 8
+        for (int p = 0; p < UV / 8; p++) {
+            const __m256 v = unit_part(K, row, u, p, d, lo, hi);
+            float *yp = y + u * UV + 8 * p;
+            #pragma GCC unroll 8
+            for (int i = 0; i < M; i++)
+                _mm256_storeu_ps(yp + i * ldy, _mm256_fmadd_ps(va[i], v, _mm256_loadu_ps(yp + i * ldy)));
+        }
+    }
+}
+
+#define M_CASES(CALL, K)                                                         \
+    switch (mi) {                                                                \
+    case 1: CALL(K, 1); break;                                                   \
+    case 2: CALL(K, 2); break;                                                   \
+    case 3: CALL(K, 3); break;                                                   \
+    case 4: CALL(K, 4); break;                                                   \
+    case 5: CALL(K, 5); break;                                                   \
+    case 6: CALL(K, 6); break;                                                   \
+    case 7: CALL(K, 7); break;                                                   \
+    default: CALL(K, 8); break;                                                  \
+    }
+#define KIND_CASES(CALL)                                                         \
+    switch (k) {                                                                 \
+    case CB_KV_F32: M_CASES(CALL, CB_KV_F32); break;                             \
+    case CB_KV_F16: M_CASES(CALL, CB_KV_F16); break;                             \
+    case CB_KV_BF16: M_CASES(CALL, CB_KV_BF16); break;                           \
+    case CB_KV_Q8_0: M_CASES(CALL, CB_KV_Q8_0); break;                           \
+    case CB_KV_Q4_0: M_CASES(CALL, CB_KV_Q4_0); break;                           \
+    case CB_KV_NF4: M_CASES(CALL, CB_KV_NF4); break;                             \
+    default: break;                                                              \
+    }
+
+/* Whole units of n values: blocks, or groups of 8 for the float kinds. */
+static size_t whole_units(cb_kv_kind k, size_t n) {
+    int bv = cb_kv_kind_block_values(k);
+    return bv > 1 ? n / (size_t)bv : n / 8;
+}
+#endif
 
 void cb_kv_dot_m(cb_kv_kind k, float *out, const void *row, const float *x, size_t ldx,
                  size_t n, int m) {
@@ -295,38 +415,33 @@ void cb_kv_dot_m(cb_kv_kind k, float *out, const void *row, const float *x, size
         out[0] = cb_kv_dot(k, row, x, n);
         return;
     }
-    float buf[TILE] __attribute__((aligned(32)));
-    for (int i0 = 0; i0 < m; i0 += 8) { // up to 8 vectors' accumulators in registers
+    size_t done = 0; // values handled by the fused kernels
+#if QD_AVX2
+    const size_t nunits = whole_units(k, n);
+    done = nunits * (size_t)(cb_kv_kind_block_values(k) > 1 ? cb_kv_kind_block_values(k) : 8);
+    for (int i0 = 0; i0 < m; i0 += 8) {
         const int mi = m - i0 < 8 ? m - i0 : 8;
-#if QD_AVX2
-        __m256 acc[8];
-        for (int i = 0; i < mi; i++) acc[i] = _mm256_setzero_ps();
-#endif
-        float tail[8] = {0};
-        for (size_t v0 = 0; v0 < n; v0 += TILE) {
-            const size_t cnt = n - v0 < TILE ? n - v0 : TILE;
-            dequant_tile(k, buf, row, v0, cnt);
-            size_t j = 0;
-#if QD_AVX2
-            for (; j + 8 <= cnt; j += 8) {
-                __m256 v = _mm256_load_ps(buf + j);
-                for (int i = 0; i < mi; i++)
-                    acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(x + (size_t)(i0 + i) * ldx + v0 + j), acc[i]);
-            }
-#endif
-            for (int i = 0; i < mi; i++) {
-                const float *xi = x + (size_t)(i0 + i) * ldx + v0;
-                float s = 0.0f;
-                for (size_t jj = j; jj < cnt; jj++) s += buf[jj] * xi[jj];
-                tail[i] += s;
-            }
-        }
-        for (int i = 0; i < mi; i++) {
-#if QD_AVX2
-            out[i0 + i] = hsum8(acc[i]) + tail[i];
+        float *o = out + i0;
+        const float *xi = x + (size_t)i0 * ldx;
+#define DOT_CALL(K, M) dot_m_kernel(K, M, o, row, xi, ldx, nunits)
+        KIND_CASES(DOT_CALL)
+#undef DOT_CALL
+    }
 #else
-            out[i0 + i] = tail[i];
+    for (int i = 0; i < m; i++) out[i] = 0.0f;
 #endif
+    if (done == n) return;
+    // the rest (a partial block, or fewer than 8 float values) through a dequantised tile
+    float buf[TILE] __attribute__((aligned(32)));
+    for (size_t v0 = done; v0 < n; v0 += TILE) {
+        const size_t cnt = n - v0 < TILE ? n - v0 : TILE;
+        const float *t = dequant_tile(k, buf, row, v0, cnt);
+        for (int i = 0; i < m; i++) {
+            const float *xi = x + (size_t)i * ldx + v0;
+            float s = 0.0f;
+            #pragma omp simd reduction(+ : s)
+            for (size_t j = 0; j < cnt; j++) s += t[j] * xi[j];
+            out[i] += s;
         }
     }
 }
@@ -337,15 +452,29 @@ void cb_kv_axpy_m(cb_kv_kind k, float *y, size_t ldy, const float *a, const void
         cb_kv_axpy(k, y, a[0], row, n);
         return;
     }
+    size_t done = 0;
+#if QD_AVX2
+    const size_t nunits = whole_units(k, n);
+    done = nunits * (size_t)(cb_kv_kind_block_values(k) > 1 ? cb_kv_kind_block_values(k) : 8);
+    for (int i0 = 0; i0 < m; i0 += 8) {
+        const int mi = m - i0 < 8 ? m - i0 : 8;
+        float *yi = y + (size_t)i0 * ldy;
+        const float *ai = a + i0;
+#define AXPY_CALL(K, M) axpy_m_kernel(K, M, yi, ldy, ai, row, nunits)
+        KIND_CASES(AXPY_CALL)
+#undef AXPY_CALL
+    }
+#endif
+    if (done == n) return;
     float buf[TILE] __attribute__((aligned(32)));
-    for (size_t v0 = 0; v0 < n; v0 += TILE) {
+    for (size_t v0 = done; v0 < n; v0 += TILE) {
         const size_t cnt = n - v0 < TILE ? n - v0 : TILE;
-        dequant_tile(k, buf, row, v0, cnt);
+        const float *t = dequant_tile(k, buf, row, v0, cnt);
         for (int i = 0; i < m; i++) {
             float *yi = y + (size_t)i * ldy + v0;
             const float ai = a[i];
             #pragma omp simd
-            for (size_t j = 0; j < cnt; j++) yi[j] += ai * buf[j];
+            for (size_t j = 0; j < cnt; j++) yi[j] += ai * t[j];
         }
     }
 }

@@ -1,7 +1,8 @@
 /* quant_dot.h: the inner kernels of decoding: the dot product of a stored row (any
  * cb_kv_kind) with an f32 vector, and y += a * row, dequantising block by block in
- * registers (AVX2/FMA/F16C when compiled for it, portable C otherwise); the stored row is
- * never expanded to f32 in memory. */
+ * registers (AVX2/FMA/F16C when compiled for it, portable C otherwise); a stored row is
+ * never expanded to f32 in memory beyond one 64-value tile (a partial last block, or the
+ * portable _m path). */
 #ifndef CB_TENSOR_QUANT_DOT_H
 #define CB_TENSOR_QUANT_DOT_H
 

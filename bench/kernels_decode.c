@@ -1,0 +1,158 @@
+/* bench/kernels_decode.c: throughput of the decoding kernels per storage kind against the
+ * machine's memory bandwidth: matvec over a weight matrix larger than the last-level cache,
+ * and decode attention of one token over a long KV cache (Llama 3.2 1B's layer shape).
+ *   build/rel/bench/kernels_decode [ROWS COLS CONTEXT]   (default 8192 4096 4096)
+ * Prints, for 1 thread and for all threads, the best of 5 runs: time, GB/s of stored bytes
+ * read, and that as a share of a plain f32 streaming read (the bandwidth reference). */
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "infer/attention_decode.h"
+#include "infer/matvec.h"
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Best seconds of a streaming sum over n floats (the memory bandwidth reference). 32
+ * independent partial sums, so the adds' latency does not bound it; n a multiple of 32. */
+static double stream_read(const float *x, size_t n, float *sink) {
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now();
+        float total = 0;
+        #pragma omp parallel reduction(+ : total)
+        {
+            float acc[32] = {0};
+            #pragma omp for schedule(static)
+            for (size_t i = 0; i < n / 32; i++) {
+                #pragma omp simd
+                for (int l = 0; l < 32; l++) acc[l] += x[i * 32 + l];
+            }
+            for (int l = 0; l < 32; l++) total += acc[l];
+        }
+        double t = now() - t0;
+        *sink += total;
+        if (t < best) best = t;
+    }
+    return best;
+}
+
+int main(int argc, char **argv) {
+    int rows = 8192, cols = 4096, context = 4096;
+    if (argc == 4) {
+        rows = atoi(argv[1]);
+        cols = atoi(argv[2]);
+        context = atoi(argv[3]);
+    } else if (argc != 1) {
+        fprintf(stderr, "usage: kernels_decode [ROWS COLS CONTEXT]\n");
+        return 2;
+    }
+    if (rows <= 0 || cols <= 0 || context <= 0 || (size_t)rows * cols % 32) {
+        fprintf(stderr, "kernels_decode: sizes must be positive, ROWS * COLS a multiple of 32\n");
+        return 2;
+    }
+    const int max_threads = omp_get_max_threads();
+    const size_t nw = (size_t)rows * cols;
+    float *w = malloc(sizeof(float) * nw), *x = malloc(sizeof(float) * cols);
+    float *y = malloc(sizeof(float) * rows), sink = 0;
+    if (!w || !x || !y) {
+        fprintf(stderr, "kernels_decode: out of memory\n");
+        return 4;
+    }
+    unsigned long long s = 88172645463325252ULL;
+    for (size_t i = 0; i < nw; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        w[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
+    }
+    for (int j = 0; j < cols; j++) x[j] = w[j];
+    const int threads[2] = {1, max_threads};
+    double bw[2];
+    for (int ti = 0; ti < 2; ti++) {
+        omp_set_num_threads(threads[ti]);
+        bw[ti] = (double)nw * 4 / stream_read(w, nw, &sink) / 1e9;
+        printf("stream read f32 %zu MB, %d thread(s): %.2f GB/s\n", nw * 4 >> 20, threads[ti], bw[ti]);
+    }
+    cb_error e;
+    printf("\nmatvec %d x %d (y = W x, one token)\n", rows, cols);
+    printf("%-6s %9s %8s %9s %9s %8s %9s %9s\n", "kind", "MB", "ms/1t", "GB/s/1t", "%bw/1t",
+           "ms/all", "GB/s/all", "%bw/all");
+    for (int k = 0; k < CB_KV_COUNT; k++) {
+        cb_weight_matrix m;
+        if (cb_weight_matrix_from_f32(&m, (cb_kv_kind)k, w, rows, cols, &e) != CB_OK) {
+            fprintf(stderr, "kernels_decode: %s\n", e.msg);
+            return e.code;
+        }
+        const double bytes = (double)cb_weight_matrix_bytes(&m);
+        printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
+        for (int ti = 0; ti < 2; ti++) {
+            omp_set_num_threads(threads[ti]);
+            double best = 1e30;
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = now();
+                cb_matvec(y, &m, x, NULL);
+                double t = now() - t0;
+                sink += y[0];
+                if (t < best) best = t;
+            }
+            printf(" %8.2f %9.2f %8.0f%%", best * 1e3, bytes / best / 1e9, 100 * bytes / best / 1e9 / bw[ti]);
+        }
+        printf("\n");
+        cb_weight_matrix_free(&m);
+    }
+    free(w);
+
+    // decode attention: GQA H 32, H_kv 8, hd 64 (Llama 3.2 1B), one new token at the end
+    cb_attention_config cfg = {0};
+    cfg.mode = CB_ATTENTION_GQA;
+    cfg.d_model = 2048;
+    cfg.n_heads = 32;
+    cfg.n_kv_heads = 8;
+    cfg.head_dim = 64;
+    cfg.rope_enabled = true;
+    cfg.is_causal = true;
+    const int kv_width = cfg.n_kv_heads * cfg.head_dim, q_width = cfg.n_heads * cfg.head_dim;
+    float *kv = malloc(sizeof(float) * (size_t)context * kv_width), *q = malloc(sizeof(float) * q_width);
+    float *out = malloc(sizeof(float) * q_width);
+    for (size_t i = 0; i < (size_t)context * kv_width; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        kv[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
+    }
+    for (int i = 0; i < q_width; i++) q[i] = kv[i];
+    float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, 1, context, NULL));
+    printf("\ndecode attention, GQA 32/8 heads of 64, one token over %d cached\n", context);
+    printf("%-6s %9s %8s %9s %9s %8s %9s %9s\n", "kind", "MB", "ms/1t", "GB/s/1t", "%bw/1t",
+           "ms/all", "GB/s/all", "%bw/all");
+    for (int k = 0; k < CB_KV_COUNT; k++) {
+        cb_layer_cache c;
+        cb_kv_kinds kinds = {(cb_kv_kind)k, (cb_kv_kind)k, (cb_kv_kind)k};
+        if (cb_layer_cache_init(&c, &cfg, &kinds, context, &e) != CB_OK ||
+            cb_layer_cache_append(&c, kv, NULL, kv, context, &e) != CB_OK) {
+            fprintf(stderr, "kernels_decode: %s\n", e.msg);
+            return e.code;
+        }
+        const double bytes = (double)cb_layer_cache_bytes(&c).payload;
+        printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
+        for (int ti = 0; ti < 2; ti++) {
+            omp_set_num_threads(threads[ti]);
+            double best = 1e30;
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = now();
+                cb_attention_decode(out, q, NULL, NULL, &c, &cfg, context - 1, 1, NULL, scratch);
+                double t = now() - t0;
+                sink += out[0];
+                if (t < best) best = t;
+            }
+            printf(" %8.3f %9.2f %8.0f%%", best * 1e3, bytes / best / 1e9, 100 * bytes / best / 1e9 / bw[ti]);
+        }
+        printf("\n");
+        cb_layer_cache_free(&c);
+    }
+    fprintf(stderr, "(checksum %g)\n", (double)sink);
+    free(kv); free(q); free(out); free(scratch); free(x); free(y);
+    return 0;
+}

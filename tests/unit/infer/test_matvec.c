@@ -1,0 +1,130 @@
+/* test_matvec.c: y = W x for every weight storage kind against a double reference over the
+ * f32 weights, within a bound built from the per-value error of the kind; the n-token
+ * variant against n single products; views of stored data. */
+#include "test.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "infer/matvec.h"
+#include "tensor/dtype.h"
+
+static unsigned long long rng_state = 0xBF58476D1CE4E5B9ULL;
+static float urandf(void) { // uniform in [-1, 1)
+    rng_state ^= rng_state << 13;
+    rng_state ^= rng_state >> 7;
+    rng_state ^= rng_state << 17;
+    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
+/* Largest error of a stored value of w[j], relative to the largest magnitude in its block
+ * (test_quant.c derives these): fp16/bf16 relative to |w[j]| instead. */
+static double value_bound(cb_kv_kind k, const float *row, int cols, int j) {
+    switch (k) {
+    case CB_KV_F32: return 0;
+    case CB_KV_F16: return fabs(row[j]) * 0x1p-11 + 0x1p-25; // + half the smallest subnormal
+    case CB_KV_BF16: return fabs(row[j]) * 0x1p-8;
+    default: break;
+    }
+    int bv = cb_kv_kind_block_values(k), b0 = j / bv * bv;
+    double amax = 0;
+    for (int i = b0; i < b0 + bv && i < cols; i++) amax = fmax(amax, fabs(row[i]));
+    double rel = k == CB_KV_Q8_0 ? 1.0 / 254 + 0x1p-11 : k == CB_KV_Q4_0 ? 1.0 / 8 + 0x1p-11
+                                                      : 0.1519036 * (1 + 0x1p-11) + 0x1p-11;
+    return amax * rel;
+}
+
+TEST(matvec_every_kind) {
+    const int shapes[][2] = {{37, 100}, {64, 256}, {300, 64}, {5, 33}, {129, 2048}};
+    for (int si = 0; si < 5; si++) {
+        const int rows = shapes[si][0], cols = shapes[si][1];
+        float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * cols);
+        float *bias = malloc(sizeof(float) * rows), *y = malloc(sizeof(float) * rows);
+        for (int i = 0; i < rows * cols; i++) w[i] = urandf() * (i % 7 == 0 ? 3.0f : 0.5f);
+        for (int j = 0; j < cols; j++) x[j] = urandf();
+        for (int r = 0; r < rows; r++) bias[r] = urandf();
+        for (int k = 0; k < CB_KV_COUNT; k++) {
+            cb_weight_matrix m;
+            cb_error e;
+            EXPECT_EQ_INT(CB_OK, cb_weight_matrix_from_f32(&m, (cb_kv_kind)k, w, rows, cols, &e));
+            EXPECT_EQ_INT((size_t)rows * cb_kv_kind_bytes((cb_kv_kind)k, cols), cb_weight_matrix_bytes(&m));
+            cb_matvec(y, &m, x, bias);
+            double worst = 0; // error / (quantization bound + f32 summation allowance)
+            for (int r = 0; r < rows; r++) {
+                const float *wr = w + (size_t)r * cols;
+                double ref = bias[r], bound = 0, mag = fabs(bias[r]);
+                for (int j = 0; j < cols; j++) {
+                    ref += (double)wr[j] * x[j];
+                    bound += value_bound((cb_kv_kind)k, wr, cols, j) * fabs(x[j]);
+                    mag += fabs((double)wr[j] * x[j]);
+                }
+                double err = fabs(y[r] - ref), allow = bound + 1e-6 * mag;
+                worst = fmax(worst, err / allow);
+            }
+            char what[64];
+            snprintf(what, sizeof what, "matvec %s %dx%d error / bound", cb_kv_kind_name((cb_kv_kind)k), rows, cols);
+            REPORT_DIFF(what, worst, 1.0);
+            if (worst > 1.0) FAILF("%s %dx%d: error %.3g times its bound", cb_kv_kind_name((cb_kv_kind)k), rows, cols, worst);
+            cb_weight_matrix_free(&m);
+        }
+        free(w); free(x); free(bias); free(y);
+    }
+}
+
+/* n tokens at once equals n single products (to f32 summation order, relative to the sum
+ * of |w x|) for every kind. */
+TEST(matvec_n_tokens) {
+    const int rows = 70, cols = 160;
+    const int ns[] = {2, 3, 8, 9, 16, 17, 40};
+    float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * 40 * cols);
+    float *y = malloc(sizeof(float) * 40 * rows), *y1 = malloc(sizeof(float) * rows), bias[70];
+    for (int i = 0; i < rows * cols; i++) w[i] = urandf();
+    for (int i = 0; i < 40 * cols; i++) x[i] = urandf();
+    for (int r = 0; r < rows; r++) bias[r] = urandf();
+    double worst = 0;
+    for (int k = 0; k < CB_KV_COUNT; k++) {
+        cb_weight_matrix m;
+        cb_error e;
+        EXPECT_EQ_INT(CB_OK, cb_weight_matrix_from_f32(&m, (cb_kv_kind)k, w, rows, cols, &e));
+        for (int ni = 0; ni < 7; ni++) {
+            const int n = ns[ni];
+            cb_matvec_n(y, &m, x, ni % 2 ? bias : NULL, n);
+            for (int i = 0; i < n; i++) {
+                cb_matvec(y1, &m, x + (size_t)i * cols, ni % 2 ? bias : NULL);
+                for (int r = 0; r < rows; r++) {
+                    double mag = 1.0; // the bias's scale, then sum |w x|
+                    for (int j = 0; j < cols; j++) mag += fabs((double)w[r * cols + j] * x[i * cols + j]);
+                    worst = fmax(worst, fabs(y[(size_t)i * rows + r] - y1[r]) / mag);
+                }
+            }
+        }
+        cb_weight_matrix_free(&m);
+    }
+    REPORT_DIFF("matvec_n vs matvec / sum |w x|", worst, 1e-6);
+    EXPECT(worst <= 1e-6);
+    free(w); free(x); free(y); free(y1);
+}
+
+/* A view over bf16 data laid out as the kind's rows (a memory-mapped checkpoint) gives the
+ * same products as the converted copy; bad arguments are refused. */
+TEST(matvec_view_and_errors) {
+    const int rows = 10, cols = 48;
+    float w[480], x[48], a[10], b[10];
+    uint16_t raw[480];
+    for (int i = 0; i < 480; i++) w[i] = urandf();
+    for (int j = 0; j < 48; j++) x[j] = urandf();
+    cb_f32_to_bf16_n(raw, w, 480);
+    cb_weight_matrix conv, view;
+    cb_error e;
+    EXPECT_EQ_INT(CB_OK, cb_weight_matrix_from_f32(&conv, CB_KV_BF16, w, rows, cols, &e));
+    cb_weight_matrix_view(&view, CB_KV_BF16, raw, rows, cols);
+    EXPECT(view.owned == NULL);
+    EXPECT(memcmp(conv.data, raw, sizeof raw) == 0);
+    cb_matvec(a, &conv, x, NULL);
+    cb_matvec(b, &view, x, NULL);
+    EXPECT(memcmp(a, b, sizeof a) == 0);
+    cb_weight_matrix_free(&view);
+    cb_weight_matrix_free(&conv);
+    EXPECT_EQ_INT(CB_E_INVALID, cb_weight_matrix_from_f32(&conv, (cb_kv_kind)99, w, rows, cols, &e));
+    EXPECT_EQ_INT(CB_E_INVALID, cb_weight_matrix_from_f32(&conv, CB_KV_Q8_0, w, 0, cols, &e));
+}
