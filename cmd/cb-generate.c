@@ -34,7 +34,7 @@ enum {
     O_SEED, O_EOS, O_STOP, O_MAX_SEQ, O_TRUNCATE, O_CHUNK, O_CACHE_KIND, O_CACHE_K, O_CACHE_K_SEM, O_CACHE_V,
     O_BUDGET, O_MAX_DNLL, O_MAX_PPL, O_MAX_KL, O_CACHE_BENCH, O_CACHE_BENCH_STEPS, O_CACHE_PLAN, O_CACHE_PROBE,
     O_DECODE_PLAN, O_DECODE_Q_CHUNK, O_DECODE_WINDOW, O_DECODE_BUCKETS, O_DECODE_WINDOW_LONG, O_DRAFT, O_SPEC_K,
-    O_SPEC_METHOD, O_SPEC_ADAPTIVE, O_SPEC_K_MAX, O_NO_EXTRA, O_SPEC_DISABLE, O_JSON, O_QUIET, O_HELP
+    O_SPEC_METHOD, O_SPEC_ADAPTIVE, O_SPEC_K_MAX, O_NO_EXTRA, O_SPEC_DISABLE, O_JSON, O_QUIET, O_HELP, O_WEIGHT_KIND
 };
 
 typedef struct opts {
@@ -128,7 +128,7 @@ static int parse_args(int argc, char **argv, opts *o) {
         {"spec-method", required_argument, 0, O_SPEC_METHOD}, {"spec-k-adaptive", no_argument, 0, O_SPEC_ADAPTIVE},
         {"spec-k-max", required_argument, 0, O_SPEC_K_MAX}, {"no-spec-extra-token", no_argument, 0, O_NO_EXTRA},
         {"spec-disable-below", required_argument, 0, O_SPEC_DISABLE}, {"json", no_argument, 0, O_JSON},
-        {"quiet", no_argument, 0, O_QUIET}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"weight-kind", required_argument, 0, O_WEIGHT_KIND}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
     o->gen = cb_generate_config_default();
     o->sess = cb_session_config_default();
     o->policy = cb_cache_policy_config_default();
@@ -223,6 +223,7 @@ static int parse_args(int argc, char **argv, opts *o) {
         case O_SPEC_K_MAX: if (!parse_long(optarg, "--spec-k-max", 1, 256, &v)) return 2; o->spec.spec_k_max = (int)v; break;
         case O_NO_EXTRA: o->spec.extra_token = 0; break;
         case O_SPEC_DISABLE: if (!parse_double(optarg, "--spec-disable-below", 0, 1, &x)) return 2; o->spec.disable_below_accept = x; break;
+        case O_WEIGHT_KIND: if (!parse_kind(optarg, "--weight-kind", &o->sess.weight_kind)) return 2; break;
         case O_JSON: o->json = 1; break;
         case O_QUIET: o->quiet = 1; break;
         default: return cb_cli_usage_error(TOOL, "unknown or incomplete option %s", argv[optind - 1]);
@@ -295,6 +296,7 @@ static int print_json(const opts *o, const json_t *id, const cb_generate_output 
     json_object_set_new(j, "decode_tokens_per_s",
                         json_real(st->decode_s > 0 && st->new_tokens > 1 ? (st->new_tokens - 1) / st->decode_s : 0));
     cb_kv_bytes b = cb_session_cache_bytes(s);
+    json_object_set_new(j, "weights", json_string(cb_kv_kind_name(s->cfg.weight_kind)));
     json_object_set_new(j, "cache", json_pack("{s:s, s:s, s:s, s:I}", "k", cb_kv_kind_name(s->cfg.kinds.k), "k_sem",
                                               cb_kv_kind_name(s->cfg.kinds.k_sem), "v", cb_kv_kind_name(s->cfg.kinds.v),
                                               "bytes", (json_int_t)b.payload));

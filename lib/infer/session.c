@@ -7,14 +7,13 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "layers/activation.h"
 #include "layers/elementwise.h"
 #include "layers/embedding.h"
 #include "layers/layernorm.h"
 #include "layers/linear.h"
-#include "layers/mlp.h"
 #include "layers/rmsnorm.h"
 #include "layers/rope.h"
-#include "layers/swiglu.h"
 
 #define MAX_FANIN 64
 
@@ -64,6 +63,58 @@ static size_t op_work(const cb_op *op, size_t m) {
     }
 }
 
+/* 1 when role of op names a weight matrix (the products decode runs). */
+static int is_matrix(const cb_op *op, int role) {
+    switch (op->kind) {
+    case CB_OP_ATTENTION:
+        return role == CB_P_Q_W || role == CB_P_K_W || role == CB_P_V_W || role == CB_P_O_W || role == CB_P_QSEM_W ||
+               role == CB_P_KSEM_W || role == CB_P_QGEO_W || role == CB_P_KGEO_W || role == CB_P_GATE_PROJ;
+    case CB_OP_SWIGLU: return role == CB_P_GATE || role == CB_P_UP || role == CB_P_DOWN;
+    case CB_OP_MLP: return role == CB_P_FC_W || role == CB_P_PROJ_W;
+    case CB_OP_LINEAR:
+    case CB_OP_HEAD: return role == CB_P_WEIGHT;
+    default: return 0;
+    }
+}
+
+/* Convert every weight matrix of the program to kind; a tensor used by several ops is
+ * converted once and viewed by the others. */
+static int convert_weights(cb_session *s, cb_kv_kind kind, cb_error *e) {
+    const cb_program *p = &s->prog;
+    const cb_param_table *t = &s->model->params;
+    s->mats = cb_calloc((size_t)p->n_ops * CB_OP_MAX_PARAMS, sizeof *s->mats, e);
+    if (!s->mats) return e->code;
+    for (int i = 0; i < p->n_ops; i++)
+        for (int r = 0; r < CB_OP_MAX_PARAMS; r++) {
+            const cb_op *op = &p->ops[i];
+            if (op->p[r] == CB_NO_PARAM || !is_matrix(op, r)) continue;
+            const cb_weight_matrix *seen = NULL;
+            for (int j = 0; j < i * CB_OP_MAX_PARAMS + r && !seen; j++)
+                if (s->mats[j].data && p->ops[j / CB_OP_MAX_PARAMS].p[j % CB_OP_MAX_PARAMS] == op->p[r]) seen = &s->mats[j];
+            cb_weight_matrix *w = &s->mats[i * CB_OP_MAX_PARAMS + r];
+            if (seen) {
+                cb_weight_matrix_view(w, kind, seen->data, seen->rows, seen->cols);
+                continue;
+            }
+            const cb_param *par = NULL;
+            for (int k = 0; k < t->n && !par; k++)
+                if (t->items[k].offset == op->p[r]) par = &t->items[k];
+            if (!par || par->ndim != 2) return cb_fail(e, CB_E_INVALID, op->id, "weight matrix without a 2-d tensor");
+            CB_TRY(cb_weight_matrix_from_f32(w, kind, s->model->weights + op->p[r], (int)par->shape[0],
+                                             (int)par->shape[1], e));
+            s->weight_bytes += cb_weight_matrix_bytes(w);
+        }
+    return CB_OK;
+}
+
+/* out (m, out_dim) = in (m, in_dim) W^T + bias, W the op's weight of role. */
+static void proj(const cb_session *s, int op_index, int role, float *out, const float *in, const float *bias, int m,
+                 int in_dim, int out_dim) {
+    const cb_op *op = &s->prog.ops[op_index];
+    if (s->mats) cb_matvec_n(out, &s->mats[op_index * CB_OP_MAX_PARAMS + role], in, bias, m);
+    else cb_linear_forward(out, in, s->model->weights + op->p[role], bias, m, in_dim, out_dim);
+}
+
 int cb_model_attention_configs(const cb_model *m, cb_attention_config **cfgs, int *n, cb_error *e) {
     cb_program prog;
     CB_TRY(cb_program_init(&prog, m->plan, &m->params, 1, 1, e));
@@ -82,15 +133,18 @@ int cb_model_attention_configs(const cb_model *m, cb_attention_config **cfgs, in
 }
 
 void cb_session_free(cb_session *s) {
-    cb_program_free(&s->prog);
     free(s->slots);
     free(s->work);
     free(s->attn_scratch);
     free(s->rope_inv_freq);
     free(s->rope);
     free(s->op_layer);
+    if (s->mats)
+        for (int i = 0; i < s->prog.n_ops * CB_OP_MAX_PARAMS; i++) cb_weight_matrix_free(&s->mats[i]);
+    free(s->mats);
     cb_kv_cache_free(&s->kv);
     free(s->tokens);
+    cb_program_free(&s->prog);
     memset(s, 0, sizeof *s);
 }
 
@@ -152,6 +206,10 @@ int cb_session_init(cb_session *s, const cb_model *m, const cb_session_config *c
         }
         rc = cb_kv_cache_init(&s->kv, n_layers, cfgs, &s->cfg.kinds, 0, e);
     }
+    if (rc == CB_OK && s->cfg.weight_kind != CB_KV_F32) {
+        if (!cb_kv_kind_valid(s->cfg.weight_kind)) rc = cb_fail(e, CB_E_USAGE, "", "unknown weight kind %d", s->cfg.weight_kind);
+        else rc = convert_weights(s, s->cfg.weight_kind, e);
+    }
     free(cfgs);
     if (rc != CB_OK) cb_session_free(s);
     return rc;
@@ -186,8 +244,9 @@ static void rope_of(const cb_session *s, const cb_op *op, const float **cos_t, c
 }
 
 /* Attention of m new rows at pos0 (their keys and values go into cache). */
-static int attention_pass(cb_session *s, const cb_op *op, cb_layer_cache *cache, float *out, const float *in,
-                          int pos0, int m, cb_error *e) {
+static int attention_pass(cb_session *s, int oi, cb_layer_cache *cache, float *out, const float *in, int pos0, int m,
+                          cb_error *e) {
+    const cb_op *op = &s->prog.ops[oi];
     const cb_attention_config *a = &op->attn;
     const head_dims d = dims_of(a);
     const int dm = a->d_model, dec = a->mode == CB_ATTENTION_DECOUPLED;
@@ -195,14 +254,14 @@ static int attention_pass(cb_session *s, const cb_op *op, cb_layer_cache *cache,
     float *q_sem = v + (size_t)m * d.Hkv * d.dv, *k_sem = q_sem + (size_t)m * d.H * d.ds;
     float *gate = k_sem + (size_t)m * d.Hkv * d.ds, *att = gate + (size_t)m * d.H;
     const int bias = a->bias;
-    cb_linear_forward(q, in, W(s, op, dec ? CB_P_QGEO_W : CB_P_Q_W), bias ? W(s, op, dec ? CB_P_QGEO_B : CB_P_Q_B) : NULL,
-                      m, dm, d.H * d.dr);
-    cb_linear_forward(k, in, W(s, op, dec ? CB_P_KGEO_W : CB_P_K_W), bias ? W(s, op, dec ? CB_P_KGEO_B : CB_P_K_B) : NULL,
-                      m, dm, d.Hkv * d.dr);
-    cb_linear_forward(v, in, W(s, op, CB_P_V_W), bias ? W(s, op, CB_P_V_B) : NULL, m, dm, d.Hkv * d.dv);
+    proj(s, oi, dec ? CB_P_QGEO_W : CB_P_Q_W, q, in, bias ? W(s, op, dec ? CB_P_QGEO_B : CB_P_Q_B) : NULL, m, dm,
+         d.H * d.dr);
+    proj(s, oi, dec ? CB_P_KGEO_W : CB_P_K_W, k, in, bias ? W(s, op, dec ? CB_P_KGEO_B : CB_P_K_B) : NULL, m, dm,
+         d.Hkv * d.dr);
+    proj(s, oi, CB_P_V_W, v, in, bias ? W(s, op, CB_P_V_B) : NULL, m, dm, d.Hkv * d.dv);
     if (dec) {
-        cb_linear_forward(q_sem, in, W(s, op, CB_P_QSEM_W), bias ? W(s, op, CB_P_QSEM_B) : NULL, m, dm, d.H * d.ds);
-        cb_linear_forward(k_sem, in, W(s, op, CB_P_KSEM_W), bias ? W(s, op, CB_P_KSEM_B) : NULL, m, dm, d.Hkv * d.ds);
+        proj(s, oi, CB_P_QSEM_W, q_sem, in, bias ? W(s, op, CB_P_QSEM_B) : NULL, m, dm, d.H * d.ds);
+        proj(s, oi, CB_P_KSEM_W, k_sem, in, bias ? W(s, op, CB_P_KSEM_B) : NULL, m, dm, d.Hkv * d.ds);
     }
     if (a->rope_enabled) {
         const float *cos_t, *sin_t;
@@ -213,7 +272,7 @@ static int attention_pass(cb_session *s, const cb_op *op, cb_layer_cache *cache,
     if (d.gated) {
         // gate (m, H) = sigmoid(a_h + in . gate_proj_h), as cb_attention_forward
         const float *a_h = a->decoupled_gate ? W(s, op, CB_P_GATE_A) : NULL;
-        if (a->decoupled_gate_dynamic) cb_linear_forward(gate, in, W(s, op, CB_P_GATE_PROJ), NULL, m, dm, d.H);
+        if (a->decoupled_gate_dynamic) proj(s, oi, CB_P_GATE_PROJ, gate, in, NULL, m, dm, d.H);
         else memset(gate, 0, sizeof *gate * (size_t)m * d.H);
         for (size_t i = 0; i < (size_t)m * d.H; i++) {
             float z = gate[i] + (a_h ? a_h[i % d.H] : 0);
@@ -223,7 +282,7 @@ static int attention_pass(cb_session *s, const cb_op *op, cb_layer_cache *cache,
     CB_TRY(cb_layer_cache_append(cache, k, dec ? k_sem : NULL, v, m, e));
     cb_decode_plan plan = cb_decode_plan_pick(&s->cfg.plan, pos0 + m, &s->last_bucket);
     cb_attention_decode(att, q, dec ? q_sem : NULL, d.gated ? gate : NULL, cache, a, pos0, m, &plan, s->attn_scratch);
-    cb_linear_forward(out, att, W(s, op, CB_P_O_W), bias ? W(s, op, CB_P_O_B) : NULL, m, d.H * d.dv, dm);
+    proj(s, oi, CB_P_O_W, out, att, bias ? W(s, op, CB_P_O_B) : NULL, m, d.H * d.dv, dm);
     return CB_OK;
 }
 
@@ -278,35 +337,40 @@ static int run_pass(cb_session *s, const int32_t *tokens, int m, int want, cb_er
             break;
         case CB_OP_ATTENTION: {
             cb_layer_cache *cache = &s->kv.layers[s->op_layer[i]];
-            int rc = attention_pass(s, op, cache, out, in, pos0, m, e);
+            int rc = attention_pass(s, i, cache, out, in, pos0, m, e);
             if (rc != CB_OK) {
                 cb_kv_cache_truncate(&s->kv, pos0);
                 return rc;
             }
             break;
         }
-        case CB_OP_SWIGLU: {
-            size_t nf = (size_t)m * op->d_ff;
-            cb_swiglu_forward(out, s->work, s->work + nf, s->work + 2 * nf, in, W(s, op, CB_P_GATE), W(s, op, CB_P_UP),
-                              W(s, op, CB_P_DOWN), m, op->d_in, op->d_ff);
+        case CB_OP_SWIGLU: { // out = (silu(in Wg^T) * (in Wu^T)) Wd^T, as cb_swiglu_forward
+            const size_t nf = (size_t)m * op->d_ff;
+            float *gate = s->work, *up = gate + nf, *h = up + nf;
+            proj(s, i, CB_P_GATE, gate, in, NULL, m, op->d_in, op->d_ff);
+            proj(s, i, CB_P_UP, up, in, NULL, m, op->d_in, op->d_ff);
+            for (size_t k = 0; k < nf; k++) h[k] = cb_silu(gate[k]) * up[k];
+            proj(s, i, CB_P_DOWN, out, h, NULL, m, op->d_ff, op->d_in);
             break;
         }
-        case CB_OP_MLP: {
-            size_t nf = (size_t)m * op->d_ff;
-            cb_mlp_forward(out, s->work, s->work + nf, in, W(s, op, CB_P_FC_W), W(s, op, CB_P_FC_B),
-                           W(s, op, CB_P_PROJ_W), W(s, op, CB_P_PROJ_B), m, op->d_in, op->d_ff);
+        case CB_OP_MLP: { // out = gelu_tanh(in Wfc^T + bfc) Wproj^T + bproj, as cb_mlp_forward
+            const size_t nf = (size_t)m * op->d_ff;
+            float *pre = s->work, *h = pre + nf;
+            proj(s, i, CB_P_FC_W, pre, in, W(s, op, CB_P_FC_B), m, op->d_in, op->d_ff);
+            for (size_t k = 0; k < nf; k++) h[k] = cb_gelu_tanh(pre[k]);
+            proj(s, i, CB_P_PROJ_W, out, h, W(s, op, CB_P_PROJ_B), m, op->d_ff, op->d_in);
             break;
         }
         case CB_OP_LINEAR:
-            cb_linear_forward(out, in, W(s, op, CB_P_WEIGHT), W(s, op, CB_P_BIAS), m, op->d_in, op->d_out);
+            proj(s, i, CB_P_WEIGHT, out, in, W(s, op, CB_P_BIAS), m, op->d_in, op->d_out);
             break;
         case CB_OP_HEAD:
             /* the head is the widest product (V columns): only the rows asked for */
             if (want == WANT_ALL)
-                cb_linear_forward(out, in, W(s, op, CB_P_WEIGHT), W(s, op, CB_P_BIAS), m, op->d_in, op->d_out);
+                proj(s, i, CB_P_WEIGHT, out, in, W(s, op, CB_P_BIAS), m, op->d_in, op->d_out);
             else if (want == WANT_LAST)
-                cb_linear_forward(out + (size_t)(m - 1) * op->d_out, in + (size_t)(m - 1) * op->d_in,
-                                  W(s, op, CB_P_WEIGHT), W(s, op, CB_P_BIAS), 1, op->d_in, op->d_out);
+                proj(s, i, CB_P_WEIGHT, out + (size_t)(m - 1) * op->d_out, in + (size_t)(m - 1) * op->d_in,
+                     W(s, op, CB_P_BIAS), 1, op->d_in, op->d_out);
             break;
         case CB_OP_DROPOUT: /* inference: identity */
             memcpy(out, in, n_out * sizeof *out);

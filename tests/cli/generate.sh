@@ -105,6 +105,8 @@ expect_empty_out spec_other_vocab.stdout
 expect_run cache_q8 0 "$G" --ids 1,2,3 --cache-kind q8_0 --cache-v-kind fp16 --max-new-tokens 3 --json "$M"
 jq -e '.cache.k == "q8_0" and .cache.v == "fp16" and .cache.bytes > 0' "$TMP/out" >/dev/null && ok cache_q8.json ||
     not_ok cache_q8.json "$(cat "$TMP/out")"
+expect_run weight_kind 0 "$G" --ids 1,2,3 --weight-kind q8_0 --max-new-tokens 3 --json "$M"
+jq -e '.weights == "q8_0" and (.ids | length) == 3' "$TMP/out" >/dev/null && ok weight_kind.json || not_ok weight_kind.json "$(cat "$TMP/out")"
 expect_run cache_bad_kind 2 "$G" --ids 1 --cache-kind q3 "$M"
 expect_err_line cache_bad_kind.msg 'unknown cache kind "q3"'
 expect_run decode_plan_fixed 0 "$G" --ids 1,2,3 --max-new-tokens 7 --temperature 0 --decode-plan fixed --decode-q-chunk 1 --json "$M"

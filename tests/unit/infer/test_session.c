@@ -422,3 +422,45 @@ TEST(decode_plan_buckets_and_their_effect) {
     free(got);
     cb_model_free(&m);
 }
+
+TEST(converted_weights_stay_close_and_are_converted_once) {
+    const int T = 12;
+    /* loose bounds: converted weights are an approximation; these say it is a close one */
+    const struct { cb_kv_kind kind; double tol; } kinds[] = {
+        {CB_KV_F16, 2e-3}, {CB_KV_BF16, 3e-2}, {CB_KV_Q8_0, 3e-2}, {CB_KV_Q4_0, 0.6}, {CB_KV_NF4, 0.6}};
+    for (size_t c = 0; c < sizeof CASES / sizeof *CASES; c++) {
+        cb_model m;
+        if (iu_model(&m, CASES[c].yaml, 13, 3.0)) { FAILF("%s: model", CASES[c].name); continue; }
+        const int V = (int)json_integer_value(json_object_get(json_object_get(m.plan, "model"), "vocab_size"));
+        int32_t tokens[16];
+        iu_tokens(tokens, T, V, 3 + c);
+        float *full = iu_full_logits(&m, tokens, T), *got = calloc((size_t)T * V, sizeof *got);
+        /* bytes of the distinct weight matrices in f32 (a cyclic body's tensors count once) */
+        size_t f32_bytes = 0;
+        for (int i = 0; i < m.params.n; i++)
+            if (m.params.items[i].ndim == 2 && strcmp(m.params.items[i].name, "embed.pos") != 0 &&
+                (strcmp(m.params.items[i].name, "embed.tok") != 0 ||
+                 json_is_true(json_object_get(json_object_get(m.plan, "model"), "tie_embeddings"))))
+                f32_bytes += m.params.items[i].numel * 4;
+        for (size_t k = 0; full && k < sizeof kinds / sizeof *kinds; k++) {
+            cb_session_config sc = cb_session_config_default();
+            sc.weight_kind = kinds[k].kind;
+            cb_session s;
+            cb_error e;
+            if (cb_session_init(&s, &m, &sc, &e) != CB_OK) { FAILF("%s", e.msg); break; }
+            int rc = cb_session_forward(&s, tokens, 5, got, 1, &e);
+            for (int t = 5; rc == CB_OK && t < T; t++) rc = cb_session_forward(&s, tokens + t, 1, got + (size_t)t * V, 0, &e);
+            double d = iu_rel_diff(got, full, (size_t)T * V);
+            char what[96];
+            snprintf(what, sizeof what, "%s: %s weights vs full forward", CASES[c].name, cb_kv_kind_name(kinds[k].kind));
+            REPORT_DIFF(what, d, kinds[k].tol);
+            if (rc != CB_OK || !(d <= kinds[k].tol && d > 0)) FAILF("%s: %.3g %s", what, d, rc ? e.msg : "");
+            if (kinds[k].kind == CB_KV_F16 && s.weight_bytes != f32_bytes / 2)
+                FAILF("%s: %zu bytes of fp16 weights, expected %zu", CASES[c].name, s.weight_bytes, f32_bytes / 2);
+            cb_session_free(&s);
+        }
+        free(full);
+        free(got);
+        cb_model_free(&m);
+    }
+}
