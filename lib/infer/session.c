@@ -11,7 +11,6 @@
 #include "layers/elementwise.h"
 #include "layers/embedding.h"
 #include "layers/layernorm.h"
-#include "layers/linear.h"
 #include "layers/rmsnorm.h"
 #include "layers/rope.h"
 
@@ -78,7 +77,9 @@ static int is_matrix(const cb_op *op, int role) {
 }
 
 /* Convert every weight matrix of the program to kind; a tensor used by several ops is
- * converted once and viewed by the others. */
+ * converted once and viewed by the others. fp32 views the model's buffer: one token's
+ * products then run on cb_matvec's threads instead of a BLAS call per matrix, several
+ * tokens' still on BLAS (cb_matvec_n). */
 static int convert_weights(cb_session *s, cb_kv_kind kind, cb_error *e) {
     const cb_program *p = &s->prog;
     const cb_param_table *t = &s->model->params;
@@ -100,6 +101,10 @@ static int convert_weights(cb_session *s, cb_kv_kind kind, cb_error *e) {
             for (int k = 0; k < t->n && !par; k++)
                 if (t->items[k].offset == op->p[r]) par = &t->items[k];
             if (!par || par->ndim != 2) return cb_fail(e, CB_E_INVALID, op->id, "weight matrix without a 2-d tensor");
+            if (kind == CB_KV_F32) { /* the model's own buffer */
+                cb_weight_matrix_view(w, kind, s->model->weights + op->p[r], (int)par->shape[0], (int)par->shape[1]);
+                continue;
+            }
             CB_TRY(cb_weight_matrix_from_f32(w, kind, s->model->weights + op->p[r], (int)par->shape[0],
                                              (int)par->shape[1], e));
             s->weight_bytes += cb_weight_matrix_bytes(w);
@@ -107,12 +112,12 @@ static int convert_weights(cb_session *s, cb_kv_kind kind, cb_error *e) {
     return CB_OK;
 }
 
-/* out (m, out_dim) = in (m, in_dim) W^T + bias, W the op's weight of role. */
+/* out (m, out_dim) = in (m, in_dim) W^T + bias, W the op's weight of role (in_dim and
+ * out_dim are the matrix's: (out_dim, in_dim)). */
 static void proj(const cb_session *s, int op_index, int role, float *out, const float *in, const float *bias, int m,
                  int in_dim, int out_dim) {
-    const cb_op *op = &s->prog.ops[op_index];
-    if (s->mats) cb_matvec_n(out, &s->mats[op_index * CB_OP_MAX_PARAMS + role], in, bias, m);
-    else cb_linear_forward(out, in, s->model->weights + op->p[role], bias, m, in_dim, out_dim);
+    (void)in_dim, (void)out_dim;
+    cb_matvec_n(out, &s->mats[op_index * CB_OP_MAX_PARAMS + role], in, bias, m);
 }
 
 int cb_model_attention_configs(const cb_model *m, cb_attention_config **cfgs, int *n, cb_error *e) {
@@ -206,7 +211,7 @@ int cb_session_init(cb_session *s, const cb_model *m, const cb_session_config *c
         }
         rc = cb_kv_cache_init(&s->kv, n_layers, cfgs, &s->cfg.kinds, 0, e);
     }
-    if (rc == CB_OK && s->cfg.weight_kind != CB_KV_F32) {
+    if (rc == CB_OK) {
         if (!cb_kv_kind_valid(s->cfg.weight_kind)) rc = cb_fail(e, CB_E_USAGE, "", "unknown weight kind %d", s->cfg.weight_kind);
         else rc = convert_weights(s, s->cfg.weight_kind, e);
     }

@@ -23,10 +23,10 @@ typedef struct cb_session_config {
                            CB_SESSION_DEFAULT_CONTEXT); more than the model's: an error */
     int chunk;          /* rows per pass; 0: CB_SESSION_DEFAULT_CHUNK */
     cb_kv_kinds kinds;  /* storage of the cached k (k_geo), k_sem, v */
-    cb_kv_kind weight_kind; /* fp32: the model's weights, products by BLAS; another kind:
-                               every weight matrix converted once to it (bf16, fp16, q8_0,
-                               q4_0, nf4) and multiplied by infer/matvec.h, which reads
-                               fewer bytes per token */
+    cb_kv_kind weight_kind; /* fp32: the model's weights as they are; another kind: every
+                               weight matrix converted once to it (bf16, fp16, q8_0, q4_0,
+                               nf4), so each token reads fewer bytes; products by
+                               infer/matvec.h either way */
     cb_decode_plan_config plan;
 } cb_session_config;
 
@@ -46,10 +46,11 @@ typedef struct cb_session {
     double *rope_inv_freq; /* per program RoPE table: dim/2 inverse frequencies, back to back */
     float *rope;           /* per program RoPE table: cos then sin (chunk, dim/2) of this pass */
     int *op_layer;         /* (n_ops) index into kv.layers of an attention op, else -1 */
-    cb_weight_matrix *mats; /* (n_ops, CB_OP_MAX_PARAMS) converted weight matrices when
-                               weight_kind is not fp32 (data NULL where none); shared
-                               tensors (tied head, cyclic bodies) converted once */
-    size_t weight_bytes;   /* bytes of the converted matrices */
+    cb_weight_matrix *mats; /* (n_ops, CB_OP_MAX_PARAMS) each op's weight matrices (data
+                               NULL where none): views of the model's buffer for fp32,
+                               else converted, a shared tensor (tied head, cyclic body)
+                               once */
+    size_t weight_bytes;   /* bytes of the converted matrices (0 for fp32 views) */
     cb_kv_cache kv;        /* one layer cache per attention op, in program order */
     int32_t *tokens;       /* (max_seq_len) the tokens whose keys and values are cached */
     int len;               /* tokens held = the next position */
