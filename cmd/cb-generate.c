@@ -40,6 +40,7 @@ enum {
 typedef struct opts {
     const char *prompt, *ids, *prompts, *system, *tokenizer, *draft, *cache_plan, *model_dir;
     int chat, special, json, quiet, truncate, auto_cache, n_eos_args, no_eos;
+    char cache_why[256]; /* cache_kind auto: the choice and its reason */
     const char *cache_kind_names[3]; /* k, k_sem, v as given */
     cb_generate_config gen;
     cb_session_config sess;
@@ -297,9 +298,11 @@ static int print_json(const opts *o, const json_t *id, const cb_generate_output 
                         json_real(st->decode_s > 0 && st->new_tokens > 1 ? (st->new_tokens - 1) / st->decode_s : 0));
     cb_kv_bytes b = cb_session_cache_bytes(s);
     json_object_set_new(j, "weights", json_string(cb_kv_kind_name(s->cfg.weight_kind)));
-    json_object_set_new(j, "cache", json_pack("{s:s, s:s, s:s, s:I}", "k", cb_kv_kind_name(s->cfg.kinds.k), "k_sem",
-                                              cb_kv_kind_name(s->cfg.kinds.k_sem), "v", cb_kv_kind_name(s->cfg.kinds.v),
-                                              "bytes", (json_int_t)b.payload));
+    json_t *cache = json_pack("{s:s, s:s, s:s, s:I}", "k", cb_kv_kind_name(s->cfg.kinds.k), "k_sem",
+                              cb_kv_kind_name(s->cfg.kinds.k_sem), "v", cb_kv_kind_name(s->cfg.kinds.v), "bytes",
+                              (json_int_t)b.payload);
+    if (o->auto_cache) json_object_set_new(cache, "auto", json_string(o->cache_why));
+    json_object_set_new(j, "cache", cache);
     if (o->draft)
         json_object_set_new(j, "speculative",
                             json_pack("{s:s, s:i, s:I, s:I, s:f, s:i, s:b}", "method", cb_spec_method_name(o->spec.method),
@@ -521,6 +524,7 @@ static int main_run(run *r, cb_error *e) {
         CB_TRY(cb_cache_policy_decide(&r->model, &o->sess, &o->policy, &d, e));
         if (!o->quiet) print_cache_decision(&d);
         o->sess.kinds = d.kinds;
+        snprintf(o->cache_why, sizeof o->cache_why, "%s", d.why);
     }
     CB_TRY(cb_session_init(&r->target, &r->model, &o->sess, e));
     r->have_target = 1;

@@ -124,6 +124,10 @@ jq -e '.kind == "cache_plans" and (.plans | length) == 1' "$TMP/plans.json" >/de
 expect_run auto_reuse 0 "$G" --ids 1,2 --max-new-tokens 2 --cache-kind auto --cache-max-delta-nll 0.5 \
     --cache-plan "$TMP/plans.json" --max-seq-len 128 "$M"
 expect_err_line auto_reuse.msg "^cb-generate: cache: fp16 \(reused from .*plans.json\)$"
+run "$G" --ids 1,2 --max-new-tokens 2 --cache-kind auto --cache-max-delta-nll 0.5 --cache-plan "$TMP/plans.json" \
+    --max-seq-len 128 --json --quiet "$M"
+jq -e '.cache.k == "fp16" and (.cache.auto | test("reused"))' "$TMP/out" >/dev/null && [ ! -s "$TMP/err" ] &&
+    ok auto_json_quiet || not_ok auto_json_quiet "$(cat "$TMP/out" "$TMP/err")"
 echo '{ not json' > "$TMP/plans.json"
 expect_run auto_corrupt_file 0 "$G" --ids 1,2 --max-new-tokens 2 --cache-kind auto --cache-plan "$TMP/plans.json" \
     --max-seq-len 128 "$M"
