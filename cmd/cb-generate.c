@@ -250,8 +250,7 @@ static int parse_args(int argc, char **argv, opts *o) {
 /* ---- output ---- */
 
 typedef struct out_state {
-    int json, ids_only;
-    long ids_printed;
+    long ids_printed; /* ids written so far (ids without a tokenizer) */
 } out_state;
 
 static void on_text(void *ctx, const char *s, size_t n) {
@@ -333,7 +332,7 @@ typedef struct run {
 } run;
 
 static int generate_one(run *r, const int32_t *prompt, int n, const json_t *id, cb_error *e) {
-    out_state st = {.json = r->o->json, .ids_only = !r->have_tok};
+    out_state st = {0};
     cb_generate_io io = {.tok = r->have_tok ? &r->tok : NULL, .ctx = &st};
     if (!r->o->json) {
         if (r->have_tok) io.on_text = on_text;
