@@ -1,0 +1,92 @@
+/* session.h: a stateful generator over one model (the seed's Generator): the KV cache of
+ * every attention op, the tokens it holds, and forward passes over new tokens only. Every
+ * op but attention works row by row, so a pass runs the model's compiled program on the
+ * new rows; attention projects them, rotates them at their positions, appends their keys
+ * and values to its cache and attends against the whole cache (infer/attention_decode.h). */
+#ifndef CB_INFER_SESSION_H
+#define CB_INFER_SESSION_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include "core/error.h"
+#include "infer/decode_plan.h"
+#include "infer/kv_cache.h"
+#include "infer/matvec.h"
+#include "model/model.h"
+#include "model/program.h"
+
+#define CB_SESSION_DEFAULT_CONTEXT 2048 /* for a model that declares no max_seq_len */
+#define CB_SESSION_DEFAULT_CHUNK 64     /* rows per pass of a long prefill */
+
+typedef struct cb_session_config {
+    int max_seq_len;    /* tokens the session may hold; 0: the model's max_seq_len (else
+                           CB_SESSION_DEFAULT_CONTEXT); more than the model's: an error */
+    int chunk;          /* rows per pass; 0: CB_SESSION_DEFAULT_CHUNK */
+    cb_kv_kinds kinds;  /* storage of the cached k (k_geo), k_sem, v */
+    cb_kv_kind weight_kind; /* fp32: the model's weights as they are; another kind: every
+                               weight matrix converted once to it (bf16, fp16, q8_0, q4_0,
+                               nf4), so each token reads fewer bytes; products by
+                               infer/matvec.h either way */
+    cb_decode_plan_config plan;
+} cb_session_config;
+
+/* fp32 cache, default chunk, context from the model, decode plan auto. */
+cb_session_config cb_session_config_default(void);
+
+typedef struct cb_session {
+    const cb_model *model; /* borrowed */
+    cb_session_config cfg; /* max_seq_len and chunk resolved */
+    cb_program prog;       /* the model compiled for (1, chunk) */
+    int vocab, d_model;
+    float *slots;          /* prog.slot_elems: each op's output rows of the current pass */
+    float *work;           /* work_elems: an op's temporaries (norm statistics, q, k, v, ...) */
+    size_t work_elems;
+    float *attn_scratch;   /* cb_attention_decode scratch, grown on demand */
+    size_t attn_scratch_elems;
+    double *rope_inv_freq; /* per program RoPE table: dim/2 inverse frequencies, back to back */
+    float *rope;           /* per program RoPE table: cos then sin (chunk, dim/2) of this pass */
+    int *op_layer;         /* (n_ops) index into kv.layers of an attention op, else -1 */
+    cb_weight_matrix *mats; /* (n_ops, CB_OP_MAX_PARAMS) each op's weight matrices (data
+                               NULL where none): views of the model's buffer for fp32,
+                               else converted, a shared tensor (tied head, cyclic body)
+                               once */
+    size_t weight_bytes;   /* bytes of the converted matrices (0 for fp32 views) */
+    cb_kv_cache kv;        /* one layer cache per attention op, in program order */
+    int32_t *tokens;       /* (max_seq_len) the tokens whose keys and values are cached */
+    int len;               /* tokens held = the next position */
+    int reused;            /* tokens of the last prefill found already in the cache */
+    const char *last_bucket; /* decode-plan bucket of the last pass */
+} cb_session;
+
+/* Compile m for decoding. m must outlive the session. A non-causal attention layer cannot
+ * be decoded incrementally: CB_E_INVALID. */
+int cb_session_init(cb_session *s, const cb_model *m, const cb_session_config *cfg, cb_error *e);
+void cb_session_free(cb_session *s);
+
+/* Run tokens[0..n) at positions len .. len+n-1 and keep them. logits: all_rows ? (n, V)
+ * : (V) of the last token; may be NULL (cache only). Rows go in passes of at most chunk
+ * tokens. Ids outside the vocabulary, or more tokens than the context has room for:
+ * CB_E_USAGE and nothing changes. */
+int cb_session_forward(cb_session *s, const int32_t *tokens, int n, float *logits, int all_rows,
+                       cb_error *e);
+
+/* Start a generation from prompt[0..n) (n >= 1): keep the cached tokens it begins with
+ * (s->reused of them; at most n - 1, so the last token is run again for its logits),
+ * drop the rest, run the remainder. logits (V) of the last prompt token. */
+int cb_session_prefill(cb_session *s, const int32_t *prompt, int n, float *logits, cb_error *e);
+
+/* Keep the first n tokens (n <= len), e.g. to roll back rejected speculative tokens. */
+void cb_session_truncate(cb_session *s, int n);
+void cb_session_reset(cb_session *s);
+
+/* What the cache holds now. */
+cb_kv_bytes cb_session_cache_bytes(const cb_session *s);
+
+/* The model's declared max_seq_len (embedder), or 0 when it has none. */
+int cb_model_max_seq_len(const cb_model *m);
+
+/* The attention configs of m's program, in program order (one per cached layer): *cfgs is
+ * allocated (caller frees), *n set. For estimating cache sizes without a session. */
+int cb_model_attention_configs(const cb_model *m, cb_attention_config **cfgs, int *n, cb_error *e);
+
+#endif
