@@ -5,8 +5,10 @@
 #include "infer/session.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include "infer/parallel.h"
 #include "layers/activation.h"
 #include "layers/elementwise.h"
 #include "layers/embedding.h"
@@ -317,8 +319,22 @@ static int prepare_pass(cb_session *s, int pos0, int m, cb_error *e) {
     return CB_OK;
 }
 
-/* One pass of m <= chunk rows at position s->len. */
+static int run_pass_ops(cb_session *s, const int32_t *tokens, int m, int want, cb_error *e);
+
+/* One pass of m <= chunk rows at position s->len. The products and attention run their
+ * loops on the infer/parallel.h pool; the layer functions' own OpenMP regions (norms, adds
+ * over a prefill chunk) are kept to one thread meanwhile, since a second team of threads
+ * spinning after each of them took the cores from the pool's workers (40% of a prefill). */
 static int run_pass(cb_session *s, const int32_t *tokens, int m, int want, cb_error *e) {
+    cb_parallel_threads(); // the pool starts with all of OpenMP's threads
+    const int omp_threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    int rc = run_pass_ops(s, tokens, m, want, e);
+    omp_set_num_threads(omp_threads);
+    return rc;
+}
+
+static int run_pass_ops(cb_session *s, const int32_t *tokens, int m, int want, cb_error *e) {
     const cb_program *p = &s->prog;
     const int pos0 = s->len;
     CB_TRY(prepare_pass(s, pos0, m, e));
