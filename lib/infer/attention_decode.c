@@ -335,15 +335,12 @@ static int tiled_block_values(cb_kv_kind k) {
 
 /* 1 when this layer's items take the tiled kernels: one query head per kv head, no
  * semantic part, head widths of whole tiled blocks, dv of 64 or 128. */
-static int tiled_ok(const cb_layer_cache *c, const decode_dims *m) {
 #if AD_TILED
+static int tiled_ok(const cb_layer_cache *c, const decode_dims *m) {
     return m->group == 1 && m->ds == 0 && (m->dv == 64 || m->dv == 128) &&
            m->dr % tiled_block_values(c->k.kind) == 0 && m->dv % tiled_block_values(c->v.kind) == 0;
-#else
-    (void)c, (void)m;
-    return 0;
-#endif
 }
+#endif
 
 /* One item: query i (position p) against kv head kh; out rows of heads kh*group .. +group. */
 static void decode_item(float *out, const float *q, const float *q_sem, const float *gate,
