@@ -30,6 +30,23 @@
 
 #define TILE 64 /* values per tile of the _m kernels: a whole number of blocks of every kind */
 
+/* cb_kv_kind_block_values and _bytes, inlined: called out of line for every row, they
+ * took a tenth of a q8_0 matvec's time (the kernels' dispatch runs once per 768-value row). */
+static inline int block_values(cb_kv_kind k) {
+    return k == CB_KV_Q8_0 ? CB_QK8_0 : k == CB_KV_Q4_0 ? CB_QK4_0 : k == CB_KV_NF4 ? CB_QKNF4 : 1;
+}
+static inline size_t block_bytes(cb_kv_kind k) {
+    switch (k) {
+    case CB_KV_F32: return 4;
+    case CB_KV_F16:
+    case CB_KV_BF16: return 2;
+    case CB_KV_Q8_0: return sizeof(cb_block_q8_0);
+    case CB_KV_Q4_0: return sizeof(cb_block_q4_0);
+    case CB_KV_NF4: return sizeof(cb_block_nf4);
+    default: return 0;
+    }
+}
+
 /* Value j of a block-kind row (scalar, for partial blocks and the portable path). */
 static float block_value(cb_kv_kind k, const void *row, size_t j) {
     switch (k) {
@@ -154,7 +171,7 @@ static inline __attribute__((always_inline)) __m512 block_products16(cb_kv_kind 
  * flight. K a compile-time constant at each call. */
 static inline __attribute__((always_inline)) float dot_blocks16(const cb_kv_kind K, const void *row,
                                                                 const float *x, size_t nb) {
-    const size_t bb = cb_kv_kind_block_bytes(K), bv = (size_t)cb_kv_kind_block_values(K);
+    const size_t bb = block_bytes(K), bv = (size_t)block_values(K);
     const unsigned char *blk = row;
     __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
     size_t i = 0;
@@ -225,7 +242,7 @@ static float dot_float_kind(cb_kv_kind k, const void *row, const float *x, size_
 
 float cb_kv_dot(cb_kv_kind k, const void *row, const float *x, size_t n) {
     if (k == CB_KV_F32 || k == CB_KV_F16 || k == CB_KV_BF16) return dot_float_kind(k, row, x, n);
-    const size_t bv = (size_t)cb_kv_kind_block_values(k), nb = n / bv;
+    const size_t bv = (size_t)block_values(k), nb = n / bv;
     float s = 0.0f;
 #if QD_AVX512
     switch (k) {
@@ -267,14 +284,14 @@ float cb_kv_dot(cb_kv_kind k, const void *row, const float *x, size_t n) {
     s = hsum8(acc);
 #else
     for (size_t i = 0; i < nb; i++, x += bv) {
-        const void *blk = (const unsigned char *)row + i * cb_kv_kind_block_bytes(k);
+        const void *blk = (const unsigned char *)row + i * block_bytes(k);
         float p = 0.0f;
         for (size_t j = 0; j < bv; j++) p += block_value(k, blk, j) * x[j];
         s += p;
     }
 #endif
     // the partial last block: only its first n % bv values count
-    const void *last = (const unsigned char *)row + nb * cb_kv_kind_block_bytes(k);
+    const void *last = (const unsigned char *)row + nb * block_bytes(k);
     for (size_t j = 0; j < n % bv; j++) s += block_value(k, last, j) * x[j];
     return s;
 }
@@ -357,9 +374,9 @@ static const float *dequant_tile(cb_kv_kind k, float *buf, const void *row, size
         for (; j < cnt; j++) buf[j] = k == CB_KV_F16 ? cb_f16_to_f32(h[j]) : cb_bf16_to_f32(h[j]);
         return buf;
     }
-    const size_t bv = (size_t)cb_kv_kind_block_values(k);
+    const size_t bv = (size_t)block_values(k);
     const size_t nblk = (cnt + bv - 1) / bv;
-    const unsigned char *blk = (const unsigned char *)row + v0 / bv * cb_kv_kind_block_bytes(k);
+    const unsigned char *blk = (const unsigned char *)row + v0 / bv * block_bytes(k);
 #if QD_AVX2
     if (k == CB_KV_Q8_0) {
         const cb_block_q8_0 *b = (const cb_block_q8_0 *)blk;
@@ -505,7 +522,7 @@ ALWAYS_INLINE void axpy_m_kernel(const int K, const int M, float *y, size_t ldy,
 
 /* Whole units of n values: blocks, or groups of 8 for the float kinds. */
 static size_t whole_units(cb_kv_kind k, size_t n) {
-    int bv = cb_kv_kind_block_values(k);
+    int bv = block_values(k);
     return bv > 1 ? n / (size_t)bv : n / 8;
 }
 #endif
@@ -585,7 +602,7 @@ void cb_kv_dot_m(cb_kv_kind k, float *out, const void *row, const float *x, size
     size_t done = 0; // values handled by the fused kernels
 #if QD_AVX512
     if (k != CB_KV_F32) { // fp32 rows stream slower with 512-bit loads (measured): 8 lanes
-        const size_t bv16 = (size_t)(cb_kv_kind_block_values(k) > 1 ? cb_kv_kind_block_values(k) : 16);
+        const size_t bv16 = (size_t)(block_values(k) > 1 ? block_values(k) : 16);
         const size_t nunits = n / bv16;
         done = nunits * bv16;
         for (int i0 = 0; i0 < m; i0 += 8) {
@@ -601,7 +618,7 @@ void cb_kv_dot_m(cb_kv_kind k, float *out, const void *row, const float *x, size
     {
 #if QD_AVX2
         const size_t nunits = whole_units(k, n);
-        done = nunits * (size_t)(cb_kv_kind_block_values(k) > 1 ? cb_kv_kind_block_values(k) : 8);
+        done = nunits * (size_t)(block_values(k) > 1 ? block_values(k) : 8);
         for (int i0 = 0; i0 < m; i0 += 8) {
             const int mi = m - i0 < 8 ? m - i0 : 8;
             float *o = out + i0;
@@ -639,7 +656,7 @@ void cb_kv_axpy_m(cb_kv_kind k, float *y, size_t ldy, const float *a, const void
     size_t done = 0;
 #if QD_AVX2
     const size_t nunits = whole_units(k, n);
-    done = nunits * (size_t)(cb_kv_kind_block_values(k) > 1 ? cb_kv_kind_block_values(k) : 8);
+    done = nunits * (size_t)(block_values(k) > 1 ? block_values(k) : 8);
     for (int i0 = 0; i0 < m; i0 += 8) {
         const int mi = m - i0 < 8 ? m - i0 : 8;
         float *yi = y + (size_t)i0 * ldy;
