@@ -21,8 +21,8 @@ typedef void (*cb_parallel_fn)(void *ctx, int item);
 void cb_parallel_for(int n, cb_parallel_fn fn, void *ctx);
 
 /* Threads that run items, the caller included: omp_get_max_threads() when the pool starts
- * (OMP_NUM_THREADS), at most 64. Workers spin a while for the next loop, then sleep;
- * OMP_WAIT_POLICY=passive makes them sleep at once, active spin ten times longer. */
+ * (OMP_NUM_THREADS), at most 64. Workers spin a while for the next loop, then sleep:
+ * 50 us; OMP_WAIT_POLICY=passive 5 us (the gaps inside a decode step), active 5 ms. */
 int cb_parallel_threads(void);
 
 #endif
