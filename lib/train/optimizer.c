@@ -66,9 +66,10 @@ void cb_optimizer_free(cb_optimizer *o) {
 }
 
 /* w, g, m, v: n elements of one tensor */
-static void adamw_tensor(float *w, const float *g, float *m, float *v, size_t n, float decay_factor, float b1,
-                         float b2, float step_size, float bc2_sqrt, float eps) {
-    float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
+static void adamw_tensor(float *w, const float *g, float *m, float *v, size_t n, float decay_factor, double beta1,
+                         double beta2, float step_size, float bc2_sqrt, float eps) {
+    /* 1 - beta in double, then rounded, as torch passes Python floats to its kernels */
+    float b1 = (float)beta1, b2 = (float)beta2, omb1 = (float)(1.0 - beta1), omb2 = (float)(1.0 - beta2);
 #pragma omp parallel for if (n > CB_OPT_OMP_MIN) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
@@ -82,9 +83,9 @@ static void adamw_tensor(float *w, const float *g, float *m, float *v, size_t n,
     }
 }
 
-static void lion_tensor(float *w, const float *g, float *m, size_t n, float decay_factor, float b1, float b2,
-                        float lr) {
-    float omb1 = 1.0f - b1, omb2 = 1.0f - b2;
+static void lion_tensor(float *w, const float *g, float *m, size_t n, float decay_factor, double beta1,
+                        double beta2, float lr) {
+    float b1 = (float)beta1, b2 = (float)beta2, omb1 = (float)(1.0 - beta1), omb2 = (float)(1.0 - beta2);
 #pragma omp parallel for if (n > CB_OPT_OMP_MIN) schedule(static)
     for (size_t i = 0; i < n; i++) {
         float gi = g[i];
@@ -118,10 +119,10 @@ void cb_optimizer_step(cb_optimizer *o, float *weights, const float *grads, doub
         float df = o->decay[k] ? decayed : 1.0f;
         switch (c->kind) {
         case CB_OPT_ADAMW:
-            adamw_tensor(w, g, m, o->v + p->offset, p->numel, df, (float)c->beta1, (float)c->beta2, step_size,
-                         bc2_sqrt, (float)c->eps);
+            adamw_tensor(w, g, m, o->v + p->offset, p->numel, df, c->beta1, c->beta2, step_size, bc2_sqrt,
+                         (float)c->eps);
             break;
-        case CB_OPT_LION: lion_tensor(w, g, m, p->numel, df, (float)c->beta1, (float)c->beta2, (float)lr); break;
+        case CB_OPT_LION: lion_tensor(w, g, m, p->numel, df, c->beta1, c->beta2, (float)lr); break;
         default: sgd_tensor(w, g, m, p->numel, df, (float)c->momentum, (float)lr); break;
         }
     }
