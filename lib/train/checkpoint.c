@@ -287,8 +287,8 @@ static int read_state(const json_t *doc, const char *path, cb_train_state *st, c
     return CB_OK;
 }
 
-int cb_checkpoint_load(const char *dir, cb_model *m, cb_optimizer *o, cb_train_state *st, json_t **extra,
-                       cb_error *e) {
+int cb_checkpoint_load(const char *dir, const char *group, const char *run, cb_model *m, cb_optimizer *o,
+                       cb_train_state *st, json_t **extra, cb_error *e) {
     char path[CB_CKPT_PATH], state_path[CB_CKPT_PATH];
     snprintf(state_path, sizeof state_path, "%s/state.json", dir);
     if (!is_file(state_path))
@@ -303,6 +303,8 @@ int cb_checkpoint_load(const char *dir, cb_model *m, cb_optimizer *o, cb_train_s
         rc = cb_fail(e, CB_E_INVALID, dir, "a checkpoint of another plan (plan_sha256 %.12s..., this plan %.12s...)",
                      sha, m->plan_sha256);
     if (rc == CB_OK) rc = read_state(doc, state_path, st, e);
+    if (rc == CB_OK && group && run && (strcmp(st->run, run) != 0 || strcmp(st->group, group) != 0))
+        rc = cb_fail(e, CB_E_INVALID, dir, "a checkpoint of run %s/%s, not of %s/%s", st->group, st->run, group, run);
     if (rc == CB_OK) rc = check_files(dir, doc, state_path, e);
     if (rc == CB_OK) {
         snprintf(path, sizeof path, "%s/model.safetensors", dir);

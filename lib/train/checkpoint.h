@@ -41,11 +41,12 @@ int cb_checkpoint_save(const char *run_dir, const cb_model *m, const cb_optimize
 int cb_checkpoint_resolve(const char *dir, char *out, size_t n, cb_error *e);
 
 /* Read a checkpoint into m (initialised from the run's plan) and o (initialised for the
- * run's optimizer): state.json must be a checkpoint of the same plan (plan_sha256), every
- * file must have the size and CRC-32C that state.json records, every tensor the plan's
- * shape. A missing state.json is CB_E_IO; any other defect is CB_E_INVALID naming the
- * file. *extra (may be NULL) receives state.json itself (caller decrefs). */
-int cb_checkpoint_load(const char *dir, cb_model *m, cb_optimizer *o, cb_train_state *st, json_t **extra,
-                       cb_error *e);
+ * run's optimizer): state.json must be a checkpoint of the same plan (plan_sha256) and,
+ * when group and run are not NULL, of that run; every file must have the size and
+ * CRC-32C that state.json records, every tensor the plan's shape. A missing state.json is
+ * CB_E_IO; any other defect is CB_E_INVALID naming the file. *extra (may be NULL)
+ * receives state.json itself (caller decrefs). */
+int cb_checkpoint_load(const char *dir, const char *group, const char *run, cb_model *m, cb_optimizer *o,
+                       cb_train_state *st, json_t **extra, cb_error *e);
 
 #endif

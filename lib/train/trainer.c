@@ -206,10 +206,7 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     if (t->io->resume) {
         char dir[4608];
         CB_TRY(cb_checkpoint_resolve(t->io->resume, dir, sizeof dir, e));
-        CB_TRY(cb_checkpoint_load(dir, m, &t->opt, st, NULL, e));
-        if (strcmp(st->run, c->run) != 0 || strcmp(st->group, c->group) != 0)
-            return cb_fail(e, CB_E_INVALID, dir, "a checkpoint of run %s/%s, not of %s/%s", st->group, st->run,
-                           c->group, c->run);
+        CB_TRY(cb_checkpoint_load(dir, c->group, c->run, m, &t->opt, st, NULL, e));
         if (st->step > c->steps)
             return cb_fail(e, CB_E_USAGE, dir, "the checkpoint is at step %ld, past the run's %ld steps", st->step,
                            c->steps);

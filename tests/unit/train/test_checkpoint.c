@@ -84,7 +84,7 @@ TEST(round_trip) {
     cb_train_state st;
     json_t *doc = NULL;
     EXPECT_EQ_INT(0, empty_like(&f, &m, &o));
-    EXPECT_EQ_INT(CB_OK, cb_checkpoint_load(out, &m, &o, &st, &doc, &e));
+    EXPECT_EQ_INT(CB_OK, cb_checkpoint_load(out, "g", "r", &m, &o, &st, &doc, &e));
     EXPECT(memcmp(m.weights, f.m.weights, m.params.total_floats * sizeof(float)) == 0);
     EXPECT(memcmp(o.m, f.o.m, m.params.total_floats * sizeof(float)) == 0);
     EXPECT(memcmp(o.v, f.o.v, m.params.total_floats * sizeof(float)) == 0);
@@ -164,7 +164,7 @@ static void expect_refused(const fixture *f, const char *dir, int code, const ch
     cb_error e;
     cb_error_clear(&e);
     if (empty_like(f, &m, &o) != 0) { FAILF("empty model"); return; }
-    int rc = cb_checkpoint_load(dir, &m, &o, &st, NULL, &e);
+    int rc = cb_checkpoint_load(dir, NULL, NULL, &m, &o, &st, NULL, &e);
     if (rc != code) FAILF("%s: expected code %d, got %d (%s: %s)", needle, code, rc, e.where, e.msg);
     else if (!strstr(e.msg, needle)) FAILF("message '%s' lacks '%s'", e.msg, needle);
     if (!strstr(e.where, where_end)) FAILF("where '%s' does not name '%s'", e.where, where_end);
@@ -232,7 +232,10 @@ TEST(corrupt_truncated_missing_foreign) {
     cb_optimizer o;
     cb_train_state st;
     EXPECT_EQ_INT(0, empty_like(&f, &m, &o));
-    EXPECT_EQ_INT(CB_OK, cb_checkpoint_load(ck, &m, &o, &st, NULL, &e));
+    EXPECT_EQ_INT(CB_OK, cb_checkpoint_load(ck, NULL, NULL, &m, &o, &st, NULL, &e));
+    /* of another run of the same plan */
+    EXPECT_EQ_INT(CB_E_INVALID, cb_checkpoint_load(ck, "g", "other", &m, &o, &st, NULL, &e));
+    EXPECT(strstr(e.msg, "not of g/other") != NULL);
     cb_optimizer_free(&o);
     cb_model_free(&m);
 
@@ -274,7 +277,7 @@ TEST(failed_save_keeps_the_previous) {
     cb_optimizer o;
     cb_train_state st;
     EXPECT_EQ_INT(0, empty_like(&f, &m, &o));
-    EXPECT_EQ_INT(CB_OK, cb_checkpoint_load(first, &m, &o, &st, NULL, &e));
+    EXPECT_EQ_INT(CB_OK, cb_checkpoint_load(first, "g", "r", &m, &o, &st, NULL, &e));
     EXPECT_EQ_INT(3, st.step);
     cb_optimizer_free(&o);
     cb_model_free(&m);
