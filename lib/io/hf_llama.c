@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "core/atomic_dir.h"
 #include "core/atomic_file.h"
 #include "core/diag.h"
 #include "core/json_doc.h"
@@ -363,8 +364,11 @@ int cb_hf_export(const cb_model *m, const char *dir, cb_error *e) {
     CB_TRY(llama_walk(m, NULL, &s, e));
     char **names;
     CB_TRY(cb_hf_names(m, &names, e));
-    char tmp[4096], path[4200];
-    int rc = cb_dir_temp(dir, tmp, sizeof tmp, e);
+    char path[8300];
+    cb_atomic_dir ad;
+    int rc = cb_atomic_dir_open(&ad, dir, "config.json", e);
+    const char *tmp = ad.tmp_path;
+    int opened = rc == CB_OK;
     json_t *cfg = NULL;
     if (rc == CB_OK) {
         cfg = json_pack("{s:[s], s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b, s:s, s:b, s:b, s:f, s:f, s:I, s:s, s:b}",
@@ -408,8 +412,8 @@ int cb_hf_export(const cb_model *m, const char *dir, cb_error *e) {
         if (rc == CB_OK) rc = cb_safetensors_writer_write(&w, path, e);
         cb_safetensors_writer_free(&w);
     }
-    if (rc == CB_OK) rc = cb_dir_commit(tmp, dir, e);
-    else if (tmp[0]) cb_dir_remove(tmp);
+    if (rc == CB_OK) rc = cb_atomic_dir_commit(&ad, e);
+    else if (opened) cb_atomic_dir_abort(&ad);
     json_decref(cfg);
     cb_hf_names_free(names, m->params.n);
     return rc;

@@ -29,8 +29,11 @@ typedef struct cb_attention_config {
     int v_dim;      /* decoupled: value width, d_v = v_dim / H */
     bool rope_enabled;
     bool bias;      /* every projection has a bias (decoupled too: q_sem.bias, ...) */
-    bool decoupled_gate;         /* g = sigmoid(a_h + ...), a = gate (H) */
-    bool decoupled_gate_dynamic; /* ... + x . gate_proj_h, gate_proj (H, d) */
+    /* DBA gate, on when either is set: g = sigmoid(z) per head (and token), with
+     * z = a_h (decoupled_gate, a = gate (H)) + x . gate_proj_h (decoupled_gate_dynamic,
+     * gate_proj (H, d)); the semantic query is scaled by 2g, the geometric by 2 - 2g. */
+    bool decoupled_gate;
+    bool decoupled_gate_dynamic;
     bool is_causal;
     double dropout; /* attention dropout is not implemented: must be 0 */
 } cb_attention_config;

@@ -58,6 +58,7 @@ static void rope_apply(real *out, const real *in, const real *cos_t, const real 
                 size_t off = (((size_t)b * T + t) * H + h) * D;
                 const real *x = in + off;
                 real *y = out + off;
+                #pragma omp simd
                 for (int i = 0; i < half; i++) {
                     real x1 = x[i], x2 = x[i + half], si = sign * s[i];
                     real y1 = x1 * c[i] - x2 * si;

@@ -1,15 +1,10 @@
 /* model.c: model lifetime, and model directories on disk (plan.json + model.safetensors). */
-#define _GNU_SOURCE
 #include "model/model.h"
 
-#include <dirent.h>
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include "core/atomic_dir.h"
 #include "core/atomic_file.h"
 #include "core/json_doc.h"
 #include "core/sha256.h"
@@ -86,61 +81,11 @@ int cb_model_save_weights(const cb_model *m, const char *path, const json_t *ext
     return rc;
 }
 
-int cb_dir_temp(const char *dir, char *out, size_t n, cb_error *e) {
-    size_t len = strlen(dir);
-    while (len > 1 && dir[len - 1] == '/') len--;
-    if ((size_t)snprintf(out, n, "%.*s.tmp.XXXXXX", (int)len, dir) >= n)
-        return cb_fail(e, CB_E_USAGE, dir, "path too long");
-    if (!mkdtemp(out)) return cb_fail(e, CB_E_IO, dir, "cannot create a temporary directory beside it: %s", strerror(errno));
-    mode_t mask = umask(0); /* mkdtemp makes 0700; give what mkdir would */
-    umask(mask);
-    chmod(out, 0777 & ~mask);
-    return CB_OK;
-}
-
-void cb_dir_remove(const char *dir) {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *ent;
-        while ((ent = readdir(d))) {
-            if (!strcmp(ent->d_name, ".") || !strcmp(ent->d_name, "..")) continue;
-            char path[8192];
-            snprintf(path, sizeof path, "%s/%s", dir, ent->d_name);
-            struct stat st;
-            if (lstat(path, &st) == 0 && S_ISDIR(st.st_mode)) cb_dir_remove(path);
-            else unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
-}
-
-static int fsync_dir(const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
-int cb_dir_commit(const char *tmp_dir, const char *dir, cb_error *e) {
-    fsync_dir(tmp_dir);
-    if (rename(tmp_dir, dir) == 0) return CB_OK;
-    if (errno != ENOTEMPTY && errno != EEXIST && errno != EISDIR && errno != ENOTDIR)
-        return cb_fail(e, CB_E_IO, dir, "cannot rename into place: %s", strerror(errno));
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode))
-        return cb_fail(e, CB_E_IO, dir, "exists and is not a directory");
-    /* swap the complete new directory with the old one in one step, then drop the old */
-    if (renameat2(AT_FDCWD, tmp_dir, AT_FDCWD, dir, RENAME_EXCHANGE) != 0)
-        return cb_fail(e, CB_E_IO, dir, "cannot replace: %s", strerror(errno));
-    cb_dir_remove(tmp_dir);
-    return CB_OK;
-}
-
 int cb_model_save_dir(const cb_model *m, const char *dir, const json_t *extra_meta, cb_error *e) {
-    char tmp[4096], path[4200];
-    CB_TRY(cb_dir_temp(dir, tmp, sizeof tmp, e));
+    char path[8300];
+    cb_atomic_dir ad;
+    CB_TRY(cb_atomic_dir_open(&ad, dir, "plan.json", e));
+    const char *tmp = ad.tmp_path;
     char *text = cb_model_plan_text(m->plan);
     int rc = text ? CB_OK : cb_fail(e, CB_E_RUNTIME, dir, "cannot serialise the plan");
     if (rc == CB_OK) {
@@ -162,9 +107,9 @@ int cb_model_save_dir(const cb_model *m, const char *dir, const json_t *extra_me
         snprintf(path, sizeof path, "%s/model.safetensors", tmp);
         rc = cb_model_save_weights(m, path, extra_meta, e);
     }
-    if (rc == CB_OK) rc = cb_dir_commit(tmp, dir, e);
+    if (rc == CB_OK) rc = cb_atomic_dir_commit(&ad, e);
     if (rc != CB_OK) {
-        cb_dir_remove(tmp);
+        cb_atomic_dir_abort(&ad);
         /* name the final directory, not the temporary one */
         if (strstr(e->where, ".tmp.")) snprintf(e->where, sizeof e->where, "%s", dir);
     }

@@ -24,7 +24,8 @@ void cb_model_free(cb_model *m);
 
 /* Write dir/plan.json and dir/model.safetensors. The directory appears whole or not at
  * all: it is written under a temporary name and renamed; an existing directory of the
- * same name is replaced only once the new one is complete. extra_meta may be NULL
+ * same name (a model directory: it holds plan.json) is replaced only once the new one is
+ * complete; anything else at that path is left alone and is an error. extra_meta may be NULL
  * (a JSON object of string values added to the safetensors metadata). */
 int cb_model_save_dir(const cb_model *m, const char *dir, const json_t *extra_meta, cb_error *e);
 /* Write only the weights file (used inside checkpoint directories). */
@@ -37,13 +38,5 @@ int cb_model_load_weights(cb_model *m, const char *path, cb_error *e);
 
 /* The JSON text of plan.json for this plan (what plan_sha256 hashes). Caller frees. */
 char *cb_model_plan_text(const json_t *plan);
-
-/* Replace a directory atomically: tmp_dir (complete) takes the name dir; a previous dir
- * is removed after the swap. */
-int cb_dir_commit(const char *tmp_dir, const char *dir, cb_error *e);
-/* Make a fresh temporary directory beside dir ("dir.tmp.XXXXXX") into out. */
-int cb_dir_temp(const char *dir, char *out, size_t n, cb_error *e);
-/* Remove a directory tree (best effort; for temporary directories). */
-void cb_dir_remove(const char *dir);
 
 #endif

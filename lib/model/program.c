@@ -315,6 +315,9 @@ static int compile_node(ctx *c, const json_t *node, const char *id, int in, int 
     }
     if (strcmp(type, "ParallelTopology") == 0 || strcmp(type, "BranchingTopology") == 0) {
         int n = (int)json_array_size(children), width = 0;
+        if (n > CB_OP_MAX_INPUTS)
+            return cb_fail(c->e, CB_E_INVALID, "plan", "%s: %d branches, at most %d are supported", id, n,
+                           CB_OP_MAX_INPUTS);
         int *outs = malloc((size_t)n * sizeof *outs);
         if (!outs) return cb_fail(c->e, CB_E_RUNTIME, "", "out of memory");
         int rc = CB_OK;

@@ -31,6 +31,7 @@ enum cb_op_kind {
 };
 
 #define CB_OP_MAX_PARAMS 18
+#define CB_OP_MAX_INPUTS 64 /* branches of one Parallel or Branching topology */
 #define CB_NO_PARAM SIZE_MAX
 
 typedef struct cb_slot {

@@ -27,8 +27,6 @@ typedef cb_attention_weights attn_weights_t;
 typedef cb_attention_acts attn_acts_t;
 #endif
 
-#define CB_MAX_FANIN 64
-
 static real *alloc_arena(size_t n, cb_error *e) {
     /* 64-byte aligned; never zero-sized */
     size_t bytes = (n ? n : 1) * sizeof(real);
@@ -174,9 +172,9 @@ CB_FN(cb_run_forward)(run_t *r, const cb_program *prog, const real *weights, con
             break;
         case CB_OP_COMBINE:
         case CB_OP_CONCAT: {
-            const real *parts[CB_MAX_FANIN];
-            int widths[CB_MAX_FANIN];
-            int n = op->n_in < CB_MAX_FANIN ? op->n_in : CB_MAX_FANIN;
+            const real *parts[CB_OP_MAX_INPUTS];
+            int widths[CB_OP_MAX_INPUTS];
+            int n = op->n_in; /* at most CB_OP_MAX_INPUTS: checked when compiled */
             for (int k = 0; k < n; k++) {
                 parts[k] = r->slots + prog->slots[ins[k]].offset;
                 widths[k] = prog->slots[ins[k]].width;
@@ -266,9 +264,9 @@ void CB_FN(cb_run_backward)(run_t *r, const cb_program *prog, const real *weight
             break;
         case CB_OP_COMBINE:
         case CB_OP_CONCAT: {
-            real *dparts[CB_MAX_FANIN];
-            int widths[CB_MAX_FANIN];
-            int n = op->n_in < CB_MAX_FANIN ? op->n_in : CB_MAX_FANIN;
+            real *dparts[CB_OP_MAX_INPUTS];
+            int widths[CB_OP_MAX_INPUTS];
+            int n = op->n_in; /* at most CB_OP_MAX_INPUTS: checked when compiled */
             for (int k = 0; k < n; k++) {
                 dparts[k] = r->dslots + prog->slots[ins[k]].offset;
                 widths[k] = prog->slots[ins[k]].width;

@@ -84,8 +84,8 @@ expect_empty_out bad_id.stdout
 
 # usage errors: exit 2
 expect_run no_command 2 "$D"
-expect_run unknown_command 2 "$D" prepare
-expect_err_line unknown_command.stderr "unknown command 'prepare'"
+expect_run unknown_command 2 "$D" no_such_command
+expect_err_line unknown_command.stderr "unknown command 'no_such_command'"
 expect_run no_tokenizer 2 "$D" encode "$TMP/hello.txt"
 expect_err_line no_tokenizer.stderr 'encode: --tokenizer T is required'
 expect_run unknown_tokenizer 2 "$D" encode -t no_such_tokenizer "$TMP/hello.txt"

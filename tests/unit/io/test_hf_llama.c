@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "core/atomic_dir.h"
 #include "io/hf_llama.h"
 #include "model/model.h"
 #include "model/run.h"
@@ -85,7 +86,7 @@ static void round_trip(int tied) {
     cb_safetensors_close(&st);
     cb_model_free(&a);
     cb_model_free(&b);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }
 
 TEST(export_then_import_tied) { round_trip(1); }
@@ -155,7 +156,7 @@ TEST(missing_shard_and_wrong_shape_are_refused) {
     json_decref(plan2);
     cb_model_free(&a);
     cb_model_free(&b);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }
 
 TEST(non_llama_plans_do_not_export) {
