@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include "core/atomic_dir.h"
 #include "core/atomic_file.h"
 #include "core/json_doc.h"
 #include "train/crc32c.h"
@@ -47,7 +48,8 @@ static int cmp_long_desc(const void *a, const void *b) {
     return (x < y) - (x > y);
 }
 
-/* keep the newest keep_last step directories (0: all); remove what killed saves left */
+/* keep the newest keep_last step directories (0: all); remove what killed saves of
+ * checkpoints and of final/ left (cb_atomic_dir's ".NAME.tmp.XXXXXX") */
 static void prune(const char *run_dir, long keep_last) {
     DIR *d = opendir(run_dir);
     if (!d) return;
@@ -66,9 +68,10 @@ static void prune(const char *run_dir, long keep_last) {
                 cap = nc;
             }
             steps[n++] = s;
-        } else if (strncmp(ent->d_name, "step-", 5) == 0 && strstr(ent->d_name, ".tmp.")) {
-            snprintf(path, sizeof path, "%s/%s", run_dir, ent->d_name);
-            if (is_dir(path)) cb_dir_remove(path);
+        } else if ((strncmp(ent->d_name, ".step-", 6) == 0 || strncmp(ent->d_name, ".final.", 7) == 0) &&
+                   strstr(ent->d_name, ".tmp.")) {
+            snprintf(path, sizeof path, "%s/%s", run_dir, ent->d_name); /* cb_atomic_dir's temporary name */
+            if (is_dir(path)) cb_remove_tree(path);
         }
     }
     closedir(d);
@@ -76,7 +79,7 @@ static void prune(const char *run_dir, long keep_last) {
         qsort(steps, n, sizeof *steps, cmp_long_desc);
         for (size_t i = (size_t)keep_last; i < n; i++) {
             cb_checkpoint_dir(path, sizeof path, run_dir, steps[i]);
-            cb_dir_remove(path);
+            cb_remove_tree(path);
         }
     }
     free(steps);
@@ -136,7 +139,7 @@ static void retarget(cb_error *e, const char *tmp, const char *dir) {
 
 static int write_files(const char *tmp, const cb_model *m, const cb_optimizer *o, const cb_train_state *st,
                        const json_t *extra, cb_error *e) {
-    char path[CB_CKPT_PATH + 64];
+    char path[CB_CKPT_PATH + 128];
     char *text = cb_model_plan_text(m->plan);
     if (!text) return cb_fail(e, CB_E_RUNTIME, tmp, "cannot serialise the plan");
     size_t len = strlen(text);
@@ -175,14 +178,21 @@ static int write_files(const char *tmp, const cb_model *m, const cb_optimizer *o
 
 int cb_checkpoint_save(const char *run_dir, const cb_model *m, const cb_optimizer *o, const cb_train_state *st,
                        const json_t *extra, long keep_last, char *out, size_t out_n, cb_error *e) {
-    char dir[CB_CKPT_PATH], tmp[CB_CKPT_PATH + 16];
+    char dir[CB_CKPT_PATH];
     cb_checkpoint_dir(dir, sizeof dir, run_dir, st->step);
-    CB_TRY(cb_dir_temp(dir, tmp, sizeof tmp, e));
-    int rc = write_files(tmp, m, o, st, extra, e);
-    if (rc == CB_OK) rc = cb_dir_commit(tmp, dir, e);
+    cb_atomic_dir ad;
+    /* an earlier checkpoint of the same step (it holds state.json) may be replaced */
+    CB_TRY(cb_atomic_dir_open(&ad, dir, "state.json", e));
+    int rc = write_files(ad.tmp_path, m, o, st, extra, e);
     if (rc != CB_OK) {
-        cb_dir_remove(tmp);
-        retarget(e, tmp, dir);
+        retarget(e, ad.tmp_path, dir);
+        cb_atomic_dir_abort(&ad);
+        return rc;
+    }
+    rc = cb_atomic_dir_commit(&ad, e);
+    if (rc != CB_OK) {
+        retarget(e, ad.tmp_path, dir);
+        cb_atomic_dir_abort(&ad);
         return rc;
     }
     if (out) snprintf(out, out_n, "%s", dir);

@@ -30,8 +30,8 @@ void cb_checkpoint_dir(char *out, size_t n, const char *run_dir, long step);
  * optimizer.safetensors and state.json {cb_version, kind "checkpoint", step,
  * data_position, tokens, rng_state, schedule, optimizer, plan_sha256, run, group, seed,
  * files: {name: {bytes, crc32c}}} plus the members of extra (may be NULL). Then keep
- * only the newest keep_last checkpoints of run_dir (0: all) and drop temporary
- * directories of saves that were killed. A failure (full disk) is CB_E_IO and leaves
+ * only the newest keep_last checkpoints of run_dir (0: all) and drop the temporary
+ * directories that killed saves (of checkpoints and of final/) left there. A failure (full disk) is CB_E_IO and leaves
  * every earlier checkpoint as it was. The directory written goes into out. */
 int cb_checkpoint_save(const char *run_dir, const cb_model *m, const cb_optimizer *o, const cb_train_state *st,
                        const json_t *extra, long keep_last, char *out, size_t out_n, cb_error *e);

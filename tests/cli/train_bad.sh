@@ -80,5 +80,5 @@ run bash -c "ulimit -f 40; exec '$CB_BIN/cb-train' ${T[*]} --data '$TMP/ok.token
 expect_status full_disk 2
 expect_err_line full_disk.line "^cb-train: .*step-00000015/[a-z.]+: write failed"
 cmp -s "$ck/model.safetensors" "$TMP/model.before" && ok full_disk.previous_intact || not_ok full_disk.previous_intact "changed"
-ls "$TMP/c" | grep -q '\.tmp\.' && not_ok full_disk.no_temp "$(ls "$TMP/c")" || ok full_disk.no_temp
+ls -A "$TMP/c" | grep -q '\.tmp\.' && not_ok full_disk.no_temp "$(ls -A "$TMP/c")" || ok full_disk.no_temp
 expect_run full_disk.resume_after 0 "$CB_BIN/cb-train" "${T[@]}" --data "$TMP/ok.tokens" -o "$TMP/c" --resume "$ck" "$TMP/plan.json"

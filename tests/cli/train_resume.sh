@@ -87,4 +87,4 @@ if ls -d "$TMP"/k/step-???????? >/dev/null 2>&1; then resume=(--resume "$TMP/k")
 expect_run after_kills_finishes 0 train --run long -o "$TMP/k" "${resume[@]}"
 if diff <(losses "$TMP/s/metrics.jsonl") <(losses "$TMP/k/metrics.jsonl") >"$TMP/diff"; then ok after_kills_identical
 else not_ok after_kills_identical "$(head -c 300 "$TMP/diff")"; fi
-ls "$TMP/k" | grep -q '\.tmp\.' && not_ok after_kills_no_temp "$(ls "$TMP/k")" || ok after_kills_no_temp
+ls -A "$TMP/k" | grep -q '\.tmp\.' && not_ok after_kills_no_temp "$(ls -A "$TMP/k")" || ok after_kills_no_temp

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "core/atomic_file.h"
+#include "core/atomic_dir.h"
 #include "model/model.h"
 #include "model_util.h"
 #include "test.h"
@@ -110,7 +111,7 @@ TEST(round_trip) {
     cb_optimizer_free(&o);
     cb_model_free(&m);
     fixture_free(&f);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }
 
 static int count_entries(const char *dir, const char *prefix) {
@@ -128,7 +129,7 @@ TEST(keep_last_and_resolve) {
     if (fixture_init(&f, YAML, 5) != 0) { FAILF("fixture"); return; }
     char dir[512], out[4608], stale[700], got[4608];
     tu_tempdir(dir, sizeof dir, "keep");
-    snprintf(stale, sizeof stale, "%s/step-00000002.tmp.abcdef", dir); /* what a killed save leaves */
+    snprintf(stale, sizeof stale, "%s/.step-00000002.tmp.abcdef", dir); /* what a killed save leaves */
     mkdir(stale, 0777);
     cb_error e;
     for (long s = 1; s <= 5; s++) {
@@ -153,7 +154,7 @@ TEST(keep_last_and_resolve) {
     mkdir(stale, 0777);
     EXPECT_EQ_INT(CB_E_IO, cb_checkpoint_resolve(stale, got, sizeof got, &e));
     fixture_free(&f);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }
 
 /* load `dir` and expect code with `needle` in the message and where_end in `where` */
@@ -249,7 +250,7 @@ TEST(corrupt_truncated_missing_foreign) {
     expect_refused(&other, ck, CB_E_INVALID, "another plan", ck + strlen(dir));
     fixture_free(&other);
     fixture_free(&f);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }
 
 TEST(failed_save_keeps_the_previous) {
@@ -272,7 +273,8 @@ TEST(failed_save_keeps_the_previous) {
     signal(SIGXFSZ, prev);
     EXPECT_EQ_INT(CB_E_IO, rc);
     EXPECT(strstr(e.where, "step-00000004/") != NULL && strstr(e.where, ".tmp.") == NULL);
-    EXPECT_EQ_INT(1, count_entries(dir, "step-")); /* no temporary directory left, the first kept */
+    EXPECT_EQ_INT(1, count_entries(dir, "step-")); /* the first kept */
+    EXPECT_EQ_INT(0, count_entries(dir, ".step-")); /* no temporary directory left */
     cb_model m;
     cb_optimizer o;
     cb_train_state st;
@@ -282,5 +284,5 @@ TEST(failed_save_keeps_the_previous) {
     cb_optimizer_free(&o);
     cb_model_free(&m);
     fixture_free(&f);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }

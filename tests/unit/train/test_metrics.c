@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "core/atomic_file.h"
+#include "core/atomic_dir.h"
 #include "model/model.h"
 #include "test.h"
 #include "train/config.h"
@@ -80,7 +81,7 @@ TEST(jsonl_resume_cuts_back) {
     EXPECT_EQ_INT(CB_OK, cb_metrics_log(&m, &r5, &e));
     EXPECT_EQ_INT(CB_OK, cb_metrics_close(&m, &e));
     EXPECT_EQ_INT(1, count_lines(path, &last));
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }
 
 TEST(hdf5_datasets_resume) {
@@ -129,7 +130,7 @@ TEST(hdf5_datasets_resume) {
     H5Dclose(l);
     H5Dclose(v);
     H5Fclose(file);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 #endif
 }
 
@@ -155,5 +156,5 @@ TEST(live_plot_png) {
         fclose(f);
     }
     EXPECT(memcmp(sig, "\x89PNG\r\n\x1a\n", 8) == 0);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }

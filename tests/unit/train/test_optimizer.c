@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <unistd.h>
+#include "core/atomic_dir.h"
 #include "model/model.h"
 #include "tensor/safetensors.h"
 #include "test.h"
@@ -232,5 +233,5 @@ TEST(state_save_load_round_trip) {
     cb_optimizer_free(&l);
     cb_optimizer_free(&a);
     cb_optimizer_free(&b);
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }

@@ -3,6 +3,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include "core/atomic_file.h"
+#include "core/atomic_dir.h"
 #include "model/model.h"
 #include "test.h"
 #include "train/crc32c.h"
@@ -172,5 +173,5 @@ TEST(event_file_decodes_back) {
         EXPECT_EQ_INT(300000, evs[3].step);
         EXPECT(evs[3].value == 1e6f);
     }
-    cb_dir_remove(dir);
+    cb_remove_tree(dir);
 }

@@ -29,7 +29,7 @@ static inline void tu_table(cb_param_table *t, cb_param *items, int n, const cha
     t->total_floats = off;
 }
 
-/* A fresh directory under $TMPDIR; the caller removes it (cb_dir_remove). */
+/* A fresh directory under $TMPDIR; the caller removes it (cb_remove_tree). */
 static inline void tu_tempdir(char *out, size_t n, const char *tag) {
     const char *base = getenv("TMPDIR");
     snprintf(out, n, "%s/cbtrain-%s.XXXXXX", base && *base ? base : "/tmp", tag);
