@@ -175,6 +175,7 @@ int main(int argc, char **argv) {
         struct sigaction sa;
         memset(&sa, 0, sizeof sa);
         sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESETHAND; /* a second signal ends the run at once (checkpoints stay whole) */
         sigemptyset(&sa.sa_mask);
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
