@@ -11,6 +11,8 @@
  * recomputes the probabilities from the saved log-sum-exp instead of storing them. */
 #include "layers/attention.h"
 
+#include "layers/activation.h"
+
 #include <stdint.h>
 #include <string.h>
 
@@ -48,31 +50,6 @@ static attn_dims dims_of(const cb_attention_config *cfg) {
 }
 
 static int row_block(int T) { return T < ROW_BLOCK ? T : ROW_BLOCK; }
-
-/* exp of the softmax. float: a branch-free Cephes-style polynomial (at most 1.4 ulp from
- * exp; arguments below -87 are taken as -87, ~1e-38, so 2^k stays normal) that the
- * `omp simd` loops below vectorise, where glibc's expf stays scalar without -ffast-math.
- * double: libm's exp, for the finite-difference checks. */
-#ifdef CB_REAL_F64
-static inline double softmax_exp(double x) { return exp(x); }
-#else
-static inline float softmax_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    // k = round(x / ln 2) by the 1.5 * 2^23 trick; r = x - k ln 2 in two parts (Cody-Waite)
-    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } two_k = {((int32_t)k + 127) << 23};
-    return p * two_k.f;
-}
-#endif
 
 /* Scratch of one (batch, head) item: forward needs the score rows plus qcat and kcat,
  * backward two score-sized buffers (P, dP) plus qcat, kcat and dqcat. */
@@ -280,7 +257,7 @@ static void head_forward(const CB_FN(cb_attention_acts) *a, const attn_dims *m, 
             real sum = 0;
             #pragma omp simd reduction(+ : sum)
             for (int j = 0; j < vis; j++) {
-                s[j] = softmax_exp(s[j] - mx);
+                s[j] = cb_exp(s[j] - mx);
                 sum += s[j];
             }
             real inv = (real)1 / sum;
@@ -384,7 +361,7 @@ static void head_backward(const attn_grads *g, const CB_FN(cb_attention_acts) *a
             int vis = visible(t, T, causal);
             const real row_lse = lse[t];
             #pragma omp simd
-            for (int j = 0; j < vis; j++) p[j] = softmax_exp(p[j] - row_lse);
+            for (int j = 0; j < vis; j++) p[j] = cb_exp(p[j] - row_lse);
             if (cols > vis) memset(p + vis, 0, sizeof(real) * (cols - vis));
         }
         // dP (rows, cols) = datt[r0:r1] v[0:cols]^T
