@@ -167,8 +167,12 @@ void CB_FN(cb_attention_acts_layout)(CB_FN(cb_attention_acts) *acts, real *buf,
 }
 
 /* OpenBLAS (pthread build) runs a large GEMM on all its threads and serialises such
- * calls; inside our per-(batch, head) OpenMP loop each GEMM must stay on its thread. */
+ * calls; inside our per-(batch, head) OpenMP loop each GEMM must stay on its thread.
+ * The OpenMP build already keeps a GEMM called inside a parallel region on the calling
+ * thread, and its openblas_set_num_threads(1) is omp_set_num_threads(1), which would run
+ * that loop itself on one thread: there nothing is changed. */
 static int blas_single_begin(void) {
+    if (openblas_get_parallel() != 1) return 0; /* 1: pthreads; 0 sequential, 2 OpenMP */
     int n = openblas_get_num_threads();
     if (n > 1) openblas_set_num_threads(1);
     return n;
