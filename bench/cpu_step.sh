@@ -2,7 +2,7 @@
 # cpu_step.sh: caramba's training step (bench/cpu_step.c) and PyTorch's (bench/cpu_step_torch.py)
 # back to back on this machine: same model (bench/llama110m.yml), batch, thread count and
 # OpenBLAS kernels; prints each one's tokens/s and the ratio caramba / torch.
-#   bench/cpu_step.sh     (STEPS=5 THREADS=2 by default; OPENBLAS_CORETYPE, OMP_WAIT_POLICY as below)
+#   [STEPS=5] [THREADS=2] [CORETYPE=Haswell] [OMP_WAIT_POLICY=active] bench/cpu_step.sh
 # PyTorch runs twice when Debian's OpenMP build of OpenBLAS is installed: on the BLAS it is
 # linked with (libblas.so.3, the pthreads build by default) and on the OpenMP build; the
 # ratio is taken against the faster of the two.
@@ -11,12 +11,10 @@ cd "$(dirname "$0")/.."
 STEPS=${STEPS:-5}
 THREADS=${THREADS:-2}
 export OMP_NUM_THREADS=$THREADS
-# OpenBLAS 0.3.21 (Debian 12) takes AMD Zen 4 and Zen 5 for Haswell and runs its AVX2 kernels
-# there; its AVX-512 SkylakeX kernels are about twice as fast on them. Any CPU with AVX-512F
-# runs those, so they are asked for unless the caller chose a core type.
-if [ -z "${OPENBLAS_CORETYPE+set}" ] && grep -qw avx512f /proc/cpuinfo; then
-    export OPENBLAS_CORETYPE=SkylakeX
-fi
+# OpenBLAS picks its kernels for the CPU (Cooperlake, AVX-512, on the bench machine's AMD EPYC)
+# unless OPENBLAS_CORETYPE pins them; that machine's environment pins Haswell (AVX2 only, half
+# the sgemm rate). The bench lets OpenBLAS choose unless CORETYPE names a core.
+if [ -n "${CORETYPE:-}" ]; then export OPENBLAS_CORETYPE=$CORETYPE; else unset OPENBLAS_CORETYPE; fi
 # Other processes share these cores (bench/RESULTS.md): threads that sleep at OpenMP barriers
 # instead of spinning leave the cores to whichever thread has work, which on a loaded machine
 # is worth more than the microseconds a sleeping thread takes to wake.
@@ -26,7 +24,7 @@ CB_QUIET_CONFIG=1 make -s bench-built >/dev/null
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 echo "== $(date -u '+%Y-%m-%d %H:%M UTC'); $(lscpu | sed -n 's/^Model name: *//p'), $(nproc) cores;" \
-     "THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(auto)} OMP_WAIT_POLICY=$OMP_WAIT_POLICY;" \
+     "THREADS=$THREADS OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-(unset)} OMP_WAIT_POLICY=$OMP_WAIT_POLICY;" \
      "load $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "== caramba"
 build/rel/bench/cpu_step -n "$STEPS" | tee "$tmp/caramba"
