@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "layers/gemm.h"
 #include "layers/real.h"
 #include "layers/rope.h"
 
@@ -144,8 +145,12 @@ void CB_FN(cb_attention_acts_layout)(CB_FN(cb_attention_acts) *acts, real *buf,
 }
 
 /* OpenBLAS (pthread build) runs a large GEMM on all its threads and serialises such
- * calls; inside our per-(batch, head) OpenMP loop each GEMM must stay on its thread. */
+ * calls; inside our per-(batch, head) OpenMP loop each GEMM must stay on its thread.
+ * The OpenMP build already keeps a GEMM called inside a parallel region on the calling
+ * thread, and its openblas_set_num_threads(1) is omp_set_num_threads(1), which would run
+ * that loop itself on one thread: there nothing is changed. */
 static int blas_single_begin(void) {
+    if (openblas_get_parallel() != 1) return 0; /* 1: pthreads; 0 sequential, 2 OpenMP */
     int n = openblas_get_num_threads();
     if (n > 1) openblas_set_num_threads(1);
     return n;
@@ -157,7 +162,7 @@ static void blas_single_end(int n) {
 // out (N, C) = in (N, d) w^T + b; w (C, d), b (C) or NULL
 static void proj_forward(real *out, const real *in, const real *w, const real *b, int N, int d,
                          int C) {
-    CB_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, d, 1, in, d, w, d, 0, out, C);
+    CB_FN(cb_gemm)(CblasNoTrans, CblasTrans, N, C, d, 1, in, d, w, d, 0, out, C);
     if (!b) return;
     #pragma omp parallel for if ((long)N * C >= 65536)
     for (int n = 0; n < N; n++) {
@@ -184,9 +189,9 @@ static void add_column_sums(real *db, const real *dy, int N, int C) {
 // din (N, d) += dy (N, C) w; dw (C, d) += dy^T in; db (C) += column sums of dy
 static void proj_backward(real *din, real *dw, real *db, const real *dy, const real *in,
                           const real *w, int N, int d, int C) {
-    if (dw) CB_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, N, 1, dy, C, in, d, 1, dw, d);
+    if (dw) CB_FN(cb_gemm)(CblasTrans, CblasNoTrans, C, d, N, 1, dy, C, in, d, 1, dw, d);
     if (db) add_column_sums(db, dy, N, C);
-    if (din) CB_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, C, 1, dy, C, w, d, 1, din, d);
+    if (din) CB_FN(cb_gemm)(CblasNoTrans, CblasNoTrans, N, d, C, 1, dy, C, w, d, 1, din, d);
 }
 
 /* Query scale factors of row n (b*T + t) and head h: c_sem and c_rot (see top). */
@@ -442,8 +447,8 @@ void CB_FN(cb_attention_backward)(real *din, const CB_FN(cb_attention_weights) *
     g.items = p;
 
     // output projection: datt = dout o_w; do_w += dout^T att; do_b += sums of dout
-    CB_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m.H * m.dv, d, 1, dout, d, w->o_weight,
-            m.H * m.dv, 0, g.datt, m.H * m.dv);
+    CB_FN(cb_gemm)(CblasNoTrans, CblasNoTrans, N, m.H * m.dv, d, 1, dout, d, w->o_weight, m.H * m.dv, 0,
+                   g.datt, m.H * m.dv);
     proj_backward(NULL, gw->o_weight, cfg->bias ? gw->o_bias : NULL, dout, a->att, NULL, N,
                   m.H * m.dv, d);
 
