@@ -8,7 +8,11 @@
  * so a key is dequantised once per group, in registers. Scores are kept per head,
  * S (group, keys), so each head's softmax runs over contiguous memory; the second pass
  * reads each cached value once for the group, out[group heads] += S[:, key] v[key]
- * (cb_kv_axpy_m). */
+ * (cb_kv_axpy_m).
+ *
+ * Standard attention (one query head per kv head) with head widths of whole 16-value units
+ * takes tiled AVX-512 kernels instead, and a single query (a decode step) is split over
+ * keys rather than heads, reading the cache in its own row order (below). */
 #include "infer/attention_decode.h"
 
 #include <math.h>
@@ -16,6 +20,15 @@
 #include <string.h>
 
 #include "tensor/quant_dot.h"
+
+/* The tiled path (standard attention: one query head per kv head) needs AVX-512; without
+ * it every item takes the general path. */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__F16C__) && defined(__FMA__)
+#define AD_TILED 1
+#include <immintrin.h>
+#else
+#define AD_TILED 0
+#endif
 
 typedef struct decode_dims {
     int H, Hkv, group;
@@ -54,10 +67,43 @@ static size_t item_floats(const decode_dims *m, int L) {
     return (size_t)m->group * ((size_t)L + m->ds + m->dr + 3);
 }
 
+/* One query on the tiled path is split over keys rather than heads: pieces of KEY_PIECE
+ * keys, each a work item over a group of heads (all of them once there are MIN_ITEMS
+ * pieces), with its own softmax statistics (max, sum) and unnormalised output per head,
+ * merged at the end as flash-decoding does. A piece reads whole cache rows (every head of
+ * a key), the layout's contiguous order, and a long context gives many items however few
+ * the heads. The split depends on the shape only, never on the thread count, so the result
+ * does not either. */
+#define KEY_PIECE 256
+#define MIN_ITEMS 8 /* heads are split as well until a query has this many items */
+
+typedef struct piece_split { int pieces, heads_per, groups; } piece_split;
+
+static piece_split split_of(int H, int nk) {
+    piece_split p;
+    p.pieces = (nk + KEY_PIECE - 1) / KEY_PIECE;
+    p.groups = p.pieces >= MIN_ITEMS ? 1 : (MIN_ITEMS + p.pieces - 1) / p.pieces;
+    if (p.groups > H) p.groups = H;
+    p.heads_per = (H + p.groups - 1) / p.groups;
+    p.groups = (H + p.heads_per - 1) / p.heads_per;
+    return p;
+}
+
+/* Floats of one piece item: scaled queries (hp, dr), scores (hp, KEY_PIECE), output (hp,
+ * dv), max and sum (hp each), partial scores (hp, 8, 16). */
+static size_t piece_floats(const decode_dims *m, int hp) {
+    return (size_t)hp * ((size_t)m->dr + KEY_PIECE + m->dv + 2 + 8 * 16);
+}
+
 size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, int kv_len,
                                         const cb_decode_plan *plan) {
     decode_dims m = dims_of(cfg);
-    return (size_t)chunk_of(plan, n) * m.Hkv * item_floats(&m, keys_max(plan, kv_len));
+    size_t general = (size_t)chunk_of(plan, n) * m.Hkv * item_floats(&m, keys_max(plan, kv_len));
+    if (n != 1 || m.group != 1 || m.ds != 0) return general;
+    // one query may go the tiled way, split over keys
+    piece_split sp = split_of(m.H, keys_max(plan, kv_len));
+    size_t pieces = (size_t)sp.pieces * sp.groups * piece_floats(&m, sp.heads_per);
+    return pieces > general ? pieces : general;
 }
 
 /* The softmax's exp: the same branch-free polynomial as cb_attention_forward (Cephes
@@ -94,6 +140,210 @@ static void softmax_row(float *s, int nk) {
     for (int j = 0; j < nk; j++) s[j] *= inv;
 }
 
+#if AD_TILED
+/* The tiled kernels (standard attention: one query head per kv head), in 16-value units
+ * of a stored head segment: a unit is 16 values of a float kind, or a part of a block
+ * (q8_0 and q4_0 blocks hold 2 units, nf4 blocks 4) sharing the block's scale.
+ *  - scores: 8 keys at a time, each with its own 16-lane partial sum, reduced together to 8
+ *    scores in one vector, so no key pays a horizontal sum of its own;
+ *  - values: two keys per load and store of the output row (dv of 64 or 128);
+ *  - rows read 8 KB ahead are prefetched.
+ * The sums are the general path's up to rounding (another order of the same products). */
+#define AD_INLINE static inline __attribute__((always_inline))
+
+AD_INLINE int units_per_block(const cb_kv_kind K) {
+    return K == CB_KV_Q8_0 || K == CB_KV_Q4_0 ? 2 : K == CB_KV_NF4 ? 4 : 1;
+}
+/* Bytes of a block (float kinds: 16 values). */
+AD_INLINE size_t block_stride(const cb_kv_kind K) {
+    return K == CB_KV_F32 ? 64 : K == CB_KV_F16 || K == CB_KV_BF16 ? 32 : K == CB_KV_Q8_0 ? sizeof(cb_block_q8_0)
+           : K == CB_KV_Q4_0 ? sizeof(cb_block_q4_0) : sizeof(cb_block_nf4);
+}
+/* The scale of the block at blk (1 for float kinds). */
+AD_INLINE float block_scale(const cb_kv_kind K, const unsigned char *blk) {
+    if (K == CB_KV_F32 || K == CB_KV_F16 || K == CB_KV_BF16) return 1.0f;
+    return _cvtsh_ss(*(const uint16_t *)blk);
+}
+/* Unit p of the block at blk, unscaled (q4_0 q - 8, nf4 the level). */
+AD_INLINE __m512 unit_raw(const cb_kv_kind K, const unsigned char *blk, int p) {
+    switch (K) {
+    case CB_KV_F32: return _mm512_loadu_ps((const float *)blk);
+    case CB_KV_F16: return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)blk));
+    case CB_KV_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)blk)), 16));
+    case CB_KV_Q8_0:
+        return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(((const cb_block_q8_0 *)blk)->qs + 16 * p))));
+    case CB_KV_Q4_0: { // byte j: value j in its low nibble, value j + 16 in its high one
+        __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const cb_block_q4_0 *)blk)->qs));
+        w = p ? _mm512_srli_epi32(w, 4) : _mm512_and_si512(w, _mm512_set1_epi32(0x0f));
+        return _mm512_cvtepi32_ps(_mm512_sub_epi32(w, _mm512_set1_epi32(8)));
+    }
+    default: { // nf4, byte j: value j in its low nibble, value j + 32 in its high one
+        __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(((const cb_block_nf4 *)blk)->qs + 16 * (p & 1))));
+        w = p >= 2 ? _mm512_srli_epi32(w, 4) : _mm512_and_si512(w, _mm512_set1_epi32(0x0f));
+        return _mm512_permutexvar_ps(w, _mm512_loadu_ps(cb_nf4_levels));
+    }
+    }
+}
+
+/* 8 vectors -> their 8 horizontal sums, in order. */
+AD_INLINE __m256 hsum8x8(const __m512 *a) {
+    __m256 h[8];
+    #pragma GCC unroll 8
+    for (int i = 0; i < 8; i++) h[i] = _mm256_add_ps(_mm512_castps512_ps256(a[i]), _mm512_extractf32x8_ps(a[i], 1));
+    const __m256 h01 = _mm256_hadd_ps(h[0], h[1]), h23 = _mm256_hadd_ps(h[2], h[3]);
+    const __m256 h45 = _mm256_hadd_ps(h[4], h[5]), h67 = _mm256_hadd_ps(h[6], h[7]);
+    const __m256 l = _mm256_hadd_ps(h01, h23), r = _mm256_hadd_ps(h45, h67);
+    return _mm256_add_ps(_mm256_permute2f128_ps(l, r, 0x20), _mm256_permute2f128_ps(l, r, 0x31));
+}
+
+/* The block's products with q (UPB units), unscaled, added into acc (float kinds) or
+ * scaled by the block's scale into it. */
+AD_INLINE __m512 block_dot(const cb_kv_kind K, const unsigned char *blk, const float *q, __m512 acc) {
+    const int UPB = units_per_block(K);
+    if (UPB == 1) return _mm512_fmadd_ps(unit_raw(K, blk, 0), _mm512_loadu_ps(q), acc);
+    __m512 p = _mm512_mul_ps(unit_raw(K, blk, 0), _mm512_loadu_ps(q));
+    #pragma GCC unroll 4
+    for (int u = 1; u < UPB; u++) p = _mm512_fmadd_ps(unit_raw(K, blk, u), _mm512_loadu_ps(q + 16 * u), p);
+    return _mm512_fmadd_ps(_mm512_set1_ps(block_scale(K, blk)), p, acc);
+}
+
+/* The products of q (dr = nb blocks' values, scaled) with one key's segment at k, summed
+ * down to 16 lanes. */
+AD_INLINE __m512 key_partial(const cb_kv_kind K, const float *q, const unsigned char *k, int nb) {
+    const int BV = 16 * units_per_block(K);
+    __m512 acc = _mm512_setzero_ps();
+    for (int b = 0; b < nb; b++) acc = block_dot(K, k + (size_t)b * block_stride(K), q + (size_t)b * BV, acc);
+    return acc;
+}
+
+/* Rows this far ahead are prefetched: the hardware prefetchers alone gave one thread about
+ * half of its streaming bandwidth here (and prefetch_row must be inlined: GCC drops the
+ * calls of a function that only prefetches as having no effect). */
+#define PREFETCH_BYTES 8192
+/* Bytes from a row to the one prefetched: whole rows, at least PREFETCH_BYTES. */
+static inline size_t prefetch_ahead(size_t row_stride) {
+    return (PREFETCH_BYTES + row_stride - 1) / row_stride * row_stride;
+}
+AD_INLINE void prefetch_row(const unsigned char *p, size_t bytes) {
+    for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
+}
+
+/* Scores of nh heads over nk keys: S (nh, ldS), S[h][j] = q_h . key j of head h; q (nh,
+ * dr) scaled; k0 the segment of the first key's first head; keys row_stride bytes apart,
+ * heads head_stride. The cache is read in its own order, row after row (a key's heads side
+ * by side; walking one head down 8 rows instead halved the read bandwidth): each (key,
+ * head) leaves a 16-lane partial in tmp (nh, 8, 16), and every 8 keys each head's 8
+ * partials are reduced together to 8 scores. */
+AD_INLINE void scores_rows(const cb_kv_kind K, float *S, size_t ldS, const float *q, int dr, const unsigned char *k0,
+                           size_t row_stride, size_t head_stride, int nh, int nk, float *tmp) {
+    const int nb = dr / (16 * units_per_block(K));
+    const size_t ahead = prefetch_ahead(row_stride);
+    int j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        for (int t = 0; t < 8; t++) {
+            const unsigned char *row = k0 + (size_t)(j + t) * row_stride;
+            prefetch_row(row + ahead, (size_t)nh * head_stride);
+            for (int h = 0; h < nh; h++)
+                _mm512_storeu_ps(tmp + ((size_t)h * 8 + t) * 16,
+                                 key_partial(K, q + (size_t)h * dr, row + (size_t)h * head_stride, nb));
+        }
+        for (int h = 0; h < nh; h++) {
+            __m512 a[8];
+            #pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) a[t] = _mm512_loadu_ps(tmp + ((size_t)h * 8 + t) * 16);
+            _mm256_storeu_ps(S + (size_t)h * ldS + j, hsum8x8(a));
+        }
+    }
+    for (; j < nk; j++)
+        for (int h = 0; h < nh; h++)
+            S[(size_t)h * ldS + j] =
+                _mm512_reduce_add_ps(key_partial(K, q + (size_t)h * dr, k0 + (size_t)j * row_stride + (size_t)h * head_stride, nb));
+}
+
+/* o (NU * 16) += w0 * value at r0 + w1 * value at r1. */
+AD_INLINE void value_pair(const cb_kv_kind K, const int NU, float *o, float w0, const unsigned char *r0, float w1,
+                          const unsigned char *r1) {
+    const int UPB = units_per_block(K);
+    const size_t bs = block_stride(K);
+    #pragma GCC unroll 8
+    for (int b = 0; b < NU / UPB; b++) {
+        const __m512 s0 = _mm512_set1_ps(w0 * block_scale(K, r0 + (size_t)b * bs));
+        const __m512 s1 = _mm512_set1_ps(w1 * block_scale(K, r1 + (size_t)b * bs));
+        #pragma GCC unroll 4
+        for (int u = 0; u < UPB; u++) {
+            __m512 a = _mm512_fmadd_ps(s0, unit_raw(K, r0 + (size_t)b * bs, u), _mm512_loadu_ps(o + 16 * (b * UPB + u)));
+            a = _mm512_fmadd_ps(s1, unit_raw(K, r1 + (size_t)b * bs, u), a);
+            _mm512_storeu_ps(o + 16 * (b * UPB + u), a);
+        }
+    }
+}
+
+/* o (nh, NU*16) += sum_j W[h][j] value j of head h, W (nh, ldW); the layout of scores_rows,
+ * read two rows at a time, heads side by side. */
+AD_INLINE void values_rows(const cb_kv_kind K, const int NU, float *o, const float *W, size_t ldW,
+                           const unsigned char *v0, size_t row_stride, size_t head_stride, int nh, int nk) {
+    const size_t ahead = prefetch_ahead(row_stride);
+    int j = 0;
+    for (; j + 2 <= nk; j += 2) {
+        const unsigned char *r0 = v0 + (size_t)j * row_stride, *r1 = r0 + row_stride;
+        prefetch_row(r0 + ahead, (size_t)nh * head_stride);
+        prefetch_row(r1 + ahead, (size_t)nh * head_stride);
+        for (int h = 0; h < nh; h++)
+            value_pair(K, NU, o + (size_t)h * NU * 16, W[(size_t)h * ldW + j], r0 + (size_t)h * head_stride,
+                       W[(size_t)h * ldW + j + 1], r1 + (size_t)h * head_stride);
+    }
+    if (j < nk) // the last key alone: paired with itself at weight 0
+        for (int h = 0; h < nh; h++) {
+            const unsigned char *r = v0 + (size_t)j * row_stride + (size_t)h * head_stride;
+            value_pair(K, NU, o + (size_t)h * NU * 16, W[(size_t)h * ldW + j], r, 0.0f, r);
+        }
+}
+
+#define AD_KIND_CASES(CALL)                                \
+    switch (kind) {                                        \
+    case CB_KV_F32: CALL(CB_KV_F32); break;                \
+    case CB_KV_F16: CALL(CB_KV_F16); break;                \
+    case CB_KV_BF16: CALL(CB_KV_BF16); break;              \
+    case CB_KV_Q8_0: CALL(CB_KV_Q8_0); break;              \
+    case CB_KV_Q4_0: CALL(CB_KV_Q4_0); break;              \
+    default: CALL(CB_KV_NF4); break;                       \
+    }
+
+static void scores_any(cb_kv_kind kind, float *S, size_t ldS, const float *q, int dr, const unsigned char *k0,
+                       size_t row_stride, size_t head_stride, int nh, int nk, float *tmp) {
+#define SCORES_CALL(K) scores_rows(K, S, ldS, q, dr, k0, row_stride, head_stride, nh, nk, tmp)
+    AD_KIND_CASES(SCORES_CALL)
+#undef SCORES_CALL
+}
+
+static void values_any(cb_kv_kind kind, int dv, float *o, const float *W, size_t ldW, const unsigned char *v0,
+                       size_t row_stride, size_t head_stride, int nh, int nk) {
+#define VALUES_CALL(K)                                                                    \
+    if (dv == 64) values_rows(K, 4, o, W, ldW, v0, row_stride, head_stride, nh, nk);      \
+    else values_rows(K, 8, o, W, ldW, v0, row_stride, head_stride, nh, nk)
+    AD_KIND_CASES(VALUES_CALL)
+#undef VALUES_CALL
+}
+
+/* Values per tiled block of kind k: the tiled path needs whole blocks of it. */
+static int tiled_block_values(cb_kv_kind k) {
+    return k == CB_KV_F32 || k == CB_KV_F16 || k == CB_KV_BF16 ? 16 : cb_kv_kind_block_values(k);
+}
+#endif
+
+/* 1 when this layer's items take the tiled kernels: one query head per kv head, no
+ * semantic part, head widths of whole tiled blocks, dv of 64 or 128. */
+static int tiled_ok(const cb_layer_cache *c, const decode_dims *m) {
+#if AD_TILED
+    return m->group == 1 && m->ds == 0 && (m->dv == 64 || m->dv == 128) &&
+           m->dr % tiled_block_values(c->k.kind) == 0 && m->dv % tiled_block_values(c->v.kind) == 0;
+#else
+    (void)c, (void)m;
+    return 0;
+#endif
+}
+
 /* One item: query i (position p) against kv head kh; out rows of heads kh*group .. +group. */
 static void decode_item(float *out, const float *q, const float *q_sem, const float *gate,
                         const cb_layer_cache *c, const decode_dims *m, int causal, int window,
@@ -121,6 +371,19 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
     const int hi = causal ? p : c->len - 1;
     const int lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
     const int nk = hi - lo + 1;
+#if AD_TILED
+    if (tiled_ok(c, m)) { // group 1: one head
+        float tmp[8 * 16];
+        scores_any(c->k.kind, S, (size_t)L, qr, dr, cb_kv_tensor_head(&c->k, lo, kh), c->k.row_bytes, c->k.head_bytes,
+                   1, nk, tmp);
+        softmax_row(S, nk);
+        float *o = out + ((size_t)i * m->H + h0) * dv;
+        memset(o, 0, sizeof(float) * (size_t)dv);
+        values_any(c->v.kind, dv, o, S, (size_t)L, cb_kv_tensor_head(&c->v, lo, kh), c->v.row_bytes,
+                   c->v.head_bytes, 1, nk);
+        return;
+    }
+#endif
     // scores: each key read once for the group's query heads
     for (int j = 0; j < nk; j++) {
         cb_kv_dot_m(c->k.kind, sc, cb_kv_tensor_head(&c->k, lo + j, kh), qr, (size_t)dr,
@@ -143,10 +406,84 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
     }
 }
 
+#if AD_TILED
+/* Piece pi of head group g of one query at position p (the tiled path, split over keys):
+ * its scores, softmax statistics and unnormalised output in its scratch (piece_floats). */
+static void decode_piece(const float *q, const cb_layer_cache *c, const decode_dims *m, const piece_split *sp, int lo,
+                         int hi, int pi, int g, float *scratch) {
+    const int dr = m->dr, dv = m->dv, hp = sp->heads_per, h0 = g * hp;
+    const int nh = m->H - h0 < hp ? m->H - h0 : hp;
+    const int j0 = lo + pi * KEY_PIECE, cnt = hi + 1 - j0 < KEY_PIECE ? hi + 1 - j0 : KEY_PIECE;
+    float *qr = scratch, *S = qr + (size_t)hp * dr, *o = S + (size_t)hp * KEY_PIECE, *mx = o + (size_t)hp * dv;
+    float *sum = mx + hp, *tmp = sum + hp;
+    const float rr = 1.0f / sqrtf((float)dr);
+    for (int t = 0; t < nh * dr; t++) qr[t] = rr * q[(size_t)h0 * dr + t];
+    scores_any(c->k.kind, S, KEY_PIECE, qr, dr, cb_kv_tensor_head(&c->k, j0, h0), c->k.row_bytes, c->k.head_bytes, nh,
+               cnt, tmp);
+    for (int h = 0; h < nh; h++) {
+        float *s = S + (size_t)h * KEY_PIECE, mh = s[0], sh = 0.0f;
+        #pragma omp simd reduction(max : mh)
+        for (int j = 1; j < cnt; j++) mh = s[j] > mh ? s[j] : mh;
+        #pragma omp simd reduction(+ : sh)
+        for (int j = 0; j < cnt; j++) {
+            s[j] = softmax_exp(s[j] - mh);
+            sh += s[j];
+        }
+        mx[h] = mh;
+        sum[h] = sh;
+    }
+    memset(o, 0, sizeof(float) * (size_t)nh * dv);
+    values_any(c->v.kind, dv, o, S, KEY_PIECE, cb_kv_tensor_head(&c->v, j0, h0), c->v.row_bytes, c->v.head_bytes, nh,
+               cnt);
+}
+
+/* out (H*dv) of one query from its pieces: per head, sum_p e^(max_p - M) o_p / sum_p
+ * e^(max_p - M) sum_p, M the largest max. */
+static void merge_pieces(float *out, const decode_dims *m, const piece_split *sp, const float *scratch) {
+    const int dr = m->dr, dv = m->dv, hp = sp->heads_per;
+    const size_t per = piece_floats(m, hp);
+    for (int h = 0; h < m->H; h++) {
+        const int g = h / hp, hh = h % hp;
+        float M = -INFINITY;
+        for (int pi = 0; pi < sp->pieces; pi++) {
+            const float *mx = scratch + (size_t)(pi * sp->groups + g) * per + (size_t)hp * (dr + KEY_PIECE + dv);
+            M = mx[hh] > M ? mx[hh] : M;
+        }
+        float *o = out + (size_t)h * dv, den = 0.0f;
+        memset(o, 0, sizeof(float) * (size_t)dv);
+        for (int pi = 0; pi < sp->pieces; pi++) {
+            const float *base = scratch + (size_t)(pi * sp->groups + g) * per;
+            const float *po = base + (size_t)hp * (dr + KEY_PIECE) + (size_t)hh * dv;
+            const float *mx = base + (size_t)hp * (dr + KEY_PIECE + dv);
+            const float f = softmax_exp(mx[hh] - M);
+            den += f * mx[hp + hh];
+            for (int t = 0; t < dv; t++) o[t] += f * po[t];
+        }
+        const float inv = 1.0f / den;
+        for (int t = 0; t < dv; t++) o[t] *= inv;
+    }
+}
+#endif
+
 void cb_attention_decode(float *out, const float *q, const float *q_sem, const float *gate,
                          const cb_layer_cache *c, const cb_attention_config *cfg, int pos0,
                          int n, const cb_decode_plan *plan, float *scratch) {
     const decode_dims m = dims_of(cfg);
+#if AD_TILED
+    if (n == 1 && !gate && tiled_ok(c, &m)) { // one query: split over keys
+        const int hi = cfg->is_causal ? pos0 : c->len - 1, window = plan ? plan->local_window : 0;
+        const int lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
+        const piece_split sp = split_of(m.H, hi - lo + 1);
+        const int items = sp.pieces * sp.groups;
+        const size_t per = piece_floats(&m, sp.heads_per);
+        const long long work = (long long)(hi - lo + 1) * m.H * (m.dr + m.dv);
+        #pragma omp parallel for schedule(dynamic, 1) if (work >= (1 << 15) && items > 1)
+        for (int it = 0; it < items; it++)
+            decode_piece(q, c, &m, &sp, lo, hi, it / sp.groups, it % sp.groups, scratch + (size_t)it * per);
+        merge_pieces(out, &m, &sp, scratch);
+        return;
+    }
+#endif
     const int qc = chunk_of(plan, n), L = keys_max(plan, c->len);
     const int window = plan ? plan->local_window : 0, causal = cfg->is_causal;
     const size_t per_item = item_floats(&m, L);

@@ -20,6 +20,13 @@
 #else
 #define QD_AVX2 0
 #endif
+/* AVX-512 (F and BW, with F16C): 16 values per instruction in the single-vector dot, which
+ * decides matvec speed; everything else stays on the AVX2 path. */
+#if QD_AVX2 && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__F16C__)
+#define QD_AVX512 1
+#else
+#define QD_AVX512 0
+#endif
 
 #define TILE 64 /* values per tile of the _m kernels: a whole number of blocks of every kind */
 
@@ -104,6 +111,64 @@ static inline __m256 load8_nf4(const cb_block_nf4 *b, int part, __m256 lo, __m25
 }
 #endif
 
+#if QD_AVX512
+/* 16 values of a float kind from element j. */
+static inline __m512 load16_f16(const uint16_t *p) {
+    return _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)p));
+}
+static inline __m512 load16_bf16(const uint16_t *p) {
+    __m512i w = _mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p));
+    return _mm512_castsi512_ps(_mm512_slli_epi32(w, 16));
+}
+static inline float hsum16(__m512 v) {
+    return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1)));
+}
+/* The products of one block (q8_0, q4_0 or nf4; its scale d at offset 0) with x, unscaled,
+ * summed down to 16 lanes. */
+static inline __attribute__((always_inline)) __m512 block_products16(cb_kv_kind k, const unsigned char *blk, const float *x) {
+    if (k == CB_KV_Q8_0) {
+        const int8_t *qs = ((const cb_block_q8_0 *)blk)->qs;
+        const __m512 v0 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)qs)));
+        const __m512 v1 = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(qs + 16))));
+        return _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + 16), _mm512_mul_ps(v0, _mm512_loadu_ps(x)));
+    }
+    const __m512i low = _mm512_set1_epi32(0x0f);
+    if (k == CB_KV_Q4_0) { // byte j: value j in its low nibble, value j + 16 in its high one
+        const __m512i eight = _mm512_set1_epi32(8);
+        const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const cb_block_q4_0 *)blk)->qs));
+        const __m512 v0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(w, low), eight));
+        const __m512 v1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(w, 4), eight));
+        return _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + 16), _mm512_mul_ps(v0, _mm512_loadu_ps(x)));
+    }
+    // nf4, byte j: value j in its low nibble, value j + 32 in its high one
+    const __m512 levels = _mm512_loadu_ps(cb_nf4_levels);
+    const uint8_t *qs = ((const cb_block_nf4 *)blk)->qs;
+    const __m512i w0 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+    const __m512i w1 = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(qs + 16)));
+    __m512 p = _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_and_si512(w0, low), levels), _mm512_loadu_ps(x));
+    p = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_and_si512(w1, low), levels), _mm512_loadu_ps(x + 16), p);
+    p = _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(w0, 4), levels), _mm512_loadu_ps(x + 32), p);
+    return _mm512_fmadd_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(w1, 4), levels), _mm512_loadu_ps(x + 48), p);
+}
+/* sum over nb whole blocks of kind K of d * (the block's products with x): two blocks in
+ * flight. K a compile-time constant at each call. */
+static inline __attribute__((always_inline)) float dot_blocks16(const cb_kv_kind K, const void *row,
+                                                                const float *x, size_t nb) {
+    const size_t bb = cb_kv_kind_block_bytes(K), bv = (size_t)cb_kv_kind_block_values(K);
+    const unsigned char *blk = row;
+    __m512 acc0 = _mm512_setzero_ps(), acc1 = _mm512_setzero_ps();
+    size_t i = 0;
+    for (; i + 2 <= nb; i += 2, blk += 2 * bb, x += 2 * bv) {
+        acc0 = _mm512_fmadd_ps(_mm512_set1_ps(scale_f32(*(const uint16_t *)blk)), block_products16(K, blk, x), acc0);
+        acc1 = _mm512_fmadd_ps(_mm512_set1_ps(scale_f32(*(const uint16_t *)(blk + bb))),
+                               block_products16(K, blk + bb, x + bv), acc1);
+    }
+    if (i < nb)
+        acc0 = _mm512_fmadd_ps(_mm512_set1_ps(scale_f32(*(const uint16_t *)blk)), block_products16(K, blk, x), acc0);
+    return hsum16(_mm512_add_ps(acc0, acc1));
+}
+#endif
+
 /* ---- dot ---- */
 
 static float dot_float_kind(cb_kv_kind k, const void *row, const float *x, size_t n) {
@@ -111,6 +176,25 @@ static float dot_float_kind(cb_kv_kind k, const void *row, const float *x, size_
     float s = 0.0f;
 #if QD_AVX2
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
+#if QD_AVX512
+    // fp16 and bf16 only: an fp32 row streams faster with 256-bit loads (measured on Zen 5)
+    __m512 z0 = _mm512_setzero_ps(), z1 = _mm512_setzero_ps();
+    for (; k != CB_KV_F32 && j + 32 <= n; j += 32) {
+        __m512 v0, v1;
+        if (k == CB_KV_F16) {
+            v0 = load16_f16((const uint16_t *)row + j);
+            v1 = load16_f16((const uint16_t *)row + j + 16);
+        } else {
+            v0 = load16_bf16((const uint16_t *)row + j);
+            v1 = load16_bf16((const uint16_t *)row + j + 16);
+        }
+        z0 = _mm512_fmadd_ps(v0, _mm512_loadu_ps(x + j), z0);
+        z1 = _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + j + 16), z1);
+    }
+    z0 = _mm512_add_ps(z0, z1);
+    a0 = _mm512_castps512_ps256(z0);
+    a1 = _mm512_extractf32x8_ps(z0, 1);
+#endif
     for (; j + 16 <= n; j += 16) {
         __m256 v0, v1;
         if (k == CB_KV_F32) {
@@ -143,7 +227,14 @@ float cb_kv_dot(cb_kv_kind k, const void *row, const float *x, size_t n) {
     if (k == CB_KV_F32 || k == CB_KV_F16 || k == CB_KV_BF16) return dot_float_kind(k, row, x, n);
     const size_t bv = (size_t)cb_kv_kind_block_values(k), nb = n / bv;
     float s = 0.0f;
-#if QD_AVX2
+#if QD_AVX512
+    switch (k) {
+    case CB_KV_Q8_0: s = dot_blocks16(CB_KV_Q8_0, row, x, nb); break;
+    case CB_KV_Q4_0: s = dot_blocks16(CB_KV_Q4_0, row, x, nb); break;
+    default: s = dot_blocks16(CB_KV_NF4, row, x, nb); break;
+    }
+    x += nb * bv;
+#elif QD_AVX2
     __m256 acc = _mm256_setzero_ps();
     if (k == CB_KV_Q8_0) {
         const cb_block_q8_0 *b = row;
