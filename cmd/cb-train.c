@@ -89,6 +89,7 @@ static int parse_count(const char *s, long *out) {
 }
 
 int main(int argc, char **argv) {
+    cb_cli_prefer_passive_wait(argv);
     static const struct option opts[] = {
         {"help", no_argument, 0, 'h'},         {"run", required_argument, 0, 'r'},
         {"group", required_argument, 0, 'g'},  {"output", required_argument, 0, 'o'},
