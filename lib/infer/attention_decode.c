@@ -19,6 +19,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "infer/parallel.h"
 #include "tensor/quant_dot.h"
 
 /* The tiled path (standard attention: one query head per kv head) needs AVX-512; without
@@ -334,15 +335,12 @@ static int tiled_block_values(cb_kv_kind k) {
 
 /* 1 when this layer's items take the tiled kernels: one query head per kv head, no
  * semantic part, head widths of whole tiled blocks, dv of 64 or 128. */
-static int tiled_ok(const cb_layer_cache *c, const decode_dims *m) {
 #if AD_TILED
+static int tiled_ok(const cb_layer_cache *c, const decode_dims *m) {
     return m->group == 1 && m->ds == 0 && (m->dv == 64 || m->dv == 128) &&
            m->dr % tiled_block_values(c->k.kind) == 0 && m->dv % tiled_block_values(c->v.kind) == 0;
-#else
-    (void)c, (void)m;
-    return 0;
-#endif
 }
+#endif
 
 /* One item: query i (position p) against kv head kh; out rows of heads kh*group .. +group. */
 static void decode_item(float *out, const float *q, const float *q_sem, const float *gate,
@@ -437,6 +435,23 @@ static void decode_piece(const float *q, const cb_layer_cache *c, const decode_d
                cnt);
 }
 
+/* The pieces of one query: item it is piece it / groups of head group it % groups. */
+typedef struct piece_job {
+    const float *q;
+    const cb_layer_cache *c;
+    const decode_dims *m;
+    const piece_split *sp;
+    int lo, hi;
+    float *scratch;
+    size_t per;
+} piece_job;
+
+static void piece_item(void *ctx, int it) {
+    const piece_job *j = ctx;
+    decode_piece(j->q, j->c, j->m, j->sp, j->lo, j->hi, it / j->sp->groups, it % j->sp->groups,
+                 j->scratch + (size_t)it * j->per);
+}
+
 /* out (H*dv) of one query from its pieces: per head, sum_p e^(max_p - M) o_p / sum_p
  * e^(max_p - M) sum_p, M the largest max. */
 static void merge_pieces(float *out, const decode_dims *m, const piece_split *sp, const float *scratch) {
@@ -465,6 +480,25 @@ static void merge_pieces(float *out, const decode_dims *m, const piece_split *sp
 }
 #endif
 
+/* The items of one query chunk: (query c0 + it / Hkv, kv head it % Hkv). */
+typedef struct item_job {
+    float *out;
+    const float *q, *q_sem, *gate;
+    const cb_layer_cache *c;
+    const decode_dims *m;
+    int causal, window, c0, pos0;
+    float *scratch;
+    size_t per_item;
+    int L;
+} item_job;
+
+static void item_of_chunk(void *ctx, int it) {
+    const item_job *j = ctx;
+    const int i = j->c0 + it / j->m->Hkv, kh = it % j->m->Hkv;
+    decode_item(j->out, j->q, j->q_sem, j->gate, j->c, j->m, j->causal, j->window, i, j->pos0 + i, kh,
+                j->scratch + (size_t)it * j->per_item, j->L);
+}
+
 void cb_attention_decode(float *out, const float *q, const float *q_sem, const float *gate,
                          const cb_layer_cache *c, const cb_attention_config *cfg, int pos0,
                          int n, const cb_decode_plan *plan, float *scratch) {
@@ -477,9 +511,10 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
         const int items = sp.pieces * sp.groups;
         const size_t per = piece_floats(&m, sp.heads_per);
         const long long work = (long long)(hi - lo + 1) * m.H * (m.dr + m.dv);
-        #pragma omp parallel for schedule(dynamic, 1) if (work >= (1 << 15) && items > 1)
-        for (int it = 0; it < items; it++)
-            decode_piece(q, c, &m, &sp, lo, hi, it / sp.groups, it % sp.groups, scratch + (size_t)it * per);
+        piece_job j = {q, c, &m, &sp, lo, hi, scratch, per};
+        if (work >= (1 << 15)) cb_parallel_for(items, piece_item, &j);
+        else
+            for (int it = 0; it < items; it++) piece_item(&j, it);
         merge_pieces(out, &m, &sp, scratch);
         return;
     }
@@ -492,11 +527,9 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
     for (int c0 = 0; c0 < n; c0 += qc) {
         const int rows = n - c0 < qc ? n - c0 : qc, items = rows * m.Hkv;
         const long long work = (long long)items * m.group * L * (m.ds + m.dr + m.dv);
-        #pragma omp parallel for schedule(dynamic, 1) if (work >= work_min && items > 1)
-        for (int it = 0; it < items; it++) {
-            const int i = c0 + it / m.Hkv, kh = it % m.Hkv;
-            decode_item(out, q, q_sem, gate, c, &m, causal, window, i, pos0 + i, kh,
-                        scratch + (size_t)it * per_item, L);
-        }
+        item_job j = {out, q, q_sem, gate, c, &m, causal, window, c0, pos0, scratch, per_item, L};
+        if (work >= work_min) cb_parallel_for(items, item_of_chunk, &j);
+        else
+            for (int it = 0; it < items; it++) item_of_chunk(&j, it);
     }
 }

@@ -5,8 +5,10 @@
 #include "infer/session.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
+#include "infer/parallel.h"
 #include "layers/activation.h"
 #include "layers/elementwise.h"
 #include "layers/embedding.h"
@@ -76,6 +78,59 @@ static int is_matrix(const cb_op *op, int role) {
     }
 }
 
+/* Products that read the same input (attention's q, k, v; SwiGLU's gate and up) go through
+ * one parallel loop for a single token when their matrices lie back to back in memory:
+ * one fork-join instead of three, and no thread idles at the end of a small one. The
+ * model's fp32 buffer lays them out so; converted matrices are converted into one block
+ * (merge_rows). Returns 1 and sets *w to the matrix of all their rows when roles[0..n) of
+ * op i are contiguous, of one kind and width. */
+static int joined(const cb_session *s, int i, const int *roles, int n, cb_weight_matrix *w) {
+    const cb_weight_matrix *a = &s->mats[i * CB_OP_MAX_PARAMS + roles[0]];
+    if (!a->data) return 0;
+    *w = *a;
+    w->owned = NULL;
+    for (int r = 1; r < n; r++) {
+        const cb_weight_matrix *b = &s->mats[i * CB_OP_MAX_PARAMS + roles[r]];
+        if (!b->data || b->kind != a->kind || b->cols != a->cols ||
+            (const unsigned char *)b->data != (const unsigned char *)a->data + (size_t)w->rows * a->row_bytes)
+            return 0;
+        w->rows += b->rows;
+    }
+    return 1;
+}
+
+/* Convert roles[0..n) of op i (already converted, each its own block, used by no other op)
+ * into one block, so that joined() finds them. A matrix another op views stays as it is. */
+static int merge_rows(cb_session *s, int i, const int *roles, int n, cb_error *e) {
+    const int nm = s->prog.n_ops * CB_OP_MAX_PARAMS;
+    size_t total = 0;
+    for (int r = 0; r < n; r++) {
+        const cb_weight_matrix *w = &s->mats[i * CB_OP_MAX_PARAMS + roles[r]];
+        if (!w->owned || w->kind != s->mats[i * CB_OP_MAX_PARAMS + roles[0]].kind ||
+            w->cols != s->mats[i * CB_OP_MAX_PARAMS + roles[0]].cols)
+            return CB_OK;
+        for (int j = 0; j < nm; j++)
+            if (j != i * CB_OP_MAX_PARAMS + roles[r] && s->mats[j].data == w->data) return CB_OK;
+        total += cb_weight_matrix_bytes(w);
+    }
+    unsigned char *block = aligned_alloc(64, (total + 63) / 64 * 64);
+    if (!block) return cb_fail(e, CB_E_RUNTIME, "", "out of memory joining weight matrices (%zu bytes)", total);
+    size_t off = 0;
+    for (int r = 0; r < n; r++) {
+        cb_weight_matrix *w = &s->mats[i * CB_OP_MAX_PARAMS + roles[r]];
+        const size_t bytes = cb_weight_matrix_bytes(w);
+        memcpy(block + off, w->data, bytes);
+        free(w->owned);
+        w->data = block + off;
+        w->owned = r == 0 ? block : NULL; /* the first frees the block */
+        off += bytes;
+    }
+    return CB_OK;
+}
+
+static const int QKV_ROLES[3] = {CB_P_Q_W, CB_P_K_W, CB_P_V_W};
+static const int GATE_UP_ROLES[2] = {CB_P_GATE, CB_P_UP};
+
 /* Convert every weight matrix of the program to kind; a tensor used by several ops is
  * converted once and viewed by the others. fp32 views the model's buffer: one token's
  * products then run on cb_matvec's threads instead of a BLAS call per matrix, several
@@ -108,6 +163,13 @@ static int convert_weights(cb_session *s, cb_kv_kind kind, cb_error *e) {
             CB_TRY(cb_weight_matrix_from_f32(w, kind, s->model->weights + op->p[r], (int)par->shape[0],
                                              (int)par->shape[1], e));
             s->weight_bytes += cb_weight_matrix_bytes(w);
+        }
+    if (kind != CB_KV_F32)
+        for (int i = 0; i < p->n_ops; i++) {
+            const cb_op *op = &p->ops[i];
+            if (op->kind == CB_OP_ATTENTION && op->attn.mode != CB_ATTENTION_DECOUPLED && !op->attn.bias)
+                CB_TRY(merge_rows(s, i, QKV_ROLES, 3, e));
+            if (op->kind == CB_OP_SWIGLU) CB_TRY(merge_rows(s, i, GATE_UP_ROLES, 2, e));
         }
     return CB_OK;
 }
@@ -259,11 +321,16 @@ static int attention_pass(cb_session *s, int oi, cb_layer_cache *cache, float *o
     float *q_sem = v + (size_t)m * d.Hkv * d.dv, *k_sem = q_sem + (size_t)m * d.H * d.ds;
     float *gate = k_sem + (size_t)m * d.Hkv * d.ds, *att = gate + (size_t)m * d.H;
     const int bias = a->bias;
-    proj(s, oi, dec ? CB_P_QGEO_W : CB_P_Q_W, q, in, bias ? W(s, op, dec ? CB_P_QGEO_B : CB_P_Q_B) : NULL, m, dm,
-         d.H * d.dr);
-    proj(s, oi, dec ? CB_P_KGEO_W : CB_P_K_W, k, in, bias ? W(s, op, dec ? CB_P_KGEO_B : CB_P_K_B) : NULL, m, dm,
-         d.Hkv * d.dr);
-    proj(s, oi, CB_P_V_W, v, in, bias ? W(s, op, CB_P_V_B) : NULL, m, dm, d.Hkv * d.dv);
+    cb_weight_matrix qkv;
+    if (m == 1 && !dec && !bias && joined(s, oi, QKV_ROLES, 3, &qkv)) { // q, k, v back to back in work
+        cb_matvec(q, &qkv, in, NULL);
+    } else {
+        proj(s, oi, dec ? CB_P_QGEO_W : CB_P_Q_W, q, in, bias ? W(s, op, dec ? CB_P_QGEO_B : CB_P_Q_B) : NULL, m, dm,
+             d.H * d.dr);
+        proj(s, oi, dec ? CB_P_KGEO_W : CB_P_K_W, k, in, bias ? W(s, op, dec ? CB_P_KGEO_B : CB_P_K_B) : NULL, m, dm,
+             d.Hkv * d.dr);
+        proj(s, oi, CB_P_V_W, v, in, bias ? W(s, op, CB_P_V_B) : NULL, m, dm, d.Hkv * d.dv);
+    }
     if (dec) {
         proj(s, oi, CB_P_QSEM_W, q_sem, in, bias ? W(s, op, CB_P_QSEM_B) : NULL, m, dm, d.H * d.ds);
         proj(s, oi, CB_P_KSEM_W, k_sem, in, bias ? W(s, op, CB_P_KSEM_B) : NULL, m, dm, d.Hkv * d.ds);
@@ -317,8 +384,22 @@ static int prepare_pass(cb_session *s, int pos0, int m, cb_error *e) {
     return CB_OK;
 }
 
-/* One pass of m <= chunk rows at position s->len. */
+static int run_pass_ops(cb_session *s, const int32_t *tokens, int m, int want, cb_error *e);
+
+/* One pass of m <= chunk rows at position s->len. The products and attention run their
+ * loops on the infer/parallel.h pool; the layer functions' own OpenMP regions (norms, adds
+ * over a prefill chunk) are kept to one thread meanwhile, since a second team of threads
+ * spinning after each of them took the cores from the pool's workers (40% of a prefill). */
 static int run_pass(cb_session *s, const int32_t *tokens, int m, int want, cb_error *e) {
+    cb_parallel_threads(); // the pool starts with all of OpenMP's threads
+    const int omp_threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    int rc = run_pass_ops(s, tokens, m, want, e);
+    omp_set_num_threads(omp_threads);
+    return rc;
+}
+
+static int run_pass_ops(cb_session *s, const int32_t *tokens, int m, int want, cb_error *e) {
     const cb_program *p = &s->prog;
     const int pos0 = s->len;
     CB_TRY(prepare_pass(s, pos0, m, e));
@@ -352,8 +433,13 @@ static int run_pass(cb_session *s, const int32_t *tokens, int m, int want, cb_er
         case CB_OP_SWIGLU: { // out = (silu(in Wg^T) * (in Wu^T)) Wd^T, as cb_swiglu_forward
             const size_t nf = (size_t)m * op->d_ff;
             float *gate = s->work, *up = gate + nf, *h = up + nf;
-            proj(s, i, CB_P_GATE, gate, in, NULL, m, op->d_in, op->d_ff);
-            proj(s, i, CB_P_UP, up, in, NULL, m, op->d_in, op->d_ff);
+            cb_weight_matrix gate_up;
+            if (m == 1 && joined(s, i, GATE_UP_ROLES, 2, &gate_up)) { // gate, up back to back in work
+                cb_matvec(gate, &gate_up, in, NULL);
+            } else {
+                proj(s, i, CB_P_GATE, gate, in, NULL, m, op->d_in, op->d_ff);
+                proj(s, i, CB_P_UP, up, in, NULL, m, op->d_in, op->d_ff);
+            }
             for (size_t k = 0; k < nf; k++) h[k] = cb_silu(gate[k]) * up[k];
             proj(s, i, CB_P_DOWN, out, h, NULL, m, op->d_ff, op->d_in);
             break;

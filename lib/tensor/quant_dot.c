@@ -430,25 +430,35 @@ ALWAYS_INLINE __m256 unit_scale(const int K, const void *row, size_t u) {
     }
 }
 
+/* acc (M) += unit u's products with x, 8 lanes. */
+ALWAYS_INLINE void unit_dot8(const int K, const int M, __m256 *acc, const void *row, const float *x, size_t ldx,
+                             size_t u, __m256 lo, __m256 hi) {
+    const int UV = unit_values(K);
+    const __m256 d = unit_scale(K, row, u);
+    #pragma GCC unroll 8
+    for (int p = 0; p < UV / 8; p++) {
+        const __m256 v = unit_part(K, row, u, p, d, lo, hi);
+        const float *xp = x + u * UV + 8 * p;
+        #pragma GCC unroll 8
+        for (int i = 0; i < M; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + i * ldx), acc[i]);
+    }
+}
+
+/* Two sets of accumulators, for even and odd units (see dot_m_kernel16). */
 ALWAYS_INLINE void dot_m_kernel(const int K, const int M, float *out, const void *row,
                                 const float *x, size_t ldx, size_t nunits) {
-    const int UV = unit_values(K);
     const __m256 lo = _mm256_loadu_ps(cb_nf4_levels), hi = _mm256_loadu_ps(cb_nf4_levels + 8);
-    __m256 acc[8];
+    __m256 a0[8], a1[8];
     #pragma GCC unroll 8
-    for (int i = 0; i < M; i++) acc[i] = _mm256_setzero_ps();
-    for (size_t u = 0; u < nunits; u++) {
-        const __m256 d = unit_scale(K, row, u);
-        #pragma GCC unroll 8
-        for (int p = 0; p < UV / 8; p++) {
-            const __m256 v = unit_part(K, row, u, p, d, lo, hi);
-            const float *xp = x + u * UV + 8 * p;
-            #pragma GCC unroll 8
-            for (int i = 0; i < M; i++) acc[i] = _mm256_fmadd_ps(v, _mm256_loadu_ps(xp + i * ldx), acc[i]);
-        }
+    for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm256_setzero_ps();
+    size_t u = 0;
+    for (; u + 2 <= nunits; u += 2) {
+        unit_dot8(K, M, a0, row, x, ldx, u, lo, hi);
+        unit_dot8(K, M, a1, row, x, ldx, u + 1, lo, hi);
     }
+    if (u < nunits) unit_dot8(K, M, a0, row, x, ldx, u, lo, hi);
     #pragma GCC unroll 8
-    for (int i = 0; i < M; i++) out[i] = hsum8(acc[i]);
+    for (int i = 0; i < M; i++) out[i] = hsum8(_mm256_add_ps(a0[i], a1[i]));
 }
 
 ALWAYS_INLINE void axpy_m_kernel(const int K, const int M, float *y, size_t ldy, const float *a,
@@ -500,6 +510,72 @@ static size_t whole_units(cb_kv_kind k, size_t n) {
 }
 #endif
 
+#if QD_AVX512
+/* The dot _m kernel at 16 lanes: units are blocks, or groups of 16 values of the float
+ * kinds; a q8_0 or q4_0 block is two 16-value parts, an nf4 block four. A small batch of
+ * tokens (speculative verification, a draft's catch-up) then costs about what one token
+ * does, the weights' bytes, instead of twice that at 8 lanes. */
+ALWAYS_INLINE int unit_values16(const int K) {
+    return K == CB_KV_Q8_0 ? CB_QK8_0 : K == CB_KV_Q4_0 ? CB_QK4_0 : K == CB_KV_NF4 ? CB_QKNF4 : 16;
+}
+
+/* Part p (16 values) of unit u, scaled by d (block kinds). */
+ALWAYS_INLINE __m512 unit_part16(const int K, const void *row, size_t u, int p, __m512 d) {
+    const __m512i low = _mm512_set1_epi32(0x0f);
+    switch (K) {
+    case CB_KV_F32: return _mm512_loadu_ps((const float *)row + 16 * u);
+    case CB_KV_F16: return load16_f16((const uint16_t *)row + 16 * u);
+    case CB_KV_BF16: return load16_bf16((const uint16_t *)row + 16 * u);
+    case CB_KV_Q8_0: {
+        const int8_t *qs = ((const cb_block_q8_0 *)row)[u].qs + 16 * p;
+        return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)qs))));
+    }
+    case CB_KV_Q4_0: { // byte j: value j in its low nibble, value j + 16 in its high one
+        __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const cb_block_q4_0 *)row)[u].qs));
+        w = p ? _mm512_srli_epi32(w, 4) : _mm512_and_si512(w, low);
+        return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(w, _mm512_set1_epi32(8))));
+    }
+    default: { // nf4, byte j: value j in its low nibble, value j + 32 in its high one
+        const uint8_t *qs = ((const cb_block_nf4 *)row)[u].qs + 16 * (p & 1);
+        __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)qs));
+        w = p >= 2 ? _mm512_srli_epi32(w, 4) : _mm512_and_si512(w, low);
+        return _mm512_mul_ps(d, _mm512_permutexvar_ps(w, _mm512_loadu_ps(cb_nf4_levels)));
+    }
+    }
+}
+
+/* acc (M) += unit u's products with x, 16 lanes. */
+ALWAYS_INLINE void unit_dot16(const int K, const int M, __m512 *acc, const void *row, const float *x, size_t ldx,
+                              size_t u) {
+    const int UV = unit_values16(K);
+    const __m512 d = _mm512_broadcastss_ps(_mm256_castps256_ps128(unit_scale(K, row, u)));
+    #pragma GCC unroll 4
+    for (int p = 0; p < UV / 16; p++) {
+        const __m512 v = unit_part16(K, row, u, p, d);
+        const float *xp = x + u * UV + 16 * p;
+        #pragma GCC unroll 8
+        for (int i = 0; i < M; i++) acc[i] = _mm512_fmadd_ps(v, _mm512_loadu_ps(xp + i * ldx), acc[i]);
+    }
+}
+
+/* Two sets of accumulators, for even and odd units: one set's chain of dependent
+ * multiply-adds (4 cycles each) bounded a 5-token product well below the bandwidth. */
+ALWAYS_INLINE void dot_m_kernel16(const int K, const int M, float *out, const void *row, const float *x,
+                                  size_t ldx, size_t nunits) {
+    __m512 a0[8], a1[8];
+    #pragma GCC unroll 8
+    for (int i = 0; i < M; i++) a0[i] = a1[i] = _mm512_setzero_ps();
+    size_t u = 0;
+    for (; u + 2 <= nunits; u += 2) {
+        unit_dot16(K, M, a0, row, x, ldx, u);
+        unit_dot16(K, M, a1, row, x, ldx, u + 1);
+    }
+    if (u < nunits) unit_dot16(K, M, a0, row, x, ldx, u);
+    #pragma GCC unroll 8
+    for (int i = 0; i < M; i++) out[i] = hsum16(_mm512_add_ps(a0[i], a1[i]));
+}
+#endif
+
 void cb_kv_dot_m(cb_kv_kind k, float *out, const void *row, const float *x, size_t ldx,
                  size_t n, int m) {
     if (m == 1) {
@@ -507,20 +583,37 @@ void cb_kv_dot_m(cb_kv_kind k, float *out, const void *row, const float *x, size
         return;
     }
     size_t done = 0; // values handled by the fused kernels
-#if QD_AVX2
-    const size_t nunits = whole_units(k, n);
-    done = nunits * (size_t)(cb_kv_kind_block_values(k) > 1 ? cb_kv_kind_block_values(k) : 8);
-    for (int i0 = 0; i0 < m; i0 += 8) {
-        const int mi = m - i0 < 8 ? m - i0 : 8;
-        float *o = out + i0;
-        const float *xi = x + (size_t)i0 * ldx;
-#define DOT_CALL(K, M) dot_m_kernel(K, M, o, row, xi, ldx, nunits)
-        KIND_CASES(DOT_CALL)
+#if QD_AVX512
+    if (k != CB_KV_F32) { // fp32 rows stream slower with 512-bit loads (measured): 8 lanes
+        const size_t bv16 = (size_t)(cb_kv_kind_block_values(k) > 1 ? cb_kv_kind_block_values(k) : 16);
+        const size_t nunits = n / bv16;
+        done = nunits * bv16;
+        for (int i0 = 0; i0 < m; i0 += 8) {
+            const int mi = m - i0 < 8 ? m - i0 : 8;
+            float *o = out + i0;
+            const float *xi = x + (size_t)i0 * ldx;
+#define DOT_CALL(K, M) dot_m_kernel16(K, M, o, row, xi, ldx, nunits)
+            KIND_CASES(DOT_CALL)
 #undef DOT_CALL
-    }
-#else
-    for (int i = 0; i < m; i++) out[i] = 0.0f;
+        }
+    } else
 #endif
+    {
+#if QD_AVX2
+        const size_t nunits = whole_units(k, n);
+        done = nunits * (size_t)(cb_kv_kind_block_values(k) > 1 ? cb_kv_kind_block_values(k) : 8);
+        for (int i0 = 0; i0 < m; i0 += 8) {
+            const int mi = m - i0 < 8 ? m - i0 : 8;
+            float *o = out + i0;
+            const float *xi = x + (size_t)i0 * ldx;
+#define DOT_CALL(K, M) dot_m_kernel(K, M, o, row, xi, ldx, nunits)
+            KIND_CASES(DOT_CALL)
+#undef DOT_CALL
+        }
+#else
+        for (int i = 0; i < m; i++) out[i] = 0.0f;
+#endif
+    }
     if (done == n) return;
     // the rest (a partial block, or fewer than 8 float values) through a dequantised tile
     float buf[TILE] __attribute__((aligned(32)));

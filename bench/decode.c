@@ -1,0 +1,465 @@
+/* bench/decode.c: batch-1 decode tokens/s of a 110M-shape Llama (llama2.c's stories110M
+ * widths, untied head) per weight kind and KV-cache kind at short and long context, each
+ * beside the machine's memory read bandwidth, the bound it sets (bandwidth / bytes read per
+ * token) and the share of it reached; then greedy speculative decoding against plain.
+ *   build/rel/bench/decode [-w KINDS] [-c KINDS] [-x CONTEXTS] [-n STEPS] [-r REPEATS]
+ *                          [-s SPEC_NEW] [-k SPEC_K] [-d DRAFT_KINDS] [-t TARGET_KINDS] [-S]
+ * Lists are comma separated (-w fp32,bf16 -x 64,4096). -S: speculative decoding only;
+ * -s 0: none. Random weights (cb_model_init): speed does not depend on them, acceptance
+ * does, and is reported for what it is. Run with OMP_NUM_THREADS set. */
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/diag.h"
+#include "infer/generate.h"
+#include "infer/parallel.h"
+#include "infer/session.h"
+#include "infer/speculative.h"
+#include "manifest/lower.h"
+#include "manifest/yaml_parse.h"
+#include "model/model.h"
+#include "plan/validate.h"
+
+/* vocab 32000, d 768, %d layers of 12 heads (RoPE), SwiGLU 2048, RMSNorm, untied head */
+static const char MANIFEST[] =
+    "version: 1\nname: decode_110m\nmodel:\n  type: TransformerModel\n  tie_embeddings: false\n"
+    "  embedder: {type: token, vocab_size: 32000, d_model: 768}\n"
+    "  topology:\n    type: StackedTopology\n    layers:\n"
+    "      - type: NestedTopology\n        repeat: %d\n        layers:\n"
+    "          - type: ResidualTopology\n            layers:\n"
+    "              - {type: RMSNormLayer, d_model: 768}\n"
+    "              - {type: AttentionLayer, d_model: 768, n_heads: 12}\n"
+    "          - type: ResidualTopology\n            layers:\n"
+    "              - {type: RMSNormLayer, d_model: 768}\n"
+    "              - {type: SwiGLULayer, d_model: 768, d_ff: 2048}\n"
+    "      - {type: RMSNormLayer, d_model: 768}\n";
+#define LAYERS 12
+#define SEED 1 /* a tensor's initial values depend on the seed and its name only, so a model
+                  of fewer layers from the same seed is the first layers of this one, with
+                  the same embedding and head: a truncated draft */
+
+#define MAX_KINDS 8
+#define STREAM_FLOATS ((size_t)128 << 20) /* 512 MiB: 16x the 32 MiB L3 */
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void die(const char *what, const cb_error *e) {
+    fprintf(stderr, "decode: %s: %s%s%s\n", what, e->where, e->where[0] ? ": " : "", e->msg);
+    exit(e->code ? e->code : 4);
+}
+
+/* ---- memory bandwidth ---- */
+
+/* One thread's share of a streaming sum: floats [part * n / parts, (part + 1) * n / parts)
+ * of x, 32 partial sums so the adds' latency does not bound it. */
+typedef struct stream_job {
+    const float *x;
+    size_t n;
+    int parts;
+    float sums[64];
+} stream_job;
+
+static void stream_part(void *ctx, int part) {
+    stream_job *j = ctx;
+    const size_t i0 = j->n / 32 * part / j->parts, i1 = j->n / 32 * (part + 1) / j->parts;
+    float acc[32] = {0};
+    for (size_t i = i0; i < i1; i++) {
+        #pragma omp simd
+        for (int l = 0; l < 32; l++) acc[l] += j->x[i * 32 + l];
+    }
+    float total = 0;
+    for (int l = 0; l < 32; l++) total += acc[l];
+    j->sums[part] = total;
+}
+
+/* GB/s of the best of 5 streaming sums over x (n floats, n a multiple of 32), one
+ * contiguous part per thread of the pool the decoder uses (infer/parallel.h). */
+static double stream_gbs(const float *x, size_t n, float *sink) {
+    stream_job j = {x, n, cb_parallel_threads(), {0}};
+    double best = 1e30;
+    for (int rep = 0; rep < 5; rep++) {
+        double t0 = now();
+        cb_parallel_for(j.parts, stream_part, &j);
+        double t = now() - t0;
+        for (int p = 0; p < j.parts; p++) *sink += j.sums[p];
+        if (t < best) best = t;
+    }
+    return (double)n * sizeof(float) / best / 1e9;
+}
+
+/* ---- bytes one decode step reads ---- */
+
+/* Weight bytes one token touches: every weight matrix once (a shared one once), one row of
+ * each embedding table, every norm's parameters. */
+static double weight_bytes_per_token(const cb_session *s) {
+    const cb_program *p = &s->prog;
+    double bytes = 0;
+    const int nm = p->n_ops * CB_OP_MAX_PARAMS;
+    for (int i = 0; i < nm; i++) {
+        const cb_weight_matrix *w = &s->mats[i];
+        if (!w->data) continue;
+        int seen = 0;
+        for (int j = 0; j < i && !seen; j++) seen = s->mats[j].data == w->data;
+        if (!seen) bytes += (double)cb_weight_matrix_bytes(w);
+    }
+    for (int i = 0; i < p->n_ops; i++) {
+        const cb_op *op = &p->ops[i];
+        if (op->kind == CB_OP_EMBED) bytes += (op->p[CB_P_POS] != CB_NO_PARAM ? 2.0 : 1.0) * op->d_out * sizeof(float);
+        else if (op->kind == CB_OP_RMSNORM) bytes += (double)op->d_in * sizeof(float);
+        else if (op->kind == CB_OP_LAYERNORM) bytes += 2.0 * op->d_in * sizeof(float);
+    }
+    return bytes;
+}
+
+/* ---- lists on the command line ---- */
+
+static int parse_kinds(const char *arg, cb_kv_kind *out) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", arg);
+    int n = 0;
+    for (char *tok = strtok(buf, ","); tok && n < MAX_KINDS; tok = strtok(NULL, ",")) {
+        if (!cb_kv_kind_from_name(tok, &out[n])) {
+            fprintf(stderr, "decode: unknown kind '%s'\n", tok);
+            exit(2);
+        }
+        n++;
+    }
+    return n;
+}
+
+/* Drafts KIND[@LAYERS],...: the model's weights stored as KIND, its first LAYERS layers
+ * (default all). */
+static int parse_drafts(const char *arg, cb_kv_kind *kinds, int *layers) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", arg);
+    int n = 0;
+    for (char *tok = strtok(buf, ","); tok && n < MAX_KINDS; tok = strtok(NULL, ",")) {
+        char *at = strchr(tok, '@');
+        layers[n] = LAYERS;
+        if (at) {
+            *at = 0;
+            layers[n] = atoi(at + 1);
+            if (layers[n] < 1 || layers[n] > LAYERS) {
+                fprintf(stderr, "decode: draft layers must be 1..%d\n", LAYERS);
+                exit(2);
+            }
+        }
+        if (!cb_kv_kind_from_name(tok, &kinds[n])) {
+            fprintf(stderr, "decode: unknown kind '%s'\n", tok);
+            exit(2);
+        }
+        n++;
+    }
+    return n;
+}
+
+static int parse_ints(const char *arg, int *out) {
+    char buf[256];
+    snprintf(buf, sizeof buf, "%s", arg);
+    int n = 0;
+    for (char *tok = strtok(buf, ","); tok && n < MAX_KINDS; tok = strtok(NULL, ",")) {
+        char *end;
+        long v = strtol(tok, &end, 10);
+        if (*end || v < 1 || v > 1 << 20) {
+            fprintf(stderr, "decode: bad number '%s'\n", tok);
+            exit(2);
+        }
+        out[n++] = (int)v;
+    }
+    return n;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+/* The 110M model, or its first `layers` layers, with weights from SEED. */
+static void model_init(cb_model *m, int layers) {
+    char text[sizeof MANIFEST + 16];
+    snprintf(text, sizeof text, MANIFEST, layers);
+    json_t *manifest = NULL, *lowered = NULL, *plan = NULL;
+    cb_error e;
+    cb_diags d;
+    cb_diags_init(&d);
+    if (cb_yaml_parse(text, strlen(text), "decode_110m.yml", &manifest, &e) != 0) die("manifest", &e);
+    if (cb_lower(manifest, &lowered, &d) != 0 || cb_validate(lowered, &plan, &d) != 0) {
+        for (int i = 0; i < d.n; i++) fprintf(stderr, "decode: %s: %s\n", d.items[i].where, d.items[i].msg);
+        exit(3);
+    }
+    cb_diags_free(&d);
+    json_decref(manifest);
+    json_decref(lowered);
+    if (cb_model_init(m, plan, SEED, &e) != CB_OK) die("model", &e);
+    json_decref(plan);
+}
+
+static void random_tokens(int32_t *t, int n, int vocab, unsigned long long seed) {
+    for (int i = 0; i < n; i++) {
+        seed ^= seed << 13; seed ^= seed >> 7; seed ^= seed << 17;
+        t[i] = (int32_t)(seed % (unsigned long long)vocab);
+    }
+}
+
+/* ---- plain decode ---- */
+
+typedef struct decode_result {
+    double tps_median, tps_min, tps_max;   /* tokens/s over the repeats */
+    double bw_median, bw_min, bw_max;      /* GB/s, every measurement around the repeats */
+    double frac_median;                    /* median over repeats of tokens/s / bound */
+    double weight_bytes, kv_bytes;         /* per token */
+    double prefill_s;
+} decode_result;
+
+static double median(double *x, int n) {
+    qsort(x, (size_t)n, sizeof *x, cmp_double);
+    return n % 2 ? x[n / 2] : 0.5 * (x[n / 2 - 1] + x[n / 2]);
+}
+
+/* Prefill `context` tokens, then `repeats` times: `steps` greedy decode steps timed and
+ * rolled back to the context, with the bandwidth measured before the first and after
+ * every repeat; each repeat's bound uses the mean of the measurements on either side. */
+static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind ckind, int context, int steps,
+                                int repeats, const float *stream, float *sink) {
+    decode_result r;
+    memset(&r, 0, sizeof r);
+    cb_error e;
+    cb_session s;
+    cb_session_config cfg = cb_session_config_default();
+    cfg.max_seq_len = context + steps;
+    cfg.kinds.k = cfg.kinds.k_sem = cfg.kinds.v = ckind;
+    cfg.weight_kind = wkind;
+    if (cb_session_init(&s, m, &cfg, &e) != CB_OK) die("session", &e);
+    int32_t *prompt = malloc(sizeof *prompt * (size_t)context);
+    float *logits = malloc(sizeof *logits * (size_t)s.vocab);
+    double *tps = malloc(sizeof *tps * (size_t)repeats), *frac = malloc(sizeof *frac * (size_t)repeats);
+    double *bw = malloc(sizeof *bw * (size_t)(repeats + 1));
+    random_tokens(prompt, context, s.vocab, 0x9E3779B97F4A7C15ULL + (unsigned)context);
+    double t0 = now();
+    if (cb_session_prefill(&s, prompt, context, logits, &e) != CB_OK) die("prefill", &e);
+    r.prefill_s = now() - t0;
+    const int32_t first = cb_argmax(logits, s.vocab);
+    r.weight_bytes = weight_bytes_per_token(&s);
+    // step i (0-based) attends to context + i + 1 keys
+    r.kv_bytes = (double)cb_kv_cache_bytes_per_token(&s.kv) * (context + (steps + 1) / 2.0);
+    const double bytes = r.weight_bytes + r.kv_bytes;
+    bw[0] = stream_gbs(stream, STREAM_FLOATS, sink);
+    for (int rep = 0; rep < repeats; rep++) {
+        cb_session_truncate(&s, context);
+        int32_t tok = first;
+        double t1 = now();
+        for (int i = 0; i < steps; i++) {
+            if (cb_session_forward(&s, &tok, 1, logits, 0, &e) != CB_OK) die("decode", &e);
+            tok = cb_argmax(logits, s.vocab);
+        }
+        tps[rep] = steps / (now() - t1);
+        *sink += (float)tok;
+        bw[rep + 1] = stream_gbs(stream, STREAM_FLOATS, sink);
+        frac[rep] = tps[rep] / (0.5 * (bw[rep] + bw[rep + 1]) * 1e9 / bytes);
+    }
+    r.frac_median = median(frac, repeats);
+    r.tps_median = median(tps, repeats); // sorts tps
+    r.tps_min = tps[0];
+    r.tps_max = tps[repeats - 1];
+    r.bw_median = median(bw, repeats + 1);
+    r.bw_min = bw[0];
+    r.bw_max = bw[repeats];
+    free(prompt);
+    free(logits);
+    free(tps);
+    free(frac);
+    free(bw);
+    cb_session_free(&s);
+    return r;
+}
+
+/* ---- speculative decoding ---- */
+
+/* Median ms of a pass of n tokens appended to what s holds (rolled back after each),
+ * logits of every row when all_rows (a verification pass) else of the last. */
+static double pass_ms(cb_session *s, int n, int all_rows) {
+    enum { REPS = 9 };
+    int32_t tok[32];
+    float *logits = malloc(sizeof *logits * (size_t)s->vocab * (size_t)n);
+    double t[REPS];
+    cb_error e;
+    random_tokens(tok, n, s->vocab, 777);
+    const int len = s->len;
+    for (int r = 0; r < REPS; r++) {
+        double t0 = now();
+        if (cb_session_forward(s, tok, n, logits, all_rows, &e) != CB_OK) die("pass", &e);
+        t[r] = (now() - t0) * 1e3;
+        cb_session_truncate(s, len);
+    }
+    free(logits);
+    return median(t, REPS);
+}
+
+/* Greedy generation of n_new tokens after prompt, plain on `target`, then speculative with
+ * `draft`; both repeated; the ids must agree. */
+static void run_spec(const cb_model *m, const cb_model *dm, int dlayers, cb_kv_kind tkind, cb_kv_kind dkind,
+                     int n_new, int spec_k, int repeats, const float *stream, float *sink) {
+    cb_error e;
+    cb_session t, d;
+    cb_session_config cfg = cb_session_config_default();
+    cfg.max_seq_len = 1024;
+    cfg.weight_kind = tkind;
+    if (cb_session_init(&t, m, &cfg, &e) != CB_OK) die("target session", &e);
+    cfg.weight_kind = dkind;
+    if (cb_session_init(&d, dm, &cfg, &e) != CB_OK) die("draft session", &e);
+    enum { PROMPT = 16 };
+    int32_t prompt[PROMPT];
+    random_tokens(prompt, PROMPT, t.vocab, 12345);
+    cb_generate_config g = cb_generate_config_default();
+    g.sample.temperature = 0;
+    g.stop.max_new_tokens = n_new;
+    cb_spec_config sc = cb_spec_config_default();
+    sc.method = CB_SPEC_GREEDY;
+    sc.spec_k = spec_k;
+    cb_generate_io io;
+    memset(&io, 0, sizeof io);
+    double *plain = malloc(sizeof *plain * (size_t)repeats), *spec = malloc(sizeof *spec * (size_t)repeats);
+    double bw0 = stream_gbs(stream, STREAM_FLOATS, sink);
+    long drafted = 0, accepted = 0;
+    int same = 1, distinct = 0;
+    for (int rep = 0; rep < repeats; rep++) {
+        cb_generate_output a, b;
+        cb_session_reset(&t);
+        cb_session_reset(&d);
+        if (cb_session_generate(&t, prompt, PROMPT, &g, &io, &a, &e) != CB_OK) die("generate", &e);
+        cb_session_reset(&t);
+        if (cb_speculative_generate(&t, &d, prompt, PROMPT, &g, &sc, &io, &b, &e) != CB_OK) die("speculative", &e);
+        // the first token comes with the prefill: decode_s covers the other new_tokens - 1
+        plain[rep] = (a.stats.new_tokens - 1) / a.stats.decode_s;
+        spec[rep] = (b.stats.new_tokens - 1) / b.stats.decode_s;
+        same &= a.ids.n == b.ids.n && memcmp(a.ids.v, b.ids.v, sizeof *a.ids.v * a.ids.n) == 0;
+        drafted += b.stats.drafted;
+        accepted += b.stats.accepted;
+        if (rep == 0)
+            for (size_t i = 0; i < a.ids.n; i++) {
+                size_t j = 0;
+                while (j < i && a.ids.v[j] != a.ids.v[i]) j++;
+                distinct += j == i;
+            }
+        cb_generate_output_free(&a);
+        cb_generate_output_free(&b);
+    }
+    // what a round is made of, at the context the generation reached
+    cb_session_reset(&d);
+    if (cb_session_forward(&d, t.tokens, t.len, NULL, 0, &e) != CB_OK) die("draft", &e);
+    const double t1 = pass_ms(&t, 1, 0), tk = pass_ms(&t, spec_k + 1, 1), d1 = pass_ms(&d, 1, 0), d2 = pass_ms(&d, 2, 0);
+    double bw1 = stream_gbs(stream, STREAM_FLOATS, sink);
+    qsort(plain, (size_t)repeats, sizeof *plain, cmp_double);
+    qsort(spec, (size_t)repeats, sizeof *spec, cmp_double);
+    const double pm = plain[repeats / 2], sm = spec[repeats / 2];
+    char dname[32];
+    snprintf(dname, sizeof dname, "%s@%d", cb_kv_kind_name(dkind), dlayers);
+    printf("%-6s %-9s %3d %5d %8.1f %6.1f-%-6.1f %8.1f %6.1f-%-6.1f %6.2fx %6.1f%% %8d %4s %5.1f/%-5.1f %6.2f %6.2f "
+           "%6.2f %6.2f\n",
+           cb_kv_kind_name(tkind), dname, spec_k, n_new, pm, plain[0], plain[repeats - 1], sm, spec[0],
+           spec[repeats - 1], sm / pm, drafted ? 100.0 * (double)accepted / (double)drafted : 0.0, distinct,
+           same ? "yes" : "NO", bw0, bw1, t1, tk, d1, d2);
+    fflush(stdout);
+    free(plain);
+    free(spec);
+    cb_session_free(&d);
+    cb_session_free(&t);
+}
+
+int main(int argc, char **argv) {
+    cb_kv_kind wkinds[MAX_KINDS] = {CB_KV_F32, CB_KV_BF16, CB_KV_F16, CB_KV_Q8_0};
+    cb_kv_kind ckinds[MAX_KINDS] = {CB_KV_F32, CB_KV_F16, CB_KV_Q8_0, CB_KV_Q4_0};
+    cb_kv_kind tkinds[MAX_KINDS] = {CB_KV_F32, CB_KV_BF16}, dkinds[MAX_KINDS] = {CB_KV_Q4_0, CB_KV_Q8_0};
+    int dlayers[MAX_KINDS] = {LAYERS, LAYERS};
+    int contexts[MAX_KINDS] = {64, 4096};
+    int nw = 4, nc = 4, nx = 2, nt = 2, nd = 2, steps = 32, repeats = 5, spec_new = 128, spec_k = 4, spec_only = 0;
+    static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
+    int opt;
+    while ((opt = getopt_long(argc, argv, "w:c:x:n:r:s:k:t:d:Sh", longopts, NULL)) != -1) {
+        switch (opt) {
+        case 'w': nw = parse_kinds(optarg, wkinds); break;
+        case 'c': nc = parse_kinds(optarg, ckinds); break;
+        case 't': nt = parse_kinds(optarg, tkinds); break;
+        case 'd': nd = parse_drafts(optarg, dkinds, dlayers); break;
+        case 'x': nx = parse_ints(optarg, contexts); break;
+        case 'n': steps = atoi(optarg); break;
+        case 'r': repeats = atoi(optarg); break;
+        case 's': spec_new = atoi(optarg); break;
+        case 'k': spec_k = atoi(optarg); break;
+        case 'S': spec_only = 1; break;
+        case 'h':
+            printf("usage: decode [-w KINDS] [-c KINDS] [-x CONTEXTS] [-n STEPS] [-r REPEATS]\n"
+                   "              [-s SPEC_NEW] [-k SPEC_K] [-t TARGET_KINDS] [-d DRAFT_KINDS] [-S]\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (steps < 1 || repeats < 1 || spec_new < 0 || spec_k < 1) {
+        fprintf(stderr, "decode: -n, -r, -k must be at least 1, -s at least 0\n");
+        return 2;
+    }
+
+    cb_model m;
+    model_init(&m, LAYERS);
+    float *stream = malloc(sizeof *stream * STREAM_FLOATS), sink = 0;
+    if (!stream) {
+        fprintf(stderr, "decode: out of memory\n");
+        return 4;
+    }
+    // random contents: pages that repeat (a pattern with a 4 KiB period, zeros) read back far
+    // faster than memory allows on this VM, as if the host merged them into one
+    unsigned long long state = 0x2545F4914F6CDD1DULL;
+    for (size_t i = 0; i < STREAM_FLOATS; i++) {
+        state ^= state << 13; state ^= state >> 7; state ^= state << 17;
+        stream[i] = (float)(state >> 40) * 0x1p-24f;
+    }
+    printf("decode: 110M shape (V 32000, d 768, 12 layers x 12 heads, d_ff 2048, untied), %zu params, "
+           "%d threads\n", m.params.total_floats, cb_parallel_threads());
+    printf("bandwidth (bw, GB/s): streaming read of %zu MiB on all threads, best of 5, before and after every "
+           "repeat;\nbound = median bw / MB per token; %%bound = median over repeats of tok/s / (mean bw around "
+           "it / MB per token)\n\n",
+           STREAM_FLOATS * sizeof(float) >> 20);
+
+    if (!spec_only) {
+        printf("%-6s %-6s %5s %7s %13s %7s %7s %7s %6s %13s %7s %6s %8s\n", "weight", "cache", "ctx", "tok/s",
+               "min-max", "w_MB", "kv_MB", "MB/tok", "bw", "bw min-max", "bound", "%bound", "prefill");
+        for (int xi = 0; xi < nx; xi++)
+            for (int wi = 0; wi < nw; wi++)
+                for (int ci = 0; ci < nc; ci++) {
+                    decode_result r = run_decode(&m, wkinds[wi], ckinds[ci], contexts[xi], steps, repeats, stream, &sink);
+                    const double bytes = r.weight_bytes + r.kv_bytes;
+                    printf("%-6s %-6s %5d %7.1f %6.1f-%-6.1f %7.1f %7.1f %7.1f %6.1f %6.1f-%-6.1f %7.1f %5.0f%% %7.1fs\n",
+                           cb_kv_kind_name(wkinds[wi]), cb_kv_kind_name(ckinds[ci]), contexts[xi], r.tps_median,
+                           r.tps_min, r.tps_max, r.weight_bytes / 1e6, r.kv_bytes / 1e6, bytes / 1e6, r.bw_median,
+                           r.bw_min, r.bw_max, r.bw_median * 1e9 / bytes, 100 * r.frac_median, r.prefill_s);
+                    fflush(stdout);
+                }
+    }
+    if (spec_new > 0) {
+        printf("\nspeculative decoding, greedy, fp32 cache, prompt 16 random ids: median (min-max) tok/s of %d repeats\n",
+               repeats);
+        printf("%-6s %-9s %3s %5s %8s %13s %8s %13s %7s %7s %8s %4s %11s %6s %6s %6s %6s\n", "target", "draft", "k",
+               "new", "plain", "min-max", "spec", "min-max", "speedup", "accept", "distinct", "same", "bw GB/s",
+               "T1 ms", "Tk+1", "D1", "D2");
+        for (int di = 0; di < nd; di++) {
+            cb_model dm;
+            if (dlayers[di] < LAYERS) model_init(&dm, dlayers[di]);
+            for (int ti = 0; ti < nt; ti++)
+                run_spec(&m, dlayers[di] < LAYERS ? &dm : &m, dlayers[di], tkinds[ti], dkinds[di], spec_new, spec_k,
+                         repeats, stream, &sink);
+            if (dlayers[di] < LAYERS) cb_model_free(&dm);
+        }
+    }
+    fprintf(stderr, "(checksum %g)\n", (double)sink);
+    free(stream);
+    cb_model_free(&m);
+    return 0;
+}
