@@ -114,6 +114,7 @@ static int do_forward(const char *model_dir, const char *tokens_arg, const char 
 }
 
 int main(int argc, char **argv) {
+    cb_cli_prefer_passive_wait(argv);
     static const struct option opts[] = {
         {"help", no_argument, 0, 'h'},       {"output", required_argument, 0, 'o'},
         {"seed", required_argument, 0, 's'}, {"from", required_argument, 0, 'f'},

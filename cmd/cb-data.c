@@ -1,7 +1,9 @@
 /* cb-data: tokenizers and datasets. A table of subcommands, each a thin wrapper over
  * lib/tokenizer and lib/data: encode (text -> ids as a JSON array), decode (ids -> bytes),
  * prepare (corpus -> train.npy, val.npy, prepared.json), info (what a dataset file holds). */
+#include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +14,7 @@
 #include "data/dataset.h"
 #include "data/dataset_json.h"
 #include "data/prepare.h"
+#include "data/unigram.h"
 #include "tokenizer/ids_text.h"
 #include "tokenizer/load.h"
 
@@ -27,12 +30,14 @@ static int cmd_encode(int argc, char **argv);
 static int cmd_decode(int argc, char **argv);
 static int cmd_prepare(int argc, char **argv);
 static int cmd_info(int argc, char **argv);
+static int cmd_unigram(int argc, char **argv);
 
 static const command commands[] = {
     {"encode", "encode --tokenizer T [--special] [-o file] [file]", cmd_encode},
     {"decode", "decode --tokenizer T [-o file] [file]", cmd_decode},
     {"prepare", "prepare --corpus C --tokenizer T [--val-frac F | --val-from YEAR] [--quiet] -o dir", cmd_prepare},
     {"info", "info file", cmd_info},
+    {"unigram", "unigram --vocab V train val", cmd_unigram},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -240,13 +245,67 @@ static int cmd_info(int argc, char **argv) {
     return cb_cli_close_stdout(TOOL);
 }
 
+/* The unigram baseline: frequencies from train, scored on val (nats per token). */
+static int cmd_unigram(int argc, char **argv) {
+    static const struct option longopts[] = {
+        {"vocab", required_argument, NULL, 'v'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    long long vocab = 0;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", longopts, NULL)) != -1) {
+        if (c == 'h') { print_help(); return cb_cli_close_stdout(TOOL); }
+        if (c == 'v') {
+            char *end;
+            errno = 0;
+            vocab = strtoll(optarg, &end, 10);
+            if (errno || *end || vocab <= 0) return cb_cli_usage_error(TOOL, "%s: --vocab '%s' is not a positive integer", argv[0], optarg);
+            continue;
+        }
+        if (c == ':') return cb_cli_usage_error(TOOL, "%s: %s needs a value", argv[0], argv[optind - 1]);
+        return cb_cli_usage_error(TOOL, "%s: unknown option '%s'", argv[0], argv[optind - 1]);
+    }
+    if (!vocab) return cb_cli_usage_error(TOOL, "%s: --vocab V is required", argv[0]);
+    if (argc - optind != 2) return cb_cli_usage_error(TOOL, "%s: a train and a val dataset are required", argv[0]);
+    cb_error e;
+    cb_error_clear(&e);
+    cb_dataset train, val;
+    if (cb_dataset_open(&train, argv[optind], &e) != CB_OK) return cb_cli_report(TOOL, &e);
+    if (cb_dataset_open(&val, argv[optind + 1], &e) != CB_OK) {
+        cb_dataset_close(&train);
+        return cb_cli_report(TOOL, &e);
+    }
+    cb_unigram_score u;
+    int rc = cb_unigram_score_of(&train, &val, vocab, 0.5, &u, &e);
+    json_t *doc = NULL;
+    if (rc == CB_OK) {
+        doc = cb_doc_new("unigram");
+        json_object_set_new(doc, "train", json_string(train.path));
+        json_object_set_new(doc, "val", json_string(val.path));
+        json_object_set_new(doc, "vocab_size", json_integer(u.vocab_size));
+        json_object_set_new(doc, "smoothing", json_real(u.smoothing));
+        json_object_set_new(doc, "train_tokens", json_integer((json_int_t)train.n_tokens));
+        json_object_set_new(doc, "val_tokens", json_integer((json_int_t)val.n_tokens));
+        json_object_set_new(doc, "val_nll", json_real(u.val_nll));
+        json_object_set_new(doc, "val_ppl", json_real(exp(u.val_nll)));
+        rc = cb_doc_save(doc, NULL, &e);
+        json_decref(doc);
+    }
+    cb_dataset_close(&train);
+    cb_dataset_close(&val);
+    if (rc != CB_OK) return cb_cli_report(TOOL, &e);
+    return cb_cli_close_stdout(TOOL);
+}
+
 int main(int argc, char **argv) {
-    if (argc < 2) return cb_cli_usage_error(TOOL, "a command is required (encode, decode, prepare, info)");
+    if (argc < 2) return cb_cli_usage_error(TOOL, "a command is required (encode, decode, prepare, info, unigram)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_help();
         return cb_cli_close_stdout(TOOL);
     }
     for (size_t i = 0; i < N_COMMANDS; i++)
         if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
-    return cb_cli_usage_error(TOOL, "unknown command '%s' (encode, decode, prepare, info)", argv[1]);
+    return cb_cli_usage_error(TOOL, "unknown command '%s' (encode, decode, prepare, info, unigram)", argv[1]);
 }

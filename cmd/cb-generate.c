@@ -549,6 +549,7 @@ static int main_run(run *r, cb_error *e) {
 }
 
 int main(int argc, char **argv) {
+    cb_cli_prefer_passive_wait(argv);
     opts o;
     memset(&o, 0, sizeof o);
     int status = parse_args(argc, argv, &o);

@@ -1,7 +1,201 @@
-/* cb-train: Train a model from a plan run. The capability lands with its issue; until then the tool
- * exists, answers --help, and says it is not in this build (exit 2). */
+/* cb-train: train a model on the run a plan describes: its settings from the plan's
+ * group, checkpoints and metrics into a run directory, resumable on the same trajectory. */
+#include <errno.h>
+#include <getopt.h>
+#include <libgen.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include "cli/cli.h"
+#include "core/json_doc.h"
+#include "io/hf_llama.h"
+#include "model/model.h"
+#include "train/config.h"
+#include "train/progress.h"
+#include "train/trainer.h"
+
+static const char *TOOL = "cb-train";
+static volatile sig_atomic_t stop_requested;
+
+static void on_signal(int sig) {
+    (void)sig;
+    stop_requested = 1;
+}
+
+static void usage(void) {
+    printf("usage: cb-train [--run id] [--group name] [-o run_dir] [--resume checkpoint_dir]\n"
+           "       [--data train.npy] [--val val.npy] [--steps n] [--quiet] plan\n"
+           "Train the model of a plan on one of its runs (mode train): the run's seed, steps and\n"
+           "train settings come from the plan's group. Writes run_dir/metrics.jsonl, checkpoints\n"
+           "run_dir/step-NNNNNNNN/, the trained model run_dir/final/ and run_dir/run.json; prints\n"
+           "the final model directory. SIGINT or SIGTERM saves a checkpoint at the end of the\n"
+           "step and exits 0; --resume continues a run on the trajectory it would have taken.\n");
+}
+
+/* mkdir -p */
+static int make_dirs(const char *path, cb_error *e) {
+    char buf[4096];
+    if (snprintf(buf, sizeof buf, "%s", path) >= (int)sizeof buf) return cb_fail(e, CB_E_USAGE, path, "path too long");
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return cb_fail(e, CB_E_IO, buf, "cannot create: %s", strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST) return cb_fail(e, CB_E_IO, buf, "cannot create: %s", strerror(errno));
+    struct stat st;
+    if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return cb_fail(e, CB_E_IO, buf, "not a directory");
+    return CB_OK;
+}
+
+static int is_file(const char *path) {
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+/* initial weights from a model directory, a training checkpoint or a Hugging Face
+ * directory, onto the plan's architecture (every tensor with the plan's shape) */
+static int load_init_weights(cb_model *m, const char *dir, cb_error *e) {
+    char path[4400];
+    if (cb_hf_is_dir(dir)) return cb_hf_load(m, dir, e);
+    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+    struct stat st;
+    if (stat(dir, &st) != 0) return cb_fail(e, CB_E_IO, dir, "cannot open: %s", strerror(errno));
+    if (!is_file(path)) return cb_fail(e, CB_E_INVALID, dir, "not a model directory (no model.safetensors, no config.json)");
+    return cb_model_load_weights(m, path, e);
+}
+
+static json_t *run_meta(const cb_train_config *c) {
+    json_t *meta = json_object();
+    if (c->wandb || c->wandb_project[0] || c->wandb_entity[0]) {
+        json_t *w = json_object();
+        json_object_set_new(w, "enabled", json_boolean(c->wandb));
+        if (c->wandb_project[0]) json_object_set_new(w, "project", json_string(c->wandb_project));
+        if (c->wandb_entity[0]) json_object_set_new(w, "entity", json_string(c->wandb_entity));
+        json_object_set_new(meta, "wandb", w);
+    }
+    return meta;
+}
+
+static int parse_count(const char *s, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || *end || !*s || v < 0) return -1;
+    *out = v;
+    return 0;
+}
 
 int main(int argc, char **argv) {
-    return cb_cli_unbuilt("cb-train", "cb-train [-o dir] [--resume dir] [plan]", "Train a model from a plan run", argc, argv);
+    cb_cli_prefer_passive_wait(argv);
+    static const struct option opts[] = {
+        {"help", no_argument, 0, 'h'},         {"run", required_argument, 0, 'r'},
+        {"group", required_argument, 0, 'g'},  {"output", required_argument, 0, 'o'},
+        {"resume", required_argument, 0, 'R'}, {"data", required_argument, 0, 'd'},
+        {"val", required_argument, 0, 'v'},    {"steps", required_argument, 0, 's'},
+        {"quiet", no_argument, 0, 'q'},        {0, 0, 0, 0}};
+    const char *run_id = NULL, *group = NULL, *out = NULL, *resume = NULL, *data = NULL, *val = NULL;
+    long steps = -1;
+    int quiet = 0, c;
+    while ((c = getopt_long(argc, argv, "ho:q", opts, NULL)) != -1) {
+        switch (c) {
+        case 'h': usage(); return 0;
+        case 'r': run_id = optarg; break;
+        case 'g': group = optarg; break;
+        case 'o': out = optarg; break;
+        case 'R': resume = optarg; break;
+        case 'd': data = optarg; break;
+        case 'v': val = optarg; break;
+        case 'q': quiet = 1; break;
+        case 's':
+            if (parse_count(optarg, &steps) != 0)
+                return cb_cli_usage_error(TOOL, "--steps: not a non-negative integer: %s", optarg);
+            break;
+        default: return cb_cli_usage_error(TOOL, "unknown option");
+        }
+    }
+    if (argc - optind != 1) return cb_cli_usage_error(TOOL, argc - optind ? "one plan, please" : "no plan given");
+    /* a full disk or a file-size limit must fail the write, not kill the run */
+    signal(SIGXFSZ, SIG_IGN);
+
+    cb_error e;
+    cb_error_clear(&e);
+    json_t *plan = NULL;
+    if (cb_doc_load(argv[optind], "plan", &plan, &e) != CB_OK) return cb_cli_report(TOOL, &e);
+    const json_t *g = NULL, *r = NULL;
+    static cb_train_config cfg;
+    int rc = cb_train_find_run(plan, group, run_id, &g, &r, &e);
+    if (rc == CB_OK) rc = cb_train_config_read(&cfg, g, r, &e);
+    if (rc != CB_OK) {
+        json_decref(plan);
+        return cb_cli_report(TOOL, &e);
+    }
+    if (steps >= 0) cfg.steps = cfg.schedule.total = steps;
+    if (data) snprintf(cfg.data, sizeof cfg.data, "%s", data);
+    if (val) snprintf(cfg.val_split, sizeof cfg.val_split, "%s", val);
+    if (resume) snprintf(cfg.resume, sizeof cfg.resume, "%s", resume);
+    char run_dir[4096];
+    if (out) snprintf(run_dir, sizeof run_dir, "%s", out);
+    else snprintf(run_dir, sizeof run_dir, "runs/%s/%s", cfg.group, cfg.run);
+    if (!cfg.data[0])
+        rc = cb_fail(&e, CB_E_USAGE, cb_loc(r, NULL), "run %s has no training data (train.data, the group's data, or --data)",
+                     cfg.run);
+
+    /* the model: fresh from the run's seed, or weights from a checkpoint the run names */
+    cb_model m;
+    int have_model = 0;
+    if (rc == CB_OK) {
+        int from_weights = (cfg.init_ckpt[0] || cfg.init_run[0]) && !cfg.resume[0];
+        rc = from_weights ? cb_model_init_empty(&m, plan, &e) : cb_model_init(&m, plan, cfg.seed, &e);
+        have_model = rc == CB_OK;
+        if (rc == CB_OK && from_weights) {
+            char src[4200];
+            if (cfg.init_ckpt[0]) snprintf(src, sizeof src, "%s", cfg.init_ckpt);
+            else {
+                char parent[4096];
+                snprintf(parent, sizeof parent, "%s", run_dir);
+                snprintf(src, sizeof src, "%s/%s/final", dirname(parent), cfg.init_run);
+            }
+            rc = load_init_weights(&m, src, &e);
+        }
+    }
+    json_decref(plan);
+    cb_train_data d;
+    int have_data = 0;
+    if (rc == CB_OK) {
+        int64_t vocab = json_integer_value(json_object_get(json_object_get(m.plan, "model"), "vocab_size"));
+        rc = cb_train_data_open(&d, cfg.data, cfg.val_split, cfg.val_frac, cfg.block_size, vocab, &e);
+        have_data = rc == CB_OK;
+    }
+    if (rc == CB_OK) rc = make_dirs(run_dir, &e);
+
+    cb_train_result res;
+    if (rc == CB_OK) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESETHAND; /* a second signal ends the run at once (checkpoints stay whole) */
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        cb_progress progress;
+        cb_progress_init(&progress, stderr, quiet, -1, 0, cfg.steps);
+        json_t *meta = run_meta(&cfg);
+        cb_train_io io = {.run_dir = run_dir, .resume = cfg.resume[0] ? cfg.resume : NULL, .stop = &stop_requested,
+                          .progress = &progress, .meta = meta};
+        rc = cb_train_run(&cfg, &m, &d, &io, &res, &e);
+        json_decref(meta);
+    }
+    if (have_data) cb_train_data_close(&d);
+    if (have_model) cb_model_free(&m);
+    if (rc != CB_OK) return cb_cli_report(TOOL, &e);
+    if (res.interrupted) {
+        fprintf(stderr, "%s: interrupted after step %ld; checkpoint in %s (continue with --resume %s)\n", TOOL, res.step,
+                res.checkpoint, res.checkpoint);
+        return 0;
+    }
+    printf("%s\n", res.final_dir);
+    return cb_cli_close_stdout(TOOL);
 }

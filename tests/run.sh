@@ -16,6 +16,9 @@ per_test_timeout=${CB_TEST_TIMEOUT:-900}
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=0:detect_leaks=1:exitcode=99}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1:exitcode=98}
 export OMP_NUM_THREADS=${OMP_NUM_THREADS:-2}
+# threads sleep rather than spin between parallel regions: on a loaded 2-core machine
+# spinning threads starve the ones doing the work
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 
 # run_one LABEL NAME LOG CMD...
 run_one() {

@@ -2,6 +2,8 @@
 #include "cli/cli.h"
 
 #include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
 #include <stdarg.h>
 #include <string.h>
 
@@ -44,4 +46,10 @@ int cb_cli_unbuilt(const char *tool, const char *synopsis, const char *purpose, 
     }
     fprintf(stderr, "%s: this capability is not in this build of caramba yet (see README.md)\n", tool);
     return CB_E_USAGE;
+}
+
+void cb_cli_prefer_passive_wait(char **argv) {
+    if (getenv("OMP_WAIT_POLICY")) return;
+    if (setenv("OMP_WAIT_POLICY", "passive", 1) != 0) return;
+    execv("/proc/self/exe", argv);
 }

@@ -21,4 +21,11 @@ int cb_cli_close_stdout(const char *tool);
 /* For a tool whose capability is not in this build yet: answers --help with its
  * synopsis (exit 0) and anything else with one line on stderr (exit 2). */
 int cb_cli_unbuilt(const char *tool, const char *synopsis, const char *purpose, int argc, char **argv);
+/* OpenMP threads that spin between parallel regions starve the working ones on a shared
+ * machine (measured here: 2 against 164 tokens/s decoding beside another job). libgomp
+ * reads OMP_WAIT_POLICY once, when it loads, so a compute tool that wants the passive
+ * default re-executes itself once with it set. A user's own setting is kept; if the
+ * re-execution fails the tool runs on as it is. Call first thing in main. */
+void cb_cli_prefer_passive_wait(char **argv);
+
 #endif

@@ -11,9 +11,12 @@
  * recomputes the probabilities from the saved log-sum-exp instead of storing them. */
 #include "layers/attention.h"
 
+#include "layers/activation.h"
+
 #include <stdint.h>
 #include <string.h>
 
+#include "layers/gemm.h"
 #include "layers/real.h"
 #include "layers/rope.h"
 
@@ -48,31 +51,6 @@ static attn_dims dims_of(const cb_attention_config *cfg) {
 }
 
 static int row_block(int T) { return T < ROW_BLOCK ? T : ROW_BLOCK; }
-
-/* exp of the softmax. float: a branch-free Cephes-style polynomial (at most 1.4 ulp from
- * exp; arguments below -87 are taken as -87, ~1e-38, so 2^k stays normal) that the
- * `omp simd` loops below vectorise, where glibc's expf stays scalar without -ffast-math.
- * double: libm's exp, for the finite-difference checks. */
-#ifdef CB_REAL_F64
-static inline double softmax_exp(double x) { return exp(x); }
-#else
-static inline float softmax_exp(float x) {
-    x = x < -87.0f ? -87.0f : x;
-    // k = round(x / ln 2) by the 1.5 * 2^23 trick; r = x - k ln 2 in two parts (Cody-Waite)
-    float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
-    float r = x - k * 0.693359375f;
-    r = r - k * -2.12194440e-4f;
-    float p = 1.9875691500e-4f;
-    p = p * r + 1.3981999507e-3f;
-    p = p * r + 8.3334519073e-3f;
-    p = p * r + 4.1665795894e-2f;
-    p = p * r + 1.6666665459e-1f;
-    p = p * r + 5.0000001201e-1f;
-    p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } two_k = {((int32_t)k + 127) << 23};
-    return p * two_k.f;
-}
-#endif
 
 /* Scratch of one (batch, head) item: forward needs the score rows plus qcat and kcat,
  * backward two score-sized buffers (P, dP) plus qcat, kcat and dqcat. */
@@ -167,8 +145,12 @@ void CB_FN(cb_attention_acts_layout)(CB_FN(cb_attention_acts) *acts, real *buf,
 }
 
 /* OpenBLAS (pthread build) runs a large GEMM on all its threads and serialises such
- * calls; inside our per-(batch, head) OpenMP loop each GEMM must stay on its thread. */
+ * calls; inside our per-(batch, head) OpenMP loop each GEMM must stay on its thread.
+ * The OpenMP build already keeps a GEMM called inside a parallel region on the calling
+ * thread, and its openblas_set_num_threads(1) is omp_set_num_threads(1), which would run
+ * that loop itself on one thread: there nothing is changed. */
 static int blas_single_begin(void) {
+    if (openblas_get_parallel() != 1) return 0; /* 1: pthreads; 0 sequential, 2 OpenMP */
     int n = openblas_get_num_threads();
     if (n > 1) openblas_set_num_threads(1);
     return n;
@@ -180,7 +162,7 @@ static void blas_single_end(int n) {
 // out (N, C) = in (N, d) w^T + b; w (C, d), b (C) or NULL
 static void proj_forward(real *out, const real *in, const real *w, const real *b, int N, int d,
                          int C) {
-    CB_GEMM(CblasRowMajor, CblasNoTrans, CblasTrans, N, C, d, 1, in, d, w, d, 0, out, C);
+    CB_FN(cb_gemm)(CblasNoTrans, CblasTrans, N, C, d, 1, in, d, w, d, 0, out, C);
     if (!b) return;
     #pragma omp parallel for if ((long)N * C >= 65536)
     for (int n = 0; n < N; n++) {
@@ -207,9 +189,9 @@ static void add_column_sums(real *db, const real *dy, int N, int C) {
 // din (N, d) += dy (N, C) w; dw (C, d) += dy^T in; db (C) += column sums of dy
 static void proj_backward(real *din, real *dw, real *db, const real *dy, const real *in,
                           const real *w, int N, int d, int C) {
-    if (dw) CB_GEMM(CblasRowMajor, CblasTrans, CblasNoTrans, C, d, N, 1, dy, C, in, d, 1, dw, d);
+    if (dw) CB_FN(cb_gemm)(CblasTrans, CblasNoTrans, C, d, N, 1, dy, C, in, d, 1, dw, d);
     if (db) add_column_sums(db, dy, N, C);
-    if (din) CB_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, d, C, 1, dy, C, w, d, 1, din, d);
+    if (din) CB_FN(cb_gemm)(CblasNoTrans, CblasNoTrans, N, d, C, 1, dy, C, w, d, 1, din, d);
 }
 
 /* Query scale factors of row n (b*T + t) and head h: c_sem and c_rot (see top). */
@@ -280,7 +262,7 @@ static void head_forward(const CB_FN(cb_attention_acts) *a, const attn_dims *m, 
             real sum = 0;
             #pragma omp simd reduction(+ : sum)
             for (int j = 0; j < vis; j++) {
-                s[j] = softmax_exp(s[j] - mx);
+                s[j] = cb_exp(s[j] - mx);
                 sum += s[j];
             }
             real inv = (real)1 / sum;
@@ -384,7 +366,7 @@ static void head_backward(const attn_grads *g, const CB_FN(cb_attention_acts) *a
             int vis = visible(t, T, causal);
             const real row_lse = lse[t];
             #pragma omp simd
-            for (int j = 0; j < vis; j++) p[j] = softmax_exp(p[j] - row_lse);
+            for (int j = 0; j < vis; j++) p[j] = cb_exp(p[j] - row_lse);
             if (cols > vis) memset(p + vis, 0, sizeof(real) * (cols - vis));
         }
         // dP (rows, cols) = datt[r0:r1] v[0:cols]^T
@@ -465,8 +447,8 @@ void CB_FN(cb_attention_backward)(real *din, const CB_FN(cb_attention_weights) *
     g.items = p;
 
     // output projection: datt = dout o_w; do_w += dout^T att; do_b += sums of dout
-    CB_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, m.H * m.dv, d, 1, dout, d, w->o_weight,
-            m.H * m.dv, 0, g.datt, m.H * m.dv);
+    CB_FN(cb_gemm)(CblasNoTrans, CblasNoTrans, N, m.H * m.dv, d, 1, dout, d, w->o_weight, m.H * m.dv, 0,
+                   g.datt, m.H * m.dv);
     proj_backward(NULL, gw->o_weight, cfg->bias ? gw->o_bias : NULL, dout, a->att, NULL, N,
                   m.H * m.dv, d);
 

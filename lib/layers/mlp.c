@@ -3,6 +3,7 @@
 #include "layers/mlp.h"
 
 #include "layers/activation.h"
+#include "layers/gemm.h"
 #include "layers/linear.h"
 #include "layers/loops.h"
 
@@ -22,7 +23,7 @@ void CB_FN(cb_mlp_backward)(real *restrict din, real *restrict dwfc, real *restr
                             const real *restrict wfc, const real *restrict wproj, int N, int C, int F) {
     size_t NF = (size_t)N * F;
     // dh (N,F) = dout (N,C) @ wproj (C,F) into scratch, then turned into dpre in place
-    CB_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, F, C, 1, dout, C, wproj, F, 0, scratch, F);
+    CB_FN(cb_gemm)(CblasNoTrans, CblasNoTrans, N, F, C, 1, dout, C, wproj, F, 0, scratch, F);
     CB_FN(cb_linear_backward)(NULL, dwproj, dbproj, dout, h, wproj, N, F, C);
 #pragma omp parallel for simd if (NF > CB_OMP_MIN_WORK)
     for (size_t i = 0; i < NF; i++) scratch[i] *= cb_gelu_tanh_grad(pre[i]);

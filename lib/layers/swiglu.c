@@ -3,6 +3,7 @@
 #include "layers/swiglu.h"
 
 #include "layers/activation.h"
+#include "layers/gemm.h"
 #include "layers/linear.h"
 #include "layers/loops.h"
 
@@ -25,7 +26,7 @@ void CB_FN(cb_swiglu_backward)(real *restrict din, real *restrict dwg, real *res
     size_t NF = (size_t)N * F;
     real *dgate = scratch, *dup = scratch + NF;
     // dh (N,F) = dout (N,C) @ wd (C,F), written into the first half of scratch
-    CB_GEMM(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, F, C, 1, dout, C, wd, F, 0, dgate, F);
+    CB_FN(cb_gemm)(CblasNoTrans, CblasNoTrans, N, F, C, 1, dout, C, wd, F, 0, dgate, F);
     CB_FN(cb_linear_backward)(NULL, dwd, NULL, dout, h, wd, N, F, C);
     // h = silu(gate) up: dup = dh silu(gate), dgate = dh up silu'(gate) (overwrites dh in place)
 #pragma omp parallel for simd if (NF > CB_OMP_MIN_WORK)

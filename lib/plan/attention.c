@@ -153,7 +153,11 @@ int64_t cb_plan_attention(cb_plan_walk *w, const json_t *src, const char *path, 
     json_object_set_new(cfg, "rope_theta", json_real(cb_plan_num(w, src, "rope_theta", 10000, 1e-9, 1e30, path)));
     json_object_set_new(cfg, "rope_scaling", cb_plan_rope_scaling(w, src, path));
     json_object_set_new(cfg, "bias", json_boolean(a.bias));
-    json_object_set_new(cfg, "dropout", json_real(cb_plan_num(w, src, "dropout", 0, 0, 1, path)));
+    double dropout = cb_plan_num(w, src, "dropout", 0, 0, 1, path);
+    if (dropout != 0)
+        cb_plan_errf(w, src, "dropout", path,
+                     "%g: attention-probability dropout is not in this build; use a DropoutLayer after the attention", dropout);
+    json_object_set_new(cfg, "dropout", json_real(dropout));
     json_object_set_new(cfg, "is_causal", json_boolean(cb_plan_bool(w, src, "is_causal", 1, path)));
     if (a.decoupled) {
         json_object_set_new(cfg, "decoupled_gate", json_boolean(a.gate));

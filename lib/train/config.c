@@ -1,0 +1,182 @@
+/* config.c: a training run's settings from the plan (see config.h). */
+#include "train/config.h"
+
+#include <stdio.h>
+#include <string.h>
+#include "core/json_doc.h"
+#include "manifest/schema_table.h"
+
+static const char *str(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+static double num(const json_t *o, const char *key, double dflt) {
+    const json_t *v = json_object_get(o, key);
+    return json_is_number(v) ? json_number_value(v) : dflt;
+}
+
+static long integer(const json_t *o, const char *key, long dflt) {
+    const json_t *v = json_object_get(o, key);
+    return json_is_integer(v) ? (long)json_integer_value(v) : dflt;
+}
+
+static int copy_str(char *dst, size_t n, const char *src, const json_t *holder, const char *key, cb_error *e) {
+    if ((size_t)snprintf(dst, n, "%s", src ? src : "") >= n)
+        return cb_fail(e, CB_E_INVALID, cb_loc(holder, key), "train.%s: too long", key);
+    return CB_OK;
+}
+
+static int is_train_run(const json_t *run) {
+    const char *mode = str(run, "mode");
+    return !mode || strcmp(mode, "train") == 0;
+}
+
+int cb_train_find_run(const json_t *plan, const char *group, const char *run, const json_t **group_out,
+                      const json_t **run_out, cb_error *e) {
+    const json_t *groups = json_object_get(plan, "groups");
+    size_t n = json_is_array(groups) ? json_array_size(groups) : 0;
+    if (n == 0) return cb_fail(e, CB_E_USAGE, "", "the plan has no groups of runs");
+    const json_t *g_found = NULL, *r_found = NULL;
+    int hits = 0;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *g = json_array_get(groups, i);
+        const char *name = str(g, "name");
+        if (group && (!name || strcmp(name, group) != 0)) continue;
+        if (!group && !run && n > 1)
+            return cb_fail(e, CB_E_USAGE, "", "the plan has %zu groups: choose one with --group", n);
+        const json_t *runs = json_object_get(g, "runs");
+        for (size_t k = 0; k < json_array_size(runs); k++) {
+            const json_t *r = json_array_get(runs, k);
+            const char *id = str(r, "id");
+            if (run ? (id && strcmp(id, run) == 0) : is_train_run(r)) {
+                if (!run && g_found == g) continue; /* the group's first training run */
+                hits++;
+                g_found = g;
+                r_found = r;
+            }
+        }
+        if (group && !g_found) {
+            return run ? cb_fail(e, CB_E_USAGE, "", "group %s has no run %s", group, run)
+                       : cb_fail(e, CB_E_USAGE, "", "group %s has no training run", group);
+        }
+        if (group) break;
+    }
+    if (group && !g_found) return cb_fail(e, CB_E_USAGE, "", "the plan has no group %s", group);
+    if (!r_found) return cb_fail(e, CB_E_USAGE, "", run ? "no group has a run %s" : "the plan has no training run", run);
+    if (hits > 1) return cb_fail(e, CB_E_USAGE, "", "run %s is in %d groups: choose one with --group", run, hits);
+    *group_out = g_found;
+    *run_out = r_found;
+    return CB_OK;
+}
+
+static int read_instruments(cb_train_config *c, const json_t *train, cb_error *e) {
+    const json_t *v = json_object_get(train, "instrument");
+    size_t n = json_is_array(v) ? json_array_size(v) : 1;
+    for (size_t i = 0; i < n; i++) {
+        const json_t *x = json_is_array(v) ? json_array_get(v, i) : v;
+        const char *s = json_is_string(x) ? json_string_value(x) : "jsonl";
+        if (strcmp(s, "jsonl") == 0) continue;
+        else if (strcmp(s, "hdf5") == 0) c->instruments |= CB_INSTR_HDF5;
+        else if (strcmp(s, "tensorboard") == 0) c->instruments |= CB_INSTR_TENSORBOARD;
+        else if (strcmp(s, "live") == 0) c->instruments |= CB_INSTR_LIVE;
+        else if (strcmp(s, "rich") == 0) c->instruments |= CB_INSTR_RICH;
+        else return cb_fail(e, CB_E_INVALID, cb_loc(train, "instrument"), "train.instrument: unknown %s", s);
+    }
+    return CB_OK;
+}
+
+/* initial weights: train.student (ckpt or run), else the teacher (ckpt, run or teacher_ckpt) */
+static int read_init(cb_train_config *c, const json_t *train, cb_error *e) {
+    const json_t *student = json_object_get(train, "student"), *teacher = json_object_get(train, "teacher");
+    if (json_is_object(student) && json_object_get(student, "overrides"))
+        return cb_fail(e, CB_E_USAGE, cb_loc(student, "overrides"),
+                       "train.student.overrides: cb-train trains the manifest's model; a student of "
+                       "another architecture needs surgery, which this build does not do");
+    const json_t *src = json_is_object(student) && (json_object_get(student, "ckpt") || json_object_get(student, "run"))
+                            ? student
+                            : json_is_object(teacher) ? teacher : NULL;
+    snprintf(c->init_from, sizeof c->init_from, "%s", src == student && src ? "student" : src ? "teacher" : "");
+    if (src) {
+        CB_TRY(copy_str(c->init_ckpt, sizeof c->init_ckpt, str(src, "ckpt"), src, "ckpt", e));
+        CB_TRY(copy_str(c->init_run, sizeof c->init_run, str(src, "run"), src, "run", e));
+    }
+    if (!c->init_ckpt[0] && !c->init_run[0] && str(train, "teacher_ckpt")) {
+        CB_TRY(copy_str(c->init_ckpt, sizeof c->init_ckpt, str(train, "teacher_ckpt"), train, "teacher_ckpt", e));
+        snprintf(c->init_from, sizeof c->init_from, "teacher");
+    }
+    if (!c->init_ckpt[0] && !c->init_run[0]) c->init_from[0] = 0;
+    return CB_OK;
+}
+
+int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *run, cb_error *e) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->group, sizeof c->group, "%s", str(group, "name") ? str(group, "name") : "");
+    snprintf(c->run, sizeof c->run, "%s", str(run, "id") ? str(run, "id") : "");
+    snprintf(c->exp, sizeof c->exp, "%s", str(run, "exp") ? str(run, "exp") : "");
+    if (!is_train_run(run))
+        return cb_fail(e, CB_E_USAGE, cb_loc(run, "mode"), "run %s is mode %s, not train", c->run, str(run, "mode"));
+    const json_t *given = json_object_get(run, "train");
+    json_t *train = json_is_object(given) ? json_copy((json_t *)given) : json_object();
+    if (!train) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
+    cb_schema_fill_object(train, &cb_train_schema, 0);
+    int rc = CB_OK;
+    const char *phase = str(train, "phase");
+    if (phase && strcmp(phase, "standard") != 0 && strcmp(phase, "global") != 0)
+        rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "phase"),
+                     "train.phase: %s is not done by cb-train in this build (standard and global are)", phase);
+    const char *device = str(train, "device"), *dtype = str(train, "dtype");
+    if (rc == CB_OK && device && strcmp(device, "cpu") != 0 && strcmp(device, "auto") != 0)
+        rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "device"), "train.device: %s is not in this build (cpu is)", device);
+    if (rc == CB_OK && dtype && strcmp(dtype, "float32") != 0 && strcmp(dtype, "auto") != 0)
+        rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "dtype"),
+                     "train.dtype: %s is not in this build (the CPU trainer is float32)", dtype);
+
+    c->seed = (uint64_t)integer(train, "seed", integer(run, "seed", 1337));
+    c->steps = integer(train, "steps", integer(run, "steps", -1));
+    if (rc == CB_OK && c->steps < 0)
+        rc = cb_fail(e, CB_E_INVALID, cb_loc(run, NULL), "run %s: no steps (run.steps or train.steps)", c->run);
+    if (rc == CB_OK) rc = copy_str(c->data, sizeof c->data, str(train, "data"), given, "data", e);
+    if (rc == CB_OK) rc = copy_str(c->val_split, sizeof c->val_split, str(train, "val_split"), given, "val_split", e);
+    if (rc == CB_OK) rc = copy_str(c->resume, sizeof c->resume, str(train, "resume"), given, "resume", e);
+    c->val_frac = num(train, "val_frac", 0.05);
+    c->batch_size = (int)integer(train, "batch_size", 8);
+    c->block_size = (int)integer(train, "block_size", 512);
+    c->grad_accum = (int)integer(train, "grad_accum", 1);
+
+    c->schedule.kind = cb_schedule_kind(str(train, "lr_schedule"));
+    if (c->schedule.kind < 0) c->schedule.kind = CB_SCHED_COSINE;
+    c->schedule.lr = num(train, "lr", 3e-4);
+    c->schedule.min_lr = num(train, "min_lr", 0);
+    c->schedule.warmup = integer(train, "warmup_steps", 0);
+    c->schedule.total = c->steps;
+
+    cb_optimizer_config *o = &c->optimizer;
+    o->kind = cb_optimizer_kind(str(train, "optimizer"));
+    if (o->kind < 0) o->kind = CB_OPT_ADAMW;
+    const json_t *betas = json_object_get(train, "betas");
+    o->beta1 = json_is_array(betas) ? json_number_value(json_array_get(betas, 0)) : 0.9;
+    o->beta2 = json_is_array(betas) ? json_number_value(json_array_get(betas, 1)) : 0.95;
+    o->eps = num(train, "eps", 1e-8);
+    o->momentum = num(train, "momentum", 0.9);
+    o->weight_decay = num(train, "weight_decay", 0);
+    o->decay_norms_and_biases = json_is_true(json_object_get(train, "decay_norms_and_biases"));
+    o->decay_embeddings = !json_is_false(json_object_get(train, "decay_embeddings"));
+
+    c->grad_clip = num(train, "grad_clip", 1.0);
+    c->log_every = integer(train, "log_every", 10);
+    c->eval_every = integer(train, "eval_every", 100);
+    c->eval_iters = integer(train, "eval_iters", 20);
+    c->save_every = integer(train, "save_every", 0);
+    c->keep_last = integer(train, "keep_last", 2);
+    c->prefetch = (int)integer(train, "prefetch", 2);
+    c->wandb = json_is_true(json_object_get(train, "wandb"));
+    if (rc == CB_OK)
+        rc = copy_str(c->wandb_project, sizeof c->wandb_project, str(train, "wandb_project"), given, "wandb_project", e);
+    if (rc == CB_OK)
+        rc = copy_str(c->wandb_entity, sizeof c->wandb_entity, str(train, "wandb_entity"), given, "wandb_entity", e);
+    if (rc == CB_OK) rc = read_instruments(c, train, e);
+    if (rc == CB_OK) rc = read_init(c, train, e);
+    json_decref(train);
+    return rc;
+}

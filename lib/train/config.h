@@ -1,0 +1,59 @@
+/* config.h: the settings of one training run, read from a plan's lowered run (its seed,
+ * steps and train mapping) with the defaults of cb-manifest(5) filled in. */
+#ifndef CB_TRAIN_CONFIG_H
+#define CB_TRAIN_CONFIG_H
+
+#include <jansson.h>
+#include <stdint.h>
+#include "core/error.h"
+#include "train/optimizer.h"
+#include "train/schedule.h"
+
+/* where metrics go besides metrics.jsonl (train.instrument) */
+enum {
+    CB_INSTR_HDF5 = 1u << 0,
+    CB_INSTR_TENSORBOARD = 1u << 1,
+    CB_INSTR_LIVE = 1u << 2,
+    CB_INSTR_RICH = 1u << 3,
+};
+
+#define CB_TRAIN_PATH_MAX 4096
+#define CB_TRAIN_NAME_MAX 256
+
+typedef struct cb_train_config {
+    char group[CB_TRAIN_NAME_MAX], run[CB_TRAIN_NAME_MAX];
+    char exp[32];                    /* run.exp label, or "" */
+    uint64_t seed;
+    long steps;                      /* optimizer steps in all */
+    char data[CB_TRAIN_PATH_MAX];    /* training tokens */
+    char val_split[CB_TRAIN_PATH_MAX]; /* evaluation tokens, or "" to hold out val_frac of data */
+    double val_frac;
+    int batch_size, block_size, grad_accum;
+    cb_schedule schedule;            /* total = steps */
+    cb_optimizer_config optimizer;
+    double grad_clip;                /* 0: off */
+    long log_every, eval_every, eval_iters, save_every, keep_last;
+    int prefetch;                    /* batches prepared ahead by the loader thread; 0: none */
+    unsigned instruments;            /* CB_INSTR_* */
+    int wandb;
+    char wandb_project[CB_TRAIN_NAME_MAX], wandb_entity[CB_TRAIN_NAME_MAX];
+    /* initial weights: a model dir, checkpoint or Hugging Face dir (init_ckpt), or the
+     * final model of an earlier run of the group (init_run); neither: fresh from seed */
+    char init_ckpt[CB_TRAIN_PATH_MAX], init_run[CB_TRAIN_NAME_MAX];
+    char init_from[16];              /* "student", "teacher" or "" */
+    char resume[CB_TRAIN_PATH_MAX];  /* train.resume, or "" */
+} cb_train_config;
+
+/* Find the run: in group `group` (NULL: the only group, or the group holding run), the
+ * run with id `run` (NULL: the group's first run of mode train). A missing or ambiguous
+ * choice is CB_E_USAGE; *group_out and *run_out are borrowed from plan. */
+int cb_train_find_run(const json_t *plan, const char *group, const char *run, const json_t **group_out,
+                      const json_t **run_out, cb_error *e);
+
+/* Read the run's settings. A run that is not mode train, has no steps, asks for what the
+ * CPU trainer does not do (phases other than standard and global, student overrides,
+ * devices other than cpu/auto, dtypes other than float32/auto) is an error naming the
+ * manifest line of the field. */
+int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *run, cb_error *e);
+
+#endif

@@ -1,0 +1,344 @@
+/* trainer.c: the training loop (see trainer.h). */
+#include "train/trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include "core/json_doc.h"
+#include "core/rng.h"
+#include "model/program.h"
+#include "model/run.h"
+#include "train/checkpoint.h"
+#include "train/clip.h"
+#include "train/metrics.h"
+#include "train/optimizer.h"
+#include "train/prefetch.h"
+#include "train/schedule.h"
+
+/* ---- data ---- */
+
+/* a view of tokens [from, from + n) of an opened file: it owns nothing */
+static cb_dataset view(const cb_dataset *file, size_t from, size_t n) {
+    cb_dataset v = *file;
+    v.tokens = (const char *)file->tokens + from * cb_dtype_size(file->dtype);
+    v.n_tokens = n;
+    v.map_base = NULL;
+    v.map_len = 0;
+    v.owned = NULL;
+    return v;
+}
+
+static int need_window(const cb_dataset *d, const char *what, int block_size, cb_error *e) {
+    if (d->n_tokens < (size_t)block_size + 1)
+        return cb_fail(e, CB_E_INVALID, d->path, "%s has %zu tokens, fewer than block_size + 1 = %d", what,
+                       d->n_tokens, block_size + 1);
+    return CB_OK;
+}
+
+int cb_train_data_open(cb_train_data *d, const char *data, const char *val_split, double val_frac, int block_size,
+                       int64_t vocab_size, cb_error *e) {
+    memset(d, 0, sizeof *d);
+    CB_TRY(cb_dataset_open(&d->file, data, e));
+    int rc = cb_dataset_check_vocab(&d->file, vocab_size, e);
+    if (rc == CB_OK && val_split && *val_split) {
+        rc = cb_dataset_open(&d->val_file, val_split, e);
+        if (rc == CB_OK) {
+            d->have_val_file = 1;
+            rc = cb_dataset_check_vocab(&d->val_file, vocab_size, e);
+        }
+        d->train = view(&d->file, 0, d->file.n_tokens);
+        d->val = view(&d->val_file, 0, d->val_file.n_tokens);
+        d->have_val = 1;
+    } else if (rc == CB_OK) {
+        size_t n = d->file.n_tokens, n_val = (size_t)((double)n * val_frac);
+        d->train = view(&d->file, 0, n - n_val);
+        d->val = view(&d->file, n - n_val, n_val);
+        d->have_val = n_val > 0;
+        if (d->have_val && n_val < (size_t)block_size + 1)
+            rc = cb_fail(e, CB_E_INVALID, data,
+                         "val_frac %g holds out %zu of %zu tokens, fewer than block_size + 1 = %d; give more data, "
+                         "a larger val_frac or a val_split file", val_frac, n_val, n, block_size + 1);
+    }
+    if (rc == CB_OK) rc = need_window(&d->train, "the training data", block_size, e);
+    if (rc == CB_OK && d->have_val) rc = need_window(&d->val, "the validation data", block_size, e);
+    if (rc != CB_OK) cb_train_data_close(d);
+    return rc;
+}
+
+void cb_train_data_close(cb_train_data *d) {
+    cb_dataset_close(&d->file);
+    if (d->have_val_file) cb_dataset_close(&d->val_file);
+    memset(d, 0, sizeof *d);
+}
+
+/* ---- the run record ---- */
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void utc_now(char *buf, size_t n) {
+    time_t t = time(NULL);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(buf, n, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+/* run_dir/run.json: what the run is and how far it got */
+static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_train_io *io, const char *status,
+                          const cb_train_result *res, const char *started, cb_error *e) {
+    json_t *doc = cb_doc_new("run");
+    char now[32], path[4200];
+    utc_now(now, sizeof now);
+    json_object_set_new(doc, "group", json_string(c->group));
+    json_object_set_new(doc, "run", json_string(c->run));
+    if (c->exp[0]) json_object_set_new(doc, "exp", json_string(c->exp));
+    json_object_set_new(doc, "status", json_string(status));
+    json_object_set_new(doc, "plan_sha256", json_string(m->plan_sha256));
+    const json_t *src = json_object_get(m->plan, "source");
+    if (json_is_string(src)) json_object_set(doc, "source", (json_t *)src);
+    json_object_set_new(doc, "seed", json_integer((json_int_t)c->seed));
+    json_object_set_new(doc, "steps", json_integer(c->steps));
+    json_object_set_new(doc, "step", json_integer(res->step));
+    json_object_set_new(doc, "params", json_integer((json_int_t)m->params.total_floats));
+    json_object_set_new(doc, "data", json_string(c->data));
+    if (c->val_split[0]) json_object_set_new(doc, "val_split", json_string(c->val_split));
+    json_object_set_new(doc, "batch_size", json_integer(c->batch_size));
+    json_object_set_new(doc, "block_size", json_integer(c->block_size));
+    json_object_set_new(doc, "grad_accum", json_integer(c->grad_accum));
+    json_object_set_new(doc, "optimizer", json_string(cb_optimizer_name(c->optimizer.kind)));
+    json_object_set_new(doc, "lr_schedule", json_string(cb_schedule_name(c->schedule.kind)));
+    if (c->init_ckpt[0] || c->init_run[0])
+        json_object_set_new(doc, "init", json_pack("{s:s, s:s}", "from", c->init_from, c->init_ckpt[0] ? "ckpt" : "run",
+                                                   c->init_ckpt[0] ? c->init_ckpt : c->init_run));
+    if (io->resume) json_object_set_new(doc, "resumed_from", json_string(io->resume));
+    json_object_set_new(doc, "started", json_string(started));
+    json_object_set_new(doc, "updated", json_string(now));
+    if (res->checkpoint[0]) json_object_set_new(doc, "checkpoint", json_string(res->checkpoint));
+    if (res->final_dir[0]) json_object_set_new(doc, "final", json_string(res->final_dir));
+    if (isfinite(res->loss)) json_object_set_new(doc, "loss", json_real(res->loss));
+    if (isfinite(res->val_loss)) json_object_set_new(doc, "val_loss", json_real(res->val_loss));
+    const char *key;
+    json_t *val;
+    if (io->meta)
+        json_object_foreach((json_t *)io->meta, key, val) {
+            if (!json_object_get(doc, key)) json_object_set(doc, key, val);
+        }
+    snprintf(path, sizeof path, "%s/run.json", io->run_dir);
+    int rc = cb_doc_save(doc, path, e);
+    json_decref(doc);
+    return rc;
+}
+
+/* ---- the loop ---- */
+
+typedef struct trainer {
+    const cb_train_config *c;
+    cb_model *m;
+    const cb_train_io *io;
+    cb_program prog;
+    cb_run run;
+    float *grads;
+    cb_optimizer opt;
+    cb_train_state st;
+    cb_rng rng;
+    cb_batcher batcher;
+    cb_prefetch prefetch;
+    cb_metrics metrics;
+    int have_prog, have_run, have_opt, have_prefetch, have_metrics;
+} trainer;
+
+static void trainer_free(trainer *t) {
+    if (t->have_prefetch) cb_prefetch_free(&t->prefetch);
+    if (t->have_run) cb_run_free(&t->run);
+    if (t->have_prog) cb_program_free(&t->prog);
+    if (t->have_opt) cb_optimizer_free(&t->opt);
+    free(t->grads);
+}
+
+/* mean loss over eval_iters batches of the validation data, from its start every time */
+static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
+    cb_batcher vb;
+    if (cb_batcher_init(&vb, val, t->prog.B, t->prog.T, 0, t->c->seed, e) != CB_OK) return NAN;
+    size_t n = (size_t)t->prog.B * t->prog.T;
+    int32_t *x = cb_malloc(2 * n, sizeof *x, e);
+    if (!x) return NAN;
+    double sum = 0;
+    t->run.training = 0; /* no dropout */
+    for (long i = 0; i < t->c->eval_iters; i++) {
+        cb_batcher_next(&vb, x, x + n);
+        sum += cb_run_forward(&t->run, &t->prog, t->m->weights, x, x + n);
+    }
+    t->run.training = 1;
+    free(x);
+    return sum / (double)t->c->eval_iters;
+}
+
+static int save(trainer *t, cb_train_result *res, cb_error *e) {
+    t->st.data_position = cb_prefetch_position(&t->prefetch);
+    memcpy(t->st.rng, t->rng.s, sizeof t->st.rng);
+    return cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
+                              sizeof res->checkpoint, e);
+}
+
+static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
+    const cb_train_config *c = t->c;
+    cb_model *m = t->m;
+    CB_TRY(cb_program_init(&t->prog, m->plan, &m->params, c->batch_size, c->block_size, e));
+    t->have_prog = 1;
+    CB_TRY(cb_run_init(&t->run, &t->prog, 1, e));
+    t->have_run = 1;
+    size_t bytes = ((m->params.total_floats ? m->params.total_floats : 1) * sizeof(float) + 63) / 64 * 64;
+    t->grads = aligned_alloc(64, bytes);
+    if (!t->grads) return cb_fail(e, CB_E_RUNTIME, "", "out of memory: %zu MB of gradients", bytes >> 20);
+    memset(t->grads, 0, bytes);
+    CB_TRY(cb_optimizer_init(&t->opt, &c->optimizer, &m->params, e));
+    t->have_opt = 1;
+
+    cb_train_state *st = &t->st;
+    memset(st, 0, sizeof *st);
+    cb_rng_init_keyed(&t->rng, c->seed, "dropout");
+    if (t->io->resume) {
+        char dir[4608];
+        CB_TRY(cb_checkpoint_resolve(t->io->resume, dir, sizeof dir, e));
+        CB_TRY(cb_checkpoint_load(dir, c->group, c->run, m, &t->opt, st, NULL, e));
+        if (st->step > c->steps)
+            return cb_fail(e, CB_E_USAGE, dir, "the checkpoint is at step %ld, past the run's %ld steps", st->step,
+                           c->steps);
+        memcpy(t->rng.s, st->rng, sizeof st->rng);
+    }
+    st->seed = c->seed;
+    st->schedule = c->schedule;
+    snprintf(st->run, sizeof st->run, "%s", c->run);
+    snprintf(st->group, sizeof st->group, "%s", c->group);
+
+    CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1, c->seed, e));
+    t->batcher.position = st->data_position;
+    CB_TRY(cb_prefetch_init(&t->prefetch, &t->batcher, c->prefetch, e));
+    t->have_prefetch = 1;
+    return CB_OK;
+}
+
+static int is_eval_step(const cb_train_config *c, long step) {
+    return step == c->steps || (c->eval_every > 0 && step % c->eval_every == 0);
+}
+
+static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, cb_error *e) {
+    const cb_train_config *c = t->c;
+    cb_model *m = t->m;
+    size_t n_floats = m->params.total_floats;
+    uint64_t step_tokens = (uint64_t)c->batch_size * (uint64_t)c->block_size * (uint64_t)c->grad_accum;
+    long saved_at = -1;
+    while (t->st.step < c->steps) {
+        long step = t->st.step + 1;
+        double t0 = mono_now();
+        memset(t->grads, 0, n_floats * sizeof(float));
+        double loss_sum = 0;
+        for (int k = 0; k < c->grad_accum; k++) {
+            const int32_t *x, *y;
+            cb_prefetch_take(&t->prefetch, &x, &y);
+            t->run.dropout_seed = cb_rng_next(&t->rng);
+            loss_sum += cb_run_forward(&t->run, &t->prog, m->weights, x, y);
+            cb_run_backward(&t->run, &t->prog, m->weights, t->grads);
+        }
+        double loss = c->grad_accum == 1 ? loss_sum : loss_sum / c->grad_accum;
+        if (!isfinite(loss)) return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the loss is %s", step, isnan(loss) ? "nan" : "inf");
+        if (c->grad_accum > 1) {
+            float inv = 1.0f / (float)c->grad_accum;
+            for (size_t i = 0; i < n_floats; i++) t->grads[i] *= inv;
+        }
+        double norm = cb_grad_clip(t->grads, n_floats, c->grad_clip);
+        if (!isfinite(norm))
+            return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the gradient norm is %s", step, isnan(norm) ? "nan" : "inf");
+        double lr = cb_schedule_lr(&c->schedule, step - 1);
+        cb_optimizer_step(&t->opt, m->weights, t->grads, lr);
+        t->st.step = step;
+        t->st.tokens += step_tokens;
+        double seconds = mono_now() - t0;
+
+        cb_metric_row row = {.step = step, .loss = loss, .lr = lr, .grad_norm = norm, .tokens = t->st.tokens,
+                             .tok_s = seconds > 0 ? (double)step_tokens / seconds : 0, .val_loss = NAN, .val_ppl = NAN};
+        if (d->have_val && is_eval_step(c, step)) {
+            row.val_loss = evaluate(t, &d->val, e);
+            if (isnan(row.val_loss) && e->code) return e->code;
+            row.val_ppl = exp(row.val_loss);
+            res->val_loss = row.val_loss;
+        }
+        res->loss = loss;
+        res->step = step;
+        int logged = step == 1 || step % c->log_every == 0 || step == c->steps || !isnan(row.val_loss);
+        if (logged) CB_TRY(cb_metrics_log(&t->metrics, &row, e));
+        if (t->io->progress) {
+            cb_progress_step(t->io->progress, step, loss, row.tok_s, logged);
+            if (!isnan(row.val_loss))
+                cb_progress_note(t->io->progress, "step %ld: val_loss %.4f  val_ppl %.2f", step, row.val_loss,
+                                 row.val_ppl);
+        }
+        int stopping = t->io->stop && *t->io->stop;
+        if (stopping || step == c->steps || (c->save_every > 0 && step % c->save_every == 0)) {
+            CB_TRY(save(t, res, e));
+            saved_at = step;
+            if (t->io->progress && !stopping && step != c->steps)
+                cb_progress_note(t->io->progress, "step %ld: checkpoint %s", step, res->checkpoint);
+        }
+        if (stopping) {
+            res->interrupted = 1;
+            return CB_OK;
+        }
+    }
+    if (saved_at != t->st.step) CB_TRY(save(t, res, e)); /* zero steps left: still a checkpoint */
+    return CB_OK;
+}
+
+int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, const cb_train_io *io,
+                 cb_train_result *res, cb_error *e) {
+    memset(res, 0, sizeof *res);
+    res->loss = res->val_loss = NAN;
+    trainer t;
+    memset(&t, 0, sizeof t);
+    t.c = c;
+    t.m = m;
+    t.io = io;
+    char started[32];
+    utc_now(started, sizeof started);
+    int rc = setup(&t, d, e);
+    res->step = t.st.step;
+    if (rc == CB_OK) rc = write_run_json(c, m, io, "running", res, started, e);
+    if (rc == CB_OK) {
+        char title[600];
+        snprintf(title, sizeof title, "%s/%s", c->group, c->run);
+        rc = cb_metrics_open(&t.metrics, io->run_dir, c->instruments, io->resume ? t.st.step : -1, title, e);
+        t.have_metrics = rc == CB_OK;
+    }
+    if (rc == CB_OK && io->progress) {
+        io->progress->first = t.st.step;
+        io->progress->total = c->steps;
+    }
+    if (rc == CB_OK) rc = train_loop(&t, d, res, e);
+    if (io->progress) cb_progress_end(io->progress);
+    if (t.have_metrics) {
+        cb_error close_e;
+        if (cb_metrics_close(&t.metrics, &close_e) != CB_OK && rc == CB_OK) {
+            *e = close_e;
+            rc = close_e.code;
+        }
+    }
+    if (rc == CB_OK && !res->interrupted) {
+        snprintf(res->final_dir, sizeof res->final_dir, "%s/final", io->run_dir);
+        rc = cb_model_save_dir(m, res->final_dir, NULL, e);
+        if (rc != CB_OK) res->final_dir[0] = 0;
+    }
+    if (t.have_prog) {
+        cb_error ignored;
+        const char *status = rc != CB_OK ? "failed" : res->interrupted ? "interrupted" : "finished";
+        int wrc = write_run_json(c, m, io, status, res, started, rc == CB_OK ? e : &ignored);
+        if (rc == CB_OK) rc = wrc;
+    }
+    trainer_free(&t);
+    return rc;
+}

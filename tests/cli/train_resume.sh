@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# cb-train resumes on the same trajectory: the loss at every step after a stop (a
+# checkpoint, SIGINT, SIGKILL in the middle of saves) is bit-identical to a run that
+# never stopped.
+. "$(dirname "$0")/lib.sh"
+export OMP_WAIT_POLICY=passive # idle threads sleep: a tiny model on a busy machine
+
+"$CB_BIN/cb" compile tests/cli/train/tiny.yml > "$TMP/plan.json" || { not_ok compile "tests/cli/train/tiny.yml"; exit 0; }
+LC_ALL=C awk 'BEGIN { x = 3; for (i = 0; i < 3000; i++) { x = (x * 1103515245 + 12345) % 2147483648;
+    printf "%d%s", (i * 7 + int(x / 65536) % 5) % 64, (i % 20 == 19 ? "\n" : " ") } }' > "$TMP/train.tokens"
+train() { "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" "$@" "$TMP/plan.json"; }
+losses() { grep -o '"step":[0-9]*,"loss":[^,]*' "$1"; }
+
+# 1. 20 steps straight (AdamW, grad_accum 2, dropout, warmup and cosine, evaluations)
+expect_run straight 0 train --run adamw -o "$TMP/a"
+expect_out straight_prints_final "^$TMP/a/final\$"
+[ "$(losses "$TMP/a/metrics.jsonl" | wc -l)" -eq 20 ] && ok straight_20_lines || not_ok straight_20_lines "$(wc -l < "$TMP/a/metrics.jsonl") lines"
+
+# 2. the same run stopped after step 10 (its later checkpoints and final model gone),
+#    then resumed in the same directory to step 20
+mkdir -p "$TMP/b"
+train --run adamw -o "$TMP/b" >/dev/null
+rm -rf "$TMP/b/step-00000015" "$TMP/b/step-00000020" "$TMP/b/final"
+expect_run resume_same_dir 0 train --run adamw -o "$TMP/b" --resume "$TMP/b/step-00000010"
+if diff <(losses "$TMP/a/metrics.jsonl") <(losses "$TMP/b/metrics.jsonl") >"$TMP/diff"; then ok resume_losses_identical
+else not_ok resume_losses_identical "$(head -c 300 "$TMP/diff")"; fi
+cmp -s "$TMP/a/final/model.safetensors" "$TMP/b/final/model.safetensors" && ok resume_final_weights_identical ||
+    not_ok resume_final_weights_identical "final weights differ"
+# into a new directory: its metrics hold steps 11 to 20, equal to the straight run's
+expect_run resume_new_dir 0 train --run adamw -o "$TMP/c" --resume "$TMP/a/step-00000010"
+if diff <(losses "$TMP/a/metrics.jsonl" | sed -n '11,$p') <(losses "$TMP/c/metrics.jsonl") >"$TMP/diff"; then
+    ok resume_new_dir_losses; else not_ok resume_new_dir_losses "$(head -c 300 "$TMP/diff")"; fi
+grep -q '"resumed_from"' "$TMP/c/run.json" && ok run_json_says_resumed || not_ok run_json_says_resumed "no resumed_from"
+
+# 3. Lion, every instrument, keep_last 2: resumed from the run directory's newest checkpoint
+expect_run lion 0 train --run lion -o "$TMP/l"
+n=$(ls -d "$TMP"/l/step-* | wc -l)
+[ "$n" -eq 2 ] && ok keep_last_2 || not_ok keep_last_2 "$n checkpoints"
+[ -s "$TMP/l/metrics.h5" ] && ok hdf5_written || not_ok hdf5_written "no metrics.h5"
+ls "$TMP"/l/tb/events.out.tfevents.* >/dev/null 2>&1 && ok tensorboard_written || not_ok tensorboard_written "no tb/events"
+if command -v gnuplot >/dev/null; then
+    head -c 8 "$TMP/l/loss.png" | od -c | grep -q 'P   N   G' && ok live_plot_png || not_ok live_plot_png "no loss.png"
+else echo "skip - $SCRIPT.live_plot_png: gnuplot is not installed"; fi
+rm -rf "$TMP/l2"; mkdir -p "$TMP/l2"; cp -r "$TMP/l/step-00000011" "$TMP/l2/"
+expect_run lion_resume_run_dir 0 train --run lion -o "$TMP/l3" --resume "$TMP/l2"
+if diff <(losses "$TMP/l/metrics.jsonl" | sed -n '12,$p') <(losses "$TMP/l3/metrics.jsonl") >"$TMP/diff"; then
+    ok lion_resume_losses; else not_ok lion_resume_losses "$(head -c 300 "$TMP/diff")"; fi
+
+# 4. SIGINT: a checkpoint at the end of the step, one line saying where, exit 0; then resume
+expect_run long_straight 0 train --run long -o "$TMP/s"
+# (the tool itself in the background, not a shell function: the signal must reach it)
+"$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run long -o "$TMP/i" "$TMP/plan.json" 2>"$TMP/int.err" >/dev/null &
+pid=$!
+# run.json appears once the run is set up, after the handlers are in place
+for _ in $(seq 1000); do [ -f "$TMP/i/run.json" ] && break; sleep 0.01; done
+kill -INT "$pid" 2>/dev/null
+wait "$pid"
+status=$?
+if grep -q 'interrupted after step' "$TMP/int.err"; then
+    [ "$status" -eq 0 ] && ok sigint_exit_0 || not_ok sigint_exit_0 "exit $status"
+    [ "$(wc -l < "$TMP/int.err")" -eq 1 ] && ok sigint_one_line || not_ok sigint_one_line "$(cat "$TMP/int.err")"
+    grep -q '"status": "interrupted"' "$TMP/i/run.json" && ok sigint_run_json || not_ok sigint_run_json "status"
+    ckpt=$(sed -n 's/.*continue with --resume \(.*\))$/\1/p' "$TMP/int.err")
+    expect_run sigint_resume 0 train --run long -o "$TMP/i" --resume "$ckpt"
+    if diff <(losses "$TMP/s/metrics.jsonl") <(losses "$TMP/i/metrics.jsonl") >"$TMP/diff"; then ok sigint_resume_identical
+    else not_ok sigint_resume_identical "$(head -c 300 "$TMP/diff")"; fi
+else
+    echo "skip - $SCRIPT.sigint: the run ended (status $status) before the signal came"
+fi
+
+# 5. SIGKILL at random moments of a run that saves at every step, several times; each
+#    time the run goes on from its newest complete checkpoint
+rm -rf "$TMP/k"
+kills=0
+for attempt in 1 2 3 4 5; do
+    if ls -d "$TMP"/k/step-???????? >/dev/null 2>&1; then resume=(--resume "$TMP/k"); else resume=(); fi
+    "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run long -o "$TMP/k" "${resume[@]}" "$TMP/plan.json" \
+        >/dev/null 2>"$TMP/kill.err" &
+    pid=$!
+    sleep "0.$((RANDOM % 4 + 1))$((RANDOM % 10))"
+    kill -KILL "$pid" 2>/dev/null && kills=$((kills + 1))
+    wait "$pid" 2>/dev/null
+    if [ -d "$TMP/k/final" ]; then break; fi
+done
+echo "# $kills kills" >&2
+if ls -d "$TMP"/k/step-???????? >/dev/null 2>&1; then resume=(--resume "$TMP/k"); else resume=(); fi
+expect_run after_kills_finishes 0 train --run long -o "$TMP/k" "${resume[@]}"
+if diff <(losses "$TMP/s/metrics.jsonl") <(losses "$TMP/k/metrics.jsonl") >"$TMP/diff"; then ok after_kills_identical
+else not_ok after_kills_identical "$(head -c 300 "$TMP/diff")"; fi
+ls -A "$TMP/k" | grep -q '\.tmp\.' && not_ok after_kills_no_temp "$(ls -A "$TMP/k")" || ok after_kills_no_temp
