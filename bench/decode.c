@@ -3,10 +3,14 @@
  * beside the machine's memory read bandwidth, the bound it sets (bandwidth / bytes read per
  * token) and the share of it reached; then greedy speculative decoding against plain.
  *   build/rel/bench/decode [-w KINDS] [-c KINDS] [-x CONTEXTS] [-n STEPS] [-r REPEATS]
- *                          [-s SPEC_NEW] [-k SPEC_K] [-d DRAFT_KINDS] [-t TARGET_KINDS] [-S]
- * Lists are comma separated (-w fp32,bf16 -x 64,4096). -S: speculative decoding only;
- * -s 0: none. Random weights (cb_model_init): speed does not depend on them, acceptance
- * does, and is reported for what it is. Run with OMP_NUM_THREADS set. */
+ *                          [-s SPEC_NEW] [-k SPEC_K] [-t TARGET_KINDS] [-d DRAFTS] [-S]
+ * Lists are comma separated (-w fp32,bf16 -x 64,4096); a draft is KIND[@LAYERS], the
+ * model's weights stored as KIND, its first LAYERS layers (default all: -d q8_0,q4_0@4).
+ * -S: speculative decoding only; -s 0: none. Random weights (cb_model_init): speed does not
+ * depend on them, acceptance does, and is reported for what it is. Defaults: weights fp32,
+ * bf16, fp16, q8_0; caches fp32, fp16, q8_0, q4_0; contexts 64, 4096; 32 steps, 5
+ * repeats; targets fp32, bf16; drafts q4_0, q8_0; k 4; 128 new tokens. The decoder's
+ * threads: OMP_NUM_THREADS (infer/parallel.h). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -397,7 +401,7 @@ int main(int argc, char **argv) {
         case 'S': spec_only = 1; break;
         case 'h':
             printf("usage: decode [-w KINDS] [-c KINDS] [-x CONTEXTS] [-n STEPS] [-r REPEATS]\n"
-                   "              [-s SPEC_NEW] [-k SPEC_K] [-t TARGET_KINDS] [-d DRAFT_KINDS] [-S]\n");
+                   "              [-s SPEC_NEW] [-k SPEC_K] [-t TARGET_KINDS] [-d KIND[@LAYERS],...] [-S]\n");
             return 0;
         default: return 2;
         }
