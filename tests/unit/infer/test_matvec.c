@@ -34,6 +34,13 @@ static double value_bound(cb_kv_kind k, const float *row, int cols, int j) {
     return amax * rel;
 }
 
+/* The largest |x| in the 32-value block of x[j]. */
+static double block_amax(const float *x, int n, int j) {
+    double amax = 0;
+    for (int i = j / 32 * 32; i < j / 32 * 32 + 32 && i < n; i++) amax = fmax(amax, fabs(x[i]));
+    return amax;
+}
+
 TEST(matvec_every_kind) {
     const int shapes[][2] = {{37, 100}, {64, 256}, {300, 64}, {5, 33}, {129, 2048}};
     for (int si = 0; si < 5; si++) {
@@ -56,6 +63,10 @@ TEST(matvec_every_kind) {
                 for (int j = 0; j < cols; j++) {
                     ref += (double)wr[j] * x[j];
                     bound += value_bound((cb_kv_kind)k, wr, cols, j) * fabs(x[j]);
+                    // q8_0: the input held as int16 blocks (quant_act.h), at most half a step
+                    // of amax / 32767 per value, times the stored weight (<= |w| + its bound)
+                    if (k == CB_KV_Q8_0)
+                        bound += (fabs(wr[j]) + value_bound((cb_kv_kind)k, wr, cols, j)) * block_amax(x, cols, j) / 65534.0;
                     mag += fabs((double)wr[j] * x[j]);
                 }
                 double err = fabs(y[r] - ref), allow = bound + 1e-6 * mag;
