@@ -18,13 +18,6 @@
 #include "core/atomic_file.h"
 #include "core/diag.h"
 #include "core/rng.h"
-#include "layers/attention.h"
-#include "layers/crossentropy.h"
-#include "layers/elementwise.h"
-#include "layers/embedding.h"
-#include "layers/linear.h"
-#include "layers/rmsnorm.h"
-#include "layers/swiglu.h"
 #include "manifest/lower.h"
 #include "manifest/yaml_parse.h"
 #include "model/model.h"
@@ -196,151 +189,38 @@ static int kind_of(int op_kind) {
     }
 }
 
-static const float *P(const float *w, const cb_op *op, int role) {
-    return op->p[role] == CB_NO_PARAM ? NULL : w + op->p[role];
-}
-static float *G(float *g, const cb_op *op, int role) {
-    return op->p[role] == CB_NO_PARAM ? NULL : g + op->p[role];
-}
-
-static void attention_ptrs(cb_attention_weights *aw, float *base, const cb_op *op) {
-    float **f[CB_OP_MAX_PARAMS] = {&aw->q_weight, &aw->q_bias, &aw->k_weight, &aw->k_bias,
-                                   &aw->v_weight, &aw->v_bias, &aw->o_weight, &aw->o_bias,
-                                   &aw->q_sem_weight, &aw->q_sem_bias, &aw->k_sem_weight,
-                                   &aw->k_sem_bias, &aw->q_geo_weight, &aw->q_geo_bias,
-                                   &aw->k_geo_weight, &aw->k_geo_bias, &aw->gate,
-                                   &aw->gate_proj_weight};
-    memset(aw, 0, sizeof *aw);
-    for (int i = 0; i < CB_OP_MAX_PARAMS; i++) *f[i] = op->p[i] == CB_NO_PARAM ? NULL : base + op->p[i];
-}
-
-static void rope_ptrs(const cb_run *r, const cb_program *prog, const cb_op *op, const float **cos,
-                      const float **sin) {
-    *cos = *sin = NULL;
-    if (op->rope < 0) return;
-    const cb_rope_table *t = &prog->ropes[op->rope];
-    *cos = r->rope + t->offset;
-    *sin = *cos + (size_t)prog->T * (t->dim / 2);
-}
-
-/* The kinds the breakdown can time (those of a Llama-style model); 0 when another appears. */
+/* The kinds the breakdown names (those of a Llama-style model); 0 when another appears. */
 static int breakdown_supported(const cb_program *prog) {
     for (int i = 0; i < prog->n_ops; i++)
         if (kind_of(prog->ops[i].kind) < 0) return 0;
     return 1;
 }
 
-/* The same calls as cb_run_forward and cb_run_backward (lib/model/run.c), op by op, with a
- * clock around each; returns the loss so the caller can check it equals cb_run_forward's. */
+/* One step through cb_run_forward and cb_run_backward with the run's per-op clock on
+ * (model/run.h, op_seconds), summed by kind; returns the loss so the caller can check it
+ * equals the timed steps'. */
 static float timed_step(cb_run *r, const cb_program *prog, const float *weights, float *grads,
                         size_t n_grads, const int32_t *tokens, const int32_t *targets, breakdown *bd) {
-    const int B = prog->B, T = prog->T, N = B * T;
-    float *w = (float *)weights;
+    double *secs = calloc(CB_RUN_TIMES(prog), sizeof *secs);
+    if (!secs) {
+        fprintf(stderr, "cpu_step: out of memory\n");
+        exit(4);
+    }
+    r->op_seconds = secs;
     double t0 = now_s();
     memset(grads, 0, n_grads * sizeof *grads);
     bd->bwd[K_ZERO] += now_s() - t0;
-    r->tokens = tokens;
-    r->targets = targets;
+    float loss = cb_run_forward(r, prog, weights, tokens, targets);
+    cb_run_backward(r, prog, weights, grads);
+    r->op_seconds = NULL;
     for (int i = 0; i < prog->n_ops; i++) {
-        const cb_op *op = &prog->ops[i];
-        const int *ins = prog->inputs + op->in_first;
-        float *out = r->slots + prog->slots[op->out].offset;
-        const float *in = op->n_in ? r->slots + prog->slots[ins[0]].offset : NULL;
-        float *saved = r->saved + op->saved;
-        size_t n_out = (size_t)N * prog->slots[op->out].width;
-        const float *cos, *sin;
-        rope_ptrs(r, prog, op, &cos, &sin);
-        t0 = now_s();
-        switch (op->kind) {
-        case CB_OP_EMBED:
-            cb_embedding_forward(out, tokens, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_POS), B, T, op->d_out, 0);
-            break;
-        case CB_OP_RMSNORM:
-            cb_rmsnorm_forward(out, saved, in, P(w, op, CB_P_WEIGHT), N, op->d_in, op->eps);
-            break;
-        case CB_OP_ATTENTION: {
-            cb_attention_weights aw;
-            cb_attention_acts acts;
-            attention_ptrs(&aw, w, op);
-            cb_attention_acts_layout(&acts, saved, &op->attn, B, T);
-            cb_attention_forward(out, &acts, in, &aw, &op->attn, cos, sin, r->scratch, B, T);
-            break;
-        }
-        case CB_OP_SWIGLU: {
-            size_t nf = (size_t)N * op->d_ff;
-            cb_swiglu_forward(out, saved, saved + nf, saved + 2 * nf, in, P(w, op, CB_P_GATE),
-                              P(w, op, CB_P_UP), P(w, op, CB_P_DOWN), N, op->d_in, op->d_ff);
-            break;
-        }
-        case CB_OP_LINEAR:
-        case CB_OP_HEAD:
-            cb_linear_forward(out, in, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_BIAS), N, op->d_in, op->d_out);
-            break;
-        case CB_OP_ADD:
-            cb_add_forward(out, in, r->slots + prog->slots[ins[1]].offset, n_out);
-            break;
-        }
-        bd->fwd[kind_of(op->kind)] += now_s() - t0;
+        bd->fwd[kind_of(prog->ops[i].kind)] += secs[i];
+        bd->bwd[kind_of(prog->ops[i].kind)] += secs[prog->n_ops + i];
     }
-    const float *logits = r->slots + prog->slots[prog->logits_slot].offset;
-    t0 = now_s();
-    float loss = cb_crossentropy_forward(r->losses, r->lse, logits, targets, N, prog->vocab_size);
-    bd->fwd[K_XENT] += now_s() - t0;
-
-    t0 = now_s();
-    memset(r->dslots, 0, prog->slot_elems * sizeof *r->dslots);
-    bd->bwd[K_ZERO] += now_s() - t0;
-    float *dlogits = r->dslots + prog->slots[prog->logits_slot].offset;
-    t0 = now_s();
-    cb_crossentropy_backward(dlogits, logits, r->lse, targets, N, prog->vocab_size, 1);
-    bd->bwd[K_XENT] += now_s() - t0;
-    for (int i = prog->n_ops - 1; i >= 0; i--) {
-        const cb_op *op = &prog->ops[i];
-        const int *ins = prog->inputs + op->in_first;
-        const float *dout = r->dslots + prog->slots[op->out].offset;
-        const float *in = op->n_in ? r->slots + prog->slots[ins[0]].offset : NULL;
-        float *din = op->n_in ? r->dslots + prog->slots[ins[0]].offset : NULL;
-        float *saved = r->saved + op->saved;
-        size_t n_out = (size_t)N * prog->slots[op->out].width;
-        const float *cos, *sin;
-        rope_ptrs(r, prog, op, &cos, &sin);
-        t0 = now_s();
-        switch (op->kind) {
-        case CB_OP_EMBED:
-            cb_embedding_backward(G(grads, op, CB_P_WEIGHT), G(grads, op, CB_P_POS), dout, tokens, B, T,
-                                  op->d_out, 0);
-            break;
-        case CB_OP_RMSNORM:
-            cb_rmsnorm_backward(din, G(grads, op, CB_P_WEIGHT), dout, in, P(w, op, CB_P_WEIGHT), saved, N,
-                                op->d_in);
-            break;
-        case CB_OP_ATTENTION: {
-            cb_attention_weights aw, ag;
-            cb_attention_acts acts;
-            attention_ptrs(&aw, w, op);
-            attention_ptrs(&ag, grads, op);
-            cb_attention_acts_layout(&acts, saved, &op->attn, B, T);
-            cb_attention_backward(din, &ag, dout, in, &acts, &aw, &op->attn, cos, sin, r->scratch, B, T);
-            break;
-        }
-        case CB_OP_SWIGLU: {
-            size_t nf = (size_t)N * op->d_ff;
-            cb_swiglu_backward(din, G(grads, op, CB_P_GATE), G(grads, op, CB_P_UP), G(grads, op, CB_P_DOWN),
-                               r->scratch, dout, in, saved, saved + nf, saved + 2 * nf, P(w, op, CB_P_GATE),
-                               P(w, op, CB_P_UP), P(w, op, CB_P_DOWN), N, op->d_in, op->d_ff);
-            break;
-        }
-        case CB_OP_LINEAR:
-        case CB_OP_HEAD:
-            cb_linear_backward(din, G(grads, op, CB_P_WEIGHT), G(grads, op, CB_P_BIAS), dout, in,
-                               P(w, op, CB_P_WEIGHT), N, op->d_in, op->d_out);
-            break;
-        case CB_OP_ADD:
-            cb_add_backward(din, r->dslots + prog->slots[ins[1]].offset, dout, n_out);
-            break;
-        }
-        bd->bwd[kind_of(op->kind)] += now_s() - t0;
-    }
+    bd->fwd[K_XENT] += secs[CB_RUN_T_LOSS_FWD(prog)];
+    bd->bwd[K_XENT] += secs[CB_RUN_T_LOSS_BWD(prog)];
+    bd->bwd[K_ZERO] += secs[CB_RUN_T_ZERO(prog)];
+    free(secs);
     return loss;
 }
 

@@ -4,6 +4,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include "layers/attention.h"
 #include "layers/crossentropy.h"
 #include "layers/dropout.h"
@@ -101,6 +102,17 @@ static void rope_of(const run_t *r, const cb_program *prog, const cb_op *op, con
 
 static uint64_t dropout_offset(int op_index) { return (uint64_t)op_index << 40; }
 
+/* Profiling (r->op_seconds set): the clock now, and the time since t0 added to slot i. */
+static double clock_s(const run_t *r) {
+    if (!r->op_seconds) return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+static void add_time(const run_t *r, size_t i, double t0) {
+    if (r->op_seconds) r->op_seconds[i] += clock_s(r) - t0;
+}
+
 #ifdef CB_REAL_F64
 double
 #else
@@ -121,6 +133,7 @@ CB_FN(cb_run_forward)(run_t *r, const cb_program *prog, const real *weights, con
         size_t n_out = (size_t)N * prog->slots[op->out].width;
         const real *cos, *sin;
         rope_of(r, prog, op, &cos, &sin);
+        const double t0 = clock_s(r);
         switch (op->kind) {
         case CB_OP_EMBED:
             CB_FN(cb_embedding_forward)(out, tokens, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_POS), B, T,
@@ -184,19 +197,27 @@ CB_FN(cb_run_forward)(run_t *r, const cb_program *prog, const real *weights, con
             break;
         }
         }
+        add_time(r, (size_t)i, t0);
     }
     if (!targets) return 0;
     const real *logits = r->slots + prog->slots[prog->logits_slot].offset;
-    return CB_FN(cb_crossentropy_forward)(r->losses, r->lse, logits, targets, N, prog->vocab_size);
+    const double t0 = clock_s(r);
+    const real loss = CB_FN(cb_crossentropy_forward)(r->losses, r->lse, logits, targets, N, prog->vocab_size);
+    add_time(r, CB_RUN_T_LOSS_FWD(prog), t0);
+    return loss;
 }
 
 void CB_FN(cb_run_backward)(run_t *r, const cb_program *prog, const real *weights, real *grads) {
     const int B = prog->B, T = prog->T, N = B * T;
     real *w = (real *)weights;
+    double t0 = clock_s(r);
     memset(r->dslots, 0, prog->slot_elems * sizeof *r->dslots);
+    add_time(r, CB_RUN_T_ZERO(prog), t0);
     const real *logits = r->slots + prog->slots[prog->logits_slot].offset;
     real *dlogits = r->dslots + prog->slots[prog->logits_slot].offset;
+    t0 = clock_s(r);
     CB_FN(cb_crossentropy_backward)(dlogits, logits, r->lse, r->targets, N, prog->vocab_size, 1);
+    add_time(r, CB_RUN_T_LOSS_BWD(prog), t0);
     for (int i = prog->n_ops - 1; i >= 0; i--) {
         const cb_op *op = &prog->ops[i];
         const int *ins = prog->inputs + op->in_first;
@@ -207,6 +228,7 @@ void CB_FN(cb_run_backward)(run_t *r, const cb_program *prog, const real *weight
         size_t n_out = (size_t)N * prog->slots[op->out].width;
         const real *cos, *sin;
         rope_of(r, prog, op, &cos, &sin);
+        t0 = clock_s(r);
         switch (op->kind) {
         case CB_OP_EMBED:
             CB_FN(cb_embedding_backward)(G(grads, op, CB_P_WEIGHT), G(grads, op, CB_P_POS), dout, r->tokens, B,
@@ -276,6 +298,7 @@ void CB_FN(cb_run_backward)(run_t *r, const cb_program *prog, const real *weight
             break;
         }
         }
+        add_time(r, (size_t)prog->n_ops + (size_t)i, t0);
     }
 }
 

@@ -18,8 +18,16 @@
     T *losses;   /* (B*T) per-position loss */                                     \
     const int32_t *tokens, *targets; /* (B,T) of the last forward */              \
     uint64_t dropout_seed; /* set per step; dropout masks derive from it */       \
-    int training; /* 0: dropout off, no gradient arena needed */
+    int training; /* 0: dropout off, no gradient arena needed */                  \
+    double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) wall seconds (the caller's) \
+                           that every pass adds to: profiling (bench/cpu_step) */
 typedef struct cb_run { CB_RUN_FIELDS(float) } cb_run;
+/* The op_seconds layout: op i's forward at [i], its backward at [n_ops + i], then the
+ * loss's forward, the clearing of the slot gradients, and the loss's backward. */
+#define CB_RUN_TIMES(prog) (2 * (size_t)(prog)->n_ops + 3)
+#define CB_RUN_T_LOSS_FWD(prog) (2 * (size_t)(prog)->n_ops)
+#define CB_RUN_T_ZERO(prog) (2 * (size_t)(prog)->n_ops + 1)
+#define CB_RUN_T_LOSS_BWD(prog) (2 * (size_t)(prog)->n_ops + 2)
 typedef struct cb_run_f64 { CB_RUN_FIELDS(double) } cb_run_f64;
 
 /* Allocate the arenas for prog (dslots only when training) and fill the RoPE tables. */
