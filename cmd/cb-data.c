@@ -107,9 +107,11 @@ static int write_output(const char *path, const cb_bytes *out) {
     return cb_cli_close_stdout(TOOL);
 }
 
-static int cmd_encode(int argc, char **argv) {
+/* encode: text -> a JSON array of ids; decode: ids (JSON or whitespace separated) -> text.
+ * The same steps but the middle one, so one function. */
+static int cmd_convert(int argc, char **argv, int encode) {
     options o;
-    int st = parse_options(argc, argv, 1, &o);
+    int st = parse_options(argc, argv, encode, &o);
     if (st >= 0) return st;
     cb_error e;
     cb_error_clear(&e);
@@ -121,8 +123,14 @@ static int cmd_encode(int argc, char **argv) {
     int rc = cb_tokenizer_open(&t, o.tokenizer, &e);
     if (rc == CB_OK) {
         rc = cb_read_file(o.input, 0, &text, &len, &e);
-        if (rc == CB_OK) rc = cb_tokenizer_encode(&t, (const uint8_t *)text, len, o.special ? CB_TOK_SPECIAL : 0, &ids, &e);
-        if (rc == CB_OK) rc = cb_ids_format_json(ids.v, ids.n, &out, &e);
+        if (encode) {
+            if (rc == CB_OK)
+                rc = cb_tokenizer_encode(&t, (const uint8_t *)text, len, o.special ? CB_TOK_SPECIAL : 0, &ids, &e);
+            if (rc == CB_OK) rc = cb_ids_format_json(ids.v, ids.n, &out, &e);
+        } else {
+            if (rc == CB_OK) rc = cb_ids_parse(text, len, strcmp(o.input, "-") ? o.input : "<stdin>", &t, &ids, &e);
+            if (rc == CB_OK) rc = cb_tokenizer_decode(&t, ids.v, ids.n, &out, &e);
+        }
         cb_tokenizer_free(&t);
     }
     free(text);
@@ -132,30 +140,8 @@ static int cmd_encode(int argc, char **argv) {
     return st;
 }
 
-static int cmd_decode(int argc, char **argv) {
-    options o;
-    int st = parse_options(argc, argv, 0, &o);
-    if (st >= 0) return st;
-    cb_error e;
-    cb_error_clear(&e);
-    cb_tokenizer t;
-    char *text = NULL;
-    size_t len = 0;
-    cb_ids ids = {0};
-    cb_bytes out = {0};
-    int rc = cb_tokenizer_open(&t, o.tokenizer, &e);
-    if (rc == CB_OK) {
-        rc = cb_read_file(o.input, 0, &text, &len, &e);
-        if (rc == CB_OK) rc = cb_ids_parse(text, len, strcmp(o.input, "-") ? o.input : "<stdin>", &t, &ids, &e);
-        if (rc == CB_OK) rc = cb_tokenizer_decode(&t, ids.v, ids.n, &out, &e);
-        cb_tokenizer_free(&t);
-    }
-    free(text);
-    cb_ids_free(&ids);
-    st = rc == CB_OK ? write_output(o.output, &out) : cb_cli_report(TOOL, &e);
-    cb_bytes_free(&out);
-    return st;
-}
+static int cmd_encode(int argc, char **argv) { return cmd_convert(argc, argv, 1); }
+static int cmd_decode(int argc, char **argv) { return cmd_convert(argc, argv, 0); }
 
 /* A number option: the whole argument must parse. */
 static int parse_number(const char *cmd, const char *opt, const char *arg, double lo, double hi, double *out) {
