@@ -1,6 +1,8 @@
 /* bench/kernels_decode.c: throughput of the decoding kernels per storage kind against the
  * machine's memory bandwidth: matvec over a weight matrix larger than the last-level cache,
- * and decode attention of one token over a long KV cache (Llama 3.2 1B's layer shape).
+ * and decode attention of one token over a long KV cache: one layer of Llama 3.2 1B's shape
+ * (GQA), then the 12 layers of the 110M shape (standard attention, 12 heads of 64), each
+ * layer its own cache, so that a step reads what a decode step reads and not L3.
  *   build/rel/bench/kernels_decode [ROWS COLS CONTEXT]   (default 8192 4096 4096)
  * Prints, for 1 thread and for all threads, the best of 5 runs: time, GB/s of stored bytes
  * read, and that as a share of a plain f32 streaming read (the bandwidth reference). */
@@ -151,6 +153,64 @@ int main(int argc, char **argv) {
         }
         printf("\n");
         cb_layer_cache_free(&c);
+    }
+    free(scratch);
+
+    // decode attention, 110M shape: 12 layers, standard 12 heads of 64, one token at the end
+    enum { LAYERS_110M = 12 };
+    cb_attention_config std = {0};
+    std.mode = CB_ATTENTION_STANDARD;
+    std.d_model = 768;
+    std.n_heads = std.n_kv_heads = 12;
+    std.head_dim = 64;
+    std.rope_enabled = true;
+    std.is_causal = true;
+    free(kv);
+    const size_t n110 = (size_t)context * 768 + LAYERS_110M * 64;
+    kv = malloc(sizeof(float) * n110);
+    if (!kv) {
+        fprintf(stderr, "kernels_decode: out of memory\n");
+        return 4;
+    }
+    for (size_t i = 0; i < n110; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        kv[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
+    }
+    scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&std, 1, context, NULL));
+    printf("\ndecode attention, %d layers of 12 heads of 64 (110M), one token over %d cached\n", LAYERS_110M,
+           context);
+    printf("%-6s %9s %8s %9s %9s %8s %9s %9s\n", "kind", "MB", "ms/1t", "GB/s/1t", "%bw/1t",
+           "ms/all", "GB/s/all", "%bw/all");
+    for (int k = 0; k < CB_KV_COUNT; k++) {
+        cb_layer_cache c[LAYERS_110M];
+        cb_kv_kinds kinds = {(cb_kv_kind)k, (cb_kv_kind)k, (cb_kv_kind)k};
+        double bytes = 0;
+        for (int l = 0; l < LAYERS_110M; l++) {
+            // each layer a different window of the random floats, so no two caches are alike
+            const float *src = kv + (size_t)l * 64; // (context, 768) from float l*64 on
+            if (cb_layer_cache_init(&c[l], &std, &kinds, context, &e) != CB_OK ||
+                cb_layer_cache_append(&c[l], src, NULL, src + 32, context, &e) != CB_OK) {
+                fprintf(stderr, "kernels_decode: %s\n", e.msg);
+                return e.code;
+            }
+            bytes += (double)cb_layer_cache_bytes(&c[l]).payload;
+        }
+        printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
+        for (int ti = 0; ti < 2; ti++) {
+            omp_set_num_threads(threads[ti]);
+            double best = 1e30;
+            for (int rep = 0; rep < 5; rep++) {
+                double t0 = now();
+                for (int l = 0; l < LAYERS_110M; l++)
+                    cb_attention_decode(out, q, NULL, NULL, &c[l], &std, context - 1, 1, NULL, scratch);
+                double t = now() - t0;
+                sink += out[0];
+                if (t < best) best = t;
+            }
+            printf(" %8.3f %9.2f %8.0f%%", best * 1e3, bytes / best / 1e9, 100 * bytes / best / 1e9 / bw[ti]);
+        }
+        printf("\n");
+        for (int l = 0; l < LAYERS_110M; l++) cb_layer_cache_free(&c[l]);
     }
     fprintf(stderr, "(checksum %g)\n", (double)sink);
     free(kv); free(q); free(out); free(scratch); free(x); free(y);
