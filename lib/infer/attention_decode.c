@@ -175,9 +175,11 @@ AD_INLINE __m512 unit_raw(const cb_kv_kind K, const unsigned char *blk, int p) {
     case CB_KV_Q8_0:
         return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)(((const cb_block_q8_0 *)blk)->qs + 16 * p))));
     case CB_KV_Q4_0: { // byte j: value j in its low nibble, value j + 16 in its high one
+        // nibble -> q - 8 as a float by one permute of the 16 values (not subtract, convert)
+        const __m512 levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
         __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const cb_block_q4_0 *)blk)->qs));
         w = p ? _mm512_srli_epi32(w, 4) : _mm512_and_si512(w, _mm512_set1_epi32(0x0f));
-        return _mm512_cvtepi32_ps(_mm512_sub_epi32(w, _mm512_set1_epi32(8)));
+        return _mm512_permutexvar_ps(w, levels);
     }
     default: { // nf4, byte j: value j in its low nibble, value j + 32 in its high one
         __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(((const cb_block_nf4 *)blk)->qs + 16 * (p & 1))));

@@ -151,10 +151,11 @@ static inline __attribute__((always_inline)) __m512 block_products16(cb_kv_kind 
     }
     const __m512i low = _mm512_set1_epi32(0x0f);
     if (k == CB_KV_Q4_0) { // byte j: value j in its low nibble, value j + 16 in its high one
-        const __m512i eight = _mm512_set1_epi32(8);
+        // nibble -> q - 8 as a float by one permute of the 16 values (not subtract, convert)
+        const __m512 levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
         const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const cb_block_q4_0 *)blk)->qs));
-        const __m512 v0 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_and_si512(w, low), eight));
-        const __m512 v1 = _mm512_cvtepi32_ps(_mm512_sub_epi32(_mm512_srli_epi32(w, 4), eight));
+        const __m512 v0 = _mm512_permutexvar_ps(_mm512_and_si512(w, low), levels);
+        const __m512 v1 = _mm512_permutexvar_ps(_mm512_srli_epi32(w, 4), levels);
         return _mm512_fmadd_ps(v1, _mm512_loadu_ps(x + 16), _mm512_mul_ps(v0, _mm512_loadu_ps(x)));
     }
     // nf4, byte j: value j in its low nibble, value j + 32 in its high one
@@ -548,9 +549,10 @@ ALWAYS_INLINE __m512 unit_part16(const int K, const void *row, size_t u, int p, 
         return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i *)qs))));
     }
     case CB_KV_Q4_0: { // byte j: value j in its low nibble, value j + 16 in its high one
+        const __m512 levels = _mm512_setr_ps(-8, -7, -6, -5, -4, -3, -2, -1, 0, 1, 2, 3, 4, 5, 6, 7);
         __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)((const cb_block_q4_0 *)row)[u].qs));
         w = p ? _mm512_srli_epi32(w, 4) : _mm512_and_si512(w, low);
-        return _mm512_mul_ps(d, _mm512_cvtepi32_ps(_mm512_sub_epi32(w, _mm512_set1_epi32(8))));
+        return _mm512_mul_ps(d, _mm512_permutexvar_ps(w, levels));
     }
     default: { // nf4, byte j: value j in its low nibble, value j + 32 in its high one
         const uint8_t *qs = ((const cb_block_nf4 *)row)[u].qs + 16 * (p & 1);
