@@ -267,10 +267,12 @@ static void matvec_n_item(void *ctx, int item) {
     const cb_weight_matrix *W = j->W;
     const int rows = W->rows, cols = W->cols, n = j->n;
     const int r0 = item * j->rows_per, r1 = r0 + j->rows_per < rows ? r0 + j->rows_per : rows;
+    const size_t ahead = prefetch_ahead(W->row_bytes);
     int r = r0;
 #if ROWS4
     if (rows4_ok(W, n)) {
         for (; r + 4 <= r1; r += 4) {
+            prefetch_bytes((const unsigned char *)row_of(W, r) + ahead, 4 * W->row_bytes);
             rows4(W, n, j->y + r, (size_t)rows, row_of(W, r), j->x);
             if (j->bias)
                 for (int i = 0; i < n; i++)
@@ -282,6 +284,7 @@ static void matvec_n_item(void *ctx, int item) {
         const size_t ldq = j->nb * CB_ACT_BLOCK;
         for (; r < r1; r++) {
             float out[8];
+            prefetch_bytes((const unsigned char *)row_of(W, r) + ahead, W->row_bytes);
             for (int i0 = 0; i0 < n; i0 += 8) {
                 const int m = n - i0 < 8 ? n - i0 : 8;
                 cb_q8_0_dot_i16_m(out, row_of(W, r), j->xq + (size_t)i0 * ldq, ldq, j->xd + (size_t)i0 * j->nb,
@@ -294,6 +297,7 @@ static void matvec_n_item(void *ctx, int item) {
     for (; r < r1; r++) {
         float out[TOKENS_PER_ROW_PASS];
         const void *row = row_of(W, r);
+        prefetch_bytes((const unsigned char *)row + ahead, W->row_bytes);
         for (int i0 = 0; i0 < n; i0 += TOKENS_PER_ROW_PASS) {
             const int m = n - i0 < TOKENS_PER_ROW_PASS ? n - i0 : TOKENS_PER_ROW_PASS;
             cb_kv_dot_m(W->kind, out, row, j->x + (size_t)i0 * cols, (size_t)cols, (size_t)cols, m);
