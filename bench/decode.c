@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bandwidth.h"
 #include "core/diag.h"
 #include "data/dataset.h"
 #include "infer/generate.h"
@@ -59,54 +60,15 @@ static const char MANIFEST[] =
 #define MAX_KINDS 8
 #define STREAM_FLOATS ((size_t)128 << 20) /* 512 MiB: 16x the 32 MiB L3 */
 
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void die(const char *what, const cb_error *e) {
     fprintf(stderr, "decode: %s: %s%s%s\n", what, e->where, e->where[0] ? ": " : "", e->msg);
     exit(e->code ? e->code : 4);
 }
 
-/* ---- memory bandwidth ---- */
+/* ---- memory bandwidth: bench/bandwidth.h ---- */
 
-/* One thread's share of a streaming sum: floats [part * n / parts, (part + 1) * n / parts)
- * of x, 32 partial sums so the adds' latency does not bound it. */
-typedef struct stream_job {
-    const float *x;
-    size_t n;
-    int parts;
-    float sums[64];
-} stream_job;
-
-static void stream_part(void *ctx, int part) {
-    stream_job *j = ctx;
-    const size_t i0 = j->n / 32 * part / j->parts, i1 = j->n / 32 * (part + 1) / j->parts;
-    float acc[32] = {0};
-    for (size_t i = i0; i < i1; i++) {
-        #pragma omp simd
-        for (int l = 0; l < 32; l++) acc[l] += j->x[i * 32 + l];
-    }
-    float total = 0;
-    for (int l = 0; l < 32; l++) total += acc[l];
-    j->sums[part] = total;
-}
-
-/* GB/s of the best of 5 streaming sums over x (n floats, n a multiple of 32), one
- * contiguous part per thread of the pool the decoder uses (infer/parallel.h). */
 static double stream_gbs(const float *x, size_t n, float *sink) {
-    stream_job j = {x, n, cb_parallel_threads(), {0}};
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
-        cb_parallel_for(j.parts, stream_part, &j);
-        double t = now() - t0;
-        for (int p = 0; p < j.parts; p++) *sink += j.sums[p];
-        if (t < best) best = t;
-    }
-    return (double)n * sizeof(float) / best / 1e9;
+    return bench_stream_gbs(x, n, cb_parallel_threads(), sink);
 }
 
 /* ---- bytes one decode step reads ---- */
@@ -333,9 +295,9 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
     double *tps = malloc(sizeof *tps * (size_t)repeats), *frac = malloc(sizeof *frac * (size_t)repeats);
     double *bw = malloc(sizeof *bw * (size_t)(repeats + 1));
     random_tokens(prompt, context, s.vocab, 0x9E3779B97F4A7C15ULL + (unsigned)context);
-    double t0 = now();
+    double t0 = bench_now();
     if (cb_session_prefill(&s, prompt, context, logits, &e) != CB_OK) die("prefill", &e);
-    r.prefill_s = now() - t0;
+    r.prefill_s = bench_now() - t0;
     const int32_t first = cb_argmax(logits, s.vocab);
     r.weight_bytes = weight_bytes_per_token(&s);
     // step i (0-based) attends to context + i + 1 keys
@@ -345,12 +307,12 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
     for (int rep = 0; rep < repeats; rep++) {
         cb_session_truncate(&s, context);
         int32_t tok = first;
-        double t1 = now();
+        double t1 = bench_now();
         for (int i = 0; i < steps; i++) {
             if (cb_session_forward(&s, &tok, 1, logits, 0, &e) != CB_OK) die("decode", &e);
             tok = cb_argmax(logits, s.vocab);
         }
-        tps[rep] = steps / (now() - t1);
+        tps[rep] = steps / (bench_now() - t1);
         *sink += (float)tok;
         bw[rep + 1] = stream_gbs(stream, STREAM_FLOATS, sink);
         frac[rep] = tps[rep] / (0.5 * (bw[rep] + bw[rep + 1]) * 1e9 / bytes);
@@ -384,9 +346,9 @@ static double pass_ms(cb_session *s, int n, int all_rows) {
     random_tokens(tok, n, s->vocab, 777);
     const int len = s->len;
     for (int r = 0; r < REPS; r++) {
-        double t0 = now();
+        double t0 = bench_now();
         if (cb_session_forward(s, tok, n, logits, all_rows, &e) != CB_OK) die("pass", &e);
-        t[r] = (now() - t0) * 1e3;
+        t[r] = (bench_now() - t0) * 1e3;
         cb_session_truncate(s, len);
     }
     free(logits);

@@ -4,45 +4,19 @@
  * (GQA), then the 12 layers of the 110M shape (standard attention, 12 heads of 64), each
  * layer its own cache, so that a step reads what a decode step reads and not L3.
  *   build/rel/bench/kernels_decode [ROWS COLS CONTEXT]   (default 8192 4096 4096)
- * Prints, for 1 thread and for all threads, the best of 5 runs: time, GB/s of stored bytes
- * read, and that as a share of a plain f32 streaming read (the bandwidth reference). */
+ * Prints, for 1 thread and for all threads (OMP_NUM_THREADS, the decoding pool's; the 1-thread
+ * column runs the pool's loops on the caller alone), the best of 5 runs: time, GB/s of
+ * stored bytes read, and that as a share of a streaming read on as many of the pool's
+ * threads (bench/bandwidth.h, the reference bench/decode uses too). */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
 
+#include "bandwidth.h"
 #include "infer/attention_decode.h"
 #include "infer/matvec.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-/* Best seconds of a streaming sum over n floats (the memory bandwidth reference). 32
- * independent partial sums, so the adds' latency does not bound it; n a multiple of 32. */
-static double stream_read(const float *x, size_t n, float *sink) {
-    double best = 1e30;
-    for (int rep = 0; rep < 5; rep++) {
-        double t0 = now();
-        float total = 0;
-        #pragma omp parallel reduction(+ : total)
-        {
-            float acc[32] = {0};
-            #pragma omp for schedule(static)
-            for (size_t i = 0; i < n / 32; i++) {
-                #pragma omp simd
-                for (int l = 0; l < 32; l++) acc[l] += x[i * 32 + l];
-            }
-            for (int l = 0; l < 32; l++) total += acc[l];
-        }
-        double t = now() - t0;
-        *sink += total;
-        if (t < best) best = t;
-    }
-    return best;
-}
+#include "infer/parallel.h"
 
 int main(int argc, char **argv) {
     int rows = 8192, cols = 4096, context = 4096;
@@ -59,6 +33,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     const int max_threads = omp_get_max_threads();
+    cb_parallel_threads(); // the decoding pool starts now, with all of them
     const size_t nw = (size_t)rows * cols;
     float *w = malloc(sizeof(float) * nw), *x = malloc(sizeof(float) * cols);
     float *y = malloc(sizeof(float) * rows), sink = 0;
@@ -76,7 +51,7 @@ int main(int argc, char **argv) {
     double bw[2];
     for (int ti = 0; ti < 2; ti++) {
         omp_set_num_threads(threads[ti]);
-        bw[ti] = (double)nw * 4 / stream_read(w, nw, &sink) / 1e9;
+        bw[ti] = bench_stream_gbs(w, nw, threads[ti], &sink);
         printf("stream read f32 %zu MB, %d thread(s): %.2f GB/s\n", nw * 4 >> 20, threads[ti], bw[ti]);
     }
     cb_error e;
@@ -93,11 +68,12 @@ int main(int argc, char **argv) {
         printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
         for (int ti = 0; ti < 2; ti++) {
             omp_set_num_threads(threads[ti]);
+            cb_parallel_set_serial(threads[ti] == 1);
             double best = 1e30;
             for (int rep = 0; rep < 5; rep++) {
-                double t0 = now();
+                double t0 = bench_now();
                 cb_matvec(y, &m, x, NULL);
-                double t = now() - t0;
+                double t = bench_now() - t0;
                 sink += y[0];
                 if (t < best) best = t;
             }
@@ -141,11 +117,12 @@ int main(int argc, char **argv) {
         printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
         for (int ti = 0; ti < 2; ti++) {
             omp_set_num_threads(threads[ti]);
+            cb_parallel_set_serial(threads[ti] == 1);
             double best = 1e30;
             for (int rep = 0; rep < 5; rep++) {
-                double t0 = now();
+                double t0 = bench_now();
                 cb_attention_decode(out, q, NULL, NULL, &c, &cfg, context - 1, 1, NULL, scratch);
-                double t = now() - t0;
+                double t = bench_now() - t0;
                 sink += out[0];
                 if (t < best) best = t;
             }
@@ -198,12 +175,13 @@ int main(int argc, char **argv) {
         printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
         for (int ti = 0; ti < 2; ti++) {
             omp_set_num_threads(threads[ti]);
+            cb_parallel_set_serial(threads[ti] == 1);
             double best = 1e30;
             for (int rep = 0; rep < 5; rep++) {
-                double t0 = now();
+                double t0 = bench_now();
                 for (int l = 0; l < LAYERS_110M; l++)
                     cb_attention_decode(out, q, NULL, NULL, &c[l], &std, context - 1, 1, NULL, scratch);
-                double t = now() - t0;
+                double t = bench_now() - t0;
                 sink += out[0];
                 if (t < best) best = t;
             }

@@ -66,6 +66,7 @@ static struct {
 } pool = {.caller = PTHREAD_MUTEX_INITIALIZER, .m = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 static pthread_once_t pool_once = PTHREAD_ONCE_INIT;
+static _Atomic int serial_only; /* cb_parallel_set_serial */
 static _Thread_local int in_item; /* a loop started from inside an item runs serially */
 
 /* Claim and run the items left in lane l of loop gen; returns the claims it ran. */
@@ -147,6 +148,8 @@ static void pool_start(void) {
     pthread_attr_destroy(&attr);
 }
 
+void cb_parallel_set_serial(int serial) { atomic_store(&serial_only, serial != 0); }
+
 int cb_parallel_threads(void) {
     pthread_once(&pool_once, pool_start);
     return pool.threads;
@@ -155,7 +158,8 @@ int cb_parallel_threads(void) {
 void cb_parallel_for(int n, cb_parallel_fn fn, void *ctx) {
     if (n <= 0) return;
     pthread_once(&pool_once, pool_start);
-    if (n == 1 || pool.threads == 1 || in_item || pthread_mutex_trylock(&pool.caller) != 0) {
+    if (n == 1 || pool.threads == 1 || in_item || atomic_load_explicit(&serial_only, memory_order_relaxed) ||
+        pthread_mutex_trylock(&pool.caller) != 0) {
         for (int i = 0; i < n; i++) fn(ctx, i);
         return;
     }

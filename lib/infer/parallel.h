@@ -20,6 +20,11 @@ typedef void (*cb_parallel_fn)(void *ctx, int item);
  * another thread is in cb_parallel_for. */
 void cb_parallel_for(int n, cb_parallel_fn fn, void *ctx);
 
+/* serial != 0: the loops that follow run on the caller alone, in order, until it is called
+ * again with 0 (measuring one thread against all in one process: the pool keeps the
+ * threads it started with). */
+void cb_parallel_set_serial(int serial);
+
 /* Threads that run items, the caller included: omp_get_max_threads() when the pool starts
  * (OMP_NUM_THREADS), at most 64. Workers spin a while for the next loop, then sleep:
  * 50 us; OMP_WAIT_POLICY=passive 5 us (the gaps inside a decode step), active 5 ms. */
