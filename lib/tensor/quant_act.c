@@ -20,7 +20,16 @@ void cb_act_quantize_i16(int16_t *q, float *d, const float *x, size_t n) {
     for (size_t b = 0; b < nb; b++) {
         const size_t j0 = b * CB_ACT_BLOCK, cnt = n - j0 < CB_ACT_BLOCK ? n - j0 : CB_ACT_BLOCK;
         float amax = 0.0f;
-        for (size_t j = 0; j < cnt; j++) amax = fmaxf(amax, fabsf(x[j0 + j]));
+        int finite = 1;
+        for (size_t j = 0; j < cnt; j++) {
+            amax = fmaxf(amax, fabsf(x[j0 + j]));
+            finite &= isfinite(x[j0 + j]) != 0;
+        }
+        if (!finite) { // NaN or infinity: a NaN scale, so the products come out NaN as in f32
+            d[b] = NAN;
+            memset(q + j0, 0, CB_ACT_BLOCK * sizeof *q);
+            continue;
+        }
         const float id = amax > 0.0f ? 32767.0f / amax : 0.0f;
         d[b] = amax / 32767.0f;
         // |x * id| <= 32767 up to rounding of id: clamp so it can never wrap

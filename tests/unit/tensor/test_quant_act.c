@@ -73,3 +73,20 @@ TEST(q8_0_dot_i16_exact_blocks) {
     REPORT_DIFF("q8_0 x int16 dot vs exact block sums / sum |terms|", worst, 1e-6);
     EXPECT(worst <= 1e-6); // f32 rounding of the scales and of the adds only
 }
+
+/* A NaN or an infinity in the input makes its block's products NaN (as an f32 dot would be
+ * NaN or infinite), never an integer cast of a NaN. */
+TEST(act_quantize_non_finite) {
+    float x[64], w[64];
+    int16_t q[64];
+    float d[2];
+    cb_block_q8_0 row[2];
+    for (int j = 0; j < 64; j++) x[j] = w[j] = 0.25f;
+    x[5] = NAN;
+    x[40] = INFINITY;
+    cb_act_quantize_i16(q, d, x, 64);
+    EXPECT(isnan(d[0]) && isnan(d[1]));
+    for (int j = 0; j < 64; j++) EXPECT_EQ_INT(0, q[j]);
+    cb_kv_quantize_row(CB_KV_Q8_0, row, w, 64);
+    EXPECT(isnan(cb_q8_0_dot_i16(row, q, d, 2)));
+}
