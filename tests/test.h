@@ -70,4 +70,13 @@ extern char cb_test_why[1024];
 #define REPORT_DIFF(what, diff, tol) \
     fprintf(stderr, "  %-40s max diff %.3e (tol %.1e)\n", (what), (double)(diff), (double)(tol))
 
+/* A seeded xorshift64 stream for test data: uniform floats in [-1, 1) from its top 53 bits.
+ * Each test file keeps its own state, so its data do not depend on other files. */
+static inline float cb_test_urandf(unsigned long long *state) {
+    *state ^= *state << 13;
+    *state ^= *state >> 7;
+    *state ^= *state << 17;
+    return (float)((double)(*state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
+}
+
 #endif

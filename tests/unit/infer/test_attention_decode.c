@@ -11,12 +11,7 @@
 #include "layers/rope.h"
 
 static unsigned long long rng_state = 0xD1B54A32D192ED03ULL;
-static float urandf(void) { // uniform in [-1, 1)
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)
 
 static float *rand_buf(size_t n, float scale) {
     float *p = malloc(sizeof(float) * (n ? n : 1));

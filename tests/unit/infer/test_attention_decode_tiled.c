@@ -10,12 +10,7 @@
 #include "infer/attention_decode.h"
 
 static unsigned long long rng_state = 0x8C3F1A2B4D5E6F70ULL;
-static float urandf(void) { // uniform in [-1, 1)
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)
 
 static cb_attention_config standard(int H, int hd) {
     cb_attention_config c = {0};

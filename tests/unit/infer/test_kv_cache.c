@@ -8,12 +8,7 @@
 #include "infer/kv_cache.h"
 
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-static float urandf(void) { // uniform in [-1, 1)
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)
 
 static void fill(float *x, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] = urandf();

@@ -10,12 +10,7 @@
 #include "tensor/dtype.h"
 
 static unsigned long long rng_state = 0xBF58476D1CE4E5B9ULL;
-static float urandf(void) { // uniform in [-1, 1)
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)
 
 /* Largest error of a stored value of w[j], relative to the largest magnitude in its block
  * (test_quant.c derives these): fp16/bf16 relative to |w[j]| instead. */

@@ -11,12 +11,7 @@
 #include "tensor/quant_act.h"
 
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
-static float urandf(void) { // uniform in [-1, 1)
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return (float)((double)(rng_state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
-}
+static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)
 
 TEST(act_quantize_bounds) {
     const size_t n = 100; // 3 whole blocks and a partial one of 4 values
