@@ -97,17 +97,21 @@ static double weight_bytes_per_token(const cb_session *s) {
 
 /* ---- lists on the command line ---- */
 
+/* The storage kind named tok, or exit 2 naming it. */
+static cb_kv_kind kind_of_name(const char *tok) {
+    cb_kv_kind k;
+    if (!cb_kv_kind_from_name(tok, &k)) {
+        fprintf(stderr, "decode: unknown kind '%s'\n", tok);
+        exit(2);
+    }
+    return k;
+}
+
 static int parse_kinds(const char *arg, cb_kv_kind *out) {
     char buf[256];
     snprintf(buf, sizeof buf, "%s", arg);
     int n = 0;
-    for (char *tok = strtok(buf, ","); tok && n < MAX_KINDS; tok = strtok(NULL, ",")) {
-        if (!cb_kv_kind_from_name(tok, &out[n])) {
-            fprintf(stderr, "decode: unknown kind '%s'\n", tok);
-            exit(2);
-        }
-        n++;
-    }
+    for (char *tok = strtok(buf, ","); tok && n < MAX_KINDS; tok = strtok(NULL, ",")) out[n++] = kind_of_name(tok);
     return n;
 }
 
@@ -128,11 +132,7 @@ static int parse_drafts(const char *arg, cb_kv_kind *kinds, int *layers) {
                 exit(2);
             }
         }
-        if (!cb_kv_kind_from_name(tok, &kinds[n])) {
-            fprintf(stderr, "decode: unknown kind '%s'\n", tok);
-            exit(2);
-        }
-        n++;
+        kinds[n++] = kind_of_name(tok);
     }
     return n;
 }

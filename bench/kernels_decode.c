@@ -18,6 +18,61 @@
 #include "infer/matvec.h"
 #include "infer/parallel.h"
 
+/* ---- one row of a table: a kernel timed on one thread and on all ---- */
+
+typedef void (*kernel_fn)(void *ctx);
+
+/* Prints the best of 5 calls of fn(ctx) on threads[0] (one: the pool's loops on the caller)
+ * and on threads[1]: ms, GB/s of `bytes`, and that as a share of the bandwidth bw[t]. */
+static void print_timings(kernel_fn fn, void *ctx, double bytes, const int *threads, const double *bw,
+                          const char *ms_format) {
+    for (int ti = 0; ti < 2; ti++) {
+        omp_set_num_threads(threads[ti]);
+        cb_parallel_set_serial(threads[ti] == 1);
+        double best = 1e30;
+        for (int rep = 0; rep < 5; rep++) {
+            double t0 = bench_now();
+            fn(ctx);
+            double t = bench_now() - t0;
+            if (t < best) best = t;
+        }
+        printf(ms_format, best * 1e3);
+        printf(" %9.2f %8.0f%%", bytes / best / 1e9, 100 * bytes / best / 1e9 / bw[ti]);
+    }
+    cb_parallel_set_serial(0);
+    printf("\n");
+}
+
+typedef struct matvec_call {
+    float *y;
+    const cb_weight_matrix *m;
+    const float *x;
+    float sink;
+} matvec_call;
+
+static void run_matvec(void *ctx) {
+    matvec_call *c = ctx;
+    cb_matvec(c->y, c->m, c->x, NULL);
+    c->sink += c->y[0];
+}
+
+/* One new token at position context - 1 against `layers` caches in turn. */
+typedef struct attention_call {
+    float *out, *scratch;
+    const float *q;
+    const cb_layer_cache *caches;
+    const cb_attention_config *cfg;
+    int layers, context;
+    float sink;
+} attention_call;
+
+static void run_attention(void *ctx) {
+    attention_call *c = ctx;
+    for (int l = 0; l < c->layers; l++)
+        cb_attention_decode(c->out, c->q, NULL, NULL, &c->caches[l], c->cfg, c->context - 1, 1, NULL, c->scratch);
+    c->sink += c->out[0];
+}
+
 int main(int argc, char **argv) {
     int rows = 8192, cols = 4096, context = 4096;
     if (argc == 4) {
@@ -66,20 +121,9 @@ int main(int argc, char **argv) {
         }
         const double bytes = (double)cb_weight_matrix_bytes(&m);
         printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
-        for (int ti = 0; ti < 2; ti++) {
-            omp_set_num_threads(threads[ti]);
-            cb_parallel_set_serial(threads[ti] == 1);
-            double best = 1e30;
-            for (int rep = 0; rep < 5; rep++) {
-                double t0 = bench_now();
-                cb_matvec(y, &m, x, NULL);
-                double t = bench_now() - t0;
-                sink += y[0];
-                if (t < best) best = t;
-            }
-            printf(" %8.2f %9.2f %8.0f%%", best * 1e3, bytes / best / 1e9, 100 * bytes / best / 1e9 / bw[ti]);
-        }
-        printf("\n");
+        matvec_call call = {y, &m, x, 0};
+        print_timings(run_matvec, &call, bytes, threads, bw, " %8.2f");
+        sink += call.sink;
         cb_weight_matrix_free(&m);
     }
     free(w);
@@ -115,20 +159,9 @@ int main(int argc, char **argv) {
         }
         const double bytes = (double)cb_layer_cache_bytes(&c).payload;
         printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
-        for (int ti = 0; ti < 2; ti++) {
-            omp_set_num_threads(threads[ti]);
-            cb_parallel_set_serial(threads[ti] == 1);
-            double best = 1e30;
-            for (int rep = 0; rep < 5; rep++) {
-                double t0 = bench_now();
-                cb_attention_decode(out, q, NULL, NULL, &c, &cfg, context - 1, 1, NULL, scratch);
-                double t = bench_now() - t0;
-                sink += out[0];
-                if (t < best) best = t;
-            }
-            printf(" %8.3f %9.2f %8.0f%%", best * 1e3, bytes / best / 1e9, 100 * bytes / best / 1e9 / bw[ti]);
-        }
-        printf("\n");
+        attention_call call = {out, scratch, q, &c, &cfg, 1, context, 0};
+        print_timings(run_attention, &call, bytes, threads, bw, " %8.3f");
+        sink += call.sink;
         cb_layer_cache_free(&c);
     }
     free(scratch);
@@ -173,21 +206,9 @@ int main(int argc, char **argv) {
             bytes += (double)cb_layer_cache_bytes(&c[l]).payload;
         }
         printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
-        for (int ti = 0; ti < 2; ti++) {
-            omp_set_num_threads(threads[ti]);
-            cb_parallel_set_serial(threads[ti] == 1);
-            double best = 1e30;
-            for (int rep = 0; rep < 5; rep++) {
-                double t0 = bench_now();
-                for (int l = 0; l < LAYERS_110M; l++)
-                    cb_attention_decode(out, q, NULL, NULL, &c[l], &std, context - 1, 1, NULL, scratch);
-                double t = bench_now() - t0;
-                sink += out[0];
-                if (t < best) best = t;
-            }
-            printf(" %8.3f %9.2f %8.0f%%", best * 1e3, bytes / best / 1e9, 100 * bytes / best / 1e9 / bw[ti]);
-        }
-        printf("\n");
+        attention_call call = {out, scratch, q, c, &std, LAYERS_110M, context, 0};
+        print_timings(run_attention, &call, bytes, threads, bw, " %8.3f");
+        sink += call.sink;
         for (int l = 0; l < LAYERS_110M; l++) cb_layer_cache_free(&c[l]);
     }
     fprintf(stderr, "(checksum %g)\n", (double)sink);
