@@ -20,6 +20,7 @@
 #include <string.h>
 
 #include "infer/parallel.h"
+#include "tensor/quant_act.h"
 #include "tensor/quant_dot.h"
 
 /* The tiled path (standard attention: one query head per kv head) needs AVX-512; without
@@ -77,6 +78,7 @@ static size_t item_floats(const decode_dims *m, int L) {
  * does not either. */
 #define KEY_PIECE 256
 #define MIN_ITEMS 8 /* heads are split as well until a query has this many items */
+#define TMP_FLOATS (8 * 16 + 8) /* a head's partials of 8 keys (or units), and 16 fp16 scales */
 
 typedef struct piece_split { int pieces, heads_per, groups; } piece_split;
 
@@ -90,11 +92,16 @@ static piece_split split_of(int H, int nk) {
     return p;
 }
 
-/* Floats of one piece item: scaled queries (hp, dr), scores (hp, KEY_PIECE), output (hp,
- * dv), max and sum (hp each), partial scores (hp, 8, 16). */
+/* Floats of one piece item: scores (hp, KEY_PIECE), output (hp, dv), max and sum (hp
+ * each), partial scores and their key scales (hp, 8 * 16 + 8). */
 static size_t piece_floats(const decode_dims *m, int hp) {
-    return (size_t)hp * ((size_t)m->dr + KEY_PIECE + m->dv + 2 + 8 * 16);
+    return (size_t)hp * ((size_t)KEY_PIECE + m->dv + 2 + TMP_FLOATS);
 }
+
+/* Floats of the query as all pieces read it, before the pieces: scaled (H, dr), then as
+ * integer blocks (H, QUERY_INT_FLOATS, an int_query each). */
+#define QUERY_INT_FLOATS 104 /* = sizeof(int_query) / sizeof(float), checked there */
+static size_t query_floats(const decode_dims *m) { return (size_t)m->H * ((size_t)m->dr + QUERY_INT_FLOATS); }
 
 size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, int kv_len,
                                         const cb_decode_plan *plan) {
@@ -103,7 +110,7 @@ size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, i
     if (n != 1 || m.group != 1 || m.ds != 0) return general;
     // one query may go the tiled way, split over keys
     piece_split sp = split_of(m.H, keys_max(plan, kv_len));
-    size_t pieces = (size_t)sp.pieces * sp.groups * piece_floats(&m, sp.heads_per);
+    size_t pieces = query_floats(&m) + (size_t)sp.pieces * sp.groups * piece_floats(&m, sp.heads_per);
     return pieces > general ? pieces : general;
 }
 
@@ -303,6 +310,160 @@ AD_INLINE void values_rows(const cb_kv_kind K, const int NU, float *o, const flo
         }
 }
 
+#if defined(__AVX512VNNI__)
+#define AD_INT_SCORES 1
+#else
+#define AD_INT_SCORES 0
+#endif
+
+#if AD_INT_SCORES
+/* Integer scores for q8_0 and q4_0 keys. Widening each stored byte to f32 (sign-extend or
+ * nibble lookup, convert, multiply-add) made these kernels compute-bound at about 20 cycles
+ * a key and head of 64, below what the memory feeds. Here the query is quantised once per
+ * piece to int16 blocks (cb_act_quantize_i16: d = amax / 32767, so a score moves by at most
+ * sum_j |k_j| d(block of j) / 2) and split into a signed high byte and an unsigned low byte,
+ * v = 256 hi + lo, and a key's bytes go straight into vpdpbusd (unsigned x signed bytes, four
+ * products summed into each int32 lane): 256 (k_u . hi) + (lo . k_s), with k_u the key as
+ * unsigned bytes (q8_0: k + 128; q4_0: the nibble itself, k + 8), so the sum is k . v plus
+ * a per-block constant of the query (corr) taken off after the reduction. A unit is 64
+ * values, two blocks, one zmm of key bytes; 8 units' int32 lanes are reduced together to
+ * their 16 block sums, scaled by the gathered key scales and the query's. The sums are
+ * exact in int32: |k . v| <= 32 * 128 * 32767 per block, corr <= 32768 * 32 * 128. */
+typedef struct int_query {
+    int8_t hi[128]; /* dr <= 128 */
+    uint8_t lo[128];
+    float dq[16];    /* per lane of a reduced tile: the query block's scale */
+    int32_t corr[16]; /* per lane: the block's constant, sum_j k_u,j v_j - k_j v_j */
+    float dq_block[4];
+    int32_t corr_block[4];
+} int_query;
+#define INT_QUERY_FLOATS (sizeof(int_query) / sizeof(float))
+static_assert(INT_QUERY_FLOATS == QUERY_INT_FLOATS, "query_floats keeps an int_query a head");
+
+/* Lane l of a tile reduced by reduce_units holds block (l / 4) % 2 of unit (l / 8) * 4 + l % 4. */
+AD_INLINE int lane_unit(int l) { return (l / 8) * 4 + l % 4; }
+AD_INLINE int lane_block(int l) { return (l / 4) % 2; }
+
+/* q (dr, scaled) of one head -> iq, for keys of kind K, heads of dr = 64 U values. */
+static void int_query_init(int_query *iq, const float *q, int dr, cb_kv_kind K) {
+    int16_t v[128];
+    float d[4];
+    cb_act_quantize_i16(v, d, q, (size_t)dr);
+    int32_t sum_hi[4] = {0}, sum_v[4] = {0};
+    for (int t = 0; t < dr; t++) {
+        const int lo = (uint16_t)v[t] & 0xff, hi = (v[t] - lo) / 256;
+        iq->hi[t] = (int8_t)hi;
+        iq->lo[t] = (uint8_t)lo;
+        sum_hi[t / 32] += hi;
+        sum_v[t / 32] += v[t];
+    }
+    const int U = dr / 64;
+    for (int b = 0; b < dr / 32; b++) {
+        iq->dq_block[b] = d[b];
+        iq->corr_block[b] = K == CB_KV_Q8_0 ? 32768 * sum_hi[b] : 8 * sum_v[b];
+    }
+    for (int l = 0; l < 16; l++) {
+        const int qb = 2 * (lane_unit(l) % U) + lane_block(l);
+        iq->dq[l] = iq->dq_block[qb];
+        iq->corr[l] = iq->corr_block[qb];
+    }
+}
+
+/* The int32 lanes of one unit (two blocks at kp) against the query's bytes hi, lo: lanes
+ * 0-7 sum to block 0's 256 (k_u . hi) + (lo . k), lanes 8-15 to block 1's. */
+AD_INLINE __m512i unit_int(const cb_kv_kind K, const unsigned char *kp, __m512i hi, __m512i lo) {
+    __m512i ku, ks;
+    if (K == CB_KV_Q8_0) { // [qs of block 0, qs of block 1], 34-byte blocks
+        ks = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)(kp + 2))),
+                                _mm256_loadu_si256((const __m256i *)(kp + 36)), 1);
+        ku = _mm512_xor_si512(ks, _mm512_set1_epi8((char)0x80));
+    } else { // q4_0, 18-byte blocks: [block 0 low nibbles, high ones, block 1 low, high]
+        __m512i x = _mm512_broadcast_i32x4(_mm_loadu_si128((const __m128i *)(kp + 2)));
+        x = _mm512_mask_broadcast_i32x4(x, 0xFF00, _mm_loadu_si128((const __m128i *)(kp + 20)));
+        x = _mm512_mask_srli_epi16(x, 0xFF00FF00u, x, 4);
+        ku = ks = _mm512_and_si512(x, _mm512_set1_epi8(0x0f));
+    }
+    const __m512i a = _mm512_slli_epi32(_mm512_dpbusd_epi32(_mm512_setzero_si512(), ku, hi), 8);
+    return _mm512_dpbusd_epi32(a, lo, ks);
+}
+
+/* 8 units' lanes (u[0..7]) -> one vector: lane l the sum of block lane_block(l) of unit
+ * lane_unit(l). */
+AD_INLINE __m512i reduce_units(const __m512i *u) {
+    __m512i c[4], d[2];
+    #pragma GCC unroll 4
+    for (int i = 0; i < 4; i++)
+        c[i] = _mm512_add_epi32(_mm512_unpacklo_epi32(u[2 * i], u[2 * i + 1]),
+                                _mm512_unpackhi_epi32(u[2 * i], u[2 * i + 1]));
+    #pragma GCC unroll 2
+    for (int i = 0; i < 2; i++)
+        d[i] = _mm512_add_epi32(_mm512_unpacklo_epi64(c[2 * i], c[2 * i + 1]),
+                                _mm512_unpackhi_epi64(c[2 * i], c[2 * i + 1]));
+    return _mm512_add_epi32(_mm512_shuffle_i32x4(d[0], d[1], 0x88), _mm512_shuffle_i32x4(d[0], d[1], 0xDD));
+}
+
+/* Scores of nh heads over nk keys of kind K (q8_0 or q4_0), heads of 64 U values, the
+ * queries as int_query (nh). One head at a time down a tile of 8 / U keys, its 8 units'
+ * lanes in registers (the tile's rows are prefetched first, so the walk down rows reads
+ * L1). */
+AD_INLINE void scores_rows_int(const cb_kv_kind K, const int U, float *S, size_t ldS, const int_query *iq,
+                               const unsigned char *k0, size_t row_stride, size_t head_stride, int nh, int nk) {
+    const int KT = 8 / U; // keys per tile
+    const size_t bb = K == CB_KV_Q8_0 ? sizeof(cb_block_q8_0) : sizeof(cb_block_q4_0);
+    const size_t ahead = prefetch_ahead(row_stride);
+    int j = 0;
+    for (; j + KT <= nk; j += KT) {
+        for (int t = 0; t < KT; t++) prefetch_row(k0 + (size_t)(j + t) * row_stride + ahead, (size_t)nh * head_stride);
+        for (int h = 0; h < nh; h++) {
+            const unsigned char *base = k0 + (size_t)j * row_stride + (size_t)h * head_stride;
+            __m512i u[8], hi[2], lo[2];
+            uint16_t scales[16]; // each lane's key block scale, where reduce_units puts its sum
+            #pragma GCC unroll 2
+            for (int uu = 0; uu < U; uu++) {
+                hi[uu] = _mm512_loadu_si512(iq[h].hi + 64 * uu);
+                lo[uu] = _mm512_loadu_si512(iq[h].lo + 64 * uu);
+            }
+            #pragma GCC unroll 8
+            for (int i = 0; i < 8; i++) {
+                const unsigned char *kp = base + (size_t)(i / U) * row_stride + (size_t)(i % U) * 2 * bb;
+                u[i] = unit_int(K, kp, hi[i % U], lo[i % U]);
+                const int l = (i / 4) * 8 + i % 4;
+                memcpy(scales + l, kp, 2);
+                memcpy(scales + l + 4, kp + bb, 2);
+            }
+            const __m512i r = _mm512_sub_epi32(reduce_units(u), _mm512_loadu_si512(iq[h].corr));
+            const __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)scales)),
+                                               _mm512_loadu_ps(iq[h].dq));
+            const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(r), scale);
+            // 128-bit lanes: [units 0-3 block 0, block 1, units 4-7 block 0, block 1]
+            const __m512 g = _mm512_add_ps(_mm512_shuffle_f32x4(f, f, 0x88), _mm512_shuffle_f32x4(f, f, 0xDD));
+            float *s = S + (size_t)h * ldS + j;
+            if (U == 1) _mm256_storeu_ps(s, _mm512_castps512_ps256(g)); // unit t = key t
+            else { // units 2t, 2t + 1 = key t
+                const __m256 g8 = _mm512_castps512_ps256(g);
+                _mm_storeu_ps(s, _mm_hadd_ps(_mm256_castps256_ps128(g8), _mm256_extractf128_ps(g8, 1)));
+            }
+        }
+    }
+    for (; j < nk; j++) // the last keys one at a time
+        for (int h = 0; h < nh; h++) {
+            const unsigned char *kp = k0 + (size_t)j * row_stride + (size_t)h * head_stride;
+            float score = 0.0f;
+            for (int uu = 0; uu < U; uu++) {
+                int32_t lanes[16];
+                _mm512_storeu_si512(lanes, unit_int(K, kp + (size_t)uu * 2 * bb, _mm512_loadu_si512(iq[h].hi + 64 * uu),
+                                                    _mm512_loadu_si512(iq[h].lo + 64 * uu)));
+                for (int b = 0; b < 2; b++) {
+                    int32_t sum = -iq[h].corr_block[2 * uu + b];
+                    for (int l = 0; l < 8; l++) sum += lanes[8 * b + l];
+                    score += (float)sum * (block_scale(K, kp + (size_t)(2 * uu + b) * bb) * iq[h].dq_block[2 * uu + b]);
+                }
+            }
+            S[(size_t)h * ldS + j] = score;
+        }
+}
+#endif
+
 #define AD_KIND_CASES(CALL)                                \
     switch (kind) {                                        \
     case CB_KV_F32: CALL(CB_KV_F32); break;                \
@@ -313,12 +474,43 @@ AD_INLINE void values_rows(const cb_kv_kind K, const int NU, float *o, const flo
     default: CALL(CB_KV_NF4); break;                       \
     }
 
-static void scores_any(cb_kv_kind kind, float *S, size_t ldS, const float *q, int dr, const unsigned char *k0,
-                       size_t row_stride, size_t head_stride, int nh, int nk, float *tmp) {
+/* 1 when keys of this kind take the integer scores. */
+static int int_scores(cb_kv_kind kind) { return AD_INT_SCORES && (kind == CB_KV_Q8_0 || kind == CB_KV_Q4_0); }
+
+/* The queries q (nh, dr, scaled) as int_query (nh, QUERY_INT_FLOATS floats apart) for keys
+ * of this kind, where it takes the integer scores. */
+static void queries_int(cb_kv_kind kind, float *iq, const float *q, int dr, int nh) {
+#if AD_INT_SCORES
+    if (int_scores(kind))
+        for (int h = 0; h < nh; h++)
+            int_query_init((int_query *)(iq + (size_t)h * QUERY_INT_FLOATS), q + (size_t)h * dr, dr, kind);
+#else
+    (void)kind, (void)iq, (void)q, (void)dr, (void)nh;
+#endif
+}
+
+/* Scores of nh heads over nk keys of any kind: q (nh, dr) scaled, or iq from queries_int
+ * where the kind takes integer scores; tmp (nh, TMP_FLOATS). */
+static void scores_any(cb_kv_kind kind, float *S, size_t ldS, const float *q, const float *iq, int dr,
+                       const unsigned char *k0, size_t row_stride, size_t head_stride, int nh, int nk, float *tmp) {
+#if AD_INT_SCORES
+    if (int_scores(kind)) {
+        const int_query *qi = (const int_query *)iq;
+        if (kind == CB_KV_Q8_0 && dr == 64) scores_rows_int(CB_KV_Q8_0, 1, S, ldS, qi, k0, row_stride, head_stride, nh, nk);
+        else if (kind == CB_KV_Q8_0) scores_rows_int(CB_KV_Q8_0, 2, S, ldS, qi, k0, row_stride, head_stride, nh, nk);
+        else if (dr == 64) scores_rows_int(CB_KV_Q4_0, 1, S, ldS, qi, k0, row_stride, head_stride, nh, nk);
+        else scores_rows_int(CB_KV_Q4_0, 2, S, ldS, qi, k0, row_stride, head_stride, nh, nk);
+        return;
+    }
+#else
+    (void)iq;
+#endif
 #define SCORES_CALL(K) scores_rows(K, S, ldS, q, dr, k0, row_stride, head_stride, nh, nk, tmp)
     AD_KIND_CASES(SCORES_CALL)
 #undef SCORES_CALL
 }
+
+
 
 static void values_any(cb_kv_kind kind, int dv, float *o, const float *W, size_t ldW, const unsigned char *v0,
                        size_t row_stride, size_t head_stride, int nh, int nk) {
@@ -373,9 +565,10 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
     const int nk = hi - lo + 1;
 #if AD_TILED
     if (tiled_ok(c, m)) { // group 1: one head
-        float tmp[8 * 16];
-        scores_any(c->k.kind, S, (size_t)L, qr, dr, cb_kv_tensor_head(&c->k, lo, kh), c->k.row_bytes, c->k.head_bytes,
-                   1, nk, tmp);
+        float tmp[TMP_FLOATS], iq[QUERY_INT_FLOATS];
+        queries_int(c->k.kind, iq, qr, dr, 1);
+        scores_any(c->k.kind, S, (size_t)L, qr, iq, dr, cb_kv_tensor_head(&c->k, lo, kh), c->k.row_bytes,
+                   c->k.head_bytes, 1, nk, tmp);
         softmax_row(S, nk);
         float *o = out + ((size_t)i * m->H + h0) * dv;
         memset(o, 0, sizeof(float) * (size_t)dv);
@@ -409,17 +602,15 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
 #if AD_TILED
 /* Piece pi of head group g of one query at position p (the tiled path, split over keys):
  * its scores, softmax statistics and unnormalised output in its scratch (piece_floats). */
-static void decode_piece(const float *q, const cb_layer_cache *c, const decode_dims *m, const piece_split *sp, int lo,
-                         int hi, int pi, int g, float *scratch) {
+static void decode_piece(const float *qr, const float *iq, const cb_layer_cache *c, const decode_dims *m,
+                         const piece_split *sp, int lo, int hi, int pi, int g, float *scratch) {
     const int dr = m->dr, dv = m->dv, hp = sp->heads_per, h0 = g * hp;
     const int nh = m->H - h0 < hp ? m->H - h0 : hp;
     const int j0 = lo + pi * KEY_PIECE, cnt = hi + 1 - j0 < KEY_PIECE ? hi + 1 - j0 : KEY_PIECE;
-    float *qr = scratch, *S = qr + (size_t)hp * dr, *o = S + (size_t)hp * KEY_PIECE, *mx = o + (size_t)hp * dv;
+    float *S = scratch, *o = S + (size_t)hp * KEY_PIECE, *mx = o + (size_t)hp * dv;
     float *sum = mx + hp, *tmp = sum + hp;
-    const float rr = 1.0f / sqrtf((float)dr);
-    for (int t = 0; t < nh * dr; t++) qr[t] = rr * q[(size_t)h0 * dr + t];
-    scores_any(c->k.kind, S, KEY_PIECE, qr, dr, cb_kv_tensor_head(&c->k, j0, h0), c->k.row_bytes, c->k.head_bytes, nh,
-               cnt, tmp);
+    scores_any(c->k.kind, S, KEY_PIECE, qr + (size_t)h0 * dr, iq + (size_t)h0 * QUERY_INT_FLOATS, dr,
+               cb_kv_tensor_head(&c->k, j0, h0), c->k.row_bytes, c->k.head_bytes, nh, cnt, tmp);
     for (int h = 0; h < nh; h++) {
         float *s = S + (size_t)h * KEY_PIECE, mh = s[0], sh = 0.0f;
         #pragma omp simd reduction(max : mh)
@@ -439,7 +630,7 @@ static void decode_piece(const float *q, const cb_layer_cache *c, const decode_d
 
 /* The pieces of one query: item it is piece it / groups of head group it % groups. */
 typedef struct piece_job {
-    const float *q;
+    const float *qr, *iq; /* the query scaled (H, dr), and as integers (queries_int) */
     const cb_layer_cache *c;
     const decode_dims *m;
     const piece_split *sp;
@@ -450,28 +641,28 @@ typedef struct piece_job {
 
 static void piece_item(void *ctx, int it) {
     const piece_job *j = ctx;
-    decode_piece(j->q, j->c, j->m, j->sp, j->lo, j->hi, it / j->sp->groups, it % j->sp->groups,
+    decode_piece(j->qr, j->iq, j->c, j->m, j->sp, j->lo, j->hi, it / j->sp->groups, it % j->sp->groups,
                  j->scratch + (size_t)it * j->per);
 }
 
 /* out (H*dv) of one query from its pieces: per head, sum_p e^(max_p - M) o_p / sum_p
  * e^(max_p - M) sum_p, M the largest max. */
 static void merge_pieces(float *out, const decode_dims *m, const piece_split *sp, const float *scratch) {
-    const int dr = m->dr, dv = m->dv, hp = sp->heads_per;
+    const int dv = m->dv, hp = sp->heads_per;
     const size_t per = piece_floats(m, hp);
     for (int h = 0; h < m->H; h++) {
         const int g = h / hp, hh = h % hp;
         float M = -INFINITY;
         for (int pi = 0; pi < sp->pieces; pi++) {
-            const float *mx = scratch + (size_t)(pi * sp->groups + g) * per + (size_t)hp * (dr + KEY_PIECE + dv);
+            const float *mx = scratch + (size_t)(pi * sp->groups + g) * per + (size_t)hp * (KEY_PIECE + dv);
             M = mx[hh] > M ? mx[hh] : M;
         }
         float *o = out + (size_t)h * dv, den = 0.0f;
         memset(o, 0, sizeof(float) * (size_t)dv);
         for (int pi = 0; pi < sp->pieces; pi++) {
             const float *base = scratch + (size_t)(pi * sp->groups + g) * per;
-            const float *po = base + (size_t)hp * (dr + KEY_PIECE) + (size_t)hh * dv;
-            const float *mx = base + (size_t)hp * (dr + KEY_PIECE + dv);
+            const float *po = base + (size_t)hp * KEY_PIECE + (size_t)hh * dv;
+            const float *mx = base + (size_t)hp * (KEY_PIECE + dv);
             const float f = softmax_exp(mx[hh] - M);
             den += f * mx[hp + hh];
             for (int t = 0; t < dv; t++) o[t] += f * po[t];
@@ -513,11 +704,16 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
         const int items = sp.pieces * sp.groups;
         const size_t per = piece_floats(&m, sp.heads_per);
         const long long work = (long long)(hi - lo + 1) * m.H * (m.dr + m.dv);
-        piece_job j = {q, c, &m, &sp, lo, hi, scratch, per};
+        // the query once for all pieces: scaled, and as integers where the keys take them
+        float *qr = scratch, *iq = qr + (size_t)m.H * m.dr, *pieces = scratch + query_floats(&m);
+        const float rr = 1.0f / sqrtf((float)m.dr);
+        for (int t = 0; t < m.H * m.dr; t++) qr[t] = rr * q[t];
+        queries_int(c->k.kind, iq, qr, m.dr, m.H);
+        piece_job j = {qr, iq, c, &m, &sp, lo, hi, pieces, per};
         if (work >= (1 << 15)) cb_parallel_for(items, piece_item, &j);
         else
             for (int it = 0; it < items; it++) piece_item(&j, it);
-        merge_pieces(out, &m, &sp, scratch);
+        merge_pieces(out, &m, &sp, pieces);
         return;
     }
 #endif
@@ -534,4 +730,14 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
         else
             for (int it = 0; it < items; it++) item_of_chunk(&j, it);
     }
+}
+
+int cb_attention_decode_int16_query(const cb_layer_cache *c, const cb_attention_config *cfg) {
+#if AD_TILED
+    const decode_dims m = dims_of(cfg);
+    return tiled_ok(c, &m) && int_scores(c->k.kind);
+#else
+    (void)c, (void)cfg;
+    return 0;
+#endif
 }

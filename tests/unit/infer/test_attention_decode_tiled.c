@@ -1,13 +1,22 @@
 /* test_attention_decode_tiled.c: decode attention for standard attention with head widths
  * of whole 16-value units (64 and 128, the shapes of real models, which take the tiled
  * kernels where the build has AVX-512) against a double reference over the dequantised
- * cache, for every cache kind and a mixed set, over key counts that leave partial 8-key
+ * cache (taking the query as int16 blocks where the keys are q8_0 or q4_0, as their integer
+ * scores do, and checking that rounding against its derived bound), for every cache kind and a mixed set, over key counts that leave partial 8-key
  * tiles and odd value pairs, token by token, as a prefill, with a window. */
 #include "test.h"
 
 #include <stdlib.h>
 
 #include "infer/attention_decode.h"
+#include "tensor/quant_act.h"
+
+/* Builds with AVX-512 VNNI take q8_0 and q4_0 keys' scores in integers. */
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__F16C__) && defined(__FMA__)
+#define AD_EXPECT_INT16 1
+#else
+#define AD_EXPECT_INT16 0
+#endif
 
 static unsigned long long rng_state = 0x8C3F1A2B4D5E6F70ULL;
 static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)
@@ -23,9 +32,15 @@ static cb_attention_config standard(int H, int hd) {
     return c;
 }
 
-/* out (n, H*hd) in double for queries q (n, H*hd) at pos0.. over the dequantised cache. */
-static void reference(double *out, const float *q, const cb_layer_cache *c, int H, int hd, int pos0, int n,
-                      int window) {
+/* out (n, H*hd) in double for queries q (n, H*hd) at pos0.. over the dequantised cache.
+ * int_query: the scaled query q / sqrt(hd) taken as its int16 blocks (cb_act_quantize_i16),
+ * as the integer scores of q8_0 and q4_0 keys take it (attention_decode.c); then bound (n, H)
+ * gets what that may move each output value by: d = amax / 32767 per block of 32 moves
+ * score j by at most delta_j = sum_t |k_jt| d(block of t) / 2, scores moved by at most
+ * delta move each softmax weight by at most a factor e^(+-2 delta), so an output by at most
+ * max_j |v_j| (e^(2 delta) - 1). */
+static void reference(double *out, double *bound, const float *q, const cb_layer_cache *c, int H, int hd, int pos0,
+                      int n, int window, int int_query) {
     const int len = c->len;
     float *k = malloc(sizeof(float) * len * H * hd), *v = malloc(sizeof(float) * len * H * hd);
     double *s = malloc(sizeof(double) * len);
@@ -35,13 +50,24 @@ static void reference(double *out, const float *q, const cb_layer_cache *c, int 
         const int hi = pos0 + i, lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
         for (int h = 0; h < H; h++) {
             const float *qh = q + ((size_t)i * H + h) * hd;
-            double mx = -1e300, sum = 0;
+            double mx = -1e300, sum = 0, qs[128], delta = 0, vmax = 0;
+            int16_t qi[128];
+            float qf[128], dq[4];
+            for (int t = 0; t < hd; t++) qf[t] = (1.0f / sqrtf((float)hd)) * qh[t]; // as the kernel scales it
+            cb_act_quantize_i16(qi, dq, qf, (size_t)hd);
+            for (int t = 0; t < hd; t++) qs[t] = int_query ? (double)qi[t] * dq[t / 32] : qh[t] / sqrt((double)hd);
             for (int j = lo; j <= hi; j++) {
-                double a = 0;
-                for (int t = 0; t < hd; t++) a += (double)qh[t] * k[((size_t)j * H + h) * hd + t];
-                s[j] = a / sqrt((double)hd);
+                double a = 0, dj = 0;
+                for (int t = 0; t < hd; t++) {
+                    a += qs[t] * k[((size_t)j * H + h) * hd + t];
+                    dj += fabs(k[((size_t)j * H + h) * hd + t]) * dq[t / 32] / 2;
+                    vmax = fmax(vmax, fabs(v[((size_t)j * H + h) * hd + t]));
+                }
+                s[j] = a;
                 mx = fmax(mx, s[j]);
+                delta = fmax(delta, dj);
             }
+            if (bound) bound[(size_t)i * H + h] = vmax * expm1(2 * delta);
             for (int j = lo; j <= hi; j++) sum += (s[j] = exp(s[j] - mx));
             double *o = out + ((size_t)i * H + h) * hd;
             for (int t = 0; t < hd; t++) o[t] = 0;
@@ -76,7 +102,8 @@ TEST(tiled_decode_every_kind) {
         cb_attention_config cfg = standard(H, hd);
         float *k = malloc(sizeof(float) * T * W), *v = malloc(sizeof(float) * T * W);
         float *q = malloc(sizeof(float) * T * W), *got = malloc(sizeof(float) * T * W);
-        double *ref = malloc(sizeof(double) * T * W);
+        double *ref = malloc(sizeof(double) * T * W), *exact = malloc(sizeof(double) * T * W);
+        double *bound = malloc(sizeof(double) * T * H);
         for (int i = 0; i < T * W; i++) {
             k[i] = urandf();
             v[i] = urandf();
@@ -94,7 +121,10 @@ TEST(tiled_decode_every_kind) {
             EXPECT_EQ_INT(CB_OK, cb_layer_cache_append(&c, k, NULL, v, T, &e));
             const cb_decode_plan windowed = {19, 0};
             const cb_decode_plan *plans[2] = {NULL, &windowed};
-            double worst = 0;
+            const int int_query = cb_attention_decode_int16_query(&c, &cfg);
+            if (int_query != (AD_EXPECT_INT16 && (kinds.k == CB_KV_Q8_0 || kinds.k == CB_KV_Q4_0)))
+                FAILF("%s: int16 query %d where the build expects otherwise", what, int_query);
+            double worst = 0, moved = 0; // moved: the int16 query's share of its bound
             for (int pi = 0; pi < 2; pi++) {
                 const int window = plans[pi] ? plans[pi]->local_window : 0;
                 float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, T, T, plans[pi]));
@@ -102,12 +132,20 @@ TEST(tiled_decode_every_kind) {
                 for (int t = 0; t < T; t++)
                     cb_attention_decode(got + (size_t)t * W, q + (size_t)t * W, NULL, NULL, &c, &cfg, t, 1,
                                         plans[pi], scratch);
-                reference(ref, q, &c, H, hd, 0, T, window);
+                reference(ref, bound, q, &c, H, hd, 0, T, window, int_query);
+                if (int_query) { // the query's rounding stays within the bound the kernel's comment gives
+                    reference(exact, NULL, q, &c, H, hd, 0, T, window, 0);
+                    for (int i = 0; i < T * W; i++) moved = fmax(moved, fabs(ref[i] - exact[i]) / bound[i / hd]);
+                }
                 worst = fmax(worst, rel_diff(got, ref, (size_t)T * W));
                 // all at once
                 cb_attention_decode(got, q, NULL, NULL, &c, &cfg, 0, T, plans[pi], scratch);
                 worst = fmax(worst, rel_diff(got, ref, (size_t)T * W));
                 free(scratch);
+            }
+            if (int_query) {
+                REPORT_DIFF("  int16 query moves outputs by (share of its bound)", moved, 1.0);
+                if (moved > 1.0) FAILF("%s: the int16 query moved an output past its bound", what);
             }
             REPORT_DIFF(what, worst, 1e-5);
             if (worst > 1e-5) FAILF("%s: %.3g from the dequantised reference", what, worst);
@@ -118,5 +156,7 @@ TEST(tiled_decode_every_kind) {
         free(q);
         free(got);
         free(ref);
+        free(exact);
+        free(bound);
     }
 }
