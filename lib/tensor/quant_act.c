@@ -22,7 +22,8 @@ void cb_act_quantize_i16(int16_t *q, float *d, const float *x, size_t n) {
         float amax = 0.0f;
         int finite = 1;
         for (size_t j = 0; j < cnt; j++) {
-            amax = fmaxf(amax, fabsf(x[j0 + j]));
+            const float a = fabsf(x[j0 + j]);
+            amax = a > amax ? a : amax; // not fmaxf: a library call here (NaN is caught below)
             finite &= isfinite(x[j0 + j]) != 0;
         }
         if (!finite) { // NaN or infinity: a NaN scale, so the products come out NaN as in f32
