@@ -78,7 +78,7 @@ static size_t item_floats(const decode_dims *m, int L) {
  * does not either. */
 #define KEY_PIECE 256
 #define MIN_ITEMS 8 /* heads are split as well until a query has this many items */
-#define TMP_FLOATS (8 * 16 + 8) /* a head's partials of 8 keys (or units), and 16 fp16 scales */
+#define TMP_FLOATS (8 * 16) /* a head's partial scores of 8 keys (float kinds) */
 
 typedef struct piece_split { int pieces, heads_per, groups; } piece_split;
 
@@ -93,7 +93,7 @@ static piece_split split_of(int H, int nk) {
 }
 
 /* Floats of one piece item: scores (hp, KEY_PIECE), output (hp, dv), max and sum (hp
- * each), partial scores and their key scales (hp, 8 * 16 + 8). */
+ * each), partial scores (hp, TMP_FLOATS). */
 static size_t piece_floats(const decode_dims *m, int hp) {
     return (size_t)hp * ((size_t)KEY_PIECE + m->dv + 2 + TMP_FLOATS);
 }
@@ -133,8 +133,8 @@ static inline float softmax_exp(float x) {
     return p * two_k.f;
 }
 
-/* Softmax of one row of scores s (nk), in place. */
-static void softmax_row(float *s, int nk) {
+/* s (nk) <- e^(s - max s) in place; returns the sum, and the max in *max. */
+static float softmax_unnormalised(float *s, int nk, float *max) {
     float m = s[0], sum = 0.0f;
     #pragma omp simd reduction(max : m)
     for (int j = 1; j < nk; j++) m = s[j] > m ? s[j] : m;
@@ -143,7 +143,14 @@ static void softmax_row(float *s, int nk) {
         s[j] = softmax_exp(s[j] - m);
         sum += s[j];
     }
-    const float inv = 1.0f / sum;
+    *max = m;
+    return sum;
+}
+
+/* Softmax of one row of scores s (nk), in place. */
+static void softmax_row(float *s, int nk) {
+    float m;
+    const float inv = 1.0f / softmax_unnormalised(s, nk, &m);
     #pragma omp simd
     for (int j = 0; j < nk; j++) s[j] *= inv;
 }
@@ -320,14 +327,15 @@ AD_INLINE void values_rows(const cb_kv_kind K, const int NU, float *o, const flo
 /* Integer scores for q8_0 and q4_0 keys. Widening each stored byte to f32 (sign-extend or
  * nibble lookup, convert, multiply-add) made these kernels compute-bound at about 20 cycles
  * a key and head of 64, below what the memory feeds. Here the query is quantised once per
- * piece to int16 blocks (cb_act_quantize_i16: d = amax / 32767, so a score moves by at most
+ * call to int16 blocks (cb_act_quantize_i16: d = amax / 32767, so a score moves by at most
  * sum_j |k_j| d(block of j) / 2) and split into a signed high byte and an unsigned low byte,
  * v = 256 hi + lo, and a key's bytes go straight into vpdpbusd (unsigned x signed bytes, four
  * products summed into each int32 lane): 256 (k_u . hi) + (lo . k_s), with k_u the key as
  * unsigned bytes (q8_0: k + 128; q4_0: the nibble itself, k + 8), so the sum is k . v plus
  * a per-block constant of the query (corr) taken off after the reduction. A unit is 64
  * values, two blocks, one zmm of key bytes; 8 units' int32 lanes are reduced together to
- * their 16 block sums, scaled by the gathered key scales and the query's. The sums are
+ * their 16 block sums, scaled by the key scales (staged as fp16 through the stack: a
+ * vpgatherdd cost more) and the query's. The sums are
  * exact in int32: |k . v| <= 32 * 128 * 32767 per block, corr <= 32768 * 32 * 128. */
 typedef struct int_query {
     int8_t hi[128]; /* dr <= 128 */
@@ -611,18 +619,7 @@ static void decode_piece(const float *qr, const float *iq, const cb_layer_cache 
     float *sum = mx + hp, *tmp = sum + hp;
     scores_any(c->k.kind, S, KEY_PIECE, qr + (size_t)h0 * dr, iq + (size_t)h0 * QUERY_INT_FLOATS, dr,
                cb_kv_tensor_head(&c->k, j0, h0), c->k.row_bytes, c->k.head_bytes, nh, cnt, tmp);
-    for (int h = 0; h < nh; h++) {
-        float *s = S + (size_t)h * KEY_PIECE, mh = s[0], sh = 0.0f;
-        #pragma omp simd reduction(max : mh)
-        for (int j = 1; j < cnt; j++) mh = s[j] > mh ? s[j] : mh;
-        #pragma omp simd reduction(+ : sh)
-        for (int j = 0; j < cnt; j++) {
-            s[j] = softmax_exp(s[j] - mh);
-            sh += s[j];
-        }
-        mx[h] = mh;
-        sum[h] = sh;
-    }
+    for (int h = 0; h < nh; h++) sum[h] = softmax_unnormalised(S + (size_t)h * KEY_PIECE, cnt, &mx[h]);
     memset(o, 0, sizeof(float) * (size_t)nh * dv);
     values_any(c->v.kind, dv, o, S, KEY_PIECE, cb_kv_tensor_head(&c->v, j0, h0), c->v.row_bytes, c->v.head_bytes, nh,
                cnt);
