@@ -79,4 +79,14 @@ static inline float cb_test_urandf(unsigned long long *state) {
     return (float)((double)(*state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
+/* max |a - b| / max |b| over n values: a float result against a double reference. */
+static inline double cb_test_rel_diff(const float *a, const double *b, size_t n) {
+    double m = 0, mb = 0;
+    for (size_t i = 0; i < n; i++) {
+        m = fmax(m, fabs(a[i] - b[i]));
+        mb = fmax(mb, fabs(b[i]));
+    }
+    return m / fmax(mb, 1e-30);
+}
+
 #endif

@@ -290,15 +290,6 @@ static void reference(double *out, const fwd *f, const cb_layer_cache *c, int po
     free(k); free(v); free(ks); free(s);
 }
 
-static double rel_diff_d(const float *a, const double *b, size_t n) {
-    double m = 0, mb = 0;
-    for (size_t i = 0; i < n; i++) {
-        m = fmax(m, fabs(a[i] - b[i]));
-        mb = fmax(mb, fabs(b[i]));
-    }
-    return m / fmax(mb, 1e-30);
-}
-
 /* Quantized caches (one kind for all tensors, and a mixed DBA set): decoding equals the
  * double reference over the dequantised cache within 1e-5 (the kernels add no error of
  * their own); the deviation from the fp32 cache's result is measured and bounded loosely
@@ -330,7 +321,7 @@ TEST(decode_quantized_caches) {
                 decode(got + (size_t)t * W, &c, &f, t, 1, NULL);
             }
             reference(ref, &f, &c, 0, T, 0);
-            double exact = rel_diff_d(got, ref, (size_t)T * W);
+            double exact = cb_test_rel_diff(got, ref, (size_t)T * W);
             double dev = rel_diff(got, f.acts.att, (size_t)T * W);
             char what[96];
             const char *kn = k < CB_KV_COUNT ? cb_kv_kind_name((cb_kv_kind)k) : "k q8_0 k_sem q4_0 v nf4";
@@ -371,7 +362,7 @@ TEST(decode_window_and_chunks) {
             cb_decode_plan plan = {windows[wi], 0};
             decode(got, &c, &f, 0, T, &plan);
             reference(ref, &f, &c, 0, T, windows[wi]);
-            double d = rel_diff_d(got, ref, (size_t)T * W);
+            double d = cb_test_rel_diff(got, ref, (size_t)T * W);
             char what[64];
             snprintf(what, sizeof what, "%s window %d", ci ? "dba" : "gqa", windows[wi]);
             REPORT_DIFF(what, d, 1e-5);

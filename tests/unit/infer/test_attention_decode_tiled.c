@@ -80,16 +80,6 @@ static void reference(double *out, double *bound, const float *q, const cb_layer
     free(s);
 }
 
-/* max |a - b| / max |b| */
-static double rel_diff(const float *a, const double *b, size_t n) {
-    double m = 0, mb = 0;
-    for (size_t i = 0; i < n; i++) {
-        m = fmax(m, fabs(a[i] - b[i]));
-        mb = fmax(mb, fabs(b[i]));
-    }
-    return m / fmax(mb, 1e-30);
-}
-
 /* Every kind for k and v alike, then k q8_0 with v fp16 and k q4_0 with v nf4; heads of 64
  * and 128; 61 keys: seven whole 8-key tiles and a tail of 5, odd counts for the value pairs.
  * Queries at every position one at a time, then positions 0..60 as one prefill, then
@@ -137,10 +127,10 @@ TEST(tiled_decode_every_kind) {
                     reference(exact, NULL, q, &c, H, hd, 0, T, window, 0);
                     for (int i = 0; i < T * W; i++) moved = fmax(moved, fabs(ref[i] - exact[i]) / bound[i / hd]);
                 }
-                worst = fmax(worst, rel_diff(got, ref, (size_t)T * W));
+                worst = fmax(worst, cb_test_rel_diff(got, ref, (size_t)T * W));
                 // all at once
                 cb_attention_decode(got, q, NULL, NULL, &c, &cfg, 0, T, plans[pi], scratch);
-                worst = fmax(worst, rel_diff(got, ref, (size_t)T * W));
+                worst = fmax(worst, cb_test_rel_diff(got, ref, (size_t)T * W));
                 free(scratch);
             }
             if (int_query) {
