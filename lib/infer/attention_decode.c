@@ -10,9 +10,10 @@
  * reads each cached value once for the group, out[group heads] += S[:, key] v[key]
  * (cb_kv_axpy_m).
  *
- * Standard attention (one query head per kv head) with head widths of whole 16-value units
- * takes tiled AVX-512 kernels instead, and a single query (a decode step) is split over
- * keys rather than heads, reading the cache in its own row order (below). */
+ * Standard attention and GQA with head widths of whole 16-value units (64 and 128) take
+ * tiled AVX-512 kernels instead, one query head at a time (under GQA the heads of a group
+ * read their kv head's segment again, from L1), and a single query (a decode step) is split
+ * over keys rather than heads, reading the cache in its own row order (below). */
 #include "infer/attention_decode.h"
 
 #include <math.h>
@@ -23,7 +24,7 @@
 #include "tensor/quant_act.h"
 #include "tensor/quant_dot.h"
 
-/* The tiled path (standard attention: one query head per kv head) needs AVX-512; without
+/* The tiled path (standard attention and GQA, heads of 64 or 128) needs AVX-512; without
  * it every item takes the general path. */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__F16C__) && defined(__FMA__)
 #define AD_TILED 1
@@ -107,7 +108,7 @@ size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, i
                                         const cb_decode_plan *plan) {
     decode_dims m = dims_of(cfg);
     size_t general = (size_t)chunk_of(plan, n) * m.Hkv * item_floats(&m, keys_max(plan, kv_len));
-    if (n != 1 || m.group != 1 || m.ds != 0) return general;
+    if (n != 1 || m.ds != 0) return general;
     // one query may go the tiled way, split over keys
     piece_split sp = split_of(m.H, keys_max(plan, kv_len));
     size_t pieces = query_floats(&m) + (size_t)sp.pieces * sp.groups * piece_floats(&m, sp.heads_per);
@@ -156,7 +157,7 @@ static void softmax_row(float *s, int nk) {
 }
 
 #if AD_TILED
-/* The tiled kernels (standard attention: one query head per kv head), in 16-value units
+/* The tiled kernels (one query head at a time, any group), in 16-value units
  * of a stored head segment: a unit is 16 values of a float kind, or a part of a block
  * (q8_0 and q4_0 blocks hold 2 units, nf4 blocks 4) sharing the block's scale.
  *  - scores: 8 keys at a time, each with its own 16-lane partial sum, reduced together to 8
@@ -246,24 +247,41 @@ AD_INLINE void prefetch_row(const unsigned char *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) _mm_prefetch((const char *)(p + off), _MM_HINT_T0);
 }
 
+/* Where consecutive query heads find their kv head's segment in a row: the first head reads
+ * the first segment, and every group heads (the first time after group - phase) the next
+ * one, stride bytes on; span: the bytes from the first segment to the end of the last one
+ * read (what a row's prefetch covers). Standard attention: group 1, each head its own
+ * segment; GQA: the query heads of a group share theirs, read once from memory and again
+ * from L1. */
+typedef struct head_map {
+    size_t stride, span;
+    int group, phase;
+} head_map;
+
+/* for each of nh query heads h (size_t), with off the bytes of its segment from the first:
+ * a running offset, not a division or a table per head (a table cost standard attention
+ * 9%). */
+#define FOR_HEADS(hm, nh, h, off)                                                          \
+    for (size_t h = 0, off = 0, ph_ = (size_t)(hm).phase; h < (size_t)(nh);                  \
+         h++, ph_ + 1 == (size_t)(hm).group ? (ph_ = 0, off += (hm).stride) : ph_++)
+
 /* Scores of nh heads over nk keys: S (nh, ldS), S[h][j] = q_h . key j of head h; q (nh,
- * dr) scaled; k0 the segment of the first key's first head; keys row_stride bytes apart,
- * heads head_stride. The cache is read in its own order, row after row (a key's heads side
+ * dr) scaled; k0 the first segment read of the first key; keys row_stride bytes apart,
+ * heads where hm puts them. The cache is read in its own order, row after row (a key's heads side
  * by side; walking one head down 8 rows instead halved the read bandwidth): each (key,
  * head) leaves a 16-lane partial in tmp (nh, 8, 16), and every 8 keys each head's 8
  * partials are reduced together to 8 scores. */
 AD_INLINE void scores_rows(const cb_kv_kind K, float *S, size_t ldS, const float *q, int dr, const unsigned char *k0,
-                           size_t row_stride, size_t head_stride, int nh, int nk, float *tmp) {
+                           size_t row_stride, head_map hm, int nh, int nk, float *tmp) {
     const int nb = dr / (16 * units_per_block(K));
     const size_t ahead = prefetch_ahead(row_stride);
     int j = 0;
     for (; j + 8 <= nk; j += 8) {
         for (int t = 0; t < 8; t++) {
             const unsigned char *row = k0 + (size_t)(j + t) * row_stride;
-            prefetch_row(row + ahead, (size_t)nh * head_stride);
-            for (int h = 0; h < nh; h++)
-                _mm512_storeu_ps(tmp + ((size_t)h * 8 + t) * 16,
-                                 key_partial(K, q + (size_t)h * dr, row + (size_t)h * head_stride, nb));
+            prefetch_row(row + ahead, hm.span);
+            FOR_HEADS(hm, nh, h, off)
+                _mm512_storeu_ps(tmp + (h * 8 + t) * 16, key_partial(K, q + h * dr, row + off, nb));
         }
         for (int h = 0; h < nh; h++) {
             __m512 a[8];
@@ -273,9 +291,8 @@ AD_INLINE void scores_rows(const cb_kv_kind K, float *S, size_t ldS, const float
         }
     }
     for (; j < nk; j++)
-        for (int h = 0; h < nh; h++)
-            S[(size_t)h * ldS + j] =
-                _mm512_reduce_add_ps(key_partial(K, q + (size_t)h * dr, k0 + (size_t)j * row_stride + (size_t)h * head_stride, nb));
+        FOR_HEADS(hm, nh, h, off)
+            S[h * ldS + j] = _mm512_reduce_add_ps(key_partial(K, q + h * dr, k0 + (size_t)j * row_stride + off, nb));
 }
 
 /* o (NU * 16) += w0 * value at r0 + w1 * value at r1. */
@@ -299,21 +316,20 @@ AD_INLINE void value_pair(const cb_kv_kind K, const int NU, float *o, float w0, 
 /* o (nh, NU*16) += sum_j W[h][j] value j of head h, W (nh, ldW); the layout of scores_rows,
  * read two rows at a time, heads side by side. */
 AD_INLINE void values_rows(const cb_kv_kind K, const int NU, float *o, const float *W, size_t ldW,
-                           const unsigned char *v0, size_t row_stride, size_t head_stride, int nh, int nk) {
+                           const unsigned char *v0, size_t row_stride, head_map hm, int nh, int nk) {
     const size_t ahead = prefetch_ahead(row_stride);
     int j = 0;
     for (; j + 2 <= nk; j += 2) {
         const unsigned char *r0 = v0 + (size_t)j * row_stride, *r1 = r0 + row_stride;
-        prefetch_row(r0 + ahead, (size_t)nh * head_stride);
-        prefetch_row(r1 + ahead, (size_t)nh * head_stride);
-        for (int h = 0; h < nh; h++)
-            value_pair(K, NU, o + (size_t)h * NU * 16, W[(size_t)h * ldW + j], r0 + (size_t)h * head_stride,
-                       W[(size_t)h * ldW + j + 1], r1 + (size_t)h * head_stride);
+        prefetch_row(r0 + ahead, hm.span);
+        prefetch_row(r1 + ahead, hm.span);
+        FOR_HEADS(hm, nh, h, off)
+            value_pair(K, NU, o + h * NU * 16, W[h * ldW + j], r0 + off, W[h * ldW + j + 1], r1 + off);
     }
     if (j < nk) // the last key alone: paired with itself at weight 0
-        for (int h = 0; h < nh; h++) {
-            const unsigned char *r = v0 + (size_t)j * row_stride + (size_t)h * head_stride;
-            value_pair(K, NU, o + (size_t)h * NU * 16, W[(size_t)h * ldW + j], r, 0.0f, r);
+        FOR_HEADS(hm, nh, h, off) {
+            const unsigned char *r = v0 + (size_t)j * row_stride + off;
+            value_pair(K, NU, o + h * NU * 16, W[h * ldW + j], r, 0.0f, r);
         }
 }
 
@@ -415,15 +431,15 @@ AD_INLINE __m512i reduce_units(const __m512i *u) {
  * lanes in registers (the tile's rows are prefetched first, so the walk down rows reads
  * L1). */
 AD_INLINE void scores_rows_int(const cb_kv_kind K, const int U, float *S, size_t ldS, const int_query *iq,
-                               const unsigned char *k0, size_t row_stride, size_t head_stride, int nh, int nk) {
+                               const unsigned char *k0, size_t row_stride, head_map hm, int nh, int nk) {
     const int KT = 8 / U; // keys per tile
     const size_t bb = K == CB_KV_Q8_0 ? sizeof(cb_block_q8_0) : sizeof(cb_block_q4_0);
     const size_t ahead = prefetch_ahead(row_stride);
     int j = 0;
     for (; j + KT <= nk; j += KT) {
-        for (int t = 0; t < KT; t++) prefetch_row(k0 + (size_t)(j + t) * row_stride + ahead, (size_t)nh * head_stride);
-        for (int h = 0; h < nh; h++) {
-            const unsigned char *base = k0 + (size_t)j * row_stride + (size_t)h * head_stride;
+        for (int t = 0; t < KT; t++) prefetch_row(k0 + (size_t)(j + t) * row_stride + ahead, hm.span);
+        FOR_HEADS(hm, nh, h, off) {
+            const unsigned char *base = k0 + (size_t)j * row_stride + off;
             __m512i u[8], hi[2], lo[2];
             uint16_t scales[16]; // each lane's key block scale, where reduce_units puts its sum
             #pragma GCC unroll 2
@@ -454,8 +470,8 @@ AD_INLINE void scores_rows_int(const cb_kv_kind K, const int U, float *S, size_t
         }
     }
     for (; j < nk; j++) // the last keys one at a time
-        for (int h = 0; h < nh; h++) {
-            const unsigned char *kp = k0 + (size_t)j * row_stride + (size_t)h * head_stride;
+        FOR_HEADS(hm, nh, h, off) {
+            const unsigned char *kp = k0 + (size_t)j * row_stride + off;
             float score = 0.0f;
             for (int uu = 0; uu < U; uu++) {
                 int32_t lanes[16];
@@ -499,34 +515,52 @@ static void queries_int(cb_kv_kind kind, float *iq, const float *q, int dr, int 
 
 /* Scores of nh heads over nk keys of any kind: q (nh, dr) scaled, or iq from queries_int
  * where the kind takes integer scores; tmp (nh, TMP_FLOATS). */
-static void scores_any(cb_kv_kind kind, float *S, size_t ldS, const float *q, const float *iq, int dr,
-                       const unsigned char *k0, size_t row_stride, size_t head_stride, int nh, int nk, float *tmp) {
+AD_INLINE void scores_kinds(cb_kv_kind kind, float *S, size_t ldS, const float *q, const float *iq, int dr,
+                             const unsigned char *k0, size_t row_stride, head_map hm, int nh, int nk, float *tmp) {
 #if AD_INT_SCORES
     if (int_scores(kind)) {
         const int_query *qi = (const int_query *)iq;
-        if (kind == CB_KV_Q8_0 && dr == 64) scores_rows_int(CB_KV_Q8_0, 1, S, ldS, qi, k0, row_stride, head_stride, nh, nk);
-        else if (kind == CB_KV_Q8_0) scores_rows_int(CB_KV_Q8_0, 2, S, ldS, qi, k0, row_stride, head_stride, nh, nk);
-        else if (dr == 64) scores_rows_int(CB_KV_Q4_0, 1, S, ldS, qi, k0, row_stride, head_stride, nh, nk);
-        else scores_rows_int(CB_KV_Q4_0, 2, S, ldS, qi, k0, row_stride, head_stride, nh, nk);
+        if (kind == CB_KV_Q8_0 && dr == 64) scores_rows_int(CB_KV_Q8_0, 1, S, ldS, qi, k0, row_stride, hm, nh, nk);
+        else if (kind == CB_KV_Q8_0) scores_rows_int(CB_KV_Q8_0, 2, S, ldS, qi, k0, row_stride, hm, nh, nk);
+        else if (dr == 64) scores_rows_int(CB_KV_Q4_0, 1, S, ldS, qi, k0, row_stride, hm, nh, nk);
+        else scores_rows_int(CB_KV_Q4_0, 2, S, ldS, qi, k0, row_stride, hm, nh, nk);
         return;
     }
 #else
     (void)iq;
 #endif
-#define SCORES_CALL(K) scores_rows(K, S, ldS, q, dr, k0, row_stride, head_stride, nh, nk, tmp)
+#define SCORES_CALL(K) scores_rows(K, S, ldS, q, dr, k0, row_stride, hm, nh, nk, tmp)
     AD_KIND_CASES(SCORES_CALL)
 #undef SCORES_CALL
 }
 
+/* Heads of one segment each (standard attention) get their own copy of the kernels, with
+ * the group a constant: a running offset with a runtime group cost them 5-10%. */
+static void scores_any(cb_kv_kind kind, float *S, size_t ldS, const float *q, const float *iq, int dr,
+                       const unsigned char *k0, size_t row_stride, head_map hm, int nh, int nk, float *tmp) {
+    if (hm.group == 1)
+        scores_kinds(kind, S, ldS, q, iq, dr, k0, row_stride, (head_map){hm.stride, hm.span, 1, 0}, nh, nk, tmp);
+    else
+        scores_kinds(kind, S, ldS, q, iq, dr, k0, row_stride, hm, nh, nk, tmp);
+}
 
 
-static void values_any(cb_kv_kind kind, int dv, float *o, const float *W, size_t ldW, const unsigned char *v0,
-                       size_t row_stride, size_t head_stride, int nh, int nk) {
+
+AD_INLINE void values_kinds(cb_kv_kind kind, int dv, float *o, const float *W, size_t ldW, const unsigned char *v0,
+                             size_t row_stride, head_map hm, int nh, int nk) {
 #define VALUES_CALL(K)                                                                    \
-    if (dv == 64) values_rows(K, 4, o, W, ldW, v0, row_stride, head_stride, nh, nk);      \
-    else values_rows(K, 8, o, W, ldW, v0, row_stride, head_stride, nh, nk)
+    if (dv == 64) values_rows(K, 4, o, W, ldW, v0, row_stride, hm, nh, nk);      \
+    else values_rows(K, 8, o, W, ldW, v0, row_stride, hm, nh, nk)
     AD_KIND_CASES(VALUES_CALL)
 #undef VALUES_CALL
+}
+
+static void values_any(cb_kv_kind kind, int dv, float *o, const float *W, size_t ldW, const unsigned char *v0,
+                       size_t row_stride, head_map hm, int nh, int nk) {
+    if (hm.group == 1) // as scores_any
+        values_kinds(kind, dv, o, W, ldW, v0, row_stride, (head_map){hm.stride, hm.span, 1, 0}, nh, nk);
+    else
+        values_kinds(kind, dv, o, W, ldW, v0, row_stride, hm, nh, nk);
 }
 
 /* Values per tiled block of kind k: the tiled path needs whole blocks of it. */
@@ -535,11 +569,11 @@ static int tiled_block_values(cb_kv_kind k) {
 }
 #endif
 
-/* 1 when this layer's items take the tiled kernels: one query head per kv head, no
- * semantic part, head widths of whole tiled blocks, dv of 64 or 128. */
+/* 1 when this layer's items take the tiled kernels: standard attention or GQA (no semantic
+ * part), head widths of whole tiled blocks, dv of 64 or 128. */
 #if AD_TILED
 static int tiled_ok(const cb_layer_cache *c, const decode_dims *m) {
-    return m->group == 1 && m->ds == 0 && (m->dv == 64 || m->dv == 128) &&
+    return m->ds == 0 && (m->dv == 64 || m->dv == 128) &&
            m->dr % tiled_block_values(c->k.kind) == 0 && m->dv % tiled_block_values(c->v.kind) == 0;
 }
 #endif
@@ -572,16 +606,18 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
     const int lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
     const int nk = hi - lo + 1;
 #if AD_TILED
-    if (tiled_ok(c, m)) { // group 1: one head
+    if (tiled_ok(c, m)) { // each query head of the group alone over kv head kh
         float tmp[TMP_FLOATS], iq[QUERY_INT_FLOATS];
-        queries_int(c->k.kind, iq, qr, dr, 1);
-        scores_any(c->k.kind, S, (size_t)L, qr, iq, dr, cb_kv_tensor_head(&c->k, lo, kh), c->k.row_bytes,
-                   c->k.head_bytes, 1, nk, tmp);
-        softmax_row(S, nk);
-        float *o = out + ((size_t)i * m->H + h0) * dv;
-        memset(o, 0, sizeof(float) * (size_t)dv);
-        values_any(c->v.kind, dv, o, S, (size_t)L, cb_kv_tensor_head(&c->v, lo, kh), c->v.row_bytes,
-                   c->v.head_bytes, 1, nk);
+        const head_map hk = {c->k.head_bytes, c->k.head_bytes, 1, 0}, hv = {c->v.head_bytes, c->v.head_bytes, 1, 0};
+        for (int g = 0; g < group; g++) {
+            float *Sg = S + (size_t)g * L, *o = out + ((size_t)i * m->H + h0 + g) * dv;
+            queries_int(c->k.kind, iq, qr + (size_t)g * dr, dr, 1);
+            scores_any(c->k.kind, Sg, (size_t)L, qr + (size_t)g * dr, iq, dr, cb_kv_tensor_head(&c->k, lo, kh),
+                       c->k.row_bytes, hk, 1, nk, tmp);
+            softmax_row(Sg, nk);
+            memset(o, 0, sizeof(float) * (size_t)dv);
+            values_any(c->v.kind, dv, o, Sg, (size_t)L, cb_kv_tensor_head(&c->v, lo, kh), c->v.row_bytes, hv, 1, nk);
+        }
         return;
     }
 #endif
@@ -617,12 +653,16 @@ static void decode_piece(const float *qr, const float *iq, const cb_layer_cache 
     const int j0 = lo + pi * KEY_PIECE, cnt = hi + 1 - j0 < KEY_PIECE ? hi + 1 - j0 : KEY_PIECE;
     float *S = scratch, *o = S + (size_t)hp * KEY_PIECE, *mx = o + (size_t)hp * dv;
     float *sum = mx + hp, *tmp = sum + hp;
+    // query head h0 + h reads kv head (h0 + h) / group: its offset from the first one read
+    const int kv0 = h0 / m->group, kv_last = (h0 + nh - 1) / m->group;
+    const size_t span = (size_t)(kv_last - kv0 + 1);
+    const head_map hk = {c->k.head_bytes, span * c->k.head_bytes, m->group, h0 % m->group};
+    const head_map hv = {c->v.head_bytes, span * c->v.head_bytes, m->group, h0 % m->group};
     scores_any(c->k.kind, S, KEY_PIECE, qr + (size_t)h0 * dr, iq + (size_t)h0 * QUERY_INT_FLOATS, dr,
-               cb_kv_tensor_head(&c->k, j0, h0), c->k.row_bytes, c->k.head_bytes, nh, cnt, tmp);
+               cb_kv_tensor_head(&c->k, j0, kv0), c->k.row_bytes, hk, nh, cnt, tmp);
     for (int h = 0; h < nh; h++) sum[h] = softmax_unnormalised(S + (size_t)h * KEY_PIECE, cnt, &mx[h]);
     memset(o, 0, sizeof(float) * (size_t)nh * dv);
-    values_any(c->v.kind, dv, o, S, KEY_PIECE, cb_kv_tensor_head(&c->v, j0, h0), c->v.row_bytes, c->v.head_bytes, nh,
-               cnt);
+    values_any(c->v.kind, dv, o, S, KEY_PIECE, cb_kv_tensor_head(&c->v, j0, kv0), c->v.row_bytes, hv, nh, cnt);
 }
 
 /* The pieces of one query: item it is piece it / groups of head group it % groups. */

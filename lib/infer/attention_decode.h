@@ -41,8 +41,8 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
                          int n, const cb_decode_plan *plan, float *scratch);
 
 /* 1 when this layer's decode attention takes the scaled query q / sqrt(hd) as int16 blocks
- * (cb_act_quantize_i16) for its scores: standard attention with heads of 64 or 128 over
- * q8_0 or q4_0 keys, in a build with AVX-512 VNNI. A score then moves by at most
+ * (cb_act_quantize_i16) for its scores: standard attention or GQA with heads of 64 or 128
+ * over q8_0 or q4_0 keys, in a build with AVX-512 VNNI. A score then moves by at most
  * sum_t |k_t| d(block of t) / 2, d = amax / 32767 of the scaled query's block of 32, some
  * 2^-16 of the query's magnitude: far below the keys' own rounding. */
 int cb_attention_decode_int16_query(const cb_layer_cache *c, const cb_attention_config *cfg);
