@@ -1,7 +1,7 @@
 /* bench/kernels_decode.c: throughput of the decoding kernels per storage kind against the
  * machine's memory bandwidth: matvec over a weight matrix larger than the last-level cache,
  * and decode attention of one token over a long KV cache: one layer of Llama 3.2 1B's shape
- * (GQA), then the 12 layers of the 110M shape (standard attention, 12 heads of 64), each
+ * (GQA, then the DBA preset's decoupled keys), then the 12 layers of the 110M shape (standard attention, 12 heads of 64), each
  * layer its own cache, so that a step reads what a decode step reads and not L3.
  *   build/rel/bench/kernels_decode [ROWS COLS CONTEXT]   (default 8192 4096 4096)
  * Prints, for 1 thread and for all threads (OMP_NUM_THREADS, the decoding pool's; the 1-thread
@@ -59,7 +59,7 @@ static void run_matvec(void *ctx) {
 /* One new token at position context - 1 against `layers` caches in turn. */
 typedef struct attention_call {
     float *out, *scratch;
-    const float *q;
+    const float *q, *q_sem; /* q_sem: decoupled layers' semantic queries, else NULL */
     const cb_layer_cache *caches;
     const cb_attention_config *cfg;
     int layers, context;
@@ -69,7 +69,7 @@ typedef struct attention_call {
 static void run_attention(void *ctx) {
     attention_call *c = ctx;
     for (int l = 0; l < c->layers; l++)
-        cb_attention_decode(c->out, c->q, NULL, NULL, &c->caches[l], c->cfg, c->context - 1, 1, NULL, c->scratch);
+        cb_attention_decode(c->out, c->q, c->q_sem, NULL, &c->caches[l], c->cfg, c->context - 1, 1, NULL, c->scratch);
     c->sink += c->out[0];
 }
 
@@ -128,16 +128,23 @@ int main(int argc, char **argv) {
     }
     free(w);
 
-    // decode attention: GQA H 32, H_kv 8, hd 64 (Llama 3.2 1B), one new token at the end
-    cb_attention_config cfg = {0};
-    cfg.mode = CB_ATTENTION_GQA;
-    cfg.d_model = 2048;
-    cfg.n_heads = 32;
-    cfg.n_kv_heads = 8;
-    cfg.head_dim = 64;
-    cfg.rope_enabled = true;
-    cfg.is_causal = true;
-    const int kv_width = cfg.n_kv_heads * cfg.head_dim, q_width = cfg.n_heads * cfg.head_dim;
+    // decode attention, one layer of Llama 3.2 1B's shape (32 query heads over 8 kv heads),
+    // one new token at the end: GQA with heads of 64, then the DBA preset's decoupled keys
+    // (llama32_1b_dba.yml: 4 semantic + 8 geometric values a head, values of 64)
+    cb_attention_config cfgs[2] = {{0}, {0}};
+    for (int ci = 0; ci < 2; ci++) {
+        cfgs[ci].mode = ci ? CB_ATTENTION_DECOUPLED : CB_ATTENTION_GQA;
+        cfgs[ci].d_model = 2048;
+        cfgs[ci].n_heads = 32;
+        cfgs[ci].n_kv_heads = 8;
+        cfgs[ci].head_dim = 64;
+        cfgs[ci].rope_enabled = true;
+        cfgs[ci].is_causal = true;
+    }
+    cfgs[1].sem_dim = 128;
+    cfgs[1].geo_dim = 256;
+    cfgs[1].v_dim = 2048;
+    const int kv_width = 8 * 64, q_width = 32 * 64; // the widest rows either reads
     float *kv = malloc(sizeof(float) * (size_t)context * kv_width), *q = malloc(sizeof(float) * q_width);
     float *out = malloc(sizeof(float) * q_width);
     for (size_t i = 0; i < (size_t)context * kv_width; i++) {
@@ -145,26 +152,30 @@ int main(int argc, char **argv) {
         kv[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
     }
     for (int i = 0; i < q_width; i++) q[i] = kv[i];
-    float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, 1, context, NULL));
-    printf("\ndecode attention, GQA 32/8 heads of 64, one token over %d cached\n", context);
-    printf("%-6s %9s %8s %9s %9s %8s %9s %9s\n", "kind", "MB", "ms/1t", "GB/s/1t", "%bw/1t",
-           "ms/all", "GB/s/all", "%bw/all");
-    for (int k = 0; k < CB_KV_COUNT; k++) {
-        cb_layer_cache c;
-        cb_kv_kinds kinds = {(cb_kv_kind)k, (cb_kv_kind)k, (cb_kv_kind)k};
-        if (cb_layer_cache_init(&c, &cfg, &kinds, context, &e) != CB_OK ||
-            cb_layer_cache_append(&c, kv, NULL, kv, context, &e) != CB_OK) {
-            fprintf(stderr, "kernels_decode: %s\n", e.msg);
-            return e.code;
+    for (int ci = 0; ci < 2; ci++) {
+        const cb_attention_config *cfg = &cfgs[ci];
+        float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(cfg, 1, context, NULL));
+        printf("\ndecode attention, %s, one token over %d cached\n",
+               ci ? "DBA 32/8 heads, keys 4 + 8, values 64" : "GQA 32/8 heads of 64", context);
+        printf("%-6s %9s %8s %9s %9s %8s %9s %9s\n", "kind", "MB", "ms/1t", "GB/s/1t", "%bw/1t",
+               "ms/all", "GB/s/all", "%bw/all");
+        for (int k = 0; k < CB_KV_COUNT; k++) {
+            cb_layer_cache c;
+            cb_kv_kinds kinds = {(cb_kv_kind)k, (cb_kv_kind)k, (cb_kv_kind)k};
+            if (cb_layer_cache_init(&c, cfg, &kinds, context, &e) != CB_OK ||
+                cb_layer_cache_append(&c, kv, ci ? kv : NULL, kv, context, &e) != CB_OK) {
+                fprintf(stderr, "kernels_decode: %s\n", e.msg);
+                return e.code;
+            }
+            const double bytes = (double)cb_layer_cache_bytes(&c).payload;
+            printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
+            attention_call call = {out, scratch, q, ci ? q + 256 : NULL, &c, cfg, 1, context, 0};
+            print_timings(run_attention, &call, bytes, threads, bw, " %8.3f");
+            sink += call.sink;
+            cb_layer_cache_free(&c);
         }
-        const double bytes = (double)cb_layer_cache_bytes(&c).payload;
-        printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
-        attention_call call = {out, scratch, q, &c, &cfg, 1, context, 0};
-        print_timings(run_attention, &call, bytes, threads, bw, " %8.3f");
-        sink += call.sink;
-        cb_layer_cache_free(&c);
+        free(scratch);
     }
-    free(scratch);
 
     // decode attention, 110M shape: 12 layers, standard 12 heads of 64, one token at the end
     enum { LAYERS_110M = 12 };
@@ -186,7 +197,7 @@ int main(int argc, char **argv) {
         s ^= s << 13; s ^= s >> 7; s ^= s << 17;
         kv[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
     }
-    scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&std, 1, context, NULL));
+    float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&std, 1, context, NULL));
     printf("\ndecode attention, %d layers of 12 heads of 64 (110M), one token over %d cached\n", LAYERS_110M,
            context);
     printf("%-6s %9s %8s %9s %9s %8s %9s %9s\n", "kind", "MB", "ms/1t", "GB/s/1t", "%bw/1t",
@@ -206,7 +217,7 @@ int main(int argc, char **argv) {
             bytes += (double)cb_layer_cache_bytes(&c[l]).payload;
         }
         printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
-        attention_call call = {out, scratch, q, c, &std, LAYERS_110M, context, 0};
+        attention_call call = {out, scratch, q, NULL, c, &std, LAYERS_110M, context, 0};
         print_timings(run_attention, &call, bytes, threads, bw, " %8.3f");
         sink += call.sink;
         for (int l = 0; l < LAYERS_110M; l++) cb_layer_cache_free(&c[l]);

@@ -578,6 +578,42 @@ static int tiled_ok(const cb_layer_cache *c, const decode_dims *m) {
 }
 #endif
 
+/* Key widths (semantic + rotary values a head) up to SMALL_KEY take their scores KEY_TILE
+ * keys at a time (DBA's bottleneck keys: 4 + 8 values a head in the 1B preset): each key's
+ * segments dequantised into a transposed tile, then each query head's scores for the tile
+ * as multiply-adds across keys, which vectorise. One dot product a key and head spent its
+ * time on the call and a partial block for a handful of values (95 ns a key and kv head). */
+#define SMALL_KEY 64
+#define KEY_TILE 16
+
+/* S (group, L) <- scores of the group's scaled queries qr (group, dr) and qs (group, ds)
+ * against keys lo .. lo + nk - 1 of kv head kh. */
+static void scores_small(float *S, int L, const float *qr, const float *qs, const cb_layer_cache *c,
+                         const decode_dims *m, int lo, int nk, int kh) {
+    const int dr = m->dr, ds = m->ds, w = dr + ds;
+    float kt[SMALL_KEY * KEY_TILE], row[SMALL_KEY];
+    for (int j0 = 0; j0 < nk; j0 += KEY_TILE) {
+        const int nt = nk - j0 < KEY_TILE ? nk - j0 : KEY_TILE;
+        for (int t = 0; t < KEY_TILE; t++) {
+            if (t < nt) {
+                cb_kv_dequantize_row(c->k.kind, row, cb_kv_tensor_head(&c->k, lo + j0 + t, kh), (size_t)dr);
+                if (ds) cb_kv_dequantize_row(c->k_sem.kind, row + dr, cb_kv_tensor_head(&c->k_sem, lo + j0 + t, kh), (size_t)ds);
+            } else
+                memset(row, 0, sizeof(float) * (size_t)w); // a short last tile: zero keys
+            for (int d = 0; d < w; d++) kt[d * KEY_TILE + t] = row[d];
+        }
+        for (int g = 0; g < m->group; g++) {
+            float acc[KEY_TILE] = {0};
+            for (int d = 0; d < w; d++) {
+                const float qd = d < dr ? qr[(size_t)g * dr + d] : qs[(size_t)g * ds + d - dr];
+                #pragma omp simd
+                for (int t = 0; t < KEY_TILE; t++) acc[t] += qd * kt[d * KEY_TILE + t];
+            }
+            for (int t = 0; t < nt; t++) S[(size_t)g * L + j0 + t] = acc[t];
+        }
+    }
+}
+
 /* One item: query i (position p) against kv head kh; out rows of heads kh*group .. +group. */
 static void decode_item(float *out, const float *q, const float *q_sem, const float *gate,
                         const cb_layer_cache *c, const decode_dims *m, int causal, int window,
@@ -621,7 +657,8 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
         return;
     }
 #endif
-    // scores: each key read once for the group's query heads
+    if (ds + dr <= SMALL_KEY) scores_small(S, L, qr, qs, c, m, lo, nk, kh);
+    else // scores: each key read once for the group's query heads
     for (int j = 0; j < nk; j++) {
         cb_kv_dot_m(c->k.kind, sc, cb_kv_tensor_head(&c->k, lo + j, kh), qr, (size_t)dr,
                     (size_t)dr, group);
@@ -636,6 +673,15 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
     // out (group, dv) of this query = sum over keys of w (group) x v[j] (dv)
     float *o = out + ((size_t)i * m->H + h0) * dv;
     memset(o, 0, sizeof(float) * (size_t)group * dv);
+#if AD_TILED
+    if ((dv == 64 || dv == 128) && dv % tiled_block_values(c->v.kind) == 0) { // DBA's values, tiled
+        const head_map hv = {c->v.head_bytes, c->v.head_bytes, 1, 0};
+        for (int g = 0; g < group; g++)
+            values_any(c->v.kind, dv, o + (size_t)g * dv, S + (size_t)g * L, (size_t)L,
+                       cb_kv_tensor_head(&c->v, lo, kh), c->v.row_bytes, hv, 1, nk);
+        return;
+    }
+#endif
     for (int j = 0; j < nk; j++) {
         for (int g = 0; g < group; g++) w[g] = S[(size_t)g * L + j];
         cb_kv_axpy_m(c->v.kind, o, (size_t)dv, w, cb_kv_tensor_head(&c->v, lo + j, kh),

@@ -295,14 +295,16 @@ static void reference(double *out, const fwd *f, const cb_layer_cache *c, int po
  * their own); the deviation from the fp32 cache's result is measured and bounded loosely
  * per kind (it depends on the data; see test_quant.c for the per-value bounds). */
 TEST(decode_quantized_caches) {
-    named_cfg cfgs[3] = {
+    named_cfg cfgs[4] = {
         {"gqa H8/2 hd32", std_cfg(CB_ATTENTION_GQA, 256, 8, 2)},
         {"dba H4/2 sem4 gate", dba_cfg(64, 4, 2, 16, 64, 64, 1, 1)},
         {"dba H4 sem16 geo16 v32", dba_cfg(128, 4, 4, 64, 64, 128, 0, 0)},
+        // the 1B preset's head shape: 4 + 8 key values, values of 64 (the tiled values kernels)
+        {"dba H4/2 sem4 geo8 v64 gate", dba_cfg(128, 4, 2, 16, 32, 256, 1, 0)},
     };
     const double dev_tol[CB_KV_COUNT] = {1e-5, 1e-3, 1e-2, 1.5e-2, 0.2, 0.2};
     enum { T = 40 };
-    for (int ci = 0; ci < 3; ci++) {
+    for (int ci = 0; ci < 4; ci++) {
         fwd f;
         fwd_run(&f, cfgs[ci].cfg, T);
         const int W = f.H * f.dv;
