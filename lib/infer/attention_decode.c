@@ -13,7 +13,10 @@
  * Standard attention and GQA with head widths of whole 16-value units (64 and 128) take
  * tiled AVX-512 kernels instead, one query head at a time (under GQA the heads of a group
  * read their kv head's segment again, from L1), and a single query (a decode step) is split
- * over keys rather than heads, reading the cache in its own row order (below). */
+ * over keys rather than heads, reading the cache in its own row order (below). A decode
+ * step of DBA with small keys (rotary and semantic parts of at most 16 values a head) and
+ * values of 64 or 128 takes the same pieces, its scores from one masked 16-lane unit per
+ * part (scores_small_rows), the gate folded into the queries. */
 #include "infer/attention_decode.h"
 
 #include <math.h>
@@ -80,6 +83,7 @@ static size_t item_floats(const decode_dims *m, int L) {
 #define KEY_PIECE 256
 #define MIN_ITEMS 8 /* heads are split as well until a query has this many items */
 #define TMP_FLOATS (8 * 16) /* a head's partial scores of 8 keys (float kinds) */
+#define SMALL_UNIT 16 /* small keys: rotary and semantic widths of at most one 16-value unit */
 
 typedef struct piece_split { int pieces, heads_per, groups; } piece_split;
 
@@ -102,13 +106,15 @@ static size_t piece_floats(const decode_dims *m, int hp) {
 /* Floats of the query as all pieces read it, before the pieces: scaled (H, dr), then as
  * integer blocks (H, QUERY_INT_FLOATS, an int_query each). */
 #define QUERY_INT_FLOATS 104 /* = sizeof(int_query) / sizeof(float), checked there */
-static size_t query_floats(const decode_dims *m) { return (size_t)m->H * ((size_t)m->dr + QUERY_INT_FLOATS); }
+static size_t query_floats(const decode_dims *m) {
+    return (size_t)m->H * ((size_t)m->dr + QUERY_INT_FLOATS + 2 * SMALL_UNIT);
+}
 
 size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, int kv_len,
                                         const cb_decode_plan *plan) {
     decode_dims m = dims_of(cfg);
     size_t general = (size_t)chunk_of(plan, n) * m.Hkv * item_floats(&m, keys_max(plan, kv_len));
-    if (n != 1 || m.ds != 0) return general;
+    if (n != 1) return general;
     // one query may go the tiled way, split over keys
     piece_split sp = split_of(m.H, keys_max(plan, kv_len));
     size_t pieces = query_floats(&m) + (size_t)sp.pieces * sp.groups * piece_floats(&m, sp.heads_per);
@@ -488,6 +494,60 @@ AD_INLINE void scores_rows_int(const cb_kv_kind K, const int U, float *S, size_t
 }
 #endif
 
+/* 16 lanes: the first n <= 16 values of a stored segment of kind K, zero beyond (float kinds
+ * by a masked load; block kinds store zeros past a head's values in its last block). */
+AD_INLINE __m512 segment16(const cb_kv_kind K, const unsigned char *seg, int n) {
+    const __mmask16 mk = (__mmask16)((1u << n) - 1);
+    switch (K) {
+    case CB_KV_F32: return _mm512_maskz_loadu_ps(mk, seg);
+    case CB_KV_F16: return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, seg));
+    case CB_KV_BF16:
+        return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(mk, seg)), 16));
+    case CB_KV_Q8_0: return _mm512_mul_ps(unit_raw(CB_KV_Q8_0, seg, 0), _mm512_set1_ps(block_scale(CB_KV_Q8_0, seg)));
+    case CB_KV_Q4_0: return _mm512_mul_ps(unit_raw(CB_KV_Q4_0, seg, 0), _mm512_set1_ps(block_scale(CB_KV_Q4_0, seg)));
+    default: return _mm512_mul_ps(unit_raw(CB_KV_NF4, seg, 0), _mm512_set1_ps(block_scale(CB_KV_NF4, seg)));
+    }
+}
+
+/* Scores of nh query heads over nk small keys: S (nh, ldS); q (nh, 2 units): each head's
+ * rotary query (dr values) then its semantic one (ds, 0 for none), scaled and zero-padded
+ * to 16 lanes each; kg0, ks0 the first segments read of the first key (rotary, semantic);
+ * hm: which kv head each query head reads (stride 1: kv heads from the first, times each
+ * tensor's head bytes). The traversal and the 8-key reduction of scores_rows. */
+static void scores_small_rows(float *S, size_t ldS, const float *q, const cb_layer_cache *c, const decode_dims *m,
+                              const unsigned char *kg0, const unsigned char *ks0, head_map hm, int nh, int nk,
+                              float *tmp) {
+    const cb_kv_kind Kg = c->k.kind, Ks = c->k_sem.kind;
+    const size_t rg = c->k.row_bytes, rs = m->ds ? c->k_sem.row_bytes : 0, hg = c->k.head_bytes;
+    const size_t hs = m->ds ? c->k_sem.head_bytes : 0, ag = prefetch_ahead(rg), as = m->ds ? prefetch_ahead(rs) : 0;
+    const int dr = m->dr, ds = m->ds;
+    int j = 0;
+    for (; j < nk; j += 8) {
+        const int nt = nk - j < 8 ? nk - j : 8;
+        for (int t = 0; t < nt; t++) {
+            const unsigned char *rowg = kg0 + (size_t)(j + t) * rg, *rows = ds ? ks0 + (size_t)(j + t) * rs : NULL;
+            prefetch_row(rowg + ag, hm.span * hg);
+            if (ds) prefetch_row(rows + as, hm.span * hs);
+            FOR_HEADS(hm, nh, h, kv) {
+                __m512 p = _mm512_mul_ps(segment16(Kg, rowg + kv * hg, dr), _mm512_loadu_ps(q + h * 2 * SMALL_UNIT));
+                if (ds)
+                    p = _mm512_fmadd_ps(segment16(Ks, rows + kv * hs, ds), _mm512_loadu_ps(q + h * 2 * SMALL_UNIT + SMALL_UNIT), p);
+                _mm512_storeu_ps(tmp + (h * 8 + t) * 16, p);
+            }
+        }
+        for (int h = 0; h < nh; h++) {
+            if (nt < 8) { // the last keys: a sum each
+                for (int t = 0; t < nt; t++) S[(size_t)h * ldS + j + t] = _mm512_reduce_add_ps(_mm512_loadu_ps(tmp + ((size_t)h * 8 + t) * 16));
+                continue;
+            }
+            __m512 a[8];
+            #pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) a[t] = _mm512_loadu_ps(tmp + ((size_t)h * 8 + t) * 16);
+            _mm256_storeu_ps(S + (size_t)h * ldS + j, hsum8x8(a));
+        }
+    }
+}
+
 #define AD_KIND_CASES(CALL)                                \
     switch (kind) {                                        \
     case CB_KV_F32: CALL(CB_KV_F32); break;                \
@@ -572,9 +632,18 @@ static int tiled_block_values(cb_kv_kind k) {
 /* 1 when this layer's items take the tiled kernels: standard attention or GQA (no semantic
  * part), head widths of whole tiled blocks, dv of 64 or 128. */
 #if AD_TILED
+static int values_tiled(const cb_layer_cache *c, const decode_dims *m) {
+    return (m->dv == 64 || m->dv == 128) && m->dv % tiled_block_values(c->v.kind) == 0;
+}
 static int tiled_ok(const cb_layer_cache *c, const decode_dims *m) {
-    return m->ds == 0 && (m->dv == 64 || m->dv == 128) &&
-           m->dr % tiled_block_values(c->k.kind) == 0 && m->dv % tiled_block_values(c->v.kind) == 0;
+    return m->ds == 0 && m->dr % tiled_block_values(c->k.kind) == 0 && values_tiled(c, m);
+}
+/* Small keys (DBA's bottleneck: 4 + 8 values a head in the 1B preset; or heads of at most
+ * 16 values): one 16-lane unit each for the rotary and the semantic part. */
+static int keys_small(const decode_dims *m) { return m->dr <= SMALL_UNIT && m->ds <= SMALL_UNIT; }
+/* 1 when one query takes the pieces: tiled values, and keys tiled or small. */
+static int pieces_ok(const cb_layer_cache *c, const decode_dims *m) {
+    return values_tiled(c, m) && (tiled_ok(c, m) || keys_small(m));
 }
 #endif
 
@@ -674,7 +743,7 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
     float *o = out + ((size_t)i * m->H + h0) * dv;
     memset(o, 0, sizeof(float) * (size_t)group * dv);
 #if AD_TILED
-    if ((dv == 64 || dv == 128) && dv % tiled_block_values(c->v.kind) == 0) { // DBA's values, tiled
+    if (values_tiled(c, m)) { // DBA's values, tiled
         const head_map hv = {c->v.head_bytes, c->v.head_bytes, 1, 0};
         for (int g = 0; g < group; g++)
             values_any(c->v.kind, dv, o + (size_t)g * dv, S + (size_t)g * L, (size_t)L,
@@ -692,8 +761,8 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
 #if AD_TILED
 /* Piece pi of head group g of one query at position p (the tiled path, split over keys):
  * its scores, softmax statistics and unnormalised output in its scratch (piece_floats). */
-static void decode_piece(const float *qr, const float *iq, const cb_layer_cache *c, const decode_dims *m,
-                         const piece_split *sp, int lo, int hi, int pi, int g, float *scratch) {
+static void decode_piece(const float *qr, const float *iq, const float *qsm, const cb_layer_cache *c,
+                         const decode_dims *m, const piece_split *sp, int lo, int hi, int pi, int g, float *scratch) {
     const int dr = m->dr, dv = m->dv, hp = sp->heads_per, h0 = g * hp;
     const int nh = m->H - h0 < hp ? m->H - h0 : hp;
     const int j0 = lo + pi * KEY_PIECE, cnt = hi + 1 - j0 < KEY_PIECE ? hi + 1 - j0 : KEY_PIECE;
@@ -704,8 +773,13 @@ static void decode_piece(const float *qr, const float *iq, const cb_layer_cache 
     const size_t span = (size_t)(kv_last - kv0 + 1);
     const head_map hk = {c->k.head_bytes, span * c->k.head_bytes, m->group, h0 % m->group};
     const head_map hv = {c->v.head_bytes, span * c->v.head_bytes, m->group, h0 % m->group};
-    scores_any(c->k.kind, S, KEY_PIECE, qr + (size_t)h0 * dr, iq + (size_t)h0 * QUERY_INT_FLOATS, dr,
-               cb_kv_tensor_head(&c->k, j0, kv0), c->k.row_bytes, hk, nh, cnt, tmp);
+    if (tiled_ok(c, m))
+        scores_any(c->k.kind, S, KEY_PIECE, qr + (size_t)h0 * dr, iq + (size_t)h0 * QUERY_INT_FLOATS, dr,
+                   cb_kv_tensor_head(&c->k, j0, kv0), c->k.row_bytes, hk, nh, cnt, tmp);
+    else // small keys: kv heads counted from kv0 (stride 1)
+        scores_small_rows(S, KEY_PIECE, qsm + (size_t)h0 * 2 * SMALL_UNIT, c, m, cb_kv_tensor_head(&c->k, j0, kv0),
+                          m->ds ? cb_kv_tensor_head(&c->k_sem, j0, kv0) : NULL,
+                          (head_map){1, span, m->group, h0 % m->group}, nh, cnt, tmp);
     for (int h = 0; h < nh; h++) sum[h] = softmax_unnormalised(S + (size_t)h * KEY_PIECE, cnt, &mx[h]);
     memset(o, 0, sizeof(float) * (size_t)nh * dv);
     values_any(c->v.kind, dv, o, S, KEY_PIECE, cb_kv_tensor_head(&c->v, j0, kv0), c->v.row_bytes, hv, nh, cnt);
@@ -714,6 +788,7 @@ static void decode_piece(const float *qr, const float *iq, const cb_layer_cache 
 /* The pieces of one query: item it is piece it / groups of head group it % groups. */
 typedef struct piece_job {
     const float *qr, *iq; /* the query scaled (H, dr), and as integers (queries_int) */
+    const float *qsm;     /* small keys: (H, 2 units) rotary and semantic queries, scaled */
     const cb_layer_cache *c;
     const decode_dims *m;
     const piece_split *sp;
@@ -724,7 +799,7 @@ typedef struct piece_job {
 
 static void piece_item(void *ctx, int it) {
     const piece_job *j = ctx;
-    decode_piece(j->qr, j->iq, j->c, j->m, j->sp, j->lo, j->hi, it / j->sp->groups, it % j->sp->groups,
+    decode_piece(j->qr, j->iq, j->qsm, j->c, j->m, j->sp, j->lo, j->hi, it / j->sp->groups, it % j->sp->groups,
                  j->scratch + (size_t)it * j->per);
 }
 
@@ -780,7 +855,7 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
                          int n, const cb_decode_plan *plan, float *scratch) {
     const decode_dims m = dims_of(cfg);
 #if AD_TILED
-    if (n == 1 && !gate && tiled_ok(c, &m)) { // one query: split over keys
+    if (n == 1 && pieces_ok(c, &m)) { // one query: split over keys
         const int hi = cfg->is_causal ? pos0 : c->len - 1, window = plan ? plan->local_window : 0;
         const int lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
         const piece_split sp = split_of(m.H, hi - lo + 1);
@@ -788,11 +863,22 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
         const size_t per = piece_floats(&m, sp.heads_per);
         const long long work = (long long)(hi - lo + 1) * m.H * (m.dr + m.dv);
         // the query once for all pieces: scaled, and as integers where the keys take them
-        float *qr = scratch, *iq = qr + (size_t)m.H * m.dr, *pieces = scratch + query_floats(&m);
-        const float rr = 1.0f / sqrtf((float)m.dr);
-        for (int t = 0; t < m.H * m.dr; t++) qr[t] = rr * q[t];
-        queries_int(c->k.kind, iq, qr, m.dr, m.H);
-        piece_job j = {qr, iq, c, &m, &sp, lo, hi, pieces, per};
+        float *qr = scratch, *iq = qr + (size_t)m.H * m.dr, *qsm = iq + (size_t)m.H * QUERY_INT_FLOATS;
+        float *pieces = scratch + query_floats(&m);
+        const float rr = 1.0f / sqrtf((float)m.dr), rs = m.ds ? 1.0f / sqrtf((float)m.ds) : 0.0f;
+        if (tiled_ok(c, &m)) {
+            for (int t = 0; t < m.H * m.dr; t++) qr[t] = rr * q[t];
+            queries_int(c->k.kind, iq, qr, m.dr, m.H);
+        } else // small keys: DBA's 2g / sqrt(ds) and (2 - 2g) / sqrt(dr) (g = 1/2 without a gate)
+            for (int h = 0; h < m.H; h++) {
+                const float gv = gate ? gate[h] : 0.5f, c_rot = (2 - 2 * gv) * rr, c_sem = 2 * gv * rs;
+                float *qh = qsm + (size_t)h * 2 * SMALL_UNIT;
+                for (int t = 0; t < SMALL_UNIT; t++) {
+                    qh[t] = t < m.dr ? c_rot * q[(size_t)h * m.dr + t] : 0.0f;
+                    qh[SMALL_UNIT + t] = t < m.ds ? c_sem * q_sem[(size_t)h * m.ds + t] : 0.0f;
+                }
+            }
+        piece_job j = {qr, iq, qsm, c, &m, &sp, lo, hi, pieces, per};
         if (work >= (1 << 15)) cb_parallel_for(items, piece_item, &j);
         else
             for (int it = 0; it < items; it++) piece_item(&j, it);

@@ -342,6 +342,46 @@ TEST(decode_quantized_caches) {
     }
 }
 
+/* DBA with the 1B preset's head shape (4 + 8 key values, values of 64) over a long cache:
+ * 8 query heads over 2 kv heads and 600 keys, so a decode step splits into 3 pieces of 3
+ * heads whose groups straddle a kv head; a dynamic gate; the last 10 tokens one at a time
+ * after a prefill, against the double reference and the training-time forward. */
+TEST(decode_dba_long) {
+    enum { T = 600, P = 590 };
+    fwd f;
+    fwd_run(&f, dba_cfg(128, 8, 2, 32, 64, 512, 1, 1), T);
+    const int W = f.H * f.dv;
+    float *got = malloc(sizeof(float) * T * W);
+    double *ref = malloc(sizeof(double) * T * W);
+    const cb_kv_kind kinds_of[4] = {CB_KV_F32, CB_KV_F16, CB_KV_Q8_0, CB_KV_Q4_0};
+    for (int ki = 0; ki < 4; ki++) {
+        const cb_kv_kinds kinds = {kinds_of[ki], kinds_of[ki], kinds_of[ki]};
+        cb_layer_cache c;
+        cb_error e;
+        EXPECT_EQ_INT(CB_OK, cb_layer_cache_init(&c, &f.cfg, &kinds, 0, &e));
+        append_rows(&c, &f, 0, P);
+        for (int t = P; t < T; t++) {
+            append_rows(&c, &f, t, 1);
+            decode(got + (size_t)(t - P) * W, &c, &f, t, 1, NULL);
+        }
+        reference(ref, &f, &c, P, T - P, 0);
+        const double exact = cb_test_rel_diff(got, ref, (size_t)(T - P) * W);
+        const double dev = rel_diff(got, rows_of(f.acts.att, P, W), (size_t)(T - P) * W);
+        char what[96];
+        snprintf(what, sizeof what, "dba 8/2 600 keys %s vs dequant ref", cb_kv_kind_name(kinds_of[ki]));
+        REPORT_DIFF(what, exact, 1e-5);
+        if (exact > 1e-5) FAILF("%s: %.3g", what, exact);
+        if (ki == 0) { // fp32: the training-time forward too
+            REPORT_DIFF("dba 8/2 600 keys fp32 vs forward", dev, 1e-5);
+            if (dev > 1e-5) FAILF("dba 8/2 600 keys: %.3g from the forward", dev);
+        }
+        cb_layer_cache_free(&c);
+    }
+    free(got);
+    free(ref);
+    fwd_free(&f);
+}
+
 /* local_window: against the reference with the same window; a window covering everything
  * and any q_chunk leave the result unchanged, bit for bit. */
 TEST(decode_window_and_chunks) {
