@@ -1,6 +1,6 @@
 /* bandwidth.h: the memory read bandwidth reference of the decode benchmarks: a streaming
  * sum over a buffer larger than the caches, on the threads of the pool the decoder itself
- * uses (infer/parallel.h), one contiguous part per thread, best of 5. Header-only: each
+ * uses (backend/cpu/parallel.h), one contiguous part per thread, best of 5. Header-only: each
  * bench/ program is built alone. */
 #ifndef CB_BENCH_BANDWIDTH_H
 #define CB_BENCH_BANDWIDTH_H
@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include "infer/parallel.h"
+#include "backend/cpu/parallel.h"
 
 static inline double bench_now(void) {
     struct timespec ts;

@@ -18,7 +18,7 @@
  * from a token file (held-out text), PROMPTS of them (default 8) at fixed spread offsets: the
  * centres of PROMPTS equal slices of the file; results are means over the prompts. With -M
  * the defaults become context 64, k 2,3,4,6, -A 4 and 96 new tokens. The decoder's threads:
- * OMP_NUM_THREADS (infer/parallel.h). */
+ * OMP_NUM_THREADS (backend/cpu/parallel.h). */
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -31,7 +31,7 @@
 #include "data/dataset.h"
 #include "infer/generate.h"
 #include "infer/model_dir.h"
-#include "infer/parallel.h"
+#include "backend/cpu/parallel.h"
 #include "infer/session.h"
 #include "infer/speculative.h"
 #include "manifest/lower.h"

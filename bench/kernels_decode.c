@@ -14,9 +14,9 @@
 #include <time.h>
 
 #include "bandwidth.h"
-#include "infer/attention_decode.h"
-#include "infer/matvec.h"
-#include "infer/parallel.h"
+#include "backend/cpu/attention_decode.h"
+#include "backend/cpu/matvec.h"
+#include "backend/cpu/parallel.h"
 
 /* ---- one row of a table: a kernel timed on one thread and on all ---- */
 

@@ -5,7 +5,7 @@
 #ifndef CB_INFER_DECODE_PLAN_H
 #define CB_INFER_DECODE_PLAN_H
 
-#include "infer/attention_decode.h"
+#include "backend/cpu/attention_decode.h"
 
 typedef enum cb_decode_plan_mode {
     CB_DECODE_PLAN_AUTO = 0,

@@ -8,7 +8,7 @@
 #include <omp.h>
 #include <stdlib.h>
 #include <string.h>
-#include "infer/parallel.h"
+#include "backend/cpu/parallel.h"
 #include "layers/activation.h"
 #include "layers/elementwise.h"
 #include "layers/embedding.h"
@@ -387,7 +387,7 @@ static int prepare_pass(cb_session *s, int pos0, int m, cb_error *e) {
 static int run_pass_ops(cb_session *s, const int32_t *tokens, int m, int want, cb_error *e);
 
 /* One pass of m <= chunk rows at position s->len. The products and attention run their
- * loops on the infer/parallel.h pool; the layer functions' own OpenMP regions (norms, adds
+ * loops on the backend/cpu/parallel.h pool; the layer functions' own OpenMP regions (norms, adds
  * over a prefill chunk) are kept to one thread meanwhile, since a second team of threads
  * spinning after each of them took the cores from the pool's workers (40% of a prefill). */
 static int run_pass(cb_session *s, const int32_t *tokens, int m, int want, cb_error *e) {

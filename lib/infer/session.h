@@ -2,7 +2,7 @@
  * every attention op, the tokens it holds, and forward passes over new tokens only. Every
  * op but attention works row by row, so a pass runs the model's compiled program on the
  * new rows; attention projects them, rotates them at their positions, appends their keys
- * and values to its cache and attends against the whole cache (infer/attention_decode.h). */
+ * and values to its cache and attends against the whole cache (backend/cpu/attention_decode.h). */
 #ifndef CB_INFER_SESSION_H
 #define CB_INFER_SESSION_H
 
@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "infer/decode_plan.h"
 #include "infer/kv_cache.h"
-#include "infer/matvec.h"
+#include "backend/cpu/matvec.h"
 #include "model/model.h"
 #include "model/program.h"
 
@@ -26,7 +26,7 @@ typedef struct cb_session_config {
     cb_kv_kind weight_kind; /* fp32: the model's weights as they are; another kind: every
                                weight matrix converted once to it (bf16, fp16, q8_0, q4_0,
                                nf4), so each token reads fewer bytes; products by
-                               infer/matvec.h either way */
+                               backend/cpu/matvec.h either way */
     cb_decode_plan_config plan;
 } cb_session_config;
 

@@ -16,7 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "layers/gemm.h"
+#include "backend/cpu/gemm.h"
 #include "layers/real.h"
 #include "layers/rope.h"
 

@@ -1,9 +1,9 @@
 /* linear.c: fully connected layer over `real` (float here, double via f64/linear_f64.c).
- * Each matrix product is one GEMM over the whole (N, C) batch (layers/gemm.h). */
+ * Each matrix product is one GEMM over the whole (N, C) batch (backend/cpu/gemm.h). */
 #include "layers/linear.h"
 
 #include <string.h>
-#include "layers/gemm.h"
+#include "backend/cpu/gemm.h"
 #include "layers/loops.h"
 
 void CB_FN(cb_linear_forward)(real *restrict out, const real *restrict in, const real *restrict weight,

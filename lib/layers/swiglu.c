@@ -3,7 +3,7 @@
 #include "layers/swiglu.h"
 
 #include "layers/activation.h"
-#include "layers/gemm.h"
+#include "backend/cpu/gemm.h"
 #include "layers/linear.h"
 #include "layers/loops.h"
 

@@ -8,7 +8,7 @@
 
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
-#include "tensor/quant_dot.h"
+#include "backend/cpu/quant_dot.h"
 
 static unsigned long long rng_state = 0x2545F4914F6CDD1DULL;
 static double urand(void) { // uniform in [-1, 1)

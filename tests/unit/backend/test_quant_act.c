@@ -8,7 +8,7 @@
 
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
-#include "tensor/quant_act.h"
+#include "backend/cpu/quant_act.h"
 
 static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
 static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)

@@ -12,7 +12,7 @@
  * loop's fn and ctx are read only after a successful claim, and the caller publishes the
  * next loop only once every item of this one is done, so they cannot change under a
  * claimed item. Loops of more than 65535 items hand out runs of consecutive items. */
-#include "infer/parallel.h"
+#include "backend/cpu/parallel.h"
 
 #include <omp.h>
 #include <pthread.h>

@@ -6,7 +6,7 @@
 
 #include <stdlib.h>
 
-#include "infer/attention_decode.h"
+#include "backend/cpu/attention_decode.h"
 #include "layers/attention.h"
 #include "layers/rope.h"
 

@@ -6,7 +6,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 
-#include "infer/matvec.h"
+#include "backend/cpu/matvec.h"
 #include "tensor/dtype.h"
 
 static unsigned long long rng_state = 0xBF58476D1CE4E5B9ULL;

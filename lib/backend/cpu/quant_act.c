@@ -1,7 +1,7 @@
 /* quant_act.c: int16 activation blocks and the q8_0 x int16 dot products (see quant_act.h
  * for why and the error bound). AVX-512 BW when compiled for it, plain C otherwise; both
  * compute the same integer block sums, so they differ only in the order of the f32 adds. */
-#include "tensor/quant_act.h"
+#include "backend/cpu/quant_act.h"
 
 #include <math.h>
 #include <string.h>

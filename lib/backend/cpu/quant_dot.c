@@ -8,7 +8,7 @@
  * AVX2 the same arithmetic runs as plain C loops. The _m variants dequantise each 8 values
  * once and use them for all m vectors (up to 8 accumulators in registers; without AVX2,
  * through a 64-value tile in L1). */
-#include "tensor/quant_dot.h"
+#include "backend/cpu/quant_dot.h"
 
 #include <string.h>
 

@@ -1,7 +1,7 @@
 /* gemm.c: the layers' large matrix products over `real` (float here, double via f64/gemm_f64.c),
  * split into a grid of blocks that depends only on the shape; each block is one BLAS call on
  * one thread. */
-#include "layers/gemm.h"
+#include "backend/cpu/gemm.h"
 
 #include "layers/real.h"
 

@@ -6,7 +6,7 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
-#include "infer/parallel.h"
+#include "backend/cpu/parallel.h"
 
 typedef struct count_job {
     _Atomic int *hits; /* (n) times each item ran */

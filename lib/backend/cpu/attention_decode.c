@@ -17,15 +17,15 @@
  * step of DBA with small keys (rotary and semantic parts of at most 16 values a head) and
  * values of 64 or 128 takes the same pieces, its scores from one masked 16-lane unit per
  * part (scores_small_rows), the gate folded into the queries. */
-#include "infer/attention_decode.h"
+#include "backend/cpu/attention_decode.h"
 
 #include <math.h>
 #include <stdint.h>
 #include <string.h>
 
-#include "infer/parallel.h"
-#include "tensor/quant_act.h"
-#include "tensor/quant_dot.h"
+#include "backend/cpu/parallel.h"
+#include "backend/cpu/quant_act.h"
+#include "backend/cpu/quant_dot.h"
 
 /* The tiled path (standard attention and GQA, heads of 64 or 128) needs AVX-512; without
  * it every item takes the general path. */

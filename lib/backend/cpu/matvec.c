@@ -1,18 +1,18 @@
 /* matvec.c: y = W x with W stored in any cb_kv_kind, parallel over the rows of W; each row
- * is dequantised in registers by the kernels of tensor/quant_dot.h, except q8_0: there the
+ * is dequantised in registers by the kernels of backend/cpu/quant_dot.h, except q8_0: there the
  * input is quantised to int16 blocks once per product and each row is an integer dot
- * (tensor/quant_act.h: 1.5x the speed of widening the weights to f32, within 2^-16 of the
+ * (backend/cpu/quant_act.h: 1.5x the speed of widening the weights to f32, within 2^-16 of the
  * input's block maximum per value). */
-#include "infer/matvec.h"
+#include "backend/cpu/matvec.h"
 
 #include <cblas.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "infer/parallel.h"
-#include "tensor/quant_act.h"
-#include "tensor/quant_dot.h"
+#include "backend/cpu/parallel.h"
+#include "backend/cpu/quant_act.h"
+#include "backend/cpu/quant_dot.h"
 
 /* Below this many weights a parallel region costs more than it saves. */
 #define PARALLEL_MIN 65536

@@ -8,8 +8,8 @@
 
 #include <stdlib.h>
 
-#include "infer/attention_decode.h"
-#include "tensor/quant_act.h"
+#include "backend/cpu/attention_decode.h"
+#include "backend/cpu/quant_act.h"
 
 /* Builds with AVX-512 VNNI take q8_0 and q4_0 keys' scores in integers. */
 #if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__) && defined(__F16C__) && defined(__FMA__)
