@@ -80,10 +80,10 @@ static double weight_bytes_per_token(const cb_session *s) {
     double bytes = 0;
     const int nm = p->n_ops * CB_OP_MAX_PARAMS;
     for (int i = 0; i < nm; i++) {
-        const cb_weight_matrix *w = &s->mats[i];
+        const cb_weight_matrix *w = &s->dec.mats[i];
         if (!w->data) continue;
         int seen = 0;
-        for (int j = 0; j < i && !seen; j++) seen = s->mats[j].data == w->data;
+        for (int j = 0; j < i && !seen; j++) seen = s->dec.mats[j].data == w->data;
         if (!seen) bytes += (double)cb_weight_matrix_bytes(w);
     }
     for (int i = 0; i < p->n_ops; i++) {
@@ -301,7 +301,7 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
     const int32_t first = cb_argmax(logits, s.vocab);
     r.weight_bytes = weight_bytes_per_token(&s);
     // step i (0-based) attends to context + i + 1 keys
-    r.kv_bytes = (double)cb_kv_cache_bytes_per_token(&s.kv) * (context + (steps + 1) / 2.0);
+    r.kv_bytes = (double)cb_kv_cache_bytes_per_token(&s.dec.kv) * (context + (steps + 1) / 2.0);
     const double bytes = r.weight_bytes + r.kv_bytes;
     bw[0] = stream_gbs(stream, STREAM_FLOATS, sink);
     for (int rep = 0; rep < repeats; rep++) {

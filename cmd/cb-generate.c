@@ -23,7 +23,7 @@ static void usage(void) {
     printf("usage: cb-generate [--prompt text | --ids list | --prompts file | --chat] [--tokenizer T]\n"
            "       [--max-new-tokens n] [--temperature x] [--top-k n] [--top-p x] [--seed n]\n"
            "       [--eos id] [--stop text] [--max-seq-len n] [--truncate] [--cache-kind K]\n"
-           "       [--draft dir] [--spec-k n] [--json] [options] model_dir\n"
+           "       [--draft dir] [--spec-k n] [--device cpu|cuda|auto] [--json] [options] model_dir\n"
            "Generate text from a model directory (caramba or Hugging Face Llama), streamed to\n"
            "stdout token by token, or one JSON line per prompt with --json. Cache kinds: fp32,\n"
            "fp16, bf16, q8_0, q4_0, nf4, auto. More options in cb-generate(1).\n");
@@ -34,7 +34,8 @@ enum {
     O_SEED, O_EOS, O_STOP, O_MAX_SEQ, O_TRUNCATE, O_CHUNK, O_CACHE_KIND, O_CACHE_K, O_CACHE_K_SEM, O_CACHE_V,
     O_BUDGET, O_MAX_DNLL, O_MAX_PPL, O_MAX_KL, O_CACHE_BENCH, O_CACHE_BENCH_STEPS, O_CACHE_PLAN, O_CACHE_PROBE,
     O_DECODE_PLAN, O_DECODE_Q_CHUNK, O_DECODE_WINDOW, O_DECODE_BUCKETS, O_DECODE_WINDOW_LONG, O_DRAFT, O_SPEC_K,
-    O_SPEC_METHOD, O_SPEC_ADAPTIVE, O_SPEC_K_MAX, O_NO_EXTRA, O_SPEC_DISABLE, O_JSON, O_QUIET, O_HELP, O_WEIGHT_KIND
+    O_SPEC_METHOD, O_SPEC_ADAPTIVE, O_SPEC_K_MAX, O_NO_EXTRA, O_SPEC_DISABLE, O_JSON, O_QUIET, O_HELP, O_WEIGHT_KIND,
+    O_DEVICE
 };
 
 typedef struct opts {
@@ -129,7 +130,8 @@ static int parse_args(int argc, char **argv, opts *o) {
         {"spec-method", required_argument, 0, O_SPEC_METHOD}, {"spec-k-adaptive", no_argument, 0, O_SPEC_ADAPTIVE},
         {"spec-k-max", required_argument, 0, O_SPEC_K_MAX}, {"no-spec-extra-token", no_argument, 0, O_NO_EXTRA},
         {"spec-disable-below", required_argument, 0, O_SPEC_DISABLE}, {"json", no_argument, 0, O_JSON},
-        {"quiet", no_argument, 0, O_QUIET}, {"weight-kind", required_argument, 0, O_WEIGHT_KIND}, {"help", no_argument, 0, O_HELP}, {0, 0, 0, 0}};
+        {"quiet", no_argument, 0, O_QUIET}, {"weight-kind", required_argument, 0, O_WEIGHT_KIND}, {"help", no_argument, 0, O_HELP},
+        {"device", required_argument, 0, O_DEVICE}, {0, 0, 0, 0}};
     o->gen = cb_generate_config_default();
     o->sess = cb_session_config_default();
     o->policy = cb_cache_policy_config_default();
@@ -225,6 +227,11 @@ static int parse_args(int argc, char **argv, opts *o) {
         case O_NO_EXTRA: o->spec.extra_token = 0; break;
         case O_SPEC_DISABLE: if (!parse_double(optarg, "--spec-disable-below", 0, 1, &x)) return 2; o->spec.disable_below_accept = x; break;
         case O_WEIGHT_KIND: if (!parse_kind(optarg, "--weight-kind", &o->sess.weight_kind)) return 2; break;
+        case O_DEVICE: {
+            cb_error e;
+            if (cb_backend_open(optarg, &o->sess.backend, &e) != CB_OK) return cb_cli_usage_error(TOOL, "--device: %s", e.msg);
+            break;
+        }
         case O_JSON: o->json = 1; break;
         case O_QUIET: o->quiet = 1; break;
         default: return cb_cli_usage_error(TOOL, "unknown or incomplete option %s", argv[optind - 1]);

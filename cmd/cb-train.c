@@ -26,7 +26,7 @@ static void on_signal(int sig) {
 
 static void usage(void) {
     printf("usage: cb-train [--run id] [--group name] [-o run_dir] [--resume checkpoint_dir]\n"
-           "       [--data train.npy] [--val val.npy] [--steps n] [--quiet] plan\n"
+           "       [--data train.npy] [--val val.npy] [--steps n] [--device cpu|cuda|auto] [--quiet] plan\n"
            "Train the model of a plan on one of its runs (mode train): the run's seed, steps and\n"
            "train settings come from the plan's group. Writes run_dir/metrics.jsonl, checkpoints\n"
            "run_dir/step-NNNNNNNN/, the trained model run_dir/final/ and run_dir/run.json; prints\n"
@@ -95,8 +95,9 @@ int main(int argc, char **argv) {
         {"group", required_argument, 0, 'g'},  {"output", required_argument, 0, 'o'},
         {"resume", required_argument, 0, 'R'}, {"data", required_argument, 0, 'd'},
         {"val", required_argument, 0, 'v'},    {"steps", required_argument, 0, 's'},
-        {"quiet", no_argument, 0, 'q'},        {0, 0, 0, 0}};
-    const char *run_id = NULL, *group = NULL, *out = NULL, *resume = NULL, *data = NULL, *val = NULL;
+        {"quiet", no_argument, 0, 'q'},        {"device", required_argument, 0, 'D'},
+        {0, 0, 0, 0}};
+    const char *device = NULL, *run_id = NULL, *group = NULL, *out = NULL, *resume = NULL, *data = NULL, *val = NULL;
     long steps = -1;
     int quiet = 0, c;
     while ((c = getopt_long(argc, argv, "ho:q", opts, NULL)) != -1) {
@@ -109,6 +110,7 @@ int main(int argc, char **argv) {
         case 'd': data = optarg; break;
         case 'v': val = optarg; break;
         case 'q': quiet = 1; break;
+        case 'D': device = optarg; break;
         case 's':
             if (parse_count(optarg, &steps) != 0)
                 return cb_cli_usage_error(TOOL, "--steps: not a non-negative integer: %s", optarg);
@@ -136,6 +138,9 @@ int main(int argc, char **argv) {
     if (data) snprintf(cfg.data, sizeof cfg.data, "%s", data);
     if (val) snprintf(cfg.val_split, sizeof cfg.val_split, "%s", val);
     if (resume) snprintf(cfg.resume, sizeof cfg.resume, "%s", resume);
+    if (device) snprintf(cfg.device, sizeof cfg.device, "%s", device);
+    cb_backend *backend = NULL;
+    if (rc == CB_OK) rc = cb_backend_open(cfg.device, &backend, &e);
     char run_dir[4096];
     if (out) snprintf(run_dir, sizeof run_dir, "%s", out);
     else snprintf(run_dir, sizeof run_dir, "runs/%s/%s", cfg.group, cfg.run);
@@ -184,7 +189,7 @@ int main(int argc, char **argv) {
         cb_progress_init(&progress, stderr, quiet, -1, 0, cfg.steps);
         json_t *meta = run_meta(&cfg);
         cb_train_io io = {.run_dir = run_dir, .resume = cfg.resume[0] ? cfg.resume : NULL, .stop = &stop_requested,
-                          .progress = &progress, .meta = meta};
+                          .progress = &progress, .meta = meta, .backend = backend};
         rc = cb_train_run(&cfg, &m, &d, &io, &res, &e);
         json_decref(meta);
     }

@@ -2,7 +2,8 @@
  * every attention op, the tokens it holds, and forward passes over new tokens only. Every
  * op but attention works row by row, so a pass runs the model's compiled program on the
  * new rows; attention projects them, rotates them at their positions, appends their keys
- * and values to its cache and attends against the whole cache (backend/cpu/attention_decode.h). */
+ * and values to its cache and attends against the whole cache. The passes go through the
+ * one dispatch loop of backend/pass.h on the session's device. */
 #ifndef CB_INFER_SESSION_H
 #define CB_INFER_SESSION_H
 
@@ -11,7 +12,8 @@
 #include "core/error.h"
 #include "infer/decode_plan.h"
 #include "infer/kv_cache.h"
-#include "backend/cpu/matvec.h"
+#include "backend/backend.h"
+#include "backend/pass.h"
 #include "model/model.h"
 #include "model/program.h"
 
@@ -25,9 +27,9 @@ typedef struct cb_session_config {
     cb_kv_kinds kinds;  /* storage of the cached k (k_geo), k_sem, v */
     cb_kv_kind weight_kind; /* fp32: the model's weights as they are; another kind: every
                                weight matrix converted once to it (bf16, fp16, q8_0, q4_0,
-                               nf4), so each token reads fewer bytes; products by
-                               backend/cpu/matvec.h either way */
+                               nf4), so each token reads fewer bytes */
     cb_decode_plan_config plan;
+    cb_backend *backend; /* the device it decodes on; NULL: the CPU */
 } cb_session_config;
 
 /* fp32 cache, default chunk, context from the model, decode plan auto. */
@@ -35,27 +37,20 @@ cb_session_config cb_session_config_default(void);
 
 typedef struct cb_session {
     const cb_model *model; /* borrowed */
-    cb_session_config cfg; /* max_seq_len and chunk resolved */
+    cb_session_config cfg; /* max_seq_len, chunk and backend resolved */
+    cb_backend *be;        /* = cfg.backend */
     cb_program prog;       /* the model compiled for (1, chunk) */
     int vocab, d_model;
-    float *slots;          /* prog.slot_elems: each op's output rows of the current pass */
-    float *work;           /* work_elems: an op's temporaries (norm statistics, q, k, v, ...) */
-    size_t work_elems;
-    float *attn_scratch;   /* cb_attention_decode scratch, grown on demand */
-    size_t attn_scratch_elems;
+    const float *weights;  /* the model's buffer on the device (the model's own on the CPU) */
+    float *slots;          /* device, prog.slot_elems: each op's output rows of the current pass */
     double *rope_inv_freq; /* per program RoPE table: dim/2 inverse frequencies, back to back */
-    float *rope;           /* per program RoPE table: cos then sin (chunk, dim/2) of this pass */
-    int *op_layer;         /* (n_ops) index into kv.layers of an attention op, else -1 */
-    cb_weight_matrix *mats; /* (n_ops, CB_OP_MAX_PARAMS) each op's weight matrices (data
-                               NULL where none): views of the model's buffer for fp32,
-                               else converted, a shared tensor (tied head, cyclic body)
-                               once */
-    size_t weight_bytes;   /* bytes of the converted matrices (0 for fp32 views) */
-    cb_kv_cache kv;        /* one layer cache per attention op, in program order */
+    float *rope_host;      /* prog.rope_elems: cos then sin (chunk, dim/2) of this pass */
+    float *rope;           /* the same on the device (= rope_host on the CPU) */
+    int32_t *pass_tokens;  /* device (chunk): the tokens of this pass (NULL on the CPU) */
+    cb_decode dec;         /* weights in their storage kind, KV caches: backend/pass.h */
     int32_t *tokens;       /* (max_seq_len) the tokens whose keys and values are cached */
     int len;               /* tokens held = the next position */
     int reused;            /* tokens of the last prefill found already in the cache */
-    const char *last_bucket; /* decode-plan bucket of the last pass */
 } cb_session;
 
 /* Compile m for decoding. m must outlive the session. A non-causal attention layer cannot

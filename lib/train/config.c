@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include "backend/backend.h"
 #include "core/json_doc.h"
 #include "manifest/schema_table.h"
 
@@ -126,8 +127,13 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
         rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "phase"),
                      "train.phase: %s is not done by cb-train in this build (standard and global are)", phase);
     const char *device = str(train, "device"), *dtype = str(train, "dtype");
-    if (rc == CB_OK && device && strcmp(device, "cpu") != 0 && strcmp(device, "auto") != 0)
-        rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "device"), "train.device: %s is not in this build (cpu is)", device);
+    cb_backend *be;
+    snprintf(c->device, sizeof c->device, "%s", device ? device : "auto");
+    if (rc == CB_OK && cb_backend_open(c->device, &be, e) != CB_OK) {
+        char why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e->msg);
+        rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "device"), "train.device: %s", why);
+    }
     if (rc == CB_OK && dtype && strcmp(dtype, "float32") != 0 && strcmp(dtype, "auto") != 0)
         rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "dtype"),
                      "train.dtype: %s is not in this build (the CPU trainer is float32)", dtype);

@@ -42,6 +42,7 @@ typedef struct cb_train_config {
     char init_ckpt[CB_TRAIN_PATH_MAX], init_run[CB_TRAIN_NAME_MAX];
     char init_from[16];              /* "student", "teacher" or "" */
     char resume[CB_TRAIN_PATH_MAX];  /* train.resume, or "" */
+    char device[16];                 /* train.device: "cpu", "cuda", "auto" (backend/backend.h) */
 } cb_train_config;
 
 /* Find the run: in group `group` (NULL: the only group, or the group holding run), the

@@ -106,6 +106,11 @@ static void sgd_tensor(float *w, const float *g, float *buf, size_t n, float dec
 }
 
 void cb_optimizer_step(cb_optimizer *o, float *weights, const float *grads, double lr) {
+    cb_optimizer_step_state(o, weights, grads, o->m, o->v, lr);
+}
+
+void cb_optimizer_step_state(cb_optimizer *o, float *weights, const float *grads, float *state_m, float *state_v,
+                             double lr) {
     const cb_optimizer_config *c = &o->cfg;
     o->t++;
     /* bias corrections as torch computes them: Python floats (double), then used as scalars */
@@ -114,12 +119,12 @@ void cb_optimizer_step(cb_optimizer *o, float *weights, const float *grads, doub
     float decayed = (float)(1.0 - lr * c->weight_decay);
     for (int k = 0; k < o->params->n; k++) {
         const cb_param *p = &o->params->items[k];
-        float *w = weights + p->offset, *m = o->m + p->offset;
+        float *w = weights + p->offset, *m = state_m + p->offset;
         const float *g = grads + p->offset;
         float df = o->decay[k] ? decayed : 1.0f;
         switch (c->kind) {
         case CB_OPT_ADAMW:
-            adamw_tensor(w, g, m, o->v + p->offset, p->numel, df, c->beta1, c->beta2, step_size, bc2_sqrt,
+            adamw_tensor(w, g, m, state_v + p->offset, p->numel, df, c->beta1, c->beta2, step_size, bc2_sqrt,
                          (float)c->eps);
             break;
         case CB_OPT_LION: lion_tensor(w, g, m, p->numel, df, c->beta1, c->beta2, (float)lr); break;

@@ -45,6 +45,9 @@ void cb_optimizer_free(cb_optimizer *o);
  * elementwise, so the result does not depend on the thread count. Padding between
  * tensors is left alone. */
 void cb_optimizer_step(cb_optimizer *o, float *weights, const float *grads, double lr);
+/* The same update with the state in m and v (laid out like o->m, o->v; v used by AdamW
+ * only) instead of o's own: a backend keeps its copy of the state where it computes. */
+void cb_optimizer_step_state(cb_optimizer *o, float *weights, const float *grads, float *m, float *v, double lr);
 
 /* The state as safetensors: "<param>.exp_avg" (adamw, lion), "<param>.exp_avg_sq" (adamw),
  * "<param>.momentum_buffer" (sgd), shaped like the parameter; metadata cb.optimizer

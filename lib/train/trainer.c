@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "core/clock.h"
 #include "core/json_doc.h"
 #include "core/rng.h"
 #include "model/program.h"
@@ -76,12 +77,6 @@ void cb_train_data_close(cb_train_data *d) {
 
 /* ---- the run record ---- */
 
-static double mono_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static void utc_now(char *buf, size_t n) {
     time_t t = time(NULL);
     struct tm tm;
@@ -137,13 +132,22 @@ static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_
 
 /* ---- the loop ---- */
 
+/* The device's copies of what a step reads and writes. On a device that shares host
+ * memory (the CPU) weights and optimizer state are the host buffers themselves; elsewhere
+ * they are copies, uploaded at the start and downloaded before a checkpoint is written. */
+typedef struct device_state {
+    float *weights, *grads, *opt_m, *opt_v; /* params.total_floats each (opt_v AdamW only) */
+    int32_t *batch;                         /* (2, B, T) tokens and targets; NULL when unified */
+} device_state;
+
 typedef struct trainer {
     const cb_train_config *c;
     cb_model *m;
     const cb_train_io *io;
+    cb_backend *be;
     cb_program prog;
     cb_run run;
-    float *grads;
+    device_state dev;
     cb_optimizer opt;
     cb_train_state st;
     cb_rng rng;
@@ -157,8 +161,61 @@ static void trainer_free(trainer *t) {
     if (t->have_prefetch) cb_prefetch_free(&t->prefetch);
     if (t->have_run) cb_run_free(&t->run);
     if (t->have_prog) cb_program_free(&t->prog);
+    cb_backend *be = t->be;
+    if (be) {
+        be->free(be, t->dev.grads);
+        be->free(be, t->dev.batch);
+        if (!be->unified) {
+            be->free(be, t->dev.weights);
+            be->free(be, t->dev.opt_m);
+            be->free(be, t->dev.opt_v);
+        }
+    }
     if (t->have_opt) cb_optimizer_free(&t->opt);
-    free(t->grads);
+}
+
+static size_t param_bytes(const trainer *t) { return t->m->params.total_floats * sizeof(float); }
+
+/* Weights and optimizer state onto the device (after they were initialised or resumed). */
+static int upload_state(trainer *t, cb_error *e) {
+    cb_backend *be = t->be;
+    const size_t bytes = param_bytes(t);
+    if (be->unified) {
+        t->dev.weights = t->m->weights;
+        t->dev.opt_m = t->opt.m;
+        t->dev.opt_v = t->opt.v;
+        return CB_OK;
+    }
+    if (!(t->dev.weights = be->alloc(be, bytes, e)) || !(t->dev.opt_m = be->alloc(be, bytes, e)) ||
+        (t->opt.v && !(t->dev.opt_v = be->alloc(be, bytes, e))) ||
+        !(t->dev.batch = be->alloc(be, 2 * (size_t)t->prog.B * t->prog.T * sizeof(int32_t), e)))
+        return e->code;
+    CB_TRY(be->upload(be, t->dev.weights, t->m->weights, bytes, e));
+    CB_TRY(be->upload(be, t->dev.opt_m, t->opt.m, bytes, e));
+    if (t->opt.v) CB_TRY(be->upload(be, t->dev.opt_v, t->opt.v, bytes, e));
+    return CB_OK;
+}
+
+/* The device's weights and optimizer state back into the host buffers a checkpoint writes. */
+static int download_state(trainer *t, cb_error *e) {
+    cb_backend *be = t->be;
+    if (be->unified) return be->synchronize(be, e);
+    const size_t bytes = param_bytes(t);
+    CB_TRY(be->download(be, t->m->weights, t->dev.weights, bytes, e));
+    CB_TRY(be->download(be, t->opt.m, t->dev.opt_m, bytes, e));
+    if (t->opt.v) CB_TRY(be->download(be, t->opt.v, t->dev.opt_v, bytes, e));
+    return be->synchronize(be, e);
+}
+
+/* A batch (x, y: (B,T) each) where the device reads it. */
+static int place_batch(trainer *t, const int32_t **x, const int32_t **y, cb_error *e) {
+    if (!t->dev.batch) return CB_OK;
+    const size_t n = (size_t)t->prog.B * t->prog.T;
+    CB_TRY(t->be->upload(t->be, t->dev.batch, *x, n * sizeof(int32_t), e));
+    CB_TRY(t->be->upload(t->be, t->dev.batch + n, *y, n * sizeof(int32_t), e));
+    *x = t->dev.batch;
+    *y = t->dev.batch + n;
+    return CB_OK;
 }
 
 /* mean loss over eval_iters batches of the validation data, from its start every time */
@@ -172,7 +229,12 @@ static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
     t->run.training = 0; /* no dropout */
     for (long i = 0; i < t->c->eval_iters; i++) {
         cb_batcher_next(&vb, x, x + n);
-        sum += cb_run_forward(&t->run, &t->prog, t->m->weights, x, x + n);
+        const int32_t *bx = x, *by = x + n;
+        if (place_batch(t, &bx, &by, e) != CB_OK) {
+            free(x);
+            return NAN;
+        }
+        sum += cb_run_forward(&t->run, &t->prog, t->dev.weights, bx, by);
     }
     t->run.training = 1;
     free(x);
@@ -182,6 +244,7 @@ static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
 static int save(trainer *t, cb_train_result *res, cb_error *e) {
     t->st.data_position = cb_prefetch_position(&t->prefetch);
     memcpy(t->st.rng, t->rng.s, sizeof t->st.rng);
+    CB_TRY(download_state(t, e));
     return cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
                               sizeof res->checkpoint, e);
 }
@@ -191,12 +254,11 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     cb_model *m = t->m;
     CB_TRY(cb_program_init(&t->prog, m->plan, &m->params, c->batch_size, c->block_size, e));
     t->have_prog = 1;
-    CB_TRY(cb_run_init(&t->run, &t->prog, 1, e));
+    t->be = t->io->backend ? t->io->backend : cb_backend_cpu();
+    CB_TRY(cb_run_init_on(&t->run, t->be, &t->prog, 1, e));
     t->have_run = 1;
-    size_t bytes = ((m->params.total_floats ? m->params.total_floats : 1) * sizeof(float) + 63) / 64 * 64;
-    t->grads = aligned_alloc(64, bytes);
-    if (!t->grads) return cb_fail(e, CB_E_RUNTIME, "", "out of memory: %zu MB of gradients", bytes >> 20);
-    memset(t->grads, 0, bytes);
+    t->dev.grads = t->be->alloc(t->be, param_bytes(t), e);
+    if (!t->dev.grads) return e->code;
     CB_TRY(cb_optimizer_init(&t->opt, &c->optimizer, &m->params, e));
     t->have_opt = 1;
 
@@ -217,6 +279,8 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     snprintf(st->run, sizeof st->run, "%s", c->run);
     snprintf(st->group, sizeof st->group, "%s", c->group);
 
+    CB_TRY(upload_state(t, e));
+
     CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1, c->seed, e));
     t->batcher.position = st->data_position;
     CB_TRY(cb_prefetch_init(&t->prefetch, &t->batcher, c->prefetch, e));
@@ -231,35 +295,35 @@ static int is_eval_step(const cb_train_config *c, long step) {
 static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, cb_error *e) {
     const cb_train_config *c = t->c;
     cb_model *m = t->m;
+    cb_backend *be = t->be;
     size_t n_floats = m->params.total_floats;
+    float *w = t->dev.weights, *g = t->dev.grads;
     uint64_t step_tokens = (uint64_t)c->batch_size * (uint64_t)c->block_size * (uint64_t)c->grad_accum;
     long saved_at = -1;
     while (t->st.step < c->steps) {
         long step = t->st.step + 1;
-        double t0 = mono_now();
-        memset(t->grads, 0, n_floats * sizeof(float));
+        double t0 = cb_clock_s();
+        be->zero(be, g, n_floats * sizeof(float));
         double loss_sum = 0;
         for (int k = 0; k < c->grad_accum; k++) {
             const int32_t *x, *y;
             cb_prefetch_take(&t->prefetch, &x, &y);
+            CB_TRY(place_batch(t, &x, &y, e));
             t->run.dropout_seed = cb_rng_next(&t->rng);
-            loss_sum += cb_run_forward(&t->run, &t->prog, m->weights, x, y);
-            cb_run_backward(&t->run, &t->prog, m->weights, t->grads);
+            loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
+            cb_run_backward(&t->run, &t->prog, w, g);
         }
         double loss = c->grad_accum == 1 ? loss_sum : loss_sum / c->grad_accum;
         if (!isfinite(loss)) return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the loss is %s", step, isnan(loss) ? "nan" : "inf");
-        if (c->grad_accum > 1) {
-            float inv = 1.0f / (float)c->grad_accum;
-            for (size_t i = 0; i < n_floats; i++) t->grads[i] *= inv;
-        }
-        double norm = cb_grad_clip(t->grads, n_floats, c->grad_clip);
+        if (c->grad_accum > 1) be->scale(be, g, n_floats, 1.0f / (float)c->grad_accum);
+        double norm = be->grad_clip(be, g, n_floats, c->grad_clip);
         if (!isfinite(norm))
             return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the gradient norm is %s", step, isnan(norm) ? "nan" : "inf");
         double lr = cb_schedule_lr(&c->schedule, step - 1);
-        cb_optimizer_step(&t->opt, m->weights, t->grads, lr);
+        be->optimizer_step(be, &t->opt, w, g, t->dev.opt_m, t->dev.opt_v, lr);
         t->st.step = step;
         t->st.tokens += step_tokens;
-        double seconds = mono_now() - t0;
+        double seconds = cb_clock_s() - t0;
 
         cb_metric_row row = {.step = step, .loss = loss, .lr = lr, .grad_norm = norm, .tokens = t->st.tokens,
                              .tok_s = seconds > 0 ? (double)step_tokens / seconds : 0, .val_loss = NAN, .val_ppl = NAN};

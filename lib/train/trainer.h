@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include <signal.h>
+#include "backend/backend.h"
 #include "core/error.h"
 #include "data/dataset.h"
 #include "model/model.h"
@@ -34,6 +35,7 @@ typedef struct cb_train_io {
     volatile sig_atomic_t *stop;     /* set (by a signal handler): save at the end of the step, return */
     cb_progress *progress;           /* may be NULL */
     const json_t *meta;              /* members added to state.json and run.json (wandb, source); may be NULL */
+    cb_backend *backend;             /* the device it trains on (backend/backend.h); NULL: the CPU */
 } cb_train_io;
 
 typedef struct cb_train_result {

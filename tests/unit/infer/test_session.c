@@ -109,7 +109,7 @@ TEST(truncate_rolls_back_exactly) {
     if (rc == CB_OK) rc = cb_session_forward(&s, a + 8, 4, NULL, 0, &e); // rejected tokens ...
     cb_session_truncate(&s, 12);                                           // ... rolled back
     EXPECT_EQ_INT(12, s.len);
-    EXPECT_EQ_INT(12, s.kv.layers[0].len);
+    EXPECT_EQ_INT(12, s.dec.kv.layers[0].len);
     if (rc == CB_OK) rc = cb_session_forward(&s, b, 4, first, 1, &e);
     cb_session_truncate(&s, 12);
     if (rc == CB_OK) rc = cb_session_forward(&s, b, 4, again, 1, &e);
@@ -185,7 +185,7 @@ TEST(context_and_vocabulary_limits) {
     EXPECT_EQ_INT(CB_E_USAGE, cb_session_forward(&s, bad, 2, NULL, 0, &e));
     EXPECT(strstr(e.msg, "token id 50 is outside the vocabulary (50 tokens)") != NULL);
     EXPECT_EQ_INT(8, s.len);
-    EXPECT_EQ_INT(8, s.kv.layers[1].len);
+    EXPECT_EQ_INT(8, s.dec.kv.layers[1].len);
     cb_session_free(&s);
     cb_model_free(&m);
 }
@@ -455,8 +455,8 @@ TEST(converted_weights_stay_close_and_are_converted_once) {
             snprintf(what, sizeof what, "%s: %s weights vs full forward", CASES[c].name, cb_kv_kind_name(kinds[k].kind));
             REPORT_DIFF(what, d, kinds[k].tol);
             if (rc != CB_OK || !(d <= kinds[k].tol && d > 0)) FAILF("%s: %.3g %s", what, d, rc ? e.msg : "");
-            if (kinds[k].kind == CB_KV_F16 && s.weight_bytes != f32_bytes / 2)
-                FAILF("%s: %zu bytes of fp16 weights, expected %zu", CASES[c].name, s.weight_bytes, f32_bytes / 2);
+            if (kinds[k].kind == CB_KV_F16 && s.dec.weight_bytes != f32_bytes / 2)
+                FAILF("%s: %zu bytes of fp16 weights, expected %zu", CASES[c].name, s.dec.weight_bytes, f32_bytes / 2);
             cb_session_free(&s);
         }
         free(full);

@@ -1,0 +1,86 @@
+/* backend.h: the one interface between the runtime and a device (ggml's backend). The
+ * training step (model/run.h, train/trainer.c) and the decoding session (infer/session.c)
+ * drive a device only through it: its memory, transfers, the ops of a compiled program
+ * forward and backward (backend/pass.h, one dispatch loop for both), the decoding state
+ * (weights in their storage kind, KV caches) and the optimizer step. Each device
+ * implements it in its own folder: backend/cpu/ (the numerical reference every other
+ * backend is tested against), and a CUDA backend adds backend/cuda/ and kernels/ and one
+ * line in backend.c's table. docs/DESIGN.md section 4.1 draws the seam. */
+#ifndef CB_BACKEND_BACKEND_H
+#define CB_BACKEND_BACKEND_H
+
+#include <stddef.h>
+#include "core/error.h"
+
+/* enums only grow at the end */
+enum cb_device { CB_DEVICE_CPU = 0, CB_DEVICE_CUDA = 1 };
+
+typedef struct cb_backend cb_backend;
+struct cb_pass;
+struct cb_decode;
+struct cb_decode_config;
+struct cb_program;
+struct cb_param_table;
+struct cb_optimizer;
+
+struct cb_backend {
+    const char *name; /* "cpu", "cuda": what --device takes */
+    int device;       /* enum cb_device */
+    int unified;      /* 1: device memory is host memory, host pointers pass as they are
+                         (no copy of weights, tokens or logits) */
+    void *ctx;        /* the device's own state */
+
+    /* Memory: bytes on the device, zeroed, 64-byte aligned; NULL and e filled when it
+     * does not fit. free(NULL) does nothing. */
+    void *(*alloc)(cb_backend *be, size_t bytes, cb_error *e);
+    void (*free)(cb_backend *be, void *p);
+    int (*upload)(cb_backend *be, void *dst, const void *src, size_t bytes, cb_error *e);
+    int (*download)(cb_backend *be, void *dst, const void *src, size_t bytes, cb_error *e);
+    void (*zero)(cb_backend *be, void *p, size_t bytes);
+    /* Wait for everything queued; a device fault surfaces here as CB_E_RUNTIME. */
+    int (*synchronize)(cb_backend *be, cb_error *e);
+
+    /* The ops of a pass (backend/pass.h). op_forward writes op i's output slot;
+     * op_backward adds into its input slots' and parameters' gradients. */
+    int (*op_forward)(cb_backend *be, struct cb_pass *p, int i, cb_error *e);
+    void (*op_backward)(cb_backend *be, struct cb_pass *p, int i);
+    /* Mean cross-entropy of the logits against p->targets (negative: ignored), keeping
+     * what its backward needs; and its backward into the logits' gradient slot. */
+    float (*loss_forward)(cb_backend *be, struct cb_pass *p);
+    void (*loss_backward)(cb_backend *be, struct cb_pass *p);
+
+    /* Gradients and the optimizer: x *= s; the global L2 norm of g (clipped to max_norm
+     * as train/clip.h, which the CPU's is); one update (train/optimizer.h) of w from g
+     * with the state m, v (laid out like w; v NULL but for AdamW). */
+    void (*scale)(cb_backend *be, float *x, size_t n, float s);
+    double (*grad_clip)(cb_backend *be, float *g, size_t n, double max_norm);
+    void (*optimizer_step)(cb_backend *be, struct cb_optimizer *o, float *w, const float *g, float *m, float *v,
+                           double lr);
+
+    /* Decoding (backend/pass.h, cb_decode): the weight matrices of prog converted to
+     * cfg->weight_kind, one KV cache per attention op, scratch; reserve room for tokens
+     * up to cap before a pass changes anything; keep the first len tokens; free. */
+    int (*decode_init)(cb_backend *be, struct cb_decode *d, const struct cb_program *prog,
+                       const struct cb_param_table *params, const float *weights,
+                       const struct cb_decode_config *cfg, cb_error *e);
+    int (*decode_reserve)(cb_backend *be, struct cb_decode *d, int pos0, int m, cb_error *e);
+    void (*decode_truncate)(cb_backend *be, struct cb_decode *d, int len);
+    void (*decode_free)(cb_backend *be, struct cb_decode *d);
+    /* Around each decoding pass: a device may hold its threads or streams for it. */
+    void (*decode_begin)(cb_backend *be);
+    void (*decode_end)(cb_backend *be);
+};
+
+/* The CPU backend (backend/cpu/cpu.c): always present. */
+cb_backend *cb_backend_cpu(void);
+
+/* The backend named name ("cpu", "cuda", or "auto": the fastest built and present).
+ * A name no build knows is CB_E_USAGE; a device this build has no backend for, or that
+ * is not present, CB_E_USAGE naming what is missing. */
+int cb_backend_open(const char *name, cb_backend **be, cb_error *e);
+/* The names --device takes, for --help and messages: "cpu|cuda|auto". */
+const char *cb_backend_names(void);
+/* The backends this build has, space-separated ("cpu", "cpu cuda"). */
+const char *cb_backend_built(void);
+
+#endif

@@ -1,0 +1,87 @@
+/* pass.c: the one dispatch loop over a program's ops, forward in order and backward in
+ * reverse, for training and decoding passes alike; what each op does is the backend's
+ * (backend->op_forward). Written over `real` and compiled twice: float through the
+ * backend interface here, double on the CPU in f64/pass_f64.c. */
+#include "backend/pass.h"
+
+#include "backend/cpu/cpu.h"
+#include "core/clock.h"
+#include "layers/real.h"
+
+#ifdef CB_REAL_F64
+typedef cb_pass_f64 pass_t;
+#define OP_FORWARD(be, p, i, e) cb_cpu_op_forward_f64(p, i)
+#define OP_BACKWARD(be, p, i) cb_cpu_op_backward_f64(p, i)
+#define LOSS_FORWARD(be, p) cb_cpu_loss_forward_f64(p)
+#define LOSS_BACKWARD(be, p) cb_cpu_loss_backward_f64(p)
+#define ZERO(be, x, bytes) memset(x, 0, bytes)
+#else
+typedef cb_pass pass_t;
+#define OP_FORWARD(be, p, i, e) (be)->op_forward(be, p, i, e)
+#define OP_BACKWARD(be, p, i) (be)->op_backward(be, p, i)
+#define LOSS_FORWARD(be, p) (be)->loss_forward(be, p)
+#define LOSS_BACKWARD(be, p) (be)->loss_backward(be, p)
+#define ZERO(be, x, bytes) (be)->zero(be, x, bytes)
+#endif
+
+#include <string.h>
+
+/* Profiling (p->op_seconds set): the clock now, and the time since t0 added to slot i. */
+static double clock_if(const pass_t *p) { return p->op_seconds ? cb_clock_s() : 0; }
+static void add_time(const pass_t *p, size_t i, double t0) {
+    if (p->op_seconds) p->op_seconds[i] += cb_clock_s() - t0;
+}
+
+#ifdef CB_REAL_F64
+double cb_pass_forward_f64(pass_t *p) {
+    cb_backend *be = NULL;
+    cb_error *e = NULL;
+    (void)be;
+#else
+int cb_pass_forward(cb_backend *be, pass_t *p, float *loss, cb_error *e) {
+#endif
+    const cb_program *prog = p->prog;
+    for (int i = 0; i < prog->n_ops; i++) {
+        const double t0 = clock_if(p);
+#ifdef CB_REAL_F64
+        OP_FORWARD(be, p, i, e);
+#else
+        CB_TRY(OP_FORWARD(be, p, i, e));
+#endif
+        add_time(p, (size_t)i, t0);
+    }
+    real l = 0;
+    if (p->targets) {
+        const double t0 = clock_if(p);
+        l = LOSS_FORWARD(be, p);
+        add_time(p, CB_RUN_T_LOSS_FWD(prog), t0);
+    }
+    (void)e;
+#ifdef CB_REAL_F64
+    return l;
+#else
+    if (loss) *loss = l;
+    return CB_OK;
+#endif
+}
+
+#ifdef CB_REAL_F64
+void cb_pass_backward_f64(pass_t *p) {
+    cb_backend *be = NULL;
+#else
+void cb_pass_backward(cb_backend *be, pass_t *p) {
+#endif
+    const cb_program *prog = p->prog;
+    double t0 = clock_if(p);
+    ZERO(be, p->dslots, prog->slot_elems * sizeof *p->dslots);
+    add_time(p, CB_RUN_T_ZERO(prog), t0);
+    t0 = clock_if(p);
+    LOSS_BACKWARD(be, p);
+    add_time(p, CB_RUN_T_LOSS_BWD(prog), t0);
+    for (int i = prog->n_ops - 1; i >= 0; i--) {
+        t0 = clock_if(p);
+        OP_BACKWARD(be, p, i);
+        add_time(p, (size_t)prog->n_ops + (size_t)i, t0);
+    }
+    (void)be;
+}

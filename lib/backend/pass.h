@@ -1,0 +1,89 @@
+/* pass.h: one pass over a compiled program (model/program.h), on a device. The same op
+ * list runs in two ways, through one dispatch loop (cb_pass_forward / cb_pass_backward):
+ *   - a full-sequence pass of a training step or an evaluation: (B,T) rows, every op's
+ *     output kept in the slot arena, what backward needs in the saved arena;
+ *   - a decoding pass (decode != NULL): m <= T new rows of one sequence at positions
+ *     pos0 .. pos0+m-1; attention appends their keys and values to the layer's KV cache
+ *     and attends against the whole cache, products read the weights in their decoding
+ *     storage kind.
+ * Every pointer in a pass is device memory of the backend that runs it. cb_pass_f64 is the
+ * double twin the finite-difference checks run on the CPU (same loop, compiled twice). */
+#ifndef CB_BACKEND_PASS_H
+#define CB_BACKEND_PASS_H
+
+#include <stdint.h>
+#include "backend/backend.h"
+#include "backend/cpu/matvec.h"
+#include "infer/decode_plan.h"
+#include "infer/kv_cache.h"
+#include "model/program.h"
+
+/* What a decoding state is made from (a session's settings). */
+typedef struct cb_decode_config {
+    cb_kv_kinds kinds;      /* storage of the cached k (k_geo), k_sem, v */
+    cb_kv_kind weight_kind; /* fp32: the model's weights as they are; else converted once */
+    int rows;               /* the most rows one pass carries (the session's chunk) */
+    const cb_decode_plan_config *plan; /* borrowed */
+} cb_decode_config;
+
+/* A program's decoding state on a device (backend->decode_init). */
+typedef struct cb_decode {
+    cb_decode_config cfg;
+    const cb_program *prog;  /* borrowed: the program the state was made for */
+    cb_weight_matrix *mats;  /* (n_ops, CB_OP_MAX_PARAMS) each op's weight matrices (data
+                                NULL where none): views of the model's buffer for fp32,
+                                else converted, a shared tensor (tied head, cyclic body)
+                                once */
+    size_t n_mats;
+    size_t weight_bytes;     /* bytes of the converted matrices (0 for fp32 views) */
+    cb_kv_cache kv;          /* one layer cache per attention op, in program order */
+    int *op_layer;           /* (n_ops) index into kv.layers of an attention op, else -1 */
+    float *work;             /* work_elems: an op's temporaries (norm statistics, q, k, v, ...) */
+    size_t work_elems;
+    float *attn_scratch;     /* decode attention's scratch, grown by decode_reserve */
+    size_t attn_scratch_elems;
+    const char *last_bucket; /* decode-plan bucket of the last pass */
+} cb_decode;
+
+/* The decoding pass's HEAD: the widest product (V columns) runs only for the rows asked. */
+enum cb_head_rows { CB_HEAD_NONE = 0, CB_HEAD_LAST = 1, CB_HEAD_ALL = 2 };
+
+#define CB_PASS_FIELDS(R)                                                                  \
+    const cb_program *prog;                                                                \
+    int B, T;           /* this pass's rows (B,T); a decoding pass is (1, m), m <= prog->T */ \
+    int pos0;           /* position of row 0 (decoding); 0 in a full-sequence pass */       \
+    int training;       /* dropout on */                                                    \
+    uint64_t dropout_seed; /* masks derive from it and the op's index */                    \
+    const R *weights;   /* the model's buffer (params.total_floats) */                     \
+    R *grads;           /* backward adds here; same layout */                              \
+    R *slots;           /* prog->slot_elems: every op's output */                          \
+    R *dslots;          /* prog->slot_elems: their gradients (backward only) */            \
+    R *saved;           /* prog->saved_elems: what forward keeps for backward */           \
+    R *scratch;         /* prog->scratch_elems */                                          \
+    R *rope;            /* prog->rope_elems: cos then sin (T rows) of each RoPE table, for  \
+                           positions 0..T-1, or pos0..pos0+m-1 when decoding */             \
+    R *lse, *losses;    /* (B*T) per row: log-sum-exp of the logits, loss */               \
+    const int32_t *tokens, *targets; /* (B,T); targets NULL: no loss */                   \
+    cb_decode *decode;  /* NULL: a full-sequence pass */                                   \
+    int head_rows;      /* decoding: enum cb_head_rows */                                  \
+    double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) seconds each op adds to (profiling) */
+
+typedef struct cb_pass { CB_PASS_FIELDS(float) } cb_pass;
+typedef struct cb_pass_f64 { CB_PASS_FIELDS(double) } cb_pass_f64;
+
+/* The op_seconds layout: op i's forward at [i], its backward at [n_ops + i], then the
+ * loss's forward, the clearing of the slot gradients, and the loss's backward. */
+#define CB_RUN_TIMES(prog) (2 * (size_t)(prog)->n_ops + 3)
+#define CB_RUN_T_LOSS_FWD(prog) (2 * (size_t)(prog)->n_ops)
+#define CB_RUN_T_ZERO(prog) (2 * (size_t)(prog)->n_ops + 1)
+#define CB_RUN_T_LOSS_BWD(prog) (2 * (size_t)(prog)->n_ops + 2)
+
+/* Every op in order; with targets, *loss = the mean cross-entropy (else 0). */
+int cb_pass_forward(cb_backend *be, cb_pass *p, float *loss, cb_error *e);
+/* Clear the slot gradients, the loss's backward, every op in reverse: grads +=. */
+void cb_pass_backward(cb_backend *be, cb_pass *p);
+/* The same on the CPU in double. */
+double cb_pass_forward_f64(cb_pass_f64 *p);
+void cb_pass_backward_f64(cb_pass_f64 *p);
+
+#endif
