@@ -1,5 +1,5 @@
 /* cli.h: what every cmd/ main shares: reporting an error as one stderr line
- * and choosing the exit status (DESIGN.md section 3). Never exits itself. */
+ * and choosing the exit status (docs/DESIGN.md section 3). Never exits itself. */
 #ifndef CB_CLI_CLI_H
 #define CB_CLI_CLI_H
 
