@@ -120,6 +120,10 @@ deps:
 	  echo "caramba: missing packages; run: sudo apt-get install$$missing" >&2; exit 2; \
 	fi
 
+# make -s print-DEB_PKGS: a variable's value, for scripts (.ci/run)
+print-%:
+	@echo $($*)
+
 lint-man:
 	@mandoc -Tlint -Wwarning man/*.[0-9]
 
