@@ -2,7 +2,9 @@
  * core this CPU runs, each in a child process re-executed with OPENBLAS_CORETYPE set, side by
  * side in one run, with the self-check of lib/backend/cpu/blas.c per core; then the decision
  * caramba makes here. Shows what a fallback to lesser kernels costs (bench/RESULTS.md).
- *   build/rel/bench/blas_core [-n size] [-r reps]
+ *   build/rel/bench/blas_core [-n size] [-r reps] [--choose]
+ * --choose first does what every compute tool does at start (cb_blas_choose: maybe
+ * re-execute under better kernels), so "as loaded" is then caramba's choice.
  * Threads: OpenBLAS's own (OPENBLAS_NUM_THREADS, else every core). */
 #include <getopt.h>
 #include <stdio.h>
@@ -49,16 +51,18 @@ static void measure_here(const char *label, int n, int reps) {
 }
 
 int main(int argc, char **argv) {
-    int n = 1024, reps = 5, c;
+    int n = 1024, reps = 5, c, choose = 0;
     const char *child = NULL;
     static const struct option opts[] = {{"size", required_argument, 0, 'n'}, {"reps", required_argument, 0, 'r'},
-                                         {"child", required_argument, 0, 'c'}, {0, 0, 0, 0}};
+                                         {"child", required_argument, 0, 'c'}, {"choose", no_argument, 0, 'C'},
+                                         {0, 0, 0, 0}};
     while ((c = getopt_long(argc, argv, "n:r:", opts, NULL)) != -1) {
         switch (c) {
         case 'n': n = atoi(optarg); break;
         case 'r': reps = atoi(optarg); break;
         case 'c': child = optarg; break;
-        default: fprintf(stderr, "usage: blas_core [-n size] [-r reps]\n"); return 2;
+        case 'C': choose = 1; break;
+        default: fprintf(stderr, "usage: blas_core [-n size] [-r reps] [--choose]\n"); return 2;
         }
     }
     if (n < 16 || n > 8192 || reps < 1) {
@@ -75,6 +79,8 @@ int main(int argc, char **argv) {
         return 0;
     }
 
+    cb_blas_state s;
+    if (choose) cb_blas_choose(&s, argv); /* returns where it did not re-execute */
     cb_cpu_features f;
     cb_cpu_features_read(&f);
     char feats[256], model[160] = "?";
@@ -122,8 +128,7 @@ int main(int argc, char **argv) {
         fflush(stdout);
     }
 
-    /* what caramba's tools decide here, without re-executing */
-    cb_blas_state s;
+    /* what caramba's tools decide here (without re-executing again) */
     cb_blas_choose(&s, NULL);
     char desc[512], note[512];
     cb_blas_describe(&s, desc, sizeof desc);
