@@ -39,8 +39,8 @@ step "validation: the trained model against the unigram baseline"
 unigram=$(bin/cb-data unigram --vocab 50257 "$data/train.npy" "$data/val.npy" | grep -o '"val_nll": [0-9.]*' | grep -o '[0-9.]*$')
 trained=$(grep -o '"val_loss":[0-9.]*' "$out/run/metrics.jsonl" | tail -n 1 | grep -o '[0-9.]*$')
 awk -v u="$unigram" -v t="$trained" 'BEGIN {
-    printf "  unigram: %.3f nats/token (perplexity %.0f)\n  trained: %.3f nats/token (perplexity %.1f), %.2f nats better\n",
-           u, exp(u), t, exp(t), u - t }'
+    printf "  unigram: %.3f nats/token (perplexity %.0f)\n  trained: %.3f nats/token (perplexity %.1f), %.2f nats %s\n",
+           u, exp(u), t, exp(t), u > t ? u - t : t - u, u > t ? "better" : "worse (too few steps)" }'
 
 for kind in fp32 q8_0; do
     step "generate with a $kind KV cache"
