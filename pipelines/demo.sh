@@ -40,7 +40,7 @@ unigram=$(bin/cb-data unigram --vocab 50257 "$data/train.npy" "$data/val.npy" | 
 trained=$(grep -o '"val_loss":[0-9.]*' "$out/run/metrics.jsonl" | tail -n 1 | grep -o '[0-9.]*$')
 awk -v u="$unigram" -v t="$trained" 'BEGIN {
     printf "  unigram: %.3f nats/token (perplexity %.0f)\n  trained: %.3f nats/token (perplexity %.1f), %.2f nats %s\n",
-           u, exp(u), t, exp(t), u > t ? u - t : t - u, u > t ? "better" : "worse (too few steps)" }'
+           u, exp(u), t, exp(t), (u > t) ? u - t : t - u, (u > t) ? "better" : "worse (too few steps)" }'
 
 for kind in fp32 q8_0; do
     step "generate with a $kind KV cache"
