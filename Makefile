@@ -4,6 +4,9 @@
 #   make test-fast  the tests once, without the sanitizer pass
 #   make demo       the main job on the embedded default data
 #   make deps       install the Debian packages caramba needs (as root), or print the apt-get line
+# pkg-config is asked when make reads this file, so the targets that install first (test,
+# test-fast, demo, train-check) build in a second make that reads it after `deps`. Objects
+# depend on a stamp of the compiler line, so a change in what was found rebuilds them.
 
 SHELL := /bin/bash
 CC ?= cc
@@ -14,7 +17,7 @@ DEB_PKGS := build-essential pkg-config libyaml-dev libjansson-dev libopenblas-de
             libhdf5-dev libcurl4-openssl-dev gnuplot-nox mandoc libopenmpi-dev openmpi-bin
 PKG_REQUIRED := yaml-0.1 jansson openblas
 PKG_OPTIONAL := hdf5 libcurl
-PKG_FOUND := $(foreach p,$(PKG_REQUIRED) $(PKG_OPTIONAL),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),$(p)))
+PKG_FOUND := $(strip $(foreach p,$(PKG_REQUIRED) $(PKG_OPTIONAL),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),$(p))))
 PKG_MISSING := $(filter-out $(PKG_FOUND),$(PKG_REQUIRED) $(PKG_OPTIONAL))
 NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 
@@ -39,6 +42,16 @@ LDLIBS_ALL := $(PKG_LIBS) -lm -lpthread -fopenmp $(LDLIBS)
 LDFLAGS_ALL := $(OPT) $(LDFLAGS)
 
 B := build/$(V)
+# The stamp holds the compiler, flags and libraries; it is rewritten only when they change,
+# and every object depends on it (one struct laid out two ways crashes; see issue 12).
+FLAGS_STAMP := $(B)/flags.stamp
+FLAGS_LINE := $(CC) $(CFLAGS_ALL) | $(LDFLAGS_ALL) $(LDLIBS_ALL)
+ifneq ($(MAKECMDGOALS),clean)
+ifneq ($(file <$(FLAGS_STAMP)),$(FLAGS_LINE))
+$(shell mkdir -p $(B))
+$(file >$(FLAGS_STAMP),$(FLAGS_LINE))
+endif
+endif
 LIB_SRC := $(shell find lib -name '*.c' | sort)
 LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
 LIB_A := $(B)/libcaramba.a
@@ -51,16 +64,27 @@ BENCH_SRC := $(sort $(wildcard bench/*.c))
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
 
 .SECONDARY:
-.PHONY: all deps test test-fast demo train-check clean tests-built bench-built lint-man config
-all: config $(TOOLS)
+.PHONY: all deps test test-fast demo train-check clean tests-built bench-built lint-man config kernels
+all: config $(TOOLS) kernels
 
+PKG_REQUIRED_MISSING := $(filter $(PKG_REQUIRED),$(PKG_MISSING))
 config:
 	@if [ -z "$$CB_QUIET_CONFIG" ]; then \
 	  echo "caramba: found: $(PKG_FOUND)$(if $(NVCC), nvcc)"; \
 	  echo "caramba: left out: $(if $(PKG_MISSING),$(PKG_MISSING),nothing)$(if $(NVCC),, cuda (no nvcc))"; \
 	fi
+	@if [ -n "$(PKG_REQUIRED_MISSING)" ]; then \
+	  echo "caramba: pkg-config finds no $(PKG_REQUIRED_MISSING), which caramba needs; run 'make deps' (as root) first" >&2; \
+	  exit 2; \
+	fi
 
-$(B)/obj/%.o: %.c
+# Which BLAS kernels the tools run (lib/backend/cpu/blas.c chooses them), once they are built.
+kernels: $(TOOLS)
+	@if [ -z "$$CB_QUIET_CONFIG" ]; then \
+	  $(BINDIR)/cb --version | sed -n 's/^blas: /caramba: blas: /p'; \
+	fi
+
+$(B)/obj/%.o: %.c $(FLAGS_STAMP) | config
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
 
@@ -85,7 +109,9 @@ tests-built: all $(TEST_BIN)
 bench-built: all $(BENCH_BIN)
 
 deps:
-	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEB_PKGS); do \
+	  dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q ' installed$$' || missing="$$missing $$p"; \
+	done; \
 	command -v npm >/dev/null 2>&1 || missing="$$missing npm"; \
 	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" = 0 ]; then \
@@ -95,6 +121,10 @@ deps:
 	else \
 	  echo "caramba: missing packages; run: sudo apt-get install$$missing" >&2; exit 2; \
 	fi
+
+# make -s print-DEB_PKGS: a variable's value, for scripts (.ci/run)
+print-%:
+	@echo $($*)
 
 lint-man:
 	@mandoc -Tlint -Wwarning man/*.[0-9]
@@ -108,7 +138,8 @@ test-fast: deps
 	@$(MAKE) --no-print-directory tests-built
 	@tests/run.sh rel:bin:build/rel/tests
 
-demo: deps all
+demo: deps
+	@$(MAKE) --no-print-directory all
 	@pipelines/demo.sh
 
 clean:
@@ -118,5 +149,6 @@ clean:
 
 # The training bar of presets/tiny_sotu.yml: within ten minutes on two cores, a validation
 # loss at least 1.0 nat per token below the unigram baseline. Not part of `make test`.
-train-check: deps all
+train-check: deps
+	@$(MAKE) --no-print-directory all
 	@pipelines/train-check.sh

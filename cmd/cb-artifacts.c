@@ -3,5 +3,6 @@
 #include "cli/cli.h"
 
 int main(int argc, char **argv) {
+    if (cb_cli_start("cb-artifacts", argc, argv, 0)) return cb_cli_close_stdout("cb-artifacts");
     return cb_cli_unbuilt("cb-artifacts", "cb-artifacts [-o dir] [results]", "Turn benchmark results into tables and charts", argc, argv);
 }

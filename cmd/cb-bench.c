@@ -3,5 +3,6 @@
 #include "cli/cli.h"
 
 int main(int argc, char **argv) {
+    if (cb_cli_start("cb-bench", argc, argv, 0)) return cb_cli_close_stdout("cb-bench");
     return cb_cli_unbuilt("cb-bench", "cb-bench [-o file] model ...", "Benchmark model directories", argc, argv);
 }

@@ -114,7 +114,7 @@ static int do_forward(const char *model_dir, const char *tokens_arg, const char 
 }
 
 int main(int argc, char **argv) {
-    cb_cli_prefer_passive_wait(argv);
+    if (cb_cli_start("cb-build", argc, argv, CB_CLI_COMPUTE)) return cb_cli_close_stdout("cb-build");
     static const struct option opts[] = {
         {"help", no_argument, 0, 'h'},       {"output", required_argument, 0, 'o'},
         {"seed", required_argument, 0, 's'}, {"from", required_argument, 0, 'f'},
@@ -148,6 +148,7 @@ int main(int argc, char **argv) {
     if ((from != NULL) + (export_dir != NULL) + (forward != NULL) > 1)
         return cb_cli_usage_error(TOOL, "--from, --export-hf and --forward exclude each other");
     if (trace && !forward) return cb_cli_usage_error(TOOL, "--trace needs --forward");
+    cb_cli_note_kernels(TOOL, 0);
     if (forward) {
         if (n_args != 1) return cb_cli_usage_error(TOOL, "--forward needs one model directory");
         int rc = do_forward(argv[optind], forward, trace, out, &e);

@@ -286,6 +286,7 @@ static int cmd_unigram(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    if (cb_cli_start(TOOL, argc, argv, 0)) return cb_cli_close_stdout(TOOL);
     if (argc < 2) return cb_cli_usage_error(TOOL, "a command is required (encode, decode, prepare, info, unigram)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_help();

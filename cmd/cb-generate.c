@@ -556,11 +556,12 @@ static int main_run(run *r, cb_error *e) {
 }
 
 int main(int argc, char **argv) {
-    cb_cli_prefer_passive_wait(argv);
+    if (cb_cli_start("cb-generate", argc, argv, CB_CLI_COMPUTE)) return cb_cli_close_stdout("cb-generate");
     opts o;
     memset(&o, 0, sizeof o);
     int status = parse_args(argc, argv, &o);
     if (status >= 0) return status;
+    cb_cli_note_kernels(TOOL, o.quiet);
     run r;
     memset(&r, 0, sizeof r);
     r.o = &o;

@@ -12,6 +12,7 @@
 #define USAGE "usage: cb-lower [-o file] [file]\n"
 
 int main(int argc, char **argv) {
+    if (cb_cli_start(TOOL, argc, argv, 0)) return cb_cli_close_stdout(TOOL);
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},

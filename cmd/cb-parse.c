@@ -19,6 +19,7 @@ static void print_help(void) {
 }
 
 int main(int argc, char **argv) {
+    if (cb_cli_start("cb-parse", argc, argv, 0)) return cb_cli_close_stdout("cb-parse");
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},

@@ -89,7 +89,7 @@ static int parse_count(const char *s, long *out) {
 }
 
 int main(int argc, char **argv) {
-    cb_cli_prefer_passive_wait(argv);
+    if (cb_cli_start("cb-train", argc, argv, CB_CLI_COMPUTE)) return cb_cli_close_stdout("cb-train");
     static const struct option opts[] = {
         {"help", no_argument, 0, 'h'},         {"run", required_argument, 0, 'r'},
         {"group", required_argument, 0, 'g'},  {"output", required_argument, 0, 'o'},
@@ -119,6 +119,7 @@ int main(int argc, char **argv) {
         }
     }
     if (argc - optind != 1) return cb_cli_usage_error(TOOL, argc - optind ? "one plan, please" : "no plan given");
+    cb_cli_note_kernels(TOOL, quiet);
     /* a full disk or a file-size limit must fail the write, not kill the run */
     signal(SIGXFSZ, SIG_IGN);
 

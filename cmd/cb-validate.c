@@ -16,6 +16,7 @@ static const char usage[] =
     "  -o, --output file   write the plan there (atomically) instead of stdout\n";
 
 int main(int argc, char **argv) {
+    if (cb_cli_start("cb-validate", argc, argv, 0)) return cb_cli_close_stdout("cb-validate");
     const char *tool = "cb-validate", *out_path = NULL;
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};

@@ -3,5 +3,6 @@
 #include "cli/cli.h"
 
 int main(int argc, char **argv) {
+    if (cb_cli_start("cb-verify", argc, argv, 0)) return cb_cli_close_stdout("cb-verify");
     return cb_cli_unbuilt("cb-verify", "cb-verify [-o file] teacher student", "Compare a student model with its teacher", argc, argv);
 }

@@ -89,6 +89,7 @@ static int compile(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    if (cb_cli_start("cb", argc, argv, 0)) return cb_cli_close_stdout("cb");
     if (argc < 2) return cb_cli_usage_error("cb", "expected a command: compile, run or research");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

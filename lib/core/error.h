@@ -4,7 +4,7 @@
 
 #include <stddef.h>
 
-/* Error codes are the exit statuses of DESIGN.md section 3, so a main can
+/* Error codes are the exit statuses of docs/DESIGN.md section 3, so a main can
  * return err.code unchanged. */
 enum cb_code {
     CB_OK = 0,

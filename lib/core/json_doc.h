@@ -1,4 +1,4 @@
-/* json_doc.h: the JSON documents that pass between tools (DESIGN.md section 2):
+/* json_doc.h: the JSON documents that pass between tools (docs/DESIGN.md section 2):
  * each carries "cb_version" and "kind"; nodes that came from YAML carry "@loc". */
 #ifndef CB_CORE_JSON_DOC_H
 #define CB_CORE_JSON_DOC_H

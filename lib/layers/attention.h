@@ -1,6 +1,6 @@
 /* attention.h: causal multi-head self-attention on the CPU in three modes: standard,
  * grouped-query (GQA) and decoupled bottleneck attention (DBA), forward and backward
- * (DESIGN.md section 5). RoPE tables come from layers/rope.h. */
+ * (docs/DESIGN.md section 5). RoPE tables come from layers/rope.h. */
 #ifndef CB_LAYERS_ATTENTION_H
 #define CB_LAYERS_ATTENTION_H
 

@@ -1,6 +1,6 @@
 /* model.h: a model in memory (llama2.c's config + weights): its plan, the parameter
  * table laid out from it, and one float buffer of weights. A model directory holds
- * plan.json and model.safetensors (DESIGN.md section 2). */
+ * plan.json and model.safetensors (docs/DESIGN.md section 2). */
 #ifndef CB_MODEL_MODEL_H
 #define CB_MODEL_MODEL_H
 

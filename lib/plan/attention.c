@@ -1,5 +1,5 @@
 /* attention.c: the AttentionLayer of the plan: modes standard, gqa and decoupled (DBA),
- * their head arithmetic checks, tensors and KV-cache elements per token (DESIGN.md 5). */
+ * their head arithmetic checks, tensors and KV-cache elements per token (docs/DESIGN.md 5). */
 #include "plan/walk.h"
 
 #include <string.h>

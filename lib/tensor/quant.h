@@ -1,5 +1,5 @@
 /* quant.h: the storage kinds of cached keys/values and of decode weights (fp32, fp16,
- * bf16 and the block formats q8_0, q4_0, nf4 of DESIGN.md section 5), their block
+ * bf16 and the block formats q8_0, q4_0, nf4 of docs/DESIGN.md section 5), their block
  * structs, sizes and names, and row quantize/dequantize. */
 #ifndef CB_TENSOR_QUANT_H
 #define CB_TENSOR_QUANT_H

@@ -1,5 +1,5 @@
 /* safetensors.h: reading (memory-mapped, validated before use) and writing
- * (deterministic, atomic) safetensors files, the tensor format of DESIGN.md section 2.
+ * (deterministic, atomic) safetensors files, the tensor format of docs/DESIGN.md section 2.
  * File: u64 little-endian header length N, N bytes of JSON header, then the data. */
 #ifndef CB_TENSOR_SAFETENSORS_H
 #define CB_TENSOR_SAFETENSORS_H

@@ -1,6 +1,6 @@
 /* ids_text.h: token ids as text: a JSON array on one line ("[15496,995]"), the output of
  * cb-data encode, and its reading back, which also takes whitespace-separated ids (the
- * .tokens format of DESIGN.md section 2). */
+ * .tokens format of docs/DESIGN.md section 2). */
 #ifndef CB_TOKENIZER_IDS_TEXT_H
 #define CB_TOKENIZER_IDS_TEXT_H
 

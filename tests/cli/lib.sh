@@ -4,6 +4,9 @@ set -u
 : "${CB_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${CB_BIN:=$CB_ROOT/bin}"
 cd "$CB_ROOT" || exit 2
+# The compute tools tell once on stderr when an OPENBLAS_CORETYPE holds the BLAS below this
+# CPU; tests/cli/version.sh checks that line, the other tests check their tool's own stderr.
+export CB_BLAS_NOTED=1
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/cbtest.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 

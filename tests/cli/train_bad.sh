@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cb-train on bad input: each is one clear line on stderr, nothing on stdout, and the
-# exit status of DESIGN.md section 3; a full disk at save time leaves the earlier
+# exit status of docs/DESIGN.md section 3; a full disk at save time leaves the earlier
 # checkpoint whole.
 . "$(dirname "$0")/lib.sh"
 export OMP_WAIT_POLICY=passive

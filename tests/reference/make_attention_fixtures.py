@@ -2,7 +2,7 @@
 """make_attention_fixtures.py: PyTorch reference values for lib/layers/rope.c and
 lib/layers/attention.c, written into tests/reference/attention/*.safetensors (float32).
 
-Each attention mode is written in plain torch ops straight from DESIGN.md section 5, with
+Each attention mode is written in plain torch ops straight from docs/DESIGN.md section 5, with
 Hugging Face Llama's rotate_half RoPE and transformers' Llama 3 frequency scaling, then
 differentiated by autograd in float64. Run from anywhere with Debian's PyTorch:
     /usr/bin/python3 tests/reference/make_attention_fixtures.py
@@ -60,7 +60,7 @@ def apply_rope(x, cos, sin, pos0=0):
     return x * c + rotate_half(x) * s
 
 
-# --- attention, DESIGN.md section 5 ----------------------------------------------------------
+# --- attention, docs/DESIGN.md section 5 ----------------------------------------------------------
 def attention(x, P, cfg, cos, sin):
     B, T, d = x.shape
     H, Hkv = cfg["n_heads"], cfg["n_kv_heads"]

@@ -4,7 +4,7 @@
 For each tests/reference/models/M.yml the plan M.plan.json (made by
 `bin/cb-parse M.yml | bin/cb-lower | bin/cb-validate`) is read and its model built here in
 plain torch ops by walking the plan tree, independently of the C code: every layer from
-DESIGN.md section 5 and the layer and topology meanings of CONTRACTS.md. Weights get a fixed
+docs/DESIGN.md section 5 and the layer and topology meanings of CONTRACTS.md. Weights get a fixed
 seed and larger values than caramba's init (std 0.15-0.25, norms near 1, biases and DBA
 gates non-zero) so every path carries signal. The forward pass, the mean cross-entropy loss
 and its backward run in float64 on float32-representable weights, so the fixture holds the
@@ -83,7 +83,7 @@ def linear(x, w, b=None):
 
 
 def attention(x, cfg, p):
-    """DESIGN.md section 5: standard, GQA and decoupled (DBA) causal attention."""
+    """docs/DESIGN.md section 5: standard, GQA and decoupled (DBA) causal attention."""
     d, H = cfg["d_model"], cfg["n_heads"]
     Hkv = cfg.get("n_kv_heads", H)
     mode = cfg.get("mode", "standard" if Hkv == H else "gqa")

@@ -1,4 +1,4 @@
-"""st_write_attn.py: writes a safetensors file by hand, as DESIGN.md section 2 fixes it:
+"""st_write_attn.py: writes a safetensors file by hand, as docs/DESIGN.md section 2 fixes it:
 an 8-byte little-endian header length, a JSON header (dtype, shape, data_offsets per tensor,
 string-to-string __metadata__) padded with spaces so the data starts on a 64-byte boundary,
 then raw little-endian row-major data. Used by make_attention_fixtures.py (float32 only)."""

@@ -160,7 +160,7 @@ static cb_attention_config gqa_config(void) {
 /* Bytes per token of a layer, by hand:
  *  GQA Hkv 2, hd 32: fp16 k and v 2 * 2 * 32 * 2 = 256; q8_0 2 * 2 * 34 = 136;
  *    q4_0 2 * 2 * 18 = 72; nf4 (a 64-value block padded from 32) 2 * 2 * 34 = 136.
- *  DBA Hkv 2, d_sem 4, d_geo 8, d_v 16: all fp16 2 * (4 + 8 + 16) * 2 = 112 (DESIGN.md's
+ *  DBA Hkv 2, d_sem 4, d_geo 8, d_v 16: all fp16 2 * (4 + 8 + 16) * 2 = 112 (docs/DESIGN.md's
  *    H_kv (d_sem + d_geo + d_v) values); k_sem q4_0, k_geo q8_0, v q8_0: 2 * (18 + 34 + 34)
  *    = 172 -- more than fp16, because every 4-value semantic head pays for a whole block. */
 TEST(kv_layer_cache_bytes) {

