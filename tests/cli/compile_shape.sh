@@ -4,8 +4,8 @@
 . "$(dirname "$0")/lib.sh"
 CB="$CB_BIN/cb"
 if [ ! -x "$CB" ]; then
-    echo "skip - $SCRIPT: $CB not built (cb compile needs cb-parse and cb-lower in the library)"
-    exit 0
+    not_ok built "$CB not built: every tool of cmd/ is built before the tests run"
+    exit 1
 fi
 
 for yml in tests/bad/manifest/shape_*.yml; do
