@@ -72,16 +72,17 @@ static inline const float *cb_fixture_tensor(cb_fixture *fx, const char *name, s
     return (const float *)(fx->st.data + t->begin);
 }
 
-/* max|got - want| / max(max|want|, floor) over n values. */
+/* max|got - want| / max(max|want|, floor) over n values; NaN (or infinite) when either
+ * holds a non-finite value, which fails every tolerance. */
 static inline double cb_fixture_rel_diff(const float *want, const void *got, int got_is_double,
                                          size_t n, double floor) {
     double worst = 0, scale = 0;
     for (size_t i = 0; i < n; i++) {
         double g = got_is_double ? ((const double *)got)[i] : ((const float *)got)[i];
-        worst = fmax(worst, fabs(g - want[i]));
-        scale = fmax(scale, fabs((double)want[i]));
+        worst = cb_test_worst(worst, fabs(g - want[i]));
+        scale = cb_test_worst(scale, fabs((double)want[i]));
     }
-    scale = fmax(scale, floor);
+    if (floor > scale) scale = floor;
     return scale > 0 ? worst / scale : worst;
 }
 
@@ -92,7 +93,7 @@ static inline double cb_fixture_max_abs(cb_fixture *fx, const char *name) {
     size_t n = t->nbytes / sizeof(float);
     const float *v = cb_fixture_tensor(fx, name, n);
     double m = 0;
-    for (size_t i = 0; v && i < n; i++) m = fmax(m, fabs((double)v[i]));
+    for (size_t i = 0; v && i < n; i++) m = cb_test_worst(m, fabs((double)v[i]));
     return m;
 }
 

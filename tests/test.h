@@ -79,12 +79,21 @@ static inline float cb_test_urandf(unsigned long long *state) {
     return (float)((double)(*state >> 11) / 9007199254740992.0 * 2.0 - 1.0);
 }
 
-/* max |a - b| / max |b| over n values: a float result against a double reference. */
+/* The running maximum of differences, where a NaN wins and stays: fmax and `d > worst`
+ * both drop a NaN, so an all-NaN result would score 0. One rule for every comparison of
+ * the tests: a non-finite value is a failure. Use it as worst = cb_test_worst(worst, d)
+ * and check the result with !(worst <= tol), which a NaN fails. */
+static inline double cb_test_worst(double worst, double d) {
+    return isnan(worst) || d <= worst ? worst : d;
+}
+
+/* max |a - b| / max |b| over n values: a float result against a double reference; NaN
+ * when either holds a NaN, infinite or NaN when either holds an infinity. */
 static inline double cb_test_rel_diff(const float *a, const double *b, size_t n) {
     double m = 0, mb = 0;
     for (size_t i = 0; i < n; i++) {
-        m = fmax(m, fabs(a[i] - b[i]));
-        mb = fmax(mb, fabs(b[i]));
+        m = cb_test_worst(m, fabs(a[i] - b[i]));
+        mb = cb_test_worst(mb, fabs(b[i]));
     }
     return m / fmax(mb, 1e-30);
 }

@@ -26,16 +26,16 @@ model:
               - {type: SwiGLULayer, d_model: 16, d_ff: 32}
       - {type: RMSNormLayer, d_model: 16}
 YML
-"$CB_BIN/cb" compile "$TMP/m.yml" > "$TMP/plan.json"
+expect_cmd compile eval '"$CB_BIN/cb" compile "$TMP/m.yml" > "$TMP/plan.json"'
 expect_run from_plan 0 "$CB_BIN/cb-build" -o "$TMP/a" "$TMP/plan.json"
 [ -f "$TMP/a/plan.json" ] && [ -f "$TMP/a/model.safetensors" ] && ok dir_layout || not_ok dir_layout "missing files"
 expect_run from_stdin 0 bash -c "'$CB_BIN/cb-build' -o '$TMP/b' < '$TMP/plan.json'"
-cmp -s "$TMP/a/model.safetensors" "$TMP/b/model.safetensors" && ok same_seed_same_bytes || not_ok same_seed_same_bytes "differ"
+expect_same_files same_seed_same_bytes "$TMP/a/model.safetensors" "$TMP/b/model.safetensors"
 expect_run other_seed 0 "$CB_BIN/cb-build" --seed 9 -o "$TMP/c" "$TMP/plan.json"
-cmp -s "$TMP/a/model.safetensors" "$TMP/c/model.safetensors" && not_ok other_seed_other_bytes "same" || ok other_seed_other_bytes
+expect_other_files other_seed_other_bytes "$TMP/a/model.safetensors" "$TMP/c/model.safetensors"
 expect_run rebuild_replaces 0 "$CB_BIN/cb-build" --seed 9 -o "$TMP/a" "$TMP/plan.json"
-cmp -s "$TMP/a/model.safetensors" "$TMP/c/model.safetensors" && ok replaced_whole || not_ok replaced_whole "not replaced"
-ls "$TMP" | grep -q '\.tmp\.' && not_ok no_temp_left "temporary directory left" || ok no_temp_left
+expect_same_files replaced_whole "$TMP/a/model.safetensors" "$TMP/c/model.safetensors"
+grep -q '\.tmp\.' < <(ls "$TMP") && not_ok no_temp_left "temporary directory left" || ok no_temp_left
 
 expect_run forward 0 "$CB_BIN/cb-build" --forward 1,2,3 --trace '*attn,RMSNormLayer' -o "$TMP/t.safetensors" "$TMP/a"
 grep -aq '"blocks.1.res.attn"' "$TMP/t.safetensors" && grep -aq '"logits"' "$TMP/t.safetensors" && ok trace_names || not_ok trace_names "missing"
@@ -44,9 +44,14 @@ expect_err_line forward_bad_token.msg 'token id 99 is past the vocabulary'
 
 expect_run export 0 "$CB_BIN/cb-build" --export-hf "$TMP/hf" "$TMP/a"
 expect_run import 0 "$CB_BIN/cb-build" --from "$TMP/hf" -o "$TMP/back"
-"$CB_BIN/cb-build" --forward 5,6,7,8 -o "$TMP/l1" "$TMP/a" && "$CB_BIN/cb-build" --forward 5,6,7,8 -o "$TMP/l2" "$TMP/hf"
-# the logits bytes (the file tail) agree; only the plan digest in the header differs
-if cmp -s <(tail -c 640 "$TMP/l1") <(tail -c 640 "$TMP/l2"); then ok hf_same_logits; else not_ok hf_same_logits "differ"; fi
+expect_run forward_of_plan_dir 0 "$CB_BIN/cb-build" --forward 5,6,7,8 -o "$TMP/l1" "$TMP/a"
+expect_run forward_of_hf_dir 0 "$CB_BIN/cb-build" --forward 5,6,7,8 -o "$TMP/l2" "$TMP/hf"
+# the logits bytes (the file tail: 4 tokens x 40 logits x 4 bytes) agree; only the plan
+# digest in the header differs. Both files must hold them: two missing files compare equal.
+if [ "$(stat -c %s "$TMP/l1" 2>/dev/null || echo 0)" -le 640 ] || [ "$(stat -c %s "$TMP/l2" 2>/dev/null || echo 0)" -le 640 ]; then
+    not_ok hf_same_logits "a forward output is missing or shorter than its 640 bytes of logits"
+elif cmp -s <(tail -c 640 "$TMP/l1") <(tail -c 640 "$TMP/l2"); then ok hf_same_logits
+else not_ok hf_same_logits "differ"; fi
 expect_run import_onto_plan 0 "$CB_BIN/cb-build" --from "$TMP/hf" -o "$TMP/back2" "$TMP/plan.json"
 
 # hostile inputs: one line, exit 3, nothing left behind
@@ -62,7 +67,7 @@ expect_run bad_config 3 "$CB_BIN/cb-build" --from "$TMP/hf_bad" -o "$TMP/x"
 expect_err_line bad_config.msg 'config.json: .*hidden_size'
 [ -e "$TMP/x" ] && not_ok bad_config.no_output "output written" || ok bad_config.no_output
 sed 's/d_ff: 32/d_ff: 48/' "$TMP/m.yml" > "$TMP/m2.yml"
-"$CB_BIN/cb" compile "$TMP/m2.yml" > "$TMP/plan2.json"
+expect_cmd compile_other eval '"$CB_BIN/cb" compile "$TMP/m2.yml" > "$TMP/plan2.json"'
 expect_run other_plan 3 "$CB_BIN/cb-build" --from "$TMP/hf" -o "$TMP/y" "$TMP/plan2.json"
 expect_err_line other_plan.msg "^cb-build: .*model.safetensors: .*mlp.gate_proj.weight"
 mkdir "$TMP/h2"; cp "$TMP/plan2.json" "$TMP/h2/plan.json"; cp "$TMP/a/model.safetensors" "$TMP/h2/"

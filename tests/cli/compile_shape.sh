@@ -4,8 +4,8 @@
 . "$(dirname "$0")/lib.sh"
 CB="$CB_BIN/cb"
 if [ ! -x "$CB" ]; then
-    echo "skip - $SCRIPT: $CB not built (cb compile needs cb-parse and cb-lower in the library)"
-    exit 0
+    not_ok built "$CB not built: every tool of cmd/ is built before the tests run"
+    exit 1
 fi
 
 for yml in tests/bad/manifest/shape_*.yml; do
@@ -50,6 +50,8 @@ run "$CB" compile "$TMP/m.yml"
 expect_status tiny_status 0
 cp "$TMP/out" "$TMP/compiled.json"
 "$CB_BIN/cb-parse" "$TMP/m.yml" | "$CB_BIN/cb-lower" | "$CB_BIN/cb-validate" >"$TMP/piped.json"
+pipe_status=$? # every stage's (lib.sh sets pipefail)
+[ "$pipe_status" -eq 0 ] && ok pipeline_status || not_ok pipeline_status "cb-parse | cb-lower | cb-validate: exit status $pipe_status"
 if cmp -s "$TMP/compiled.json" "$TMP/piped.json"; then ok same_as_pipeline; else
     not_ok same_as_pipeline "cb compile and cb-parse | cb-lower | cb-validate differ"; fi
 

@@ -57,9 +57,15 @@ expect_run prompt_text 0 "$G" --prompt "hello" --max-new-tokens 5 --seed 4 "$M"
 [ "$(wc -c < "$TMP/out")" -ge 2 ] && ok prompt_text.out || not_ok prompt_text.out "no output"
 cp "$TMP/out" "$TMP/first"
 run "$G" --prompt "hello" --max-new-tokens 5 --seed 4 "$M"
-cmp -s "$TMP/out" "$TMP/first" && ok same_seed_same_text || not_ok same_seed_same_text "differs"
-run "$G" --prompt "hello" --max-new-tokens 5 --seed 4 --top-k 5 --top-p 0.5 --temperature 0.7 "$M"
-expect_status sampling_options 0
+expect_status same_seed_same_text.status 0
+expect_same_files same_seed_same_text "$TMP/out" "$TMP/first"
+expect_run sampling_options 0 "$G" --prompt "hello" --max-new-tokens 5 --seed 4 --top-k 5 --top-p 0.5 --temperature 0.7 --json "$M"
+jq -e '(.ids | length) == 5 and .new_tokens == 5 and .stop == "length" and .prompt_tokens == 5' "$TMP/out" >/dev/null &&
+    ok sampling_options.json || not_ok sampling_options.json "$(cat "$TMP/out")"
+cp "$TMP/out" "$TMP/sampled"
+run "$G" --prompt "hello" --max-new-tokens 5 --seed 4 --top-k 5 --top-p 0.5 --temperature 0.7 --json "$M"
+[ "$(jq -c .ids "$TMP/out")" = "$(jq -c .ids "$TMP/sampled")" ] && ok sampling_options.same_seed_same_ids ||
+    not_ok sampling_options.same_seed_same_ids "$(jq -c .ids "$TMP/out") vs $(jq -c .ids "$TMP/sampled")"
 
 # stop rules: a stop string cuts the text (tiny random models repeat the last byte)
 expect_run stop_string 0 "$G" --prompt "xyz" --temperature 0 --stop "zz" --max-new-tokens 10 --json "$M"
@@ -136,7 +142,7 @@ grep -q "^cb-generate: warning: .*plans.json: ignored, not a cache plan file" "$
 jq -e '.kind == "cache_plans"' "$TMP/plans.json" >/dev/null && ok auto_corrupt_file.replaced || not_ok auto_corrupt_file.replaced "not replaced"
 
 # a Hugging Face directory gives the same greedy output
-"$CB_BIN/cb-build" --export-hf "$TMP/hf" "$M" 2>/dev/null
+expect_run export_hf 0 "$CB_BIN/cb-build" --export-hf "$TMP/hf" "$M"
 expect_run hf_dir 0 "$G" --ids 1,2,3 --max-new-tokens 7 --temperature 0 --tokenizer byte --json "$TMP/hf"
 [ "$(jq -c .ids "$TMP/out")" = "$greedy" ] && ok hf_dir.same || not_ok hf_dir.same "$(jq -c .ids "$TMP/out") vs $greedy"
 
@@ -154,8 +160,13 @@ expect_run too_long 2 "$G" --ids 1,2,3,4,5,6,7,8 --max-seq-len 6 "$M"
 expect_err_line too_long.msg "^cb-generate: prompt of 8 tokens is longer than the context \(max_seq_len 6\)$"
 expect_empty_out too_long.stdout
 expect_run no_source 2 "$G" "$M"
+expect_err_line no_source.msg "^cb-generate: one of --prompt, --ids, --prompts or --chat is required"
+expect_empty_out no_source.stdout
 expect_run no_tokenizer 2 "$G" --prompt hi "$TMP/other"
 expect_err_line no_tokenizer.msg "no tokenizer for this model"
 expect_run no_model 2 "$G" --ids 1 "$TMP/nothing"
+expect_err_line no_model.msg "^cb-generate: .*nothing/plan.json: cannot open"
 expect_run bad_temperature 2 "$G" --ids 1 --temperature -1 "$M"
+expect_err_line bad_temperature.msg "^cb-generate: --temperature: not a number in \[0, .*\]: -1"
 expect_run spec_option_without_draft 2 "$G" --ids 1 --spec-k-adaptive "$M"
+expect_err_line spec_option_without_draft.msg "^cb-generate: speculative options need --draft"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Every tool answers --help on stdout with exit 0, and its usage lines say what
+# Every tool of cmd/ answers --help on stdout with exit 0, and its usage lines say what
 # the SYNOPSIS of its man page says (whitespace aside).
 . "$(dirname "$0")/lib.sh"
 
 norm() { tr -s ' \t\n' ' ' | sed 's/^ //; s/ $//'; }
 
-for tool in "$CB_BIN"/cb "$CB_BIN"/cb-*; do
-    [ -x "$tool" ] || continue
-    t=$(basename "$tool")
+# the tools are those of cmd/*.c: one not built is a failure, not a tool to leave out
+for src in cmd/*.c; do
+    t=$(basename "$src" .c)
+    tool=$CB_BIN/$t
+    if [ ! -x "$tool" ]; then not_ok "$t.built" "no $tool (cmd/$t.c is not built)"; continue; fi
     run "$tool" --help
     expect_status "$t.help_exit" 0
     if [ -s "$TMP/err" ]; then not_ok "$t.help_quiet" "--help wrote to stderr"; else ok "$t.help_quiet"; fi

@@ -1,6 +1,7 @@
 # lib.sh: helpers for command-line tests, sourced by tests/cli/*.sh.
 # CB_BIN points at the tools under test (bin/ or build/asan/bin); CB_ROOT at the tree.
-set -u
+# pipefail: a pipeline fails when any of its commands fails, not only the last one
+set -u -o pipefail
 : "${CB_ROOT:=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)}"
 : "${CB_BIN:=$CB_ROOT/bin}"
 cd "$CB_ROOT" || exit 2
@@ -51,4 +52,32 @@ expect_out() {
 # expect_empty_out NAME: nothing on stdout (after a failure)
 expect_empty_out() {
     if [ ! -s "$TMP/out" ]; then ok "$1"; else not_ok "$1" "stdout not empty: $(head -c 200 "$TMP/out")"; fi
+}
+
+# expect_same_files NAME A B: both files exist and hold the same bytes (cmp's status 2, a
+# missing or unreadable file, is a failure, not a difference)
+expect_same_files() {
+    cmp -s -- "$2" "$3"
+    case $? in
+    0) ok "$1" ;;
+    1) not_ok "$1" "$2 and $3 differ" ;;
+    *) not_ok "$1" "cannot compare: $(cmp -- "$2" "$3" 2>&1 | head -c 300)" ;;
+    esac
+}
+
+# expect_other_files NAME A B: both files exist and differ
+expect_other_files() {
+    cmp -s -- "$2" "$3"
+    case $? in
+    0) not_ok "$1" "$2 and $3 are the same" ;;
+    1) ok "$1" ;;
+    *) not_ok "$1" "cannot compare: $(cmp -- "$2" "$3" 2>&1 | head -c 300)" ;;
+    esac
+}
+
+# expect_cmd NAME CMD...: a setup command whose output the later checks compare succeeds
+# (its output is its own; stdout and stderr are not captured)
+expect_cmd() {
+    local name=$1; shift
+    if "$@"; then ok "$name"; else not_ok "$name" "exit status $?: $*"; fi
 }

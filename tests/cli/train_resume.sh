@@ -18,36 +18,48 @@ expect_out straight_prints_final "^$TMP/a/final\$"
 
 # 2. the same run stopped after step 10 (its later checkpoints and final model gone),
 #    then resumed in the same directory to step 20
+#    The lines of steps 11 to 20 the first run left in metrics.jsonl are replaced by
+#    wrong losses: the resumed run must cut them and write its own, so the comparison
+#    below is of losses it computed, not of the first run's.
 mkdir -p "$TMP/b"
-train --run adamw -o "$TMP/b" >/dev/null
+expect_run first_run 0 train --run adamw -o "$TMP/b"
 rm -rf "$TMP/b/step-00000015" "$TMP/b/step-00000020" "$TMP/b/final"
+expect_cmd poison_later_losses eval 'sed -E "/\"step\":(1[1-9]|20),/ s/\"loss\":[^,]*/\"loss\":999/" "$TMP/b/metrics.jsonl" > "$TMP/b.metrics" &&
+    mv "$TMP/b.metrics" "$TMP/b/metrics.jsonl" && [ "$(grep -c "\"loss\":999," "$TMP/b/metrics.jsonl")" -eq 10 ]'
 expect_run resume_same_dir 0 train --run adamw -o "$TMP/b" --resume "$TMP/b/step-00000010"
 if diff <(losses "$TMP/a/metrics.jsonl") <(losses "$TMP/b/metrics.jsonl") >"$TMP/diff"; then ok resume_losses_identical
 else not_ok resume_losses_identical "$(head -c 300 "$TMP/diff")"; fi
-cmp -s "$TMP/a/final/model.safetensors" "$TMP/b/final/model.safetensors" && ok resume_final_weights_identical ||
-    not_ok resume_final_weights_identical "final weights differ"
+expect_same_files resume_final_weights_identical "$TMP/a/final/model.safetensors" "$TMP/b/final/model.safetensors"
 # into a new directory: its metrics hold steps 11 to 20, equal to the straight run's
 expect_run resume_new_dir 0 train --run adamw -o "$TMP/c" --resume "$TMP/a/step-00000010"
+[ "$(losses "$TMP/c/metrics.jsonl" | wc -l)" -eq 10 ] && ok resume_new_dir_10_lines ||
+    not_ok resume_new_dir_10_lines "$(losses "$TMP/c/metrics.jsonl" | wc -l) loss lines, expected 10"
 if diff <(losses "$TMP/a/metrics.jsonl" | sed -n '11,$p') <(losses "$TMP/c/metrics.jsonl") >"$TMP/diff"; then
     ok resume_new_dir_losses; else not_ok resume_new_dir_losses "$(head -c 300 "$TMP/diff")"; fi
 grep -q '"resumed_from"' "$TMP/c/run.json" && ok run_json_says_resumed || not_ok run_json_says_resumed "no resumed_from"
 
 # 3. Lion, every instrument, keep_last 2: resumed from the run directory's newest checkpoint
 expect_run lion 0 train --run lion -o "$TMP/l"
-n=$(ls -d "$TMP"/l/step-* | wc -l)
+n=$(ls -d "$TMP"/l/step-* 2>/dev/null | wc -l)
 [ "$n" -eq 2 ] && ok keep_last_2 || not_ok keep_last_2 "$n checkpoints"
 [ -s "$TMP/l/metrics.h5" ] && ok hdf5_written || not_ok hdf5_written "no metrics.h5"
 ls "$TMP"/l/tb/events.out.tfevents.* >/dev/null 2>&1 && ok tensorboard_written || not_ok tensorboard_written "no tb/events"
 if command -v gnuplot >/dev/null; then
-    head -c 8 "$TMP/l/loss.png" | od -c | grep -q 'P   N   G' && ok live_plot_png || not_ok live_plot_png "no loss.png"
+    [ "$(head -c 4 "$TMP/l/loss.png" 2>/dev/null | od -An -tx1 | tr -d ' \n')" = 89504e47 ] && ok live_plot_png ||
+        not_ok live_plot_png "no loss.png"
 else echo "skip - $SCRIPT.live_plot_png: gnuplot is not installed"; fi
-rm -rf "$TMP/l2"; mkdir -p "$TMP/l2"; cp -r "$TMP/l/step-00000011" "$TMP/l2/"
+rm -rf "$TMP/l2"; mkdir -p "$TMP/l2"
+expect_cmd lion_copy_checkpoint cp -r "$TMP/l/step-00000011" "$TMP/l2/"
 expect_run lion_resume_run_dir 0 train --run lion -o "$TMP/l3" --resume "$TMP/l2"
+[ "$(losses "$TMP/l3/metrics.jsonl" | wc -l)" -eq 1 ] && ok lion_resume_1_line ||
+    not_ok lion_resume_1_line "$(losses "$TMP/l3/metrics.jsonl" | wc -l) loss lines, expected 1 (step 12)"
 if diff <(losses "$TMP/l/metrics.jsonl" | sed -n '12,$p') <(losses "$TMP/l3/metrics.jsonl") >"$TMP/diff"; then
     ok lion_resume_losses; else not_ok lion_resume_losses "$(head -c 300 "$TMP/diff")"; fi
 
 # 4. SIGINT: a checkpoint at the end of the step, one line saying where, exit 0; then resume
 expect_run long_straight 0 train --run long -o "$TMP/s"
+[ "$(losses "$TMP/s/metrics.jsonl" | wc -l)" -eq 150 ] && ok long_straight_150_lines ||
+    not_ok long_straight_150_lines "$(losses "$TMP/s/metrics.jsonl" | wc -l) loss lines"
 # (the tool itself in the background, not a shell function: the signal must reach it)
 "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run long -o "$TMP/i" "$TMP/plan.json" 2>"$TMP/int.err" >/dev/null &
 pid=$!
@@ -69,22 +81,44 @@ else
 fi
 
 # 5. SIGKILL at random moments of a run that saves at every step, several times; each
-#    time the run goes on from its newest complete checkpoint
+#    time the run goes on from its newest complete checkpoint. Each attempt waits for a
+#    checkpoint newer than the one it started from, then kills within 0.1 s: in the middle
+#    of the steps and saves that follow, and after at least one step of its own.
 rm -rf "$TMP/k"
-kills=0
+kills=0 resumed_after_kill=0 landed=0
+newest() { ls -d "$TMP"/k/step-???????? 2>/dev/null | tail -n 1; }
 for attempt in 1 2 3 4 5; do
-    if ls -d "$TMP"/k/step-???????? >/dev/null 2>&1; then resume=(--resume "$TMP/k"); else resume=(); fi
+    if [ -n "$(newest)" ]; then
+        resume=(--resume "$TMP/k")
+        [ "$landed" = 1 ] && resumed_after_kill=$((resumed_after_kill + 1))
+    else resume=(); fi
+    before=$(newest)
     "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run long -o "$TMP/k" "${resume[@]}" "$TMP/plan.json" \
         >/dev/null 2>"$TMP/kill.err" &
     pid=$!
-    sleep "0.$((RANDOM % 4 + 1))$((RANDOM % 10))"
-    kill -KILL "$pid" 2>/dev/null && kills=$((kills + 1))
+    for _ in $(seq 3000); do
+        now=$(newest)
+        [ -n "$now" ] && [ "$now" != "$before" ] && break
+        [ -d "$TMP/k/final" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.01
+    done
+    sleep "0.0$((RANDOM % 10))"
+    kill -KILL "$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
+    # 137 = 128 + SIGKILL: the kill landed while the run was going
+    if [ $? -eq 137 ]; then kills=$((kills + 1)); landed=1; else landed=0; fi
     if [ -d "$TMP/k/final" ]; then break; fi
 done
-echo "# $kills kills" >&2
-if ls -d "$TMP"/k/step-???????? >/dev/null 2>&1; then resume=(--resume "$TMP/k"); else resume=(); fi
+echo "# $kills kills landed" >&2
+if [ -n "$(newest)" ]; then
+    resume=(--resume "$TMP/k")
+    [ "$landed" = 1 ] && resumed_after_kill=$((resumed_after_kill + 1))
+else resume=(); fi
+[ "$kills" -ge 1 ] && ok kills_landed || not_ok kills_landed "no SIGKILL landed while a run was going"
+[ "$resumed_after_kill" -ge 1 ] && ok resumed_after_kill ||
+    not_ok resumed_after_kill "no run went on from a checkpoint after a SIGKILL"
 expect_run after_kills_finishes 0 train --run long -o "$TMP/k" "${resume[@]}"
 if diff <(losses "$TMP/s/metrics.jsonl") <(losses "$TMP/k/metrics.jsonl") >"$TMP/diff"; then ok after_kills_identical
 else not_ok after_kills_identical "$(head -c 300 "$TMP/diff")"; fi
-ls -A "$TMP/k" | grep -q '\.tmp\.' && not_ok after_kills_no_temp "$(ls -A "$TMP/k")" || ok after_kills_no_temp
+grep -q '\.tmp\.' < <(ls -A "$TMP/k") && not_ok after_kills_no_temp "$(ls -A "$TMP/k")" || ok after_kills_no_temp

@@ -116,14 +116,14 @@ static void decode(float *out, const cb_layer_cache *c, const fwd *f, int pos0, 
 
 static double max_abs(const float *x, size_t n) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(x[i]));
+    for (size_t i = 0; i < n; i++) m = cb_test_worst(m, fabs(x[i]));
     return m;
 }
 
 /* max |a - b| / max |b| */
 static double rel_diff(const float *a, const float *b, size_t n) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs((double)a[i] - b[i]));
+    for (size_t i = 0; i < n; i++) m = cb_test_worst(m, fabs((double)a[i] - b[i]));
     return m / fmax(max_abs(b, n), 1e-30);
 }
 
@@ -220,8 +220,8 @@ TEST(decode_matches_training_forward) {
         char what[96];
         snprintf(what, sizeof what, "%s (tok/prefill/chunks)", cfgs[ci].name);
         REPORT_DIFF(what, dm, 1e-5);
-        if (dm > 1e-5) FAILF("%s: decode differs from forward: %.3g %.3g %.3g", cfgs[ci].name, d1, d2, d3);
-        worst = fmax(worst, dm);
+        if (!(dm <= 1e-5)) FAILF("%s: decode differs from forward: %.3g %.3g %.3g", cfgs[ci].name, d1, d2, d3);
+        worst = cb_test_worst(worst, dm);
         cb_layer_cache_free(&c);
         free(got);
         fwd_free(&f);
@@ -278,7 +278,7 @@ static void reference(double *out, const fwd *f, const cb_layer_cache *c, int po
                 for (int t = 0; t < dr; t++) a += (double)q[t] * k[((size_t)j * Hkv + kh) * dr + t];
                 for (int t = 0; t < ds; t++) b += (double)qs[t] * ks[((size_t)j * Hkv + kh) * ds + t];
                 s[j] = cr * a + cs * b;
-                mx = fmax(mx, s[j]);
+                mx = cb_test_worst(mx, s[j]);
             }
             for (int j = lo; j <= hi; j++) sum += (s[j] = exp(s[j] - mx));
             double *o = out + ((size_t)i * H + h) * dv;
@@ -332,8 +332,8 @@ TEST(decode_quantized_caches) {
             snprintf(what, sizeof what, "%s %s vs fp32", cfgs[ci].name, kn);
             double tol = k < CB_KV_COUNT ? dev_tol[k] : 0.2;
             REPORT_DIFF(what, dev, tol);
-            if (exact > 1e-5) FAILF("%s %s: %.3g from the dequantised reference", cfgs[ci].name, kn, exact);
-            if (dev > tol) FAILF("%s %s: %.3g from the fp32 result", cfgs[ci].name, kn, dev);
+            if (!(exact <= 1e-5)) FAILF("%s %s: %.3g from the dequantised reference", cfgs[ci].name, kn, exact);
+            if (!(dev <= tol)) FAILF("%s %s: %.3g from the fp32 result", cfgs[ci].name, kn, dev);
             cb_layer_cache_free(&c);
         }
         free(got);
@@ -370,10 +370,10 @@ TEST(decode_dba_long) {
         char what[96];
         snprintf(what, sizeof what, "dba 8/2 600 keys %s vs dequant ref", cb_kv_kind_name(kinds_of[ki]));
         REPORT_DIFF(what, exact, 1e-5);
-        if (exact > 1e-5) FAILF("%s: %.3g", what, exact);
+        if (!(exact <= 1e-5)) FAILF("%s: %.3g", what, exact);
         if (ki == 0) { // fp32: the training-time forward too
             REPORT_DIFF("dba 8/2 600 keys fp32 vs forward", dev, 1e-5);
-            if (dev > 1e-5) FAILF("dba 8/2 600 keys: %.3g from the forward", dev);
+            if (!(dev <= 1e-5)) FAILF("dba 8/2 600 keys: %.3g from the forward", dev);
         }
         cb_layer_cache_free(&c);
     }

@@ -63,11 +63,11 @@ static void reference(double *out, double *bound, const float *q, const cb_layer
                 for (int t = 0; t < hd; t++) {
                     a += qs[t] * k[((size_t)j * Hkv + h / (H / Hkv)) * hd + t];
                     dj += fabs(k[((size_t)j * Hkv + h / (H / Hkv)) * hd + t]) * dq[t / 32] / 2;
-                    vmax = fmax(vmax, fabs(v[((size_t)j * Hkv + h / (H / Hkv)) * hd + t]));
+                    vmax = cb_test_worst(vmax, fabs(v[((size_t)j * Hkv + h / (H / Hkv)) * hd + t]));
                 }
                 s[j] = a;
-                mx = fmax(mx, s[j]);
-                delta = fmax(delta, dj);
+                mx = cb_test_worst(mx, s[j]);
+                delta = cb_test_worst(delta, dj);
             }
             if (bound) bound[(size_t)i * H + h] = vmax * expm1(2 * delta);
             for (int j = lo; j <= hi; j++) sum += (s[j] = exp(s[j] - mx));
@@ -127,20 +127,20 @@ TEST(tiled_decode_every_kind) {
                 reference(ref, bound, q, &c, H, H, hd, 0, T, window, int_query);
                 if (int_query) { // the query's rounding stays within the bound the kernel's comment gives
                     reference(exact, NULL, q, &c, H, H, hd, 0, T, window, 0);
-                    for (int i = 0; i < T * W; i++) moved = fmax(moved, fabs(ref[i] - exact[i]) / bound[i / hd]);
+                    for (int i = 0; i < T * W; i++) moved = cb_test_worst(moved, fabs(ref[i] - exact[i]) / bound[i / hd]);
                 }
-                worst = fmax(worst, cb_test_rel_diff(got, ref, (size_t)T * W));
+                worst = cb_test_worst(worst, cb_test_rel_diff(got, ref, (size_t)T * W));
                 // all at once
                 cb_attention_decode(got, q, NULL, NULL, &c, &cfg, 0, T, plans[pi], scratch);
-                worst = fmax(worst, cb_test_rel_diff(got, ref, (size_t)T * W));
+                worst = cb_test_worst(worst, cb_test_rel_diff(got, ref, (size_t)T * W));
                 free(scratch);
             }
             if (int_query) {
                 REPORT_DIFF("  int16 query moves outputs by (share of its bound)", moved, 1.0);
-                if (moved > 1.0) FAILF("%s: the int16 query moved an output past its bound", what);
+                if (!(moved <= 1.0)) FAILF("%s: the int16 query moved an output past its bound", what);
             }
             REPORT_DIFF(what, worst, 1e-5);
-            if (worst > 1e-5) FAILF("%s: %.3g from the dequantised reference", what, worst);
+            if (!(worst <= 1e-5)) FAILF("%s: %.3g from the dequantised reference", what, worst);
             cb_layer_cache_free(&c);
         }
         free(k);
@@ -195,16 +195,16 @@ TEST(tiled_decode_gqa) {
                     cb_attention_decode(got + (size_t)t * W, qn + (size_t)t * W, NULL, NULL, &c, &cfg, T - NQ + t, 1,
                                         plan, scratch);
                 reference(ref, bound, qn, &c, H, Hkv, hd, T - NQ, NQ, plan ? plan->local_window : 0, int_query);
-                worst = fmax(worst, cb_test_rel_diff(got, ref, (size_t)NQ * W));
+                worst = cb_test_worst(worst, cb_test_rel_diff(got, ref, (size_t)NQ * W));
                 free(scratch);
             }
             float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, NP, T, NULL));
             cb_attention_decode(got, q, NULL, NULL, &c, &cfg, T - NP, NP, NULL, scratch); // a prefill of NP
             reference(ref, bound, q, &c, H, Hkv, hd, T - NP, NP, 0, int_query);
-            worst = fmax(worst, cb_test_rel_diff(got, ref, (size_t)NP * W));
+            worst = cb_test_worst(worst, cb_test_rel_diff(got, ref, (size_t)NP * W));
             free(scratch);
             REPORT_DIFF(what, worst, 1e-5);
-            if (worst > 1e-5) FAILF("%s: %.3g from the dequantised reference", what, worst);
+            if (!(worst <= 1e-5)) FAILF("%s: %.3g from the dequantised reference", what, worst);
             cb_layer_cache_free(&c);
         }
         free(k);

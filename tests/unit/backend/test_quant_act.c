@@ -29,7 +29,7 @@ TEST(act_quantize_bounds) {
     for (size_t j = 0; j < n; j++) {
         const double step = d[j / 32];
         const double err = fabs((double)q[j] * step - x[j]);
-        if (step > 0) worst = fmax(worst, err / (step / 2 * (1 + 1e-6) + 1e-12));
+        if (step > 0) worst = cb_test_worst(worst, err / (step / 2 * (1 + 1e-6) + 1e-12));
         else EXPECT_EQ_INT(0, q[j]);
     }
     REPORT_DIFF("int16 value error / half step", worst, 1.0);
@@ -62,8 +62,8 @@ TEST(q8_0_dot_i16_exact_blocks) {
             mag += fabs(term);
         }
         const float one = cb_q8_0_dot_i16(row, q[i], d[i], nb);
-        worst = fmax(worst, fabs(one - ref) / mag);
-        worst = fmax(worst, fabs(out[i] - ref) / mag);
+        worst = cb_test_worst(worst, fabs(one - ref) / mag);
+        worst = cb_test_worst(worst, fabs(out[i] - ref) / mag);
     }
     REPORT_DIFF("q8_0 x int16 dot vs exact block sums / sum |terms|", worst, 1e-6);
     EXPECT(worst <= 1e-6); // f32 rounding of the scales and of the adds only

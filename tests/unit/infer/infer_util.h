@@ -10,6 +10,7 @@
 #include "model/model.h"
 #include "model/run.h"
 #include "model_util.h"
+#include "test.h"
 
 /* A model of the manifest, weights from seed, every weight times `scale`, norms and gates
  * (initialised to ones or zeros) perturbed. 0 on success. */
@@ -55,12 +56,12 @@ static inline float *iu_full_logits(const cb_model *m, const int32_t *tokens, in
     return out;
 }
 
-/* max |a - b| / max |b| over n values */
+/* max |a - b| / max |b| over n values; NaN when either holds a NaN (see cb_test_worst) */
 static inline double iu_rel_diff(const float *a, const float *b, size_t n) {
     double d = 0, s = 0;
     for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        s = fmax(s, fabs((double)b[i]));
+        d = cb_test_worst(d, fabs((double)a[i] - b[i]));
+        s = cb_test_worst(s, fabs((double)b[i]));
     }
     return s > 0 ? d / s : d;
 }

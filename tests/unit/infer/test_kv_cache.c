@@ -54,13 +54,13 @@ TEST(kv_tensor_append_read_grow) {
             for (int j = 0; j < HD; j++) amax = fmaxf(amax, fabsf(rows[i * HD + j]));
             for (int j = 0; j < HD; j++) {
                 double err = fabs(back[i * HD + j] - rows[i * HD + j]) / amax;
-                if (err > worst) worst = err;
+                worst = cb_test_worst(worst, err);
             }
         }
         char what[64];
         snprintf(what, sizeof what, "%s cache read / absmax", cb_kv_kind_name((cb_kv_kind)k));
         REPORT_DIFF(what, worst, kind_tol((cb_kv_kind)k));
-        if (worst > kind_tol((cb_kv_kind)k)) FAILF("%s: read back error %.3g", cb_kv_kind_name((cb_kv_kind)k), worst);
+        if (!(worst <= kind_tol((cb_kv_kind)k))) FAILF("%s: read back error %.3g", cb_kv_kind_name((cb_kv_kind)k), worst);
         cb_kv_bytes b = cb_kv_tensor_bytes(&t);
         EXPECT_EQ_INT((size_t)TOK * t.row_bytes, b.payload);
         EXPECT_EQ_INT((size_t)t.cap * t.row_bytes, b.allocated);
@@ -214,7 +214,7 @@ TEST(kv_layer_cache_bytes) {
     for (int i = 0; i < 5 * 2; i++) {
         float amax = 0;
         for (int j = 0; j < 4; j++) amax = fmaxf(amax, fabsf(ks[i * 4 + j]));
-        for (int j = 0; j < 4; j++) worst = fmax(worst, fabs(back[i * 4 + j] - ks[i * 4 + j]) / amax);
+        for (int j = 0; j < 4; j++) worst = cb_test_worst(worst, fabs(back[i * 4 + j] - ks[i * 4 + j]) / amax);
     }
     REPORT_DIFF("DBA k_sem q4_0 read / absmax", worst, kind_tol(CB_KV_Q4_0));
     EXPECT(worst <= kind_tol(CB_KV_Q4_0));

@@ -32,7 +32,7 @@ TEST(temperature_is_softmax_of_scaled_logits) {
     cb_sampler s = make(T, 0, 1, 1, 4);
     cb_sampler_probs(&s, logits, probs);
     double diff = 0;
-    for (int i = 0; i < 4; i++) diff = fmax(diff, fabs(probs[i] - want[i] / z));
+    for (int i = 0; i < 4; i++) diff = cb_test_worst(diff, fabs(probs[i] - want[i] / z));
     REPORT_DIFF("softmax(logits / 0.7)", diff, 1e-15);
     EXPECT(diff <= 1e-15);
     cb_sampler_free(&s);
@@ -120,7 +120,7 @@ TEST(top_k_top_p_match_brute_force_on_random_logits) {
                 brute(want, logits, V, 0.8, ks[b], ps[a]);
                 for (int i = 0; i < V; i++) {
                     if ((got[i] > 0) != (want[i] > 0)) FAILF("trial %d p %g k %d: id %d kept %d vs %d", trial, ps[a], ks[b], i, got[i] > 0, want[i] > 0);
-                    worst = fmax(worst, fabs(got[i] - want[i]));
+                    worst = cb_test_worst(worst, fabs(got[i] - want[i]));
                 }
                 cb_sampler_free(&s);
             }

@@ -1,5 +1,7 @@
-/* test_hf_llama.c: a caramba Llama exported as a Hugging Face directory and read back
- * (derived plan and weights) gives the same logits; broken checkpoints are refused. */
+/* test_hf_llama.c: Hugging Face Llama directories written outside caramba give the logits
+ * of transformers' Llama (tests/reference/make_hf_llama_reference.py) and export back to the
+ * same tensors; a caramba Llama exported and read back (derived plan and weights) gives the
+ * same logits; broken checkpoints are refused. */
 #include "test.h"
 
 #include <stdlib.h>
@@ -73,7 +75,7 @@ static void round_trip(int tied) {
     logits_of(&a, la, 8);
     logits_of(&b, lb, 8);
     double worst = 0;
-    for (int i = 0; i < 8 * 37; i++) worst = fmax(worst, fabs(la[i] - lb[i]));
+    for (int i = 0; i < 8 * 37; i++) worst = cb_test_worst(worst, fabs(la[i] - lb[i]));
     REPORT_DIFF(tied ? "hf round trip logits (tied)" : "hf round trip logits (untied)", worst, 0.0);
     EXPECT(worst == 0.0); /* the same f32 weights and the same program: bit-identical */
     cb_safetensors st;
@@ -88,6 +90,93 @@ static void round_trip(int tied) {
     cb_model_free(&b);
     cb_remove_tree(dir);
 }
+
+/* tests/reference/hf_llama/NAME: config.json and model.safetensors with transformers' names,
+ * written without caramba, and reference_logits.safetensors: the logits (F64 [T, V]) that
+ * transformers' LlamaForCausalLM semantics give for "tokens" (I32 [T]). caramba's import and
+ * forward pass must give them to 1e-5 of the largest logit; its export must give back every
+ * tensor of the file, bit for bit. */
+#define HF_REF_TOL 1e-5
+
+static void outside_checkpoint(const char *name) {
+    const char *root = getenv("CB_ROOT");
+    char dir[1024], path[1200], out[] = "/tmp/cbhfref.XXXXXX", exported[1200];
+    snprintf(dir, sizeof dir, "%s/tests/reference/hf_llama/%s", root && *root ? root : ".", name);
+    cb_error e;
+    json_t *plan;
+    if (cb_hf_plan_from_config(dir, &plan, &e) != CB_OK) { FAILF("%s: config: %s: %s", name, e.where, e.msg); return; }
+    cb_model m;
+    if (cb_model_init_empty(&m, plan, &e) != CB_OK) { FAILF("%s: %s", name, e.msg); json_decref(plan); return; }
+    json_decref(plan);
+    if (cb_hf_load(&m, dir, &e) != CB_OK) { FAILF("%s: load: %s: %s", name, e.where, e.msg); cb_model_free(&m); return; }
+    cb_safetensors ref;
+    snprintf(path, sizeof path, "%s/reference_logits.safetensors", dir);
+    if (cb_safetensors_open(&ref, path, &e) != CB_OK) { FAILF("%s: %s", path, e.msg); cb_model_free(&m); return; }
+    cb_tensor tt, lt;
+    EXPECT_EQ_INT(CB_OK, cb_safetensors_get(&ref, "tokens", &tt, &e));
+    EXPECT_EQ_INT(CB_OK, cb_safetensors_get(&ref, "logits", &lt, &e));
+    const int T = (int)tt.shape[0], V = (int)lt.shape[1];
+    if (tt.dtype != CB_DTYPE_I32 || lt.dtype != CB_DTYPE_F64 || T < 1 || T > 64 || lt.shape[0] != T) {
+        FAILF("%s: tokens I32 [T] and logits F64 [T, V] expected", path);
+    } else {
+        int32_t tokens[64];
+        memcpy(tokens, tt.data, sizeof(int32_t) * (size_t)T);
+        cb_program prog;
+        cb_run r;
+        if (cb_program_init(&prog, m.plan, &m.params, 1, T, &e) != CB_OK || cb_run_init(&r, &prog, 0, &e) != CB_OK) {
+            FAILF("%s: program: %s", name, e.msg);
+        } else {
+            cb_run_forward(&r, &prog, m.weights, tokens, NULL);
+            int width;
+            const float *got = cb_run_op_output(&r, &prog, prog.n_ops - 1, &width);
+            EXPECT_EQ_INT(V, width);
+            const double *want = lt.data;
+            double worst = 0, scale = 0;
+            for (size_t i = 0; width == V && i < (size_t)T * V; i++) {
+                worst = cb_test_worst(worst, fabs(got[i] - want[i]));
+                scale = cb_test_worst(scale, fabs(want[i]));
+            }
+            char what[96];
+            snprintf(what, sizeof what, "%s: logits vs the outside reference", name);
+            REPORT_DIFF(what, worst / scale, HF_REF_TOL);
+            if (!(worst / scale <= HF_REF_TOL)) FAILF("%s: %.3e above %.1e", what, worst / scale, HF_REF_TOL);
+            cb_run_free(&r);
+            cb_program_free(&prog);
+        }
+    }
+    cb_safetensors_close(&ref);
+    /* exported back: every tensor of the outside file, same name, dtype, shape and bytes */
+    EXPECT(mkdtemp(out) != NULL);
+    snprintf(exported, sizeof exported, "%s/hf", out);
+    if (cb_hf_export(&m, exported, &e) != CB_OK) {
+        FAILF("%s: export: %s: %s", name, e.where, e.msg);
+    } else {
+        cb_safetensors theirs, ours;
+        snprintf(path, sizeof path, "%s/model.safetensors", dir);
+        EXPECT_EQ_INT(CB_OK, cb_safetensors_open(&theirs, path, &e));
+        snprintf(path, sizeof path, "%s/model.safetensors", exported);
+        EXPECT_EQ_INT(CB_OK, cb_safetensors_open(&ours, path, &e));
+        EXPECT_EQ_INT(theirs.n_tensors, ours.n_tensors);
+        for (size_t i = 0; i < theirs.n_tensors; i++) {
+            cb_tensor a, b;
+            cb_safetensors_view(&theirs, i, &a);
+            if (cb_safetensors_get(&ours, theirs.tensors[i].name, &b, &e) != CB_OK) {
+                FAILF("%s: the export lacks %s", name, theirs.tensors[i].name);
+                continue;
+            }
+            if (a.dtype != b.dtype || a.ndim != b.ndim || a.nbytes != b.nbytes ||
+                memcmp(a.shape, b.shape, sizeof(int64_t) * (size_t)a.ndim) != 0 || memcmp(a.data, b.data, a.nbytes) != 0)
+                FAILF("%s: exported %s differs from the outside file's", name, theirs.tensors[i].name);
+        }
+        cb_safetensors_close(&theirs);
+        cb_safetensors_close(&ours);
+    }
+    cb_remove_tree(out);
+    cb_model_free(&m);
+}
+
+TEST(reads_an_outside_checkpoint_tied) { outside_checkpoint("tied"); }
+TEST(reads_an_outside_checkpoint_untied) { outside_checkpoint("untied"); }
 
 TEST(export_then_import_tied) { round_trip(1); }
 TEST(export_then_import_untied) { round_trip(0); }

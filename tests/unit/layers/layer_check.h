@@ -105,7 +105,7 @@ static inline double lc_fd_maxrel(lc_loss_fn loss, void *ctx, double *x, const d
         double numeric = (lp - lm) / (2 * LC_FD_H);
         double scale = fmax(fmax(fabs(grad[i]), fabs(numeric)), LC_FD_FLOOR);
         double err = fabs(grad[i] - numeric) / scale;
-        if (!(err <= worst)) worst = err; // NaN sticks
+        worst = cb_test_worst(worst, err); // a NaN wins and stays
     }
     return worst;
 }
@@ -115,7 +115,7 @@ static inline double lc_diff_fd(const float *a, const double *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - b[i]);
-        if (!(d <= num)) num = d;
+        num = cb_test_worst(num, d);
         if (fabs(b[i]) > den) den = fabs(b[i]);
     }
     return num / (den + 1e-6);
@@ -125,7 +125,7 @@ static inline double lc_diff_ff(const float *a, const float *b, size_t n) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)a[i] - (double)b[i]);
-        if (!(d <= num)) num = d;
+        num = cb_test_worst(num, d);
         if (fabs((double)b[i]) > den) den = fabs((double)b[i]);
     }
     return num / (den + 1e-6);
@@ -136,7 +136,7 @@ static inline double lc_diff_doubled(const double *twice, const double *once, si
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs(twice[i] - 2 * once[i]);
-        if (!(d <= num)) num = d;
+        num = cb_test_worst(num, d);
         if (fabs(2 * once[i]) > den) den = fabs(2 * once[i]);
     }
     return num / (den + 1e-300);

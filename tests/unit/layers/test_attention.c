@@ -194,7 +194,7 @@ static void fd_grad(h64 *hh, double *values, double *numeric, size_t n) {
 
 static double max_abs(const double *v, size_t n) {
     double m = 0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    for (size_t i = 0; i < n; i++) m = cb_test_worst(m, fabs(v[i]));
     return m;
 }
 
@@ -203,8 +203,9 @@ static double max_abs(const double *v, size_t n) {
  * (a key bias without RoPE shifts a whole score row, which softmax ignores). */
 static double rel_error(const double *analytic, const double *numeric, size_t n, double floor) {
     double worst = 0;
-    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs(analytic[i] - numeric[i]));
-    return worst / fmax(max_abs(numeric, n), floor);
+    for (size_t i = 0; i < n; i++) worst = cb_test_worst(worst, fabs(analytic[i] - numeric[i]));
+    double scale = max_abs(numeric, n);
+    return worst / (scale > floor || isnan(scale) ? scale : floor); // NaN stays NaN
 }
 
 #define FD_TOL 1e-6
@@ -249,8 +250,8 @@ static void fd_check(const char *label, cb_attention_config cfg, int B, int T,
     double worst = 0, scale = 0;
     for (size_t i = 0; i < h.n_params + nx; i++) {
         double got = i < h.n_params ? h.grads[i] : h.dx[i - h.n_params];
-        worst = fmax(worst, fabs(got - start[i] - g1[i]));
-        scale = fmax(scale, fabs(g1[i]));
+        worst = cb_test_worst(worst, fabs(got - start[i] - g1[i]));
+        scale = cb_test_worst(scale, fabs(g1[i]));
     }
     snprintf(what, sizeof what, "%s: += accumulation", label);
     REPORT_DIFF(what, worst / scale, 1e-12);
@@ -313,8 +314,8 @@ static void causality_case(const char *label, cb_attention_config cfg) {
             for (int i = 0; i < d; i++) {
                 size_t k = ((size_t)b * T + t) * d + i;
                 double diff = fabs(h.out[k] - first[k]);
-                if (t < T - 1) earlier = fmax(earlier, diff);
-                else last = fmax(last, diff);
+                if (t < T - 1) earlier = cb_test_worst(earlier, diff);
+                else last = cb_test_worst(last, diff);
             }
     char what[128];
     snprintf(what, sizeof what, "%s: earlier outputs moved", label);
@@ -442,7 +443,7 @@ static void fixture_case(const char *name) {
     for (int i = 0; i < n_specs; i++) {
         char gname[64];
         snprintf(gname, sizeof gname, "grad.%s", specs[i].name);
-        largest = fmax(largest, cb_fixture_max_abs(&fx, gname));
+        largest = cb_test_worst(largest, cb_fixture_max_abs(&fx, gname));
     }
     fx.floor = 0.1 * largest;
     if (x && dout && !cb_test_failed) {

@@ -79,7 +79,7 @@ TEST(elementwise_gradients_match_finite_differences) {
         ew_loss(&e);
         ew_backward(&e, grads[0], grads[1], grads[2]);
         double worst = 0;
-        for (int k = 0; k < op_inputs[op]; k++) worst = fmax(worst, lc_diff_doubled(grads[k], once[k], n));
+        for (int k = 0; k < op_inputs[op]; k++) worst = cb_test_worst(worst, lc_diff_doubled(grads[k], once[k], n));
         char what[96];
         snprintf(what, sizeof what, "%s accumulate", op_names[op]);
         LC_EXPECT_DIFF(what, worst, LC_ACCUM_TOL);

@@ -54,14 +54,14 @@ TEST(rotation_keeps_norm_and_unrotate_inverts) {
             nx += x[r * D + i] * x[r * D + i];
             ny += y[r * D + i] * y[r * D + i];
         }
-        worst_norm = fmax(worst_norm, fabs(nx - ny) / nx);
+        worst_norm = cb_test_worst(worst_norm, fabs(nx - ny) / nx);
     }
     /* position 0 of the first row block is not rotated at pos0 = 0 */
     double y0[B * T * H * D];
     cb_rope_forward_f64(y0, x, cos_t, sin_t, B, T, H, D, 0);
     for (int i = 0; i < H * D; i++) EXPECT_NEAR(x[i], y0[i], 0);
     cb_rope_unrotate_f64(y, cos_t, sin_t, B, T, H, D, 4);
-    for (int i = 0; i < B * T * H * D; i++) worst_back = fmax(worst_back, fabs(y[i] - x[i]));
+    for (int i = 0; i < B * T * H * D; i++) worst_back = cb_test_worst(worst_back, fabs(y[i] - x[i]));
     REPORT_DIFF("rope: |Rx|^2 vs |x|^2 (relative)", worst_norm, 1e-14);
     REPORT_DIFF("rope: R^T R x vs x", worst_back, 1e-14);
     EXPECT(worst_norm <= 1e-14);
@@ -108,8 +108,8 @@ TEST(backward_matches_finite_differences) {
             for (int j = 0; j < N; j++) lm += g[j] * y[j];
             x[i] = keep;
             double num = (lp - lm) / (2 * h);
-            worst = fmax(worst, fabs((din[i] - before[i]) - num));
-            scale = fmax(scale, fabs(num));
+            worst = cb_test_worst(worst, fabs((din[i] - before[i]) - num));
+            scale = cb_test_worst(scale, fabs(num));
         }
         double rel = worst / scale;
         REPORT_DIFF(c ? "rope llama3 fd: dx (relative)" : "rope fd: dx (relative)", rel, 1e-6);

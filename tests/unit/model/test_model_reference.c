@@ -31,7 +31,7 @@ static double rel_diff(const float *got, const float *want, size_t n, double sca
     double diff = 0;
     for (size_t i = 0; i < n; i++) {
         double d = fabs((double)got[i] - want[i]);
-        if (!(d <= diff)) diff = d; /* NaN sticks */
+        diff = cb_test_worst(diff, d); /* a NaN wins and stays */
     }
     return diff / (scale + 1e-6);
 }
@@ -117,7 +117,7 @@ static void compare(const char *model, const cb_safetensors *st, const cb_model 
         double scale = max_abs(want + p->offset, p->numel);
         int zero = scale < REF_ZERO;
         d = rel_diff(grads + p->offset, want + p->offset, p->numel, zero ? largest : scale);
-        if (!(d <= worst)) worst = d;
+        worst = cb_test_worst(worst, d);
         snprintf(label, sizeof label, "%s grad.%s%s", model, p->name, zero ? " (0 in torch)" : "");
         REPORT_DIFF(label, d, REF_RTOL);
         if (!(d <= REF_RTOL)) FAILF("%s: grad.%s differs from torch: %.3e", model, p->name, d);

@@ -10,6 +10,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 #include "core/atomic_file.h"
+#include "core/sha256.h"
 #include "tensor/safetensors.h"
 
 /* ------------------------------------------------------------ helpers */
@@ -603,24 +604,57 @@ static int add_golden(cb_safetensors_writer *w, cb_error *e) {
     return CB_OK;
 }
 
+/* The digest recorded in tests/reference/safetensors/caramba_golden.verified.txt: that of
+ * the golden file Hugging Face's safetensors library read and accepted there. */
+static int verified_digest(char hex[65]) {
+    char path[4096];
+    root_path("tests/reference/safetensors/caramba_golden.verified.txt", path, sizeof path);
+    size_t n;
+    char *text = slurp(path, &n);
+    const char *at = text ? strstr(text, "\nsha256 ") : NULL;
+    int ok = at && strlen(at + 8) >= 64;
+    if (ok) {
+        memcpy(hex, at + 8, 64);
+        hex[64] = 0;
+    }
+    free(text);
+    return ok;
+}
+
+/* caramba's writer gives the golden file byte for byte, and that file is the one the
+ * safetensors library verified (its digest). CB_UPDATE_GOLDEN=1 writes what the writer
+ * gives now beside it (.new) and still fails: a new golden file must be checked with
+ * tests/reference/check_safetensors_readable.py and its digest recorded before it replaces
+ * the old one. */
 TEST(golden_file_is_byte_identical) {
     char golden[4096], path[128];
     root_path("tests/reference/safetensors/caramba_golden.safetensors", golden, sizeof golden);
-    int update = getenv("CB_UPDATE_GOLDEN") != NULL;
     tmp_path("golden.safetensors", path, sizeof path);
     cb_error e;
     cb_safetensors_writer w;
     cb_safetensors_writer_init(&w);
     EXPECT_EQ_INT(CB_OK, add_golden(&w, &e));
-    EXPECT_EQ_INT(CB_OK, cb_safetensors_writer_write(&w, update ? golden : path, &e));
+    EXPECT_EQ_INT(CB_OK, cb_safetensors_writer_write(&w, path, &e));
+    if (getenv("CB_UPDATE_GOLDEN")) {
+        char fresh[4200];
+        snprintf(fresh, sizeof fresh, "%s.new", golden);
+        EXPECT_EQ_INT(CB_OK, cb_safetensors_writer_write(&w, fresh, &e));
+        FAILF("CB_UPDATE_GOLDEN: wrote %.300s; check it with tests/reference/check_safetensors_readable.py, "
+              "then replace the golden file and its digest in caramba_golden.verified.txt", fresh);
+    }
     cb_safetensors_writer_free(&w);
-    if (update) fprintf(stderr, "  wrote %s\n", golden);
     size_t la, lb;
     char *want = slurp(golden, &la);
-    char *got = update ? NULL : slurp(path, &lb);
+    char *got = slurp(path, &lb);
+    if (!want || !got) FAILF("cannot read %.300s or %.100s", golden, path);
     if (want && got) {
         EXPECT_EQ_INT(la, lb);
         EXPECT(la == lb && memcmp(want, got, la) == 0);
+        char hex[65], recorded[65];
+        cb_sha256_hex(want, la, hex);
+        if (!verified_digest(recorded)) FAILF("no sha256 line in caramba_golden.verified.txt");
+        else if (strcmp(hex, recorded) != 0)
+            FAILF("the golden file's sha256 %s is not the one the safetensors library verified (%s)", hex, recorded);
     }
     free(want);
     free(got);
