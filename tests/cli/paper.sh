@@ -31,7 +31,7 @@ if grep -q 'Model width \$d\$ & 64' "$O/paper.tex"; then ok offline_plan_number;
 
 # no key in the environment and no --offline: a note, then the offline draft
 expect_run nokey 0 env -u CB_TEST_API_KEY "$P" -o "$TMP/b/paper" -r "$R" "$M"
-expect_err_line nokey_note "^cb-paper: no key in \$CB_TEST_API_KEY: drafting offline$"
+expect_err_line nokey_note '^cb-paper: no key in \$CB_TEST_API_KEY: drafting offline$'
 
 # versions: max_versions 2 in the manifest keeps the two newest earlier drafts
 "$P" --offline -q -o "$O" -r "$R" "$M" >/dev/null 2>&1
@@ -64,3 +64,88 @@ printf 'version: 1\nname: x\npaper:\n  title: t\n  paper_type: novel\n' >"$TMP/b
 expect_run bad_manifest 3 "$P" --offline -o "$TMP/d/paper" "$TMP/bad.yml"
 if grep -q 'bad.yml:5:15: paper.paper_type' "$TMP/err"; then ok bad_manifest_where; else not_ok bad_manifest_where "$(head -c 300 "$TMP/err")"; fi
 expect_run bad_option 2 "$P" --timeout 0 "$M"
+
+# --- online, against the scripted server ------------------------------------------
+# the happy path: tool calls, both citation APIs, a 429 with Retry-After and a 500 retried,
+# a LaTeX error refused, a duplicate citation and an unknown one refused, a final answer
+O=$TMP/on/paper
+start_fake paper_ok
+run "$P" $(fake_opts) -o "$O" -r "$R" "$M"
+stop_fake
+expect_status online 0
+expect_out online_mode '"mode": "online"'
+expect_out online_citations '"citations": 2,'
+expect_out online_steps '"steps": 4,'
+expect_out online_tokens '"prompt_tokens": 10000,'
+expect_out online_cost '"cost": 0\.0[0-9]*'
+expect_out online_traced '"untraced_numbers": \[\]'
+log=$(cat "$FAKE_LOG/log.txt")
+if grep -q ' 429 auth=ok' <<<"$log" && grep -q ' 500 auth=ok' <<<"$log" && [ "$(grep -c 'POST /v1/chat/completions 200 auth=ok' <<<"$log")" -eq 4 ]; then
+    ok online_retries_and_auth; else not_ok online_retries_and_auth "server log: $log"; fi
+if grep -q 'GET /arxiv?search_query=all:grouped-query%20attention&start=0&max_results=' <<<"$log" &&
+   grep -q 'GET /s2/paper/search?query=KV%20cache&limit=' <<<"$log"; then ok online_search_requests; else
+    not_ok online_search_requests "server log: $log"; fi
+if grep -q 'retrying in 1000 ms' "$TMP/err"; then ok online_retry_after; else not_ok online_retry_after "$(head -c 300 "$TMP/err")"; fi
+# references.bib: two entries, each from an API answer, no duplicate of GQA (arXiv and S2 both have it)
+if [ "$(grep -c '^@' "$O/references.bib")" -eq 2 ] && grep -q '^@misc{ainslie2023training,' "$O/references.bib" &&
+   grep -q 'eprint = {2305.13245}' "$O/references.bib" && grep -q '^@misc{kwon2023efficient,' "$O/references.bib" &&
+   grep -q 'Retrieved from arXiv (arxiv:2305.13245)' "$O/references.bib"; then ok online_bib; else
+    not_ok online_bib "references.bib: $(cat "$O/references.bib")"; fi
+if grep -q 'cite{ainslie2023training}' "$O/paper.tex" && grep -q 'validation loss of 4.9375' "$O/paper.tex" &&
+   ! grep -q badcommand "$O/paper.tex"; then ok online_draft; else not_ok online_draft "paper.tex lacks the agent's sections"; fi
+if [ -s "$O/paper.pdf" ]; then ok online_pdf; else not_ok online_pdf "no paper.pdf"; fi
+tr=$O/agent_trace.jsonl
+if grep -q '"event":"tool_call","name":"add_citation"' "$tr" && grep -q 'is not a paper returned by a search' "$tr" &&
+   grep -q 'already in references.bib' "$tr" && grep -q 'the arguments are not a JSON object' "$tr" &&
+   grep -q 'the text was not accepted' "$tr" && grep -q '"stopped_by":"finished"' "$tr"; then ok online_trace; else
+    not_ok online_trace "trace lacks expected events"; fi
+# what went back to the model: the tool results of the first turn are in the second request
+if grep -q '"tool_call_id":"call_2"' "$FAKE_LOG"/body_5.txt 2>/dev/null || grep -lq '"tool_call_id":"call_2"' "$FAKE_LOG"/body_*.txt; then
+    ok online_tool_results_sent; else not_ok online_tool_results_sent "no tool result in later requests"; fi
+no_key online_no_key "$O" "$TMP/on"
+
+# failures: one clear line, the right status, the earlier draft untouched
+cp "$O/paper.tex" "$TMP/before.tex"
+fail_case() { # NAME SCRIPT STATUS PATTERN [extra options]
+    local name=$1 script=$2 want=$3 pat=$4; shift 4
+    start_fake "$script"
+    run "$P" $(fake_opts) --retries 1 -o "$O" -r "$R" "$@" "$M"
+    stop_fake
+    expect_status "$name" "$want"
+    if grep -qE -- "$pat" "$TMP/err" && [ "$(grep -c '^cb-paper: ' "$TMP/err" | tr -d ' ')" -ge 1 ]; then ok "${name}_message"; else
+        not_ok "${name}_message" "stderr '$(head -c 300 "$TMP/err")' does not match '$pat'"; fi
+    if cmp -s "$O/paper.tex" "$TMP/before.tex"; then ok "${name}_draft_kept"; else not_ok "${name}_draft_kept" "paper.tex changed"; fi
+    expect_empty_out "${name}_quiet"
+    no_key "${name}_no_key" "$O"
+}
+fail_case server_500 paper_500 4 'chat endpoint: HTTP 500.*\(retries used up\)$'
+fail_case malformed paper_malformed 3 'chat endpoint: the answer is not JSON'
+fail_case no_choices paper_nochoices 3 'chat endpoint: no choices in the answer'
+fail_case refused_401 paper_401 3 'chat endpoint: HTTP 401: .*\[redacted\]'
+fail_case closed paper_close 4 'connection closed without an answer.*\(retries used up\)$'
+start=$(date +%s)
+fail_case slow paper_slow 4 'chat endpoint: no answer within 1000 ms$' --timeout 1
+if [ $(( $(date +%s) - start )) -le 3 ]; then ok slow_not_retried; else not_ok slow_not_retried "took $(( $(date +%s) - start )) s"; fi
+# nothing listening: a port the fake server held and gave back
+start_fake paper_500 1 1; port_url=$FAKE_URL; stop_fake
+run "$P" -q --base-url "$port_url/v1" --retries 0 -o "$O" -r "$R" "$M"
+expect_status unreachable 4
+expect_err_line unreachable_line 'chat endpoint: unreachable'
+
+# a number the model made up is flagged, and the draft is still written (exit 1)
+start_fake paper_untraced
+run "$P" $(fake_opts) -o "$TMP/u/paper" -r "$R" "$M"
+stop_fake
+expect_status untraced 1
+if grep -q 'the number 97.3 is not in any result file' "$TMP/err" && grep -q 'these numbers are not in any result file.*97.3' "$TMP/u/paper/agent_trace.jsonl"; then
+    ok untraced_flagged; else not_ok untraced_flagged "$(head -c 300 "$TMP/err")"; fi
+
+# citation services failing (bad XML from arXiv, 429s from Semantic Scholar) are reported to the
+# model and in the summary; the draft is still made
+start_fake paper_badxml
+run "$P" $(fake_opts) --retries 1 -o "$TMP/x/paper" -r "$R" "$M"
+stop_fake
+expect_status search_errors 0
+expect_out search_errors_count '"search_errors": 2'
+if grep -q 'arXiv: the answer is not XML' "$TMP/err" && grep -q 'Semantic Scholar: HTTP 429' "$TMP/err"; then ok search_errors_warned; else
+    not_ok search_errors_warned "$(head -c 400 "$TMP/err")"; fi
