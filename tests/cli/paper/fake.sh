@@ -33,3 +33,7 @@ no_key() {
         not_ok "$name" "the key appears in $(grep -rlF -- "$CB_TEST_API_KEY" "$@" "$TMP/out" "$TMP/err" | head -3 | tr '\n' ' ')"
     else ok "$name"; fi
 }
+# the endpoint options for cb-review (no citation services)
+review_opts() {
+    echo --base-url "$FAKE_URL/v1" --backoff-ms 100
+}
