@@ -27,6 +27,8 @@ static const char usage[] =
     "  -r, --results dir        report.json, *.csv and *.png (default: the paper folder's parent)\n"
     "      --offline            never call a model\n"
     "      --update             fold new results into the existing draft, keeping its structure\n"
+    "      --review file        a review.json whose weaknesses and requested changes the model\n"
+    "                           answers (online only)\n"
     "      --base-url url       the chat-completions endpoint's base (default: paper.base_url)\n"
     "      --model name         --temperature t   --api-key-env NAME   --max-steps n\n"
     "      --arxiv-url url      --semantic-scholar-url url\n"
@@ -37,7 +39,7 @@ static const char usage[] =
     "Prints a JSON summary (kind paper_draft). Exit 0; 1 when a number of the draft is not in\n"
     "any result file; 2 usage or I/O; 3 invalid manifest or a bad answer; 4 unreachable.\n";
 
-enum { O_OFFLINE = 256, O_UPDATE, O_BASE, O_MODEL, O_TEMP, O_KEYENV, O_STEPS, O_ARXIV, O_S2, O_TIMEOUT, O_RETRIES, O_BACKOFF };
+enum { O_OFFLINE = 256, O_UPDATE, O_BASE, O_MODEL, O_TEMP, O_KEYENV, O_STEPS, O_ARXIV, O_S2, O_TIMEOUT, O_RETRIES, O_BACKOFF, O_REVIEW };
 
 static int exists(const char *p) {
     struct stat st;
@@ -56,7 +58,7 @@ static char *offline_update(const char *old, const char *fresh) {
 int main(int argc, char **argv) {
     const char *tool = "cb-paper";
     const char *out_dir = NULL, *results = NULL, *base_url = NULL, *model = NULL, *key_env = NULL;
-    const char *arxiv_url = NULL, *s2_url = NULL;
+    const char *arxiv_url = NULL, *s2_url = NULL, *review_path = NULL;
     double temperature = -1, timeout_s = -1;
     int offline = 0, update = 0, quiet = 0, max_steps = -1, retries = -1;
     long backoff_ms = -1;
@@ -68,6 +70,7 @@ int main(int argc, char **argv) {
         {"max-steps", required_argument, NULL, O_STEPS}, {"arxiv-url", required_argument, NULL, O_ARXIV},
         {"semantic-scholar-url", required_argument, NULL, O_S2}, {"timeout", required_argument, NULL, O_TIMEOUT},
         {"retries", required_argument, NULL, O_RETRIES}, {"backoff-ms", required_argument, NULL, O_BACKOFF},
+        {"review", required_argument, NULL, O_REVIEW},
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int c;
@@ -80,6 +83,7 @@ int main(int argc, char **argv) {
         case 'q': quiet = 1; break;
         case O_OFFLINE: offline = 1; break;
         case O_UPDATE: update = 1; break;
+        case O_REVIEW: review_path = optarg; break;
         case O_BASE: base_url = optarg; break;
         case O_MODEL: model = optarg; break;
         case O_KEYENV: key_env = optarg; break;
@@ -184,6 +188,12 @@ int main(int argc, char **argv) {
         cb_paper_inputs_free(&in);
         return cb_cli_usage_error(tool, "--update: there is no draft at %s", p_tex);
     }
+    json_t *review = NULL;
+    if (review_path && cb_doc_load(review_path, "review", &review, &e) != CB_OK) {
+        free(old_tex);
+        cb_paper_inputs_free(&in);
+        return cb_cli_report(tool, &e);
+    }
     cb_bib bib;
     cb_bib_init(&bib);
     rc = cb_bib_load(&bib, p_bib, &e);
@@ -206,6 +216,7 @@ int main(int argc, char **argv) {
         llm.trace = trace;
         char *start = update ? strdup(old_tex) : cb_draft_offline(&in, &bib);
         cb_paper_agent_init(&agent, &in, &llm, &bib, paper_dir, start, update);
+        agent.review = review;
         free(start);
         if (arxiv_url) snprintf(agent.cite.arxiv_url, sizeof agent.cite.arxiv_url, "%s", arxiv_url);
         if (s2_url) snprintf(agent.cite.s2_url, sizeof agent.cite.s2_url, "%s", s2_url);
@@ -240,6 +251,7 @@ int main(int argc, char **argv) {
         if (!online && e.code == CB_E_INVALID && strstr(e.msg, "pdflatex")) status = CB_E_RUNTIME;
         free(tex); free(bib_text); free(old_tex); cb_bib_free(&bib); cb_paper_agent_free(&agent); cb_paper_inputs_free(&in);
         json_decref(untraced);
+        json_decref(review);
         return status;
     }
     size_t i;
@@ -271,6 +283,7 @@ int main(int argc, char **argv) {
     int n_untraced = (int)json_array_size(untraced);
     json_decref(untraced);
     free(tex); free(bib_text); free(old_tex); cb_bib_free(&bib); cb_paper_agent_free(&agent); cb_paper_inputs_free(&in);
+    json_decref(review);
     if (rc != CB_OK) return cb_cli_report(tool, &e);
     rc = cb_cli_close_stdout(tool);
     return rc ? rc : n_untraced ? CB_E_VERDICT : CB_OK;

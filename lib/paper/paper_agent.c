@@ -326,6 +326,16 @@ int cb_paper_agent_run(cb_paper_agent *a, cb_error *e) {
     free(keywords);
     cb_sb_puts(&user, a->update ? " The current draft is in read_tex_file: fold the new results in and keep its structure."
                                 : " read_tex_file holds a first draft made from the plan and results: improve it.");
+    if (a->review) {
+        cb_sb_puts(&user, " A reviewer read the current draft; answer the review:");
+        const char *lists[] = {"weaknesses", "requested_changes"};
+        for (int l = 0; l < 2; l++) {
+            size_t i;
+            json_t *x;
+            json_array_foreach(json_object_get(a->review, lists[l]), i, x)
+                if (json_is_string(x)) cb_sb_printf(&user, "\n- %s", json_string_value(x));
+        }
+    }
     json_t *tools = paper_tools(a);
     int rc = cb_agent_run(a->llm, sys.s, user.s, tools, paper_tool, a, NULL, e);
     json_decref(tools);

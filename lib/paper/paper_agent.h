@@ -20,6 +20,7 @@ typedef struct cb_paper_agent {
     int use_arxiv, use_s2;
     int update;         /* fold new results into an existing draft */
     int n_search_errors;
+    const json_t *review; /* the last review (weaknesses, requested changes) to answer; NULL: none */
 } cb_paper_agent;
 
 /* start_tex: the existing draft (update) or the offline draft (new paper); copied. */
