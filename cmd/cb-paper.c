@@ -18,7 +18,8 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
 static const char usage[] =
-    "usage: cb-paper [options] manifest\n"
+    "usage: cb-paper [-q] [-o dir] [-r dir] [--offline] [--update] [--review file]\n"
+    "       [endpoint options] manifest\n"
     "Draft paper/paper.tex, references.bib, figures/ and versions/ from a manifest (or its\n"
     "plan.json) and the experiment's result files. Without a key in the environment, or\n"
     "with --offline, the draft is made from the plan and results alone.\n"

@@ -15,7 +15,8 @@
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
 static const char usage[] =
-    "usage: cb-review [options] manifest\n"
+    "usage: cb-review [-q] [-p dir] [-o file] [-r dir] [--offline] [--strictness level]\n"
+    "       [--persona persona] [endpoint options] manifest\n"
     "Review the draft paper.tex of a manifest's paper folder and write review.json (kind\n"
     "review): score, action, strengths, weaknesses, requested changes, proposed experiments\n"
     "(each manifest written as proposed_NAME.yml only when cb-validate accepts it).\n"

@@ -19,7 +19,7 @@
 static const char usage[] =
     "usage: cb compile [--print-plan] [-o file] manifest\n"
     "       cb run [--group name] manifest\n"
-    "       cb research manifest\n"
+    "       cb research [options] manifest\n"
     "Compose the caramba tools. compile: parse, lower and validate a YAML manifest and\n"
     "write its plan as JSON (cb-plan(5)), or as a readable tree with --print-plan.\n"
     "research: the write -> review -> experiment loop (pipelines/research.sh, cb-paper(1),\n"
