@@ -293,6 +293,7 @@ int cb_bib_load(cb_bib *b, const char *path, cb_error *e) {
         char *k = key;
         while (isspace((unsigned char)*k)) k++;
         for (char *t = k + strlen(k); t > k && isspace((unsigned char)t[-1]);) *--t = 0;
+        if (q[1] == '\n') q++; /* the entry's own line end, as cb_bib_add writes it */
         char save = q[1];
         q[1] = 0;
         add_entry(b, k, p);
