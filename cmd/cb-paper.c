@@ -164,6 +164,8 @@ int main(int argc, char **argv) {
     if (timeout_s > 0) llm.http.timeout_ms = (long)(timeout_s * 1000);
     if (retries >= 0) llm.http.max_retries = retries;
     if (backoff_ms >= 0) llm.http.backoff_ms = backoff_ms;
+    llm.http.log = stderr; /* retries are worth a line even with -q: they cost time */
+    llm.http.log_tool = tool;
     int online = !offline && llm.key != NULL;
     if (!offline && !online && !quiet)
         fprintf(stderr, "cb-paper: no key in $%s: drafting offline\n",
@@ -223,6 +225,8 @@ int main(int argc, char **argv) {
         if (s2_url) snprintf(agent.cite.s2_url, sizeof agent.cite.s2_url, "%s", s2_url);
         agent.cite.http.max_retries = llm.http.max_retries;
         agent.cite.http.backoff_ms = llm.http.backoff_ms;
+        agent.cite.http.log = stderr;
+        agent.cite.http.log_tool = tool;
         if (timeout_s > 0) agent.cite.http.timeout_ms = (long)(timeout_s * 1000);
         if (rc == CB_OK && !quiet) fprintf(stderr, "cb-paper: drafting with %s at %s\n", llm.model, llm.base_url);
         if (rc == CB_OK) rc = cb_paper_agent_run(&agent, &e);

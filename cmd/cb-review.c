@@ -157,6 +157,8 @@ int main(int argc, char **argv) {
     if (timeout_s > 0) llm.http.timeout_ms = (long)(timeout_s * 1000);
     if (retries >= 0) llm.http.max_retries = retries;
     if (backoff_ms >= 0) llm.http.backoff_ms = backoff_ms;
+    llm.http.log = stderr;
+    llm.http.log_tool = tool;
     int online = !offline && llm.key != NULL;
     if (!offline && !online && !quiet)
         fprintf(stderr, "cb-review: no key in $%s: structural checks only\n",

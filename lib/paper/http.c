@@ -67,11 +67,14 @@ static size_t on_data(char *ptr, size_t size, size_t nmemb, void *ud) {
     return n;
 }
 
-static long retry_after_ms;
+/* ud: the long that receives Retry-After in ms (seconds form; an HTTP date is ignored) */
 static size_t on_header(char *ptr, size_t size, size_t nmemb, void *ud) {
     size_t n = size * nmemb;
-    (void)ud;
-    if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) retry_after_ms = strtol(ptr + 12, NULL, 10) * 1000;
+    if (n > 12 && strncasecmp(ptr, "Retry-After:", 12) == 0) {
+        char *end;
+        long s = strtol(ptr + 12, &end, 10);
+        if (end != ptr + 12 && s >= 0) *(long *)ud = s * 1000;
+    }
     return n;
 }
 
@@ -100,7 +103,7 @@ int cb_http_request(const char *url, const char *body, const cb_http_opts *o, ch
         if (auth[0]) hdr = curl_slist_append(hdr, auth);
         buf b = {0};
         char errbuf[CURL_ERROR_SIZE] = "";
-        retry_after_ms = -1;
+        long retry_after_ms = -1;
         curl_easy_setopt(c, CURLOPT_URL, url);
         curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
         curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, o->timeout_ms);
@@ -109,6 +112,7 @@ int cb_http_request(const char *url, const char *body, const cb_http_opts *o, ch
         curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
         curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
         curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(c, CURLOPT_HEADERDATA, &retry_after_ms);
         curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf);
         curl_easy_setopt(c, CURLOPT_USERAGENT, "caramba/0.1 (cb-paper)");
         curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 1L);
@@ -170,8 +174,10 @@ int cb_http_request(const char *url, const char *body, const cb_http_opts *o, ch
             cb_redact(e->msg, sizeof e->msg, o->bearer_key);
             return CB_E_RUNTIME;
         }
-        fprintf(stderr, "cb: %s: %s; retrying in %ld ms (%d of %d)\n", o->what, why, ms, attempt + 1,
-                o->max_retries);
+        if (o->log) {
+            cb_redact(why, sizeof why, o->bearer_key);
+            fprintf(o->log, "%s: %s: %s; retrying in %ld ms (%d of %d)\n", o->log_tool ? o->log_tool : "cb", o->what, why, ms, attempt + 1, o->max_retries);
+        }
         sleep_ms(ms);
         wait *= 2;
     }

@@ -5,6 +5,7 @@
 #define CB_PAPER_HTTP_H
 
 #include <stddef.h>
+#include <stdio.h>
 #include "core/error.h"
 
 typedef struct cb_http_opts {
@@ -14,6 +15,8 @@ typedef struct cb_http_opts {
     long max_wait_ms;      /* no single wait longer than this (a Retry-After of an hour is refused) */
     const char *bearer_key;/* "Authorization: Bearer KEY" when not NULL; never logged */
     const char *what;      /* "chat endpoint", "arXiv": names the service in errors */
+    FILE *log;             /* one line per retry ("retrying in N ms"); NULL: silent */
+    const char *log_tool;  /* the tool named first on those lines, "cb-paper" */
 } cb_http_opts;
 
 void cb_http_opts_default(cb_http_opts *o);

@@ -190,7 +190,7 @@ static char *search(cb_paper_agent *a, const char *source, json_t *args) {
         c.max_results = (int)json_integer_value(mr);
     if (cb_cite_search(&c, source, q, &papers, &e) != CB_OK) {
         a->n_search_errors++;
-        fprintf(stderr, "cb-paper: warning: %s\n", e.msg);
+        if (c.http.log) fprintf(c.http.log, "%s: warning: %s\n", c.http.log_tool ? c.http.log_tool : "cb", e.msg);
         return errorf("error: the search failed: %s", e.msg);
     }
     json_t *out = json_array();
