@@ -84,7 +84,7 @@ int cb_latex_compile(const char *tex, const char *bib, const char *figures_dir, 
     char *bibtex[] = {"bibtex", "paper", NULL};
     int st = 0;
     if (rc == CB_OK) st = run_in(dir, pdflatex, log);
-    int cites = rc == CB_OK && st == 0 && strstr(tex, "\\cite") && bib && bib[0];
+    int cites = rc == CB_OK && st == 0 && pdf_out && strstr(tex, "\\cite") && bib && bib[0];
     if (cites) {
         run_in(dir, bibtex, log); /* a bibtex warning is not a failed draft; pdflatex judges */
         st = run_in(dir, pdflatex, log);
