@@ -149,3 +149,11 @@ expect_status search_errors 0
 expect_out search_errors_count '"search_errors": 2'
 if grep -q 'arXiv: the answer is not XML' "$TMP/err" && grep -q 'Semantic Scholar: HTTP 429' "$TMP/err"; then ok search_errors_warned; else
     not_ok search_errors_warned "$(head -c 400 "$TMP/err")"; fi
+
+# a step budget ends the loop early; the draft so far is kept and the summary says why
+start_fake paper_ok
+run "$P" -q $(fake_opts) --max-steps 1 -o "$TMP/s/paper" -r "$R" "$M"
+stop_fake
+expect_status budget 0
+expect_out budget_stopped '"stopped_by": "max_steps"'
+expect_out budget_steps '"steps": 1,'
