@@ -92,12 +92,12 @@ if [ "$(grep -c '^@' "$O/references.bib")" -eq 2 ] && grep -q '^@misc{ainslie202
    grep -q 'Retrieved from arXiv (arxiv:2305.13245)' "$O/references.bib"; then ok online_bib; else
     not_ok online_bib "references.bib: $(cat "$O/references.bib")"; fi
 if grep -q 'cite{ainslie2023training}' "$O/paper.tex" && grep -q 'validation loss of 4.9375' "$O/paper.tex" &&
-   ! grep -q badcommand "$O/paper.tex"; then ok online_draft; else not_ok online_draft "paper.tex lacks the agent's sections"; fi
+   ! grep -q badcommand "$O/paper.tex" && ! grep -q 'etc/passwd' "$O/paper.tex"; then ok online_draft; else not_ok online_draft "paper.tex lacks the agent's sections"; fi
 if [ -s "$O/paper.pdf" ]; then ok online_pdf; else not_ok online_pdf "no paper.pdf"; fi
 tr=$O/agent_trace.jsonl
 if grep -q '"event":"tool_call","name":"add_citation"' "$tr" && grep -q 'is not a paper returned by a search' "$tr" &&
    grep -q 'already in references.bib' "$tr" && grep -q 'the arguments are not a JSON object' "$tr" &&
-   grep -q 'the text was not accepted' "$tr" && grep -q '"stopped_by":"finished"' "$tr"; then ok online_trace; else
+   [ "$(grep '"event":"tool_call"' "$tr" | grep -c 'the text was not accepted')" -eq 2 ] && grep -q '"stopped_by":"finished"' "$tr"; then ok online_trace; else
     not_ok online_trace "trace lacks expected events"; fi
 # what went back to the model: the tool results of the first turn are in the second request
 if grep -q '"tool_call_id":"call_2"' "$FAKE_LOG"/body_5.txt 2>/dev/null || grep -lq '"tool_call_id":"call_2"' "$FAKE_LOG"/body_*.txt; then
