@@ -80,7 +80,10 @@ static json_t *list_ext(const char *dir, const char *ext) {
     struct dirent *de;
     while ((de = readdir(d)) && n < 512) {
         size_t l = strlen(de->d_name), le = strlen(ext);
-        if (de->d_name[0] != '.' && l > le && strcmp(de->d_name + l - le, ext) == 0) names[n++] = strdup(de->d_name);
+        /* names LaTeX takes as they are: letters, digits, '_', '-', '.' */
+        int plain = de->d_name[0] != '.' && strspn(de->d_name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                                               "0123456789_-.") == l;
+        if (plain && l > le && strcmp(de->d_name + l - le, ext) == 0) names[n++] = strdup(de->d_name);
     }
     closedir(d);
     qsort(names, (size_t)n, sizeof *names, cmp_str);
