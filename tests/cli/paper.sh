@@ -102,7 +102,10 @@ if grep -q '"event":"tool_call","name":"add_citation"' "$tr" && grep -q 'is not 
 # what went back to the model: the tool results of the first turn are in the second request
 if grep -q '"tool_call_id":"call_2"' "$FAKE_LOG"/body_5.txt 2>/dev/null || grep -lq '"tool_call_id":"call_2"' "$FAKE_LOG"/body_*.txt; then
     ok online_tool_results_sent; else not_ok online_tool_results_sent "no tool result in later requests"; fi
-no_key online_no_key "$O" "$TMP/on"
+# the key goes to the chat endpoint only: not to arXiv or Semantic Scholar, and never in a body
+if grep -q 'GET /arxiv.* auth=none$' <<<"$log" && grep -q 'GET /s2/.* auth=none$' <<<"$log"; then ok online_key_not_to_search; else
+    not_ok online_key_not_to_search "server log: $log"; fi
+no_key online_no_key "$O" "$TMP/on" "$FAKE_LOG"
 
 # failures: one clear line, the right status, the earlier draft untouched
 cp "$O/paper.tex" "$TMP/before.tex"
