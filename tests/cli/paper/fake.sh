@@ -1,5 +1,8 @@
 # fake.sh: sourced by the paper and review tests after lib.sh. Builds tests/fake_api.c
 # once into build/ and starts it on 127.0.0.1 with a script of tests/cli/paper/api/.
+for need in pdflatex bibtex jq; do
+    command -v "$need" >/dev/null || { echo "skip - $SCRIPT: $need not installed (make deps installs it)"; exit 0; }
+done
 FAKE_BIN=$CB_ROOT/build/fake_api
 if [ ! -x "$FAKE_BIN" ] || [ tests/fake_api.c -nt "$FAKE_BIN" ]; then
     mkdir -p "$CB_ROOT/build"
