@@ -160,3 +160,23 @@ stop_fake
 expect_status budget 0
 expect_out budget_stopped '"stopped_by": "max_steps"'
 expect_out budget_steps '"steps": 1,'
+
+# a token budget (paper.max_tokens) ends the loop too: the first answer used 1100
+sed '0,/^  max_steps: 12$/s//  max_steps: 12\n  max_tokens: 1000/' "$M" >"$TMP/tokens.yml"
+cp -r tests/cli/paper/results "$TMP/tok_results"
+start_fake paper_ok
+run "$P" -q $(fake_opts) -o "$TMP/tok_results/paper" "$TMP/tokens.yml"
+stop_fake
+expect_status token_budget 0
+expect_out token_budget_stopped '"stopped_by": "max_tokens"'
+
+# the preset with a paper: section drafts offline (no results yet) and compiles, and its
+# structural review runs
+run "$P" --offline -q -o "$TMP/preset/paper" -r "$TMP/empty_results" presets/llama32_1b_dba_paper.yml
+expect_status preset_offline 0
+expect_out preset_traced '"untraced_numbers": \[\]'
+if [ -s "$TMP/preset/paper/paper.pdf" ] && grep -q 'Parameters & 1235814400' "$TMP/preset/paper/paper.tex"; then ok preset_pdf; else
+    not_ok preset_pdf "no PDF, or the parameter count is missing"; fi
+run "$CB_BIN/cb-review" --offline -q -p "$TMP/preset/paper" -r "$TMP/empty_results" -o - presets/llama32_1b_dba_paper.yml
+expect_status preset_review 1
+expect_out preset_review_action '"action": "new_experiment"'
