@@ -87,7 +87,7 @@ for ((iter = 1; iter <= max_iter; iter++)); do
             n=$((n + 1)); total=$((total + 1))
             status=pending
             if [ "$auto_run" = true ]; then
-                if "$bin/cb" run "$paper_dir/$file" >"$paper_dir/.run_$file.log" 2>&1; then status=ran; else status=run_failed; fi
+                if "$bin/cb" run "$paper_dir/$file" >"$paper_dir/run_${file%.yml}.log" 2>&1; then status=ran; else status=run_failed; fi
             fi
             ran=$(jq -c --arg f "$file" --arg s "$status" '. + [{manifest: $f, status: $s}]' <<<"$ran")
         done < <(jq -r '.proposed_experiments[] | .manifest // empty' "$review")
