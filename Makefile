@@ -14,8 +14,9 @@ V ?= rel
 
 # --- dependencies -----------------------------------------------------------
 DEB_PKGS := build-essential pkg-config libyaml-dev libjansson-dev libopenblas-dev \
-            libhdf5-dev libcurl4-openssl-dev gnuplot-nox mandoc libopenmpi-dev openmpi-bin
-PKG_REQUIRED := yaml-0.1 jansson openblas
+            libhdf5-dev libcurl4-openssl-dev gnuplot-nox mandoc libopenmpi-dev openmpi-bin \
+            libxml2-dev texlive-latex-base texlive-latex-recommended jq
+PKG_REQUIRED := yaml-0.1 jansson openblas libxml-2.0
 PKG_OPTIONAL := hdf5 libcurl
 PKG_FOUND := $(strip $(foreach p,$(PKG_REQUIRED) $(PKG_OPTIONAL),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),$(p))))
 PKG_MISSING := $(filter-out $(PKG_FOUND),$(PKG_REQUIRED) $(PKG_OPTIONAL))

@@ -1,8 +1,12 @@
 /* cb: the porcelain. `cb compile` is cb-parse | cb-lower | cb-validate in one process,
  * reporting each error under the name of the stage that found it (man/cb.1). */
+#include <errno.h>
 #include <getopt.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "cli/cli.h"
 #include "core/atomic_file.h"
 #include "core/diag.h"
@@ -15,10 +19,11 @@
 static const char usage[] =
     "usage: cb compile [--print-plan] [-o file] manifest\n"
     "       cb run [--group name] manifest\n"
-    "       cb research manifest\n"
+    "       cb research [options] manifest\n"
     "Compose the caramba tools. compile: parse, lower and validate a YAML manifest and\n"
     "write its plan as JSON (cb-plan(5)), or as a readable tree with --print-plan.\n"
-    "run and research are not in this build yet.\n";
+    "research: the write -> review -> experiment loop (pipelines/research.sh, cb-paper(1),\n"
+    "cb-review(1)); `cb research --help` lists its options. run is not in this build yet.\n";
 
 /* Every error of a stage, one line each under the stage's name; returns the status. */
 static int report_all(const char *stage, cb_diags *d, const char *file) {
@@ -88,6 +93,42 @@ static int compile(int argc, char **argv) {
     return cb_cli_close_stdout("cb");
 }
 
+/* `cb research`: run pipelines/research.sh with the tools beside this binary (CB_BIN),
+ * found from this executable's folder (bin/ or build/VARIANT/bin/), or $CB_PIPELINES. */
+static int research(int argc, char **argv) {
+    char exe[PATH_MAX], script[PATH_MAX + 64];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n <= 0) return cb_cli_usage_error("cb research", "cannot find this executable's folder");
+    exe[n] = 0;
+    char *slash = strrchr(exe, '/');
+    if (slash) *slash = 0;
+    const char *dir = getenv("CB_PIPELINES");
+    script[0] = 0;
+    if (dir && dir[0]) snprintf(script, sizeof script, "%s/research.sh", dir);
+    else {
+        static const char *const up[] = {"/../pipelines/research.sh", "/../../../pipelines/research.sh"};
+        for (int i = 0; i < 2 && !script[0]; i++) {
+            char cand[PATH_MAX + 64];
+            snprintf(cand, sizeof cand, "%s%s", exe, up[i]);
+            if (access(cand, R_OK) == 0) snprintf(script, sizeof script, "%s", cand);
+        }
+    }
+    if (!script[0] || access(script, R_OK) != 0) {
+        fprintf(stderr, "cb research: pipelines/research.sh not found beside %s (set CB_PIPELINES)\n", exe);
+        return CB_E_USAGE;
+    }
+    setenv("CB_BIN", exe, 1);
+    char **args = calloc((size_t)argc + 2, sizeof *args);
+    if (!args) return CB_E_RUNTIME;
+    args[0] = "bash";
+    args[1] = script;
+    for (int i = 1; i < argc; i++) args[i + 1] = argv[i];
+    execvp("bash", args);
+    fprintf(stderr, "cb research: cannot run bash: %s\n", strerror(errno));
+    free(args);
+    return CB_E_RUNTIME;
+}
+
 int main(int argc, char **argv) {
     if (cb_cli_start("cb", argc, argv, 0)) return cb_cli_close_stdout("cb");
     if (argc < 2) return cb_cli_usage_error("cb", "expected a command: compile, run or research");
@@ -97,7 +138,8 @@ int main(int argc, char **argv) {
         return cb_cli_close_stdout("cb");
     }
     if (strcmp(cmd, "compile") == 0) return compile(argc - 1, argv + 1);
-    if (strcmp(cmd, "run") == 0 || strcmp(cmd, "research") == 0) {
+    if (strcmp(cmd, "research") == 0) return research(argc - 1, argv + 1);
+    if (strcmp(cmd, "run") == 0) {
         fprintf(stderr, "cb %s: not in this build yet\n", cmd);
         return CB_E_USAGE;
     }

@@ -32,6 +32,15 @@ static const cb_field paper_fields[] = {
     FIELD("max_versions", T_INT_GE(1), .def = "5"),
     FIELD("custom_instructions", T_STRING),
     FIELD("output_dir", T_NAME),
+    /* the OpenAI-compatible endpoint; the key is read from the environment variable
+     * api_key_env and never appears in the manifest */
+    FIELD("base_url", T_NAME, .def = "\"https://api.openai.com/v1\""),
+    FIELD("api_key_env", T_NAME, .def = "\"OPENAI_API_KEY\""),
+    FIELD("max_steps", T_INT_GE(1), .def = "40"),
+    FIELD("max_tokens", T_INT_GE(0), .def = "0"),
+    FIELD("timeout_s", T_FLOAT_GT(0), .def = "120"),
+    FIELD("price_prompt_per_1m", T_FLOAT_GE(0)),
+    FIELD("price_completion_per_1m", T_FLOAT_GE(0)),
 };
 const cb_schema cb_paper_schema = {"paper", paper_fields, CB_NFIELDS(paper_fields), NULL, NULL};
 
@@ -50,6 +59,15 @@ static const cb_field review_fields[] = {
           .def = "\"senior_researcher\""),
     FIELD("model", T_NAME, .def = "\"gpt-4o\""),
     FIELD("temperature", T_FLOAT_IN(0, 2), .def = "0.3"),
+    /* the OpenAI-compatible endpoint; the key is read from the environment variable
+     * api_key_env and never appears in the manifest */
+    FIELD("base_url", T_NAME, .def = "\"https://api.openai.com/v1\""),
+    FIELD("api_key_env", T_NAME, .def = "\"OPENAI_API_KEY\""),
+    FIELD("max_steps", T_INT_GE(1), .def = "40"),
+    FIELD("max_tokens", T_INT_GE(0), .def = "0"),
+    FIELD("timeout_s", T_FLOAT_GT(0), .def = "120"),
+    FIELD("price_prompt_per_1m", T_FLOAT_GE(0)),
+    FIELD("price_completion_per_1m", T_FLOAT_GE(0)),
 };
 const cb_schema cb_review_schema = {"review", review_fields, CB_NFIELDS(review_fields), NULL, NULL};
 

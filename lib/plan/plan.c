@@ -200,6 +200,7 @@ int cb_plan_build(const json_t *lowered_doc, json_t **plan_doc, cb_diags *d) {
     json_object_set_new(plan, "groups", copy_or(json_object_get(m, "groups"), json_array()));
     if ((v = json_object_get(m, "paper"))) json_object_set_new(plan, "paper", json_deep_copy(v));
     if ((v = json_object_get(m, "review"))) json_object_set_new(plan, "review", json_deep_copy(v));
+    if ((v = json_object_get(m, "research"))) json_object_set_new(plan, "research", json_deep_copy(v));
     if (d->n + d->n_dropped > errors_before) {
         json_decref(plan);
         return CB_E_INVALID;

@@ -73,8 +73,9 @@ if head -n 1 "$TMP/err" | grep -qE '^cb-parse: .*broken\.yml:[0-9]+:[0-9]+: '; t
 
 expect_run run_not_built 2 "$CB" run "$TMP/m.yml"
 expect_err_line run_not_built_line '^cb run: not in this build yet$'
-expect_run research_not_built 2 "$CB" research "$TMP/m.yml"
-expect_err_line research_not_built_line '^cb research: not in this build yet$'
+# cb research is the loop of pipelines/research.sh (tested in paper_research.sh): here only its usage
+expect_run research_usage 2 "$CB" research
+expect_err_line research_usage_line '^cb research: expected one manifest file$'
 expect_run no_command 2 "$CB"
 expect_run unknown_command 2 "$CB" frobnicate
 expect_run compile_no_file 2 "$CB" compile
