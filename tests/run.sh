@@ -7,7 +7,7 @@
 # The unit-test programs expected are those of tests/unit/**/test_*.c: one missing from
 # TESTDIR is a failure, and one there without a source (a deleted or moved test's old
 # binary) is a failure and is not run. A skip must say why ("skip - NAME: why").
-# CB_EXPECT_NO_SKIP=1 (CI sets it) makes every skip a failure unless it matches a line of
+# CB_EXPECT_NO_SKIP=1 (the default where CI=true, as CI runs it) makes every skip a failure unless it matches a line of
 # tests/expected-skips or the extended regex CB_ALLOWED_SKIPS, both matched against
 # "[LABEL] skip - NAME: why".
 set -u
@@ -17,7 +17,9 @@ logdir=$root/build/test-logs
 mkdir -p "$logdir"
 pass=0 fail=0 skip=0
 failed_names=()
-expect_no_skip=${CB_EXPECT_NO_SKIP:-0}
+ci_default=0
+[ "${CI:-}" = true ] && ci_default=1
+expect_no_skip=${CB_EXPECT_NO_SKIP:-$ci_default}
 allowed_skips=$(grep -v -e '^#' -e '^$' tests/expected-skips 2>/dev/null)
 [ -n "${CB_ALLOWED_SKIPS:-}" ] && allowed_skips+=$'\n'$CB_ALLOWED_SKIPS
 per_test_timeout=${CB_TEST_TIMEOUT:-900}
