@@ -31,7 +31,7 @@ size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, i
  *   q_sem (n, H*d_sem)  decoupled: semantic queries, unscaled; NULL otherwise
  *   gate  (n, H)        decoupled with a gate: g = sigmoid(a_h + x . gate_proj_h) per token
  *                       and head, as cb_attention_acts.gate; NULL: no gate (g = 1/2)
- * Scores, as DESIGN.md section 5 and cb_attention_forward: standard/gqa q.k / sqrt(hd);
+ * Scores, as docs/DESIGN.md section 5 and cb_attention_forward: standard/gqa q.k / sqrt(hd);
  * decoupled 2g q_sem.k_sem / sqrt(d_sem) + (2-2g) q_geo.k_geo / sqrt(d_geo). Query head h
  * reads kv head h / (H / H_kv). Causal (cfg->is_causal): query p sees keys 0 .. p; not
  * causal: keys 0 .. c->len-1; a local window keeps the last W of those. scratch
