@@ -199,7 +199,11 @@ int cb_hf_plan_from_config(const char *dir, json_t **plan, cb_error *e) {
         json_decref(cfg);
         return rc;
     }
+    /* RoPE: rope_theta and rope_scaling (transformers 4, the files Meta ships), or one
+     * rope_parameters object holding both (what transformers 5 writes) */
+    const json_t *rp = json_object_get(cfg, "rope_parameters");
     const json_t *eps = json_object_get(cfg, "rms_norm_eps"), *theta = json_object_get(cfg, "rope_theta");
+    if (!json_is_number(theta) && json_is_object(rp)) theta = json_object_get(rp, "rope_theta");
     json_t *norm = layer("RMSNormLayer");
     json_object_set_new(norm, "d_model", json_integer(d));
     json_object_set_new(norm, "eps", json_real(json_is_number(eps) ? json_number_value(eps) : 1e-6));
@@ -210,9 +214,10 @@ int cb_hf_plan_from_config(const char *dir, json_t **plan, cb_error *e) {
     json_object_set_new(attn, "mode", json_string(Hkv == H ? "standard" : "gqa"));
     json_object_set_new(attn, "rope_theta", json_real(json_is_number(theta) ? json_number_value(theta) : 10000.0));
     const json_t *sc = json_object_get(cfg, "rope_scaling");
-    if (json_is_object(sc)) {
-        const char *st = json_string_value(json_object_get(sc, "rope_type"));
-        if (!st) st = json_string_value(json_object_get(sc, "type"));
+    if (!json_is_object(sc) && json_is_object(rp)) sc = rp;
+    const char *st = json_is_object(sc) ? json_string_value(json_object_get(sc, "rope_type")) : NULL;
+    if (!st && json_is_object(sc)) st = json_string_value(json_object_get(sc, "type"));
+    if (json_is_object(sc) && !(st && strcmp(st, "default") == 0)) { /* "default": no scaling */
         json_t *s = json_object();
         json_object_set_new(s, "type", json_string(st ? st : "?"));
         static const char *keys[] = {"factor", "low_freq_factor", "high_freq_factor", "original_max_position_embeddings"};

@@ -92,8 +92,10 @@ static void round_trip(int tied) {
 }
 
 /* tests/reference/hf_llama/NAME: config.json and model.safetensors with transformers' names,
- * written without caramba, and reference_logits.safetensors: the logits (F64 [T, V]) that
- * transformers' LlamaForCausalLM semantics give for "tokens" (I32 [T]). caramba's import and
+ * written without caramba (transformers5_tied: by transformers 5.17's save_pretrained, RoPE
+ * in one rope_parameters object), and reference_logits.safetensors: the logits (F64 [T, V])
+ * of transformers 5.17's own LlamaForCausalLM in float64 for "tokens" (I32 [T]), made on the
+ * GPU machine by tests/reference/make_hf_llama_fixtures.py. caramba's import and
  * forward pass must give them to 1e-5 of the largest logit; its export must give back every
  * tensor of the file, bit for bit. */
 #define HF_REF_TOL 1e-5
@@ -177,6 +179,8 @@ static void outside_checkpoint(const char *name) {
 
 TEST(reads_an_outside_checkpoint_tied) { outside_checkpoint("tied"); }
 TEST(reads_an_outside_checkpoint_untied) { outside_checkpoint("untied"); }
+/* written by transformers 5 itself: RoPE settings in one rope_parameters object */
+TEST(reads_a_transformers5_checkpoint) { outside_checkpoint("transformers5_tied"); }
 
 TEST(export_then_import_tied) { round_trip(1); }
 TEST(export_then_import_untied) { round_trip(0); }
