@@ -7,9 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "cli/cli.h"
 #include "core/atomic_file.h"
+#include "core/clock.h"
 #include "core/json_doc.h"
 #include "data/dataset.h"
 #include "data/dataset_json.h"
@@ -195,17 +195,16 @@ static int cmd_prepare(int argc, char **argv) {
     if (optind < argc) return cb_cli_usage_error(TOOL, "%s: unexpected argument '%s'", argv[0], argv[optind]);
     if (o.val_frac != 0 && o.val_from != 0)
         return cb_cli_usage_error(TOOL, "%s: --val-frac and --val-from are two rules; give one", argv[0]);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = cb_clock_s();
     cb_error e;
     cb_error_clear(&e);
     cb_prepare_stats s;
     if (cb_prepare(&o, &s, &e) != CB_OK) return cb_cli_report(TOOL, &e);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double seconds = cb_clock_s() - t0;
     if (!quiet)
         fprintf(stderr, TOOL ": %s: %zu documents (train %zu, val %zu), tokens train %zu val %zu, in %.2f s -> %s\n",
                 o.corpus, s.documents[0] + s.documents[1], s.documents[0], s.documents[1], s.tokens[0], s.tokens[1],
-                (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), o.out_dir);
+                seconds, o.out_dir);
     return 0;
 }
 

@@ -3,7 +3,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "core/clock.h"
 
 cb_generate_config cb_generate_config_default(void) {
     cb_generate_config c;
@@ -17,12 +17,6 @@ void cb_generate_output_free(cb_generate_output *o) {
     cb_ids_free(&o->ids);
     cb_bytes_free(&o->text);
     memset(o, 0, sizeof *o);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 void cb_emitter_init(cb_emitter *em, const cb_generate_io *io, const cb_stop_config *stop, cb_generate_output *out) {
@@ -105,14 +99,14 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
     cb_emitter_init(&em, io, &cfg->stop, out);
     out->stats.truncated = first;
     out->stats.prompt_tokens = n - first;
-    double t0 = now_s(), t1 = t0;
+    double t0 = cb_clock_s(), t1 = t0;
     if (rc == CB_OK) rc = cb_session_prefill(s, prompt + first, n - first, logits, e);
     out->stats.reused = s->reused;
     if (rc == CB_OK && cfg->stop.max_new_tokens <= 0) stop_with(&em, CB_STOP_LENGTH);
     while (rc == CB_OK && !em.done) {
         int32_t id = cb_sampler_next(&sampler, logits, probs);
         rc = cb_emitter_push(&em, id, e);
-        if (out->stats.new_tokens == 1) t1 = now_s();
+        if (out->stats.new_tokens == 1) t1 = cb_clock_s();
         if (rc != CB_OK || em.done) break;
         if (s->len >= s->cfg.max_seq_len) {
             stop_with(&em, CB_STOP_CONTEXT);
@@ -120,7 +114,7 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
         }
         rc = cb_session_forward(s, &id, 1, logits, 0, e);
     }
-    double t2 = now_s();
+    double t2 = cb_clock_s();
     if (out->stats.new_tokens == 0) t1 = t2;
     out->stats.prefill_s = t1 - t0;
     out->stats.decode_s = t2 - t1;
