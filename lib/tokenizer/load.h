@@ -23,6 +23,12 @@ int cb_tokenizer_load_gpt2(cb_tokenizer *t, const char *encoder_json, const char
  * o200k_base. encoding NULL: the file's name (minus ".tiktoken") names it. */
 int cb_tokenizer_load_tiktoken(cb_tokenizer *t, const char *path, const char *encoding, cb_error *e);
 
+/* Ids a tokenizer file may use: below twice the tokens the file holds, plus 1024. Ids are
+ * dense in every real tokenizer (GPT-2, Llama 3, tiktoken's encodings); a few gaps are
+ * tolerated, but one id far past the rest would make the decode table as large as the id
+ * (2147483646 is 16 GB), so the loaders refuse it before allocating anything. */
+size_t cb_tokenizer_id_limit(size_t n_tokens);
+
 /* 1 when name is an encoding cb_tokenizer_load_tiktoken knows. */
 int cb_tiktoken_known(const char *name);
 

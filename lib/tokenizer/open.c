@@ -15,6 +15,8 @@ static int ends_with(const char *s, const char *suffix) {
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+size_t cb_tokenizer_id_limit(size_t n_tokens) { return 2 * n_tokens + 1024; }
+
 int cb_tokenizer_open(cb_tokenizer *t, const char *spec, cb_error *e) {
     cb_tokenizer_init(t);
     struct stat st;
