@@ -10,6 +10,7 @@
 #include "core/atomic_file.h"
 #include "core/json_doc.h"
 #include "io/hf_llama.h"
+#include "io/model_dir.h"
 #include "model/model.h"
 #include "model/run.h"
 #include "tensor/safetensors.h"
@@ -71,16 +72,7 @@ static int do_forward(const char *model_dir, const char *tokens_arg, const char 
     int T = 0;
     CB_TRY(parse_tokens(tokens_arg, &tokens, &T, e));
     cb_model m;
-    int rc = cb_hf_is_dir(model_dir) ? CB_E_USAGE : cb_model_load_dir(&m, model_dir, e);
-    if (rc == CB_E_USAGE) {
-        json_t *plan;
-        rc = cb_hf_plan_from_config(model_dir, &plan, e);
-        if (rc == CB_OK) {
-            rc = cb_model_init_empty(&m, plan, e);
-            json_decref(plan);
-            if (rc == CB_OK && (rc = cb_hf_load(&m, model_dir, e)) != CB_OK) cb_model_free(&m);
-        }
-    }
+    int rc = cb_model_open_dir(&m, model_dir, e);
     if (rc != CB_OK) { free(tokens); return rc; }
     cb_program prog;
     rc = cb_program_init(&prog, m.plan, &m.params, 1, T, e);
@@ -156,7 +148,7 @@ int main(int argc, char **argv) {
     if (export_dir) {
         if (n_args != 1) return cb_cli_usage_error(TOOL, "--export-hf needs one model directory");
         cb_model m;
-        int rc = cb_model_load_dir(&m, argv[optind], &e);
+        int rc = cb_model_open_dir(&m, argv[optind], &e);
         if (rc == CB_OK) {
             rc = cb_hf_export(&m, export_dir, &e);
             cb_model_free(&m);

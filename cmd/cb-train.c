@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include "cli/cli.h"
 #include "core/json_doc.h"
-#include "io/hf_llama.h"
+#include "io/model_dir.h"
 #include "model/model.h"
 #include "train/config.h"
 #include "train/progress.h"
@@ -48,23 +48,6 @@ static int make_dirs(const char *path, cb_error *e) {
     struct stat st;
     if (stat(buf, &st) != 0 || !S_ISDIR(st.st_mode)) return cb_fail(e, CB_E_IO, buf, "not a directory");
     return CB_OK;
-}
-
-static int is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-/* initial weights from a model directory, a training checkpoint or a Hugging Face
- * directory, onto the plan's architecture (every tensor with the plan's shape) */
-static int load_init_weights(cb_model *m, const char *dir, cb_error *e) {
-    char path[4400];
-    if (cb_hf_is_dir(dir)) return cb_hf_load(m, dir, e);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    struct stat st;
-    if (stat(dir, &st) != 0) return cb_fail(e, CB_E_IO, dir, "cannot open: %s", strerror(errno));
-    if (!is_file(path)) return cb_fail(e, CB_E_INVALID, dir, "not a model directory (no model.safetensors, no config.json)");
-    return cb_model_load_weights(m, path, e);
 }
 
 static json_t *run_meta(const cb_train_config *c) {
@@ -158,7 +141,7 @@ int main(int argc, char **argv) {
                 snprintf(parent, sizeof parent, "%s", run_dir);
                 snprintf(src, sizeof src, "%s/%s/final", dirname(parent), cfg.init_run);
             }
-            rc = load_init_weights(&m, src, &e);
+            rc = cb_model_load_weights_dir(&m, src, &e);
         }
     }
     json_decref(plan);
