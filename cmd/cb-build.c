@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,8 @@ static int check_weights(const char *model_dir, cb_error *e) {
 
 int main(int argc, char **argv) {
     cb_cli_prefer_passive_wait(argv);
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     static const struct option opts[] = {
         {"help", no_argument, 0, 'h'},       {"output", required_argument, 0, 'o'},
         {"seed", required_argument, 0, 's'}, {"from", required_argument, 0, 'f'},

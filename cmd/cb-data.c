@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -286,6 +287,8 @@ static int cmd_unigram(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) return cb_cli_usage_error(TOOL, "a command is required (encode, decode, prepare, info, unigram)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_help();

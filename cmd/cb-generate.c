@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -543,6 +544,8 @@ static int main_run(run *r, cb_error *e) {
 
 int main(int argc, char **argv) {
     cb_cli_prefer_passive_wait(argv);
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     opts o;
     memset(&o, 0, sizeof o);
     int status = parse_args(argc, argv, &o);

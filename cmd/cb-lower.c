@@ -1,6 +1,7 @@
 /* cb-lower: manifest document -> lowered document (vars substituted, defaults merged,
  * node ids assigned). The work is in lib/manifest/lower.c. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -12,6 +13,8 @@
 #define USAGE "usage: cb-lower [-o file] [file]\n"
 
 int main(int argc, char **argv) {
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},

@@ -1,6 +1,8 @@
 /* cb: the porcelain. `cb compile` is cb-parse | cb-lower | cb-validate in one process,
  * reporting each error under the name of the stage that found it (man/cb.1). */
+#include <errno.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -35,8 +37,9 @@ static int write_tree(const json_t *plan, const char *path, cb_error *e) {
     cb_atomic_file af;
     CB_TRY(cb_atomic_open(&af, path, e));
     if (cb_plan_print(af.fp, plan) != 0) {
+        int err = errno;
         cb_atomic_abort(&af);
-        return cb_fail(e, CB_E_IO, path ? path : "stdout", "write failed");
+        return cb_fail(e, CB_E_IO, path ? path : "stdout", "write failed: %s", strerror(err));
     }
     return cb_atomic_commit(&af, e);
 }
@@ -89,6 +92,8 @@ static int compile(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) return cb_cli_usage_error("cb", "expected a command: compile, run or research");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

@@ -1,6 +1,7 @@
 /* model.c: model lifetime, and model directories on disk (plan.json + model.safetensors). */
 #include "model/model.h"
 
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,8 +97,9 @@ int cb_model_save_dir(const cb_model *m, const char *dir, const json_t *extra_me
         rc = cb_atomic_open(&af, path, e);
         if (rc == CB_OK) {
             if (fwrite(text, 1, n, af.fp) != n || fputc('\n', af.fp) == EOF) {
+                int err = errno;
                 cb_atomic_abort(&af);
-                rc = cb_fail(e, CB_E_IO, path, "write failed");
+                rc = cb_fail(e, CB_E_IO, path, "write failed: %s", strerror(err));
             } else {
                 rc = cb_atomic_commit(&af, e);
             }
