@@ -118,7 +118,7 @@ expect_run run_same_plan_again 0 train -o "$TMP/run" "$TMP/other.json"
 cp -r "$TMP/model" "$TMP/swapped"
 cp "$TMP/other.json" "$TMP/swapped/plan.json"
 expect_run plan_swapped.generate 3 "$CB_BIN/cb-generate" --ids 1,2 --max-new-tokens 2 "$TMP/swapped"
-expect_err_line plan_swapped.generate.stderr "^cb-generate: $TMP/swapped/model\.safetensors: .*plan_sha256 [0-9a-f]+.*plan\.json [0-9a-f]+"
+expect_err_line plan_swapped.generate.stderr "^cb-generate: $TMP/swapped/model\.safetensors: .*plan_sha256 [0-9a-f]+.*plan\.json is plan_sha256 [0-9a-f]+"
 expect_run plan_swapped.forward 3 "$CB_BIN/cb-build" --forward 1,2 "$TMP/swapped"
 # ---- 5b. a model directory without plan.json names plan.json ----
 mkdir -p "$TMP/noplan" && cp "$TMP/model/model.safetensors" "$TMP/noplan/"
@@ -148,7 +148,7 @@ sed -e 's/steps: 20/steps: 100000/' -e 's/save_every: 5/save_every: 100000/' tes
 "$CB_BIN/cb" compile "$TMP/long.yml" >"$TMP/long.json"
 "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run adamw -o "$TMP/busy" "$TMP/long.json" >/dev/null 2>"$TMP/first.err" &
 first=$!
-for _ in $(seq 100); do [ -s "$TMP/busy/metrics.jsonl" ] && break; sleep 0.1; done
+for _ in $(seq 300); do [ -s "$TMP/busy/metrics.jsonl" ] && break; sleep 0.1; done
 expect_run second_train 2 timeout 20 "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run adamw -o "$TMP/busy" "$TMP/long.json"
 expect_err_line second_train.stderr "^cb-train: $TMP/busy: another cb-train is writing to this directory"
 kill -TERM "$first" 2>/dev/null
