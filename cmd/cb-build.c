@@ -34,10 +34,9 @@ static void usage(void) {
 
 static int do_forward(const char *model_dir, const char *tokens_arg, const char *trace, const char *out, cb_error *e) {
     cb_ids tokens = {0};
-    CB_TRY(cb_ids_parse_arg(tokens_arg, "--forward", &tokens, e));
     cb_model m;
-    int rc = cb_model_open_dir(&m, model_dir, e);
-    if (rc == CB_OK) {
+    int rc = cb_ids_parse_arg(tokens_arg, "--forward", &tokens, e);
+    if (rc == CB_OK && (rc = cb_model_open_dir(&m, model_dir, e)) == CB_OK) {
         cb_trace t;
         rc = cb_trace_forward(&t, &m, tokens.v, (int)tokens.n, "--forward", e);
         if (rc == CB_OK) {
