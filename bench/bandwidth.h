@@ -8,13 +8,8 @@
 #include <stddef.h>
 #include <time.h>
 
+#include "core/clock.h"
 #include "backend/cpu/parallel.h"
-
-static inline double bench_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* One thread's share of a streaming sum: floats [part * n / parts, (part + 1) * n / parts)
  * of x, 32 partial sums so the adds' latency does not bound it. */
@@ -45,9 +40,9 @@ static inline double bench_stream_gbs(const float *x, size_t n, int threads, flo
     double best = 1e30;
     cb_parallel_set_serial(threads <= 1);
     for (int rep = 0; rep < 5; rep++) {
-        double t0 = bench_now();
+        double t0 = cb_clock_s();
         cb_parallel_for(j.parts, bench_stream_part, &j);
-        double t = bench_now() - t0;
+        double t = cb_clock_s() - t0;
         for (int p = 0; p < j.parts; p++) *sink += j.sums[p];
         if (t < best) best = t;
     }

@@ -18,12 +18,8 @@
 #include <cblas.h>
 
 #include "backend/cpu/blas.h"
+#include "core/clock.h"
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* Best of reps, GFLOP/s, of C (n,n) = A (n,n) B (n,n), after one warm-up product. */
 static double sgemm_gflops(int n, int reps) {
@@ -33,9 +29,9 @@ static double sgemm_gflops(int n, int reps) {
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
     double best = 1e30;
     for (int r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = cb_clock_s();
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1.0f, A, n, B, n, 0.0f, C, n);
-        double t = now_s() - t0;
+        double t = cb_clock_s() - t0;
         if (t < best) best = t;
     }
     free(A), free(B), free(C);

@@ -16,6 +16,7 @@
 #include <cblas.h>
 
 #include "core/atomic_file.h"
+#include "core/clock.h"
 #include "core/diag.h"
 #include "core/rng.h"
 #include "manifest/lower.h"
@@ -23,12 +24,6 @@
 #include "model/model.h"
 #include "model/run.h"
 #include "plan/validate.h"
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* CPU seconds of every thread of the process, and its minor page faults so far. */
 static double cpu_s(void) {
@@ -77,10 +72,10 @@ static double gemm_gflops(const gemm_shape *s, int reps, float *a, float *b, flo
     int lda = s->ta ? s->M : s->K, ldb = s->tb ? s->K : s->N;
     double best = 0;
     for (int r = -1; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = cb_clock_s();
         cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans,
                     s->M, s->N, s->K, 1.0f, a, lda, b, ldb, 0.0f, c, s->N);
-        double dt = now_s() - t0;
+        double dt = cb_clock_s() - t0;
         double gf = 2.0 * s->M * s->N * (double)s->K / dt * 1e-9;
         if (r >= 0 && gf > best) best = gf;
     }
@@ -207,9 +202,9 @@ static float timed_step(cb_run *r, const cb_program *prog, const float *weights,
         exit(4);
     }
     r->op_seconds = secs;
-    double t0 = now_s();
+    double t0 = cb_clock_s();
     memset(grads, 0, n_grads * sizeof *grads);
-    bd->bwd[K_ZERO] += now_s() - t0;
+    bd->bwd[K_ZERO] += cb_clock_s() - t0;
     float loss = cb_run_forward(r, prog, weights, tokens, targets);
     cb_run_backward(r, prog, weights, grads);
     r->op_seconds = NULL;
@@ -410,12 +405,12 @@ int main(int argc, char **argv) {
     double load0 = loadavg(), cpu_sum = 0;
     long faults_sum = 0;
     for (int s = 0; s < total; s++) {
-        double t0 = now_s(), c0 = cpu_s();
+        double t0 = cb_clock_s(), c0 = cpu_s();
         long f0 = minor_faults();
         memset(grads, 0, n_grads * sizeof *grads);
         loss = cb_run_forward(&r, &prog, m.weights, inputs, targets);
         cb_run_backward(&r, &prog, m.weights, grads);
-        times[s] = now_s() - t0;
+        times[s] = cb_clock_s() - t0;
         double cpu = cpu_s() - c0;
         long faults = minor_faults() - f0;
         if (s >= warmup) {

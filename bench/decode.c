@@ -295,9 +295,9 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
     double *tps = malloc(sizeof *tps * (size_t)repeats), *frac = malloc(sizeof *frac * (size_t)repeats);
     double *bw = malloc(sizeof *bw * (size_t)(repeats + 1));
     random_tokens(prompt, context, s.vocab, 0x9E3779B97F4A7C15ULL + (unsigned)context);
-    double t0 = bench_now();
+    double t0 = cb_clock_s();
     if (cb_session_prefill(&s, prompt, context, logits, &e) != CB_OK) die("prefill", &e);
-    r.prefill_s = bench_now() - t0;
+    r.prefill_s = cb_clock_s() - t0;
     const int32_t first = cb_argmax(logits, s.vocab);
     r.weight_bytes = weight_bytes_per_token(&s);
     // step i (0-based) attends to context + i + 1 keys
@@ -307,12 +307,12 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
     for (int rep = 0; rep < repeats; rep++) {
         cb_session_truncate(&s, context);
         int32_t tok = first;
-        double t1 = bench_now();
+        double t1 = cb_clock_s();
         for (int i = 0; i < steps; i++) {
             if (cb_session_forward(&s, &tok, 1, logits, 0, &e) != CB_OK) die("decode", &e);
             tok = cb_argmax(logits, s.vocab);
         }
-        tps[rep] = steps / (bench_now() - t1);
+        tps[rep] = steps / (cb_clock_s() - t1);
         *sink += (float)tok;
         bw[rep + 1] = stream_gbs(stream, STREAM_FLOATS, sink);
         frac[rep] = tps[rep] / (0.5 * (bw[rep] + bw[rep + 1]) * 1e9 / bytes);
@@ -346,9 +346,9 @@ static double pass_ms(cb_session *s, int n, int all_rows) {
     random_tokens(tok, n, s->vocab, 777);
     const int len = s->len;
     for (int r = 0; r < REPS; r++) {
-        double t0 = bench_now();
+        double t0 = cb_clock_s();
         if (cb_session_forward(s, tok, n, logits, all_rows, &e) != CB_OK) die("pass", &e);
-        t[r] = (bench_now() - t0) * 1e3;
+        t[r] = (cb_clock_s() - t0) * 1e3;
         cb_session_truncate(s, len);
     }
     free(logits);

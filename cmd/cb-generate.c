@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <limits.h>
 #include <math.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +17,8 @@
 #include "infer/generate.h"
 #include "infer/model_dir.h"
 #include "infer/speculative.h"
+#include "model/trace.h"
+#include "tokenizer/ids_text.h"
 
 static const char *TOOL = "cb-generate";
 
@@ -80,26 +83,6 @@ static int parse_kind(const char *s, const char *opt, cb_kv_kind *k) {
     cb_cli_usage_error(TOOL, "%s: unknown cache kind \"%s\" (fp32, fp16, bf16, q8_0, q4_0, nf4%s)", opt, s,
                        strcmp(opt, "--cache-kind") == 0 ? ", auto" : "");
     return 0;
-}
-
-/* "1,2,3" or whitespace-separated ids into out. 0 and a usage error when malformed. */
-static int parse_ids(const char *s, cb_ids *out) {
-    cb_error e;
-    const char *p = s;
-    while (*p) {
-        while (*p == ',' || *p == ' ' || *p == '\t' || *p == '\n') p++;
-        if (!*p) break;
-        char *end;
-        errno = 0;
-        long v = strtol(p, &end, 10);
-        if (end == p || errno || v < 0 || v > INT32_MAX) {
-            cb_cli_usage_error(TOOL, "--ids: not a list of token ids: \"%.40s\"", p);
-            return 0;
-        }
-        if (cb_ids_push(out, (int32_t)v, &e) != CB_OK) return 0;
-        p = end;
-    }
-    return 1;
 }
 
 /* Returns -1 to go on, else the exit status. */
@@ -338,6 +321,15 @@ typedef struct run {
     int have_target, have_draft_session;
 } run;
 
+/* Non-finite logits: say where they come from (a weight tensor, the first op whose output
+ * is not finite), found by a traced pass over the prompt that only this path pays for. */
+static void explain_nonfinite(run *r, const int32_t *prompt, int n, cb_error *e) {
+    char why[600], first[sizeof e->msg];
+    snprintf(first, sizeof first, "%s", e->msg);
+    cb_trace_explain_nonfinite(&r->model, prompt, n, why, sizeof why);
+    cb_fail(e, CB_E_RUNTIME, r->o->model_dir, "%s: %s", first, why);
+}
+
 static int generate_one(run *r, const int32_t *prompt, int n, const json_t *id, cb_error *e) {
     out_state st = {0};
     cb_generate_io io = {.tok = r->have_tok ? &r->tok : NULL, .ctx = &st};
@@ -349,6 +341,7 @@ static int generate_one(run *r, const int32_t *prompt, int n, const json_t *id, 
     int rc = r->have_draft
                  ? cb_speculative_generate(&r->target, &r->draft, prompt, n, &r->o->gen, &r->o->spec, &io, &out, e)
                  : cb_session_generate(&r->target, prompt, n, &r->o->gen, &io, &out, e);
+    if (rc != CB_OK && cb_generate_is_nonfinite(e)) explain_nonfinite(r, prompt, n, e);
     if (rc != CB_OK) return rc;
     if (r->o->json) rc = print_json(r->o, id, &out, &r->target, io.tok, e);
     else printf("\n");
@@ -515,11 +508,12 @@ static int main_run(run *r, cb_error *e) {
             snprintf(e->where, sizeof e->where, "%.500s", o->draft);
             return rc;
         }
-        if (found) { /* a draft that brings its own tokenizer must bring the same one */
+        if (found) { /* a draft that brings its own tokenizer must bring the same one; --tokenizer
+                        names the tokenizer of both */
             cb_tokenizer dt;
             int dfound;
             char dsrc[4096];
-            CB_TRY(cb_model_tokenizer(&dt, NULL, o->draft, &r->draft_model, &dfound, dsrc, sizeof dsrc, e));
+            CB_TRY(cb_model_tokenizer(&dt, o->tokenizer, o->draft, &r->draft_model, &dfound, dsrc, sizeof dsrc, e));
             int same = !dfound || cb_tokenizer_same(&r->tok, &dt);
             if (dfound) cb_tokenizer_free(&dt);
             if (!same) return cb_fail(e, CB_E_INVALID, o->draft, "the draft's tokenizer (%s) differs from the target's (%s)", dsrc, r->tok_source);
@@ -545,8 +539,8 @@ static int main_run(run *r, cb_error *e) {
     cb_ids prompt = {0};
     int rc;
     if (o->ids) {
-        rc = parse_ids(o->ids, &prompt) ? check_ids(r, &prompt, "--ids", CB_E_USAGE, e) : -1;
-        if (rc == -1) { cb_ids_free(&prompt); return -1; }
+        rc = cb_ids_parse_arg(o->ids, "--ids", &prompt, e);
+        if (rc == CB_OK) rc = check_ids(r, &prompt, "--ids", CB_E_USAGE, e);
     } else {
         rc = encode_prompt(r, o->prompt, strlen(o->prompt), "--prompt", &prompt, e);
     }
@@ -557,6 +551,8 @@ static int main_run(run *r, cb_error *e) {
 
 int main(int argc, char **argv) {
     if (cb_cli_start("cb-generate", argc, argv, CB_CLI_COMPUTE)) return cb_cli_close_stdout("cb-generate");
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     opts o;
     memset(&o, 0, sizeof o);
     int status = parse_args(argc, argv, &o);
@@ -573,7 +569,6 @@ int main(int argc, char **argv) {
     if (r.have_draft) cb_model_free(&r.draft_model);
     if (r.have_tok) cb_tokenizer_free(&r.tok);
     if (r.have_model) cb_model_free(&r.model);
-    if (rc == -1) return 2; /* a usage error already reported */
     if (rc != CB_OK) {
         fflush(stdout);
         return cb_cli_report(TOOL, &e);

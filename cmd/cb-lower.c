@@ -1,6 +1,7 @@
 /* cb-lower: manifest document -> lowered document (vars substituted, defaults merged,
  * node ids assigned). The work is in lib/manifest/lower.c. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -13,6 +14,8 @@
 
 int main(int argc, char **argv) {
     if (cb_cli_start(TOOL, argc, argv, 0)) return cb_cli_close_stdout(TOOL);
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},

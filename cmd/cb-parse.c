@@ -1,5 +1,6 @@
 /* cb-parse: a YAML manifest to manifest JSON with source locations (the first pipeline stage). */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include "cli/cli.h"
 #include "core/json_doc.h"
@@ -20,6 +21,8 @@ static void print_help(void) {
 
 int main(int argc, char **argv) {
     if (cb_cli_start("cb-parse", argc, argv, 0)) return cb_cli_close_stdout("cb-parse");
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     static const struct option options[] = {
         {"output", required_argument, NULL, 'o'},
         {"help", no_argument, NULL, 'h'},

@@ -1,16 +1,21 @@
 /* cb-train: train a model on the run a plan describes: its settings from the plan's
  * group, checkpoints and metrics into a run directory, resumable on the same trajectory. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include "cli/cli.h"
+#include "core/atomic_dir.h"
 #include "core/json_doc.h"
-#include "io/hf_llama.h"
+#include "io/model_dir.h"
 #include "model/model.h"
 #include "train/config.h"
 #include "train/progress.h"
@@ -26,12 +31,13 @@ static void on_signal(int sig) {
 
 static void usage(void) {
     printf("usage: cb-train [--run id] [--group name] [-o run_dir] [--resume checkpoint_dir]\n"
-           "       [--data train.npy] [--val val.npy] [--steps n] [--device cpu|cuda|auto] [--quiet] plan\n"
+           "       [--data train.npy] [--val val.npy] [--steps n] [--device cpu|cuda|auto] [--force] [--quiet] plan\n"
            "Train the model of a plan on one of its runs (mode train): the run's seed, steps and\n"
            "train settings come from the plan's group. Writes run_dir/metrics.jsonl, checkpoints\n"
            "run_dir/step-NNNNNNNN/, the trained model run_dir/final/ and run_dir/run.json; prints\n"
            "the final model directory. SIGINT or SIGTERM saves a checkpoint at the end of the\n"
-           "step and exits 0; --resume continues a run on the trajectory it would have taken.\n");
+           "step and exits 0; --resume continues a run on the trajectory it would have taken.\n"
+           "A run_dir holding another run is refused unless --resume or --force (write over it).\n");
 }
 
 /* mkdir -p */
@@ -50,21 +56,81 @@ static int make_dirs(const char *path, cb_error *e) {
     return CB_OK;
 }
 
-static int is_file(const char *path) {
-    struct stat st;
-    return stat(path, &st) == 0 && S_ISREG(st.st_mode);
+/* Hold run_dir/.lock (flock) for the rest of the process: two runs writing one directory
+ * would overwrite each other's checkpoints, so the second stops here, at the start. */
+static int lock_run_dir(const char *run_dir, cb_error *e) {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/.lock", run_dir);
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) return cb_fail(e, CB_E_IO, path, "cannot create the lock file: %s", strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int err = errno;
+        close(fd);
+        if (err == EWOULDBLOCK)
+            return cb_fail(e, CB_E_IO, run_dir, "another cb-train is writing to this directory (it holds .lock); "
+                           "wait for it to end or give another -o");
+        return cb_fail(e, CB_E_IO, path, "cannot lock: %s", strerror(err));
+    }
+    return CB_OK; /* fd stays open, and the lock held, until the process ends */
 }
 
-/* initial weights from a model directory, a training checkpoint or a Hugging Face
- * directory, onto the plan's architecture (every tensor with the plan's shape) */
-static int load_init_weights(cb_model *m, const char *dir, cb_error *e) {
-    char path[4400];
-    if (cb_hf_is_dir(dir)) return cb_hf_load(m, dir, e);
-    snprintf(path, sizeof path, "%s/model.safetensors", dir);
+/* What an earlier run left in run_dir, for a message: "final/, metrics.jsonl, 4 checkpoints" */
+static void describe_run_dir(const char *run_dir, char *buf, size_t n) {
+    char path[4200];
     struct stat st;
-    if (stat(dir, &st) != 0) return cb_fail(e, CB_E_IO, dir, "cannot open: %s", strerror(errno));
-    if (!is_file(path)) return cb_fail(e, CB_E_INVALID, dir, "not a model directory (no model.safetensors, no config.json)");
-    return cb_model_load_weights(m, path, e);
+    int checkpoints = 0;
+    DIR *d = opendir(run_dir);
+    struct dirent *ent;
+    while (d && (ent = readdir(d))) checkpoints += strncmp(ent->d_name, "step-", 5) == 0;
+    if (d) closedir(d);
+    size_t k = 0;
+    snprintf(path, sizeof path, "%s/final", run_dir);
+    if (stat(path, &st) == 0) k += (size_t)snprintf(buf + k, n - k, "final/, ");
+    snprintf(path, sizeof path, "%s/metrics.jsonl", run_dir);
+    if (k < n && stat(path, &st) == 0) k += (size_t)snprintf(buf + k, n - k, "metrics.jsonl, ");
+    if (k < n) snprintf(buf + k, n - k, "%d checkpoint%s", checkpoints, checkpoints == 1 ? "" : "s");
+}
+
+/* A new run into a directory that holds another run (its run.json names another plan,
+ * group or run) would overwrite it, and keep_last would then delete the new run's own
+ * checkpoints as older than the earlier run's: refused, unless force, which first removes
+ * the earlier run's checkpoints, final model, metrics and run.json. */
+static int check_earlier_run(const char *run_dir, const cb_train_config *c, const cb_model *m, int force, cb_error *e) {
+    char path[4400];
+    snprintf(path, sizeof path, "%s/run.json", run_dir);
+    json_t *doc = json_load_file(path, 0, NULL);
+    if (!doc) return CB_OK;
+    const char *sha = json_string_value(json_object_get(doc, "plan_sha256"));
+    const char *group = json_string_value(json_object_get(doc, "group"));
+    const char *run = json_string_value(json_object_get(doc, "run"));
+    int other_plan = !sha || strcmp(sha, m->plan_sha256) != 0;
+    int other_run = !group || !run || strcmp(group, c->group) != 0 || strcmp(run, c->run) != 0;
+    int rc = CB_OK;
+    if ((other_plan || other_run) && !force) {
+        char what[256], whose[300];
+        describe_run_dir(run_dir, what, sizeof what);
+        if (other_plan) snprintf(whose, sizeof whose, "another plan");
+        else snprintf(whose, sizeof whose, "this plan, not run %.200s", c->run);
+        rc = cb_fail(e, CB_E_IO, run_dir, "holds run %s of %s (plan_sha256 %.12s..., this plan %.12s...: %s); "
+                     "--resume a checkpoint to continue it, --force to write over it, or give another -o",
+                     run ? run : "?", whose, sha ? sha : "none", m->plan_sha256, what);
+    } else if (other_plan || other_run) {
+        DIR *d = opendir(run_dir);
+        struct dirent *ent;
+        while (d && (ent = readdir(d))) {
+            if (strncmp(ent->d_name, "step-", 5) != 0) continue;
+            snprintf(path, sizeof path, "%s/%s", run_dir, ent->d_name);
+            cb_remove_tree(path);
+        }
+        if (d) closedir(d);
+        static const char *const earlier[] = {"final", "metrics.jsonl", "run.json"};
+        for (size_t i = 0; i < sizeof earlier / sizeof *earlier; i++) {
+            snprintf(path, sizeof path, "%s/%s", run_dir, earlier[i]);
+            cb_remove_tree(path);
+        }
+    }
+    json_decref(doc);
+    return rc;
 }
 
 static json_t *run_meta(const cb_train_config *c) {
@@ -96,10 +162,10 @@ int main(int argc, char **argv) {
         {"resume", required_argument, 0, 'R'}, {"data", required_argument, 0, 'd'},
         {"val", required_argument, 0, 'v'},    {"steps", required_argument, 0, 's'},
         {"quiet", no_argument, 0, 'q'},        {"device", required_argument, 0, 'D'},
-        {0, 0, 0, 0}};
+        {"force", no_argument, 0, 'F'},        {0, 0, 0, 0}};
     const char *device = NULL, *run_id = NULL, *group = NULL, *out = NULL, *resume = NULL, *data = NULL, *val = NULL;
     long steps = -1;
-    int quiet = 0, c;
+    int quiet = 0, force = 0, c;
     while ((c = getopt_long(argc, argv, "ho:q", opts, NULL)) != -1) {
         switch (c) {
         case 'h': usage(); return 0;
@@ -111,6 +177,7 @@ int main(int argc, char **argv) {
         case 'v': val = optarg; break;
         case 'q': quiet = 1; break;
         case 'D': device = optarg; break;
+        case 'F': force = 1; break;
         case 's':
             if (parse_count(optarg, &steps) != 0)
                 return cb_cli_usage_error(TOOL, "--steps: not a non-negative integer: %s", optarg);
@@ -164,7 +231,7 @@ int main(int argc, char **argv) {
                 snprintf(parent, sizeof parent, "%s", run_dir);
                 snprintf(src, sizeof src, "%s/%s/final", dirname(parent), cfg.init_run);
             }
-            rc = load_init_weights(&m, src, &e);
+            rc = cb_model_load_weights_dir(&m, src, &e);
         }
     }
     json_decref(plan);
@@ -176,6 +243,8 @@ int main(int argc, char **argv) {
         have_data = rc == CB_OK;
     }
     if (rc == CB_OK) rc = make_dirs(run_dir, &e);
+    if (rc == CB_OK) rc = lock_run_dir(run_dir, &e);
+    if (rc == CB_OK && !cfg.resume[0]) rc = check_earlier_run(run_dir, &cfg, &m, force, &e);
 
     cb_train_result res;
     if (rc == CB_OK) {

@@ -1,6 +1,7 @@
 /* cb-validate: a lowered manifest checked (schema, then shapes through the topology)
  * and made into its plan document (man/cb-validate.1, man/cb-plan.5). */
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include "cli/cli.h"
@@ -17,6 +18,8 @@ static const char usage[] =
 
 int main(int argc, char **argv) {
     if (cb_cli_start("cb-validate", argc, argv, 0)) return cb_cli_close_stdout("cb-validate");
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     const char *tool = "cb-validate", *out_path = NULL;
     static const struct option opts[] = {
         {"output", required_argument, NULL, 'o'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};

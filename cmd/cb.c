@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +41,9 @@ static int write_tree(const json_t *plan, const char *path, cb_error *e) {
     cb_atomic_file af;
     CB_TRY(cb_atomic_open(&af, path, e));
     if (cb_plan_print(af.fp, plan) != 0) {
+        int err = errno;
         cb_atomic_abort(&af);
-        return cb_fail(e, CB_E_IO, path ? path : "stdout", "write failed");
+        return cb_fail(e, CB_E_IO, path ? path : "stdout", "write failed: %s", strerror(err));
     }
     return cb_atomic_commit(&af, e);
 }
@@ -131,6 +133,8 @@ static int research(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     if (cb_cli_start("cb", argc, argv, 0)) return cb_cli_close_stdout("cb");
+    /* a full disk or a file-size limit (SIGXFSZ) fails the write, reported as an I/O error */
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2) return cb_cli_usage_error("cb", "expected a command: compile, run or research");
     const char *cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0) {

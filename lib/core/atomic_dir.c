@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -30,6 +31,41 @@ void cb_remove_tree(const char *path) {
     }
     if (d) closedir(d);
     rmdir(path);
+}
+
+void cb_atomic_lock_temp(int fd) {
+    if (fd >= 0) (void)flock(fd, LOCK_EX | LOCK_NB);
+}
+
+/* 1 when name is ".<base>.tmp.XXXXXX" or that plus ".old" */
+static int is_temp_of(const char *name, const char *base) {
+    size_t nb = strlen(base);
+    if (name[0] != '.' || strncmp(name + 1, base, nb) != 0 || strncmp(name + 1 + nb, ".tmp.", 5) != 0) return 0;
+    const char *rest = name + 1 + nb + 5;
+    size_t n = strlen(rest);
+    if (n == 6 + 4 && strcmp(rest + 6, ".old") == 0) n = 6;
+    if (n != 6) return 0;
+    for (int i = 0; i < 6; i++)
+        if (!((rest[i] >= 'a' && rest[i] <= 'z') || (rest[i] >= 'A' && rest[i] <= 'Z') || (rest[i] >= '0' && rest[i] <= '9')))
+            return 0;
+    return 1;
+}
+
+void cb_atomic_clean_stale(const char *parent, const char *base) {
+    if (!*base) return;
+    DIR *d = opendir(parent);
+    struct dirent *ent;
+    while (d && (ent = readdir(d))) {
+        if (!is_temp_of(ent->d_name, base)) continue;
+        char p[8400];
+        if ((size_t)snprintf(p, sizeof p, "%s/%s", parent, ent->d_name) >= sizeof p) continue;
+        int fd = open(p, O_RDONLY | O_NOFOLLOW | O_CLOEXEC | O_NONBLOCK);
+        if (fd < 0) continue;
+        int free_to_remove = flock(fd, LOCK_EX | LOCK_NB) == 0;
+        if (free_to_remove) cb_remove_tree(p);
+        close(fd);
+    }
+    if (d) closedir(d);
 }
 
 /* The parent directory of path and its last component. */
@@ -70,8 +106,14 @@ static int replaceable(const char *path, const char *marker) {
     return empty;
 }
 
+static void unlock(cb_atomic_dir *d) {
+    if (d->lock_fd >= 0) close(d->lock_fd);
+    d->lock_fd = -1;
+}
+
 int cb_atomic_dir_open(cb_atomic_dir *d, const char *path, const char *marker, cb_error *e) {
     memset(d, 0, sizeof *d);
+    d->lock_fd = -1;
     size_t n = strlen(path);
     while (n > 1 && path[n - 1] == '/') n--; /* "out/" names "out" */
     if (n == 0 || n >= sizeof d->path - 32) return cb_fail(e, CB_E_IO, path, "bad output directory name");
@@ -90,6 +132,7 @@ int cb_atomic_dir_open(cb_atomic_dir *d, const char *path, const char *marker, c
         if (!replaceable(d->path, marker))
             return cb_fail(e, CB_E_IO, d->path, "exists, is not empty and holds no %s; not replacing it", marker);
     }
+    cb_atomic_clean_stale(parent, base);
     if ((size_t)snprintf(d->tmp_path, sizeof d->tmp_path, "%s/.%s.tmp.XXXXXX", parent, base) >= sizeof d->tmp_path) {
         d->tmp_path[0] = '\0';
         return cb_fail(e, CB_E_IO, path, "output directory name too long");
@@ -99,6 +142,8 @@ int cb_atomic_dir_open(cb_atomic_dir *d, const char *path, const char *marker, c
         d->tmp_path[0] = '\0';
         return cb_fail(e, CB_E_IO, path, "cannot create a temporary directory beside it: %s", strerror(err));
     }
+    d->lock_fd = open(d->tmp_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    cb_atomic_lock_temp(d->lock_fd);
     /* mkdtemp makes 0700; the final directory gets what an ordinary mkdir would give */
     mode_t mask = umask(0);
     umask(mask);
@@ -117,6 +162,7 @@ int cb_atomic_dir_commit(cb_atomic_dir *d, cb_error *e) {
     }
     if (rename(d->tmp_path, d->path) == 0) {
         d->tmp_path[0] = '\0';
+        unlock(d);
         sync_dir(parent);
         return CB_OK;
     }
@@ -151,4 +197,5 @@ int cb_atomic_dir_commit(cb_atomic_dir *d, cb_error *e) {
 void cb_atomic_dir_abort(cb_atomic_dir *d) {
     if (d->tmp_path[0]) cb_remove_tree(d->tmp_path);
     d->tmp_path[0] = '\0';
+    unlock(d);
 }

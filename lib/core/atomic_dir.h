@@ -8,9 +8,11 @@
 typedef struct cb_atomic_dir {
     char path[4096];     /* final name */
     char tmp_path[4096]; /* "<parent>/.<name>.tmp.XXXXXX": write the files here */
+    int lock_fd;         /* the temporary directory, locked (flock) while it is written; -1 */
 } cb_atomic_dir;
 
-/* Make the temporary directory. An existing path is replaced at commit only when it is
+/* Make the temporary directory (first removing stale ones of the same name: see
+ * cb_atomic_clean_stale). An existing path is replaced at commit only when it is
  * an empty directory or holds `marker` (the file that says it is an earlier output of
  * the same kind, e.g. "prepared.json"); anything else there is CB_E_IO, untouched. */
 int cb_atomic_dir_open(cb_atomic_dir *d, const char *path, const char *marker, cb_error *e);
@@ -20,6 +22,15 @@ int cb_atomic_dir_open(cb_atomic_dir *d, const char *path, const char *marker, c
 int cb_atomic_dir_commit(cb_atomic_dir *d, cb_error *e);
 /* Remove the temporary directory and everything in it; the final name is untouched. */
 void cb_atomic_dir_abort(cb_atomic_dir *d);
+
+/* Remove the temporaries that writers of parent/base left when they were killed or their
+ * write failed without cleaning up: entries ".<base>.tmp.XXXXXX" (and their ".old"
+ * asides). A writer holds an flock on its temporary while it writes, so one that can be
+ * locked has no writer left; one that cannot is in use and stays. */
+void cb_atomic_clean_stale(const char *parent, const char *base);
+
+/* Lock a temporary just made (fd open on it) for as long as fd stays open. */
+void cb_atomic_lock_temp(int fd);
 
 /* Remove path and everything under it (symbolic links are removed, not followed). */
 void cb_remove_tree(const char *path);

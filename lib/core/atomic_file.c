@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "core/atomic_dir.h"
 
 int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *e) {
     memset(af, 0, sizeof *af);
@@ -23,8 +24,12 @@ int cb_atomic_open(cb_atomic_file *af, const char *path, cb_error *e) {
     int dirlen = slash ? (int)(slash - path + 1) : 0;
     snprintf(af->tmp_path, sizeof af->tmp_path, "%.*s.%s.tmp.XXXXXX", dirlen, path,
              slash ? slash + 1 : path);
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%.*s", dirlen ? dirlen : 1, dirlen ? path : ".");
+    cb_atomic_clean_stale(parent, slash ? slash + 1 : path);
     int fd = mkstemp(af->tmp_path);
     if (fd < 0) return cb_fail(e, CB_E_IO, path, "cannot create: %s", strerror(errno));
+    cb_atomic_lock_temp(fd); /* held until the file is closed: it is not stale */
     /* mkstemp makes 0600; the final file gets what an ordinary create would give */
     mode_t mask = umask(0);
     umask(mask);

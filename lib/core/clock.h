@@ -1,10 +1,10 @@
-/* clock.h: the one monotonic clock every timing reads (progress, tokens/s, profiling). */
+/* clock.h: seconds on the monotonic clock, for timing a stretch of work (prefill, decode,
+ * a step, a progress line); only differences of two readings mean anything. */
 #ifndef CB_CORE_CLOCK_H
 #define CB_CORE_CLOCK_H
 
 #include <time.h>
 
-/* Seconds on CLOCK_MONOTONIC: differences are elapsed wall time, never stepped back. */
 static inline double cb_clock_s(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);

@@ -1,6 +1,7 @@
 /* json_doc.c: loading, saving and locating the JSON documents between tools. */
 #include "core/json_doc.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 #include "core/atomic_file.h"
@@ -61,8 +62,9 @@ int cb_doc_save(json_t *doc, const char *path, cb_error *e) {
     if (rc == CB_OK) {
         size_t n = strlen(text);
         if (fwrite(text, 1, n, af.fp) != n || fputc('\n', af.fp) == EOF) {
+            int err = errno;
             cb_atomic_abort(&af);
-            rc = cb_fail(e, CB_E_IO, path ? path : "stdout", "write failed");
+            rc = cb_fail(e, CB_E_IO, path ? path : "stdout", "write failed: %s", strerror(err));
         } else {
             rc = cb_atomic_commit(&af, e);
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "core/clock.h"
 #include "core/json_doc.h"
 #include "core/rng.h"
 #include "core/sha256.h"
@@ -151,22 +152,16 @@ static int needle_kl(probe *p, cb_kv_kind kind, double *mean_kl, cb_error *e) {
     return rc;
 }
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static int bench(probe *p, cb_kv_kind kind, int prompt_len, int steps, double *tok_s, cb_error *e) {
     cb_session s;
     CB_TRY(open_with(p, kind, &s, e));
     int rc = cb_session_forward(&s, p->toks, prompt_len, p->logits, 0, e);
-    double t0 = now_s();
+    double t0 = cb_clock_s();
     for (int i = 0; rc == CB_OK && i < steps; i++) {
         int32_t next = cb_argmax(p->logits, p->V);
         rc = cb_session_forward(&s, &next, 1, p->logits, 0, e);
     }
-    double dt = now_s() - t0;
+    double dt = cb_clock_s() - t0;
     cb_session_free(&s);
     *tok_s = steps / (dt > 1e-9 ? dt : 1e-9);
     return rc;

