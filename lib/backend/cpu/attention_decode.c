@@ -123,7 +123,8 @@ size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, i
 
 /* The softmax's exp: the same branch-free polynomial as cb_attention_forward (Cephes
  * style, within 1.4 ulp of exp; arguments below -87 taken as -87), so that decoding and the
- * training-time forward agree to rounding, and so that the loops vectorise. */
+ * training-time forward agree to rounding, and so that the loops vectorise; NaN in, NaN
+ * out. */
 static inline float softmax_exp(float x) {
     x = x < -87.0f ? -87.0f : x;
     float k = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
@@ -136,7 +137,10 @@ static inline float softmax_exp(float x) {
     p = p * r + 1.6666665459e-1f;
     p = p * r + 5.0000001201e-1f;
     p = p * r * r + r + 1.0f;
-    union { int32_t i; float f; } two_k = {((int32_t)k + 127) << 23};
+    /* a NaN score (a model with NaN weights) stays NaN through p, so the exponent is taken
+     * from 0 instead: converting NaN to an integer is undefined */
+    const int32_t ki = k == k ? (int32_t)k : 0;
+    union { uint32_t i; float f; } two_k = {(uint32_t)(ki + 127) << 23};
     return p * two_k.f;
 }
 
