@@ -47,7 +47,7 @@ int cb_generate_is_nonfinite(const cb_error *e) {
 
 /* Logits (V) with a NaN or an infinity: CB_E_RUNTIME, saying after how many new tokens. A
  * pass over V floats beside a forward pass that reads every weight: nothing to measure. */
-static int check_logits(const float *logits, int V, int new_tokens, cb_error *e) {
+int cb_generate_check_logits(const float *logits, int V, int new_tokens, cb_error *e) {
     int bad = 0;
     for (int i = 0; i < V; i++) bad |= !isfinite(logits[i]);
     if (!bad) return CB_OK;
@@ -120,7 +120,7 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
     out->stats.prompt_tokens = n - first;
     double t0 = cb_clock_s(), t1 = t0;
     if (rc == CB_OK) rc = cb_session_prefill(s, prompt + first, n - first, logits, e);
-    if (rc == CB_OK) rc = check_logits(logits, V, 0, e);
+    if (rc == CB_OK) rc = cb_generate_check_logits(logits, V, 0, e);
     out->stats.reused = s->reused;
     if (rc == CB_OK && cfg->stop.max_new_tokens <= 0) stop_with(&em, CB_STOP_LENGTH);
     while (rc == CB_OK && !em.done) {
@@ -133,7 +133,7 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
             break;
         }
         rc = cb_session_forward(s, &id, 1, logits, 0, e);
-        if (rc == CB_OK) rc = check_logits(logits, V, out->stats.new_tokens, e);
+        if (rc == CB_OK) rc = cb_generate_check_logits(logits, V, out->stats.new_tokens, e);
     }
     double t2 = cb_clock_s();
     if (out->stats.new_tokens == 0) t1 = t2;

@@ -65,6 +65,9 @@ int cb_generate(const cb_model *m, const cb_session_config *scfg, const int32_t 
  * prompt" or "... after N new tokens"; this says whether e is that error, for a caller that wants to say where they
  * came from (model/trace.h: cb_trace_explain_nonfinite). */
 int cb_generate_is_nonfinite(const cb_error *e);
+/* Logits (V) holding a NaN or an infinity: CB_E_RUNTIME with the message
+ * cb_generate_is_nonfinite recognises, saying after how many new tokens; else CB_OK. */
+int cb_generate_check_logits(const float *logits, int V, int new_tokens, cb_error *e);
 
 /* The prompt window a generation runs: *first (tokens dropped from the front) for a prompt
  * of n tokens, a context of max_seq_len and max_new new tokens. CB_E_USAGE for an empty

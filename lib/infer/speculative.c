@@ -97,6 +97,8 @@ static int round_k(spec_run *r, int k, int32_t *pending, int *kept, int extra_to
         if (i + 1 < k) CB_TRY(cb_session_forward(D, &x[i], 1, r->d_logits, 0, e));
     }
     CB_TRY(cb_session_forward(T, r->buf, k + 1, r->t_logits, 1, e));
+    /* greedy picks an id from NaN logits too: the target's rows are checked here */
+    for (int i = 0; i <= k; i++) CB_TRY(cb_generate_check_logits(r->t_logits + (size_t)i * V, V, em->out->stats.new_tokens, e));
     int a = 0, have_z = 1;
     int32_t z = -1;
     for (; a < k; a++) {
@@ -169,6 +171,7 @@ int cb_speculative_generate(cb_session *target, cb_session *draft, const int32_t
     out->stats.prompt_tokens = n - first;
     double t0 = cb_clock_s(), t1 = t0;
     if (rc == CB_OK) rc = cb_session_prefill(target, prompt + first, n - first, r.t_logits, e);
+    if (rc == CB_OK) rc = cb_generate_check_logits(r.t_logits, r.V, 0, e);
     out->stats.reused = target->reused;
     /* the draft keeps what it caches of the prompt; the first round runs the rest */
     if (rc == CB_OK) {
@@ -198,6 +201,7 @@ int cb_speculative_generate(cb_session *target, cb_session *draft, const int32_t
         if (budget < k_eff) k_eff = budget;
         if (plain || k_eff <= 0) { /* a plain step */
             rc = cb_session_forward(target, &pending, 1, r.t_logits, 0, e);
+            if (rc == CB_OK) rc = cb_generate_check_logits(r.t_logits, r.V, out->stats.new_tokens, e);
             if (rc != CB_OK) break;
             pending = pick(&r, &r.ts, r.t_logits, r.p);
             rc = cb_emitter_push(&em, pending, e);

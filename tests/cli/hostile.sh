@@ -63,6 +63,10 @@ for mode in "--temperature 1" "--temperature 0" "--top-k 5" "--cache-kind q8_0";
     expect_run "$name" 4 "$CB_BIN/cb-generate" --ids 1,2,3 --max-new-tokens 3 $mode "$TMP/nan"
     expect_err_line "$name.stderr" "^cb-generate: $TMP/nan: non-finite logits .*tensor embed\.tok holds NaN"
 done
+# greedy speculative decoding picks an id from NaN logits too: the target's rows are checked
+expect_run nan_logits.spec_greedy 4 "$CB_BIN/cb-generate" --ids 1,2,3 --max-new-tokens 3 --temperature 0 \
+    --draft "$TMP/nan" --spec-k 2 "$TMP/nan"
+expect_err_line nan_logits.spec_greedy.stderr "^cb-generate: $TMP/nan: non-finite logits"
 expect_run check_weights_nan 3 "$CB_BIN/cb-build" --check-weights "$TMP/nan"
 expect_err_line check_weights_nan.stderr "^cb-build: $TMP/nan/model\.safetensors: tensor embed\.tok holds NaN"
 expect_run check_weights_ok 0 "$CB_BIN/cb-build" --check-weights "$TMP/model"
