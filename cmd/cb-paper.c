@@ -12,6 +12,7 @@
 #include "core/json_doc.h"
 #include "paper/chat.h"
 #include "paper/draft.h"
+#include "paper/endpoint.h"
 #include "paper/latex.h"
 #include "paper/paper_agent.h"
 
@@ -40,7 +41,7 @@ static const char usage[] =
     "Prints a JSON summary (kind paper_draft). Exit 0; 1 when a number of the draft is not in\n"
     "any result file; 2 usage or I/O; 3 invalid manifest or a bad answer; 4 unreachable.\n";
 
-enum { O_OFFLINE = 256, O_UPDATE, O_BASE, O_MODEL, O_TEMP, O_KEYENV, O_STEPS, O_ARXIV, O_S2, O_TIMEOUT, O_RETRIES, O_BACKOFF, O_REVIEW };
+enum { O_OFFLINE = 256, O_UPDATE, O_ARXIV, O_S2, O_REVIEW };
 
 static int exists(const char *p) {
     struct stat st;
@@ -59,26 +60,26 @@ static char *offline_update(const char *old, const char *fresh) {
 int main(int argc, char **argv) {
     const char *tool = "cb-paper";
     if (cb_cli_start(tool, argc, argv, 0)) return cb_cli_close_stdout(tool);
-    const char *out_dir = NULL, *results = NULL, *base_url = NULL, *model = NULL, *key_env = NULL;
-    const char *arxiv_url = NULL, *s2_url = NULL, *review_path = NULL;
-    double temperature = -1, timeout_s = -1;
-    int offline = 0, update = 0, quiet = 0, max_steps = -1, retries = -1;
-    long backoff_ms = -1;
+    const char *out_dir = NULL, *results = NULL, *arxiv_url = NULL, *s2_url = NULL, *review_path = NULL;
+    int offline = 0, update = 0, quiet = 0;
+    cb_endpoint_opts ep;
+    cb_endpoint_opts_init(&ep);
     static const struct option opts[] = {
         {"output-dir", required_argument, NULL, 'o'}, {"results", required_argument, NULL, 'r'},
         {"offline", no_argument, NULL, O_OFFLINE},     {"update", no_argument, NULL, O_UPDATE},
-        {"base-url", required_argument, NULL, O_BASE}, {"model", required_argument, NULL, O_MODEL},
-        {"temperature", required_argument, NULL, O_TEMP}, {"api-key-env", required_argument, NULL, O_KEYENV},
-        {"max-steps", required_argument, NULL, O_STEPS}, {"arxiv-url", required_argument, NULL, O_ARXIV},
-        {"semantic-scholar-url", required_argument, NULL, O_S2}, {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"retries", required_argument, NULL, O_RETRIES}, {"backoff-ms", required_argument, NULL, O_BACKOFF},
-        {"review", required_argument, NULL, O_REVIEW},
+        {"arxiv-url", required_argument, NULL, O_ARXIV},
+        {"semantic-scholar-url", required_argument, NULL, O_S2},
+        {"review", required_argument, NULL, O_REVIEW}, CB_ENDPOINT_LONGOPTS,
         {"quiet", no_argument, NULL, 'q'},             {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     int c;
     opterr = 0;
-    char *end;
+    cb_error e;
+    cb_error_clear(&e);
     while ((c = getopt_long(argc, argv, "o:r:qh", opts, NULL)) != -1) {
+        int taken = cb_endpoint_opt(&ep, c, optarg, &e);
+        if (taken < 0) return cb_cli_usage_error(tool, "%s: %s", e.where, e.msg);
+        if (taken) continue;
         switch (c) {
         case 'o': out_dir = optarg; break;
         case 'r': results = optarg; break;
@@ -86,39 +87,14 @@ int main(int argc, char **argv) {
         case O_OFFLINE: offline = 1; break;
         case O_UPDATE: update = 1; break;
         case O_REVIEW: review_path = optarg; break;
-        case O_BASE: base_url = optarg; break;
-        case O_MODEL: model = optarg; break;
-        case O_KEYENV: key_env = optarg; break;
         case O_ARXIV: arxiv_url = optarg; break;
         case O_S2: s2_url = optarg; break;
-        case O_TEMP:
-            temperature = strtod(optarg, &end);
-            if (*end || temperature < 0 || temperature > 2) return cb_cli_usage_error(tool, "--temperature: a number in [0, 2], got '%s'", optarg);
-            break;
-        case O_TIMEOUT:
-            timeout_s = strtod(optarg, &end);
-            if (*end || !(timeout_s > 0)) return cb_cli_usage_error(tool, "--timeout: seconds > 0, got '%s'", optarg);
-            break;
-        case O_STEPS:
-            max_steps = (int)strtol(optarg, &end, 10);
-            if (*end || max_steps < 1) return cb_cli_usage_error(tool, "--max-steps: an integer >= 1, got '%s'", optarg);
-            break;
-        case O_RETRIES:
-            retries = (int)strtol(optarg, &end, 10);
-            if (*end || retries < 0 || retries > 20) return cb_cli_usage_error(tool, "--retries: 0 to 20, got '%s'", optarg);
-            break;
-        case O_BACKOFF:
-            backoff_ms = strtol(optarg, &end, 10);
-            if (*end || backoff_ms < 0) return cb_cli_usage_error(tool, "--backoff-ms: an integer >= 0, got '%s'", optarg);
-            break;
         case 'h': fputs(usage, stdout); return cb_cli_close_stdout(tool);
         default: return cb_cli_usage_error(tool, "unknown option or missing argument: %s", argv[optind - 1]);
         }
     }
     if (argc - optind != 1) return cb_cli_usage_error(tool, "expected one manifest file");
 
-    cb_error e;
-    cb_error_clear(&e);
     cb_diags d;
     cb_diags_init(&d);
     cb_paper_inputs in;
@@ -136,16 +112,7 @@ int main(int argc, char **argv) {
         return rc;
     }
     char paper_dir[PATH_MAX], results_dir[PATH_MAX];
-    const char *cfg_out = json_string_value(json_object_get(in.paper, "output_dir"));
-    if (out_dir) snprintf(paper_dir, sizeof paper_dir, "%s", out_dir);
-    else if (cfg_out) snprintf(paper_dir, sizeof paper_dir, "%s", cfg_out);
-    else snprintf(paper_dir, sizeof paper_dir, "artifacts/%s/paper", json_string_value(json_object_get(in.plan, "name")));
-    if (results) snprintf(results_dir, sizeof results_dir, "%s", results);
-    else {
-        snprintf(results_dir, sizeof results_dir, "%s", paper_dir);
-        char *slash = strrchr(results_dir, '/');
-        if (slash) *slash = 0; else snprintf(results_dir, sizeof results_dir, ".");
-    }
+    cb_paper_dirs(in.plan, in.paper, out_dir, results, paper_dir, sizeof paper_dir, results_dir, sizeof results_dir);
     cb_paper_inputs_free(&in);
     rc = cb_paper_inputs_load(&in, argv[optind], results_dir, &d, &e);
     cb_diags_free(&d);
@@ -156,17 +123,7 @@ int main(int argc, char **argv) {
 
     cb_llm llm;
     cb_llm_init(&llm);
-    if (key_env) json_object_set_new(in.paper, "api_key_env", json_string(key_env));
-    cb_llm_from_section(&llm, in.paper);
-    if (base_url) snprintf(llm.base_url, sizeof llm.base_url, "%s", base_url);
-    if (model) snprintf(llm.model, sizeof llm.model, "%s", model);
-    if (temperature >= 0) llm.temperature = temperature;
-    if (max_steps > 0) llm.max_steps = max_steps;
-    if (timeout_s > 0) llm.http.timeout_ms = (long)(timeout_s * 1000);
-    if (retries >= 0) llm.http.max_retries = retries;
-    if (backoff_ms >= 0) llm.http.backoff_ms = backoff_ms;
-    llm.http.log = stderr; /* retries are worth a line even with -q: they cost time */
-    llm.http.log_tool = tool;
+    cb_endpoint_apply(&ep, in.paper, &llm, tool);
     int online = !offline && llm.key != NULL;
     if (!offline && !online && !quiet)
         fprintf(stderr, "cb-paper: no key in $%s: drafting offline\n",
@@ -228,7 +185,7 @@ int main(int argc, char **argv) {
         agent.cite.http.backoff_ms = llm.http.backoff_ms;
         agent.cite.http.log = stderr;
         agent.cite.http.log_tool = tool;
-        if (timeout_s > 0) agent.cite.http.timeout_ms = (long)(timeout_s * 1000);
+        if (ep.timeout_s > 0) agent.cite.http.timeout_ms = (long)(ep.timeout_s * 1000);
         if (rc == CB_OK && !quiet) fprintf(stderr, "cb-paper: drafting with %s at %s\n", llm.model, llm.base_url);
         if (rc == CB_OK) rc = cb_paper_agent_run(&agent, &e);
         if (rc == CB_OK) { tex = agent.tex; agent.tex = NULL; }

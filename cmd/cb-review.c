@@ -10,6 +10,7 @@
 #include "core/json_doc.h"
 #include "paper/chat.h"
 #include "paper/draft.h"
+#include "paper/endpoint.h"
 #include "paper/review.h"
 
 #pragma GCC diagnostic ignored "-Wformat-truncation"
@@ -32,7 +33,7 @@ static const char usage[] =
     "Exit 0 approved; 1 not approved; 2 usage or I/O; 3 invalid manifest or bad answer;\n"
     "4 unreachable.\n";
 
-enum { O_OFFLINE = 256, O_STRICT, O_PERSONA, O_BASE, O_MODEL, O_TEMP, O_KEYENV, O_STEPS, O_TIMEOUT, O_RETRIES, O_BACKOFF };
+enum { O_OFFLINE = 256, O_STRICT, O_PERSONA };
 
 static int one_of(const char *v, const char *const *list) {
     for (int i = 0; list[i]; i++) if (!strcmp(v, list[i])) return 1;
@@ -43,25 +44,25 @@ int main(int argc, char **argv) {
     const char *tool = "cb-review";
     if (cb_cli_start(tool, argc, argv, 0)) return cb_cli_close_stdout(tool);
     const char *paper_opt = NULL, *out_opt = NULL, *results = NULL, *strictness = NULL, *persona = NULL;
-    const char *base_url = NULL, *model = NULL, *key_env = NULL;
-    double temperature = -1, timeout_s = -1;
-    int offline = 0, quiet = 0, max_steps = -1, retries = -1;
-    long backoff_ms = -1;
+    int offline = 0, quiet = 0;
+    cb_endpoint_opts ep;
+    cb_endpoint_opts_init(&ep);
     static const char *const stricts[] = {"workshop", "conference", "journal", "top_venue", NULL};
     static const char *const personas[] = {"senior_researcher", "methodology_expert", "practitioner", NULL};
     static const struct option opts[] = {
         {"paper-dir", required_argument, NULL, 'p'}, {"output", required_argument, NULL, 'o'},
         {"results", required_argument, NULL, 'r'},   {"offline", no_argument, NULL, O_OFFLINE},
         {"strictness", required_argument, NULL, O_STRICT}, {"persona", required_argument, NULL, O_PERSONA},
-        {"base-url", required_argument, NULL, O_BASE}, {"model", required_argument, NULL, O_MODEL},
-        {"temperature", required_argument, NULL, O_TEMP}, {"api-key-env", required_argument, NULL, O_KEYENV},
-        {"max-steps", required_argument, NULL, O_STEPS}, {"timeout", required_argument, NULL, O_TIMEOUT},
-        {"retries", required_argument, NULL, O_RETRIES}, {"backoff-ms", required_argument, NULL, O_BACKOFF},
+        CB_ENDPOINT_LONGOPTS,
         {"quiet", no_argument, NULL, 'q'}, {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int c;
-    char *end;
     opterr = 0;
+    cb_error e;
+    cb_error_clear(&e);
     while ((c = getopt_long(argc, argv, "p:o:r:qh", opts, NULL)) != -1) {
+        int taken = cb_endpoint_opt(&ep, c, optarg, &e);
+        if (taken < 0) return cb_cli_usage_error(tool, "%s: %s", e.where, e.msg);
+        if (taken) continue;
         switch (c) {
         case 'p': paper_opt = optarg; break;
         case 'o': out_opt = optarg; break;
@@ -76,37 +77,12 @@ int main(int argc, char **argv) {
             if (!one_of(optarg, personas)) return cb_cli_usage_error(tool, "--persona: senior_researcher, methodology_expert or practitioner, got '%s'", optarg);
             persona = optarg;
             break;
-        case O_BASE: base_url = optarg; break;
-        case O_MODEL: model = optarg; break;
-        case O_KEYENV: key_env = optarg; break;
-        case O_TEMP:
-            temperature = strtod(optarg, &end);
-            if (*end || temperature < 0 || temperature > 2) return cb_cli_usage_error(tool, "--temperature: a number in [0, 2], got '%s'", optarg);
-            break;
-        case O_TIMEOUT:
-            timeout_s = strtod(optarg, &end);
-            if (*end || !(timeout_s > 0)) return cb_cli_usage_error(tool, "--timeout: seconds > 0, got '%s'", optarg);
-            break;
-        case O_STEPS:
-            max_steps = (int)strtol(optarg, &end, 10);
-            if (*end || max_steps < 1) return cb_cli_usage_error(tool, "--max-steps: an integer >= 1, got '%s'", optarg);
-            break;
-        case O_RETRIES:
-            retries = (int)strtol(optarg, &end, 10);
-            if (*end || retries < 0 || retries > 20) return cb_cli_usage_error(tool, "--retries: 0 to 20, got '%s'", optarg);
-            break;
-        case O_BACKOFF:
-            backoff_ms = strtol(optarg, &end, 10);
-            if (*end || backoff_ms < 0) return cb_cli_usage_error(tool, "--backoff-ms: an integer >= 0, got '%s'", optarg);
-            break;
         case 'h': fputs(usage, stdout); return cb_cli_close_stdout(tool);
         default: return cb_cli_usage_error(tool, "unknown option or missing argument: %s", argv[optind - 1]);
         }
     }
     if (argc - optind != 1) return cb_cli_usage_error(tool, "expected one manifest file");
 
-    cb_error e;
-    cb_error_clear(&e);
     cb_diags d;
     cb_diags_init(&d);
     cb_paper_inputs in;
@@ -123,16 +99,7 @@ int main(int argc, char **argv) {
         return rc;
     }
     char paper_dir[PATH_MAX], results_dir[PATH_MAX], out_path[PATH_MAX], tex_path[PATH_MAX];
-    const char *cfg_out = json_string_value(json_object_get(in.paper, "output_dir"));
-    if (paper_opt) snprintf(paper_dir, sizeof paper_dir, "%s", paper_opt);
-    else if (cfg_out) snprintf(paper_dir, sizeof paper_dir, "%s", cfg_out);
-    else snprintf(paper_dir, sizeof paper_dir, "artifacts/%s/paper", json_string_value(json_object_get(in.plan, "name")));
-    if (results) snprintf(results_dir, sizeof results_dir, "%s", results);
-    else {
-        snprintf(results_dir, sizeof results_dir, "%s", paper_dir);
-        char *slash = strrchr(results_dir, '/');
-        if (slash) *slash = 0; else snprintf(results_dir, sizeof results_dir, ".");
-    }
+    cb_paper_dirs(in.plan, in.paper, paper_opt, results, paper_dir, sizeof paper_dir, results_dir, sizeof results_dir);
     snprintf(out_path, sizeof out_path, "%s", out_opt ? out_opt : "");
     if (!out_opt) snprintf(out_path, sizeof out_path, "%s/review.json", paper_dir);
     snprintf(tex_path, sizeof tex_path, "%s/paper.tex", paper_dir);
@@ -149,17 +116,7 @@ int main(int argc, char **argv) {
     cb_llm llm;
     cb_llm_init(&llm);
     llm.temperature = 0.3;
-    if (key_env) json_object_set_new(in.review, "api_key_env", json_string(key_env));
-    cb_llm_from_section(&llm, in.review);
-    if (base_url) snprintf(llm.base_url, sizeof llm.base_url, "%s", base_url);
-    if (model) snprintf(llm.model, sizeof llm.model, "%s", model);
-    if (temperature >= 0) llm.temperature = temperature;
-    if (max_steps > 0) llm.max_steps = max_steps;
-    if (timeout_s > 0) llm.http.timeout_ms = (long)(timeout_s * 1000);
-    if (retries >= 0) llm.http.max_retries = retries;
-    if (backoff_ms >= 0) llm.http.backoff_ms = backoff_ms;
-    llm.http.log = stderr;
-    llm.http.log_tool = tool;
+    cb_endpoint_apply(&ep, in.review, &llm, tool);
     int online = !offline && llm.key != NULL;
     if (!offline && !online && !quiet)
         fprintf(stderr, "cb-review: no key in $%s: structural checks only\n",
