@@ -15,7 +15,8 @@
  * BODY is a file beside SCRIPT, or `-` for none. A request that no rule answers gets 404.
  * LOGDIR receives log.txt, one line a request ("N METHOD PATH STATUS auth=ok|none|other"),
  * and body_N.txt, the body of request N. The key itself is never logged: auth=ok says the
- * Authorization header was "Bearer $FAKE_API_EXPECT_KEY".
+ * Authorization header was "Bearer $FAKE_API_EXPECT_KEY", auth=s2key that the x-api-key
+ * header was $FAKE_API_EXPECT_S2_KEY (Semantic Scholar's).
  * It stops by itself after MAX_REQUESTS requests (default 64) or MAX_SECONDS (default 60). */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -154,8 +155,15 @@ static int read_request(int fd, char *buf, size_t cap, size_t *head_len, size_t 
 }
 
 static const char *auth_state(const char *head, size_t head_len) {
-    const char *want = getenv("FAKE_API_EXPECT_KEY");
+    const char *want = getenv("FAKE_API_EXPECT_KEY"), *want_s2 = getenv("FAKE_API_EXPECT_S2_KEY");
     for (const char *p = head; p && p < head + head_len; p = strstr(p, "\r\n"), p = p ? p + 2 : NULL) {
+        if (strncasecmp(p, "x-api-key:", 10) == 0) { /* Semantic Scholar's key header */
+            const char *v = p + 10;
+            while (*v == ' ') v++;
+            const char *eol = strstr(v, "\r\n");
+            size_t len = eol ? (size_t)(eol - v) : strlen(v);
+            return want_s2 && len == strlen(want_s2) && strncmp(v, want_s2, len) == 0 ? "s2key" : "other";
+        }
         if (strncasecmp(p, "Authorization:", 14) != 0) continue;
         const char *v = p + 14;
         while (*v == ' ') v++;

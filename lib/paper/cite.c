@@ -200,6 +200,12 @@ int cb_cite_search(const cb_cite_cfg *c, const char *source, const char *query, 
         snprintf(url, sizeof url, "%s/paper/search?query=%s&limit=%d&fields=title,authors,year,externalIds,venue,url",
                  c->s2_url, q, c->max_results);
         o.what = "Semantic Scholar";
+        /* a key raises Semantic Scholar's rate limit; the chat endpoint's key never goes here */
+        const char *key = getenv("SEMANTIC_SCHOLAR_API_KEY");
+        if (key && key[0]) {
+            o.bearer_key = key;
+            o.key_header = "x-api-key";
+        }
     }
     free(q);
     char *resp = NULL;

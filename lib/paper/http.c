@@ -91,7 +91,8 @@ int cb_http_request(const char *url, const char *body, const cb_http_opts *o, ch
     char auth[1024] = "";
     if (o->bearer_key) {
         if (strlen(o->bearer_key) > 900) return cb_fail(e, CB_E_USAGE, "", "the API key is longer than 900 characters");
-        snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->bearer_key);
+        if (o->key_header) snprintf(auth, sizeof auth, "%s: %s", o->key_header, o->bearer_key);
+        else snprintf(auth, sizeof auth, "Authorization: Bearer %s", o->bearer_key);
     }
     long wait = o->backoff_ms;
     for (int attempt = 0;; attempt++) {

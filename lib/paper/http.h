@@ -13,7 +13,8 @@ typedef struct cb_http_opts {
     int max_retries;       /* further tries after the first, for retryable failures */
     long backoff_ms;       /* first wait; doubled each retry unless Retry-After says otherwise */
     long max_wait_ms;      /* no single wait longer than this (a Retry-After of an hour is refused) */
-    const char *bearer_key;/* "Authorization: Bearer KEY" when not NULL; never logged */
+    const char *bearer_key;/* the key, when not NULL; never logged */
+    const char *key_header;/* the key goes as "key_header: KEY"; NULL: "Authorization: Bearer KEY" */
     const char *what;      /* "chat endpoint", "arXiv": names the service in errors */
     FILE *log;             /* one line per retry ("retrying in N ms"); NULL: silent */
     const char *log_tool;  /* the tool named first on those lines, "cb-paper" */

@@ -107,6 +107,17 @@ if grep -q 'GET /arxiv.* auth=none$' <<<"$log" && grep -q 'GET /s2/.* auth=none$
     not_ok online_key_not_to_search "server log: $log"; fi
 no_key online_no_key "$O" "$TMP/on" "$FAKE_LOG"
 
+# a Semantic Scholar key goes to Semantic Scholar alone, in its x-api-key header
+S2KEY=s2-test-key-$$
+export FAKE_API_EXPECT_S2_KEY=$S2KEY
+start_fake paper_ok
+run env SEMANTIC_SCHOLAR_API_KEY=$S2KEY "$P" $(fake_opts) -o "$TMP/s2/paper" -r "$R" "$M"
+stop_fake
+log=$(cat "$FAKE_LOG/log.txt")
+if grep -q 'GET /s2/.* auth=s2key$' <<<"$log" && grep -q 'GET /arxiv.* auth=none$' <<<"$log" &&
+   ! grep -q 'POST .* auth=s2key$' <<<"$log"; then ok s2_key_header; else not_ok s2_key_header "server log: $log"; fi
+if grep -rq "$S2KEY" "$TMP/s2" "$TMP/out" "$TMP/err"; then not_ok s2_key_not_written "the key is in an output"; else ok s2_key_not_written; fi
+
 # failures: one clear line, the right status, the earlier draft untouched
 cp "$O/paper.tex" "$TMP/before.tex"
 fail_case() { # NAME SCRIPT STATUS PATTERN [extra options]
