@@ -17,13 +17,14 @@ DEB_PKGS := build-essential pkg-config libyaml-dev libjansson-dev libopenblas-de
             libhdf5-dev libcurl4-openssl-dev gnuplot-nox mandoc libopenmpi-dev openmpi-bin \
             libxml2-dev texlive-latex-base texlive-latex-recommended jq
 PKG_REQUIRED := yaml-0.1 jansson openblas libxml-2.0
-PKG_OPTIONAL := hdf5 libcurl
+PKG_OPTIONAL := hdf5 libcurl ompi-c
 PKG_FOUND := $(strip $(foreach p,$(PKG_REQUIRED) $(PKG_OPTIONAL),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),$(p))))
 PKG_MISSING := $(filter-out $(PKG_FOUND),$(PKG_REQUIRED) $(PKG_OPTIONAL))
 NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
 
 FEATURE_DEFS := $(if $(filter hdf5,$(PKG_FOUND)),-DCB_HAVE_HDF5) \
-                $(if $(filter libcurl,$(PKG_FOUND)),-DCB_HAVE_CURL)
+                $(if $(filter libcurl,$(PKG_FOUND)),-DCB_HAVE_CURL) \
+                $(if $(filter ompi-c,$(PKG_FOUND)),-DCB_HAVE_MPI)
 PKG_CFLAGS := $(if $(PKG_FOUND),$(shell pkg-config --cflags $(PKG_FOUND)))
 PKG_LIBS := $(if $(PKG_FOUND),$(shell pkg-config --libs $(PKG_FOUND)))
 

@@ -15,6 +15,7 @@
 #include "cli/cli.h"
 #include "core/atomic_dir.h"
 #include "core/json_doc.h"
+#include "dist/dist.h"
 #include "io/model_dir.h"
 #include "model/model.h"
 #include "train/config.h"
@@ -154,6 +155,15 @@ static int parse_count(const char *s, long *out) {
     return 0;
 }
 
+/* The command line of one run. */
+typedef struct train_args {
+    const char *plan, *run_id, *group, *out, *resume, *data, *val, *device;
+    long steps;
+    int quiet, force;
+} train_args;
+
+static int train(const cb_dist *dist, const train_args *a, cb_error *e);
+
 int main(int argc, char **argv) {
     if (cb_cli_start("cb-train", argc, argv, CB_CLI_COMPUTE)) return cb_cli_close_stdout("cb-train");
     static const struct option opts[] = {
@@ -186,14 +196,33 @@ int main(int argc, char **argv) {
         }
     }
     if (argc - optind != 1) return cb_cli_usage_error(TOOL, argc - optind ? "one plan, please" : "no plan given");
-    cb_cli_note_kernels(TOOL, quiet);
     /* a full disk or a file-size limit must fail the write, not kill the run */
     signal(SIGXFSZ, SIG_IGN);
 
     cb_error e;
     cb_error_clear(&e);
+    /* started by mpirun: one rank of a data-parallel run (dist/dist.h) */
+    static cb_dist dist;
+    if (cb_dist_init(&dist, &e) != CB_OK) return cb_cli_report(TOOL, &e);
+    cb_cli_note_kernels(TOOL, quiet || dist.rank != 0);
+    train_args a = {.plan = argv[optind], .run_id = run_id, .group = group, .out = out, .resume = resume,
+                    .data = data, .val = val, .device = device, .steps = steps, .quiet = quiet || dist.rank != 0,
+                    .force = force};
+    int rc = train(&dist, &a, &e);
+    cb_dist_finalize(&dist);
+    if (rc != CB_OK) return rc;
+    return dist.rank == 0 ? cb_cli_close_stdout(TOOL) : 0;
+}
+
+/* The run on this rank, rank 0 printing its result; returns the exit status. */
+static int train(const cb_dist *dist, const train_args *a, cb_error *ep) {
+    cb_error e = *ep;
+    const char *run_id = a->run_id, *group = a->group, *out = a->out, *resume = a->resume, *data = a->data,
+               *val = a->val, *device = a->device;
+    long steps = a->steps;
+    int quiet = a->quiet, force = a->force, main_rank = dist->rank == 0;
     json_t *plan = NULL;
-    if (cb_doc_load(argv[optind], "plan", &plan, &e) != CB_OK) return cb_cli_report(TOOL, &e);
+    if (cb_doc_load(a->plan, "plan", &plan, &e) != CB_OK) return cb_cli_report(TOOL, &e);
     const json_t *g = NULL, *r = NULL;
     static cb_train_config cfg;
     int rc = cb_train_find_run(plan, group, run_id, &g, &r, &e);
@@ -242,9 +271,10 @@ int main(int argc, char **argv) {
         rc = cb_train_data_open(&d, cfg.data, cfg.val_split, cfg.val_frac, cfg.block_size, vocab, &e);
         have_data = rc == CB_OK;
     }
-    if (rc == CB_OK) rc = make_dirs(run_dir, &e);
-    if (rc == CB_OK) rc = lock_run_dir(run_dir, &e);
-    if (rc == CB_OK && !cfg.resume[0]) rc = check_earlier_run(run_dir, &cfg, &m, force, &e);
+    /* rank 0 owns the run directory; the other ranks write nothing */
+    if (rc == CB_OK && main_rank) rc = make_dirs(run_dir, &e);
+    if (rc == CB_OK && main_rank) rc = lock_run_dir(run_dir, &e);
+    if (rc == CB_OK && main_rank && !cfg.resume[0]) rc = check_earlier_run(run_dir, &cfg, &m, force, &e);
 
     cb_train_result res;
     if (rc == CB_OK) {
@@ -259,18 +289,22 @@ int main(int argc, char **argv) {
         cb_progress_init(&progress, stderr, quiet, -1, 0, cfg.steps);
         json_t *meta = run_meta(&cfg);
         cb_train_io io = {.run_dir = run_dir, .resume = cfg.resume[0] ? cfg.resume : NULL, .stop = &stop_requested,
-                          .progress = &progress, .meta = meta, .backend = backend};
+                          .progress = main_rank ? &progress : NULL, .meta = meta, .backend = backend, .dist = dist};
         rc = cb_train_run(&cfg, &m, &d, &io, &res, &e);
         json_decref(meta);
     }
     if (have_data) cb_train_data_close(&d);
     if (have_model) cb_model_free(&m);
-    if (rc != CB_OK) return cb_cli_report(TOOL, &e);
+    if (rc != CB_OK) {
+        *ep = e;
+        return cb_cli_report(TOOL, &e);
+    }
+    if (!main_rank) return CB_OK;
     if (res.interrupted) {
         fprintf(stderr, "%s: interrupted after step %ld; checkpoint in %s (continue with --resume %s)\n", TOOL, res.step,
                 res.checkpoint, res.checkpoint);
-        return 0;
+        return CB_OK;
     }
     printf("%s\n", res.final_dir);
-    return cb_cli_close_stdout(TOOL);
+    return CB_OK;
 }

@@ -54,6 +54,8 @@ enum cb_head_rows { CB_HEAD_NONE = 0, CB_HEAD_LAST = 1, CB_HEAD_ALL = 2 };
     int pos0;           /* position of row 0 (decoding); 0 in a full-sequence pass */       \
     int training;       /* dropout on */                                                    \
     uint64_t dropout_seed; /* masks derive from it and the op's index */                    \
+    long row0;          /* row 0's row in the global batch (data parallel): dropout masks  \
+                           index the global batch, so W ranks drop what one rank would */  \
     const R *weights;   /* the model's buffer (params.total_floats) */                     \
     R *grads;           /* backward adds here; same layout */                              \
     R *slots;           /* prog->slot_elems: every op's output */                          \

@@ -101,6 +101,7 @@ static pass_t pass_of(run_t *r, const cb_program *prog, const real *weights, rea
     p.T = prog->T;
     p.training = r->training;
     p.dropout_seed = r->dropout_seed;
+    p.row0 = r->row0;
     p.weights = weights;
     p.grads = grads;
     p.slots = r->slots;

@@ -22,6 +22,8 @@
     T *losses;   /* (B*T) per-position loss */                                     \
     const int32_t *tokens, *targets; /* (B,T) of the last forward */              \
     uint64_t dropout_seed; /* set per step; dropout masks derive from it */       \
+    long row0;    /* the global batch row of row 0 (data parallel: rank * B);      \
+                     dropout masks index the global batch */                      \
     int training; /* 0: dropout off, no gradient arena needed */                  \
     double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) wall seconds (the caller's) \
                            that every pass adds to: profiling (bench/cpu_step) */

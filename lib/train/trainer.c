@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/json_doc.h"
 #include "core/rng.h"
+#include "dist/dist.h"
 #include "model/program.h"
 #include "model/run.h"
 #include "train/checkpoint.h"
@@ -207,6 +208,20 @@ static int download_state(trainer *t, cb_error *e) {
     return be->synchronize(be, e);
 }
 
+/* The ranks of the run (dist/dist.h); this process alone when the caller gave none. */
+static const cb_dist *ranks(const trainer *t) {
+    static const cb_dist alone = {0, 1, 0};
+    return t->io->dist ? t->io->dist : &alone;
+}
+static int is_main(const trainer *t) { return ranks(t)->rank == 0; }
+
+/* This rank's rows of a global batch (x, y: (B * world, T) each): rows rank*B .. */
+static void rank_rows(const trainer *t, const int32_t **x, const int32_t **y) {
+    size_t skip = (size_t)ranks(t)->rank * t->prog.B * t->prog.T;
+    *x += skip;
+    *y += skip;
+}
+
 /* A batch (x, y: (B,T) each) where the device reads it. */
 static int place_batch(trainer *t, const int32_t **x, const int32_t **y, cb_error *e) {
     if (!t->dev.batch) return CB_OK;
@@ -221,8 +236,8 @@ static int place_batch(trainer *t, const int32_t **x, const int32_t **y, cb_erro
 /* mean loss over eval_iters batches of the validation data, from its start every time */
 static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
     cb_batcher vb;
-    if (cb_batcher_init(&vb, val, t->prog.B, t->prog.T, 0, t->c->seed, e) != CB_OK) return NAN;
-    size_t n = (size_t)t->prog.B * t->prog.T;
+    if (cb_batcher_init(&vb, val, t->c->batch_size, t->prog.T, 0, t->c->seed, e) != CB_OK) return NAN;
+    size_t n = (size_t)t->c->batch_size * t->prog.T; /* the global batch; this rank reads its rows */
     int32_t *x = cb_malloc(2 * n, sizeof *x, e);
     if (!x) return NAN;
     double sum = 0;
@@ -230,6 +245,7 @@ static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
     for (long i = 0; i < t->c->eval_iters; i++) {
         cb_batcher_next(&vb, x, x + n);
         const int32_t *bx = x, *by = x + n;
+        rank_rows(t, &bx, &by);
         if (place_batch(t, &bx, &by, e) != CB_OK) {
             free(x);
             return NAN;
@@ -238,13 +254,15 @@ static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
     }
     t->run.training = 1;
     free(x);
-    return sum / (double)t->c->eval_iters;
+    if (cb_dist_sum_f64(ranks(t), &sum, 1, e) != CB_OK) return NAN;
+    return sum / (double)t->c->eval_iters / ranks(t)->world;
 }
 
 static int save(trainer *t, cb_train_result *res, cb_error *e) {
     t->st.data_position = cb_prefetch_position(&t->prefetch);
     memcpy(t->st.rng, t->rng.s, sizeof t->st.rng);
     CB_TRY(download_state(t, e));
+    if (!is_main(t)) return CB_OK; /* every rank holds the same state: rank 0 writes it */
     return cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
                               sizeof res->checkpoint, e);
 }
@@ -252,11 +270,16 @@ static int save(trainer *t, cb_train_result *res, cb_error *e) {
 static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     const cb_train_config *c = t->c;
     cb_model *m = t->m;
-    CB_TRY(cb_program_init(&t->prog, m->plan, &m->params, c->batch_size, c->block_size, e));
+    const cb_dist *dist = ranks(t);
+    if (c->batch_size % dist->world != 0)
+        return cb_fail(e, CB_E_USAGE, "batch_size", "the global batch of %d rows does not divide among %d ranks",
+                       c->batch_size, dist->world);
+    CB_TRY(cb_program_init(&t->prog, m->plan, &m->params, c->batch_size / dist->world, c->block_size, e));
     t->have_prog = 1;
     t->be = t->io->backend ? t->io->backend : cb_backend_cpu();
     CB_TRY(cb_run_init_on(&t->run, t->be, &t->prog, 1, e));
     t->have_run = 1;
+    t->run.row0 = (long)dist->rank * t->prog.B; /* dropout masks index the global batch */
     t->dev.grads = t->be->alloc(t->be, param_bytes(t), e);
     if (!t->dev.grads) return e->code;
     CB_TRY(cb_optimizer_init(&t->opt, &c->optimizer, &m->params, e));
@@ -280,6 +303,10 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     snprintf(st->group, sizeof st->group, "%s", c->group);
 
     CB_TRY(upload_state(t, e));
+    /* ranks start from rank 0's weights and optimizer state, whatever each read */
+    CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.weights, param_bytes(t), e));
+    CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.opt_m, param_bytes(t), e));
+    if (t->dev.opt_v) CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.opt_v, param_bytes(t), e));
 
     CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1, c->seed, e));
     t->batcher.position = st->data_position;
@@ -299,6 +326,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
     size_t n_floats = m->params.total_floats;
     float *w = t->dev.weights, *g = t->dev.grads;
     uint64_t step_tokens = (uint64_t)c->batch_size * (uint64_t)c->block_size * (uint64_t)c->grad_accum;
+    const cb_dist *dist = ranks(t);
     long saved_at = -1;
     while (t->st.step < c->steps) {
         long step = t->st.step + 1;
@@ -308,14 +336,19 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         for (int k = 0; k < c->grad_accum; k++) {
             const int32_t *x, *y;
             cb_prefetch_take(&t->prefetch, &x, &y);
+            rank_rows(t, &x, &y);
             CB_TRY(place_batch(t, &x, &y, e));
             t->run.dropout_seed = cb_rng_next(&t->rng);
             loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
             cb_run_backward(&t->run, &t->prog, w, g);
         }
-        double loss = c->grad_accum == 1 ? loss_sum : loss_sum / c->grad_accum;
+        /* data parallel: the sums over ranks, once a step (after the last micro-batch) */
+        CB_TRY(cb_dist_sum_f32(dist, be, g, n_floats, e));
+        CB_TRY(cb_dist_sum_f64(dist, &loss_sum, 1, e));
+        int parts = c->grad_accum * dist->world;
+        double loss = parts == 1 ? loss_sum : loss_sum / parts;
         if (!isfinite(loss)) return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the loss is %s", step, isnan(loss) ? "nan" : "inf");
-        if (c->grad_accum > 1) be->scale(be, g, n_floats, 1.0f / (float)c->grad_accum);
+        if (parts > 1) be->scale(be, g, n_floats, 1.0f / (float)parts);
         double norm = be->grad_clip(be, g, n_floats, c->grad_clip);
         if (!isfinite(norm))
             return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the gradient norm is %s", step, isnan(norm) ? "nan" : "inf");
@@ -336,14 +369,15 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         res->loss = loss;
         res->step = step;
         int logged = step == 1 || step % c->log_every == 0 || step == c->steps || !isnan(row.val_loss);
-        if (logged) CB_TRY(cb_metrics_log(&t->metrics, &row, e));
+        if (logged && t->have_metrics) CB_TRY(cb_metrics_log(&t->metrics, &row, e));
         if (t->io->progress) {
             cb_progress_step(t->io->progress, step, loss, row.tok_s, logged);
             if (!isnan(row.val_loss))
                 cb_progress_note(t->io->progress, "step %ld: val_loss %.4f  val_ppl %.2f", step, row.val_loss,
                                  row.val_ppl);
         }
-        int stopping = t->io->stop && *t->io->stop;
+        int stopping = 0; /* a stop any rank saw stops every rank after the same step */
+        CB_TRY(cb_dist_any(dist, t->io->stop && *t->io->stop, &stopping, e));
         if (stopping || step == c->steps || (c->save_every > 0 && step % c->save_every == 0)) {
             CB_TRY(save(t, res, e));
             saved_at = step;
@@ -372,8 +406,9 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     utc_now(started, sizeof started);
     int rc = setup(&t, d, e);
     res->step = t.st.step;
-    if (rc == CB_OK) rc = write_run_json(c, m, io, "running", res, started, e);
-    if (rc == CB_OK) {
+    int main_rank = is_main(&t); /* the others write nothing */
+    if (rc == CB_OK && main_rank) rc = write_run_json(c, m, io, "running", res, started, e);
+    if (rc == CB_OK && main_rank) {
         char title[600];
         snprintf(title, sizeof title, "%s/%s", c->group, c->run);
         rc = cb_metrics_open(&t.metrics, io->run_dir, c->instruments, io->resume ? t.st.step : -1, title, e);
@@ -392,12 +427,12 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
             rc = close_e.code;
         }
     }
-    if (rc == CB_OK && !res->interrupted) {
+    if (rc == CB_OK && !res->interrupted && main_rank) {
         snprintf(res->final_dir, sizeof res->final_dir, "%s/final", io->run_dir);
         rc = cb_model_save_dir(m, res->final_dir, NULL, e);
         if (rc != CB_OK) res->final_dir[0] = 0;
     }
-    if (t.have_prog) {
+    if (t.have_prog && main_rank) {
         cb_error ignored;
         const char *status = rc != CB_OK ? "failed" : res->interrupted ? "interrupted" : "finished";
         int wrc = write_run_json(c, m, io, status, res, started, rc == CB_OK ? e : &ignored);

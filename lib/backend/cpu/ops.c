@@ -59,7 +59,10 @@ static void rope_of(const pass_t *p, const cb_op *op, const real **cos, const re
     *sin = *cos + (size_t)p->prog->T * (t->dim / 2);
 }
 
-static uint64_t dropout_offset(int op_index) { return (uint64_t)op_index << 40; }
+/* element j of op i's output in a pass whose row 0 is row row0 of the global batch */
+static uint64_t dropout_offset(const pass_t *p, int op_index, int width) {
+    return ((uint64_t)op_index << 40) + (uint64_t)p->row0 * (uint64_t)p->T * (uint64_t)width;
+}
 
 #ifdef CB_REAL_F64
 int cb_cpu_op_forward_f64(pass_t *p, int i) {
@@ -144,7 +147,8 @@ int cb_cpu_op_forward(pass_t *p, int i, cb_error *e) {
         break;
     case CB_OP_DROPOUT:
         if (p->training && op->p_drop > 0)
-            CB_FN(cb_dropout_forward)(out, in, n_out, op->p_drop, p->dropout_seed, dropout_offset(i));
+            CB_FN(cb_dropout_forward)(out, in, n_out, op->p_drop, p->dropout_seed,
+                                        dropout_offset(p, i, prog->slots[op->out].width));
         else
             memcpy(out, in, n_out * sizeof *out);
         break;
@@ -243,7 +247,8 @@ void CB_FN(cb_cpu_op_backward)(pass_t *p, int i) {
         break;
     case CB_OP_DROPOUT:
         if (p->training && op->p_drop > 0)
-            CB_FN(cb_dropout_backward)(din, dout, n_out, op->p_drop, p->dropout_seed, dropout_offset(i));
+            CB_FN(cb_dropout_backward)(din, dout, n_out, op->p_drop, p->dropout_seed,
+                                        dropout_offset(p, i, prog->slots[op->out].width));
         else
             CB_FN(cb_accumulate)(din, dout, n_out);
         break;

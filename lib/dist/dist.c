@@ -1,0 +1,148 @@
+/* dist.c: ranks through MPI (dist.h). Without MPI in the build a process is rank 0 of 1,
+ * and one that mpirun started among several is refused rather than left to train alone
+ * on a slice of every batch. A device whose memory is not host memory goes through a host
+ * copy here; NCCL, when built, sums on the device instead. */
+#include "dist/dist.h"
+
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifdef CB_HAVE_MPI
+#include <mpi.h>
+#endif
+
+static cb_dist the_process = {0, 1, 0};
+
+/* How many ranks the launcher says there are: OpenMPI's, or a PMI launcher's. */
+static int launcher_world(void) {
+    static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
+    for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
+        const char *v = getenv(vars[i]);
+        if (v && atoi(v) > 0) return atoi(v);
+    }
+    return 1;
+}
+
+int cb_dist_init(cb_dist *d, cb_error *e) {
+    d->rank = 0;
+    d->world = 1;
+    d->mpi = 0;
+    int world = launcher_world();
+    if (world <= 1) {
+        the_process = *d;
+        return CB_OK;
+    }
+#ifdef CB_HAVE_MPI
+    int ready = 0;
+    MPI_Initialized(&ready);
+    if (!ready) {
+        int provided;
+        if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
+            return cb_fail(e, CB_E_RUNTIME, "mpi", "MPI_Init failed");
+        d->mpi = 1;
+    }
+    /* a failed transfer comes back as an error code, to be reported as one line */
+    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &d->world);
+    the_process = *d;
+    return CB_OK;
+#else
+    return cb_fail(e, CB_E_USAGE, "mpirun", "started as one of %d ranks, but this build has no MPI "
+                   "(install libopenmpi-dev and rebuild: make deps && make)", world);
+#endif
+}
+
+void cb_dist_finalize(cb_dist *d) {
+#ifdef CB_HAVE_MPI
+    if (d->mpi) MPI_Finalize();
+#endif
+    d->mpi = 0;
+}
+
+#ifdef CB_HAVE_MPI
+static int mpi_failed(int rc, const char *what, cb_error *e) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "%s failed: %.*s (a rank may have stopped)", what, len, msg);
+}
+
+/* MPI counts are int: large buffers go in pieces */
+static int sum_host(void *x, size_t n, MPI_Datatype type, size_t size, cb_error *e) {
+    char *p = x;
+    while (n > 0) {
+        int k = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        int rc = MPI_Allreduce(MPI_IN_PLACE, p, k, type, MPI_SUM, MPI_COMM_WORLD);
+        if (rc != MPI_SUCCESS) return mpi_failed(rc, "the all-reduce", e);
+        p += (size_t)k * size;
+        n -= (size_t)k;
+    }
+    return CB_OK;
+}
+#endif
+
+int cb_dist_sum_f32(const cb_dist *d, cb_backend *be, float *x, size_t n, cb_error *e) {
+    if (d->world <= 1) return CB_OK;
+#ifdef CB_HAVE_MPI
+    if (be->unified) return sum_host(x, n, MPI_FLOAT, sizeof(float), e);
+    float *host = malloc(n * sizeof *host);
+    if (!host) return cb_fail(e, CB_E_RUNTIME, "", "out of memory for %zu gradients", n);
+    int rc = be->download(be, host, x, n * sizeof *host, e);
+    if (rc == CB_OK) rc = sum_host(host, n, MPI_FLOAT, sizeof(float), e);
+    if (rc == CB_OK) rc = be->upload(be, x, host, n * sizeof *host, e);
+    free(host);
+    return rc;
+#else
+    (void)be, (void)x, (void)n;
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
+#endif
+}
+
+int cb_dist_sum_f64(const cb_dist *d, double *x, size_t n, cb_error *e) {
+    if (d->world <= 1) return CB_OK;
+#ifdef CB_HAVE_MPI
+    return sum_host(x, n, MPI_DOUBLE, sizeof(double), e);
+#else
+    (void)x, (void)n;
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
+#endif
+}
+
+int cb_dist_any(const cb_dist *d, int flag, int *any, cb_error *e) {
+    *any = flag;
+    if (d->world <= 1) return CB_OK;
+#ifdef CB_HAVE_MPI
+    int rc = MPI_Allreduce(&flag, any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
+    return rc == MPI_SUCCESS ? CB_OK : mpi_failed(rc, "the stop vote", e);
+#else
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
+#endif
+}
+
+int cb_dist_broadcast(const cb_dist *d, cb_backend *be, void *x, size_t bytes, cb_error *e) {
+    if (d->world <= 1) return CB_OK;
+#ifdef CB_HAVE_MPI
+    void *host = x;
+    if (!be->unified && !(host = malloc(bytes))) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
+    int rc = be->unified || d->rank != 0 ? CB_OK : be->download(be, host, x, bytes, e);
+    for (size_t done = 0; rc == CB_OK && done < bytes;) {
+        int k = bytes - done > (size_t)INT_MAX ? INT_MAX : (int)(bytes - done);
+        int mrc = MPI_Bcast((char *)host + done, k, MPI_BYTE, 0, MPI_COMM_WORLD);
+        if (mrc != MPI_SUCCESS) rc = mpi_failed(mrc, "the broadcast", e);
+        done += (size_t)k;
+    }
+    if (rc == CB_OK && !be->unified && d->rank != 0) rc = be->upload(be, x, host, bytes, e);
+    if (host != x) free(host);
+    return rc;
+#else
+    (void)be, (void)x, (void)bytes;
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
+#endif
+}
+
+int cb_is_distributed(void) { return the_process.world > 1; }
+int cb_rank(void) { return the_process.rank; }
+int cb_world_size(void) { return the_process.world; }
+int cb_is_main_process(void) { return the_process.rank == 0; }

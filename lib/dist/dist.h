@@ -1,0 +1,46 @@
+/* dist.h: the ranks of a data-parallel run. Ranks are processes started by OpenMPI's
+ * mpirun (one per GPU, or several on a CPU host; several hosts the same way); caramba
+ * brings no transport of its own. On the CPU the gradients are summed with MPI's
+ * all-reduce; on a GPU with NCCL, its communicator set up through MPI.
+ *
+ * Data parallel (strategy ddp): the manifest's batch_size is the global batch; rank r
+ * trains on rows [r B/W, (r+1) B/W) of every global batch (B/W rows a rank; the batcher
+ * draws the same global batch everywhere), so W ranks take the step one rank would take
+ * on the whole batch: gradients summed over ranks and divided by W, the loss likewise,
+ * dropout masks indexed by the row in the global batch. Every rank holds the whole model
+ * and optimizer state and applies the same update; rank 0 alone writes checkpoints,
+ * metrics and the final model, and prints progress. */
+#ifndef CB_DIST_DIST_H
+#define CB_DIST_DIST_H
+
+#include <stddef.h>
+#include "backend/backend.h"
+#include "core/error.h"
+
+typedef struct cb_dist {
+    int rank, world; /* 0 and 1 outside mpirun */
+    int mpi;         /* 1: this process initialised MPI (finalize ends it) */
+} cb_dist;
+
+/* Join the run mpirun started (its environment says so), or stand alone (rank 0 of 1).
+ * Started by mpirun with several ranks in a build without MPI: CB_E_USAGE saying so. */
+int cb_dist_init(cb_dist *d, cb_error *e);
+void cb_dist_finalize(cb_dist *d);
+
+/* x (n), memory of be, summed over every rank in place (every rank gets the sum). A
+ * transport failure is CB_E_RUNTIME. With one rank: nothing. */
+int cb_dist_sum_f32(const cb_dist *d, cb_backend *be, float *x, size_t n, cb_error *e);
+/* The same for host doubles (losses, counts). */
+int cb_dist_sum_f64(const cb_dist *d, double *x, size_t n, cb_error *e);
+/* The largest of each rank's flag (a stop request any rank saw). */
+int cb_dist_any(const cb_dist *d, int flag, int *any, cb_error *e);
+/* Rank 0's bytes (memory of be) to every rank. */
+int cb_dist_broadcast(const cb_dist *d, cb_backend *be, void *x, size_t bytes, cb_error *e);
+
+/* The seed's utilities, for the process as cb_dist_init left it. */
+int cb_is_distributed(void);
+int cb_rank(void);
+int cb_world_size(void);
+int cb_is_main_process(void);
+
+#endif

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# cb-train on several ranks started by OpenMPI's mpirun (lib/dist/dist.h): two ranks take
+# the step one rank takes on the same global batch (dropout, gradient accumulation and
+# evaluation included), rank 0 alone writes, resume works across a change of rank count,
+# a batch that does not divide among the ranks is refused, and a rank killed mid-run stops
+# the others within a timeout with the last checkpoint intact.
+# Tolerance: the ranks sum their gradients in another order than one rank's products do,
+# so results agree to rounding, not bit for bit: every loss within 1e-5 relative, final
+# weights within 1e-5 in normalised L2 error (||a - b|| / ||a||).
+. "$(dirname "$0")/lib.sh"
+export OMP_WAIT_POLICY=passive OMP_NUM_THREADS=1 # two ranks on two cores
+if ! command -v mpirun >/dev/null; then
+    echo "skip - $SCRIPT.all: mpirun is not installed (openmpi-bin; make deps installs it)"; exit 0; fi
+export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 # CI runs as root
+export OMPI_MCA_rmaps_base_oversubscribe=1 # more ranks than cores is fine for a test
+# Open MPI keeps memory it allocates in MPI_Init until the process ends: not caramba's leaks
+export ASAN_OPTIONS="${ASAN_OPTIONS:-}:detect_leaks=0"
+mpi() { local np=$1; shift; timeout 300 mpirun -np "$np" "$@"; }
+
+"$CB_BIN/cb" compile tests/cli/train/tiny.yml > "$TMP/plan.json" || { not_ok compile "tests/cli/train/tiny.yml"; exit 0; }
+LC_ALL=C awk 'BEGIN { x = 3; for (i = 0; i < 3000; i++) { x = (x * 1103515245 + 12345) % 2147483648;
+    printf "%d%s", (i * 7 + int(x / 65536) % 5) % 64, (i % 20 == 19 ? "\n" : " ") } }' > "$TMP/train.tokens"
+TRAIN=("$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens")
+losses() { grep -o '"\(loss\|val_loss\)":[^,}]*' "$1" | cut -d: -f2; }
+
+# close_losses NAME A B: the same number of losses, each within 1e-5 relative
+close_losses() {
+    local report
+    report=$(paste <(losses "$2") <(losses "$3") | awk -v na="$(losses "$2" | wc -l)" -v nb="$(losses "$3" | wc -l)" '
+        { d = $1 - $2; if (d < 0) d = -d; s = $1 < 0 ? -$1 : $1; if (d > 1e-5 * s) bad = bad " " NR ":" $1 "/" $2 }
+        END { if (na != nb || na == 0) print "loss counts " na " and " nb; else if (bad != "") print "differ at" bad }')
+    if [ -z "$report" ]; then ok "$1"; else not_ok "$1" "$report"; fi
+}
+# close_weights NAME A B: two safetensors files of one layout (same header), their floats
+# within 1e-5 normalised L2 error
+close_weights() {
+    if ! cmp -s <(head -c 8 "$2") <(head -c 8 "$3"); then not_ok "$1" "the files' headers differ"; return; fi
+    local h err
+    h=$(od -An -tu8 -N8 "$2" | tr -d ' ')
+    err=$(paste <(od -An -v -f -w4 -j $((8 + h)) "$2") <(od -An -v -f -w4 -j $((8 + h)) "$3") |
+        awk '{ d = $1 - $2; e += d * d; w += $1 * $1 } END { if (NR == 0 || w == 0) print "nan"; else printf "%.3g", sqrt(e / w) }')
+    if awk -v x="$err" 'BEGIN { exit !(x != "nan" && x + 0 <= 1e-5) }'; then ok "$1"; else
+        not_ok "$1" "normalised weight error $err > 1e-5"; fi
+}
+
+# 1. one rank, then two ranks on the same global batch (AdamW, grad_accum 2, dropout, evaluation)
+expect_run one_rank 0 "${TRAIN[@]}" --run adamw -o "$TMP/one" "$TMP/plan.json"
+expect_run two_ranks 0 mpi 2 "${TRAIN[@]}" --run adamw -o "$TMP/two" "$TMP/plan.json"
+if [ "$(cat "$TMP/out")" = "$TMP/two/final" ]; then ok two_ranks_print_once; else
+    not_ok two_ranks_print_once "stdout: $(head -c 300 "$TMP/out")"; fi
+close_losses two_ranks_losses "$TMP/one/metrics.jsonl" "$TMP/two/metrics.jsonl"
+close_weights two_ranks_weights "$TMP/one/final/model.safetensors" "$TMP/two/final/model.safetensors"
+n=$(grep -c '"step":' "$TMP/two/metrics.jsonl")
+[ "$n" -eq 20 ] && ok rank0_writes_once || not_ok rank0_writes_once "$n metric lines, expected 20 (one writer)"
+# Lion (sign updates: the most sensitive to a gradient that differs) on two ranks
+expect_run lion_one 0 "${TRAIN[@]}" --run lion -o "$TMP/l1" "$TMP/plan.json"
+expect_run lion_two 0 mpi 2 "${TRAIN[@]}" --run lion -o "$TMP/l2" "$TMP/plan.json"
+close_losses lion_two_losses "$TMP/l1/metrics.jsonl" "$TMP/l2/metrics.jsonl"
+
+# 2. resume across a change of rank count: two ranks' checkpoint at step 10 finished on
+#    one rank, and one rank's on two, both end where the straight run ended
+expect_run resume_2_to_1 0 "${TRAIN[@]}" --run adamw -o "$TMP/r1" --resume "$TMP/two/step-00000010" "$TMP/plan.json"
+close_weights resume_2_to_1_weights "$TMP/one/final/model.safetensors" "$TMP/r1/final/model.safetensors"
+expect_run resume_1_to_2 0 mpi 2 "${TRAIN[@]}" --run adamw -o "$TMP/r2" --resume "$TMP/one/step-00000010" "$TMP/plan.json"
+close_weights resume_1_to_2_weights "$TMP/one/final/model.safetensors" "$TMP/r2/final/model.safetensors"
+
+# 3. a global batch of 2 rows among 3 ranks: one line naming the field, exit 2, nothing written
+run mpi 3 "${TRAIN[@]}" --run adamw -o "$TMP/three" "$TMP/plan.json"
+if [ "$STATUS" -ne 0 ] && grep -q '^cb-train: batch_size: the global batch of 2 rows does not divide among 3 ranks$' "$TMP/err"; then
+    ok indivisible_batch; else not_ok indivisible_batch "status $STATUS: $(head -c 300 "$TMP/err")"; fi
+[ ! -e "$TMP/three/metrics.jsonl" ] && ok indivisible_nothing_written || not_ok indivisible_nothing_written "metrics written"
+
+# 4. a rank killed mid-run: mpirun ends the others within 30 s, and the newest
+#    checkpoint is whole (the run resumes from it)
+(mpi 2 "${TRAIN[@]}" --run adamw --steps 1000000 -o "$TMP/k" "$TMP/plan.json" >"$TMP/k.out" 2>"$TMP/k.err"
+ echo $? >"$TMP/k.rc") &
+for _ in $(seq 1 600); do [ -d "$TMP/k/step-00000010" ] && break; sleep 0.1; done
+victim=$(pgrep -f "cb-train .*-o $TMP/k " | sort -n | tail -1)
+if [ -z "$victim" ] || [ ! -d "$TMP/k/step-00000010" ]; then not_ok killed_rank "the run did not reach step 10"
+else
+    kill -9 "$victim"
+    for _ in $(seq 1 300); do [ -s "$TMP/k.rc" ] && break; sleep 0.1; done
+    if [ -s "$TMP/k.rc" ] && [ "$(cat "$TMP/k.rc")" -ne 0 ]; then ok killed_rank_stops_all; else
+        not_ok killed_rank_stops_all "the other rank still runs 30 s after the kill"; pkill -9 -f "cb-train .*-o $TMP/k " ; fi
+    newest=$(ls -d "$TMP"/k/step-* | sort | tail -1)
+    expect_run killed_checkpoint_resumes 0 "${TRAIN[@]}" --run adamw --steps $((10#${newest##*step-} + 2)) \
+        -o "$TMP/k2" --resume "$newest" "$TMP/plan.json"
+fi
