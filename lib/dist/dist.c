@@ -142,6 +142,87 @@ int cb_dist_broadcast(const cb_dist *d, cb_backend *be, void *x, size_t bytes, c
 #endif
 }
 
+#ifdef CB_HAVE_MPI
+/* MPI's int counts and displacements of parts (in floats); NULL with e set when a part
+ * is beyond an int */
+static int *int_array(const size_t *v, int n, cb_error *e) {
+    int *out = malloc((size_t)n * sizeof *out);
+    if (!out) {
+        cb_fail(e, CB_E_RUNTIME, "", "out of memory");
+        return NULL;
+    }
+    for (int i = 0; i < n; i++) {
+        if (v[i] > (size_t)INT_MAX) {
+            free(out);
+            cb_fail(e, CB_E_RUNTIME, "mpi", "a part of %zu values is more than MPI counts (2^31)", v[i]);
+            return NULL;
+        }
+        out[i] = (int)v[i];
+    }
+    return out;
+}
+
+/* f on host memory: x itself on a unified device, else a copy of the n floats there */
+static int on_host(const cb_dist *d, cb_backend *be, float *x, size_t n, const cb_dist_parts *parts,
+                   int (*f)(const cb_dist *, float *, const cb_dist_parts *, cb_error *), cb_error *e) {
+    if (be->unified) return f(d, x, parts, e);
+    float *host = malloc(n * sizeof *host);
+    if (!host) return cb_fail(e, CB_E_RUNTIME, "", "out of memory for %zu values", n);
+    int rc = be->download(be, host, x, n * sizeof *host, e);
+    if (rc == CB_OK) rc = f(d, host, parts, e);
+    if (rc == CB_OK) rc = be->upload(be, x, host, n * sizeof *host, e);
+    free(host);
+    return rc;
+}
+
+static int reduce_scatter_host(const cb_dist *d, float *x, const cb_dist_parts *parts, cb_error *e) {
+    int *counts = int_array(parts->count, d->world, e);
+    if (!counts) return e->code;
+    /* in place: the whole of x goes in, this rank's sum comes out at the start of x */
+    int rc = MPI_Reduce_scatter(MPI_IN_PLACE, x, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+    free(counts);
+    if (rc != MPI_SUCCESS) return mpi_failed(rc, "the reduce-scatter", e);
+    memmove(x + parts->begin[d->rank], x, parts->count[d->rank] * sizeof *x);
+    return CB_OK;
+}
+
+static int all_gather_host(const cb_dist *d, float *x, const cb_dist_parts *parts, cb_error *e) {
+    int *counts = int_array(parts->count, d->world, e), *displs = counts ? int_array(parts->begin, d->world, e) : NULL;
+    int rc = counts && displs ? MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, counts, displs, MPI_FLOAT,
+                                               MPI_COMM_WORLD)
+                              : MPI_SUCCESS;
+    int failed = !counts || !displs;
+    free(counts);
+    free(displs);
+    if (failed) return e->code;
+    return rc == MPI_SUCCESS ? CB_OK : mpi_failed(rc, "the all-gather", e);
+}
+#endif
+
+static size_t parts_total(const cb_dist *d, const cb_dist_parts *parts) {
+    return parts->begin[d->world - 1] + parts->count[d->world - 1];
+}
+
+int cb_dist_sum_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e) {
+    if (d->world <= 1) return CB_OK;
+#ifdef CB_HAVE_MPI
+    return on_host(d, be, x, parts_total(d, parts), parts, reduce_scatter_host, e);
+#else
+    (void)be, (void)x, (void)parts, (void)parts_total;
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
+#endif
+}
+
+int cb_dist_gather_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e) {
+    if (d->world <= 1) return CB_OK;
+#ifdef CB_HAVE_MPI
+    return on_host(d, be, x, parts_total(d, parts), parts, all_gather_host, e);
+#else
+    (void)be, (void)x, (void)parts;
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
+#endif
+}
+
 int cb_is_distributed(void) { return the_process.world > 1; }
 int cb_rank(void) { return the_process.rank; }
 int cb_world_size(void) { return the_process.world; }

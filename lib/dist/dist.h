@@ -37,6 +37,17 @@ int cb_dist_any(const cb_dist *d, int flag, int *any, cb_error *e);
 /* Rank 0's bytes (memory of be) to every rank. */
 int cb_dist_broadcast(const cb_dist *d, cb_backend *be, void *x, size_t bytes, cb_error *e);
 
+/* A buffer cut into one contiguous part per rank: part r is [begin[r], begin[r] + count[r]). */
+typedef struct cb_dist_parts {
+    size_t *begin, *count; /* (world) */
+} cb_dist_parts;
+
+/* x (n, memory of be) summed over the ranks, each rank keeping only the sum of its own
+ * part (at its place in x; the rest of x is left undefined): a reduce-scatter. */
+int cb_dist_sum_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e);
+/* Every rank's part of x (memory of be) to every rank: an all-gather. */
+int cb_dist_gather_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e);
+
 /* The seed's utilities, for the process as cb_dist_init left it. */
 int cb_is_distributed(void);
 int cb_rank(void);

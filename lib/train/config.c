@@ -110,6 +110,18 @@ static int read_init(cb_train_config *c, const json_t *train, cb_error *e) {
     return CB_OK;
 }
 
+/* strategy and fsdp_sharding_strategy (dist/dist.h, train/shard.h) */
+static int read_strategy(cb_train_config *c, const json_t *train, const json_t *given, cb_error *e) {
+    const char *strategy = str(train, "strategy"), *sharding = str(train, "fsdp_sharding_strategy");
+    if (!strategy || strcmp(strategy, "fsdp") != 0) return CB_OK;
+    if (sharding && strcmp(sharding, "FULL_SHARD") == 0)
+        return cb_fail(e, CB_E_USAGE, cb_loc(given, "fsdp_sharding_strategy"),
+                       "train.fsdp_sharding_strategy: FULL_SHARD (parameters sharded too) is not in this build; "
+                       "SHARD_GRAD_OP shards the optimizer state and the gradient reduction");
+    c->shard_optimizer = !sharding || strcmp(sharding, "SHARD_GRAD_OP") == 0;
+    return CB_OK;
+}
+
 int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *run, cb_error *e) {
     memset(c, 0, sizeof *c);
     snprintf(c->group, sizeof c->group, "%s", str(group, "name") ? str(group, "name") : "");
@@ -183,6 +195,7 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
         rc = copy_str(c->wandb_entity, sizeof c->wandb_entity, str(train, "wandb_entity"), given, "wandb_entity", e);
     if (rc == CB_OK) rc = read_instruments(c, train, e);
     if (rc == CB_OK) rc = read_init(c, train, e);
+    if (rc == CB_OK) rc = read_strategy(c, train, given, e);
     json_decref(train);
     return rc;
 }

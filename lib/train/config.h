@@ -43,6 +43,8 @@ typedef struct cb_train_config {
     char init_from[16];              /* "student", "teacher" or "" */
     char resume[CB_TRAIN_PATH_MAX];  /* train.resume, or "" */
     char device[16];                 /* train.device: "cpu", "cuda", "auto" (backend/backend.h) */
+    int shard_optimizer;             /* strategy fsdp, SHARD_GRAD_OP: each rank holds its part of the
+                                        optimizer state (train/shard.h) */
 } cb_train_config;
 
 /* Find the run: in group `group` (NULL: the only group, or the group holding run), the

@@ -19,6 +19,7 @@
 #include "train/optimizer.h"
 #include "train/prefetch.h"
 #include "train/schedule.h"
+#include "train/shard.h"
 
 /* ---- data ---- */
 
@@ -155,7 +156,8 @@ typedef struct trainer {
     cb_batcher batcher;
     cb_prefetch prefetch;
     cb_metrics metrics;
-    int have_prog, have_run, have_opt, have_prefetch, have_metrics;
+    cb_shard shard; /* strategy fsdp: this rank's part of the optimizer state */
+    int have_prog, have_run, have_opt, have_prefetch, have_metrics, sharded;
 } trainer;
 
 static void trainer_free(trainer *t) {
@@ -172,8 +174,16 @@ static void trainer_free(trainer *t) {
             be->free(be, t->dev.opt_v);
         }
     }
+    if (t->sharded) cb_shard_free(&t->shard, be);
     if (t->have_opt) cb_optimizer_free(&t->opt);
 }
+
+/* The ranks of the run (dist/dist.h); this process alone when the caller gave none. */
+static const cb_dist *ranks(const trainer *t) {
+    static const cb_dist alone = {0, 1, 0};
+    return t->io->dist ? t->io->dist : &alone;
+}
+static int is_main(const trainer *t) { return ranks(t)->rank == 0; }
 
 static size_t param_bytes(const trainer *t) { return t->m->params.total_floats * sizeof(float); }
 
@@ -200,20 +210,14 @@ static int upload_state(trainer *t, cb_error *e) {
 /* The device's weights and optimizer state back into the host buffers a checkpoint writes. */
 static int download_state(trainer *t, cb_error *e) {
     cb_backend *be = t->be;
+    if (t->sharded) CB_TRY(cb_shard_collect(&t->shard, ranks(t), be, &t->opt, e)); /* every rank's part */
     if (be->unified) return be->synchronize(be, e);
     const size_t bytes = param_bytes(t);
     CB_TRY(be->download(be, t->m->weights, t->dev.weights, bytes, e));
-    CB_TRY(be->download(be, t->opt.m, t->dev.opt_m, bytes, e));
-    if (t->opt.v) CB_TRY(be->download(be, t->opt.v, t->dev.opt_v, bytes, e));
+    if (t->dev.opt_m) CB_TRY(be->download(be, t->opt.m, t->dev.opt_m, bytes, e));
+    if (t->dev.opt_v) CB_TRY(be->download(be, t->opt.v, t->dev.opt_v, bytes, e));
     return be->synchronize(be, e);
 }
-
-/* The ranks of the run (dist/dist.h); this process alone when the caller gave none. */
-static const cb_dist *ranks(const trainer *t) {
-    static const cb_dist alone = {0, 1, 0};
-    return t->io->dist ? t->io->dist : &alone;
-}
-static int is_main(const trainer *t) { return ranks(t)->rank == 0; }
 
 /* This rank's rows of a global batch (x, y: (B * world, T) each): rows rank*B .. */
 static void rank_rows(const trainer *t, const int32_t **x, const int32_t **y) {
@@ -307,6 +311,17 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.weights, param_bytes(t), e));
     CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.opt_m, param_bytes(t), e));
     if (t->dev.opt_v) CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.opt_v, param_bytes(t), e));
+    if (c->shard_optimizer && dist->world > 1) {
+        /* the state as the host holds it (fresh, or resumed and broadcast) cut to this rank's part */
+        if (!t->be->unified) CB_TRY(download_state(t, e));
+        CB_TRY(cb_shard_init(&t->shard, dist, t->be, &t->opt, e));
+        t->sharded = 1;
+        if (!t->be->unified) { /* the whole state leaves the device: only the part stays */
+            t->be->free(t->be, t->dev.opt_m);
+            t->be->free(t->be, t->dev.opt_v);
+        }
+        t->dev.opt_m = t->dev.opt_v = NULL;
+    }
 
     CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1, c->seed, e));
     t->batcher.position = st->data_position;
@@ -343,17 +358,21 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
             cb_run_backward(&t->run, &t->prog, w, g);
         }
         /* data parallel: the sums over ranks, once a step (after the last micro-batch) */
-        CB_TRY(cb_dist_sum_f32(dist, be, g, n_floats, e));
         CB_TRY(cb_dist_sum_f64(dist, &loss_sum, 1, e));
         int parts = c->grad_accum * dist->world;
         double loss = parts == 1 ? loss_sum : loss_sum / parts;
         if (!isfinite(loss)) return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the loss is %s", step, isnan(loss) ? "nan" : "inf");
-        if (parts > 1) be->scale(be, g, n_floats, 1.0f / (float)parts);
-        double norm = be->grad_clip(be, g, n_floats, c->grad_clip);
+        double lr = cb_schedule_lr(&c->schedule, step - 1), norm;
+        if (t->sharded) {
+            CB_TRY(cb_shard_step(&t->shard, dist, be, &t->opt, w, g, 1.0f / (float)parts, c->grad_clip, lr, &norm, e));
+        } else {
+            CB_TRY(cb_dist_sum_f32(dist, be, g, n_floats, e));
+            if (parts > 1) be->scale(be, g, n_floats, 1.0f / (float)parts);
+            norm = be->grad_clip(be, g, n_floats, c->grad_clip);
+        }
         if (!isfinite(norm))
             return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the gradient norm is %s", step, isnan(norm) ? "nan" : "inf");
-        double lr = cb_schedule_lr(&c->schedule, step - 1);
-        be->optimizer_step(be, &t->opt, w, g, t->dev.opt_m, t->dev.opt_v, lr);
+        if (!t->sharded) be->optimizer_step(be, &t->opt, w, g, t->dev.opt_m, t->dev.opt_v, lr);
         t->st.step = step;
         t->st.tokens += step_tokens;
         double seconds = cb_clock_s() - t0;

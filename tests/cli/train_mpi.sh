@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # cb-train on several ranks started by OpenMPI's mpirun (lib/dist/dist.h): two ranks take
 # the step one rank takes on the same global batch (dropout, gradient accumulation and
-# evaluation included), rank 0 alone writes, resume works across a change of rank count,
+# evaluation included; strategy ddp and fsdp), rank 0 alone writes, resume works across a change of rank count,
 # a batch that does not divide among the ranks is refused, and a rank killed mid-run stops
 # the others within a timeout with the last checkpoint intact.
 # Tolerance: the ranks sum their gradients in another order than one rank's products do,
@@ -70,7 +70,24 @@ if [ "$STATUS" -ne 0 ] && grep -q '^cb-train: batch_size: the global batch of 2 
     ok indivisible_batch; else not_ok indivisible_batch "status $STATUS: $(head -c 300 "$TMP/err")"; fi
 [ ! -e "$TMP/three/metrics.jsonl" ] && ok indivisible_nothing_written || not_ok indivisible_nothing_written "metrics written"
 
-# 4. a rank killed mid-run: mpirun ends the others within 30 s, and the newest
+# 4. strategy fsdp (SHARD_GRAD_OP): each rank holds its part of the optimizer state
+#    (parts of 3376 and 3360 floats here); the same losses, weights and, gathered into the
+#    checkpoint, the same optimizer state as one rank; the checkpoint resumes on one rank
+sed 's/^          grad_accum: 2$/          grad_accum: 2\n          strategy: fsdp/' tests/cli/train/tiny.yml >"$TMP/fsdp.yml"
+"$CB_BIN/cb" compile "$TMP/fsdp.yml" >"$TMP/fplan.json" || not_ok fsdp_compile "$(head -c 300 "$TMP/fsdp.yml")"
+expect_run fsdp_two_ranks 0 mpi 2 "${TRAIN[@]}" --run adamw -o "$TMP/f2" "$TMP/fplan.json"
+close_losses fsdp_losses "$TMP/one/metrics.jsonl" "$TMP/f2/metrics.jsonl"
+close_weights fsdp_weights "$TMP/one/final/model.safetensors" "$TMP/f2/final/model.safetensors"
+close_weights fsdp_optimizer_state "$TMP/one/step-00000010/optimizer.safetensors" "$TMP/f2/step-00000010/optimizer.safetensors"
+expect_run fsdp_resume_one_rank 0 "${TRAIN[@]}" --run adamw -o "$TMP/f1" --resume "$TMP/f2/step-00000010" "$TMP/fplan.json"
+close_weights fsdp_resume_weights "$TMP/one/final/model.safetensors" "$TMP/f1/final/model.safetensors"
+sed 's/^          grad_accum: 2$/          grad_accum: 2\n          strategy: fsdp\n          fsdp_sharding_strategy: FULL_SHARD/' \
+    tests/cli/train/tiny.yml >"$TMP/full.yml"
+"$CB_BIN/cb" compile "$TMP/full.yml" >"$TMP/full.json"
+expect_run full_shard_refused 2 "${TRAIN[@]}" --run adamw -o "$TMP/fs" "$TMP/full.json"
+expect_err_line full_shard_line 'full.yml:[0-9]+:[0-9]+: train.fsdp_sharding_strategy: FULL_SHARD .* is not in this build'
+
+# 5. a rank killed mid-run: mpirun ends the others within 30 s, and the newest
 #    checkpoint is whole (the run resumes from it)
 (mpi 2 "${TRAIN[@]}" --run adamw --steps 1000000 -o "$TMP/k" "$TMP/plan.json" >"$TMP/k.out" 2>"$TMP/k.err"
  echo $? >"$TMP/k.rc") &
