@@ -162,7 +162,7 @@ typedef struct train_args {
     int quiet, force;
 } train_args;
 
-static int train(const cb_dist *dist, const train_args *a, cb_error *e);
+static int train(cb_dist *dist, const train_args *a, cb_error *e);
 
 int main(int argc, char **argv) {
     if (cb_cli_start("cb-train", argc, argv, CB_CLI_COMPUTE)) return cb_cli_close_stdout("cb-train");
@@ -215,7 +215,7 @@ int main(int argc, char **argv) {
 }
 
 /* The run on this rank, rank 0 printing its result; returns the exit status. */
-static int train(const cb_dist *dist, const train_args *a, cb_error *ep) {
+static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
     cb_error e = *ep;
     const char *run_id = a->run_id, *group = a->group, *out = a->out, *resume = a->resume, *data = a->data,
                *val = a->val, *device = a->device;

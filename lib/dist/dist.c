@@ -11,25 +11,42 @@
 #ifdef CB_HAVE_MPI
 #include <mpi.h>
 #endif
+#if defined(CB_HAVE_MPI) && defined(CB_HAVE_CUDA)
+#include <cuda_runtime.h>
+#include <nccl.h>
+#define CB_HAVE_NCCL 1
+#endif
 
-static cb_dist the_process = {0, 1, 0};
+static cb_dist the_process = {0, 1, 0, NULL};
+static int owns_mpi; /* this process called MPI_Init: finalize ends MPI */
 
-/* How many ranks the launcher says there are: OpenMPI's, or a PMI launcher's. */
+/* How many ranks the launcher says there are (OpenMPI's, or a PMI launcher's); 0 when no
+ * launcher started this process. */
 static int launcher_world(void) {
     static const char *const vars[] = {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_SIZE"};
     for (size_t i = 0; i < sizeof vars / sizeof *vars; i++) {
         const char *v = getenv(vars[i]);
         if (v && atoi(v) > 0) return atoi(v);
     }
-    return 1;
+    return 0;
 }
+
+#ifdef CB_HAVE_MPI
+static int mpi_failed(int rc, const char *what, cb_error *e) {
+    char msg[MPI_MAX_ERROR_STRING];
+    int len = 0;
+    MPI_Error_string(rc, msg, &len);
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "%s failed: %.*s (a rank may have stopped)", what, len, msg);
+}
+#endif
 
 int cb_dist_init(cb_dist *d, cb_error *e) {
     d->rank = 0;
     d->world = 1;
     d->mpi = 0;
+    d->nccl = NULL;
     int world = launcher_world();
-    if (world <= 1) {
+    if (world == 0) {
         the_process = *d;
         return CB_OK;
     }
@@ -40,8 +57,9 @@ int cb_dist_init(cb_dist *d, cb_error *e) {
         int provided;
         if (MPI_Init_thread(NULL, NULL, MPI_THREAD_FUNNELED, &provided) != MPI_SUCCESS)
             return cb_fail(e, CB_E_RUNTIME, "mpi", "MPI_Init failed");
-        d->mpi = 1;
+        owns_mpi = 1;
     }
+    d->mpi = 1;
     /* a failed transfer comes back as an error code, to be reported as one line */
     MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     MPI_Comm_rank(MPI_COMM_WORLD, &d->rank);
@@ -49,25 +67,69 @@ int cb_dist_init(cb_dist *d, cb_error *e) {
     the_process = *d;
     return CB_OK;
 #else
+    if (world == 1) { /* a launcher's single rank trains alone */
+        the_process = *d;
+        return CB_OK;
+    }
     return cb_fail(e, CB_E_USAGE, "mpirun", "started as one of %d ranks, but this build has no MPI "
                    "(install libopenmpi-dev and rebuild: make deps && make)", world);
 #endif
 }
 
 void cb_dist_finalize(cb_dist *d) {
+#ifdef CB_HAVE_NCCL
+    if (d->nccl) ncclCommDestroy((ncclComm_t)d->nccl);
+#endif
+    d->nccl = NULL;
 #ifdef CB_HAVE_MPI
-    if (d->mpi) MPI_Finalize();
+    if (owns_mpi) MPI_Finalize();
+    owns_mpi = 0;
 #endif
     d->mpi = 0;
 }
 
-#ifdef CB_HAVE_MPI
-static int mpi_failed(int rc, const char *what, cb_error *e) {
-    char msg[MPI_MAX_ERROR_STRING];
-    int len = 0;
-    MPI_Error_string(rc, msg, &len);
-    return cb_fail(e, CB_E_RUNTIME, "mpi", "%s failed: %.*s (a rank may have stopped)", what, len, msg);
+#ifdef CB_HAVE_NCCL
+static int nccl_failed(ncclResult_t r, const char *what, cb_error *e) {
+    return cb_fail(e, CB_E_RUNTIME, "nccl", "%s failed: %s (a rank may have stopped)", what, ncclGetErrorString(r));
 }
+/* NCCL queues on the CUDA backend's stream (the legacy default stream, kernels.h); waiting
+ * for it here turns a failure into this call's error */
+static int nccl_wait(ncclResult_t r, const char *what, cb_error *e) {
+    if (r != ncclSuccess) return nccl_failed(r, what, e);
+    cudaError_t err = cudaStreamSynchronize(0);
+    if (err != cudaSuccess) return cb_fail(e, CB_E_RUNTIME, "nccl", "%s: %s", what, cudaGetErrorString(err));
+    return CB_OK;
+}
+#endif
+
+int cb_dist_attach(cb_dist *d, cb_backend *be, cb_error *e) {
+    if (!d->mpi || be->device != CB_DEVICE_CUDA || d->nccl) return CB_OK;
+#ifdef CB_HAVE_NCCL
+    ncclUniqueId id;
+    if (d->rank == 0) {
+        ncclResult_t r = ncclGetUniqueId(&id);
+        if (r != ncclSuccess) return nccl_failed(r, "ncclGetUniqueId", e);
+    }
+    int rc = MPI_Bcast(&id, (int)sizeof id, MPI_BYTE, 0, MPI_COMM_WORLD);
+    if (rc != MPI_SUCCESS) return mpi_failed(rc, "sending the NCCL id", e);
+    ncclComm_t comm;
+    ncclResult_t r = ncclCommInitRank(&comm, d->world, id, d->rank);
+    if (r != ncclSuccess) return nccl_failed(r, "ncclCommInitRank", e);
+    d->nccl = comm;
+    the_process.nccl = comm;
+    return CB_OK;
+#else
+    return cb_fail(e, CB_E_USAGE, "nccl", "ranks on CUDA devices need NCCL and MPI, and this build has %s",
+#ifdef CB_HAVE_MPI
+                   "no CUDA"
+#else
+                   "no MPI"
+#endif
+    );
+#endif
+}
+
+#ifdef CB_HAVE_MPI
 
 /* MPI counts are int: large buffers go in pieces */
 static int sum_host(void *x, size_t n, MPI_Datatype type, size_t size, cb_error *e) {
@@ -83,8 +145,19 @@ static int sum_host(void *x, size_t n, MPI_Datatype type, size_t size, cb_error 
 }
 #endif
 
+#ifdef CB_HAVE_NCCL
+/* the communicator, when x is memory of the CUDA device it was made for */
+static ncclComm_t on_gpu(const cb_dist *d, const cb_backend *be) {
+    return d->nccl && be->device == CB_DEVICE_CUDA ? (ncclComm_t)d->nccl : NULL;
+}
+#endif
+
 int cb_dist_sum_f32(const cb_dist *d, cb_backend *be, float *x, size_t n, cb_error *e) {
-    if (d->world <= 1) return CB_OK;
+    if (!d->mpi) return CB_OK;
+#ifdef CB_HAVE_NCCL
+    ncclComm_t comm = on_gpu(d, be);
+    if (comm) return nccl_wait(ncclAllReduce(x, x, n, ncclFloat, ncclSum, comm, 0), "ncclAllReduce", e);
+#endif
 #ifdef CB_HAVE_MPI
     if (be->unified) return sum_host(x, n, MPI_FLOAT, sizeof(float), e);
     float *host = malloc(n * sizeof *host);
@@ -101,7 +174,7 @@ int cb_dist_sum_f32(const cb_dist *d, cb_backend *be, float *x, size_t n, cb_err
 }
 
 int cb_dist_sum_f64(const cb_dist *d, double *x, size_t n, cb_error *e) {
-    if (d->world <= 1) return CB_OK;
+    if (!d->mpi) return CB_OK;
 #ifdef CB_HAVE_MPI
     return sum_host(x, n, MPI_DOUBLE, sizeof(double), e);
 #else
@@ -112,7 +185,7 @@ int cb_dist_sum_f64(const cb_dist *d, double *x, size_t n, cb_error *e) {
 
 int cb_dist_any(const cb_dist *d, int flag, int *any, cb_error *e) {
     *any = flag;
-    if (d->world <= 1) return CB_OK;
+    if (!d->mpi) return CB_OK;
 #ifdef CB_HAVE_MPI
     int rc = MPI_Allreduce(&flag, any, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD);
     return rc == MPI_SUCCESS ? CB_OK : mpi_failed(rc, "the stop vote", e);
@@ -122,7 +195,11 @@ int cb_dist_any(const cb_dist *d, int flag, int *any, cb_error *e) {
 }
 
 int cb_dist_broadcast(const cb_dist *d, cb_backend *be, void *x, size_t bytes, cb_error *e) {
-    if (d->world <= 1) return CB_OK;
+    if (!d->mpi) return CB_OK;
+#ifdef CB_HAVE_NCCL
+    ncclComm_t comm = on_gpu(d, be);
+    if (comm) return nccl_wait(ncclBroadcast(x, x, bytes, ncclChar, 0, comm, 0), "ncclBroadcast", e);
+#endif
 #ifdef CB_HAVE_MPI
     void *host = x;
     if (!be->unified && !(host = malloc(bytes))) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
@@ -204,7 +281,18 @@ static size_t parts_total(const cb_dist *d, const cb_dist_parts *parts) {
 }
 
 int cb_dist_sum_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e) {
-    if (d->world <= 1) return CB_OK;
+    if (!d->mpi) return CB_OK;
+#ifdef CB_HAVE_NCCL
+    ncclComm_t comm = on_gpu(d, be);
+    if (comm) { /* parts of unequal length: one reduce to each part's rank, grouped */
+        ncclGroupStart();
+        for (int r = 0; r < d->world; r++) {
+            float *p = x + parts->begin[r];
+            ncclReduce(p, p, parts->count[r], ncclFloat, ncclSum, r, comm, 0);
+        }
+        return nccl_wait(ncclGroupEnd(), "ncclReduce (scattered)", e);
+    }
+#endif
 #ifdef CB_HAVE_MPI
     return on_host(d, be, x, parts_total(d, parts), parts, reduce_scatter_host, e);
 #else
@@ -214,7 +302,18 @@ int cb_dist_sum_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_
 }
 
 int cb_dist_gather_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e) {
-    if (d->world <= 1) return CB_OK;
+    if (!d->mpi) return CB_OK;
+#ifdef CB_HAVE_NCCL
+    ncclComm_t comm = on_gpu(d, be);
+    if (comm) { /* each part from its rank to all, grouped */
+        ncclGroupStart();
+        for (int r = 0; r < d->world; r++) {
+            float *p = x + parts->begin[r];
+            ncclBroadcast(p, p, parts->count[r], ncclFloat, r, comm, 0);
+        }
+        return nccl_wait(ncclGroupEnd(), "ncclBroadcast (gathered)", e);
+    }
+#endif
 #ifdef CB_HAVE_MPI
     return on_host(d, be, x, parts_total(d, parts), parts, all_gather_host, e);
 #else

@@ -20,12 +20,19 @@
 typedef struct cb_dist {
     int rank, world; /* 0 and 1 outside mpirun */
     int mpi;         /* 1: this process initialised MPI (finalize ends it) */
+    void *nccl;      /* the NCCL communicator once cb_dist_attach saw a CUDA device, else NULL */
 } cb_dist;
 
 /* Join the run mpirun started (its environment says so), or stand alone (rank 0 of 1).
  * Started by mpirun with several ranks in a build without MPI: CB_E_USAGE saying so. */
 int cb_dist_init(cb_dist *d, cb_error *e);
 void cb_dist_finalize(cb_dist *d);
+
+/* The device the ranks' buffers live on: for a CUDA backend, an NCCL communicator (its
+ * id sent from rank 0 through MPI), so the collectives below run on the GPUs, on the
+ * backend's stream. Other devices need nothing. Launched by mpirun with a single rank,
+ * the communicator is made too (the NCCL path runs on one GPU). */
+int cb_dist_attach(cb_dist *d, cb_backend *be, cb_error *e);
 
 /* x (n), memory of be, summed over every rank in place (every rank gets the sum). A
  * transport failure is CB_E_RUNTIME. With one rank: nothing. */

@@ -180,7 +180,7 @@ static void trainer_free(trainer *t) {
 
 /* The ranks of the run (dist/dist.h); this process alone when the caller gave none. */
 static const cb_dist *ranks(const trainer *t) {
-    static const cb_dist alone = {0, 1, 0};
+    static const cb_dist alone = {0, 1, 0, NULL};
     return t->io->dist ? t->io->dist : &alone;
 }
 static int is_main(const trainer *t) { return ranks(t)->rank == 0; }
@@ -281,6 +281,7 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     CB_TRY(cb_program_init(&t->prog, m->plan, &m->params, c->batch_size / dist->world, c->block_size, e));
     t->have_prog = 1;
     t->be = t->io->backend ? t->io->backend : cb_backend_cpu();
+    if (t->io->dist) CB_TRY(cb_dist_attach(t->io->dist, t->be, e)); /* NCCL on a GPU */
     CB_TRY(cb_run_init_on(&t->run, t->be, &t->prog, 1, e));
     t->have_run = 1;
     t->run.row0 = (long)dist->rank * t->prog.B; /* dropout masks index the global batch */

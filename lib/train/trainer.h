@@ -36,7 +36,7 @@ typedef struct cb_train_io {
     cb_progress *progress;           /* may be NULL */
     const json_t *meta;              /* members added to state.json and run.json (wandb, source); may be NULL */
     cb_backend *backend;             /* the device it trains on (backend/backend.h); NULL: the CPU */
-    const struct cb_dist *dist;      /* the ranks of a data-parallel run (dist/dist.h); NULL: alone */
+    struct cb_dist *dist;            /* the ranks of a data-parallel run (dist/dist.h); NULL: alone */
 } cb_train_io;
 
 typedef struct cb_train_result {
