@@ -312,7 +312,7 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.weights, param_bytes(t), e));
     CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.opt_m, param_bytes(t), e));
     if (t->dev.opt_v) CB_TRY(cb_dist_broadcast(dist, t->be, t->dev.opt_v, param_bytes(t), e));
-    if (c->shard_optimizer && dist->world > 1) {
+    if (c->shard_optimizer && dist->mpi) { /* one rank under mpirun too: its path is the same */
         /* the state as the host holds it (fresh, or resumed and broadcast) cut to this rank's part */
         if (!t->be->unified) CB_TRY(download_state(t, e));
         CB_TRY(cb_shard_init(&t->shard, dist, t->be, &t->opt, e));

@@ -103,3 +103,18 @@ else
     expect_run killed_checkpoint_resumes 0 "${TRAIN[@]}" --run adamw --steps $((10#${newest##*step-} + 2)) \
         -o "$TMP/k2" --resume "$newest" "$TMP/plan.json"
 fi
+
+# 6. on a GPU: the NCCL path (one rank under mpirun makes an NCCL communicator and sums
+#    through it) takes the steps a single process takes on the GPU, ddp and fsdp
+if "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run adamw --steps 1 --device cuda -o "$TMP/g0" \
+        "$TMP/plan.json" >/dev/null 2>"$TMP/gpu.err"; then
+    expect_run gpu_single 0 "${TRAIN[@]}" --device cuda --run adamw -o "$TMP/g1" "$TMP/plan.json"
+    expect_run gpu_nccl_ddp 0 mpi 1 "${TRAIN[@]}" --device cuda --run adamw -o "$TMP/g2" "$TMP/plan.json"
+    close_losses gpu_nccl_ddp_losses "$TMP/g1/metrics.jsonl" "$TMP/g2/metrics.jsonl"
+    close_weights gpu_nccl_ddp_weights "$TMP/g1/final/model.safetensors" "$TMP/g2/final/model.safetensors"
+    expect_run gpu_nccl_fsdp 0 mpi 1 "${TRAIN[@]}" --device cuda --run adamw -o "$TMP/g3" "$TMP/fplan.json"
+    close_weights gpu_nccl_fsdp_weights "$TMP/g1/final/model.safetensors" "$TMP/g3/final/model.safetensors"
+else
+    echo "skip - $SCRIPT.gpu_nccl: no GPU here ($(head -c 120 "$TMP/gpu.err" | tr '\n' ' '))"
+fi
+
