@@ -61,11 +61,11 @@ static int read_case(cb_eval_case *c, const json_t *o, const char *path, cb_erro
 static const cb_type case_type = {.kind = CB_K_OBJECT, .schema = &cb_eval_case_schema};
 static const cb_type cases_type = {.kind = CB_K_LIST, .flags = CB_F_NONEMPTY, .elem = &case_type, .unique_key = "id"};
 
-int cb_eval_suite_add_json(cb_eval_suite *s, const json_t *cases, const char *path, cb_error *e) {
+int cb_eval_suite_add_json(cb_eval_suite *s, const json_t *cases, const char *path, const char *where, cb_error *e) {
     cb_diags d;
     cb_diags_init(&d);
     cb_check_ctx c = {.d = &d};
-    cb_schema_check_value(&c, cases, &cases_type, path, cb_loc(cases, NULL));
+    cb_schema_check_value(&c, cases, &cases_type, path, where);
     if (d.n > 0) {
         int rc = cb_fail(e, CB_E_INVALID, d.items[0].where, "%s", d.items[0].msg);
         cb_diags_free(&d);
@@ -120,7 +120,7 @@ int cb_eval_suite_load(cb_eval_suite *s, const char *file, cb_error *e) {
         }
     if (rc == CB_OK && !json_object_get(root, "cases"))
         rc = cb_fail(e, CB_E_INVALID, cb_loc(root, NULL), "missing required field cases");
-    if (rc == CB_OK) rc = cb_eval_suite_add_json(s, json_object_get(root, "cases"), "cases", e);
+    if (rc == CB_OK) rc = cb_eval_suite_add_json(s, json_object_get(root, "cases"), "cases", cb_loc(root, "cases"), e);
     json_decref(doc);
     return rc;
 }

@@ -28,9 +28,9 @@ void cb_eval_suite_init(cb_eval_suite *s);
 void cb_eval_suite_free(cb_eval_suite *s);
 
 /* Append the cases of a JSON list (checked against the case schema of cb-manifest(5);
- * path names the list in messages, "verify.cases"). Any problem: CB_E_INVALID at the
- * case's location, nothing appended. */
-int cb_eval_suite_add_json(cb_eval_suite *s, const json_t *cases, const char *path, cb_error *e);
+ * path names the list in messages, "verify.cases", where its location). Any problem:
+ * CB_E_INVALID at the case's location, nothing appended. */
+int cb_eval_suite_add_json(cb_eval_suite *s, const json_t *cases, const char *path, const char *where, cb_error *e);
 /* Append the cases of a suite file (above). An unreadable file is CB_E_IO; a bad one
  * CB_E_INVALID at file:line:col. */
 int cb_eval_suite_load(cb_eval_suite *s, const char *file, cb_error *e);

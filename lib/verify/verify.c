@@ -272,7 +272,7 @@ static int do_eval(json_t *doc, cb_verdict *v, const cb_verify_spec *s, const cb
                    const cb_model *t, const cb_model *st, cb_error *e) {
     cb_eval_suite suite;
     cb_eval_suite_init(&suite);
-    int rc = cb_eval_suite_add_json(&suite, s->cases, "verify.cases", e);
+    int rc = cb_eval_suite_add_json(&suite, s->cases, "verify.cases", cb_loc(s->block, "cases"), e);
     for (int i = 0; rc == CB_OK && i < in->n_suites; i++) rc = cb_eval_suite_load(&suite, in->suites[i], e);
     eval_side ts = {.dir = in->teacher_dir, .m = t}, ss = {.dir = in->student_dir, .m = st};
     if (rc == CB_OK) rc = eval_side_run(&ss, s, &suite, e);
