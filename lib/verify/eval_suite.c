@@ -9,6 +9,7 @@
 #include "infer/session.h"
 #include "manifest/schema_table.h"
 #include "manifest/yaml_parse.h"
+#include "verify/verdict.h"
 
 void cb_eval_suite_init(cb_eval_suite *s) { memset(s, 0, sizeof *s); }
 
@@ -153,4 +154,37 @@ int cb_eval_suite_run(cb_eval_report *r, const cb_model *m, cb_tokenizer *tok, c
     cb_session_free(&sess);
     if (rc != CB_OK) cb_eval_report_free(r);
     return rc;
+}
+
+/* ---- results as JSON ---- */
+
+static json_t *text_json(const char *p, size_t n) {
+    cb_bytes b = {0};
+    cb_error e;
+    if (cb_utf8_sanitize(p, n, &b, &e) != CB_OK) return json_null();
+    json_t *s = json_stringn(b.p ? (const char *)b.p : "", b.n);
+    cb_bytes_free(&b);
+    return s;
+}
+
+json_t *cb_eval_outcome_json(const cb_eval_case *c, const cb_eval_outcome *o) {
+    json_t *j = json_object();
+    json_object_set_new(j, "correct", json_boolean(o->correct));
+    json_object_set_new(j, "prompt_tokens", json_integer(o->prompt_tokens));
+    json_object_set_new(j, "truncated", json_integer(o->truncated));
+    if (c->kind == CB_EVAL_INT_GREEDY) {
+        json_object_set_new(j, "output", text_json(o->output, o->output_len));
+        json_object_set_new(j, "new_tokens", json_integer(o->new_tokens));
+        json_object_set_new(j, "integer", o->has_int ? json_integer(o->value) : json_null());
+        return j;
+    }
+    json_t *lp = json_array(), *nt = json_array();
+    for (int k = 0; k < c->n_choices; k++) {
+        json_array_append_new(lp, cb_json_num(o->logprob[k]));
+        json_array_append_new(nt, json_integer(o->choice_tokens[k]));
+    }
+    json_object_set_new(j, "picked", json_string(c->choices[o->picked]));
+    json_object_set_new(j, "logprobs", lp);
+    json_object_set_new(j, "choice_tokens", nt);
+    return j;
 }

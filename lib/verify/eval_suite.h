@@ -49,4 +49,9 @@ int cb_eval_suite_run(cb_eval_report *r, const cb_model *m, cb_tokenizer *tok, c
                       const cb_eval_config *cfg, int context_window, cb_error *e);
 void cb_eval_report_free(cb_eval_report *r);
 
+/* One case's outcome as verify.json writes it (cb-verify(1), OUTPUT: correct,
+ * prompt_tokens, truncated, then output, new_tokens, integer or picked, logprobs,
+ * choice_tokens). */
+json_t *cb_eval_outcome_json(const cb_eval_case *c, const cb_eval_outcome *o);
+
 #endif

@@ -185,37 +185,6 @@ static int do_fidelity(json_t *doc, cb_verdict *v, const cb_verify_spec *s, cons
 
 /* ---- eval ---- */
 
-static json_t *text_json(const char *p, size_t n) {
-    cb_bytes b = {0};
-    cb_error e;
-    if (cb_utf8_sanitize(p, n, &b, &e) != CB_OK) return json_null();
-    json_t *s = json_stringn(b.p ? (const char *)b.p : "", b.n);
-    cb_bytes_free(&b);
-    return s;
-}
-
-static json_t *outcome_json(const cb_eval_case *c, const cb_eval_outcome *o) {
-    json_t *j = json_object();
-    json_object_set_new(j, "correct", json_boolean(o->correct));
-    json_object_set_new(j, "prompt_tokens", json_integer(o->prompt_tokens));
-    json_object_set_new(j, "truncated", json_integer(o->truncated));
-    if (c->kind == CB_EVAL_INT_GREEDY) {
-        json_object_set_new(j, "output", text_json(o->output, o->output_len));
-        json_object_set_new(j, "new_tokens", json_integer(o->new_tokens));
-        json_object_set_new(j, "integer", o->has_int ? json_integer(o->value) : json_null());
-        return j;
-    }
-    json_t *lp = json_array(), *nt = json_array();
-    for (int k = 0; k < c->n_choices; k++) {
-        json_array_append_new(lp, cb_json_num(o->logprob[k]));
-        json_array_append_new(nt, json_integer(o->choice_tokens[k]));
-    }
-    json_object_set_new(j, "picked", json_string(c->choices[o->picked]));
-    json_object_set_new(j, "logprobs", lp);
-    json_object_set_new(j, "choice_tokens", nt);
-    return j;
-}
-
 typedef struct eval_side {
     const char *dir;
     const cb_model *m;
@@ -260,8 +229,8 @@ static json_t *eval_json(const cb_verify_spec *s, const cb_eval_suite *suite, co
         json_object_set_new(r, "kind", json_string(c->kind == CB_EVAL_INT_GREEDY ? "int_greedy" : "choice_logprob"));
         json_object_set_new(r, "answer", c->kind == CB_EVAL_INT_GREEDY ? json_integer(c->answer)
                                                                      : json_string(c->choices[c->answer_choice]));
-        if (t->ran) json_object_set_new(r, "teacher", outcome_json(c, &t->report.outcomes[i]));
-        json_object_set_new(r, "student", outcome_json(c, &st->report.outcomes[i]));
+        if (t->ran) json_object_set_new(r, "teacher", cb_eval_outcome_json(c, &t->report.outcomes[i]));
+        json_object_set_new(r, "student", cb_eval_outcome_json(c, &st->report.outcomes[i]));
         json_array_append_new(results, r);
     }
     json_object_set_new(o, "results", results);

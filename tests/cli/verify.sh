@@ -48,6 +48,11 @@ jq_is compare_dba.json '(.attention.layers | length) == 2 and .attention.mean_l1
 expect_run compare_warn 0 verify --run compare_warn --student "$TMP/gqa" -o "$TMP/v.json" "$TMP/plan.json"
 jq_is compare_warn.json '.verdict == "fail" and .exit_status == 0 and .fail_fast == false
     and (.warnings | length) == .checks_failed and .checks_failed == 4 and .thresholds.logits == null'
+# a Hugging Face Llama directory as the teacher: the same weights, distance 0
+expect_cmd export_hf "$CB_BIN/cb-build" --export-hf "$TMP/hf" "$TEACHER"
+expect_run compare_hf_teacher 0 verify --run compare --teacher "$TMP/hf" --student "$TEACHER" -o "$TMP/v.json" \
+    "$TMP/plan.json"
+jq_is compare_hf_teacher.json '.logits.max_l1 == 0 and .attention.max_l1 == 0 and .teacher.dir == "'"$TMP/hf"'"'
 # stdout without -o
 expect_run compare_stdout 0 verify --run compare --student "$TEACHER" "$TMP/plan.json"
 expect_out compare_stdout.json '"kind": "verify"'
