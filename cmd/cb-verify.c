@@ -4,6 +4,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 #include "cli/cli.h"
 #include "core/json_doc.h"
 #include "verify/spec.h"
@@ -12,6 +13,18 @@
 static const char *TOOL = "cb-verify";
 
 #define MAX_SUITES 64
+
+/* Progress on stderr: redrawn in place on a terminal, else a plain line at every tenth of
+ * the steps and at the end (docs/DESIGN.md section 3). */
+static void show_progress(void *ctx, const char *what, int done, int total) {
+    int tty = *(const int *)ctx;
+    if (tty) {
+        fprintf(stderr, "\r%s: %s %d/%d%s", TOOL, what, done, total, done == total ? "\n" : "");
+        return;
+    }
+    int every = total >= 10 ? total / 10 : 1;
+    if (done % every == 0 || done == total) fprintf(stderr, "%s: %s %d/%d\n", TOOL, what, done, total);
+}
 
 static void usage(void) {
     printf("usage: cb-verify [--group G] [--run R] --teacher DIR --student DIR [--data tokens.npy]\n"
@@ -56,6 +69,8 @@ int main(int argc, char **argv) {
     if (!in.student_dir) return cb_cli_usage_error(TOOL, "--student DIR is required");
     in.suites = suites;
     in.n_suites = n_suites;
+    int tty = isatty(STDERR_FILENO);
+    if (!quiet) in.progress = (cb_verify_progress){.fn = show_progress, .ctx = &tty};
     cb_cli_note_kernels(TOOL, quiet);
 
     cb_error e;

@@ -58,7 +58,7 @@ static int finite_all(const float *x, size_t n) {
 }
 
 int cb_compare_run(cb_compare_result *r, const cb_model *teacher, const cb_model *student, const cb_dataset *ds,
-                   int B, int T, int batches, cb_error *e) {
+                   int B, int T, int batches, const cb_verify_progress *progress, cb_error *e) {
     memset(r, 0, sizeof *r);
     r->batches = batches;
     r->B = B;
@@ -97,6 +97,7 @@ int cb_compare_run(cb_compare_result *r, const cb_model *teacher, const cb_model
         const float *lt = cb_batch_forward_logits(&tf), *ls = cb_batch_forward_logits(&sf);
         cb_l1_add(&r->logits, lt, ls, nl);
         r->nonfinite |= !finite_all(lt, nl) || !finite_all(ls, nl);
+        cb_verify_progress_step(progress, "compare: batches", b + 1, batches);
     }
     free(x);
     free(y);

@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "model/model.h"
 #include "model/program.h"
+#include "verify/progress.h"
 
 typedef struct cb_l1_stat {
     double sum;  /* of |t - s| */
@@ -38,7 +39,7 @@ typedef struct cb_compare_result {
  * start (sequential windows, as cb-train evaluates). Models with other vocabularies, or
  * other counts or widths of attention layers, are CB_E_INVALID. */
 int cb_compare_run(cb_compare_result *r, const cb_model *teacher, const cb_model *student, const cb_dataset *ds,
-                   int B, int T, int batches, cb_error *e);
+                   int B, int T, int batches, const cb_verify_progress *progress, cb_error *e);
 void cb_compare_result_free(cb_compare_result *r);
 
 #endif

@@ -13,6 +13,7 @@
 #include "infer/sample.h"
 #include "infer/session.h"
 #include "tokenizer/tokenizer.h"
+#include "verify/progress.h"
 
 enum cb_eval_kind { CB_EVAL_INT_GREEDY = 0, CB_EVAL_CHOICE_LOGPROB };
 
@@ -32,6 +33,8 @@ typedef struct cb_eval_config {
     int max_new_tokens;             /* int_greedy's budget */
     int32_t eos[CB_STOP_MAX_EOS];   /* end-of-text ids that stop a generation */
     int n_eos;
+    const char *who;                /* "teacher", "student": names the model to progress */
+    const cb_verify_progress *progress; /* after each case; may be NULL */
 } cb_eval_config;
 
 typedef struct cb_eval_outcome {

@@ -148,6 +148,9 @@ int cb_eval_suite_run(cb_eval_report *r, const cb_model *m, cb_tokenizer *tok, c
         if (rc == CB_OK) {
             r->n++;
             r->correct += r->outcomes[i].correct;
+            char what[64];
+            snprintf(what, sizeof what, "eval: %s cases", cfg->who ? cfg->who : "model");
+            cb_verify_progress_step(cfg->progress, what, i + 1, s->n);
         }
     }
     r->accuracy = r->n ? (double)r->correct / r->n : 0;

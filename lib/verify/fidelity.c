@@ -2,11 +2,14 @@
  * as val_loss), so a fidelity gate and the training curve measure the same thing. */
 #include "verify/fidelity.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include "verify/batch_forward.h"
 
 int cb_fidelity_nll(double *nll, double *mean, const cb_model *m, const cb_dataset *ds, int B, int T, int batches,
-                    cb_error *e) {
+                    const char *who, const cb_verify_progress *progress, cb_error *e) {
+    char what[64];
+    snprintf(what, sizeof what, "fidelity: %s batches", who ? who : "model");
     int64_t vocab = json_integer_value(json_object_get(json_object_get(m->plan, "model"), "vocab_size"));
     CB_TRY(cb_dataset_check_vocab(ds, vocab, e));
     cb_batcher batcher;
@@ -21,6 +24,7 @@ int cb_fidelity_nll(double *nll, double *mean, const cb_model *m, const cb_datas
         cb_batcher_next(&batcher, x, y);
         nll[b] = cb_batch_forward_run(&f, x, y);
         sum += nll[b];
+        cb_verify_progress_step(progress, what, b + 1, batches);
     }
     *mean = batches > 0 ? sum / batches : 0;
     free(x);

@@ -92,12 +92,12 @@ static void check_l1(cb_verdict *v, const char *name, const cb_l1_stat *st, cons
     cb_verdict_check(v, n, st->max, l->max_max_l1, 1);
 }
 
-static int do_compare(json_t *doc, cb_verdict *v, const cb_verify_spec *s, const cb_model *t, const cb_model *st,
-                      const char *data, cb_error *e) {
+static int do_compare(json_t *doc, cb_verdict *v, const cb_verify_spec *s, const cb_verify_inputs *in,
+                      const cb_model *t, const cb_model *st, const char *data, cb_error *e) {
     cb_verify_data d;
     CB_TRY(cb_verify_data_open(&d, data, s->val_split, s->val_frac, s->block_size, vocab_of(t), CB_SPLIT_AUTO, e));
     cb_compare_result r;
-    int rc = cb_compare_run(&r, t, st, d.tokens, s->batch_size, s->block_size, s->batches, e);
+    int rc = cb_compare_run(&r, t, st, d.tokens, s->batch_size, s->block_size, s->batches, &in->progress, e);
     if (rc != CB_OK) {
         cb_verify_data_close(&d);
         return rc;
@@ -138,8 +138,8 @@ static int do_compare(json_t *doc, cb_verdict *v, const cb_verify_spec *s, const
     return CB_OK;
 }
 
-static int do_fidelity(json_t *doc, cb_verdict *v, const cb_verify_spec *s, const cb_model *t, const cb_model *st,
-                       const char *data, cb_error *e) {
+static int do_fidelity(json_t *doc, cb_verdict *v, const cb_verify_spec *s, const cb_verify_inputs *in,
+                       const cb_model *t, const cb_model *st, const char *data, cb_error *e) {
     if (vocab_of(t) != vocab_of(st))
         return cb_fail(e, CB_E_INVALID, "", "the teacher's vocabulary has %lld ids and the student's %lld: their NLL on "
                        "the same tokens is not comparable", (long long)vocab_of(t), (long long)vocab_of(st));
@@ -148,8 +148,10 @@ static int do_fidelity(json_t *doc, cb_verdict *v, const cb_verify_spec *s, cons
     double *tn = cb_calloc((size_t)s->batches, sizeof *tn, e), *sn = cb_calloc((size_t)s->batches, sizeof *sn, e);
     double tm = 0, sm = 0;
     int rc = tn && sn ? CB_OK : CB_E_RUNTIME;
-    if (rc == CB_OK) rc = cb_fidelity_nll(tn, &tm, t, d.tokens, s->batch_size, s->block_size, s->batches, e);
-    if (rc == CB_OK) rc = cb_fidelity_nll(sn, &sm, st, d.tokens, s->batch_size, s->block_size, s->batches, e);
+    if (rc == CB_OK) rc = cb_fidelity_nll(tn, &tm, t, d.tokens, s->batch_size, s->block_size, s->batches, "teacher",
+                                        &in->progress, e);
+    if (rc == CB_OK) rc = cb_fidelity_nll(sn, &sm, st, d.tokens, s->batch_size, s->block_size, s->batches, "student",
+                                        &in->progress, e);
     if (rc == CB_OK) {
         json_object_set_new(doc, "data", data_json(s, data, &d));
         warn_repeats(v, s, &d);
@@ -195,11 +197,12 @@ typedef struct eval_side {
     int ran;
 } eval_side;
 
-static int eval_side_run(eval_side *x, const cb_verify_spec *s, const cb_eval_suite *suite, cb_error *e) {
+static int eval_side_run(eval_side *x, const char *who, const cb_verify_spec *s, const cb_verify_inputs *in,
+                         const cb_eval_suite *suite, cb_error *e) {
     int found = 0;
     CB_TRY(cb_model_tokenizer(&x->tok, s->tokenizer, x->dir, x->m, &found, x->used, sizeof x->used, e));
     x->have_tok = 1;
-    cb_eval_config cfg = {.max_new_tokens = s->max_new_tokens};
+    cb_eval_config cfg = {.max_new_tokens = s->max_new_tokens, .who = who, .progress = &in->progress};
     cfg.n_eos = cb_model_eos_ids(x->dir, &x->tok, cfg.eos, CB_STOP_MAX_EOS);
     CB_TRY(cb_eval_suite_run(&x->report, x->m, &x->tok, suite, &cfg, s->context_window, e));
     x->ran = 1;
@@ -244,8 +247,8 @@ static int do_eval(json_t *doc, cb_verdict *v, const cb_verify_spec *s, const cb
     int rc = cb_eval_suite_add_json(&suite, s->cases, "verify.cases", cb_loc(s->block, "cases"), e);
     for (int i = 0; rc == CB_OK && i < in->n_suites; i++) rc = cb_eval_suite_load(&suite, in->suites[i], e);
     eval_side ts = {.dir = in->teacher_dir, .m = t}, ss = {.dir = in->student_dir, .m = st};
-    if (rc == CB_OK) rc = eval_side_run(&ss, s, &suite, e);
-    if (rc == CB_OK && t) rc = eval_side_run(&ts, s, &suite, e);
+    if (rc == CB_OK) rc = eval_side_run(&ss, "student", s, in, &suite, e);
+    if (rc == CB_OK && t) rc = eval_side_run(&ts, "teacher", s, in, &suite, e);
     if (rc == CB_OK) {
         json_t *th = json_object();
         json_object_set_new(th, "min_student_accuracy",
@@ -315,8 +318,8 @@ int cb_verify_run(json_t **doc, int *status, const cb_verify_spec *s, const cb_v
         if (have_t && strcmp(teacher.plan_sha256, student.plan_sha256) == 0 &&
             memcmp(teacher.weights, student.weights, teacher.params.total_floats * sizeof(float)) == 0)
             cb_verdict_warn(&v, "the teacher and the student are the same model (same plan and weights)");
-        rc = s->type == CB_VERIFY_COMPARE    ? do_compare(d, &v, s, &teacher, &student, data, e)
-             : s->type == CB_VERIFY_FIDELITY ? do_fidelity(d, &v, s, &teacher, &student, data, e)
+        rc = s->type == CB_VERIFY_COMPARE    ? do_compare(d, &v, s, in, &teacher, &student, data, e)
+             : s->type == CB_VERIFY_FIDELITY ? do_fidelity(d, &v, s, in, &teacher, &student, data, e)
                                              : do_eval(d, &v, s, in, have_t ? &teacher : NULL, &student, e);
     }
     if (have_t) cb_model_free(&teacher);

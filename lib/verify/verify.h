@@ -6,6 +6,7 @@
 
 #include <jansson.h>
 #include "core/error.h"
+#include "verify/progress.h"
 #include "verify/spec.h"
 
 typedef struct cb_verify_inputs {
@@ -14,6 +15,7 @@ typedef struct cb_verify_inputs {
     const char *data;        /* tokens replacing the run's data; NULL: the run's */
     const char *const *suites; /* suite files whose cases join an eval's (verify/eval_suite.h) */
     int n_suites;
+    cb_verify_progress progress; /* after each batch or case (fn NULL: none) */
 } cb_verify_inputs;
 
 /* Run it. *doc (owned by the caller) holds every number, the thresholds, the checks,

@@ -53,6 +53,13 @@ expect_cmd export_hf "$CB_BIN/cb-build" --export-hf "$TMP/hf" "$TEACHER"
 expect_run compare_hf_teacher 0 verify --run compare --teacher "$TMP/hf" --student "$TEACHER" -o "$TMP/v.json" \
     "$TMP/plan.json"
 jq_is compare_hf_teacher.json '.logits.max_l1 == 0 and .attention.max_l1 == 0 and .teacher.dir == "'"$TMP/hf"'"'
+# without --quiet: progress lines and a summary on stderr, the JSON unchanged
+expect_run compare_progress 1 "$CB_BIN/cb-verify" --run compare --teacher "$TEACHER" --student "$TMP/gqa" \
+    --data "$TMP/d.tokens" -o "$TMP/v2.json" "$TMP/plan.json"
+if grep -q "^cb-verify: compare: batches 2/2$" "$TMP/err" && grep -q "^cb-verify: compare test/compare: fail" "$TMP/err"
+then ok compare_progress.stderr; else not_ok compare_progress.stderr "$(head -c 300 "$TMP/err")"; fi
+verify --run compare --student "$TMP/gqa" -o "$TMP/v.json" "$TMP/plan.json"
+expect_same_files compare_progress.same_json "$TMP/v.json" "$TMP/v2.json"
 # stdout without -o
 expect_run compare_stdout 0 verify --run compare --student "$TEACHER" "$TMP/plan.json"
 expect_out compare_stdout.json '"kind": "verify"'

@@ -31,7 +31,7 @@ TEST(compare_self_is_zero) {
     }
     cb_compare_result r;
     cb_error e;
-    int rc = cb_compare_run(&r, &a, &b, &ds, B, T, BATCHES, &e);
+    int rc = cb_compare_run(&r, &a, &b, &ds, B, T, BATCHES, NULL, &e);
     EXPECT_EQ_INT(CB_OK, rc);
     if (rc == CB_OK) {
         EXPECT_EQ_INT(2, r.n_layers);
@@ -90,7 +90,7 @@ TEST(compare_head_weight_known_l1) {
         }
     cb_compare_result res;
     cb_error e;
-    int rc = cb_compare_run(&res, &a, &b, &ds, B, T, BATCHES, &e);
+    int rc = cb_compare_run(&res, &a, &b, &ds, B, T, BATCHES, NULL, &e);
     EXPECT_EQ_INT(CB_OK, rc);
     if (rc == CB_OK) {
         for (int l = 0; l < res.n_layers; l++) EXPECT(res.layers[l].l1.sum == 0 && res.layers[l].l1.max == 0);
@@ -147,7 +147,7 @@ TEST(compare_perturbed_attention_per_layer) {
     traced_l1(&a, &b, sum, max, 2);
     cb_compare_result r;
     cb_error e;
-    int rc = cb_compare_run(&r, &a, &b, &ds, B, T, BATCHES, &e);
+    int rc = cb_compare_run(&r, &a, &b, &ds, B, T, BATCHES, NULL, &e);
     EXPECT_EQ_INT(CB_OK, rc);
     if (rc == CB_OK) {
         EXPECT_EQ_INT(2, r.n_layers);
@@ -164,7 +164,7 @@ TEST(compare_perturbed_attention_per_layer) {
         FAILF("dba model");
     else {
         traced_l1(&a, &c, sum, max, 2);
-        rc = cb_compare_run(&r, &a, &c, &ds, B, T, BATCHES, &e);
+        rc = cb_compare_run(&r, &a, &c, &ds, B, T, BATCHES, NULL, &e);
         EXPECT_EQ_INT(CB_OK, rc);
         if (rc == CB_OK) {
             for (int l = 0; l < 2; l++) EXPECT_NEAR(sum[l], r.layers[l].l1.sum, 1e-5 * sum[l]);
@@ -188,7 +188,7 @@ TEST(compare_refuses_other_shapes) {
     }
     cb_compare_result r;
     cb_error e;
-    EXPECT_EQ_INT(CB_E_INVALID, cb_compare_run(&r, &a, &b, &ds, B, T, 1, &e));
+    EXPECT_EQ_INT(CB_E_INVALID, cb_compare_run(&r, &a, &b, &ds, B, T, 1, NULL, &e));
     EXPECT(strstr(e.msg, "vocabulary") != NULL);
     cb_model_free(&a);
     cb_model_free(&b);

@@ -48,6 +48,11 @@ static int suite_of(cb_eval_suite *s, const char *list) {
     return rc != CB_OK;
 }
 
+static void count_step(void *ctx, const char *what, int done, int total) {
+    int *n = ctx;
+    if (strcmp(what, "eval: teacher cases") == 0 && done == *n % 3 + 1 && total == 3) ++*n;
+}
+
 TEST(eval_greedy_and_choices_by_hand) {
     char y[4096];
     cb_model t, s;
@@ -59,7 +64,9 @@ TEST(eval_greedy_and_choices_by_hand) {
         FAILF("setup");
         return;
     }
-    cb_eval_config cfg = {.max_new_tokens = 6};
+    int steps = 0;
+    cb_verify_progress counter = {.fn = count_step, .ctx = &steps};
+    cb_eval_config cfg = {.max_new_tokens = 6, .who = "teacher", .progress = &counter};
     cb_eval_report rt, rs;
     EXPECT_EQ_INT(CB_OK, cb_eval_suite_run(&rt, &t, &tok, &suite, &cfg, 64, &e));
     EXPECT_EQ_INT(CB_OK, cb_eval_suite_run(&rs, &s, &tok, &suite, &cfg, 64, &e));
@@ -83,6 +90,7 @@ TEST(eval_greedy_and_choices_by_hand) {
         EXPECT_EQ_INT(3, rt.correct);
         EXPECT_EQ_INT(1, rs.correct);
         EXPECT_NEAR(1.0 / 3, rs.accuracy, 1e-12);
+        EXPECT_EQ_INT(6, steps); /* one per case and model */
     }
     cb_eval_report_free(&rt);
     cb_eval_report_free(&rs);

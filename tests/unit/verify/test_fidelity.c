@@ -62,7 +62,7 @@ TEST(fidelity_nll_matches_direct_cross_entropy) {
         const int32_t *part = split == CB_SPLIT_VAL ? tokens + (N_TOK - n_val) : tokens;
         EXPECT_EQ_INT(n, d.tokens->n_tokens);
         double nll[3], mean;
-        EXPECT_EQ_INT(CB_OK, cb_fidelity_nll(nll, &mean, &m, d.tokens, B, T, 3, &e));
+        EXPECT_EQ_INT(CB_OK, cb_fidelity_nll(nll, &mean, &m, d.tokens, B, T, 3, "model", NULL, &e));
         double want = direct_nll(&m, part, n, 3);
         REPORT_DIFF(split == CB_SPLIT_VAL ? "NLL (val) vs direct" : "NLL (train) vs direct", fabs(mean - want), 1e-5);
         EXPECT_NEAR(want, mean, 1e-5);
