@@ -1,5 +1,8 @@
 /* compare.c: the L1 distance between teacher and student, layer by layer, on the same
- * batches. Sums are in double: a mean over millions of elements keeps its digits. */
+ * batches. Sums are in double: a mean over millions of elements keeps its digits. The
+ * rows of a batch run one at a time (the models are causal, so a row's outputs do not
+ * depend on the others): the logits of a whole batch at a Llama vocabulary would take B
+ * times the memory (8 x 2048 x 128256 floats are 8 GB per model). */
 #include "verify/compare.h"
 
 #include <math.h>
@@ -71,8 +74,8 @@ int cb_compare_run(cb_compare_result *r, const cb_model *teacher, const cb_model
     int32_t *x = NULL, *y = NULL;
     cb_batcher batcher;
     CB_TRY(cb_batcher_init(&batcher, ds, B, T, 0, 0, e));
-    CB_TRY(cb_batch_forward_init(&tf, teacher, B, T, e));
-    int rc = cb_batch_forward_init(&sf, student, B, T, e);
+    CB_TRY(cb_batch_forward_init(&tf, teacher, 1, T, e));
+    int rc = cb_batch_forward_init(&sf, student, 1, T, e);
     if (rc != CB_OK) {
         cb_batch_forward_free(&tf);
         return rc;
@@ -81,22 +84,25 @@ int cb_compare_run(cb_compare_result *r, const cb_model *teacher, const cb_model
     x = cb_malloc((size_t)B * (size_t)T, sizeof *x, e);
     y = cb_malloc((size_t)B * (size_t)T, sizeof *y, e);
     if (rc == CB_OK && (!x || !y)) rc = CB_E_RUNTIME;
-    size_t rows = (size_t)B * (size_t)T;
     for (int b = 0; rc == CB_OK && b < batches; b++) {
         cb_batcher_next(&batcher, x, y);
-        cb_batch_forward_run(&tf, x, NULL);
-        cb_batch_forward_run(&sf, x, NULL);
-        for (int l = 0; l < r->n_layers; l++) {
-            int w;
-            const float *a = cb_batch_forward_output(&tf, t_ops[l], &w);
-            const float *o = cb_batch_forward_output(&sf, s_ops[l], &w);
-            cb_l1_add(&r->layers[l].l1, a, o, rows * (size_t)w);
-            r->nonfinite |= !finite_all(a, rows * (size_t)w) || !finite_all(o, rows * (size_t)w);
+        for (int row = 0; row < B; row++) {
+            const int32_t *xr = x + (size_t)row * (size_t)T;
+            cb_batch_forward_run(&tf, xr, NULL);
+            cb_batch_forward_run(&sf, xr, NULL);
+            for (int l = 0; l < r->n_layers; l++) {
+                int w;
+                const float *a = cb_batch_forward_output(&tf, t_ops[l], &w);
+                const float *o = cb_batch_forward_output(&sf, s_ops[l], &w);
+                size_t n = (size_t)T * (size_t)w;
+                cb_l1_add(&r->layers[l].l1, a, o, n);
+                r->nonfinite |= !finite_all(a, n) || !finite_all(o, n);
+            }
+            size_t nl = (size_t)T * (size_t)tf.prog.vocab_size;
+            const float *lt = cb_batch_forward_logits(&tf), *ls = cb_batch_forward_logits(&sf);
+            cb_l1_add(&r->logits, lt, ls, nl);
+            r->nonfinite |= !finite_all(lt, nl) || !finite_all(ls, nl);
         }
-        size_t nl = rows * (size_t)tf.prog.vocab_size;
-        const float *lt = cb_batch_forward_logits(&tf), *ls = cb_batch_forward_logits(&sf);
-        cb_l1_add(&r->logits, lt, ls, nl);
-        r->nonfinite |= !finite_all(lt, nl) || !finite_all(ls, nl);
         cb_verify_progress_step(progress, "compare: batches", b + 1, batches);
     }
     free(x);
