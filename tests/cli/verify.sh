@@ -127,7 +127,7 @@ bad missing_data 2 "none.tokens: cannot open" --run compare --student "$TMP/gqa"
     --data "$TMP/none.tokens" -o "$TMP/keep.json" "$TMP/plan.json"
 bad other_vocabulary 3 "vocabulary has 256 ids and the student's 64" --run fidelity --student "$TMP/v64" \
     "${V[@]}" "$TMP/plan.json"
-bad tokenizer_past_vocab 3 "256" --run eval --teacher "$TMP/v64" --student "$TMP/v64" -o "$TMP/keep.json" \
+bad tokenizer_past_vocab 3 "byte: the tokenizer has 256 ids, the model.s vocabulary 64" --run eval --teacher "$TMP/v64" --student "$TMP/v64" -o "$TMP/keep.json" \
     "$TMP/v64.json"
 bad tokens_past_vocab 3 "past the vocabulary" --run compare --teacher "$TMP/v64" --student "$TMP/v64" \
     --data "$TMP/d.tokens" -o "$TMP/keep.json" "$TMP/v64.json"
