@@ -48,16 +48,18 @@ static void read_l1(cb_l1_limits *l, const json_t *o) {
     l->max_max_l1 = num(o, "max_max_l1", 0.25);
 }
 
-/* the eval block's tokenizer mapping as a name cb_tokenizer_open resolves */
-static int tokenizer_spec(cb_verify_spec *s, const json_t *tok, cb_error *e) {
+int cb_verify_tokenizer_spec(const json_t *tok, char *out, size_t n, cb_error *e) {
     const char *type = str(tok, "type"), *spec = NULL;
-    if (!type) return cb_fail(e, CB_E_INVALID, cb_loc(tok, NULL), "verify.tokenizer: missing type");
+    if (!type) return cb_fail(e, CB_E_INVALID, cb_loc(tok, NULL), "tokenizer: missing type");
     if (strcmp(type, "byte") == 0) spec = "byte";
     else if (strcmp(type, "tiktoken") == 0) spec = str(tok, "encoding");
     else if (strcmp(type, "hf") == 0) spec = str(tok, "path");
     else if (strcmp(type, "gpt2") == 0) spec = str(tok, "path") ? str(tok, "path") : "gpt2";
-    if (!spec) return cb_fail(e, CB_E_INVALID, cb_loc(tok, "type"), "verify.tokenizer: type %s is incomplete", type);
-    return copy_path(s->tokenizer, sizeof s->tokenizer, spec, tok, "path", e);
+    else return cb_fail(e, CB_E_INVALID, cb_loc(tok, "type"), "tokenizer.type: unknown %s (byte, tiktoken, hf, gpt2)",
+                        type);
+    if (!spec) return cb_fail(e, CB_E_INVALID, cb_loc(tok, "type"), "tokenizer: type %s needs %s", type,
+                             strcmp(type, "tiktoken") == 0 ? "encoding" : "path");
+    return copy_path(out, n, spec, tok, "path", e);
 }
 
 static int read_block(cb_verify_spec *s, const json_t *b, cb_error *e) {
@@ -78,7 +80,7 @@ static int read_block(cb_verify_spec *s, const json_t *b, cb_error *e) {
         s->max_ppl_ratio = num(b, "max_ppl_ratio", 1.05);
     } else {
         s->type = CB_VERIFY_EVAL;
-        CB_TRY(tokenizer_spec(s, json_object_get(b, "tokenizer"), e));
+        CB_TRY(cb_verify_tokenizer_spec(json_object_get(b, "tokenizer"), s->tokenizer, sizeof s->tokenizer, e));
         s->max_new_tokens = (int)num(b, "max_new_tokens", 32);
         s->context_window = (int)num(b, "context_window", 2048);
         const json_t *th = json_object_get(b, "thresholds");

@@ -50,6 +50,12 @@ typedef struct cb_verify_spec {
 int cb_verify_spec_read(cb_verify_spec *s, const json_t *plan, const char *group, const char *run, cb_error *e);
 void cb_verify_spec_free(cb_verify_spec *s);
 
+/* The tokenizer a manifest's tokenizer mapping names ({type: byte}, {type: tiktoken,
+ * encoding: E}, {type: hf, path: P}, {type: gpt2[, path: P]}) as a name cb_tokenizer_open
+ * resolves (tokenizer/load.h), into spec (n bytes). The eval block and cb-bench's accuracy
+ * and generation benchmarks carry such a mapping. */
+int cb_verify_tokenizer_spec(const json_t *mapping, char *spec, size_t n, cb_error *e);
+
 const char *cb_verify_type_name(int type);
 const char *cb_verify_split_name(int split);
 

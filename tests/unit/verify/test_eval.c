@@ -6,6 +6,7 @@
  * and ids the same. */
 #include "test.h"
 #include "verify/eval_suite.h"
+#include "core/json_doc.h"
 #include "verify/spec.h"
 #include "verify/verify.h"
 #include "verify_util.h"
@@ -241,4 +242,32 @@ TEST(eval_first_integer) {
     EXPECT(cb_eval_first_int("12", 1, &v) && v == 1); /* only the first n bytes */
     EXPECT(!cb_eval_first_int("no digits - here", 16, &v));
     EXPECT(!cb_eval_first_int("99999999999999999999999", 23, &v)); /* past a long long */
+}
+
+TEST(eval_tokenizer_mapping) {
+    static const struct {
+        const char *json, *spec;
+    } cases[] = {
+        {"{\"type\": \"byte\"}", "byte"},
+        {"{\"type\": \"tiktoken\", \"encoding\": \"cl100k_base\"}", "cl100k_base"},
+        {"{\"type\": \"hf\", \"path\": \"ckpt/tokenizer.json\"}", "ckpt/tokenizer.json"},
+        {"{\"type\": \"gpt2\"}", "gpt2"},
+        {"{\"type\": \"gpt2\", \"path\": \"gpt2dir\"}", "gpt2dir"},
+        {"{\"type\": \"llama\"}", NULL},
+        {"{\"type\": \"hf\"}", NULL},
+        {"{}", NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+        json_t *m = json_loads(cases[i].json, 0, NULL);
+        char spec[256];
+        cb_error e;
+        int rc = cb_verify_tokenizer_spec(m, spec, sizeof spec, &e);
+        if (cases[i].spec) {
+            EXPECT_EQ_INT(CB_OK, rc);
+            if (rc == CB_OK) EXPECT_EQ_STR(cases[i].spec, spec);
+        } else {
+            EXPECT_EQ_INT(CB_E_INVALID, rc);
+        }
+        json_decref(m);
+    }
 }
