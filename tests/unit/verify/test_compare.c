@@ -152,6 +152,8 @@ TEST(compare_perturbed_attention_per_layer) {
     if (rc == CB_OK) {
         EXPECT_EQ_INT(2, r.n_layers);
         for (int l = 0; l < 2; l++) {
+            REPORT_DIFF(l ? "layer 1 L1 sum vs traced" : "layer 0 L1 sum vs traced", fabs(sum[l] - r.layers[l].l1.sum),
+                        1e-5 * sum[l]);
             EXPECT(sum[l] > 0);
             EXPECT_NEAR(sum[l], r.layers[l].l1.sum, 1e-5 * sum[l]);
             EXPECT_NEAR(max[l], r.layers[l].l1.max, 1e-5 * max[l] + 1e-7);
