@@ -8,6 +8,7 @@
 #include "bench/bench.h"
 #include "bench/custom.h"
 #include "bench/machine.h"
+#include "bench/results_json.h"
 #include "cli/cli.h"
 #include "core/atomic_file.h"
 #include "core/json_doc.h"
@@ -117,8 +118,8 @@ static int load_input(const opts *o, cb_bench_ctx *c, json_t **doc, json_t **lis
         }
         json_t *models = json_array();
         for (int i = 0; i < o->n_models; i++) json_array_append_new(models, json_string(o->models[i].name));
-        *doc = json_pack("{s:[{s:s, s:[{s:s, s:s, s:o}]}]}", "groups", "name", "suite", "benchmarks", "id", s.id,
-                         "config", "type", "custom", "suite", o->plan, "models", models);
+        *doc = json_pack("{s:[{s:s, s:[{s:s, s:{s:s, s:s}, s:o}]}]}", "groups", "name", "suite", "benchmarks", "id",
+                         s.id, "config", "type", "custom", "suite", o->plan, "models", models);
         snprintf(c->plan_sha256, sizeof c->plan_sha256, "%s", s.sha256);
         cb_bench_suite_free(&s);
         c->plan = *doc;
@@ -127,10 +128,7 @@ static int load_input(const opts *o, cb_bench_ctx *c, json_t **doc, json_t **lis
     }
     CB_TRY(cb_doc_load(o->plan, "plan", doc, e));
     c->plan = *doc;
-    char *text = cb_model_plan_text(*doc);
-    if (!text) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
-    cb_sha256_hex(text, strlen(text), c->plan_sha256);
-    free(text);
+    if (cb_bench_plan_sha256(*doc, c->plan_sha256) != 0) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
     CB_TRY(cb_bench_find_group(*doc, o->group, &c->group, e));
     return cb_bench_select(c->group, o->bench, list, e);
 }

@@ -12,7 +12,7 @@
 #include <unistd.h>
 #include "core/json_doc.h"
 #include "core/sha256.h"
-#include "model/model.h"
+#include "bench/results_json.h"
 
 static const char *str(const json_t *o, const char *key) {
     const json_t *v = json_object_get(o, key);
@@ -116,13 +116,8 @@ json_t *cb_artifacts_report(const cb_artifacts_input *in, const json_t *compare,
         if (meta->group) json_object_set_new(man, "group", json_string(meta->group));
         json_object_set(man, "plan", (json_t *)meta->plan);
         json_object_set_new(doc, "manifest", man);
-        char *text = cb_model_plan_text(meta->plan);
-        if (text) {
-            char sha[65];
-            cb_sha256_hex(text, strlen(text), sha);
-            json_object_set_new(doc, "plan_sha256", json_string(sha));
-            free(text);
-        }
+        char sha[65];
+        if (cb_bench_plan_sha256(meta->plan, sha) == 0) json_object_set_new(doc, "plan_sha256", json_string(sha));
     } else {
         json_object_set_new(doc, "manifest", json_null());
     }

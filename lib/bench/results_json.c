@@ -3,8 +3,12 @@
 
 #include <math.h>
 #include <string.h>
+#include <stdio.h>
 #include <time.h>
 #include "core/json_doc.h"
+#include "core/sha256.h"
+#include "model/model.h"
+#include <stdlib.h>
 
 static const char *str(const json_t *o, const char *key) {
     const json_t *v = json_object_get(o, key);
@@ -15,6 +19,20 @@ double cb_bench_now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+int cb_bench_plan_sha256(const json_t *plan, char hex[65]) {
+    char *text = cb_model_plan_text(plan);
+    if (!text) return -1;
+    cb_sha256 s;
+    unsigned char d[32];
+    cb_sha256_init(&s);
+    cb_sha256_update(&s, text, strlen(text));
+    cb_sha256_update(&s, "\n", 1);
+    cb_sha256_final(&s, d);
+    for (int i = 0; i < 32; i++) snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    free(text);
+    return 0;
 }
 
 json_t *cb_bench_num(double v) { return isfinite(v) ? json_real(v) : json_null(); }

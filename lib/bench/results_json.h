@@ -22,6 +22,10 @@ json_t *cb_bench_values(json_t *rec);
 /* Stamp elapsed_s and hand the record to the sink; always decrefs rec. */
 int cb_bench_emit(cb_bench_ctx *c, json_t *rec, double elapsed_s, cb_error *e);
 
+/* The sha256 of a plan as plan.json holds it (its text and the final newline: the
+ * model's plan_sha256, model/model.h). 0, or -1 when out of memory. */
+int cb_bench_plan_sha256(const json_t *plan, char hex[65]);
+
 /* Seconds of a monotonic clock. */
 double cb_bench_now(void);
 
