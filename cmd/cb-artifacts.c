@@ -91,7 +91,9 @@ static int write_all(const opts *o, const cb_artifacts_input *in, const json_t *
     char stamp[32], iso[32];
     strftime(stamp, sizeof stamp, "%Y%m%d_%H%M%S", &tm);
     strftime(iso, sizeof iso, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    struct stat st;
     if (mkdir(o->out, 0755) != 0 && errno != EEXIST) return cb_fail(e, CB_E_IO, o->out, "cannot create: %s", strerror(errno));
+    if (stat(o->out, &st) != 0 || !S_ISDIR(st.st_mode)) return cb_fail(e, CB_E_IO, o->out, "not a directory");
     if ((size_t)snprintf(final_path, cap, "%s/%s_%s", o->out, name, stamp) >= cap)
         return cb_fail(e, CB_E_USAGE, o->out, "path too long");
     json_t *models = cb_artifacts_models(in);
