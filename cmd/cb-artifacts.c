@@ -21,7 +21,7 @@
 static const char *TOOL = "cb-artifacts";
 
 static void usage(void) {
-    printf("usage: cb-artifacts [-o DIR] [--plan PLAN] [--group G] [--name NAME] RESULT_FILE...\n"
+    printf("usage: cb-artifacts [-o DIR] [--plan PLAN] [--group G] [--name NAME] RESULT_FILE ...\n"
            "Write DIR/NAME_TIMESTAMP/ (DIR: artifacts) from cb-bench results (JSON lines), cb-verify's\n"
            "verify.json and cb-train run directories (metrics.jsonl): report.json, perplexity.csv,\n"
            "latency.csv, memory.csv, summary.png, latency_vs_context.png, memory_scaling.png (gnuplot),\n"
