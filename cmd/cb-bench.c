@@ -137,6 +137,7 @@ static int main_run(opts *o, cb_bench_ctx *c, sink_state *sink, cb_error *e) {
     json_t *doc = NULL, *list = NULL;
     int rc = load_input(o, c, &doc, &list, e);
     for (size_t i = 0; rc == CB_OK && i < json_array_size(list); i++) rc = cb_bench_check(c, json_array_get(list, i), e);
+    for (size_t i = 0; rc == CB_OK && i < json_array_size(list); i++) rc = cb_bench_open_models(c, json_array_get(list, i), e);
     int opened = 0;
     if (rc == CB_OK) {
         c->machine = cb_machine_describe(c->be ? c->be->name : "cpu");

@@ -152,12 +152,10 @@ static int check_dataset(const char *path, const char *where, cb_error *e) {
 
 int cb_bench_check(cb_bench_ctx *c, const json_t *bench, cb_error *e) {
     const json_t *models = json_object_get(bench, "models");
-    for (size_t i = 0; i < json_array_size(models); i++) {
+    for (size_t i = 0; i < json_array_size(models); i++) { /* every model named was given */
         const char *name = json_string_value(json_array_get(models, i));
-        if (name && !find_model(c, name)) {
-            cb_bench_model *dummy;
-            return cb_bench_model_get(c, name, cb_loc(bench, "models"), &dummy, e);
-        }
+        cb_bench_model *dummy;
+        if (name && !find_model(c, name)) return cb_bench_model_get(c, name, cb_loc(bench, "models"), &dummy, e);
     }
     json_t *cfg = filled_config(bench);
     if (!cfg) return cb_fail(e, CB_E_INVALID, cb_loc(bench, NULL), "benchmark %s has no config", str(bench, "id"));
@@ -188,6 +186,15 @@ int cb_bench_check(cb_bench_ctx *c, const json_t *bench, cb_error *e) {
     }
     json_decref(cfg);
     return rc;
+}
+
+int cb_bench_open_models(cb_bench_ctx *c, const json_t *bench, cb_error *e) {
+    const json_t *models = json_object_get(bench, "models");
+    for (size_t i = 0; i < json_array_size(models); i++) {
+        cb_bench_model *m;
+        CB_TRY(cb_bench_model_get(c, json_string_value(json_array_get(models, i)), cb_loc(bench, "models"), &m, e));
+    }
+    return CB_OK;
 }
 
 int cb_bench_run(cb_bench_ctx *c, const json_t *bench, cb_error *e) {

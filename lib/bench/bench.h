@@ -60,6 +60,10 @@ int cb_bench_select(const json_t *group, const char *id, json_t **list, cb_error
  * build measures. Errors name the manifest line of the field. */
 int cb_bench_check(cb_bench_ctx *c, const json_t *bench, cb_error *e);
 
+/* Open the models a benchmark names (they stay open), so a bad model directory fails
+ * before any output; call after every benchmark passed cb_bench_check. */
+int cb_bench_open_models(cb_bench_ctx *c, const json_t *bench, cb_error *e);
+
 /* Run one benchmark for each of its models, emitting records as they are measured. */
 int cb_bench_run(cb_bench_ctx *c, const json_t *bench, cb_error *e);
 
