@@ -1,6 +1,7 @@
 /* machine.c: what the machine is (see machine.h), read from /proc, cpuid and the BLAS. */
 #include "bench/machine.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <stdio.h>
 #include <string.h>
@@ -40,24 +41,26 @@ void cb_machine_cpu_model(char *buf, int cap) {
     if (!proc_field("/proc/cpuinfo", "model name", buf, cap)) snprintf(buf, (size_t)cap, "unknown");
 }
 
-/* "580.65.06" from "NVRM version: NVIDIA UNIX x86_64 Kernel Module  580.65.06  Sun ..." */
+int cb_machine_nvidia_version(const char *line, char *buf, int cap) {
+    const char *p = strchr(line, ':');
+    for (p = p ? p + 1 : line; *p;) {
+        p += strspn(p, " \t");
+        int n = (int)strcspn(p, " \t\r\n");
+        if (n > 2 && isdigit((unsigned char)p[0]) && strspn(p, "0123456789.") == (size_t)n && memchr(p, '.', (size_t)n)) {
+            snprintf(buf, (size_t)cap, "%.*s", n, p);
+            return 1;
+        }
+        if (n == 0) break;
+        p += n;
+    }
+    return 0;
+}
+
 static int nvidia_driver(char *buf, int cap) {
     FILE *f = fopen("/proc/driver/nvidia/version", "r");
     if (!f) return 0;
     char line[512];
-    int found = 0;
-    if (fgets(line, sizeof line, f)) {
-        const char *m = strstr(line, "Kernel Module");
-        if (m) {
-            m += strlen("Kernel Module");
-            m += strspn(m, " \t");
-            int n = (int)strcspn(m, " \t\n");
-            if (n > 0) {
-                snprintf(buf, (size_t)cap, "%.*s", n, m);
-                found = 1;
-            }
-        }
-    }
+    int found = fgets(line, sizeof line, f) && cb_machine_nvidia_version(line, buf, cap);
     fclose(f);
     return found;
 }

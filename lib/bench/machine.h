@@ -14,4 +14,9 @@ json_t *cb_machine_describe(const char *device);
 /* The "model name" of /proc/cpuinfo into buf (or "unknown"). */
 void cb_machine_cpu_model(char *buf, int cap);
 
+/* The driver's version in the first line of /proc/driver/nvidia/version, "NVRM version: NVIDIA
+ * UNIX Open Kernel Module for x86_64  580.159.04  Release Build ...": the first word of digits
+ * and dots after the colon. 0 when there is none. */
+int cb_machine_nvidia_version(const char *line, char *buf, int cap);
+
 #endif

@@ -73,8 +73,8 @@ int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, co
         r->kv_values = b.values;
         r->kv_bytes_per_token = s.len ? (double)b.payload / s.len : 0;
         r->weight_bytes = s.dec.weight_bytes ? s.dec.weight_bytes : m->params.total_floats * sizeof(float);
+        r->rss_bytes = cb_memory_rss(); /* first: the peak read after it covers it */
         r->peak_rss_bytes = cb_memory_peak_rss();
-        r->rss_bytes = cb_memory_rss();
     }
     cb_session_free(&s);
     return rc;
