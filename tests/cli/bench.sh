@@ -199,3 +199,21 @@ expect_run bad_suite 3 "$BENCH" "${MODELS[@]}" "$TMP/bad_suite.yml"
 expect_err_line bad_suite.line "bad_suite.yml:5:26: benchmark.data\[0\].validation.type: unknown type vibes"
 expect_run device_unknown 2 "$BENCH" --device tpu "${MODELS[@]}" "$TMP/plan.json"
 grep -q -- "--device" "$TMP/err" && ok device_unknown.line || not_ok device_unknown.line "$(cat "$TMP/err")"
+# accuracy: cb-verify's eval suites are not in this build; it says so (lib/bench/accuracy.c)
+cat >> "$TMP/m.yml" <<'YML'
+  - name: acc
+    runs:
+      - {id: train, mode: train, steps: 1}
+    benchmarks:
+      - id: evals
+        config:
+          type: accuracy
+          tokenizer: {type: byte}
+          cases:
+            - {id: two, prompt: "1 + 1 =", kind: int_greedy, answer: 2}
+        models: [teacher]
+YML
+"$CB_BIN/cb" compile "$TMP/m.yml" > "$TMP/acc.json" 2>/dev/null || not_ok setup.accuracy "compile"
+expect_run accuracy_not_built 2 "$BENCH" --group acc "${MODELS[@]}" --quiet -o "$TMP/acc.jsonl" "$TMP/acc.json"
+expect_err_line accuracy_not_built.line "teacher: accuracy benchmarks run cb-verify's eval suites, which are not in this build$"
+[ -e "$TMP/acc.jsonl" ] && not_ok accuracy_not_built.no_file "written" || ok accuracy_not_built.no_file
