@@ -83,11 +83,14 @@ static const char *const LAT_NAMES[] = {
 static const char *const MEM_COLS[] = {"benchmark", "model", "params.cache_kind", "params.sequence_length",
                                        "values.tokens", "values.kv_bytes", "values.kv_bytes_per_token",
                                        "values.kv_allocated_bytes", "values.weight_bytes", "values.peak_rss_bytes",
-                                       "values.rss_bytes", "values.device_bytes"};
+                                       "values.rss_bytes", "values.baseline_rss_bytes", "values.device_bytes"};
 static const char *const MEM_NAMES[] = {"benchmark", "model", "cache_kind", "sequence_length", "tokens", "kv_bytes",
                                         "kv_bytes_per_token", "kv_allocated_bytes", "weight_bytes", "peak_rss_bytes",
-                                        "rss_bytes", "device_bytes"};
+                                        "rss_bytes", "baseline_rss_bytes", "device_bytes"};
 #define N(a) (int)(sizeof(a) / sizeof *(a))
+_Static_assert(N(PPL_COLS) == N(PPL_NAMES), "perplexity.csv columns");
+_Static_assert(N(LAT_COLS) == N(LAT_NAMES), "latency.csv columns");
+_Static_assert(N(MEM_COLS) == N(MEM_NAMES), "memory.csv columns");
 
 static int write_csv(const cb_artifacts_input *in, const char *dir, const csv_spec *s, cb_error *e) {
     char path[4200];

@@ -6,6 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 #include "bench/bench.h"
 #include "bench/latency.h"
 #include "bench/results_json.h"
@@ -57,6 +60,12 @@ long cb_memory_rss(void) {
 int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, const cb_kv_kinds *kinds,
                       const int32_t *prompt, int seq_len, cb_error *e) {
     memset(r, 0, sizeof *r);
+#ifdef __GLIBC__
+    /* give back what earlier measurements freed but the allocator kept resident, so the
+       peak is this measurement's and not the largest one before it */
+    malloc_trim(0);
+#endif
+    r->baseline_rss_bytes = cb_memory_rss();
     r->peak_rss_reset = cb_memory_reset_peak();
     cb_session s;
     cb_session_config sc = cb_session_config_default();
@@ -135,6 +144,7 @@ int cb_bench_memory(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_
                 json_object_set_new(v, "peak_rss_scope", json_string(r.peak_rss_reset ? "measurement" : "process"));
             }
             if (r.rss_bytes >= 0) json_object_set_new(v, "rss_bytes", json_integer(r.rss_bytes));
+            if (r.baseline_rss_bytes >= 0) json_object_set_new(v, "baseline_rss_bytes", json_integer(r.baseline_rss_bytes));
             cb_bench_progress(c, "%s: %d tokens, %s cache: %zu bytes (%.1f per token), peak RSS %.1f MB", m->name, L,
                               cb_kv_kind_name(kind), r.kv_bytes, r.kv_bytes_per_token, r.peak_rss_bytes / 1048576.0);
             rc = cb_bench_emit(c, rec, cb_bench_now() - t0, e);

@@ -21,6 +21,8 @@ typedef struct cb_memory_result {
     int peak_rss_reset;        /* 1: the peak was reset before the measurement
                                   (/proc/self/clear_refs); 0: the process's peak so far */
     long rss_bytes;            /* resident memory at the end; -1 unknown */
+    long baseline_rss_bytes;   /* resident memory before the session (the weights, the
+                                  process), after freed memory went back to the system; -1 */
 } cb_memory_result;
 
 /* Decode seq_len tokens of prompt into a fresh session of m (cache kinds kinds, device be,
