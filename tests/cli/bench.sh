@@ -108,6 +108,7 @@ jq -s -e --argjson w "$want_kv" '[.[] | select(.type == "memory")] | length == 1
        .values.kv_bytes_per_token == $w[.model][.params.cache_kind] and
        .values.kv_bytes == .values.kv_bytes_per_token * .params.sequence_length and
        .values.tokens == .params.sequence_length and .values.peak_rss_bytes > 0 and
+       .values.peak_rss_bytes >= .values.baseline_rss_bytes and .values.baseline_rss_bytes > 0 and
        (.values | has("device_bytes") | not))' "$R" >/dev/null &&
     ok memory.kv_bytes_analytic || not_ok memory.kv_bytes_analytic "$(jq -c 'select(.type == "memory") | [.model, .params.cache_kind, .values.kv_bytes_per_token]' "$R" | tr '\n' ' ')"
 jq -s -e '[.[] | select(.type == "memory") | .params.quantization_mode] | index("q8") != null' "$R" >/dev/null &&
