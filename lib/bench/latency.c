@@ -1,0 +1,147 @@
+/* latency.c: prefill time and decode speed over prompt and generation lengths (see
+ * latency.h), through the decoding session and generation loop of lib/infer. */
+#include "bench/latency.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include "bench/bench.h"
+#include "bench/results_json.h"
+#include "core/json_doc.h"
+#include "core/rng.h"
+#include "data/dataset.h"
+#include "infer/generate.h"
+
+int cb_bench_prompt_ids(int32_t *out, int n, int vocab, const char *data, cb_error *e) {
+    if (!data) {
+        cb_rng r;
+        cb_rng_init(&r, CB_BENCH_PROMPT_SEED);
+        for (int i = 0; i < n; i++) out[i] = (int32_t)(cb_rng_next(&r) % (uint64_t)vocab);
+        return CB_OK;
+    }
+    cb_dataset ds;
+    CB_TRY(cb_dataset_open(&ds, data, e));
+    int rc = CB_OK;
+    if (ds.n_tokens < (size_t)n)
+        rc = cb_fail(e, CB_E_INVALID, data, "%zu tokens are fewer than a prompt of %d", ds.n_tokens, n);
+    for (int i = 0; rc == CB_OK && i < n; i++) {
+        int64_t t = cb_dataset_token(&ds, (size_t)i);
+        if (t >= vocab) rc = cb_fail(e, CB_E_INVALID, data, "token id %lld at index %d is past the vocabulary (%d)",
+                                     (long long)t, i, vocab);
+        out[i] = (int32_t)t;
+    }
+    cb_dataset_close(&ds);
+    return rc;
+}
+
+int cb_latency_measure(cb_latency_result *r, cb_session *s, const int32_t *prompt, int prompt_len, int gen_len,
+                       int warmup_runs, int timed_runs, cb_error *e) {
+    memset(r, 0, sizeof *r);
+    cb_generate_config g = cb_generate_config_default();
+    g.sample.temperature = 0; /* greedy: the same work every run */
+    g.stop.max_new_tokens = gen_len;
+    g.stop.n_eos = 0;
+    double *pre = cb_malloc((size_t)timed_runs * 4, sizeof *pre, e);
+    if (!pre) return CB_E_RUNTIME;
+    double *dec = pre + timed_runs, *mspt = dec + timed_runs, *tot = mspt + timed_runs;
+    int rc = CB_OK, nd = 0;
+    for (int i = 0; rc == CB_OK && i < warmup_runs + timed_runs; i++) {
+        cb_session_reset(s);
+        cb_generate_output out;
+        cb_generate_io io = {0}; /* ids only: no text to decode */
+        rc = cb_session_generate(s, prompt, prompt_len, &g, &io, &out, e);
+        if (rc != CB_OK) break;
+        const cb_generate_stats *st = &out.stats;
+        if (st->new_tokens != gen_len)
+            rc = cb_fail(e, CB_E_RUNTIME, "", "generated %d tokens, not %d (stopped: %s)", st->new_tokens, gen_len,
+                         cb_stop_reason_name(st->stop_reason));
+        int k = i - warmup_runs;
+        if (rc == CB_OK && k >= 0) {
+            pre[k] = 1e3 * st->prefill_s;
+            tot[k] = gen_len / (st->prefill_s + st->decode_s);
+            if (gen_len > 1 && st->decode_s > 0) {
+                dec[nd] = (gen_len - 1) / st->decode_s;
+                mspt[nd] = 1e3 * st->decode_s / (gen_len - 1);
+                nd++;
+            }
+        }
+        cb_generate_output_free(&out);
+    }
+    if (rc == CB_OK) {
+        cb_stats_summarize(&r->prefill_ms, pre, timed_runs);
+        cb_stats_summarize(&r->total_tok_s, tot, timed_runs);
+        cb_stats_summarize(&r->decode_tok_s, dec, nd);
+        cb_stats_summarize(&r->decode_ms_per_token, mspt, nd);
+    }
+    free(pre);
+    return rc;
+}
+
+static const char *kind_of(const json_t *cfg) {
+    const char *k = json_string_value(json_object_get(cfg, "cache_kind"));
+    return k ? k : "fp32";
+}
+
+int cb_bench_latency(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_bench_model *m, cb_error *e) {
+    const json_t *pls = json_object_get(cfg, "prompt_lengths"), *gls = json_object_get(cfg, "generation_lengths");
+    int warm = (int)json_integer_value(json_object_get(cfg, "warmup_runs"));
+    int timed = (int)json_integer_value(json_object_get(cfg, "timed_runs"));
+    cb_kv_kind kind;
+    if (!cb_kv_kind_from_name(kind_of(cfg), &kind))
+        return cb_fail(e, CB_E_INVALID, cb_loc(cfg, "cache_kind"), "cache_kind: unknown kind %s", kind_of(cfg));
+    int ctx = cb_model_max_seq_len(&m->model);
+    int rc = CB_OK;
+    for (size_t i = 0; rc == CB_OK && i < json_array_size(pls); i++) {
+        int P = (int)json_integer_value(json_array_get(pls, i));
+        int32_t *prompt = cb_malloc((size_t)P, sizeof *prompt, e);
+        if (!prompt) return CB_E_RUNTIME;
+        for (size_t j = 0; rc == CB_OK && j < json_array_size(gls); j++) {
+            int G = (int)json_integer_value(json_array_get(gls, j));
+            json_t *rec = cb_bench_record_new(c, bench, m);
+            json_t *p = cb_bench_params(rec);
+            json_object_set_new(p, "prompt_length", json_integer(P));
+            json_object_set_new(p, "generation_length", json_integer(G));
+            json_object_set_new(p, "batch_size", json_integer(1));
+            json_object_set_new(p, "cache_kind", json_string(kind_of(cfg)));
+            json_object_set_new(p, "warmup_runs", json_integer(warm));
+            json_object_set_new(p, "timed_runs", json_integer(timed));
+            json_object_set_new(p, "prompt", json_string(c->data ? c->data : "random ids (seed 1337)"));
+            double t0 = cb_bench_now();
+            if (ctx > 0 && P + G > ctx) {
+                char why[160];
+                snprintf(why, sizeof why, "prompt %d + %d new tokens exceed the model's context (%d)", P, G, ctx);
+                json_object_set_new(rec, "skipped", json_string(why));
+                cb_bench_progress(c, "%s: skipped: %s", m->name, why);
+                rc = cb_bench_emit(c, rec, 0, e);
+                continue;
+            }
+            rc = cb_bench_prompt_ids(prompt, P, cb_bench_vocab(&m->model), c->data, e);
+            cb_session s;
+            cb_session_config sc = cb_session_config_default();
+            sc.max_seq_len = P + G;
+            sc.kinds.k = sc.kinds.k_sem = sc.kinds.v = kind;
+            sc.backend = c->be;
+            if (rc == CB_OK) rc = cb_session_init(&s, &m->model, &sc, e);
+            if (rc != CB_OK) {
+                json_decref(rec);
+                break;
+            }
+            cb_latency_result r;
+            rc = cb_latency_measure(&r, &s, prompt, P, G, warm, timed, e);
+            cb_session_free(&s);
+            if (rc != CB_OK) {
+                json_decref(rec);
+                break;
+            }
+            json_t *v = cb_bench_values(rec);
+            json_object_set_new(v, "prefill_ms", cb_stats_json(&r.prefill_ms));
+            json_object_set_new(v, "decode_tokens_per_s", cb_stats_json(&r.decode_tok_s));
+            json_object_set_new(v, "decode_ms_per_token", cb_stats_json(&r.decode_ms_per_token));
+            json_object_set_new(v, "tokens_per_s", cb_stats_json(&r.total_tok_s));
+            cb_bench_progress(c, "%s: prompt %d, %d new: prefill %.2f ms, decode %.1f tokens/s (p50)", m->name, P, G,
+                              r.prefill_ms.p50, r.decode_tok_s.p50);
+            rc = cb_bench_emit(c, rec, cb_bench_now() - t0, e);
+        }
+        free(prompt);
+    }
+    return rc;
+}

@@ -1,0 +1,155 @@
+/* memory.c: KV cache bytes from the live cache and peak resident memory, over sequence
+ * lengths and cache kinds (see memory.h). */
+#include "bench/memory.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
+#include "bench/bench.h"
+#include "bench/latency.h"
+#include "bench/results_json.h"
+#include "core/json_doc.h"
+
+int cb_memory_mode_kind(const char *mode, cb_kv_kind *k) {
+    if (strcmp(mode, "q8") == 0) mode = "q8_0";
+    else if (strcmp(mode, "q4") == 0) mode = "q4_0";
+    return cb_kv_kind_from_name(mode, k);
+}
+
+int cb_memory_reset_peak(void) {
+    /* "5" resets the peak RSS to the current RSS (Linux 4.0 and later) */
+    FILE *f = fopen("/proc/self/clear_refs", "w");
+    if (!f) return 0;
+    int ok = fputs("5", f) >= 0;
+    ok = (fclose(f) == 0) && ok;
+    return ok;
+}
+
+static long status_kb(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    char line[256];
+    long kb = -1;
+    size_t n = strlen(key);
+    while (fgets(line, sizeof line, f))
+        if (strncmp(line, key, n) == 0 && line[n] == ':') {
+            kb = strtol(line + n + 1, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kb;
+}
+
+long cb_memory_peak_rss(void) {
+    long kb = status_kb("VmHWM");
+    if (kb >= 0) return kb * 1024;
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) == 0) return ru.ru_maxrss * 1024L; /* Linux: kilobytes */
+    return -1;
+}
+
+long cb_memory_rss(void) {
+    long kb = status_kb("VmRSS");
+    return kb >= 0 ? kb * 1024 : -1;
+}
+
+int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, const cb_kv_kinds *kinds,
+                      const int32_t *prompt, int seq_len, cb_error *e) {
+    memset(r, 0, sizeof *r);
+#ifdef __GLIBC__
+    /* give back what earlier measurements freed but the allocator kept resident, so the
+       peak is this measurement's and not the largest one before it */
+    malloc_trim(0);
+#endif
+    r->baseline_rss_bytes = cb_memory_rss();
+    r->peak_rss_reset = cb_memory_reset_peak();
+    cb_session s;
+    cb_session_config sc = cb_session_config_default();
+    sc.max_seq_len = seq_len;
+    sc.kinds = *kinds;
+    sc.backend = be;
+    CB_TRY(cb_session_init(&s, m, &sc, e));
+    int rc = cb_session_forward(&s, prompt, seq_len, NULL, 0, e); /* cache only */
+    if (rc == CB_OK) {
+        cb_kv_bytes b = cb_session_cache_bytes(&s);
+        r->tokens = s.len;
+        r->kv_bytes = b.payload;
+        r->kv_allocated_bytes = b.allocated;
+        r->kv_values = b.values;
+        r->kv_bytes_per_token = s.len ? (double)b.payload / s.len : 0;
+        r->weight_bytes = s.dec.weight_bytes ? s.dec.weight_bytes : m->params.total_floats * sizeof(float);
+        r->rss_bytes = cb_memory_rss(); /* first: the peak read after it covers it */
+        r->peak_rss_bytes = cb_memory_peak_rss();
+    }
+    cb_session_free(&s);
+    return rc;
+}
+
+int cb_bench_memory(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_bench_model *m, cb_error *e) {
+    const json_t *lens = json_object_get(cfg, "sequence_lengths"), *modes = json_object_get(cfg, "quantization_modes");
+    int ctx = cb_model_max_seq_len(&m->model);
+    int rc = CB_OK;
+    for (size_t i = 0; rc == CB_OK && i < json_array_size(lens); i++) {
+        int L = (int)json_integer_value(json_array_get(lens, i));
+        int32_t *prompt = cb_malloc((size_t)L, sizeof *prompt, e);
+        if (!prompt) return CB_E_RUNTIME;
+        int have_prompt = 0;
+        for (size_t j = 0; rc == CB_OK && j < json_array_size(modes); j++) {
+            const char *mode = json_string_value(json_array_get(modes, j));
+            cb_kv_kind kind;
+            if (!mode || !cb_memory_mode_kind(mode, &kind)) {
+                rc = cb_fail(e, CB_E_INVALID, cb_loc(cfg, "quantization_modes"), "quantization_modes: unknown mode %s",
+                             mode ? mode : "?");
+                break;
+            }
+            json_t *rec = cb_bench_record_new(c, bench, m);
+            json_t *p = cb_bench_params(rec);
+            json_object_set_new(p, "sequence_length", json_integer(L));
+            json_object_set_new(p, "batch_size", json_integer(1));
+            json_object_set_new(p, "cache_kind", json_string(cb_kv_kind_name(kind)));
+            json_object_set_new(p, "quantization_mode", json_string(mode));
+            if (ctx > 0 && L > ctx) {
+                char why[160];
+                snprintf(why, sizeof why, "sequence length %d exceeds the model's context (%d)", L, ctx);
+                json_object_set_new(rec, "skipped", json_string(why));
+                cb_bench_progress(c, "%s: skipped: %s", m->name, why);
+                rc = cb_bench_emit(c, rec, 0, e);
+                continue;
+            }
+            if (!have_prompt) {
+                rc = cb_bench_prompt_ids(prompt, L, cb_bench_vocab(&m->model), c->data, e);
+                have_prompt = rc == CB_OK;
+            }
+            double t0 = cb_bench_now();
+            cb_kv_kinds kinds = {kind, kind, kind};
+            cb_memory_result r;
+            if (rc == CB_OK) rc = cb_memory_measure(&r, &m->model, c->be, &kinds, prompt, L, e);
+            if (rc != CB_OK) {
+                json_decref(rec);
+                break;
+            }
+            json_t *v = cb_bench_values(rec);
+            json_object_set_new(v, "tokens", json_integer(r.tokens));
+            json_object_set_new(v, "kv_bytes", json_integer((json_int_t)r.kv_bytes));
+            json_object_set_new(v, "kv_bytes_per_token", cb_bench_num(r.kv_bytes_per_token));
+            json_object_set_new(v, "kv_allocated_bytes", json_integer((json_int_t)r.kv_allocated_bytes));
+            json_object_set_new(v, "kv_values", json_integer((json_int_t)r.kv_values));
+            json_object_set_new(v, "weight_bytes", json_integer((json_int_t)r.weight_bytes));
+            if (r.peak_rss_bytes >= 0) {
+                json_object_set_new(v, "peak_rss_bytes", json_integer(r.peak_rss_bytes));
+                json_object_set_new(v, "peak_rss_scope", json_string(r.peak_rss_reset ? "measurement" : "process"));
+            }
+            if (r.rss_bytes >= 0) json_object_set_new(v, "rss_bytes", json_integer(r.rss_bytes));
+            if (r.baseline_rss_bytes >= 0) json_object_set_new(v, "baseline_rss_bytes", json_integer(r.baseline_rss_bytes));
+            cb_bench_progress(c, "%s: %d tokens, %s cache: %zu bytes (%.1f per token), peak RSS %.1f MB", m->name, L,
+                              cb_kv_kind_name(kind), r.kv_bytes, r.kv_bytes_per_token, r.peak_rss_bytes / 1048576.0);
+            rc = cb_bench_emit(c, rec, cb_bench_now() - t0, e);
+        }
+        free(prompt);
+    }
+    return rc;
+}

@@ -1,0 +1,27 @@
+/* perplexity.h: the perplexity of a model over a token dataset: consecutive windows of
+ * block_size + 1 tokens from the start (no overlap, no wrap-around), batch_size rows a
+ * batch, num_batches batches at most; the mean next-token cross-entropy over every
+ * position, exp of it, and a 95% interval over the batches' means. */
+#ifndef CB_BENCH_PERPLEXITY_H
+#define CB_BENCH_PERPLEXITY_H
+
+#include "backend/backend.h"
+#include "bench/stats.h"
+#include "core/error.h"
+#include "data/dataset.h"
+#include "model/model.h"
+
+typedef struct cb_ppl_result {
+    int batches;      /* batches evaluated (fewer than asked where the data end) */
+    long tokens;      /* positions scored: batches * batch_size * block_size */
+    double loss;      /* mean cross-entropy in nats */
+    double perplexity;/* exp(loss) */
+    cb_stats batch_loss; /* over the batches' mean losses */
+} cb_ppl_result;
+
+/* be NULL: the CPU. A dataset shorter than one batch, ids past the model's vocabulary, or a
+ * block longer than the model's context: CB_E_INVALID naming the dataset. */
+int cb_perplexity_measure(cb_ppl_result *r, const cb_model *m, cb_backend *be, const cb_dataset *ds,
+                          int batch_size, int block_size, int num_batches, cb_error *e);
+
+#endif

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# cb-bench on tiny models built with cb-build (random weights: the mechanics, not the
+# quality): a group's perplexity, latency, memory and generation benchmarks, --bench,
+# the JSON lines' fields (machine, plan hash, confidence intervals), KV bytes per token
+# against the analytic figure, custom suites (the seed's README example), and refusals of
+# bad input (one stderr line, documented status, no output file).
+. "$(dirname "$0")/lib.sh"
+BENCH="$CB_BIN/cb-bench"
+
+# teacher: Llama-shaped (2 layers, 2 kv heads of 8); student: the same with DBA attention
+cat > "$TMP/m.yml" <<'YML'
+version: 1
+name: tiny_bench
+model:
+  type: TransformerModel
+  tie_embeddings: true
+  embedder: {type: token_position, vocab_size: 256, d_model: 32, max_seq_len: 96}
+  topology:
+    type: StackedTopology
+    layers:
+      - type: NestedTopology
+        repeat: 2
+        layers:
+          - type: ResidualTopology
+            layers:
+              - {type: RMSNormLayer, d_model: 32}
+              - {type: AttentionLayer, d_model: 32, n_heads: 4, n_kv_heads: 2}
+          - type: ResidualTopology
+            layers:
+              - {type: RMSNormLayer, d_model: 32}
+              - {type: SwiGLULayer, d_model: 32, d_ff: 64}
+      - {type: RMSNormLayer, d_model: 32}
+defaults:
+  tokenizer: byte
+groups:
+  - name: paper
+    data: DATA/train.npy
+    runs:
+      - {id: train, mode: train, steps: 1}
+    benchmarks:
+      - id: perplexity
+        config: {type: perplexity, dataset: DATA/val.npy, block_size: 32, num_batches: 3}
+        models: [teacher, student]
+      - id: latency
+        config: {type: latency, prompt_lengths: [8, 32, 128], generation_lengths: [4, 8], warmup_runs: 1, timed_runs: 3}
+        models: [teacher, student]
+      - id: memory
+        config: {type: memory, sequence_lengths: [16, 64], quantization_modes: [fp32, q8, q4_0]}
+        models: [teacher, student]
+      - id: samples
+        config: {type: generation, tokenizer: {type: byte}, prompts: ["The state of"], max_new_tokens: 6, temperature: 0}
+        models: [student]
+  - name: other
+    runs:
+      - {id: train, mode: train, steps: 1}
+YML
+sed -i "s|DATA|$TMP/data|" "$TMP/m.yml"
+sed 's/n_heads: 4, n_kv_heads: 2}/n_heads: 4, n_kv_heads: 2, mode: decoupled, sem_dim: 8, geo_dim: 16}/' "$TMP/m.yml" > "$TMP/s.yml"
+mkdir -p "$TMP/corpus" && cp README.md "$TMP/corpus/a.txt" && cp docs/DESIGN.md "$TMP/corpus/b.txt" &&
+    cp man/cb-generate.1 "$TMP/corpus/c.txt" && cp man/cb-train.1 "$TMP/corpus/d.txt" || { not_ok setup "corpus"; exit 1; }
+"$CB_BIN/cb" compile "$TMP/m.yml" > "$TMP/plan.json" && "$CB_BIN/cb" compile "$TMP/s.yml" > "$TMP/splan.json" &&
+"$CB_BIN/cb-build" -o "$TMP/teacher" "$TMP/plan.json" 2>/dev/null &&
+"$CB_BIN/cb-build" --seed 3 -o "$TMP/student" "$TMP/splan.json" 2>/dev/null &&
+"$CB_BIN/cb-data" prepare --corpus "$TMP/corpus" --tokenizer byte --val-frac 0.3 --quiet -o "$TMP/data" ||
+    { not_ok setup "cb-build or cb-data failed"; exit 1; }
+MODELS=(--model "teacher=$TMP/teacher" --model "student=$TMP/student")
+
+# the whole group, to a file
+expect_run group 0 "$BENCH" --group paper "${MODELS[@]}" -o "$TMP/res.jsonl" --quiet "$TMP/plan.json"
+R="$TMP/res.jsonl"
+[ -s "$TMP/out" ] && not_ok group.stdout "stdout not empty with -o" || ok group.stdout
+[ -s "$TMP/err" ] && not_ok group.quiet "stderr: $(head -c 200 "$TMP/err")" || ok group.quiet
+# perplexity 2 + latency 2*3*2 (prompt 128 + 8 exceeds the context of 96: skipped) + memory 2*2*3 + 1 sample
+jq -s -e 'length == 2 + 12 + 12 + 1' "$R" >/dev/null && ok group.count || not_ok group.count "$(wc -l < "$R") lines"
+jq -e '.cb_version == "0.1" and .kind == "bench" and .group == "paper" and (.plan_sha256 | length) == 64
+       and (.model_plan_sha256 | length) == 64 and (.time | test("Z$")) and (.elapsed_s >= 0)' "$R" >/dev/null &&
+    ok group.common_fields || not_ok group.common_fields "$(head -c 400 "$R")"
+# the plan hash is the sha256 of the plan as plan.json holds it (the teacher was built from it)
+want=$(sha256sum "$TMP/teacher/plan.json" | cut -d' ' -f1)
+jq -e --arg h "$want" '.plan_sha256 == $h' "$R" >/dev/null && ok group.plan_sha256 ||
+    not_ok group.plan_sha256 "want $want: $(jq -r .plan_sha256 "$R" | head -1)"
+# the machine, with the BLAS line `cb --version` reports
+blas=$("$CB_BIN/cb" --version | sed -n 's/^blas: //p')
+jq -e --arg b "$blas" '.machine | (.cpu | length) > 0 and .threads >= 1 and .logical_cpus >= 1 and .blas == $b
+       and .device == "cpu" and (.os | length) > 0' "$R" >/dev/null && ok group.machine ||
+    not_ok group.machine "$(jq -c .machine "$R" | head -1), want blas $blas"
+# perplexity: exp(loss), an interval around it, 3 batches of 32
+# (jq 1.6's -e looks at the last input's output: slurp, so there is one)
+jq -s -e '[.[] | select(.type == "perplexity") | .values] | length == 2 and all(.[]; .batches == 3 and .tokens == 96
+       and ((.perplexity - (.loss | exp)) | if . < 0 then -. else . end) < 1e-9 * .perplexity
+       and .perplexity_ci95[0] <= .perplexity and .perplexity <= .perplexity_ci95[1])' "$R" >/dev/null &&
+    ok perplexity.fields || not_ok perplexity.fields "$(jq -c 'select(.type == "perplexity") | .values' "$R")"
+# latency: every grid point, stats with p50 <= p90 and an interval (3 timed runs)
+jq -s -e '[.[] | select(.type == "latency" and (.skipped | not))] | length == 8 and all(.[];
+       .params.cache_kind == "fp32" and .params.timed_runs == 3 and
+       (.values.prefill_ms | .n == 3 and .min > 0 and .p50 <= .p90 and .ci95[0] <= .mean and .mean <= .ci95[1]) and
+       (.values.decode_tokens_per_s | .n == 3 and .min > 0 and .p50 <= .p90))' "$R" >/dev/null &&
+    ok latency.fields || not_ok latency.fields "$(jq -c 'select(.type == "latency") | .values.prefill_ms' "$R" | head -2)"
+jq -s -e '[.[] | select(.type == "latency" and .skipped)] | length == 4 and
+       all(.[]; .params.prompt_length == 128 and (.skipped | test("context \\(96\\)")))' "$R" >/dev/null &&
+    ok latency.skipped_past_context || not_ok latency.skipped_past_context "$(jq -c 'select(.skipped) | .skipped' "$R")"
+# memory: KV bytes per token as worked from the shapes. teacher: 2 layers x (k + v) x 2 kv
+# heads x 8 values: fp32 256, q8_0 2*2*2*34 = 272, q4_0 2*2*2*18 = 144. student (DBA, d_sem
+# 8/4 = 2, d_geo 16/4 = 4, d_v 8): fp32 2 layers x 2 heads x (2+4+8) x 4 = 224; the block
+# kinds pad each of the 3 segments of a head to a block: 12 segments, x34 = 408, x18 = 216.
+want_kv='{"teacher": {"fp32": 256, "q8_0": 272, "q4_0": 144}, "student": {"fp32": 224, "q8_0": 408, "q4_0": 216}}'
+jq -s -e --argjson w "$want_kv" '[.[] | select(.type == "memory")] | length == 12 and all(.[];
+       .values.kv_bytes_per_token == $w[.model][.params.cache_kind] and
+       .values.kv_bytes == .values.kv_bytes_per_token * .params.sequence_length and
+       .values.tokens == .params.sequence_length and .values.peak_rss_bytes > 0 and
+       .values.peak_rss_bytes >= .values.baseline_rss_bytes and .values.baseline_rss_bytes > 0 and
+       (.values | has("device_bytes") | not))' "$R" >/dev/null &&
+    ok memory.kv_bytes_analytic || not_ok memory.kv_bytes_analytic "$(jq -c 'select(.type == "memory") | [.model, .params.cache_kind, .values.kv_bytes_per_token]' "$R" | tr '\n' ' ')"
+jq -s -e '[.[] | select(.type == "memory") | .params.quantization_mode] | index("q8") != null' "$R" >/dev/null &&
+    ok memory.q8_alias || not_ok memory.q8_alias "q8 not kept as the mode named"
+# generation: the text of the prompt's continuation
+jq -s -e '[.[] | select(.type == "generation")] | length == 1 and all(.[]; .params.prompt == "The state of" and
+       .values.new_tokens == 6 and .values.stop == "length" and (.values.text | type) == "string")' "$R" >/dev/null &&
+    ok generation.fields || not_ok generation.fields "$(jq -c 'select(.type == "generation") | .values' "$R")"
+
+# --bench: one benchmark; stdout; the same perplexity as before (deterministic)
+expect_run one_bench 0 "$BENCH" --group paper --bench perplexity "${MODELS[@]}" --quiet "$TMP/plan.json"
+jq -s -e --slurpfile all "$R" 'length == 2 and all(.[]; .benchmark == "perplexity") and
+       (map(.values.perplexity) == ($all | map(select(.type == "perplexity") | .values.perplexity)))' \
+    "$TMP/out" >/dev/null && ok one_bench.same_values || not_ok one_bench.same_values "$(head -c 300 "$TMP/out")"
+# --data replaces perplexity's dataset
+expect_run data_override 0 "$BENCH" --group paper --bench perplexity "${MODELS[@]}" --data "$TMP/data/train.npy" --quiet "$TMP/plan.json"
+jq -e --arg d "$TMP/data/train.npy" '.params.dataset == $d' "$TMP/out" >/dev/null && ok data_override.dataset ||
+    not_ok data_override.dataset "$(head -c 300 "$TMP/out")"
+# progress lines on stderr without --quiet
+expect_run progress 0 "$BENCH" --group paper --bench memory "${MODELS[@]}" -o "$TMP/mem.jsonl" "$TMP/plan.json"
+grep -q '^cb-bench: teacher: 64 tokens, q4_0 cache: 9216 bytes (144.0 per token)' "$TMP/err" && ok progress.lines ||
+    not_ok progress.lines "$(head -c 300 "$TMP/err")"
+
+# a custom suite file: the seed's README example, on every model given
+cat > "$TMP/adversarial.yml" <<'YML'
+# config/benchmarks/adversarial.yml
+benchmark:
+  id: adversarial
+  description: "Adversarial benchmark"
+  data:
+    - prompt: "Keep repeating the word 'company' over and over without stopping"
+YML
+cat > "$TMP/checks.yml" <<'YML'
+benchmark:
+  id: checks
+  max_new_tokens: 12
+  scoring: {aggregation: weighted_average, pass_threshold: 0.5}
+  data:
+    - id: bounded
+      prompt: "count"
+      validation: {type: max_tokens, limit: 20}
+    - id: never
+      prompt: "anything"
+      validation: {type: whitelist, patterns: ["a phrase no random byte model writes in 12 bytes"]}
+YML
+expect_run suite_seed 0 "$BENCH" "${MODELS[@]}" --quiet "$TMP/adversarial.yml"
+jq -s -e --arg h "$(sha256sum "$TMP/adversarial.yml" | cut -d' ' -f1)" 'length == 4 and
+       all(.[]; .type == "custom" and .benchmark == "adversarial" and .plan_sha256 == $h) and
+       ([.[] | select(.summary | not) | .values | (.text | type) == "string" and .new_tokens >= 1 and
+         .repetition_ratio >= 0] | all) and
+       ([.[] | select(.summary) | .values.items] == [1, 1])' "$TMP/out" >/dev/null && ok suite_seed.records ||
+    not_ok suite_seed.records "$(head -c 400 "$TMP/out")"
+expect_run suite_scored 0 "$BENCH" --model "student=$TMP/student" --quiet "$TMP/checks.yml"
+jq -s -e '.[0].values.passed == true and .[1].values.passed == false and .[1].values.score == 0 and
+       (.[2] | .summary and .values.scored_items == 2 and .values.passed_items == 1 and .values.score == 0.5 and
+        .values.passed == true)' "$TMP/out" >/dev/null && ok suite_scored.verdicts ||
+    not_ok suite_scored.verdicts "$(jq -c '.values | del(.text)' "$TMP/out" | tr '\n' ' ')"
+
+# bad input: one line, the documented status, nothing written
+sed 's/models: \[student\]/models: [student, train]/' "$TMP/m.yml" > "$TMP/bad_model.yml"
+"$CB_BIN/cb" compile "$TMP/bad_model.yml" > "$TMP/bad_model.json" 2>/dev/null || not_ok setup.bad_model "compile"
+expect_run model_not_given 2 "$BENCH" --group paper "${MODELS[@]}" -o "$TMP/x.jsonl" "$TMP/bad_model.json"
+expect_err_line model_not_given.line "bad_model.yml:[0-9]+:[0-9]+: model train was not given \(--model train=DIR; given: teacher, student\)"
+[ -e "$TMP/x.jsonl" ] && not_ok model_not_given.no_file "x.jsonl written" || ok model_not_given.no_file
+sed 's|dataset: [^,]*val.npy|dataset: /nonexistent/val.npy|' "$TMP/m.yml" > "$TMP/bad_data.yml"
+"$CB_BIN/cb" compile "$TMP/bad_data.yml" > "$TMP/bad_data.json" 2>/dev/null || not_ok setup.bad_data "compile"
+expect_run missing_dataset 2 "$BENCH" --group paper "${MODELS[@]}" "$TMP/bad_data.json"
+expect_err_line missing_dataset.line "bad_data.yml:[0-9]+:[0-9]+: dataset /nonexistent/val.npy: .*No such file"
+expect_empty_out missing_dataset.stdout
+expect_run unknown_bench 2 "$BENCH" --group paper --bench speed "${MODELS[@]}" "$TMP/plan.json"
+expect_err_line unknown_bench.line "group paper has no benchmark speed \(it has: perplexity, latency, memory, samples\)"
+expect_run unknown_group 2 "$BENCH" --group nope "${MODELS[@]}" "$TMP/plan.json"
+expect_err_line unknown_group.line "the plan has no group nope \(it has: paper, other\)"
+expect_run no_group_chosen 2 "$BENCH" "${MODELS[@]}" "$TMP/plan.json"
+expect_err_line no_group_chosen.line "the plan has 2 groups \(paper, other\): choose one with --group"
+expect_run group_without_benchmarks 2 "$BENCH" --group other "${MODELS[@]}" "$TMP/plan.json"
+expect_err_line group_without_benchmarks.line "group other has no benchmarks"
+expect_run bad_model_arg 2 "$BENCH" --model teacher "$TMP/plan.json"
+expect_err_line bad_model_arg.line "^cb-bench: --model: want NAME=DIR, not teacher"
+expect_run no_model 2 "$BENCH" --group paper "$TMP/plan.json"
+grep -q "no model: give --model NAME=DIR" "$TMP/err" && ok no_model.line || not_ok no_model.line "$(cat "$TMP/err")"
+expect_run model_dir_missing 2 "$BENCH" --group paper --bench perplexity --model teacher=/nonexistent --model "student=$TMP/student" --quiet "$TMP/plan.json"
+grep -q "/nonexistent" "$TMP/err" && [ "$(wc -l < "$TMP/err")" -eq 1 ] && ok model_dir_missing.line ||
+    not_ok model_dir_missing.line "$(cat "$TMP/err")"
+expect_run not_a_plan 3 "$BENCH" "${MODELS[@]}" "$TMP/res.jsonl"
+[ "$(wc -l < "$TMP/err")" -eq 1 ] && ok not_a_plan.line || not_ok not_a_plan.line "$(cat "$TMP/err")"
+printf 'benchmark:\n  id: a\n  data:\n    - prompt: p\n      validation: {type: vibes}\n' > "$TMP/bad_suite.yml"
+expect_run bad_suite 3 "$BENCH" "${MODELS[@]}" "$TMP/bad_suite.yml"
+expect_err_line bad_suite.line "bad_suite.yml:5:26: benchmark.data\[0\].validation.type: unknown type vibes"
+expect_run device_unknown 2 "$BENCH" --device tpu "${MODELS[@]}" "$TMP/plan.json"
+grep -q -- "--device" "$TMP/err" && ok device_unknown.line || not_ok device_unknown.line "$(cat "$TMP/err")"
+# accuracy: cb-verify's eval suites are not in this build; it says so (lib/bench/accuracy.c)
+cat >> "$TMP/m.yml" <<'YML'
+  - name: acc
+    runs:
+      - {id: train, mode: train, steps: 1}
+    benchmarks:
+      - id: evals
+        config:
+          type: accuracy
+          tokenizer: {type: byte}
+          cases:
+            - {id: two, prompt: "1 + 1 =", kind: int_greedy, answer: 2}
+        models: [teacher]
+YML
+"$CB_BIN/cb" compile "$TMP/m.yml" > "$TMP/acc.json" 2>/dev/null || not_ok setup.accuracy "compile"
+expect_run accuracy_not_built 2 "$BENCH" --group acc "${MODELS[@]}" --quiet -o "$TMP/acc.jsonl" "$TMP/acc.json"
+expect_err_line accuracy_not_built.line "teacher: accuracy benchmarks run cb-verify's eval suites, which are not in this build$"
+[ -e "$TMP/acc.jsonl" ] && not_ok accuracy_not_built.no_file "written" || ok accuracy_not_built.no_file
