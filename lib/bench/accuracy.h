@@ -7,6 +7,7 @@
 
 #include <jansson.h>
 #include "core/error.h"
+#include "model/model.h"
 
 typedef struct cb_accuracy_result {
     int cases;       /* cases scored */
@@ -15,9 +16,10 @@ typedef struct cb_accuracy_result {
     json_t *per_case;/* optional: an array of {"id", "correct", "output"}; NULL or owned */
 } cb_accuracy_result;
 
-/* Score the eval suite (the accuracy config, defaults filled) on the model in model_dir.
- * It is lib/verify's eval runner that does the scoring: this build has no lib/verify, so
- * this answers CB_E_USAGE saying so. */
-int cb_bench_accuracy(const char *model_dir, const json_t *suite, cb_accuracy_result *r, cb_error *e);
+/* Score the eval suite (the accuracy config, defaults filled) on model, loaded from
+ * model_dir (its tokenizer files), through lib/verify's eval runner: the same outcomes
+ * cb-verify's eval gives the model. A bad case or tokenizer is CB_E_INVALID naming it. */
+int cb_bench_accuracy(const char *model_dir, const cb_model *model, const json_t *suite, cb_accuracy_result *r,
+                      cb_error *e);
 
 #endif

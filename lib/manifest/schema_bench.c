@@ -1,5 +1,5 @@
 /* schema_bench.c: schema tables of a group's benchmarks: id, models and a config whose
- * type (perplexity, latency, memory, accuracy, generation) picks its fields. */
+ * type (perplexity, latency, memory, accuracy, generation, custom) picks its fields. */
 #include "manifest/schema_table.h"
 
 #define CACHE_KIND FIELD("cache_kind", T_ENUM("fp32", "fp16", "bf16", "q8_0", "q4_0", "nf4"), .def = "\"fp32\"")
@@ -56,8 +56,14 @@ static const cb_field generation_fields[] = {
 static const cb_schema generation_schema = {"generation", generation_fields, CB_NFIELDS(generation_fields), NULL,
                                             NULL};
 
+/* a suite file in the shape of the seed's config/benchmarks files (cb-bench(1), CUSTOM SUITES) */
+static const cb_field custom_fields[] = {
+    FIELD("suite", T_NAME, .required = 1),
+};
+static const cb_schema custom_schema = {"custom", custom_fields, CB_NFIELDS(custom_fields), NULL, NULL};
+
 static const cb_schema *const config_variants[] = {&perplexity_schema, &latency_schema, &memory_schema,
-                                                   &accuracy_schema, &generation_schema};
+                                                   &accuracy_schema, &generation_schema, &custom_schema};
 const cb_union cb_benchmark_config_union = {"benchmark type", "type", config_variants, CB_NFIELDS(config_variants)};
 
 static const cb_field benchmark_fields[] = {

@@ -200,21 +200,55 @@ expect_run bad_suite 3 "$BENCH" "${MODELS[@]}" "$TMP/bad_suite.yml"
 expect_err_line bad_suite.line "bad_suite.yml:5:26: benchmark.data\[0\].validation.type: unknown type vibes"
 expect_run device_unknown 2 "$BENCH" --device tpu "${MODELS[@]}" "$TMP/plan.json"
 grep -q -- "--device" "$TMP/err" && ok device_unknown.line || not_ok device_unknown.line "$(cat "$TMP/err")"
-# accuracy: cb-verify's eval suites are not in this build; it says so (lib/bench/accuracy.c)
+# accuracy: cb-verify's eval suites (lib/verify) scored by cb-bench; the same outcomes
+# cb-verify's eval gives the same model for the same cases
 cat >> "$TMP/m.yml" <<'YML'
   - name: acc
     runs:
-      - {id: train, mode: train, steps: 1}
+      - id: train
+        mode: train
+        steps: 1
+        verify:
+          type: eval
+          tokenizer: {type: byte}
+          max_new_tokens: 6
+          cases:
+            - {id: two, prompt: "1 + 1 =", kind: int_greedy, answer: 2}
+            - {id: pick, prompt: "The sky is", kind: choice_logprob, choices: [" blue", " green", " loud"], answer: " blue"}
     benchmarks:
       - id: evals
         config:
           type: accuracy
           tokenizer: {type: byte}
+          max_new_tokens: 6
           cases:
             - {id: two, prompt: "1 + 1 =", kind: int_greedy, answer: 2}
+            - {id: pick, prompt: "The sky is", kind: choice_logprob, choices: [" blue", " green", " loud"], answer: " blue"}
         models: [teacher]
 YML
 "$CB_BIN/cb" compile "$TMP/m.yml" > "$TMP/acc.json" 2>/dev/null || not_ok setup.accuracy "compile"
-expect_run accuracy_not_built 2 "$BENCH" --group acc "${MODELS[@]}" --quiet -o "$TMP/acc.jsonl" "$TMP/acc.json"
-expect_err_line accuracy_not_built.line "teacher: accuracy benchmarks run cb-verify's eval suites, which are not in this build$"
-[ -e "$TMP/acc.jsonl" ] && not_ok accuracy_not_built.no_file "written" || ok accuracy_not_built.no_file
+expect_run accuracy 0 "$BENCH" --group acc "${MODELS[@]}" --quiet -o "$TMP/acc.jsonl" "$TMP/acc.json"
+expect_run accuracy_verify 0 "$CB_BIN/cb-verify" --group acc --run train --student "$TMP/teacher" --quiet \
+    -o "$TMP/acc_verify.json" "$TMP/acc.json"
+got=$(jq -c '.values | [.cases, .correct, .accuracy, [.per_case[] | [.id, .correct, .output // .picked]]]' "$TMP/acc.jsonl")
+want=$(jq -c '.eval | [.cases, .student_correct, .student_accuracy, [.results[] | [.id, .student.correct, .student.output // .student.picked]]]' \
+    "$TMP/acc_verify.json")
+if [ -n "$got" ] && [ "$got" = "$want" ]; then ok accuracy_equals_verify; else
+    not_ok accuracy_equals_verify "cb-bench $got, cb-verify $want"; fi
+if jq -e '.values.cases == 2 and .values.accuracy == .values.correct / 2' "$TMP/acc.jsonl" >/dev/null; then
+    ok accuracy_fraction; else not_ok accuracy_fraction "$(head -c 300 "$TMP/acc.jsonl")"; fi
+
+# a manifest's benchmark of type custom runs its suite file as the file itself runs
+cat >> "$TMP/m.yml" <<YML
+  - name: cust
+    runs:
+      - {id: train, mode: train, steps: 1}
+    benchmarks:
+      - id: checks_in_manifest
+        config: {type: custom, suite: "$TMP/checks.yml"}
+        models: [student]
+YML
+"$CB_BIN/cb" compile "$TMP/m.yml" > "$TMP/cust.json" || not_ok setup.custom "compile"
+expect_run custom_in_manifest 0 "$BENCH" --group cust "${MODELS[@]}" --quiet -o "$TMP/cust.jsonl" "$TMP/cust.json"
+jq -s -e '.[2] | .summary and .values.scored_items == 2 and .values.passed_items == 1' "$TMP/cust.jsonl" >/dev/null &&
+    ok custom_in_manifest.summary || not_ok custom_in_manifest.summary "$(head -c 300 "$TMP/cust.jsonl")"
