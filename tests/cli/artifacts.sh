@@ -193,3 +193,20 @@ grep -q -- "--name: want letters" "$TMP/err" && ok bad_name.line || not_ok bad_n
 printf 'x' > "$TMP/afile"
 expect_run output_not_dir 2 "$ART" -o "$TMP/afile" "$TMP/res.jsonl"
 expect_err_line output_not_dir.line "afile: not a directory$"
+
+# the folder is what cb-paper and cb-review read (issue 19): an offline draft from it
+# compiles, every number in it is in report.json or a CSV (exit 0), its tables and
+# figures come from the folder, and the offline review of it is written
+expect_run paper_offline 0 "$CB_BIN/cb-paper" --offline -q -o "$D/paper" -r "$D" "$TMP/m.yml"
+jq -e '.untraced_numbers == [] and .figures == 3 and .result_tables == 3' "$TMP/out" >/dev/null &&
+    ok paper_offline.summary || not_ok paper_offline.summary "$(head -c 400 "$TMP/out")"
+missing=""
+for f in paper.tex paper.pdf figures/summary.png figures/latency_vs_context.png figures/memory_scaling.png; do
+    [ -s "$D/paper/$f" ] || missing="$missing $f"
+done
+[ -z "$missing" ] && ok paper_offline.files || not_ok paper_offline.files "missing:$missing"
+perp_row=$(awk -F, 'NR == 2 { print $1 }' "$D/perplexity.csv")
+grep -q "^$perp_row & " "$D/paper/paper.tex" && ok paper_offline.csv_rows || not_ok paper_offline.csv_rows "no row '$perp_row' from perplexity.csv"
+run "$CB_BIN/cb-review" --offline -q -p "$D/paper" -r "$D" "$TMP/m.yml"
+{ [ "$STATUS" -eq 0 ] || [ "$STATUS" -eq 1 ]; } && jq -e '.kind == "review" and (.score | type) == "number"' "$D/paper/review.json" >/dev/null &&
+    ok review_offline || not_ok review_offline "status $STATUS: $(head -c 300 "$TMP/err")"
