@@ -236,19 +236,17 @@ static int find_preset(const char *name, char *out, size_t n) {
     return -1;
 }
 
-/* The group holding the run of `exp` (the legacy presets label their run with exp:), or NULL
- * for the manifest's only group; *run_id gets the run. */
-static const char *legacy_group(const json_t *plan, const char *exp, const char *mode, const char **run_id) {
-    const json_t *groups = json_object_get(plan, "groups");
+/* The run the legacy options name: the run labelled `exp:` (the legacy presets label theirs),
+ * or without --exp the manifest's first training run; its group's name, or NULL. */
+static const char *legacy_group(const json_t *plan, const char *exp, const char **run_id) {
     size_t i, k;
     const json_t *g, *r;
     *run_id = NULL;
-    json_array_foreach(groups, i, g) {
+    json_array_foreach(json_object_get(plan, "groups"), i, g) {
         json_array_foreach(json_object_get(g, "runs"), k, r) {
             const char *rexp = json_string_value(json_object_get(r, "exp"));
             const char *rmode = json_string_value(json_object_get(r, "mode"));
-            if (exp && (!rexp || strcmp(rexp, exp) != 0)) continue;
-            if (!exp && strcmp(rmode ? rmode : "train", mode) != 0 && strcmp(mode, "train") == 0) continue;
+            if (exp ? !rexp || strcmp(rexp, exp) != 0 : rmode && strcmp(rmode, "train") != 0) continue;
             *run_id = json_string_value(json_object_get(r, "id"));
             return json_string_value(json_object_get(g, "name"));
         }
@@ -327,7 +325,7 @@ static int legacy(int argc, char **argv) {
     }
     cb_diags_free(&d);
     const char *run_id = NULL;
-    const char *group = legacy_group(plan, exp, mode, &run_id);
+    const char *group = legacy_group(plan, exp, &run_id);
     if (exp && !group) {
         json_decref(plan);
         fprintf(stderr, "cb: %s: no run labelled exp: %s\n", manifest, exp);
@@ -343,7 +341,11 @@ static int legacy(int argc, char **argv) {
         const json_t *g, *r;
         json_array_foreach(json_object_get(plan, "groups"), i, g) json_array_foreach(json_object_get(g, "runs"), k, r) {
             const char *p = json_string_value(json_object_get(r, "prompt"));
-            if (p && !prompt) prompt = strdup(p);
+            if (p && !prompt) {
+                static char first_prompt[4096];
+                snprintf(first_prompt, sizeof first_prompt, "%s", p);
+                prompt = first_prompt;
+            }
         }
     }
     json_decref(plan);

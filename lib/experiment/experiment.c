@@ -44,7 +44,7 @@ static int make_dirs(const char *path, cb_error *e) {
 /* --var NAME=VALUE into the manifest's vars: VALUE as JSON when it reads as a number,
  * boolean or null (steps=30), else as a string */
 static int set_vars(json_t *manifest, const cb_run_request *rq, json_t *overrides, cb_error *e) {
-    json_t *vars = json_object_get(manifest, "vars");
+    json_t *vars = json_object_get(json_object_get(manifest, "manifest"), "vars");
     for (int i = 0; i < rq->n_vars; i++) {
         const char *eq = strchr(rq->vars[i], '=');
         if (!eq || eq == rq->vars[i]) return cb_fail(e, CB_E_USAGE, "", "--var %s: expected NAME=VALUE", rq->vars[i]);
@@ -158,6 +158,12 @@ static void mark_todo(cb_graph *g, int force, int dry_run) {
         for (int k = 0; k < s->n_deps; k++) s->todo |= g->stages[s->deps[k]].todo;
         if (s->kind == CB_STAGE_CHAT) s->todo = 0; /* run after the graph, every time */
         if (s->todo && !dry_run) unlink(done);
+        if (force && !dry_run && s->kind == CB_STAGE_TRAIN) {
+            /* redone from the start: not continued from the checkpoints it left */
+            char started[4400];
+            snprintf(started, sizeof started, "%s/stamps/%s.started", g->exp_dir, s->id);
+            unlink(started);
+        }
     }
 }
 
