@@ -17,9 +17,11 @@
 #include "manifest/yaml_parse.h"
 #include "plan/plan.h"
 #include "plan/validate.h"
+#include "runtime/autofit.h"
 
 static const char usage[] =
     "usage: cb compile [--print-plan] [-o file] manifest\n"
+    "       cb compile --fit-params n [-o fitted.yml] manifest\n"
     "       cb run [--group name] [-j n] [-o exp_dir] [--dry-run] [--force] [--quiet]\n"
     "       [--var name=value] [--steps n] [--seed n] [--data file] [--resume dir] manifest\n"
     "       cb research [options] manifest\n"
@@ -55,10 +57,39 @@ static int write_tree(const json_t *plan, const char *path, cb_error *e) {
     return cb_atomic_commit(&af, e);
 }
 
+/* `cb compile --fit-params N`: the manifest with its width and depth fitted to N parameters */
+static int fit(const char *path, const char *count, const char *out_path) {
+    long long target = cb_autofit_parse_count(count);
+    if (target < 0) return cb_cli_usage_error("cb compile", "--fit-params: not a parameter count (350000, 124M, 1.2B): %s", count);
+    cb_error e;
+    cb_error_clear(&e);
+    char *text = NULL;
+    cb_fit_result r;
+    int rc = cb_autofit(path, target, &text, &r, &e);
+    cb_atomic_file af;
+    if (rc == CB_OK) rc = cb_atomic_open(&af, out_path, &e);
+    if (rc == CB_OK) {
+        if (fputs(text, af.fp) < 0) {
+            cb_atomic_abort(&af);
+            rc = cb_fail(&e, CB_E_IO, out_path ? out_path : "stdout", "write failed");
+        } else rc = cb_atomic_commit(&af, &e);
+    }
+    free(text);
+    if (rc != CB_OK) return cb_cli_report("cb compile", &e);
+    fprintf(stderr, "cb compile: fitted to %lld parameters: %lld (%+.2f%%): d_model %d, n_layers %d", r.target, r.params,
+            100 * r.error, r.d_model, r.n_layers);
+    if (r.n_heads) fprintf(stderr, ", n_heads %d", r.n_heads);
+    if (r.n_kv_heads) fprintf(stderr, ", n_kv_heads %d", r.n_kv_heads);
+    if (r.d_ff) fprintf(stderr, ", d_ff %d", r.d_ff);
+    fprintf(stderr, "\n");
+    return cb_cli_close_stdout("cb");
+}
+
 static int compile(int argc, char **argv) {
-    const char *tool = "cb compile", *out_path = NULL;
+    const char *tool = "cb compile", *out_path = NULL, *fit_params = NULL;
     int print_plan = 0;
     static const struct option opts[] = {{"print-plan", no_argument, NULL, 'p'},
+                                         {"fit-params", required_argument, NULL, 'f'},
                                          {"output", required_argument, NULL, 'o'},
                                          {"help", no_argument, NULL, 'h'},
                                          {NULL, 0, NULL, 0}};
@@ -66,6 +97,7 @@ static int compile(int argc, char **argv) {
     opterr = 0;
     while ((c = getopt_long(argc, argv, "o:h", opts, NULL)) != -1) {
         if (c == 'p') print_plan = 1;
+        else if (c == 'f') fit_params = optarg;
         else if (c == 'o') out_path = optarg;
         else if (c == 'h') { fputs(usage, stdout); return cb_cli_close_stdout("cb"); }
         else return cb_cli_usage_error(tool, "unknown option or missing argument: %s", argv[optind - 1]);
@@ -73,6 +105,8 @@ static int compile(int argc, char **argv) {
     if (argc - optind != 1) return cb_cli_usage_error(tool, "expected one manifest file");
     const char *path = argv[optind];
     const char *name = strcmp(path, "-") == 0 ? "<stdin>" : path;
+    if (fit_params && print_plan) return cb_cli_usage_error(tool, "--fit-params writes a manifest, not a plan: drop --print-plan");
+    if (fit_params) return fit(path, fit_params, out_path);
 
     cb_error e;
     cb_error_clear(&e);
