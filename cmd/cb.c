@@ -23,7 +23,7 @@ static const char usage[] =
     "usage: cb compile [--print-plan] [-o file] manifest\n"
     "       cb compile --fit-params n [-o fitted.yml] manifest\n"
     "       cb run [--group name] [-j n] [-o exp_dir] [--dry-run] [--force] [--quiet]\n"
-    "       [--var name=value] [--steps n] [--seed n] [--data file] [--resume dir] manifest\n"
+    "       [--var name=value] [--steps n] [--seed n] [--data file] [--resume dir] [--runtime-plan] manifest\n"
     "       cb research [options] manifest\n"
     "       cb --manifest m.yml | --exp baseline|gqa|bottleneck|decoupled [--mode train|sample|chat]\n"
     "       [--data file] [--ckpt dir] [--resume dir] [--seed n] [--prompt text] [--entity e] [--project p]\n"
@@ -212,7 +212,7 @@ static int run(int argc, char **argv, int full_argc, char **full_argv) {
         {"var", required_argument, NULL, 'V'},    {"steps", required_argument, NULL, 's'},
         {"seed", required_argument, NULL, 'S'},   {"data", required_argument, NULL, 'd'},
         {"resume", required_argument, NULL, 'R'}, {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0}};
+        {"runtime-plan", no_argument, NULL, 'P'}, {NULL, 0, NULL, 0}};
     int c;
     long n;
     opterr = 0;
@@ -240,6 +240,7 @@ static int run(int argc, char **argv, int full_argc, char **full_argv) {
             break;
         case 'd': rq.data = optarg; break;
         case 'R': rq.resume = optarg; break;
+        case 'P': rq.runtime_plan = 1; break;
         case 'h': fputs(usage, stdout); return cb_cli_close_stdout("cb");
         default: return cb_cli_usage_error(tool, "unknown option or missing argument: %s", argv[optind - 1]);
         }

@@ -282,7 +282,7 @@ int cb_experiment_run(const cb_run_request *rq, cb_run_result *res, cb_diags *d,
     cb_graph g;
     int have_graph = 0;
     if (rc == CB_OK) {
-        cb_graph_options opt = {.resume = rq->resume};
+        cb_graph_options opt = {.resume = rq->resume, .runtime_plan = rq->runtime_plan};
         rc = cb_graph_build(&g, plan, group, exp, &opt, e);
         have_graph = rc == CB_OK;
     }

@@ -23,6 +23,7 @@ typedef struct cb_run_request {
     long steps, seed;           /* every training run's steps and every run's seed; -1: as the manifest says */
     const char *data;           /* every training run's train.data; NULL: as the manifest says */
     const char *resume;         /* the group's first training run continues this checkpoint */
+    int runtime_plan;           /* cb-train --runtime-plan (lib/runtime) for every training run */
     int argc;                   /* the command line, kept in provenance.json */
     char *const *argv;
     const char *tools_dir;      /* NULL: the folder of this executable */

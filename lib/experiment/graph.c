@@ -165,6 +165,7 @@ static int add_train(cb_graph *g, const json_t *run, int build, int first, const
         if (rc == CB_OK) rc = arg(s, e, "--resume");
         if (rc == CB_OK) rc = arg(s, e, "%s", resume);
     }
+    if (rc == CB_OK && opt && opt->runtime_plan) rc = arg(s, e, "--runtime-plan");
     if (rc == CB_OK) rc = arg(s, e, "%s/plan.json", s->dir);
     return rc;
 }

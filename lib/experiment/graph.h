@@ -57,6 +57,7 @@ typedef struct cb_graph {
 /* Overrides from the command line that change arguments rather than the plan. */
 typedef struct cb_graph_options {
     const char *resume;   /* a checkpoint the group's first training run continues from, or NULL */
+    int runtime_plan;     /* cb-train --runtime-plan for every training run */
 } cb_graph_options;
 
 /* The group named `group` (NULL: the only one). A name the plan does not have is

@@ -187,3 +187,32 @@ grep -q '"seed": 11' runs/tiny_run/pipe/plan.json && ok legacy_train_seed || not
 expect_run legacy_bad_mode 2 "$CB" --manifest m.yml --mode dance
 expect_run legacy_bad_exp 2 "$CB" --exp nosuch
 expect_run legacy_exp_no_model 2 "$CB" --exp baseline --mode sample
+
+# 10. the runtime plan: decided and measured once, then from the cache; cb run passes it on
+export CB_CACHE_DIR=$TMP/cache
+"$CB" compile m.yml > rp.json
+expect_run runtime_plan_first 0 "$CB_BIN/cb-train" --runtime-plan --group pipe --run a -o rp --force rp.json
+grep -q '^runtime plan (threads measured now, kept in '"$TMP"'/cache/runtime_plans.json' "$TMP/err" &&
+    grep -q '^  cuda graphs  not applicable (cpu)$' "$TMP/err" && ok runtime_plan_measured ||
+    not_ok runtime_plan_measured "$(head -c 400 "$TMP/err")"
+expect_run runtime_plan_again 0 "$CB_BIN/cb-train" --runtime-plan --group pipe --run a -o rp --force rp.json
+grep -q '^runtime plan (threads from the cache' "$TMP/err" && ok runtime_plan_cached || not_ok runtime_plan_cached "$(head -c 400 "$TMP/err")"
+CB_MEMORY_BUDGET_MB=0.0001 run "$CB_BIN/cb-train" --runtime-plan --group pipe --run a -o rp --force rp.json
+expect_status runtime_plan_no_room 4
+expect_err_line runtime_plan_no_room_line "^cb-train: the model does not fit the memory budget even at batch 1"
+expect_run runtime_plan_through_cb_run 0 "$CB" run -q --runtime-plan m.yml --group pipe -o rpexp
+grep -q '^runtime plan' rpexp/logs/train-a.log && ok runtime_plan_in_stage_log || not_ok runtime_plan_in_stage_log "no plan in the log"
+
+# 11. cb compile --fit-params: a manifest that compiles to the count it promises
+expect_run fit_params 0 "$CB" compile --fit-params 20M -o fitted.yml "$CB_ROOT/presets/tiny_sotu.yml"
+expect_err_line fit_params_line "^cb compile: fitted to 20000000 parameters: [0-9]+ \([-+][0-9.]+%\): d_model [0-9]+, n_layers [0-9]+, n_heads [0-9]+, n_kv_heads [0-9]+"
+got=$("$CB" compile --print-plan fitted.yml | awk '$1 == "params" { gsub(",", "", $2); print $2 }')
+awk -v g="$got" 'BEGIN { exit !(g >= 19000000 && g <= 21000000) }' && ok fit_params_within_5_percent ||
+    not_ok fit_params_within_5_percent "fitted manifest has $got parameters"
+diff <(grep -v '^  d_model:\|^  n_layers:\|^  n_heads:\|^  n_kv_heads:' "$CB_ROOT/presets/tiny_sotu.yml") \
+     <(grep -v '^  d_model:\|^  n_layers:\|^  n_heads:\|^  n_kv_heads:' fitted.yml) >/dev/null &&
+    ok fit_params_keeps_the_rest || not_ok fit_params_keeps_the_rest "other lines changed"
+expect_run fit_params_bad_count 2 "$CB" compile --fit-params lots m.yml
+expect_run fit_params_with_print_plan 2 "$CB" compile --fit-params 1M --print-plan m.yml
+expect_run fit_params_too_small 3 "$CB" compile --fit-params 1M "$CB_ROOT/presets/llama32_1b_dba.yml"
+expect_err_line fit_params_too_small_line "already has [0-9]+ parameters, more than 1000000"
