@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -280,7 +281,7 @@ int cb_experiment_run(const cb_run_request *rq, cb_run_result *res, cb_diags *d,
                          "(they are written into a Makefile)");
     }
     cb_graph g;
-    int have_graph = 0;
+    int have_graph = 0, lock_fd = -1;
     if (rc == CB_OK) {
         cb_graph_options opt = {.resume = rq->resume, .runtime_plan = rq->runtime_plan};
         rc = cb_graph_build(&g, plan, group, exp, &opt, e);
@@ -308,6 +309,14 @@ int cb_experiment_run(const cb_run_request *rq, cb_run_result *res, cb_diags *d,
     /* the experiment folder: what made it, then the stamps, then the Makefile */
     char path[PATH_MAX + 64];
     if (rc == CB_OK) rc = make_dirs(exp, e);
+    if (rc == CB_OK) {
+        /* two cb runs in one folder would rewrite each other's stamps and Makefile mid-run */
+        snprintf(path, sizeof path, "%s/.lock", exp);
+        lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+        if (lock_fd < 0) rc = cb_fail(e, CB_E_IO, path, "cannot create the lock file: %s", strerror(errno));
+        else if (flock(lock_fd, LOCK_EX | LOCK_NB) != 0)
+            rc = cb_fail(e, CB_E_IO, exp, "another cb run is working in this folder; wait for it or give another -o");
+    }
     if (rc == CB_OK) {
         snprintf(path, sizeof path, "%s/stamps", exp);
         rc = make_dirs(path, e);
@@ -392,6 +401,7 @@ int cb_experiment_run(const cb_run_request *rq, cb_run_result *res, cb_diags *d,
     }
     if (res->failed_verdicts) rc = CB_E_VERDICT;
 out:
+    if (lock_fd >= 0) close(lock_fd);
     if (have_graph) cb_graph_free(&g);
     json_decref(lowered);
     json_decref(plan);
