@@ -235,7 +235,7 @@ static int run_make(const cb_graph *g, int jobs, int quiet, const char *target, 
         if (quiet) setenv("CB_RUN_QUIET", "1", 1);
         setenv("CB_BLAS_NOTED", "1", 1);
         execlp("make", "make", "--no-print-directory", "-s", "-f", makefile, jflag, target, (char *)NULL);
-        fprintf(stderr, "cb run: cannot run make: %s\n", strerror(errno));
+        dprintf(3, "cb run: cannot run make (%s); install it (apt-get install make)\n", strerror(errno));
         _exit(127);
     }
     int status = 0;
@@ -377,7 +377,9 @@ int cb_experiment_run(const cb_run_request *rq, cb_run_result *res, cb_diags *d,
         else {
             char log[PATH_MAX + 64];
             snprintf(log, sizeof log, "%s/logs/make.log", exp);
-            rc = cb_fail(e, CB_E_RUNTIME, log, "make stopped with status %d before any stage failed (its messages are here)", status);
+            rc = status == 127 ? CB_E_RUNTIME
+                               : cb_fail(e, CB_E_RUNTIME, log,
+                                         "make stopped with status %d before any stage failed (its messages are here)", status);
         }
         goto out;
     }
