@@ -307,7 +307,7 @@ int cb_experiment_run(const cb_run_request *rq, cb_run_result *res, cb_diags *d,
         goto out;
     }
     /* the experiment folder: what made it, then the stamps, then the Makefile */
-    char path[PATH_MAX + 64];
+    char path[PATH_MAX + 512]; /* exp, then a stage id of up to 191 bytes */
     if (rc == CB_OK) rc = make_dirs(exp, e);
     if (rc == CB_OK) {
         /* two cb runs in one folder would rewrite each other's stamps and Makefile mid-run */
