@@ -95,7 +95,7 @@ for sig in KILL TERM; do
     d=killed_$sig
     setsid "$CB" run -q --var steps_a=300 m.yml --group pipe -o "$d" >"$TMP/bg.out" 2>"$TMP/bg.err" &
     pid=$!
-    for _ in $(seq 600); do [ -d "$d/runs/a/step-00000050" ] && break; sleep 0.05; done
+    for _ in $(seq 2400); do [ -d "$d/runs/a/step-00000050" ] && break; sleep 0.05; done
     kill -"$sig" -- -"$pid" 2>/dev/null
     wait "$pid" 2>/dev/null
     if [ -d "$d/runs/a/final" ]; then not_ok "kill_$sig" "run a ended before the signal (machine too fast for the test)"; continue; fi
