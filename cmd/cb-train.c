@@ -18,6 +18,7 @@
 #include "dist/dist.h"
 #include "io/model_dir.h"
 #include "model/model.h"
+#include "runtime/runtime_plan.h"
 #include "train/config.h"
 #include "train/progress.h"
 #include "train/trainer.h"
@@ -32,13 +33,15 @@ static void on_signal(int sig) {
 
 static void usage(void) {
     printf("usage: cb-train [--run id] [--group name] [-o run_dir] [--resume checkpoint_dir]\n"
-           "       [--data train.npy] [--val val.npy] [--steps n] [--device cpu|cuda|auto] [--force] [--quiet] plan\n"
+           "       [--data train.npy] [--val val.npy] [--steps n] [--device cpu|cuda|auto] [--force] [--quiet]\n"
+           "       [--runtime-plan] plan\n"
            "Train the model of a plan on one of its runs (mode train): the run's seed, steps and\n"
            "train settings come from the plan's group. Writes run_dir/metrics.jsonl, checkpoints\n"
            "run_dir/step-NNNNNNNN/, the trained model run_dir/final/ and run_dir/run.json; prints\n"
            "the final model directory. SIGINT or SIGTERM saves a checkpoint at the end of the\n"
            "step and exits 0; --resume continues a run on the trajectory it would have taken.\n"
-           "A run_dir holding another run is refused unless --resume or --force (write over it).\n");
+           "A run_dir holding another run is refused unless --resume or --force (write over it).\n"
+           "--runtime-plan: batch size, threads and dtype decided for this machine, cached (cb(1)).\n");
 }
 
 /* mkdir -p */
@@ -172,10 +175,11 @@ int main(int argc, char **argv) {
         {"resume", required_argument, 0, 'R'}, {"data", required_argument, 0, 'd'},
         {"val", required_argument, 0, 'v'},    {"steps", required_argument, 0, 's'},
         {"quiet", no_argument, 0, 'q'},        {"device", required_argument, 0, 'D'},
-        {"force", no_argument, 0, 'F'},        {0, 0, 0, 0}};
+        {"force", no_argument, 0, 'F'},        {"runtime-plan", no_argument, 0, 'P'},
+        {0, 0, 0, 0}};
     const char *device = NULL, *run_id = NULL, *group = NULL, *out = NULL, *resume = NULL, *data = NULL, *val = NULL;
     long steps = -1;
-    int quiet = 0, force = 0, c;
+    int quiet = 0, force = 0, runtime_plan = 0, c;
     while ((c = getopt_long(argc, argv, "ho:q", opts, NULL)) != -1) {
         switch (c) {
         case 'h': usage(); return 0;
@@ -188,6 +192,7 @@ int main(int argc, char **argv) {
         case 'q': quiet = 1; break;
         case 'D': device = optarg; break;
         case 'F': force = 1; break;
+        case 'P': runtime_plan = 1; break;
         case 's':
             if (parse_count(optarg, &steps) != 0)
                 return cb_cli_usage_error(TOOL, "--steps: not a non-negative integer: %s", optarg);
@@ -262,6 +267,13 @@ static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
             }
             rc = cb_model_load_weights_dir(&m, src, &e);
         }
+    }
+    if (rc == CB_OK && runtime_plan) {
+        /* the runtime plan (lib/runtime): measured once per machine, plan and settings, then cached */
+        cb_runtime_plan rp;
+        rc = cb_runtime_plan_decide(&rp, &m, json_object_get(r, "train"), &cfg, NULL, 1, &e);
+        if (rc == CB_OK) cb_runtime_plan_apply(&rp, &cfg);
+        if (rc == CB_OK && !quiet) cb_runtime_plan_print(&rp, stderr);
     }
     json_decref(plan);
     cb_train_data d;

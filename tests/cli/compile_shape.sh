@@ -71,8 +71,9 @@ expect_run parse_error 3 "$CB" compile "$TMP/broken.yml"
 if head -n 1 "$TMP/err" | grep -qE '^cb-parse: .*broken\.yml:[0-9]+:[0-9]+: '; then ok parse_error_stage; else
     not_ok parse_error_stage "stderr: $(head -c 300 "$TMP/err")"; fi
 
-expect_run run_not_built 2 "$CB" run "$TMP/m.yml"
-expect_err_line run_not_built_line '^cb run: not in this build yet$'
+# cb run is tested in run.sh: here only that a manifest without groups has nothing to run
+expect_run run_no_groups 2 "$CB" run "$TMP/m.yml"
+expect_err_line run_no_groups_line "^cb run: $TMP/m.yml: the manifest has no groups\$"
 # cb research is the loop of pipelines/research.sh (tested in paper_research.sh): here only its usage
 expect_run research_usage 2 "$CB" research
 expect_err_line research_usage_line '^cb research: expected one manifest file$'

@@ -45,8 +45,9 @@ if [ "$(jq -r '.stopped_by, (.iterations | length)' "$D/research_loop_result.jso
     ok offline_result; else not_ok offline_result "$(cat "$D/research_loop_result.json" 2>&1 | head -c 300)"; fi
 expect_run bad_iterations 2 "$C" research --max-iterations 0 "$M"
 
-# auto_run_experiments: the proposed manifest goes to `cb run`; this build has no `cb run`,
-# so the experiment is recorded as run_failed with its log, and the loop goes on
+# auto_run_experiments: the proposed manifest goes to `cb run`, which finds its dataset
+# missing before anything starts, so the experiment is recorded as run_failed with its
+# log, and the loop goes on
 sed 's/^  auto_run_experiments: false$/  auto_run_experiments: true/' "$M" >"$TMP/autorun.yml"
 D=$TMP/d/paper
 start_fake research_experiment
@@ -54,5 +55,5 @@ run "$C" research -q $(fake_opts) -o "$D" -r "$R" "$TMP/autorun.yml"
 stop_fake
 expect_status autorun_not_approved 1
 if [ "$(jq -r '.experiments[0].status, (.iterations | length)' "$D/research_loop_result.json" | tr '\n' ' ')" = "run_failed 2 " ] &&
-   grep -q 'not in this build' "$D/run_proposed_longer_training.log"; then ok autorun_recorded; else
+   grep -q 'train.data: dataset data/none.npy is missing' "$D/run_proposed_longer_training.log"; then ok autorun_recorded; else
     not_ok autorun_recorded "$(cat "$D/research_loop_result.json" 2>&1 | head -c 400)"; fi

@@ -1,0 +1,235 @@
+/* runtime_plan.c: decide, cache, apply and print the runtime plan (see runtime_plan.h). */
+#include "runtime/runtime_plan.h"
+
+#include <cblas.h>
+#include <errno.h>
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "core/json_doc.h"
+#include "core/sha256.h"
+#include "experiment/stamps.h"
+#include "infer/cache_policy.h"
+#include "runtime/step_timer.h"
+#include "train/optimizer.h"
+
+static const char *str(const json_t *o, const char *key) {
+    const json_t *v = json_object_get(o, key);
+    return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* the machine, the model and the settings a decision depends on; not the memory budget,
+ * which moves with what else runs (the batch is checked against it on every reuse) */
+static void plan_key(char key[65], const cb_model *m, const json_t *train, const cb_train_config *c, int max_threads) {
+    cb_sha256 s;
+    cb_sha256_init(&s);
+    char cpu[256], line[512];
+    cb_machine_cpu_model(cpu, sizeof cpu);
+    cb_stamp_add(&s, "cpu", cpu);
+    snprintf(line, sizeof line, "%ld online, %d threads", sysconf(_SC_NPROCESSORS_ONLN), max_threads);
+    cb_stamp_add(&s, "threads", line);
+    cb_stamp_add(&s, "blas", openblas_get_corename());
+    cb_stamp_add(&s, "device", c->device);
+    cb_stamp_add_json(&s, "model", json_object_get(m->plan, "model"));
+    snprintf(line, sizeof line, "batch %d block %d accum %d optimizer %d dtype %s amp %d", c->batch_size,
+             c->block_size, c->grad_accum, (int)c->optimizer.kind, str(train, "dtype") ? str(train, "dtype") : "float32",
+             json_is_true(json_object_get(train, "amp")));
+    cb_stamp_add(&s, "train", line);
+    cb_stamp_hex(&s, key);
+}
+
+static int make_parent(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    char *slash = strrchr(buf, '/');
+    if (!slash) return 0;
+    *slash = 0;
+    for (char *p = buf + 1; *p; p++) {
+        if (*p != '/') continue;
+        *p = 0;
+        if (mkdir(buf, 0777) != 0 && errno != EEXIST) return -1;
+        *p = '/';
+    }
+    return mkdir(buf, 0777) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* the batch: the manifest's when it fits the budget, else the largest that fits and
+ * divides the rows of an optimizer step, grad_accum making up the rest */
+static int fit_batch(cb_runtime_plan *rp, const cb_model *m, const cb_train_config *c, cb_error *e) {
+    double b1, b2;
+    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 1, c->block_size, &b1, e));
+    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 2, c->block_size, &b2, e));
+    rp->bytes_per_row = b2 - b1;
+    rp->bytes_fixed = b1 - rp->bytes_per_row;
+    rp->budget_mb = cb_runtime_memory_budget_mb();
+    double budget = rp->budget_mb * 1048576.0, mib = 1048576.0;
+    int rows = c->batch_size * c->grad_accum;
+    double need = rp->bytes_fixed + rp->bytes_per_row * c->batch_size;
+    if (need <= budget) {
+        rp->batch_size = c->batch_size;
+        rp->grad_accum = c->grad_accum;
+        snprintf(rp->batch_why, sizeof rp->batch_why, "the manifest's; fits: %.1f MiB of a %.0f MiB budget at block %d",
+                 need / mib, rp->budget_mb, c->block_size);
+        return CB_OK;
+    }
+    int fit = rp->bytes_per_row > 0 ? (int)((budget - rp->bytes_fixed) / rp->bytes_per_row) : 0;
+    if (fit < 1)
+        return cb_fail(e, CB_E_RUNTIME, "", "the model does not fit the memory budget even at batch 1: %.1f MiB of %.1f "
+                       "(set CB_MEMORY_BUDGET_MB, or a smaller block_size)",
+                       (rp->bytes_fixed + rp->bytes_per_row) / mib, rp->budget_mb);
+    int b = fit < c->batch_size ? fit : c->batch_size;
+    while (b > 1 && rows % b != 0) b--;
+    rp->batch_size = b;
+    rp->grad_accum = rows / b;
+    snprintf(rp->batch_why, sizeof rp->batch_why,
+             "the manifest's batch %d needs %.1f MiB, over the %.1f MiB budget at block %d; %d fits (%.1f MiB), "
+             "grad_accum %d keeps %d rows a step",
+             c->batch_size, need / mib, rp->budget_mb, c->block_size, b,
+             (rp->bytes_fixed + rp->bytes_per_row * b) / mib, rp->grad_accum, rows);
+    return CB_OK;
+}
+
+static void decide_dtype(cb_runtime_plan *rp, const json_t *train, const cb_train_config *c) {
+    const char *dtype = str(train, "dtype") ? str(train, "dtype") : "float32";
+    int cpu = strcmp(c->device, "cuda") != 0;
+    snprintf(rp->dtype, sizeof rp->dtype, "%s", strcmp(dtype, "auto") == 0 ? "float32" : dtype);
+    snprintf(rp->dtype_why, sizeof rp->dtype_why, "%s",
+             strcmp(dtype, "auto") != 0 ? "the manifest's"
+             : cpu                      ? "auto: the CPU backend computes in float32"
+                                        : "auto: float32 until the CUDA backend decides");
+    rp->amp = 0;
+    if (json_is_true(json_object_get(train, "amp")))
+        snprintf(rp->dtype_why + strlen(rp->dtype_why), sizeof rp->dtype_why - strlen(rp->dtype_why),
+                 "; amp asked for, off: %s", cpu ? "the CPU backend has no mixed precision" : "left to the CUDA backend");
+}
+
+static int decide_threads(cb_runtime_plan *rp, const cb_model *m, int max_threads, int measure, cb_error *e) {
+    const char *env = getenv("OMP_NUM_THREADS");
+    rp->threads = max_threads;
+    if (env && env[0]) {
+        snprintf(rp->threads_why, sizeof rp->threads_why, "OMP_NUM_THREADS (yours)");
+        return CB_OK;
+    }
+    if (!measure) {
+        snprintf(rp->threads_why, sizeof rp->threads_why, "not measured: every thread of the CPU");
+        return CB_OK;
+    }
+    /* 1, 2, 4, ... below the CPU's count, and the count itself */
+    int candidates[CB_RT_MAX_MEASURED], n = 0;
+    for (int t = 1; t < max_threads && n < CB_RT_MAX_MEASURED - 1; t *= 2) candidates[n++] = t;
+    candidates[n++] = max_threads;
+    rp->n_measured = 0;
+    for (int i = 0; i < n; i++) {
+        double ms;
+        CB_TRY(cb_runtime_time_step(m, rp->batch_size, rp->block_size_for_timing, candidates[i], 2, &ms, e));
+        rp->measured_threads[rp->n_measured] = candidates[i];
+        rp->measured_ms[rp->n_measured++] = ms;
+    }
+    /* the fastest; one within 5% of it with fewer threads wins, leaving cores to the rest of the machine */
+    int best = 0;
+    for (int i = 1; i < rp->n_measured; i++)
+        if (rp->measured_ms[i] < rp->measured_ms[best]) best = i;
+    for (int i = 0; i < best; i++)
+        if (rp->measured_ms[i] <= 1.05 * rp->measured_ms[best]) {
+            best = i;
+            break;
+        }
+    rp->threads = rp->measured_threads[best];
+    size_t k = (size_t)snprintf(rp->threads_why, sizeof rp->threads_why, "a step took");
+    for (int i = 0; i < rp->n_measured && k < sizeof rp->threads_why; i++)
+        k += (size_t)snprintf(rp->threads_why + k, sizeof rp->threads_why - k, "%s %.1f ms at %d", i ? "," : "",
+                              rp->measured_ms[i], rp->measured_threads[i]);
+    return CB_OK;
+}
+
+static json_t *to_json(const cb_runtime_plan *rp) {
+    json_t *o = json_pack("{s:s, s:s, s:s, s:b, s:i, s:i, s:s, s:f, s:f, s:i, s:s, s:s, s:s, s:I}", "device", rp->device,
+                          "dtype", rp->dtype, "dtype_why", rp->dtype_why, "amp", rp->amp, "batch_size", rp->batch_size,
+                          "grad_accum", rp->grad_accum, "batch_why", rp->batch_why, "bytes_fixed", rp->bytes_fixed,
+                          "bytes_per_row", rp->bytes_per_row, "threads", rp->threads, "threads_why", rp->threads_why,
+                          "blas", rp->blas, "cuda_graphs", rp->cuda_graphs, "created", (json_int_t)time(NULL));
+    json_t *ms = json_array();
+    for (int i = 0; i < rp->n_measured; i++)
+        json_array_append_new(ms, json_pack("{s:i, s:f}", "threads", rp->measured_threads[i], "step_ms", rp->measured_ms[i]));
+    json_object_set_new(o, "measured", ms);
+    return o;
+}
+
+/* the cached thread decision, when it is whole; 0 when it is not usable */
+static int threads_from_json(cb_runtime_plan *rp, const json_t *o) {
+    const char *tw = json_string_value(json_object_get(o, "threads_why"));
+    const json_t *t = json_object_get(o, "threads");
+    if (!tw || !json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > 4096) return 0;
+    snprintf(rp->threads_why, sizeof rp->threads_why, "%s", tw);
+    rp->threads = (int)json_integer_value(t);
+    size_t i;
+    const json_t *x;
+    json_array_foreach(json_object_get(o, "measured"), i, x) {
+        if (rp->n_measured >= CB_RT_MAX_MEASURED) break;
+        rp->measured_threads[rp->n_measured] = (int)json_integer_value(json_object_get(x, "threads"));
+        rp->measured_ms[rp->n_measured++] = json_number_value(json_object_get(x, "step_ms"));
+    }
+    return 1;
+}
+
+int cb_runtime_plan_decide(cb_runtime_plan *rp, const cb_model *m, const json_t *train, const cb_train_config *c,
+                           const char *cache_path, int measure, cb_error *e) {
+    memset(rp, 0, sizeof *rp);
+    if (cache_path) snprintf(rp->cache_path, sizeof rp->cache_path, "%s", cache_path);
+    else cb_runtime_cache_path(rp->cache_path, sizeof rp->cache_path);
+    int max_threads = omp_get_max_threads();
+    plan_key(rp->key, m, train, c, max_threads);
+    snprintf(rp->device, sizeof rp->device, "%s", strcmp(c->device, "cuda") == 0 ? "cuda" : "cpu");
+    snprintf(rp->blas, sizeof rp->blas, "OpenBLAS %s", openblas_get_corename());
+    snprintf(rp->cuda_graphs, sizeof rp->cuda_graphs, "%s",
+             strcmp(rp->device, "cpu") == 0 ? "not applicable (cpu)" : "decided by the CUDA backend");
+    rp->block_size_for_timing = c->block_size;
+
+    json_t *cache = NULL;
+    cb_error ignore;
+    if (access(rp->cache_path, F_OK) == 0 && cb_doc_load(rp->cache_path, "runtime_plans", &cache, &ignore) != CB_OK)
+        cache = NULL; /* unreadable or not a cache: decided again and the file replaced */
+    /* the batch and dtype are computed (the arenas, the budget of now); the thread count is
+     * measured once and reused */
+    int rc = fit_batch(rp, m, c, e);
+    if (rc == CB_OK) decide_dtype(rp, train, c);
+    const json_t *hit = json_object_get(json_object_get(cache, "plans"), rp->key);
+    if (rc == CB_OK && hit && threads_from_json(rp, hit)) {
+        rp->from_cache = 1;
+        json_decref(cache);
+        return CB_OK;
+    }
+    if (rc == CB_OK) rc = decide_threads(rp, m, max_threads, measure && strcmp(rp->device, "cpu") == 0, e);
+    if (rc == CB_OK && measure) {
+        if (!cache) cache = cb_doc_new("runtime_plans");
+        json_t *plans = json_object_get(cache, "plans");
+        if (!json_is_object(plans)) {
+            plans = json_object();
+            json_object_set_new(cache, "plans", plans);
+        }
+        json_object_set_new(plans, rp->key, to_json(rp));
+        /* a cache that cannot be written costs a measurement next time, not this run */
+        if (make_parent(rp->cache_path) == 0) cb_doc_save(cache, rp->cache_path, &ignore);
+    }
+    json_decref(cache);
+    return rc;
+}
+
+void cb_runtime_plan_apply(const cb_runtime_plan *rp, cb_train_config *cfg) {
+    cfg->batch_size = rp->batch_size;
+    cfg->grad_accum = rp->grad_accum;
+    if (strcmp(rp->device, "cpu") == 0) cb_runtime_set_threads(rp->threads);
+}
+
+void cb_runtime_plan_print(const cb_runtime_plan *rp, FILE *f) {
+    fprintf(f, "runtime plan (threads %s %s, key %.12s; batch and dtype computed now):\n",
+            rp->from_cache ? "from the cache" : "measured now, kept in", rp->cache_path, rp->key);
+    fprintf(f, "  dtype        %s (%s)\n", rp->dtype, rp->dtype_why);
+    fprintf(f, "  batch        %d x grad_accum %d (%s)\n", rp->batch_size, rp->grad_accum, rp->batch_why);
+    fprintf(f, "  threads      %d (%s)\n", rp->threads, rp->threads_why);
+    fprintf(f, "  blas         %s\n", rp->blas);
+    fprintf(f, "  cuda graphs  %s\n", rp->cuda_graphs);
+}
