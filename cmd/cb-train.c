@@ -162,7 +162,7 @@ static int parse_count(const char *s, long *out) {
 typedef struct train_args {
     const char *plan, *run_id, *group, *out, *resume, *data, *val, *device;
     long steps;
-    int quiet, force;
+    int quiet, force, runtime_plan;
 } train_args;
 
 static int train(cb_dist *dist, const train_args *a, cb_error *e);
@@ -212,7 +212,7 @@ int main(int argc, char **argv) {
     cb_cli_note_kernels(TOOL, quiet || dist.rank != 0);
     train_args a = {.plan = argv[optind], .run_id = run_id, .group = group, .out = out, .resume = resume,
                     .data = data, .val = val, .device = device, .steps = steps, .quiet = quiet || dist.rank != 0,
-                    .force = force};
+                    .force = force, .runtime_plan = runtime_plan};
     int rc = train(&dist, &a, &e);
     cb_dist_finalize(&dist);
     if (rc != CB_OK) return rc;
@@ -225,7 +225,7 @@ static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
     const char *run_id = a->run_id, *group = a->group, *out = a->out, *resume = a->resume, *data = a->data,
                *val = a->val, *device = a->device;
     long steps = a->steps;
-    int quiet = a->quiet, force = a->force, main_rank = dist->rank == 0;
+    int quiet = a->quiet, force = a->force, runtime_plan = a->runtime_plan, main_rank = dist->rank == 0;
     json_t *plan = NULL;
     if (cb_doc_load(a->plan, "plan", &plan, &e) != CB_OK) return cb_cli_report(TOOL, &e);
     const json_t *g = NULL, *r = NULL;
