@@ -11,7 +11,7 @@ data=data/sotu-gpt2
 mkdir -p "$out" data
 [ -f "$data/prepared.json" ] || bin/cb-data prepare --quiet --corpus sotu --tokenizer r50k_base --val-from 2010 -o "$data"
 # metrics.jsonl only: the live plot needs gnuplot, which GPU machines may lack
-sed 's/instrument: \[jsonl, live\]/instrument: jsonl/' presets/tiny_sotu.yml > "$out/tiny_sotu.yml"
+sed -e 's/instrument: \[jsonl, live\]/instrument: jsonl/' -e "s|data/sotu-gpt2|$PWD/$data|g" presets/tiny_sotu.yml > "$out/tiny_sotu.yml"
 bin/cb compile "$out/tiny_sotu.yml" > "$out/plan.json"
 unigram=$(bin/cb-data unigram --vocab 50257 "$data/train.npy" "$data/val.npy" | grep -o '"val_nll": [0-9.]*' | grep -o '[0-9.]*$')
 train_on() { # device: trains into $out/$device, prints the figures

@@ -5,7 +5,8 @@
  * peak (989 TFLOP/s, the issue's MFU) and of its float32 peak without tensor cores
  * (67 TFLOP/s); then one step op by op, each op waited for, summed by op kind: where the
  * time goes. bench/cuda_step.sh runs it beside PyTorch in the same call.
- *   build/rel/bench/cuda_step [-m manifest] [-b batch] [-t seq] [-n steps] [-w warmup] */
+ * -x: the products in TF32 on the tensor cores instead (cb_backend_cuda_set_tf32).
+ *   build/rel/bench/cuda_step [-m manifest] [-b batch] [-t seq] [-n steps] [-w warmup] [-x] */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +24,9 @@
 #include "model/run.h"
 #include "plan/validate.h"
 #include "train/optimizer.h"
+#ifdef CB_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
 
 #define PEAK_BF16 989e12
 #define PEAK_FP32 67e12
@@ -139,17 +143,18 @@ static void breakdown(bench *b, double *fwd, double *bwd, double *rest) {
 
 int main(int argc, char **argv) {
     const char *manifest = "bench/llama110m.yml";
-    int B = 16, T = 1024, steps = 10, warmup = 3;
+    int B = 16, T = 1024, steps = 10, warmup = 3, tf32 = 0;
     int ch;
-    while ((ch = getopt(argc, argv, "m:b:t:n:w:h")) != -1) {
+    while ((ch = getopt(argc, argv, "m:b:t:n:w:xh")) != -1) {
         switch (ch) {
         case 'm': manifest = optarg; break;
         case 'b': B = atoi(optarg); break;
         case 't': T = atoi(optarg); break;
         case 'n': steps = atoi(optarg); break;
         case 'w': warmup = atoi(optarg); break;
+        case 'x': tf32 = 1; break;
         default:
-            printf("usage: cuda_step [-m manifest] [-b batch] [-t seq] [-n steps] [-w warmup]\n");
+            printf("usage: cuda_step [-m manifest] [-b batch] [-t seq] [-n steps] [-w warmup] [-x]\n");
             return ch == 'h' ? 0 : 2;
         }
     }
@@ -164,6 +169,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "cuda_step: %s\n", e.msg);
         return 2;
     }
+#ifdef CB_HAVE_CUDA
+    cb_backend_cuda_set_tf32(tf32);
+#endif
     json_t *plan = compile_manifest(manifest);
     if (!plan) return 2;
     cb_model m;
@@ -221,8 +229,8 @@ int main(int argc, char **argv) {
     printf("model: %s, B %d, T %d, %zu parameters (%zu besides the token embedding), %d attention layers\n",
            manifest, B, T, b.nw, nonemb, n_layers);
     printf("loss: step 1 %.4f, step %d %.4f (random tokens; AdamW lr 3e-4)\n", first, warmup + steps, last);
-    printf("step (zero, forward, backward, clip, AdamW; float32): median %.1f ms over %d steps (min %.1f, max %.1f), "
-           "%d warm-up excluded\n", med * 1e3, steps, times[0] * 1e3, times[steps - 1] * 1e3, warmup);
+    printf("step (zero, forward, backward, clip, AdamW; %s): median %.1f ms over %d steps (min %.1f, max %.1f), "
+           "%d warm-up excluded\n", tf32 ? "float32, products in TF32" : "float32", med * 1e3, steps, times[0] * 1e3, times[steps - 1] * 1e3, warmup);
     printf("tokens/s: %.0f\n", (double)N / med);
     printf("model FLOP/s: %.1f TFLOP/s = MFU %.3f of 989 (bf16 dense), %.3f of 67 (fp32)\n", flops * 1e-12,
            flops / PEAK_BF16, flops / PEAK_FP32);

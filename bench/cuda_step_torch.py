@@ -5,7 +5,8 @@ steps (zero_grad, forward, backward, clip 1.0, fused AdamW) of the same Llama-st
 2048, RMSNorm, untied head) on random tokens, with scaled_dot_product_attention. Modes:
   bf16     bf16 autocast, eager (the issue's T1 baseline)
   compile  bf16 autocast, torch.compile
-  fp32     float32 throughout, TF32 off (what caramba's CUDA backend computes today)
+  fp32     float32 throughout, TF32 off (what caramba's CUDA backend computes by default)
+  tf32     float32 with TF32 products (caramba: cuda_step -x)
 Prints one "tokens/s:" line per mode, as cuda_step prints its own."""
 import argparse
 import math
@@ -95,8 +96,8 @@ class Llama(nn.Module):
 def run(mode, B, T, steps, warmup, n_kv):
     torch.manual_seed(0)
     dev = "cuda"
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = mode == "tf32"
+    torch.backends.cudnn.allow_tf32 = mode == "tf32"
     model = Llama(n_kv=n_kv).to(dev)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1, fused=True)
     fwd = torch.compile(model) if mode == "compile" else model
@@ -105,7 +106,7 @@ def run(mode, B, T, steps, warmup, n_kv):
 
     def step():
         opt.zero_grad(set_to_none=True)
-        if mode == "fp32":
+        if mode in ("fp32", "tf32"):
             loss = fwd(x, y)
         else:
             with torch.autocast("cuda", dtype=torch.bfloat16):

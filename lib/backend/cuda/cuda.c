@@ -287,3 +287,7 @@ cb_backend *cb_backend_cuda(void) {
 }
 
 const char *cb_backend_cuda_absent(void) { return absent; }
+
+void cb_backend_cuda_set_tf32(int on) {
+    if (ctx.blas) cublasSetMathMode(ctx.blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+}
