@@ -131,6 +131,7 @@ static void cuda_op_backward(cb_backend *be, cb_pass *p, int i) {
  * valid rows stays on the device for backward. NaN when the device failed. */
 static float cuda_loss_forward(cb_backend *be, cb_pass *p) {
     (void)be;
+    if (ctx.failed) return NAN;
     const cb_program *prog = p->prog;
     const float *logits = p->slots + prog->slots[prog->logits_slot].offset;
     cbk_crossentropy_forward(p->losses, p->lse, ctx.loss, (int *)(ctx.loss + 1), ctx.red, logits, p->targets,
@@ -144,6 +145,7 @@ static float cuda_loss_forward(cb_backend *be, cb_pass *p) {
 
 static void cuda_loss_backward(cb_backend *be, cb_pass *p) {
     (void)be;
+    if (ctx.failed) return;
     const cb_program *prog = p->prog;
     const float *logits = p->slots + prog->slots[prog->logits_slot].offset;
     float *dlogits = p->dslots + prog->slots[prog->logits_slot].offset;
@@ -163,6 +165,7 @@ static void cuda_scale(cb_backend *be, float *x, size_t n, float s) {
 static double cuda_grad_clip(cb_backend *be, float *g, size_t n, double max_norm) {
     (void)be;
     double sumsq = NAN;
+    if (ctx.failed) return NAN;
     cbk_sumsq(ctx.norm, ctx.norm + 1, g, n);
     cb_cuda_check_launch(&ctx, "grad_clip");
     if (cudaMemcpy(&sumsq, ctx.norm, sizeof sumsq, cudaMemcpyDeviceToHost) != cudaSuccess || ctx.failed)
@@ -180,6 +183,7 @@ static double cuda_grad_clip(cb_backend *be, float *g, size_t n, double max_norm
 static void cuda_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const float *g, float *m, float *v,
                                 double lr) {
     (void)be;
+    if (ctx.failed) return; /* the gradients are not whole: leave the weights alone */
     const cb_optimizer_config *c = &o->cfg;
     o->t++;
     double bc1 = 1.0 - pow(c->beta1, (double)o->t), bc2 = 1.0 - pow(c->beta2, (double)o->t);

@@ -53,10 +53,20 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     const cb_op *op = &prog->ops[i];
     if (p->decode)
         return cb_fail(e, CB_E_USAGE, "", "decoding on the GPU is not built yet (use --device cpu for generation)");
+    /* after a failure nothing more runs until synchronize reports it (a full-sequence
+     * pass's caller may not look at this return: model/run.c) */
+    if (c->failed) {
+        *e = c->err;
+        return e->code;
+    }
     const int B = p->B, T = p->T, N = B * T;
     size_t ws, red;
     op_work(prog, op, B, T, &ws, &red);
-    CB_TRY(cb_cuda_reserve(c, ws, red, e));
+    if (cb_cuda_reserve(c, ws, red, e) != CB_OK) {
+        c->failed = 1;
+        c->err = *e;
+        return e->code;
+    }
     const int *ins = prog->inputs + op->in_first;
     float *out = p->slots + prog->slots[op->out].offset;
     const float *in = op->n_in ? p->slots + prog->slots[ins[0]].offset : NULL;
@@ -125,6 +135,7 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
 }
 
 void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i) {
+    if (c->failed) return; /* its scratch may not be there: forward failed */
     const cb_program *prog = p->prog;
     const cb_op *op = &prog->ops[i];
     const int B = p->B, T = p->T, N = B * T;

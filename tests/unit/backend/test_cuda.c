@@ -414,6 +414,56 @@ TEST(cuda_out_of_memory_is_an_error) {
     EXPECT(be->synchronize(be, &e) == CB_OK); /* not sticky */
 }
 
+/* A pass whose scratch does not fit (a tiny model at T 32768: the attention scores alone
+ * would take 137 GB) stops with that error at synchronize, runs nothing after it (backward
+ * included), and the device works again afterwards. */
+TEST(cuda_scratch_out_of_memory_stops_the_pass) {
+    cb_backend *be = gpu();
+    if (!be) return;
+    char y[2048];
+    json_t *plan = test_compile(llama_yaml(y, sizeof y, 11, 16, 4, 2, 24, 0.0), "huge_T");
+    if (!plan) {
+        FAILF("does not compile");
+        return;
+    }
+    cb_model m;
+    cb_program prog;
+    cb_run r;
+    cb_error e;
+    const int B = 8, T = 32768;
+    const size_t N = (size_t)B * T;
+    EXPECT(cb_model_init(&m, plan, 1, &e) == CB_OK);
+    EXPECT(cb_program_init(&prog, plan, &m.params, B, T, &e) == CB_OK);
+    if (cb_test_failed || cb_run_init_on(&r, be, &prog, 1, &e) != CB_OK) {
+        FAILF("setup: %s", e.msg);
+        json_decref(plan);
+        return;
+    }
+    const size_t nw = m.params.total_floats;
+    float *w = be->alloc(be, nw * sizeof *w, &e), *g = be->alloc(be, nw * sizeof *g, &e);
+    int32_t *t = be->alloc(be, 2 * N * sizeof *t, &e); /* zeroed: token 0 everywhere */
+    be->upload(be, w, m.weights, nw * sizeof *w, &e);
+    float loss = cb_run_forward(&r, &prog, w, t, t + N);
+    cb_run_backward(&r, &prog, w, g);
+    double norm = be->grad_clip(be, g, nw, 1.0);
+    EXPECT(loss != loss || loss == 0); /* NaN, or never computed */
+    EXPECT(norm != norm);
+    EXPECT_EQ_INT(CB_E_RUNTIME, be->synchronize(be, &e));
+    if (!strstr(e.msg, "out of GPU memory") || !strstr(e.msg, "scratch")) FAILF("message: %s", e.msg);
+    EXPECT(be->synchronize(be, &e) == CB_OK); /* reported once, then the device is usable */
+    float *back = malloc(nw * sizeof *back);
+    EXPECT(be->download(be, back, w, nw * sizeof *w, &e) == CB_OK);
+    EXPECT(back && memcmp(back, m.weights, nw * sizeof *back) == 0); /* untouched */
+    free(back);
+    be->free(be, w);
+    be->free(be, g);
+    be->free(be, t);
+    cb_run_free(&r);
+    cb_program_free(&prog);
+    cb_model_free(&m);
+    json_decref(plan);
+}
+
 /* Decoding on the GPU is not built: one CB_E_USAGE message, nothing else. */
 TEST(cuda_decoding_is_refused_clearly) {
     cb_backend *be = gpu();
