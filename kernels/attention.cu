@@ -70,13 +70,20 @@ void cbk_attn_gather(float *qcat, float *kcat, float *vh, const float *q_sem, co
     if (n) attn_gather<<<cbk_grid(n), CBK_THREADS>>>(qcat, kcat, vh, q_sem, q, k_sem, k, v, gate, *m);
 }
 
+/* Causal rows are processed in blocks of rb queries (backend/cuda/attention.c): the
+ * products of a block read its rows up to the block's last key, so a row is written up
+ * to there (zeros past the visible keys) and never further. */
+__device__ __forceinline__ int row_cols(int t, int T, int rb, int causal) {
+    return causal ? min(T, (t / rb + 1) * rb) : T;
+}
+
 // one block per row (b, h, t) of S
-static __global__ void attn_softmax(float *S, float *lse, int T, int causal) {
+static __global__ void attn_softmax(float *S, float *lse, int T, int rb, int causal) {
     __shared__ float sh[32];
     size_t row = blockIdx.x;
     int t = (int)(row % T);
     float *s = S + row * T;
-    int vis = causal ? t + 1 : T;
+    int vis = causal ? t + 1 : T, cols = row_cols(t, T, rb, causal);
     float mx = -INFINITY;
     for (int j = threadIdx.x; j < vis; j += blockDim.x) mx = fmaxf(mx, s[j]);
     mx = cbk_block_max(mx, sh);
@@ -88,7 +95,7 @@ static __global__ void attn_softmax(float *S, float *lse, int T, int causal) {
     }
     sum = cbk_block_sum(sum, sh);
     float inv = 1.0f / sum;
-    for (int j = threadIdx.x; j < T; j += blockDim.x) s[j] = j < vis ? s[j] * inv : 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) s[j] = j < vis ? s[j] * inv : 0.0f;
     if (threadIdx.x == 0) lse[row] = mx + logf(sum);
 }
 
@@ -96,40 +103,40 @@ static int row_threads(int T) { return T >= 512 ? 256 : T >= 128 ? 128 : 32; }
 
 void cbk_attn_softmax(float *S, float *lse, const cbk_attn_dims *m) {
     size_t rows = (size_t)m->B * m->H * m->T;
-    if (rows) attn_softmax<<<(unsigned)rows, row_threads(m->T)>>>(S, lse, m->T, m->causal);
+    if (rows) attn_softmax<<<(unsigned)rows, row_threads(m->T)>>>(S, lse, m->T, m->rb, m->causal);
 }
 
-static __global__ void attn_probs(float *S, const float *lse, int T, int causal) {
+static __global__ void attn_probs(float *S, const float *lse, int T, int rb, int causal) {
     size_t row = blockIdx.x;
     int t = (int)(row % T);
     float *s = S + row * T;
-    int vis = causal ? t + 1 : T;
+    int vis = causal ? t + 1 : T, cols = row_cols(t, T, rb, causal);
     float l = lse[row];
-    for (int j = threadIdx.x; j < T; j += blockDim.x) s[j] = j < vis ? expf(s[j] - l) : 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) s[j] = j < vis ? expf(s[j] - l) : 0.0f;
 }
 
 void cbk_attn_probs(float *S, const float *lse, const cbk_attn_dims *m) {
     size_t rows = (size_t)m->B * m->H * m->T;
-    if (rows) attn_probs<<<(unsigned)rows, row_threads(m->T)>>>(S, lse, m->T, m->causal);
+    if (rows) attn_probs<<<(unsigned)rows, row_threads(m->T)>>>(S, lse, m->T, m->rb, m->causal);
 }
 
 // dS = P (dP - rowsum(P dP)), the row sum over the very P and dP it corrects (as the CPU)
-static __global__ void attn_softmax_backward(float *dP, const float *P, int T, int causal) {
+static __global__ void attn_softmax_backward(float *dP, const float *P, int T, int rb, int causal) {
     __shared__ float sh[32];
     size_t row = blockIdx.x;
     int t = (int)(row % T);
     float *dp = dP + row * T;
     const float *p = P + row * T;
-    int vis = causal ? t + 1 : T;
+    int vis = causal ? t + 1 : T, cols = row_cols(t, T, rb, causal);
     float dot = 0.0f;
     for (int j = threadIdx.x; j < vis; j += blockDim.x) dot += p[j] * dp[j];
     dot = cbk_block_sum(dot, sh);
-    for (int j = threadIdx.x; j < T; j += blockDim.x) dp[j] = j < vis ? p[j] * (dp[j] - dot) : 0.0f;
+    for (int j = threadIdx.x; j < cols; j += blockDim.x) dp[j] = j < vis ? p[j] * (dp[j] - dot) : 0.0f;
 }
 
 void cbk_attn_softmax_backward(float *dP, const float *P, const cbk_attn_dims *m) {
     size_t rows = (size_t)m->B * m->H * m->T;
-    if (rows) attn_softmax_backward<<<(unsigned)rows, row_threads(m->T)>>>(dP, P, m->T, m->causal);
+    if (rows) attn_softmax_backward<<<(unsigned)rows, row_threads(m->T)>>>(dP, P, m->T, m->rb, m->causal);
 }
 
 // j over (B, H, T, w): heads[j] <-> rows[(b T + t) H w + h w + i]

@@ -3,9 +3,11 @@
  * RoPE and the DBA gate as there; then every (batch, query head) at once: qcat, kcat
  * (B,H,T,dqk) and vh (B,H,T,dv) gathered (GQA's kv heads repeated per query head), the
  * scores S = qcat kcat^T (B*H, T, T) as one strided batched product, the causal softmax,
- * and P vh. Backward recomputes P from the saved log-sum-exp, as the CPU does. The score
- * matrices live in the backend's scratch (ws): 2 B H T^2 floats in backward. A fused
- * flash-attention kernel that never forms S is the next step (issue 15). */
+ * and P vh. As on the CPU, causal rows go in blocks of rb queries whose products stop at
+ * the block's last key (with 8 blocks, 56% of the full square's work and traffic), and
+ * backward recomputes P from the saved log-sum-exp. The score matrices live in the
+ * backend's scratch (ws): 2 B H T^2 floats in backward. A fused flash-attention kernel
+ * that never forms them is the next step (issue 15). */
 #include "backend/cuda/internal.h"
 
 #include <string.h>
@@ -29,6 +31,10 @@ static cbk_attn_dims dims_of(const cb_attention_config *cfg, int B, int T) {
     }
     m.dqk = m.ds + m.dr;
     m.causal = cfg->is_causal;
+    /* at most 8 row blocks of at least 64 queries: smaller products lose more to launch
+     * and tile overheads than the masked keys they skip */
+    m.rb = (T + 7) / 8 < 64 ? 64 : (T + 7) / 8;
+    if (!m.causal || m.rb > T) m.rb = T;
     return m;
 }
 
@@ -87,11 +93,21 @@ static void rope_of(const cb_pass *p, const cb_op *op, const float **cos, const 
     *sin = *cos + (size_t)p->prog->T * (t->dim / 2);
 }
 
-/* S (B*H, T, T) = qcat kcat^T, one product per (batch, query head) */
+/* Row block [r0, r1) of the queries and the keys it sees, [0, cols). */
+#define FOR_ROW_BLOCKS(m, r0, r1, rows, cols)                                                \
+    for (int r0 = 0, r1, rows, cols; r0 < (m)->T &&                                          \
+         (r1 = r0 + (m)->rb < (m)->T ? r0 + (m)->rb : (m)->T, rows = r1 - r0,              \
+         cols = (m)->causal ? r1 : (m)->T, 1);                                              \
+         r0 += (m)->rb)
+
+/* S (B*H, T, T) = qcat kcat^T, one product per (batch, query head) and row block */
 static void scores(cuda_ctx *c, float *S, const float *qcat, const float *kcat, const cbk_attn_dims *m) {
     const long long T = m->T, sq = T * m->dqk;
-    cb_cuda_gemm_batched(c, 0, 1, m->T, m->T, m->dqk, 1, qcat, m->dqk, sq, kcat, m->dqk, sq, 0, S, m->T, T * T,
-                         m->B * m->H);
+    FOR_ROW_BLOCKS(m, r0, r1, rows, cols) {
+        (void)r1;
+        cb_cuda_gemm_batched(c, 0, 1, rows, cols, m->dqk, 1, qcat + (size_t)r0 * m->dqk, m->dqk, sq, kcat, m->dqk,
+                             sq, 0, S + (size_t)r0 * m->T, m->T, T * T, m->B * m->H);
+    }
 }
 
 void cb_cuda_attention_forward(cuda_ctx *c, cb_pass *p, int i) {
@@ -129,7 +145,11 @@ void cb_cuda_attention_forward(cuda_ctx *c, cb_pass *p, int i) {
     scores(c, S, qcat, kcat, &m);
     cbk_attn_softmax(S, a.lse, &m);
     const long long TT = (long long)T * T, sv = (long long)T * m.dv;
-    cb_cuda_gemm_batched(c, 0, 0, T, m.dv, T, 1, S, T, TT, vh, m.dv, sv, 0, oh, m.dv, sv, B * m.H);
+    FOR_ROW_BLOCKS(&m, r0, r1, rows, cols) { // oh[r0:r1] = P[r0:r1, 0:cols] vh[0:cols]
+        (void)r1;
+        cb_cuda_gemm_batched(c, 0, 0, rows, m.dv, cols, 1, S + (size_t)r0 * T, T, TT, vh, m.dv, sv, 0,
+                             oh + (size_t)r0 * m.dv, m.dv, sv, B * m.H);
+    }
     cbk_attn_heads_to_rows(a.att, oh, &m, m.dv);
     cb_cuda_linear_forward(c, out, a.att, w.o_w, w.o_b, N, m.H * m.dv, d);
 }
@@ -177,13 +197,26 @@ void cb_cuda_attention_backward(cuda_ctx *c, cb_pass *p, int i) {
     cbk_attn_probs(P, a.lse, &m);
     const long long TT = (long long)T * T, sv = (long long)T * m.dv, sq = (long long)T * m.dqk;
     const int BH = B * m.H;
-    // dP = datt_h vh^T; dvh = P^T datt_h
-    cb_cuda_gemm_batched(c, 0, 1, T, T, m.dv, 1, datt_h, m.dv, sv, vh, m.dv, sv, 0, dP, T, TT, BH);
-    cb_cuda_gemm_batched(c, 1, 0, T, m.dv, T, 1, P, T, TT, datt_h, m.dv, sv, 0, dvh, m.dv, sv, BH);
+    // key-side gradients sum over the row blocks that see each key
+    cudaMemsetAsync(dvh, 0, X * m.dv * sizeof *dvh, 0);
+    cudaMemsetAsync(dkh, 0, X * m.dqk * sizeof *dkh, 0);
+    FOR_ROW_BLOCKS(&m, r0, r1, rows, cols) { // dP = datt_h vh^T; dvh += P^T datt_h
+        (void)r1;
+        const float *dah = datt_h + (size_t)r0 * m.dv;
+        cb_cuda_gemm_batched(c, 0, 1, rows, cols, m.dv, 1, dah, m.dv, sv, vh, m.dv, sv, 0, dP + (size_t)r0 * T, T,
+                             TT, BH);
+        cb_cuda_gemm_batched(c, 1, 0, cols, m.dv, rows, 1, P + (size_t)r0 * T, T, TT, dah, m.dv, sv, 1, dvh, m.dv,
+                             sv, BH);
+    }
     cbk_attn_softmax_backward(dP, P, &m);
-    // dqcat = dS kcat; dkh = dS^T qcat
-    cb_cuda_gemm_batched(c, 0, 0, T, m.dqk, T, 1, dP, T, TT, kcat, m.dqk, sq, 0, dqcat, m.dqk, sq, BH);
-    cb_cuda_gemm_batched(c, 1, 0, T, m.dqk, T, 1, dP, T, TT, qcat, m.dqk, sq, 0, dkh, m.dqk, sq, BH);
+    FOR_ROW_BLOCKS(&m, r0, r1, rows, cols) { // dqcat = dS kcat; dkh += dS^T qcat
+        (void)r1;
+        const float *dS = dP + (size_t)r0 * T;
+        cb_cuda_gemm_batched(c, 0, 0, rows, m.dqk, cols, 1, dS, T, TT, kcat, m.dqk, sq, 0,
+                             dqcat + (size_t)r0 * m.dqk, m.dqk, sq, BH);
+        cb_cuda_gemm_batched(c, 1, 0, cols, m.dqk, rows, 1, dS, T, TT, qcat + (size_t)r0 * m.dqk, m.dqk, sq, 1, dkh,
+                             m.dqk, sq, BH);
+    }
     cbk_attn_query_backward(dq_sem, dq, dz, dqcat, a.q_sem, a.q, a.gate, &m);
     cbk_attn_group_sum(dk_sem, dk, dv, dkh, dvh, &m);
 

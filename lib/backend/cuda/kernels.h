@@ -90,6 +90,7 @@ typedef struct cbk_attn_dims {
     int B, T, H, Hkv, group; /* group = H / Hkv */
     int ds, dr, dv, dqk;     /* semantic, rotary, value per head; dqk = ds + dr */
     int causal;
+    int rb; /* causal: queries per row block; a row of S is used up to its block's end */
 } cbk_attn_dims;
 /* gate (N, H): on entry the dynamic logits (dynamic) or anything; a (H) or NULL */
 void cbk_attn_gate(float *gate, const float *a, int dynamic, size_t N, int H);
@@ -97,7 +98,8 @@ void cbk_attn_gate(float *gate, const float *a, int dynamic, size_t N, int H);
  * query head's kv head; vh (B,H,T,dv). q_sem, k_sem NULL when ds = 0; gate NULL ungated. */
 void cbk_attn_gather(float *qcat, float *kcat, float *vh, const float *q_sem, const float *q, const float *k_sem,
                      const float *k, const float *v, const float *gate, const cbk_attn_dims *m);
-/* S (B*H, T, T) in place into P; lse (B,H,T) */
+/* S (B*H, T, T) in place into P; lse (B,H,T). Causal rows are read and written only up
+ * to the end of their row block (rb), which is all the products of a block read. */
 void cbk_attn_softmax(float *S, float *lse, const cbk_attn_dims *m);
 /* S (B*H, T, T) in place into P = exp(S - lse), zero where masked */
 void cbk_attn_probs(float *S, const float *lse, const cbk_attn_dims *m);
