@@ -21,6 +21,7 @@
 #include "model/run.h"
 #include "model_util.h"
 #include "train/config.h"
+#include "train/optimizer.h"
 #include "train/trainer.h"
 #include "../data/tmp_dir.h"
 #ifdef CB_HAVE_CUDA
@@ -314,8 +315,8 @@ static char *read_text(const char *path) {
 
 /* Train tests/cli/train/tiny.yml's run `run` for `steps` on be into dir; the final
  * weights into w, the last loss into *loss. */
-static int train(cb_backend *be, const char *run, const char *dir, long steps, float *w, size_t nw, double *loss,
-                 cb_error *e) {
+static int train(cb_backend *be, const char *run, int sgd, const char *dir, long steps, float *w, size_t nw,
+                 double *loss, cb_error *e) {
     char *yaml = read_text("tests/cli/train/tiny.yml");
     json_t *plan = yaml ? test_compile(yaml, "tiny.yml") : NULL;
     free(yaml);
@@ -328,6 +329,10 @@ static int train(cb_backend *be, const char *run, const char *dir, long steps, f
     c.steps = c.schedule.total = steps;
     c.save_every = 0;
     c.instruments = 0; /* metrics.jsonl only */
+    if (sgd) { /* the run's schedule, clipping and accumulation; SGD with momentum instead */
+        c.optimizer.kind = CB_OPT_SGD;
+        c.optimizer.momentum = 0.9;
+    }
     snprintf(c.data, sizeof c.data, "%s", tmp_path("train.tokens", data, sizeof data));
     cb_model m;
     if (rc == CB_OK) rc = cb_model_init(&m, plan, c.seed, e);
@@ -374,28 +379,29 @@ TEST(cuda_training_equals_the_cpu) {
     const size_t nw = m.params.total_floats;
     cb_model_free(&m);
     float *a = malloc(nw * sizeof *a), *b = malloc(nw * sizeof *b);
-    /* adamw: grad_accum 2, grad_clip 1, weight decay, dropout 0.1 in the blocks; lion */
-    const char *runs[] = {"adamw", "lion"};
-    for (int k = 0; k < 2; k++) {
+    /* adamw: grad_accum 2, grad_clip 1, weight decay, dropout 0.1 in the blocks; lion;
+     * sgd: the adamw run with SGD and momentum */
+    const char *runs[] = {"adamw", "lion", "adamw"}, *names[] = {"adamw", "lion", "sgd"};
+    for (int k = 0; k < 3; k++) {
         char cpu_dir[300], dev_dir[300], name[64];
-        snprintf(name, sizeof name, "cpu_%s", runs[k]);
+        snprintf(name, sizeof name, "cpu_%s", names[k]);
         mkdir(tmp_path(name, cpu_dir, sizeof cpu_dir), 0777);
-        snprintf(name, sizeof name, "gpu_%s", runs[k]);
+        snprintf(name, sizeof name, "gpu_%s", names[k]);
         mkdir(tmp_path(name, dev_dir, sizeof dev_dir), 0777);
         double la = 0, lb = 0;
-        if (train(cb_backend_cpu(), runs[k], cpu_dir, 6, a, nw, &la, &e) != CB_OK)
-            FAILF("%s on the CPU: %s: %s", runs[k], e.where, e.msg);
-        if (train(be, runs[k], dev_dir, 6, b, nw, &lb, &e) != CB_OK)
-            FAILF("%s on the GPU: %s: %s", runs[k], e.where, e.msg);
+        if (train(cb_backend_cpu(), runs[k], k == 2, cpu_dir, 6, a, nw, &la, &e) != CB_OK)
+            FAILF("%s on the CPU: %s: %s", names[k], e.where, e.msg);
+        if (train(be, runs[k], k == 2, dev_dir, 6, b, nw, &lb, &e) != CB_OK)
+            FAILF("%s on the GPU: %s: %s", names[k], e.where, e.msg);
         if (cb_test_failed) break;
         double err = norm_err(a, b, nw, 1e-6), lerr = fabs(la - lb) / fabs(la);
         char label[128];
-        snprintf(label, sizeof label, "training %s: weights after 6 steps", runs[k]);
+        snprintf(label, sizeof label, "training %s: weights after 6 steps", names[k]);
         REPORT_DIFF(label, err, TRAIN_TOL);
-        snprintf(label, sizeof label, "training %s: last loss", runs[k]);
+        snprintf(label, sizeof label, "training %s: last loss", names[k]);
         REPORT_DIFF(label, lerr, TRAIN_TOL);
-        if (!(err <= TRAIN_TOL)) FAILF("%s: the trained weights differ from the CPU's by %.3g (normalised)", runs[k], err);
-        if (!(lerr <= TRAIN_TOL)) FAILF("%s: last loss %.9g on the GPU, %.9g on the CPU", runs[k], lb, la);
+        if (!(err <= TRAIN_TOL)) FAILF("%s: the trained weights differ from the CPU's by %.3g (normalised)", names[k], err);
+        if (!(lerr <= TRAIN_TOL)) FAILF("%s: last loss %.9g on the GPU, %.9g on the CPU", names[k], lb, la);
     }
     free(a);
     free(b);
