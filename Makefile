@@ -21,10 +21,25 @@ PKG_OPTIONAL := hdf5 libcurl ompi-c
 PKG_FOUND := $(strip $(foreach p,$(PKG_REQUIRED) $(PKG_OPTIONAL),$(if $(shell pkg-config --exists $(p) 2>/dev/null && echo y),$(p))))
 PKG_MISSING := $(filter-out $(PKG_FOUND),$(PKG_REQUIRED) $(PKG_OPTIONAL))
 NVCC := $(firstword $(wildcard /usr/local/cuda/bin/nvcc) $(shell command -v nvcc 2>/dev/null))
+CUDA_HOME := $(if $(NVCC),$(patsubst %/bin/nvcc,%,$(NVCC)))
 
 FEATURE_DEFS := $(if $(filter hdf5,$(PKG_FOUND)),-DCB_HAVE_HDF5) \
                 $(if $(filter libcurl,$(PKG_FOUND)),-DCB_HAVE_CURL) \
-                $(if $(filter ompi-c,$(PKG_FOUND)),-DCB_HAVE_MPI)
+                $(if $(filter ompi-c,$(PKG_FOUND)),-DCB_HAVE_MPI) \
+                $(if $(NVCC),-DCB_HAVE_CUDA -I$(CUDA_HOME)/include)
+
+# --- CUDA: with nvcc, kernels/NAME.cu and lib/backend/cuda/ join the library ------
+# The kernels are compiled once for every variant (build/cuda/, not instrumented by the
+# sanitizers), for sm_90 (H100, H200) with PTX beside it; -fmad=false keeps a*b+c two
+# roundings, as the CPU's C11 build does, so element-wise kernels give the CPU's bits.
+CUDA_ARCH ?= sm_90
+NVCCFLAGS := -std=c++17 -O2 -arch=$(CUDA_ARCH) -fmad=false -Ilib -Xcompiler -Wall,-fPIC
+CU_SRC := $(if $(NVCC),$(sort $(wildcard kernels/*.cu)))
+CU_OBJ := $(CU_SRC:kernels/%.cu=build/cuda/%.o)
+comma := ,
+# NCCL: the collectives of data-parallel ranks on GPUs (lib/dist), with MPI
+CUDA_LIBS := $(if $(NVCC),-L$(CUDA_HOME)/lib64 -Wl$(comma)-rpath$(comma)$(CUDA_HOME)/lib64 -lcublas -lcublasLt -lcudart \
+             $(if $(filter ompi-c,$(PKG_FOUND)),-lnccl) -lstdc++)
 PKG_CFLAGS := $(if $(PKG_FOUND),$(shell pkg-config --cflags $(PKG_FOUND)))
 PKG_LIBS := $(if $(PKG_FOUND),$(shell pkg-config --libs $(PKG_FOUND)))
 
@@ -40,7 +55,7 @@ else
   BINDIR := bin
 endif
 CFLAGS_ALL := $(BASE_CFLAGS) $(OPT) $(CFLAGS)
-LDLIBS_ALL := $(PKG_LIBS) -lm -lpthread -fopenmp $(LDLIBS)
+LDLIBS_ALL := $(PKG_LIBS) $(CUDA_LIBS) -lm -lpthread -fopenmp $(LDLIBS)
 LDFLAGS_ALL := $(OPT) $(LDFLAGS)
 
 B := build/$(V)
@@ -54,8 +69,8 @@ $(shell mkdir -p $(B))
 $(file >$(FLAGS_STAMP),$(FLAGS_LINE))
 endif
 endif
-LIB_SRC := $(shell find lib -name '*.c' | sort)
-LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o)
+LIB_SRC := $(shell find lib -name '*.c' $(if $(NVCC),,-not -path 'lib/backend/cuda/*') | sort)
+LIB_OBJ := $(LIB_SRC:%.c=$(B)/obj/%.o) $(CU_OBJ)
 LIB_A := $(B)/libcaramba.a
 CMD_SRC := $(sort $(wildcard cmd/*.c))
 TOOLS := $(CMD_SRC:cmd/%.c=$(BINDIR)/%)
@@ -89,6 +104,10 @@ kernels: $(TOOLS)
 $(B)/obj/%.o: %.c $(FLAGS_STAMP) | config
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS_ALL) -MMD -MP -c $< -o $@
+
+build/cuda/%.o: kernels/%.cu $(wildcard kernels/*.cuh) lib/backend/cuda/kernels.h | config
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 
 $(LIB_A): $(LIB_OBJ)
 	@mkdir -p $(dir $@)

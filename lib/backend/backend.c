@@ -3,19 +3,23 @@
 #include "backend/backend.h"
 
 #include <string.h>
+#ifdef CB_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
 
 typedef struct backend_entry {
     const char *name;
-    cb_backend *(*get)(void); /* NULL: a device this build has no backend for */
+    cb_backend *(*get)(void);   /* NULL: a device this build has no backend for */
+    const char *(*absent)(void); /* why get() found no device, or NULL */
 } backend_entry;
 
 static const backend_entry BACKENDS[] = {
 #ifdef CB_HAVE_CUDA
-    {"cuda", cb_backend_cuda},
+    {"cuda", cb_backend_cuda, cb_backend_cuda_absent},
 #else
-    {"cuda", NULL},
+    {"cuda", NULL, NULL},
 #endif
-    {"cpu", cb_backend_cpu},
+    {"cpu", cb_backend_cpu, NULL},
 };
 #define N_BACKENDS (sizeof BACKENDS / sizeof BACKENDS[0])
 
@@ -42,7 +46,10 @@ int cb_backend_open(const char *name, cb_backend **be, cb_error *e) {
             return cb_fail(e, CB_E_USAGE, "", "device %s: this build has no %s backend (built: %s)", name, name,
                            cb_backend_built());
         *be = BACKENDS[i].get();
-        if (!*be) return cb_fail(e, CB_E_USAGE, "", "device %s: none is present on this machine", name);
+        if (!*be)
+            return cb_fail(e, CB_E_USAGE, "", "device %s: none is present on this machine%s%s%s", name,
+                           BACKENDS[i].absent ? " (" : "", BACKENDS[i].absent ? BACKENDS[i].absent() : "",
+                           BACKENDS[i].absent ? ")" : "");
         return CB_OK;
     }
     return cb_fail(e, CB_E_USAGE, "", "unknown device '%s' (one of %s)", name, cb_backend_names());

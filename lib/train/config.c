@@ -141,7 +141,9 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
     const char *device = str(train, "device"), *dtype = str(train, "dtype");
     cb_backend *be;
     snprintf(c->device, sizeof c->device, "%s", device ? device : "auto");
-    if (rc == CB_OK && cb_backend_open(c->device, &be, e) != CB_OK) {
+    /* a named device must be built and present (cuda: when the build found nvcc);
+     * auto always is, and is left unopened here: a GPU is set up only when used */
+    if (rc == CB_OK && strcmp(c->device, "auto") != 0 && cb_backend_open(c->device, &be, e) != CB_OK) {
         char why[sizeof e->msg];
         snprintf(why, sizeof why, "%s", e->msg);
         rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "device"), "train.device: %s", why);

@@ -1,0 +1,82 @@
+/* crossentropy.cu: softmax cross-entropy, mirroring layers/crossentropy.c: one block per
+ * row for the log-sum-exp; the mean over valid rows summed in double. The count of valid
+ * rows stays on the device for backward, so neither pass waits for the host. */
+#include "common.cuh"
+
+static __global__ void crossentropy_rows(float *losses, float *lse, const float *logits, const int32_t *targets,
+                                         int V) {
+    __shared__ float sh[32];
+    const float *x = logits + (size_t)blockIdx.x * V;
+    float m = -INFINITY;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, x[v]);
+    m = cbk_block_max(m, sh);
+    float s = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(x[v] - m);
+    s = cbk_block_sum(s, sh);
+    if (threadIdx.x == 0) {
+        float l = m + logf(s);
+        int t = targets[blockIdx.x];
+        lse[blockIdx.x] = l;
+        losses[blockIdx.x] = t >= 0 ? l - x[t] : 0.0f;
+    }
+}
+
+// one block: the mean of losses over rows with a target, in double
+static __global__ void crossentropy_mean(float *result, int *count, const float *losses, const int32_t *targets,
+                                         int N) {
+    __shared__ double shd[32];
+    __shared__ int shn[32];
+    double sum = 0;
+    int n = 0;
+    for (int i = threadIdx.x; i < N; i += blockDim.x)
+        if (targets[i] >= 0) {
+            sum += (double)losses[i];
+            n++;
+        }
+    int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    sum = cbk_warp_sum_d(sum);
+    for (int o = 16; o > 0; o >>= 1) n += __shfl_xor_sync(0xffffffffu, n, o);
+    if (lane == 0) {
+        shd[warp] = sum;
+        shn[warp] = n;
+    }
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        double total = 0;
+        int valid = 0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) {
+            total += shd[w];
+            valid += shn[w];
+        }
+        result[0] = valid ? (float)(total / valid) : 0.0f;
+        count[0] = valid;
+    }
+}
+
+size_t cbk_crossentropy_work(int N) { return 0; }
+
+void cbk_crossentropy_forward(float *losses, float *lse, float *result, int *count, float *work,
+                              const float *logits, const int32_t *targets, int N, int V) {
+    (void)work;
+    if (N > 0) crossentropy_rows<<<N, 512>>>(losses, lse, logits, targets, V);
+    crossentropy_mean<<<1, 1024>>>(result, count, losses, targets, N);
+}
+
+static __global__ void crossentropy_backward(float *dlogits, const float *logits, const float *lse,
+                                             const int32_t *targets, const int *count, int V) {
+    int t = targets[blockIdx.x];
+    if (t < 0 || count[0] == 0) return;
+    float g = 1.0f / (float)count[0];
+    const float *x = logits + (size_t)blockIdx.x * V;
+    float *dx = dlogits + (size_t)blockIdx.x * V;
+    float l = lse[blockIdx.x];
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float y = dx[v] + g * expf(x[v] - l);
+        dx[v] = v == t ? y - g : y; // as the CPU: the row added, then g taken off the target
+    }
+}
+
+void cbk_crossentropy_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+                               const int *count, int N, int V) {
+    if (N > 0) crossentropy_backward<<<N, 512>>>(dlogits, logits, lse, targets, count, V);
+}

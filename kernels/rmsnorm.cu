@@ -1,0 +1,52 @@
+/* rmsnorm.cu: RMS normalisation, mirroring layers/rmsnorm.c: one block per row; the
+ * weight gradient is reduce.cuh's column sum of dout x r. */
+#include "common.cuh"
+#include "reduce.cuh"
+
+static __global__ void rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int C,
+                                       float eps) {
+    __shared__ float sh[32];
+    const float *x = in + (size_t)blockIdx.x * C;
+    float *y = out + (size_t)blockIdx.x * C;
+    float ss = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) ss += x[c] * x[c];
+    ss = cbk_block_sum(ss, sh);
+    float r = 1.0f / sqrtf(ss / (float)C + eps);
+    for (int c = threadIdx.x; c < C; c += blockDim.x) y[c] = x[c] * r * weight[c];
+    if (threadIdx.x == 0) rstd[blockIdx.x] = r;
+}
+
+void cbk_rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int N, int C, float eps) {
+    if (N > 0) rmsnorm_forward<<<N, CBK_THREADS>>>(out, rstd, in, weight, C, eps);
+}
+
+// dx += r (dy w - x r^2 mean(dy w x))
+static __global__ void rmsnorm_backward_input(float *din, const float *dout, const float *in, const float *weight,
+                                              const float *rstd, int C) {
+    __shared__ float sh[32];
+    size_t off = (size_t)blockIdx.x * C;
+    const float *x = in + off, *dy = dout + off;
+    float *dx = din + off;
+    float r = rstd[blockIdx.x];
+    float gx = 0.0f;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) gx += dy[c] * weight[c] * x[c];
+    gx = cbk_block_sum(gx, sh);
+    float k = r * r * gx / (float)C;
+    for (int c = threadIdx.x; c < C; c += blockDim.x) dx[c] += r * (dy[c] * weight[c] - x[c] * k);
+}
+
+struct rms_dweight_elem {
+    const float *dout, *in, *rstd;
+    int C;
+    __device__ float operator()(int r, int c) const {
+        size_t i = (size_t)r * C + c;
+        return dout[i] * in[i] * rstd[r];
+    }
+};
+
+void cbk_rmsnorm_backward(float *din, float *dweight, float *work, const float *dout, const float *in,
+                          const float *weight, const float *rstd, int N, int C) {
+    if (N <= 0) return;
+    if (din) rmsnorm_backward_input<<<N, CBK_THREADS>>>(din, dout, in, weight, rstd, C);
+    if (dweight) cbk_colsum_of(dweight, work, N, C, rms_dweight_elem{dout, in, rstd, C});
+}

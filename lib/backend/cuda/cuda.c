@@ -1,0 +1,297 @@
+/* cuda.c: the CUDA backend's interface (backend/backend.h): device memory, transfers, the
+ * ops of a pass (ops.c), the loss, gradient scaling and clipping, and the optimizers of
+ * train/optimizer.h, all on GPU 0 in float32 on the legacy default stream (so every
+ * copy, kernel and cuBLAS call is ordered, and a blocking copy waits for what came
+ * before it). Decoding on the GPU is issue 16: decode_init refuses with one message. */
+#include "backend/cuda/cuda.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "backend/cuda/internal.h"
+#include "backend/cuda/kernels.h"
+#include "train/optimizer.h"
+
+static cuda_ctx ctx;
+static cb_backend cuda_backend;
+static int probed;          /* cb_backend_cuda asked the runtime already */
+static char absent[256];    /* why there is no backend, when there is none */
+
+void cb_cuda_fail(cuda_ctx *c, const char *what, const char *why) {
+    if (c->failed) return;
+    c->failed = 1;
+    cb_fail(&c->err, CB_E_RUNTIME, "cuda", "%s: %s", what, why);
+}
+
+int cb_cuda_check_launch(cuda_ctx *c, const char *what) {
+    const char *why = cbk_last_error();
+    if (!why) return 0;
+    cb_cuda_fail(c, what, why);
+    return 1;
+}
+
+static int runtime_error(cb_error *e, cudaError_t err, const char *what) {
+    return cb_fail(e, CB_E_RUNTIME, "cuda", "%s: %s", what, cudaGetErrorString(err));
+}
+
+/* Out of GPU memory: what did not fit, and what to try (issue 15's fault contract). */
+static int no_room(cb_error *e, size_t bytes, const char *what) {
+    size_t free_b = 0, total_b = 0;
+    cudaMemGetInfo(&free_b, &total_b);
+    return cb_fail(e, CB_E_RUNTIME, "cuda",
+                   "out of GPU memory: %s of %zu MB did not fit (%zu MB free of %zu MB); try a smaller batch_size "
+                   "or block_size",
+                   what, bytes >> 20, free_b >> 20, total_b >> 20);
+}
+
+static void *dev_alloc(size_t bytes, const char *what, cb_error *e) {
+    void *p = NULL;
+    size_t n = bytes ? bytes : 1;
+    cudaError_t err = cudaMalloc(&p, n);
+    if (err != cudaSuccess) {
+        cudaGetLastError(); /* clear it: an allocation failure is not sticky */
+        no_room(e, n, what);
+        return NULL;
+    }
+    err = cudaMemset(p, 0, n);
+    if (err != cudaSuccess) {
+        cudaFree(p);
+        runtime_error(e, err, "cudaMemset");
+        return NULL;
+    }
+    return p;
+}
+
+static void *cuda_alloc(cb_backend *be, size_t bytes, cb_error *e) {
+    (void)be;
+    return dev_alloc(bytes, "a buffer", e);
+}
+
+static void cuda_free(cb_backend *be, void *p) {
+    (void)be;
+    if (p) cudaFree(p);
+}
+
+static int cuda_upload(cb_backend *be, void *dst, const void *src, size_t bytes, cb_error *e) {
+    (void)be;
+    if (!bytes) return CB_OK;
+    cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
+    return err == cudaSuccess ? CB_OK : runtime_error(e, err, "upload");
+}
+
+static int cuda_download(cb_backend *be, void *dst, const void *src, size_t bytes, cb_error *e) {
+    (void)be;
+    if (!bytes) return CB_OK;
+    cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost);
+    return err == cudaSuccess ? CB_OK : runtime_error(e, err, "download");
+}
+
+static void cuda_zero(cb_backend *be, void *p, size_t bytes) {
+    (void)be;
+    if (bytes && cudaMemsetAsync(p, 0, bytes, 0) != cudaSuccess) cb_cuda_fail(&ctx, "zero", "cudaMemsetAsync failed");
+}
+
+static int cuda_synchronize(cb_backend *be, cb_error *e) {
+    (void)be;
+    cudaError_t err = cudaDeviceSynchronize();
+    if (err != cudaSuccess) cb_cuda_fail(&ctx, "synchronize", cudaGetErrorString(err));
+    if (!ctx.failed) return CB_OK;
+    *e = ctx.err;
+    ctx.failed = 0;
+    return e->code;
+}
+
+int cb_cuda_reserve(cuda_ctx *c, size_t ws_elems, size_t red_elems, cb_error *e) {
+    if (ws_elems > c->ws_elems) {
+        cudaFree(c->ws);
+        c->ws_elems = 0;
+        if (!(c->ws = dev_alloc(ws_elems * sizeof(float), "scratch", e))) return e->code;
+        c->ws_elems = ws_elems;
+    }
+    if (red_elems > c->red_elems) {
+        cudaFree(c->red);
+        c->red_elems = 0;
+        if (!(c->red = dev_alloc(red_elems * sizeof(float), "reduction scratch", e))) return e->code;
+        c->red_elems = red_elems;
+    }
+    return CB_OK;
+}
+
+static int cuda_op_forward(cb_backend *be, cb_pass *p, int i, cb_error *e) {
+    (void)be;
+    return cb_cuda_op_forward(&ctx, p, i, e);
+}
+static void cuda_op_backward(cb_backend *be, cb_pass *p, int i) {
+    (void)be;
+    cb_cuda_op_backward(&ctx, p, i);
+}
+
+/* The mean loss comes back to the host (the trainer logs it every step); the count of
+ * valid rows stays on the device for backward. NaN when the device failed. */
+static float cuda_loss_forward(cb_backend *be, cb_pass *p) {
+    (void)be;
+    if (ctx.failed) return NAN;
+    const cb_program *prog = p->prog;
+    const float *logits = p->slots + prog->slots[prog->logits_slot].offset;
+    cbk_crossentropy_forward(p->losses, p->lse, ctx.loss, (int *)(ctx.loss + 1), ctx.red, logits, p->targets,
+                             p->B * p->T, prog->vocab_size);
+    cb_cuda_check_launch(&ctx, "loss");
+    float loss = NAN;
+    if (cudaMemcpy(&loss, ctx.loss, sizeof loss, cudaMemcpyDeviceToHost) != cudaSuccess)
+        cb_cuda_fail(&ctx, "loss", "reading the loss back failed");
+    return ctx.failed ? NAN : loss;
+}
+
+static void cuda_loss_backward(cb_backend *be, cb_pass *p) {
+    (void)be;
+    if (ctx.failed) return;
+    const cb_program *prog = p->prog;
+    const float *logits = p->slots + prog->slots[prog->logits_slot].offset;
+    float *dlogits = p->dslots + prog->slots[prog->logits_slot].offset;
+    cbk_crossentropy_backward(dlogits, logits, p->lse, p->targets, (const int *)(ctx.loss + 1), p->B * p->T,
+                              prog->vocab_size);
+    cb_cuda_check_launch(&ctx, "loss backward");
+}
+
+static void cuda_scale(cb_backend *be, float *x, size_t n, float s) {
+    (void)be;
+    cbk_scale(x, n, s);
+    cb_cuda_check_launch(&ctx, "scale");
+}
+
+/* train/clip.h's cb_grad_clip: the norm summed in double (another order than the CPU's
+ * 64 chunks, so it may differ in the last bits), the same clipping coefficient. */
+static double cuda_grad_clip(cb_backend *be, float *g, size_t n, double max_norm) {
+    (void)be;
+    double sumsq = NAN;
+    if (ctx.failed) return NAN;
+    cbk_sumsq(ctx.norm, ctx.norm + 1, g, n);
+    cb_cuda_check_launch(&ctx, "grad_clip");
+    if (cudaMemcpy(&sumsq, ctx.norm, sizeof sumsq, cudaMemcpyDeviceToHost) != cudaSuccess || ctx.failed)
+        return NAN;
+    double norm = sqrt(sumsq);
+    if (max_norm > 0 && isfinite(norm)) {
+        double coef = max_norm / (norm + 1e-6);
+        if (coef < 1.0) cbk_scale(g, n, (float)coef);
+    }
+    return norm;
+}
+
+/* train/optimizer.c's cb_optimizer_step_state, one kernel per tensor, the scalars
+ * computed here exactly as there. */
+static void cuda_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const float *g, float *m, float *v,
+                                double lr) {
+    (void)be;
+    if (ctx.failed) return; /* the gradients are not whole: leave the weights alone */
+    const cb_optimizer_config *c = &o->cfg;
+    o->t++;
+    double bc1 = 1.0 - pow(c->beta1, (double)o->t), bc2 = 1.0 - pow(c->beta2, (double)o->t);
+    float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+    float decayed = (float)(1.0 - lr * c->weight_decay);
+    float b1 = (float)c->beta1, b2 = (float)c->beta2, omb1 = (float)(1.0 - c->beta1), omb2 = (float)(1.0 - c->beta2);
+    for (int k = 0; k < o->params->n; k++) {
+        const cb_param *p = &o->params->items[k];
+        float df = o->decay[k] ? decayed : 1.0f;
+        size_t off = p->offset;
+        switch (c->kind) {
+        case CB_OPT_ADAMW:
+            cbk_adamw(w + off, g + off, m + off, v + off, p->numel, df, b1, b2, omb1, omb2, step_size, bc2_sqrt,
+                      (float)c->eps);
+            break;
+        case CB_OPT_LION: cbk_lion(w + off, g + off, m + off, p->numel, df, b1, b2, omb1, omb2, (float)lr); break;
+        default: cbk_sgd(w + off, g + off, m + off, p->numel, df, (float)c->momentum, (float)lr); break;
+        }
+    }
+    cb_cuda_check_launch(&ctx, "optimizer step");
+}
+
+/* Decoding on the GPU is issue 16; until then a session on this backend is refused with
+ * one message, before anything is allocated. */
+static int cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *prog, const cb_param_table *params,
+                            const float *weights, const cb_decode_config *cfg, cb_error *e) {
+    (void)be, (void)prog, (void)params, (void)weights, (void)cfg;
+    memset(d, 0, sizeof *d);
+    return cb_fail(e, CB_E_USAGE, "", "device cuda: GPU decoding is not built yet; use --device cpu for generation");
+}
+static int cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_error *e) {
+    (void)be, (void)d, (void)pos0, (void)m;
+    return cb_fail(e, CB_E_USAGE, "", "device cuda: GPU decoding is not built yet; use --device cpu for generation");
+}
+static void cuda_decode_truncate(cb_backend *be, cb_decode *d, int len) { (void)be, (void)d, (void)len; }
+static void cuda_decode_free(cb_backend *be, cb_decode *d) {
+    (void)be;
+    memset(d, 0, sizeof *d);
+}
+static void cuda_decode_edge(cb_backend *be) { (void)be; }
+
+static cb_backend cuda_backend = {
+    .name = "cuda",
+    .device = CB_DEVICE_CUDA,
+    .unified = 0,
+    .ctx = &ctx,
+    .alloc = cuda_alloc,
+    .free = cuda_free,
+    .upload = cuda_upload,
+    .download = cuda_download,
+    .zero = cuda_zero,
+    .synchronize = cuda_synchronize,
+    .op_forward = cuda_op_forward,
+    .op_backward = cuda_op_backward,
+    .loss_forward = cuda_loss_forward,
+    .loss_backward = cuda_loss_backward,
+    .scale = cuda_scale,
+    .grad_clip = cuda_grad_clip,
+    .optimizer_step = cuda_optimizer_step,
+    .decode_init = cuda_decode_init,
+    .decode_reserve = cuda_decode_reserve,
+    .decode_truncate = cuda_decode_truncate,
+    .decode_free = cuda_decode_free,
+    .decode_begin = cuda_decode_edge,
+    .decode_end = cuda_decode_edge,
+};
+
+/* At exit: the scratch, the small buffers and cuBLAS given back before the runtime's own
+ * teardown (registered before this), so a leak check of a program sees none of ours. */
+static void release(void) {
+    cudaFree(ctx.ws);
+    cudaFree(ctx.red);
+    cudaFree(ctx.loss);
+    cudaFree(ctx.norm);
+    if (ctx.blas) cublasDestroy(ctx.blas);
+    memset(&ctx, 0, sizeof ctx);
+}
+
+/* The first call asks the runtime for a device and sets up cuBLAS and the small device
+ * buffers; the answer is kept. */
+cb_backend *cb_backend_cuda(void) {
+    if (probed) return absent[0] ? NULL : &cuda_backend;
+    probed = 1;
+    int n = 0;
+    cudaError_t err = cudaGetDeviceCount(&n);
+    if (err != cudaSuccess || n == 0) {
+        snprintf(absent, sizeof absent, "no CUDA device: %s",
+                 err != cudaSuccess ? cudaGetErrorString(err) : "the runtime sees no GPU");
+        cudaGetLastError();
+        return NULL;
+    }
+    cb_error e;
+    if (cudaSetDevice(0) != cudaSuccess || cublasCreate(&ctx.blas) != CUBLAS_STATUS_SUCCESS) {
+        snprintf(absent, sizeof absent, "no CUDA device: GPU 0 could not be set up");
+        return NULL;
+    }
+    atexit(release);
+    ctx.loss = dev_alloc(2 * sizeof(float), "the loss", &e);
+    ctx.norm = dev_alloc((1 + cbk_sumsq_work()) * sizeof(double), "the gradient norm", &e);
+    if (!ctx.loss || !ctx.norm) {
+        snprintf(absent, sizeof absent, "no CUDA device: %.200s", e.msg);
+        return NULL;
+    }
+    return &cuda_backend;
+}
+
+const char *cb_backend_cuda_absent(void) { return absent; }
+
+void cb_backend_cuda_set_tf32(int on) {
+    if (ctx.blas) cublasSetMathMode(ctx.blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+}

@@ -1,0 +1,20 @@
+/* cuda.h: the CUDA backend (backend/backend.h's interface on an NVIDIA GPU), built when
+ * the Makefile finds nvcc (CB_HAVE_CUDA). Training passes, the loss, clipping and every
+ * optimizer run on the GPU in float32, the layers as kernels/ (one .cu a layer) and products through
+ * cuBLAS; decoding on the GPU is not built yet (decode_init says so). */
+#ifndef CB_BACKEND_CUDA_CUDA_H
+#define CB_BACKEND_CUDA_CUDA_H
+
+#include "backend/backend.h"
+
+/* The backend of GPU 0, or NULL when this machine has no usable CUDA device (no
+ * driver, no GPU): the CUDA runtime is asked once. */
+cb_backend *cb_backend_cuda(void);
+/* Products on the tensor cores in TF32 (10-bit mantissa inputs, float32 sums) when on,
+ * else float32 throughout (the default, what the tests hold to the CPU). For measuring
+ * (bench/cuda_step -x): no manifest field selects it yet. */
+void cb_backend_cuda_set_tf32(int on);
+/* Why cb_backend_cuda() returned NULL ("no CUDA device: ..."), or "" when it did not. */
+const char *cb_backend_cuda_absent(void);
+
+#endif

@@ -1,0 +1,61 @@
+/* internal.h: the CUDA backend's state and the parts its files share (backend/cuda/):
+ * cuda.c (memory, transfers, loss, clipping, optimizer: the interface), ops.c (the op
+ * switch, as backend/cpu/ops.c), attention.c (attention from batched products), blas.c
+ * (row-major products through cuBLAS). Internal to backend/cuda/. */
+#ifndef CB_BACKEND_CUDA_INTERNAL_H
+#define CB_BACKEND_CUDA_INTERNAL_H
+
+#include <cublas_v2.h>
+#include <cuda_runtime_api.h>
+#include "backend/backend.h"
+#include "backend/pass.h"
+
+typedef struct cuda_ctx {
+    cublasHandle_t blas;
+    /* Device scratch, grown on demand and kept: ws for an op's temporaries (attention's
+     * score matrices, a feed-forward gradient), red for column-sum partials, which an op
+     * takes while its ws is in use. Sized in op_forward for the op's backward too, so
+     * backward (which cannot fail) never allocates. */
+    float *ws, *red;
+    size_t ws_elems, red_elems;
+    float *loss;  /* device: [0] the mean loss (float), [1] the valid-row count (int) */
+    double *norm; /* device: [0] sum of squares, then cbk_sumsq_work() partials */
+    /* The first failure of a step that has no error return (a backward, a cuBLAS call),
+     * reported by synchronize. */
+    int failed;
+    cb_error err;
+} cuda_ctx;
+
+/* Record the first failure (sticky until synchronize reports it). */
+void cb_cuda_fail(cuda_ctx *c, const char *what, const char *why);
+/* Check the last kernel launch; a failure is recorded. 0 when all is well. */
+int cb_cuda_check_launch(cuda_ctx *c, const char *what);
+/* ws and red of at least these many floats (a device allocation may happen here, and
+ * waits for queued work). CB_OK or CB_E_RUNTIME with e filled. */
+int cb_cuda_reserve(cuda_ctx *c, size_t ws_elems, size_t red_elems, cb_error *e);
+
+/* blas.c: row-major C (M,N) = alpha op(A) op(B) + beta C, as backend/cpu/gemm.h's cb_gemm
+ * (trans_a: op(A) = A^T with A stored (K,M)); and batch of them with element strides. */
+void cb_cuda_gemm(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
+                  const float *B, int ldb, float beta, float *C, int ldc);
+void cb_cuda_gemm_batched(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
+                          int lda, long long stride_a, const float *B, int ldb, long long stride_b, float beta,
+                          float *C, int ldc, long long stride_c, int batch);
+/* out (N, OC) = in (N, IC) w^T (+ b); and its backward: din (N, IC) += dy w,
+ * dw (OC, IC) += dy^T in, db (OC) += column sums of dy (any NULL: not computed). */
+void cb_cuda_linear_forward(cuda_ctx *c, float *out, const float *in, const float *w, const float *b, int N, int IC,
+                            int OC);
+void cb_cuda_linear_backward(cuda_ctx *c, float *din, float *dw, float *db, const float *dy, const float *in,
+                             const float *w, int N, int IC, int OC);
+
+/* ops.c */
+int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e);
+void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i);
+
+/* attention.c: an attention op of a full-sequence pass, forward and backward; the floats
+ * of ws and red it needs. */
+void cb_cuda_attention_work(const cb_attention_config *cfg, int B, int T, size_t *ws, size_t *red);
+void cb_cuda_attention_forward(cuda_ctx *c, cb_pass *p, int i);
+void cb_cuda_attention_backward(cuda_ctx *c, cb_pass *p, int i);
+
+#endif

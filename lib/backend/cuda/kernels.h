@@ -1,0 +1,138 @@
+/* kernels.h: the CUDA kernels of kernels/ (one .cu a layer) as C functions that launch them on the
+ * backend's stream (the legacy default stream: every launch, copy and cuBLAS call of the
+ * backend is ordered by it). Each group mirrors the lib/ file named before it and is
+ * written to give that file's results: the same formulas in the same float operations
+ * (nvcc is told -fmad=false, as the CPU's C11 build contracts nothing), sums in another
+ * order. Every pointer is device memory; sizes are elements. "work" arguments are device
+ * scratch of the size the matching *_work function names. */
+#ifndef CB_BACKEND_CUDA_KERNELS_H
+#define CB_BACKEND_CUDA_KERNELS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- reduce.cu: column sums (bias and norm weight gradients), deterministic ---- */
+/* floats of work cbk_colsum_* needs for (N, C) */
+size_t cbk_colsum_work(int N, int C);
+/* dst (C) += sum over rows of src (N, C) */
+void cbk_colsum(float *dst, float *work, const float *src, int N, int C);
+
+/* ---- embedding.cu (layers/embedding.c) ---- */
+void cbk_embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T,
+                           int C, int pos0);
+/* dwte rows shared between positions are added with atomics (order not fixed) */
+void cbk_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T,
+                            int C);
+
+/* ---- rmsnorm.cu (layers/rmsnorm.c) ---- */
+void cbk_rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int N, int C, float eps);
+void cbk_rmsnorm_backward(float *din, float *dweight, float *work, const float *dout, const float *in,
+                          const float *weight, const float *rstd, int N, int C);
+
+/* ---- layernorm.cu (layers/layernorm.c) ---- */
+void cbk_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
+                           const float *bias, int N, int C, float eps);
+void cbk_layernorm_backward(float *din, float *dweight, float *dbias, float *work, const float *dout,
+                            const float *in, const float *weight, const float *mean, const float *rstd, int N,
+                            int C);
+
+/* ---- linear.cu (layers/linear.c): the bias rows a product starts from ---- */
+/* out (N, C) = bias broadcast over rows */
+void cbk_bias_rows(float *out, const float *bias, int N, int C);
+
+/* ---- swiglu.cu (layers/swiglu.c) ---- */
+/* h = silu(gate) up */
+void cbk_swiglu_forward(float *h, const float *gate, const float *up, size_t n);
+/* dgate holds dh on entry: dup = dh silu(gate), dgate = dh up silu'(gate) */
+void cbk_swiglu_backward(float *dgate, float *dup, const float *gate, const float *up, size_t n);
+
+/* ---- mlp.cu (layers/mlp.c) ---- */
+/* h = gelu_tanh(pre) */
+void cbk_gelu_forward(float *h, const float *pre, size_t n);
+/* dh *= gelu_tanh'(pre) */
+void cbk_gelu_backward_inplace(float *dh, const float *pre, size_t n);
+
+/* ---- dropout.cu (layers/dropout.c): the same counter-based mask ---- */
+void cbk_dropout_forward(float *out, const float *in, size_t n, float p, uint64_t seed, uint64_t offset);
+void cbk_dropout_backward(float *din, const float *dout, size_t n, float p, uint64_t seed, uint64_t offset);
+
+/* ---- rope.cu (layers/rope.c) ---- */
+/* (B,T,H,D): sign +1 rotates, -1 rotates back; accumulate: out += instead of out = */
+void cbk_rope(float *out, const float *in, const float *cos_t, const float *sin_t, int B, int T, int H, int D,
+              int pos0, float sign, int accumulate);
+
+/* ---- elementwise.cu (layers/elementwise.c) ---- */
+void cbk_add(float *out, const float *a, const float *b, size_t n);
+/* dst += s src */
+void cbk_axpy(float *dst, const float *src, float s, size_t n);
+void cbk_copy(float *dst, const float *src, size_t n);
+void cbk_scale(float *x, size_t n, float s);
+/* out (N, W) columns [col0, col0+w) = part (N, w); backward: dpart += those columns */
+void cbk_concat_part(float *out, const float *part, int N, int W, int col0, int w);
+void cbk_concat_part_backward(float *dpart, const float *dout, int N, int W, int col0, int w);
+
+/* ---- crossentropy.cu (layers/crossentropy.c) ---- */
+/* losses, lse (N); result[0] = the mean loss over valid rows (float), count[0] = their
+ * number; work: cbk_crossentropy_work(N) floats */
+size_t cbk_crossentropy_work(int N);
+void cbk_crossentropy_forward(float *losses, float *lse, float *result, int *count, float *work,
+                              const float *logits, const int32_t *targets, int N, int V);
+/* dlogits += (softmax - onehot) / count[0] */
+void cbk_crossentropy_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
+                               const int *count, int N, int V);
+
+/* ---- attention.cu (layers/attention.c): the parts around the batched products ---- */
+typedef struct cbk_attn_dims {
+    int B, T, H, Hkv, group; /* group = H / Hkv */
+    int ds, dr, dv, dqk;     /* semantic, rotary, value per head; dqk = ds + dr */
+    int causal;
+    int rb; /* causal: queries per row block; a row of S is used up to its block's end */
+} cbk_attn_dims;
+/* gate (N, H): on entry the dynamic logits (dynamic) or anything; a (H) or NULL */
+void cbk_attn_gate(float *gate, const float *a, int dynamic, size_t N, int H);
+/* qcat, kcat (B,H,T,dqk): query scaled as layers/attention.c's query_scales, key of the
+ * query head's kv head; vh (B,H,T,dv). q_sem, k_sem NULL when ds = 0; gate NULL ungated. */
+void cbk_attn_gather(float *qcat, float *kcat, float *vh, const float *q_sem, const float *q, const float *k_sem,
+                     const float *k, const float *v, const float *gate, const cbk_attn_dims *m);
+/* S (B*H, T, T) in place into P; lse (B,H,T). Causal rows are read and written only up
+ * to the end of their row block (rb), which is all the products of a block read. */
+void cbk_attn_softmax(float *S, float *lse, const cbk_attn_dims *m);
+/* S (B*H, T, T) in place into P = exp(S - lse), zero where masked */
+void cbk_attn_probs(float *S, const float *lse, const cbk_attn_dims *m);
+/* dP in place into dS = P (dP - rowsum(P dP)) */
+void cbk_attn_softmax_backward(float *dP, const float *P, const cbk_attn_dims *m);
+/* (B,H,T,w) <-> (B,T,H*w) */
+void cbk_attn_heads_to_rows(float *rows, const float *heads, const cbk_attn_dims *m, int w);
+void cbk_attn_rows_to_heads(float *heads, const float *rows, const cbk_attn_dims *m, int w);
+/* dqcat (B,H,T,dqk) into dq_sem (N,H*ds), dq (N,H*dr) and, gated, dz (N,H) */
+void cbk_attn_query_backward(float *dq_sem, float *dq, float *dz, const float *dqcat, const float *q_sem,
+                             const float *q, const float *gate, const cbk_attn_dims *m);
+/* the query heads of each kv group summed: dkh (B,H,T,dqk) into dk_sem (N,Hkv*ds) and
+ * dk (N,Hkv*dr); dvh (B,H,T,dv) into dv (N,Hkv*dv) */
+void cbk_attn_group_sum(float *dk_sem, float *dk, float *dv, const float *dkh, const float *dvh,
+                        const cbk_attn_dims *m);
+
+/* ---- optimizer.cu (train/optimizer.c): one tensor's update ---- */
+void cbk_adamw(float *w, const float *g, float *m, float *v, size_t n, float decay_factor, float b1, float b2,
+               float omb1, float omb2, float step_size, float bc2_sqrt, float eps);
+void cbk_lion(float *w, const float *g, float *m, size_t n, float decay_factor, float b1, float b2, float omb1,
+              float omb2, float lr);
+void cbk_sgd(float *w, const float *g, float *buf, size_t n, float decay_factor, float momentum, float lr);
+
+/* ---- clip.cu (train/clip.c) ---- */
+/* result[0] (double) = sum of g^2 summed in double; work: cbk_sumsq_work() doubles */
+size_t cbk_sumsq_work(void);
+void cbk_sumsq(double *result, double *work, const float *g, size_t n);
+
+/* The last launch error as text, or NULL: checked by the backend after its launches. */
+const char *cbk_last_error(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,227 @@
+/* ops.c: what each op of a program does on the GPU, forward and backward: the CUDA
+ * backend's op_forward / op_backward, op for op the switch of backend/cpu/ops.c (the same
+ * saved layout, the same dropout offsets), with the layers as kernels/ (one .cu a layer) and the
+ * products through blas.c. Full-sequence passes only: decoding is not on the GPU yet. */
+#include "backend/cuda/internal.h"
+
+#include <string.h>
+#include "backend/cuda/kernels.h"
+
+static const float *P(const float *w, const cb_op *op, int role) {
+    return op->p[role] == CB_NO_PARAM ? NULL : w + op->p[role];
+}
+static float *G(float *g, const cb_op *op, int role) {
+    return !g || op->p[role] == CB_NO_PARAM ? NULL : g + op->p[role];
+}
+
+static void rope_of(const cb_pass *p, const cb_op *op, const float **cos, const float **sin) {
+    *cos = *sin = NULL;
+    if (op->rope < 0) return;
+    const cb_rope_table *t = &p->prog->ropes[op->rope];
+    *cos = p->rope + t->offset;
+    *sin = *cos + (size_t)p->prog->T * (t->dim / 2);
+}
+
+/* as backend/cpu/ops.c: each dropout op draws from its own stretch of the stream, element j
+ * of a pass whose row 0 is row row0 of the global batch (data parallel) at j + row0 T width */
+static uint64_t dropout_offset(const cb_pass *p, int op_index, int width) {
+    return ((uint64_t)op_index << 40) + (uint64_t)p->row0 * (uint64_t)p->T * (uint64_t)width;
+}
+
+static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
+
+/* Floats of ws and red that op i needs, forward or backward, for N rows. */
+static void op_work(const cb_program *prog, const cb_op *op, int B, int T, size_t *ws, size_t *red) {
+    const int N = B * T;
+    *ws = *red = 0;
+    switch (op->kind) {
+    case CB_OP_RMSNORM:
+    case CB_OP_LAYERNORM: *red = cbk_colsum_work(N, op->d_in); break;
+    case CB_OP_LINEAR:
+    case CB_OP_HEAD: *red = cbk_colsum_work(N, op->d_out); break;
+    case CB_OP_SWIGLU: *ws = 2 * (size_t)N * op->d_ff; break;
+    case CB_OP_MLP:
+        *ws = (size_t)N * op->d_ff;
+        *red = cbk_colsum_work(N, op->d_ff > op->d_in ? op->d_ff : op->d_in);
+        break;
+    case CB_OP_ATTENTION: cb_cuda_attention_work(&op->attn, B, T, ws, red); break;
+    default: break;
+    }
+    *red = max_z(*red, cbk_crossentropy_work(N));
+    (void)prog;
+}
+
+int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
+    const cb_program *prog = p->prog;
+    const cb_op *op = &prog->ops[i];
+    if (p->decode)
+        return cb_fail(e, CB_E_USAGE, "", "decoding on the GPU is not built yet (use --device cpu for generation)");
+    /* after a failure nothing more runs until synchronize reports it (a full-sequence
+     * pass's caller may not look at this return: model/run.c) */
+    if (c->failed) {
+        *e = c->err;
+        return e->code;
+    }
+    const int B = p->B, T = p->T, N = B * T;
+    size_t ws, red;
+    op_work(prog, op, B, T, &ws, &red);
+    if (cb_cuda_reserve(c, ws, red, e) != CB_OK) {
+        c->failed = 1;
+        c->err = *e;
+        return e->code;
+    }
+    const int *ins = prog->inputs + op->in_first;
+    float *out = p->slots + prog->slots[op->out].offset;
+    const float *in = op->n_in ? p->slots + prog->slots[ins[0]].offset : NULL;
+    const float *w = p->weights;
+    float *saved = p->saved + op->saved;
+    const size_t n_out = (size_t)N * prog->slots[op->out].width;
+    const float *cos, *sin;
+    rope_of(p, op, &cos, &sin);
+    switch (op->kind) {
+    case CB_OP_EMBED:
+        cbk_embedding_forward(out, p->tokens, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_POS), B, T, op->d_out, p->pos0);
+        break;
+    case CB_OP_RMSNORM: cbk_rmsnorm_forward(out, saved, in, P(w, op, CB_P_WEIGHT), N, op->d_in, op->eps); break;
+    case CB_OP_LAYERNORM:
+        cbk_layernorm_forward(out, saved, saved + N, in, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_BIAS), N, op->d_in,
+                              op->eps);
+        break;
+    case CB_OP_ATTENTION: cb_cuda_attention_forward(c, p, i); break;
+    case CB_OP_SWIGLU: {
+        size_t nf = (size_t)N * op->d_ff;
+        float *gate = saved, *up = saved + nf, *h = saved + 2 * nf;
+        cb_cuda_linear_forward(c, gate, in, P(w, op, CB_P_GATE), NULL, N, op->d_in, op->d_ff);
+        cb_cuda_linear_forward(c, up, in, P(w, op, CB_P_UP), NULL, N, op->d_in, op->d_ff);
+        cbk_swiglu_forward(h, gate, up, nf);
+        cb_cuda_linear_forward(c, out, h, P(w, op, CB_P_DOWN), NULL, N, op->d_ff, op->d_in);
+        break;
+    }
+    case CB_OP_MLP: {
+        size_t nf = (size_t)N * op->d_ff;
+        float *pre = saved, *h = saved + nf;
+        cb_cuda_linear_forward(c, pre, in, P(w, op, CB_P_FC_W), P(w, op, CB_P_FC_B), N, op->d_in, op->d_ff);
+        cbk_gelu_forward(h, pre, nf);
+        cb_cuda_linear_forward(c, out, h, P(w, op, CB_P_PROJ_W), P(w, op, CB_P_PROJ_B), N, op->d_ff, op->d_in);
+        break;
+    }
+    case CB_OP_LINEAR:
+    case CB_OP_HEAD:
+        cb_cuda_linear_forward(c, out, in, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_BIAS), N, op->d_in, op->d_out);
+        break;
+    case CB_OP_DROPOUT:
+        if (p->training && op->p_drop > 0) cbk_dropout_forward(out, in, n_out, op->p_drop, p->dropout_seed,
+                                                 dropout_offset(p, i, prog->slots[op->out].width));
+        else cbk_copy(out, in, n_out);
+        break;
+    case CB_OP_ROPE: cbk_rope(out, in, cos, sin, B, T, op->heads, op->head_dim, 0, 1.0f, 0); break;
+    case CB_OP_ADD: cbk_add(out, in, p->slots + prog->slots[ins[1]].offset, n_out); break;
+    case CB_OP_COMBINE: {
+        /* as layers/elementwise.c: the inputs added in order from the first, then scaled */
+        cbk_copy(out, in, n_out);
+        for (int k = 1; k < op->n_in; k++) cbk_axpy(out, p->slots + prog->slots[ins[k]].offset, 1.0f, n_out);
+        if (op->mean && op->n_in > 1) cbk_scale(out, n_out, 1.0f / (float)op->n_in);
+        break;
+    }
+    case CB_OP_CONCAT: {
+        const int W = prog->slots[op->out].width;
+        for (int k = 0, col = 0; k < op->n_in; k++) {
+            const int wk = prog->slots[ins[k]].width;
+            cbk_concat_part(out, p->slots + prog->slots[ins[k]].offset, N, W, col, wk);
+            col += wk;
+        }
+        break;
+    }
+    }
+    cb_cuda_check_launch(c, "op forward");
+    if (c->failed) return cb_fail(e, CB_E_RUNTIME, c->err.where, "%s", c->err.msg);
+    return CB_OK;
+}
+
+void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i) {
+    if (c->failed) return; /* its scratch may not be there: forward failed */
+    const cb_program *prog = p->prog;
+    const cb_op *op = &prog->ops[i];
+    const int B = p->B, T = p->T, N = B * T;
+    const float *w = p->weights;
+    float *grads = p->grads;
+    const int *ins = prog->inputs + op->in_first;
+    const float *dout = p->dslots + prog->slots[op->out].offset;
+    const float *in = op->n_in ? p->slots + prog->slots[ins[0]].offset : NULL;
+    float *din = op->n_in ? p->dslots + prog->slots[ins[0]].offset : NULL;
+    float *saved = p->saved + op->saved;
+    const size_t n_out = (size_t)N * prog->slots[op->out].width;
+    const float *cos, *sin;
+    rope_of(p, op, &cos, &sin);
+    switch (op->kind) {
+    case CB_OP_EMBED:
+        cbk_embedding_backward(G(grads, op, CB_P_WEIGHT), G(grads, op, CB_P_POS), dout, p->tokens, B, T, op->d_out);
+        break;
+    case CB_OP_RMSNORM:
+        cbk_rmsnorm_backward(din, G(grads, op, CB_P_WEIGHT), c->red, dout, in, P(w, op, CB_P_WEIGHT), saved, N,
+                             op->d_in);
+        break;
+    case CB_OP_LAYERNORM:
+        cbk_layernorm_backward(din, G(grads, op, CB_P_WEIGHT), G(grads, op, CB_P_BIAS), c->red, dout, in,
+                               P(w, op, CB_P_WEIGHT), saved, saved + N, N, op->d_in);
+        break;
+    case CB_OP_ATTENTION: cb_cuda_attention_backward(c, p, i); break;
+    case CB_OP_SWIGLU: {
+        size_t nf = (size_t)N * op->d_ff;
+        const float *gate = saved, *up = saved + nf, *h = saved + 2 * nf;
+        float *dgate = c->ws, *dup = c->ws + nf;
+        const int C = op->d_in, F = op->d_ff;
+        // dh (N,F) = dout (N,C) wd (C,F), into dgate; then dgate, dup in place
+        cb_cuda_gemm(c, 0, 0, N, F, C, 1, dout, C, P(w, op, CB_P_DOWN), F, 0, dgate, F);
+        cb_cuda_linear_backward(c, NULL, G(grads, op, CB_P_DOWN), NULL, dout, h, P(w, op, CB_P_DOWN), N, F, C);
+        cbk_swiglu_backward(dgate, dup, gate, up, nf);
+        cb_cuda_linear_backward(c, din, G(grads, op, CB_P_GATE), NULL, dgate, in, P(w, op, CB_P_GATE), N, C, F);
+        cb_cuda_linear_backward(c, din, G(grads, op, CB_P_UP), NULL, dup, in, P(w, op, CB_P_UP), N, C, F);
+        break;
+    }
+    case CB_OP_MLP: {
+        size_t nf = (size_t)N * op->d_ff;
+        const float *pre = saved, *h = saved + nf;
+        float *dh = c->ws;
+        const int C = op->d_in, F = op->d_ff;
+        cb_cuda_gemm(c, 0, 0, N, F, C, 1, dout, C, P(w, op, CB_P_PROJ_W), F, 0, dh, F);
+        cb_cuda_linear_backward(c, NULL, G(grads, op, CB_P_PROJ_W), G(grads, op, CB_P_PROJ_B), dout, h,
+                                P(w, op, CB_P_PROJ_W), N, F, C);
+        cbk_gelu_backward_inplace(dh, pre, nf);
+        cb_cuda_linear_backward(c, din, G(grads, op, CB_P_FC_W), G(grads, op, CB_P_FC_B), dh, in,
+                                P(w, op, CB_P_FC_W), N, C, F);
+        break;
+    }
+    case CB_OP_LINEAR:
+    case CB_OP_HEAD:
+        cb_cuda_linear_backward(c, din, G(grads, op, CB_P_WEIGHT), G(grads, op, CB_P_BIAS), dout, in,
+                                P(w, op, CB_P_WEIGHT), N, op->d_in, op->d_out);
+        break;
+    case CB_OP_DROPOUT:
+        if (p->training && op->p_drop > 0)
+            cbk_dropout_backward(din, dout, n_out, op->p_drop, p->dropout_seed,
+                                                 dropout_offset(p, i, prog->slots[op->out].width));
+        else cbk_axpy(din, dout, 1.0f, n_out);
+        break;
+    case CB_OP_ROPE: cbk_rope(din, dout, cos, sin, B, T, op->heads, op->head_dim, 0, -1.0f, 1); break;
+    case CB_OP_ADD:
+        cbk_axpy(din, dout, 1.0f, n_out);
+        cbk_axpy(p->dslots + prog->slots[ins[1]].offset, dout, 1.0f, n_out);
+        break;
+    case CB_OP_COMBINE: {
+        float s = op->mean ? 1.0f / (float)op->n_in : 1.0f;
+        for (int k = 0; k < op->n_in; k++) cbk_axpy(p->dslots + prog->slots[ins[k]].offset, dout, s, n_out);
+        break;
+    }
+    case CB_OP_CONCAT: {
+        const int W = prog->slots[op->out].width;
+        for (int k = 0, col = 0; k < op->n_in; k++) {
+            const int wk = prog->slots[ins[k]].width;
+            cbk_concat_part_backward(p->dslots + prog->slots[ins[k]].offset, dout, N, W, col, wk);
+            col += wk;
+        }
+        break;
+    }
+    }
+    cb_cuda_check_launch(c, "op backward");
+}
