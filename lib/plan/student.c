@@ -189,3 +189,19 @@ json_t *cb_plan_students(const json_t *m, const json_t *teacher_plan, cb_diags *
     }
     return out;
 }
+
+json_t *cb_plan_student_doc(const json_t *plan, const char *group, const char *run) {
+    size_t i;
+    const json_t *s;
+    json_array_foreach(json_object_get(plan, "students"), i, s) {
+        const char *g = json_string_value(json_object_get(s, "group")), *r = json_string_value(json_object_get(s, "run"));
+        if (!g || !r || strcmp(g, group) != 0 || strcmp(r, run) != 0) continue;
+        json_t *doc = json_deep_copy(plan);
+        if (!doc) return NULL;
+        json_object_del(doc, "students");
+        json_object_set_new(doc, "model", json_deep_copy(json_object_get(s, "model")));
+        json_object_set_new(doc, "totals", json_deep_copy(json_object_get(s, "totals")));
+        return doc;
+    }
+    return NULL;
+}
