@@ -17,6 +17,8 @@
 #include "core/json_doc.h"
 #include "io/model_dir.h"
 #include "model/model.h"
+#include "plan/plan.h"
+#include "upcycle/surgery.h"
 #include "train/config.h"
 #include "train/progress.h"
 #include "train/trainer.h"
@@ -216,7 +218,44 @@ int main(int argc, char **argv) {
         rc = cb_fail(&e, CB_E_USAGE, cb_loc(r, NULL), "run %s has no training data (train.data, the group's data, or --data)",
                      cfg.run);
 
-    /* the model: fresh from the run's seed, or weights from a checkpoint the run names */
+    /* a run with train.student.overrides trains its student: the plan cb-validate made for it */
+    if (rc == CB_OK && cfg.student) {
+        json_t *student = cb_plan_student_doc(plan, cfg.group, cfg.run);
+        if (!student)
+            rc = cb_fail(&e, CB_E_INVALID, argv[optind], "the plan has no student for run %s/%s; compile the manifest "
+                         "again with this cb", cfg.group, cfg.run);
+        json_t *teacher_plan = plan;
+        plan = student;
+        if (!student) plan = teacher_plan;
+        else json_decref(teacher_plan);
+    }
+    /* the teacher: the manifest's model, with the weights train.teacher names */
+    cb_model teacher;
+    int have_teacher = 0;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", run_dir);
+    const char *runs_dir = dirname(parent);
+    if (rc == CB_OK && (cfg.phase == CB_PHASE_BLOCKWISE || cfg.phase == CB_PHASE_UPCYCLE)) {
+        char src[4400];
+        if (cfg.teacher_ckpt[0]) snprintf(src, sizeof src, "%s", cfg.teacher_ckpt);
+        else snprintf(src, sizeof src, "%s/%s/final", runs_dir, cfg.teacher_run);
+        json_t *tplan = NULL;
+        rc = cb_doc_load(argv[optind], "plan", &tplan, &e);
+        if (rc == CB_OK) {
+            json_object_del(tplan, "students");
+            rc = cb_model_init_empty(&teacher, tplan, &e);
+            json_decref(tplan);
+        }
+        have_teacher = rc == CB_OK;
+        if (rc == CB_OK && (rc = cb_model_load_weights_dir(&teacher, src, &e)) != CB_OK) {
+            char why[sizeof e.msg];
+            snprintf(why, sizeof why, "%s", e.msg);
+            rc = cb_fail(&e, e.code, e.where, "the teacher does not match the manifest's model: %s", why);
+        }
+    }
+
+    /* the model: fresh from the run's seed, weights from a checkpoint the run names, or
+     * made from the teacher by surgery */
     cb_model m;
     int have_model = 0;
     if (rc == CB_OK) {
@@ -226,12 +265,12 @@ int main(int argc, char **argv) {
         if (rc == CB_OK && from_weights) {
             char src[4200];
             if (cfg.init_ckpt[0]) snprintf(src, sizeof src, "%s", cfg.init_ckpt);
-            else {
-                char parent[4096];
-                snprintf(parent, sizeof parent, "%s", run_dir);
-                snprintf(src, sizeof src, "%s/%s/final", dirname(parent), cfg.init_run);
-            }
+            else snprintf(src, sizeof src, "%s/%s/final", runs_dir, cfg.init_run);
             rc = cb_model_load_weights_dir(&m, src, &e);
+        }
+        if (rc == CB_OK && cfg.surgery && !cfg.resume[0]) {
+            cb_surgery_options so = {.context = cfg.block_size};
+            rc = cb_surgery(&m, &teacher, &so, &e);
         }
     }
     json_decref(plan);
@@ -259,12 +298,14 @@ int main(int argc, char **argv) {
         cb_progress_init(&progress, stderr, quiet, -1, 0, cfg.steps);
         json_t *meta = run_meta(&cfg);
         cb_train_io io = {.run_dir = run_dir, .resume = cfg.resume[0] ? cfg.resume : NULL, .stop = &stop_requested,
-                          .progress = &progress, .meta = meta, .backend = backend};
+                          .progress = &progress, .meta = meta, .backend = backend,
+                          .teacher = have_teacher ? &teacher : NULL};
         rc = cb_train_run(&cfg, &m, &d, &io, &res, &e);
         json_decref(meta);
     }
     if (have_data) cb_train_data_close(&d);
     if (have_model) cb_model_free(&m);
+    if (have_teacher) cb_model_free(&teacher);
     if (rc != CB_OK) return cb_cli_report(TOOL, &e);
     if (res.interrupted) {
         fprintf(stderr, "%s: interrupted after step %ld; checkpoint in %s (continue with --resume %s)\n", TOOL, res.step,

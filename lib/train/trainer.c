@@ -12,7 +12,9 @@
 #include "core/rng.h"
 #include "model/program.h"
 #include "model/run.h"
+#include "train/blockwise.h"
 #include "train/checkpoint.h"
+#include "upcycle/attn_pair.h"
 #include "train/clip.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
@@ -86,7 +88,7 @@ static void utc_now(char *buf, size_t n) {
 
 /* run_dir/run.json: what the run is and how far it got */
 static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_train_io *io, const char *status,
-                          const cb_train_result *res, const char *started, cb_error *e) {
+                          const cb_train_result *res, const char *started, json_t *info, cb_error *e) {
     json_t *doc = cb_doc_new("run");
     char now[32], path[4200];
     utc_now(now, sizeof now);
@@ -118,6 +120,7 @@ static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_
     if (res->final_dir[0]) json_object_set_new(doc, "final", json_string(res->final_dir));
     if (isfinite(res->loss)) json_object_set_new(doc, "loss", json_real(res->loss));
     if (isfinite(res->val_loss)) json_object_set_new(doc, "val_loss", json_real(res->val_loss));
+    if (info) json_object_set(doc, "upcycle", info);
     const char *key;
     json_t *val;
     if (io->meta)
@@ -155,9 +158,17 @@ typedef struct trainer {
     cb_prefetch prefetch;
     cb_metrics metrics;
     int have_prog, have_run, have_opt, have_prefetch, have_metrics;
+    /* blockwise and upcycle: where the run stands, kept in every checkpoint's "upcycle" */
+    int staged;              /* phase blockwise or upcycle */
+    int stage;               /* 0: blockwise distillation, 1: global fine-tuning */
+    int block;               /* the attention layer being distilled */
+    long block_step, streak; /* its steps so far; steps in a row at or below the target */
+    long step0;              /* optimizer steps before the fine-tuning (its step 1 is step0 + 1) */
+    json_t *info;            /* what run.json's "upcycle" reports */
 } trainer;
 
 static void trainer_free(trainer *t) {
+    json_decref(t->info);
     if (t->have_prefetch) cb_prefetch_free(&t->prefetch);
     if (t->have_run) cb_run_free(&t->run);
     if (t->have_prog) cb_program_free(&t->prog);
@@ -242,11 +253,36 @@ static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
 }
 
 static int save(trainer *t, cb_train_result *res, cb_error *e) {
-    t->st.data_position = cb_prefetch_position(&t->prefetch);
+    t->st.data_position = t->have_prefetch ? cb_prefetch_position(&t->prefetch) : 0;
     memcpy(t->st.rng, t->rng.s, sizeof t->st.rng);
     CB_TRY(download_state(t, e));
-    return cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
-                              sizeof res->checkpoint, e);
+    if (!t->staged)
+        return cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
+                                  sizeof res->checkpoint, e);
+    /* where the staged run stands, so that --resume continues it where it was */
+    json_t *extra = t->io->meta ? json_deep_copy(t->io->meta) : json_object();
+    json_t *up = json_pack("{s:s, s:i, s:I, s:I, s:I}", "stage", t->stage ? "global" : "blockwise", "block", t->block,
+                           "block_step", (json_int_t)t->block_step, "streak", (json_int_t)t->streak, "step0",
+                           (json_int_t)t->step0);
+    json_object_set(up, "info", t->info);
+    json_object_set_new(extra, "upcycle", up);
+    uint64_t opt_t = t->opt.t;
+    if (!t->stage) t->opt.t = (uint64_t)t->block_step; /* the layer's own optimizer's steps */
+    int rc = cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, extra, t->c->keep_last, res->checkpoint,
+                                sizeof res->checkpoint, e);
+    t->opt.t = opt_t;
+    json_decref(extra);
+    return rc;
+}
+
+/* The training batches from batch number position on, prepared ahead in a thread. */
+static int start_loader(trainer *t, const cb_train_data *d, uint64_t position, cb_error *e) {
+    const cb_train_config *c = t->c;
+    CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1, c->seed, e));
+    t->batcher.position = position;
+    CB_TRY(cb_prefetch_init(&t->prefetch, &t->batcher, c->prefetch, e));
+    t->have_prefetch = 1;
+    return CB_OK;
 }
 
 static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
@@ -268,8 +304,27 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     if (t->io->resume) {
         char dir[4608];
         CB_TRY(cb_checkpoint_resolve(t->io->resume, dir, sizeof dir, e));
-        CB_TRY(cb_checkpoint_load(dir, c->group, c->run, m, &t->opt, st, NULL, e));
-        if (st->step > c->steps)
+        json_t *extra = NULL;
+        CB_TRY(cb_checkpoint_load(dir, c->group, c->run, m, &t->opt, st, &extra, e));
+        const json_t *up = json_object_get(extra, "upcycle");
+        if (t->staged && !json_is_object(up)) {
+            json_decref(extra);
+            return cb_fail(e, CB_E_INVALID, dir, "not a checkpoint of a blockwise or upcycle run (no \"upcycle\" state)");
+        }
+        if (json_is_object(up)) {
+            const char *stage = json_string_value(json_object_get(up, "stage"));
+            t->stage = stage && strcmp(stage, "global") == 0;
+            t->block = (int)json_integer_value(json_object_get(up, "block"));
+            t->block_step = (long)json_integer_value(json_object_get(up, "block_step"));
+            t->streak = (long)json_integer_value(json_object_get(up, "streak"));
+            t->step0 = (long)json_integer_value(json_object_get(up, "step0"));
+            if (json_is_object(json_object_get(up, "info"))) {
+                json_decref(t->info);
+                t->info = json_deep_copy(json_object_get(up, "info"));
+            }
+        }
+        json_decref(extra);
+        if ((t->stage || !t->staged) && st->step - t->step0 > c->steps)
             return cb_fail(e, CB_E_USAGE, dir, "the checkpoint is at step %ld, past the run's %ld steps", st->step,
                            c->steps);
         memcpy(t->rng.s, st->rng, sizeof st->rng);
@@ -280,12 +335,8 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     snprintf(st->group, sizeof st->group, "%s", c->group);
 
     CB_TRY(upload_state(t, e));
-
-    CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1, c->seed, e));
-    t->batcher.position = st->data_position;
-    CB_TRY(cb_prefetch_init(&t->prefetch, &t->batcher, c->prefetch, e));
-    t->have_prefetch = 1;
-    return CB_OK;
+    if (t->staged && !t->stage) return CB_OK; /* the loader starts with the fine-tuning */
+    return start_loader(t, d, st->data_position, e);
 }
 
 static int is_eval_step(const cb_train_config *c, long step) {
@@ -300,8 +351,8 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
     float *w = t->dev.weights, *g = t->dev.grads;
     uint64_t step_tokens = (uint64_t)c->batch_size * (uint64_t)c->block_size * (uint64_t)c->grad_accum;
     long saved_at = -1;
-    while (t->st.step < c->steps) {
-        long step = t->st.step + 1;
+    while (t->st.step - t->step0 < c->steps) {
+        long step = t->st.step + 1, local = step - t->step0; /* local: the step of this stage */
         double t0 = cb_clock_s();
         be->zero(be, g, n_floats * sizeof(float));
         double loss_sum = 0;
@@ -319,7 +370,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         double norm = be->grad_clip(be, g, n_floats, c->grad_clip);
         if (!isfinite(norm))
             return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the gradient norm is %s", step, isnan(norm) ? "nan" : "inf");
-        double lr = cb_schedule_lr(&c->schedule, step - 1);
+        double lr = cb_schedule_lr(&c->schedule, local - 1);
         be->optimizer_step(be, &t->opt, w, g, t->dev.opt_m, t->dev.opt_v, lr);
         t->st.step = step;
         t->st.tokens += step_tokens;
@@ -327,7 +378,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
 
         cb_metric_row row = {.step = step, .loss = loss, .lr = lr, .grad_norm = norm, .tokens = t->st.tokens,
                              .tok_s = seconds > 0 ? (double)step_tokens / seconds : 0, .val_loss = NAN, .val_ppl = NAN};
-        if (d->have_val && is_eval_step(c, step)) {
+        if (d->have_val && is_eval_step(c, local)) {
             row.val_loss = evaluate(t, &d->val, e);
             if (isnan(row.val_loss) && e->code) return e->code;
             row.val_ppl = exp(row.val_loss);
@@ -335,7 +386,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         }
         res->loss = loss;
         res->step = step;
-        int logged = step == 1 || step % c->log_every == 0 || step == c->steps || !isnan(row.val_loss);
+        int logged = local == 1 || local % c->log_every == 0 || local == c->steps || !isnan(row.val_loss);
         if (logged) CB_TRY(cb_metrics_log(&t->metrics, &row, e));
         if (t->io->progress) {
             cb_progress_step(t->io->progress, step, loss, row.tok_s, logged);
@@ -344,10 +395,10 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
                                  row.val_ppl);
         }
         int stopping = t->io->stop && *t->io->stop;
-        if (stopping || step == c->steps || (c->save_every > 0 && step % c->save_every == 0)) {
+        if (stopping || local == c->steps || (c->save_every > 0 && local % c->save_every == 0)) {
             CB_TRY(save(t, res, e));
             saved_at = step;
-            if (t->io->progress && !stopping && step != c->steps)
+            if (t->io->progress && !stopping && local != c->steps)
                 cb_progress_note(t->io->progress, "step %ld: checkpoint %s", step, res->checkpoint);
         }
         if (stopping) {
@@ -359,6 +410,201 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
     return CB_OK;
 }
 
+
+/* ---- blockwise distillation ---- */
+
+/* The attention-output L1 of the student to the teacher (mean over layers) on the first
+ * batch of the validation data (or of the training data). */
+static double attention_l1(trainer *t, cb_attn_pair *ap, const float *tw, const cb_train_data *d, cb_error *e) {
+    cb_batcher vb;
+    const cb_dataset *ds = d->have_val ? &d->val : &d->train;
+    if (cb_batcher_init(&vb, ds, t->prog.B, t->prog.T, 0, t->c->seed, e) != CB_OK) return NAN;
+    size_t n = (size_t)t->prog.B * t->prog.T;
+    int32_t *x = cb_malloc(2 * n, sizeof *x, e);
+    if (!x) return NAN;
+    cb_batcher_next(&vb, x, x + n);
+    const int32_t *bx = x, *by = x + n;
+    double l1 = place_batch(t, &bx, &by, e) == CB_OK ? cb_attn_pair_l1(ap, tw, t->dev.weights, bx, NULL, e) : NAN;
+    free(x);
+    return l1;
+}
+
+/* The teacher's input and output of layer k for training batch `batch` (tokens x on
+ * the device): from the cache, or computed (and cached when asked). *tin is device
+ * memory unless *tin_on_host; *tout is host memory. */
+static int teacher_layer(trainer *t, cb_attn_pair *ap, const float *tw, const int32_t *x, uint64_t batch, int k,
+                         float *cache, float *tout_host, const float **tin, int *tin_on_host, const float **tout,
+                         cb_error *e) {
+    const size_t N = (size_t)ap->B * ap->T * ap->d;
+    if (cache) {
+        cb_error miss;
+        if (cb_teacher_cache_read(t->io->run_dir, batch, cache, ap->n, ap->B, ap->T, ap->d, &miss) != CB_OK) {
+            CB_TRY(cb_attn_pair_teacher(ap, tw, x, ap->n - 1, e));
+            for (int j = 0; j < ap->n; j++) {
+                float *a = cache + (size_t)2 * j * N, *b = a + N;
+                const float *ha = cb_attn_pair_host(ap, a, cb_attn_pair_teacher_in(ap, j), N, e);
+                const float *hb = ha ? cb_attn_pair_host(ap, b, cb_attn_pair_teacher_out(ap, j), N, e) : NULL;
+                if (!hb) return e->code;
+                if (ha != a) memcpy(a, ha, N * sizeof(float));
+                if (hb != b) memcpy(b, hb, N * sizeof(float));
+            }
+            CB_TRY(cb_teacher_cache_write(t->io->run_dir, batch, cache, ap->n, ap->B, ap->T, ap->d, e));
+        }
+        *tin = cache + (size_t)2 * k * N;
+        *tin_on_host = 1;
+        *tout = *tin + N;
+        return CB_OK;
+    }
+    CB_TRY(cb_attn_pair_teacher(ap, tw, x, k, e));
+    *tin = cb_attn_pair_teacher_in(ap, k);
+    *tin_on_host = 0;
+    *tout = cb_attn_pair_host(ap, tout_host, cb_attn_pair_teacher_out(ap, k), N, e);
+    return *tout ? CB_OK : e->code;
+}
+
+static int block_done(const cb_train_config *c, long steps, long streak) {
+    if (c->convergence_target > 0) return streak >= c->convergence_patience || steps >= c->max_steps_per_block;
+    return steps >= c->blockwise_steps;
+}
+
+/* Every attention layer in turn, from where the run stands; then the switch to the
+ * global stage (its checkpoint, so a resume after it does not distil again). */
+static int blockwise_stage(trainer *t, const cb_train_data *d, cb_train_result *res, cb_error *e) {
+    const cb_train_config *c = t->c;
+    cb_backend *be = t->be;
+    const cb_model *teacher = t->io->teacher;
+    if (!teacher) return cb_fail(e, CB_E_USAGE, "", "phase %s needs a teacher", c->phase == CB_PHASE_UPCYCLE ? "upcycle" : "blockwise");
+    const float *tw = teacher->weights;
+    float *tw_dev = NULL;
+    if (!be->unified) {
+        size_t bytes = teacher->params.total_floats * sizeof(float);
+        if (!(tw_dev = be->alloc(be, bytes, e))) return e->code;
+        if (be->upload(be, tw_dev, teacher->weights, bytes, e) != CB_OK) {
+            be->free(be, tw_dev);
+            return e->code;
+        }
+        tw = tw_dev;
+    }
+    cb_attn_pair ap;
+    int rc = cb_attn_pair_init(&ap, be, teacher, t->m, c->batch_size, c->block_size, e);
+    if (rc != CB_OK) {
+        be->free(be, tw_dev);
+        return rc;
+    }
+    const size_t BT = (size_t)c->batch_size * c->block_size, N = BT * (size_t)ap.d;
+    int32_t *tok = cb_malloc(2 * BT, sizeof *tok, e);
+    float *dout = cb_malloc(N, sizeof *dout, e), *hs = cb_malloc(N, sizeof *hs, e), *ht = cb_malloc(N, sizeof *ht, e);
+    float *cache = c->cache_teacher ? cb_malloc((size_t)2 * ap.n * N, sizeof *cache, e) : NULL;
+    if (!tok || !dout || !hs || !ht || (c->cache_teacher && !cache)) rc = CB_E_RUNTIME;
+    if (rc == CB_OK && !json_object_get(t->info, "attention_l1_surgery")) {
+        double l1 = attention_l1(t, &ap, tw, d, e);
+        if (isnan(l1)) rc = e->code ? e->code : CB_E_RUNTIME;
+        else json_object_set_new(t->info, "attention_l1_surgery", json_real(l1));
+    }
+    json_t *blocks = json_object_get(t->info, "block_steps");
+    if (!blocks) json_object_set_new(t->info, "block_steps", blocks = json_array());
+    int stopping = 0;
+    for (; rc == CB_OK && t->block < ap.n && !stopping; t->block++, t->block_step = 0, t->streak = 0) {
+        const cb_op *op = &ap.sp.ops[ap.s_op[t->block]];
+        cb_layer_optimizer lopt;
+        size_t lo, hi;
+        rc = cb_layer_optimizer_init(&lopt, &t->opt, op, &lo, &hi, e);
+        if (rc != CB_OK) break;
+        lopt.view.t = (uint64_t)t->block_step;
+        if (t->block_step == 0) { /* the layer's optimizer starts afresh */
+            be->zero(be, t->dev.opt_m + lo, (hi - lo) * sizeof(float));
+            if (t->dev.opt_v) be->zero(be, t->dev.opt_v + lo, (hi - lo) * sizeof(float));
+        }
+        cb_batcher b;
+        rc = cb_batcher_init(&b, &d->train, c->batch_size, c->block_size, 1, c->seed, e);
+        while (rc == CB_OK && !block_done(c, t->block_step, t->streak)) {
+            double t0 = cb_clock_s();
+            b.position = (uint64_t)t->block_step; /* every layer sees the same batches: one teacher pass each */
+            cb_batcher_next(&b, tok, tok + BT);
+            const int32_t *x = tok, *y = tok + BT;
+            const float *tin = NULL, *tout = NULL, *sout = NULL;
+            int tin_host = 0;
+            rc = place_batch(t, &x, &y, e);
+            if (rc == CB_OK)
+                rc = teacher_layer(t, &ap, tw, x, (uint64_t)t->block_step, t->block, cache, ht, &tin, &tin_host, &tout, e);
+            if (rc == CB_OK) rc = cb_attn_pair_student_forward(&ap, t->dev.weights, t->block, tin, tin_host, &sout, e);
+            const float *hsout = rc == CB_OK ? cb_attn_pair_host(&ap, hs, sout, N, e) : NULL;
+            if (!hsout) {
+                rc = rc ? rc : e->code;
+                break;
+            }
+            double loss = cb_blockwise_loss(dout, hsout, tout, N, c->blockwise_mse);
+            if (!isfinite(loss)) {
+                rc = cb_fail(e, CB_E_RUNTIME, "", "step %ld (layer %d): the distillation loss is %s", t->st.step + 1,
+                             t->block, isnan(loss) ? "nan" : "inf");
+                break;
+            }
+            be->zero(be, t->dev.grads + lo, (hi - lo) * sizeof(float));
+            rc = cb_attn_pair_student_backward(&ap, t->dev.weights, t->dev.grads, t->block, dout, e);
+            if (rc != CB_OK) break;
+            double norm = be->grad_clip(be, t->dev.grads + lo, hi - lo, c->grad_clip);
+            if (!isfinite(norm)) {
+                rc = cb_fail(e, CB_E_RUNTIME, "", "step %ld (layer %d): the gradient norm is %s", t->st.step + 1,
+                             t->block, isnan(norm) ? "nan" : "inf");
+                break;
+            }
+            double lr = c->schedule.lr; /* a constant rate: each layer is a short problem of its own */
+            be->optimizer_step(be, &lopt.view, t->dev.weights, t->dev.grads, t->dev.opt_m, t->dev.opt_v, lr);
+            t->block_step++;
+            t->st.step++;
+            t->st.tokens += BT;
+            t->streak = c->convergence_target > 0 && loss <= c->convergence_target ? t->streak + 1 : 0;
+            double seconds = cb_clock_s() - t0;
+            int last = block_done(c, t->block_step, t->streak);
+            cb_metric_row row = {.step = t->st.step, .loss = loss, .lr = lr, .grad_norm = norm, .tokens = t->st.tokens,
+                                 .tok_s = seconds > 0 ? (double)BT / seconds : 0, .val_loss = NAN, .val_ppl = NAN,
+                                 .phase = "blockwise", .block = t->block};
+            res->loss = loss;
+            res->step = t->st.step;
+            int logged = t->block_step == 1 || t->block_step % c->log_every == 0 || last;
+            if (logged) rc = cb_metrics_log(&t->metrics, &row, e);
+            if (rc != CB_OK) break;
+            if (t->io->progress) cb_progress_step(t->io->progress, t->st.step, loss, row.tok_s, logged);
+            stopping = t->io->stop && *t->io->stop;
+            if (last && !stopping) break; /* the layer's end is saved with the next layer's position */
+            if (stopping || (c->save_every > 0 && t->st.step % c->save_every == 0)) rc = save(t, res, e);
+            if (stopping) break;
+        }
+        cb_layer_optimizer_free(&lopt);
+        if (rc == CB_OK && !stopping) json_array_append_new(blocks, json_integer(t->block_step));
+        if (stopping) break;
+    }
+    if (rc == CB_OK && stopping) {
+        res->interrupted = 1;
+    } else if (rc == CB_OK) {
+        double l1 = attention_l1(t, &ap, tw, d, e);
+        if (isnan(l1)) rc = e->code ? e->code : CB_E_RUNTIME;
+        else json_object_set_new(t->info, "attention_l1_distilled", json_real(l1));
+        t->stage = 1; /* on to fine-tuning: its optimizer starts afresh */
+        t->step0 = t->st.step;
+        if (rc == CB_OK) {
+            size_t bytes = param_bytes(t);
+            be->zero(be, t->dev.opt_m, bytes);
+            if (t->dev.opt_v) be->zero(be, t->dev.opt_v, bytes);
+            t->opt.t = 0;
+        }
+        if (rc == CB_OK && d->have_val && c->phase == CB_PHASE_UPCYCLE) {
+            double v = evaluate(t, &d->val, e);
+            if (isnan(v)) rc = e->code ? e->code : CB_E_RUNTIME;
+            else json_object_set_new(t->info, "val_loss_before_global", json_real(v));
+        }
+        if (rc == CB_OK) rc = save(t, res, e);
+    }
+    free(tok);
+    free(dout);
+    free(hs);
+    free(ht);
+    free(cache);
+    cb_attn_pair_free(&ap);
+    be->free(be, tw_dev);
+    return rc;
+}
+
 int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, const cb_train_io *io,
                  cb_train_result *res, cb_error *e) {
     memset(res, 0, sizeof *res);
@@ -368,11 +614,13 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     t.c = c;
     t.m = m;
     t.io = io;
+    t.staged = c->phase == CB_PHASE_BLOCKWISE || c->phase == CB_PHASE_UPCYCLE;
+    t.info = json_object();
     char started[32];
     utc_now(started, sizeof started);
     int rc = setup(&t, d, e);
     res->step = t.st.step;
-    if (rc == CB_OK) rc = write_run_json(c, m, io, "running", res, started, e);
+    if (rc == CB_OK) rc = write_run_json(c, m, io, "running", res, started, t.info, e);
     if (rc == CB_OK) {
         char title[600];
         snprintf(title, sizeof title, "%s/%s", c->group, c->run);
@@ -383,7 +631,11 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
         io->progress->first = t.st.step;
         io->progress->total = c->steps;
     }
-    if (rc == CB_OK) rc = train_loop(&t, d, res, e);
+    if (rc == CB_OK && t.staged && !t.stage) rc = blockwise_stage(&t, d, res, e);
+    if (rc == CB_OK && !res->interrupted && c->phase != CB_PHASE_BLOCKWISE) {
+        if (!t.have_prefetch) rc = start_loader(&t, d, t.st.data_position, e);
+        if (rc == CB_OK) rc = train_loop(&t, d, res, e);
+    }
     if (io->progress) cb_progress_end(io->progress);
     if (t.have_metrics) {
         cb_error close_e;
@@ -400,7 +652,7 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     if (t.have_prog) {
         cb_error ignored;
         const char *status = rc != CB_OK ? "failed" : res->interrupted ? "interrupted" : "finished";
-        int wrc = write_run_json(c, m, io, status, res, started, rc == CB_OK ? e : &ignored);
+        int wrc = write_run_json(c, m, io, status, res, started, t.info, rc == CB_OK ? e : &ignored);
         if (rc == CB_OK) rc = wrc;
     }
     trainer_free(&t);

@@ -112,12 +112,14 @@ static int copy_device(cb_attn_pair *p, float *dst, const float *src, size_t n, 
     return rc;
 }
 
-int cb_attn_pair_student_forward(cb_attn_pair *p, const float *s_weights, int k, const float *x, const float **out,
-                                 cb_error *e) {
+int cb_attn_pair_student_forward(cb_attn_pair *p, const float *s_weights, int k, const float *x, int x_on_host,
+                                 const float **out, cb_error *e) {
     const cb_op *op = &p->sp.ops[p->s_op[k]];
     int in_slot = p->sp.inputs[op->in_first];
     size_t n = (size_t)p->B * p->T * p->d;
-    CB_TRY(copy_device(p, p->sr.slots + p->sp.slots[in_slot].offset, x, n, e));
+    float *slot = p->sr.slots + p->sp.slots[in_slot].offset;
+    if (x_on_host && !p->be->unified) CB_TRY(p->be->upload(p->be, slot, x, n * sizeof(float), e));
+    else CB_TRY(copy_device(p, slot, x, n, e));
     cb_pass q = pass_of(&p->sr, &p->sp, s_weights, NULL, p->tokens);
     CB_TRY(p->be->op_forward(p->be, &q, p->s_op[k], e));
     *out = slot_of(&p->sr, &p->sp, op->out);
@@ -156,7 +158,7 @@ double cb_attn_pair_l1(cb_attn_pair *p, const float *t_weights, const float *s_w
     int rc = cb_attn_pair_teacher(p, t_weights, tokens, p->n - 1, e);
     for (int k = 0; rc == CB_OK && k < p->n; k++) {
         const float *out;
-        rc = cb_attn_pair_student_forward(p, s_weights, k, cb_attn_pair_teacher_in(p, k), &out, e);
+        rc = cb_attn_pair_student_forward(p, s_weights, k, cb_attn_pair_teacher_in(p, k), 0, &out, e);
         const float *a = rc == CB_OK ? cb_attn_pair_host(p, ht, cb_attn_pair_teacher_out(p, k), n, e) : NULL;
         const float *b = a ? cb_attn_pair_host(p, hs, out, n, e) : NULL;
         if (!b) {

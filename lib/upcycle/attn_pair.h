@@ -38,9 +38,10 @@ const float *cb_attn_pair_teacher_in(const cb_attn_pair *p, int k);
 const float *cb_attn_pair_teacher_out(const cb_attn_pair *p, int k);
 
 /* The student's attention layer k on x (B,T,d; device memory, may be the teacher's
- * slot): x is copied into the layer's input slot, the op runs, *out is its output. */
-int cb_attn_pair_student_forward(cb_attn_pair *p, const float *s_weights, int k, const float *x, const float **out,
-                                 cb_error *e);
+ * slot, or host memory when x_on_host): x is copied into the layer's input slot, the op
+ * runs, *out is its output (device memory). */
+int cb_attn_pair_student_forward(cb_attn_pair *p, const float *s_weights, int k, const float *x, int x_on_host,
+                                 const float **out, cb_error *e);
 /* Backward of the last student forward of layer k: dout (B,T,d; host memory) is the
  * loss's gradient with respect to its output; grads (device, laid out like the weights)
  * += the gradients of the layer's parameters. */
