@@ -235,7 +235,7 @@ int main(int argc, char **argv) {
     char parent[4096];
     snprintf(parent, sizeof parent, "%s", run_dir);
     const char *runs_dir = dirname(parent);
-    if (rc == CB_OK && (cfg.phase == CB_PHASE_BLOCKWISE || cfg.phase == CB_PHASE_UPCYCLE)) {
+    if (rc == CB_OK && (cfg.phase == CB_PHASE_BLOCKWISE || cfg.phase == CB_PHASE_UPCYCLE || cfg.phase == CB_PHASE_DISTILL)) {
         char src[4400];
         if (cfg.teacher_ckpt[0]) snprintf(src, sizeof src, "%s", cfg.teacher_ckpt);
         else snprintf(src, sizeof src, "%s/%s/final", runs_dir, cfg.teacher_run);

@@ -11,11 +11,13 @@
 #include "core/json_doc.h"
 #include "core/rng.h"
 #include "model/program.h"
+#include "backend/pass.h"
 #include "model/run.h"
 #include "train/blockwise.h"
 #include "train/checkpoint.h"
 #include "upcycle/attn_pair.h"
 #include "train/clip.h"
+#include "train/distill.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/prefetch.h"
@@ -165,10 +167,21 @@ typedef struct trainer {
     long block_step, streak; /* its steps so far; steps in a row at or below the target */
     long step0;              /* optimizer steps before the fine-tuning (its step 1 is step0 + 1) */
     json_t *info;            /* what run.json's "upcycle" reports */
+    /* distill: the teacher's forward pass on the same batches, for its logits */
+    cb_program tprog;
+    cb_run trun;
+    const float *tw;         /* the teacher's weights on the device */
+    float *tw_dev;           /* owned copy where memory is not shared */
+    float *host_logits;      /* (3, B*T*V) student, teacher and gradient logits where not shared */
+    int have_tprog, have_trun;
 } trainer;
 
 static void trainer_free(trainer *t) {
     json_decref(t->info);
+    if (t->have_trun) cb_run_free(&t->trun);
+    if (t->have_tprog) cb_program_free(&t->tprog);
+    if (t->be) t->be->free(t->be, t->tw_dev);
+    free(t->host_logits);
     if (t->have_prefetch) cb_prefetch_free(&t->prefetch);
     if (t->have_run) cb_run_free(&t->run);
     if (t->have_prog) cb_program_free(&t->prog);
@@ -285,6 +298,84 @@ static int start_loader(trainer *t, const cb_train_data *d, uint64_t position, c
     return CB_OK;
 }
 
+/* distill: the teacher's program and arenas on the trainer's device */
+static int setup_teacher(trainer *t, cb_error *e) {
+    const cb_model *teacher = t->io->teacher;
+    cb_backend *be = t->be;
+    if (!teacher) return cb_fail(e, CB_E_USAGE, "", "phase distill needs a teacher");
+    CB_TRY(cb_program_init(&t->tprog, teacher->plan, &teacher->params, t->prog.B, t->prog.T, e));
+    t->have_tprog = 1;
+    if (t->tprog.vocab_size != t->prog.vocab_size)
+        return cb_fail(e, CB_E_INVALID, "", "the teacher's vocabulary (%d) is not the student's (%d)",
+                       t->tprog.vocab_size, t->prog.vocab_size);
+    CB_TRY(cb_run_init_on(&t->trun, be, &t->tprog, 0, e));
+    t->have_trun = 1;
+    t->tw = teacher->weights;
+    if (!be->unified) {
+        size_t bytes = teacher->params.total_floats * sizeof(float);
+        if (!(t->tw_dev = be->alloc(be, bytes, e))) return e->code;
+        CB_TRY(be->upload(be, t->tw_dev, teacher->weights, bytes, e));
+        t->tw = t->tw_dev;
+        t->host_logits = cb_malloc(3 * (size_t)t->prog.B * t->prog.T * t->prog.vocab_size, sizeof(float), e);
+        if (!t->host_logits) return e->code;
+    }
+    return CB_OK;
+}
+
+/* One distillation micro-batch: the teacher's logits, the student's forward with its
+ * cross-entropy, then the student's backward from the gradient of
+ * (1 - alpha) CE + alpha T^2 KL (the pass loop of backend/pass.c, with the KL part
+ * added to the logits' gradient between the loss and the ops). Returns that loss. */
+static int distill_micro(trainer *t, const float *w, float *g, const int32_t *x, const int32_t *y, double *loss,
+                         cb_error *e) {
+    const cb_train_config *c = t->c;
+    cb_backend *be = t->be;
+    cb_run *r = &t->run;
+    cb_run_forward(&t->trun, &t->tprog, t->tw, x, NULL);
+    double ce = cb_run_forward(r, &t->prog, w, x, y);
+    cb_pass p;
+    memset(&p, 0, sizeof p);
+    p.prog = &t->prog;
+    p.B = t->prog.B;
+    p.T = t->prog.T;
+    p.training = r->training;
+    p.dropout_seed = r->dropout_seed;
+    p.weights = w;
+    p.grads = g;
+    p.slots = r->slots;
+    p.dslots = r->dslots;
+    p.saved = r->saved;
+    p.scratch = r->scratch;
+    p.rope = r->rope;
+    p.lse = r->lse;
+    p.losses = r->losses;
+    p.tokens = x;
+    p.targets = y;
+    const int rows = t->prog.B * t->prog.T, V = t->prog.vocab_size;
+    const size_t n = (size_t)rows * V;
+    be->zero(be, p.dslots, t->prog.slot_elems * sizeof(float));
+    be->loss_backward(be, &p);
+    float *dl = p.dslots + t->prog.slots[t->prog.logits_slot].offset;
+    const float *sl = r->slots + t->prog.slots[t->prog.logits_slot].offset;
+    const float *tl = t->trun.slots + t->tprog.slots[t->tprog.logits_slot].offset;
+    be->scale(be, dl, n, (float)(1.0 - c->distill_alpha));
+    double kl;
+    if (be->unified) {
+        kl = cb_distill_kl(dl, sl, tl, rows, V, c->distill_temperature, c->distill_alpha);
+    } else {
+        float *hs = t->host_logits, *ht = hs + n, *hd = ht + n;
+        CB_TRY(be->download(be, hs, sl, n * sizeof(float), e));
+        CB_TRY(be->download(be, ht, tl, n * sizeof(float), e));
+        CB_TRY(be->download(be, hd, dl, n * sizeof(float), e));
+        kl = cb_distill_kl(hd, hs, ht, rows, V, c->distill_temperature, c->distill_alpha);
+        CB_TRY(be->upload(be, dl, hd, n * sizeof(float), e));
+    }
+    for (int i = t->prog.n_ops - 1; i >= 0; i--) be->op_backward(be, &p, i);
+    double temp = c->distill_temperature;
+    *loss = (1.0 - c->distill_alpha) * ce + c->distill_alpha * temp * temp * kl;
+    return CB_OK;
+}
+
 static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     const cb_train_config *c = t->c;
     cb_model *m = t->m;
@@ -335,6 +426,7 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     snprintf(st->group, sizeof st->group, "%s", c->group);
 
     CB_TRY(upload_state(t, e));
+    if (c->phase == CB_PHASE_DISTILL) CB_TRY(setup_teacher(t, e));
     if (t->staged && !t->stage) return CB_OK; /* the loader starts with the fine-tuning */
     return start_loader(t, d, st->data_position, e);
 }
@@ -361,8 +453,14 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
             cb_prefetch_take(&t->prefetch, &x, &y);
             CB_TRY(place_batch(t, &x, &y, e));
             t->run.dropout_seed = cb_rng_next(&t->rng);
-            loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
-            cb_run_backward(&t->run, &t->prog, w, g);
+            if (c->phase == CB_PHASE_DISTILL) {
+                double l;
+                CB_TRY(distill_micro(t, w, g, x, y, &l, e));
+                loss_sum += l;
+            } else {
+                loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
+                cb_run_backward(&t->run, &t->prog, w, g);
+            }
         }
         double loss = c->grad_accum == 1 ? loss_sum : loss_sum / c->grad_accum;
         if (!isfinite(loss)) return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the loss is %s", step, isnan(loss) ? "nan" : "inf");

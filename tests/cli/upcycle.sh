@@ -56,6 +56,14 @@ if diff <(losses "$TMP/runs/upcycle/metrics.jsonl") <(losses "$K/metrics.jsonl")
     ok resumed_losses_identical; else not_ok resumed_losses_identical "$(head -c 300 "$TMP/diff")"; fi
 expect_same_files resumed_final_identical "$TMP/runs/upcycle/final/model.safetensors" "$K/final/model.safetensors"
 
+# from the upcycled student: distillation on the teacher's logits, and plain fine-tuning
+expect_run distill 0 train --run distill -o "$TMP/runs/distill" "$TMP/plan.json"
+expect_run global_only 0 train --run global_only -o "$TMP/runs/global_only" "$TMP/plan.json"
+vd=$(grep -o '"val_loss":[0-9.]*' "$TMP/runs/distill/metrics.jsonl" | tail -n 1 | grep -o '[0-9.]*$')
+vg=$(grep -o '"val_loss":[0-9.]*' "$TMP/runs/global_only/metrics.jsonl" | tail -n 1 | grep -o '[0-9.]*$')
+echo "  20 more steps from the upcycled student: val loss $vd with KL to the teacher, $vg with cross-entropy alone" >&2
+[ -n "$vd" ] && [ -n "$vg" ] && ok distill_val_loss || not_ok distill_val_loss "no val_loss ($vd, $vg)"
+
 # convergence mode, MSE, with the teacher's outputs cached on disk
 expect_run converge 0 train --run converge -o "$TMP/runs/converge" "$TMP/plan.json"
 [ "$(ls "$TMP/runs/converge/teacher_cache" 2>/dev/null | wc -l)" -ge 1 ] && ok teacher_cache_written ||
