@@ -218,18 +218,23 @@ int main(int argc, char **argv) {
         rc = cb_fail(&e, CB_E_USAGE, cb_loc(r, NULL), "run %s has no training data (train.data, the group's data, or --data)",
                      cfg.run);
 
+    /* the teacher's plan: the plan's model (what train.teacher's weights must fit) */
+    json_t *teacher_plan = rc == CB_OK ? json_deep_copy(plan) : NULL;
+    if (teacher_plan) json_object_del(teacher_plan, "students");
+    else if (rc == CB_OK) rc = cb_fail(&e, CB_E_RUNTIME, "", "out of memory");
     /* a run with train.student.overrides trains its student: the plan cb-validate made for it */
     if (rc == CB_OK && cfg.student) {
         json_t *student = cb_plan_student_doc(plan, cfg.group, cfg.run);
         if (!student)
             rc = cb_fail(&e, CB_E_INVALID, argv[optind], "the plan has no student for run %s/%s; compile the manifest "
                          "again with this cb", cfg.group, cfg.run);
-        json_t *teacher_plan = plan;
-        plan = student;
-        if (!student) plan = teacher_plan;
-        else json_decref(teacher_plan);
+        else {
+            json_decref(plan);
+            plan = student;
+        }
     }
-    /* the teacher: the manifest's model, with the weights train.teacher names */
+    /* the teacher of the phases that train against it: the plan's model with the weights
+     * train.teacher names */
     cb_model teacher;
     int have_teacher = 0;
     char parent[4096];
@@ -239,13 +244,7 @@ int main(int argc, char **argv) {
         char src[4400];
         if (cfg.teacher_ckpt[0]) snprintf(src, sizeof src, "%s", cfg.teacher_ckpt);
         else snprintf(src, sizeof src, "%s/%s/final", runs_dir, cfg.teacher_run);
-        json_t *tplan = NULL;
-        rc = cb_doc_load(argv[optind], "plan", &tplan, &e);
-        if (rc == CB_OK) {
-            json_object_del(tplan, "students");
-            rc = cb_model_init_empty(&teacher, tplan, &e);
-            json_decref(tplan);
-        }
+        rc = cb_model_init_empty(&teacher, teacher_plan, &e);
         have_teacher = rc == CB_OK;
         if (rc == CB_OK && (rc = cb_model_load_weights_dir(&teacher, src, &e)) != CB_OK) {
             char why[sizeof e.msg];
@@ -253,6 +252,7 @@ int main(int argc, char **argv) {
             rc = cb_fail(&e, e.code, e.where, "the teacher does not match the manifest's model: %s", why);
         }
     }
+    json_decref(teacher_plan);
 
     /* the model: fresh from the run's seed, weights from a checkpoint the run names, or
      * made from the teacher by surgery */

@@ -599,6 +599,10 @@ static int blockwise_stage(trainer *t, const cb_train_data *d, cb_train_result *
         if (isnan(l1)) rc = e->code ? e->code : CB_E_RUNTIME;
         else json_object_set_new(t->info, "attention_l1_surgery", json_real(l1));
     }
+    if (t->io->progress) /* distillation's steps, at most, then fine-tuning's */
+        t->io->progress->total = t->st.step + (long)(ap.n - t->block) *
+                                     (c->convergence_target > 0 ? c->max_steps_per_block : c->blockwise_steps) -
+                                 t->block_step + c->steps;
     json_t *blocks = json_object_get(t->info, "block_steps");
     if (!blocks) json_object_set_new(t->info, "block_steps", blocks = json_array());
     int stopping = 0;
@@ -680,6 +684,7 @@ static int blockwise_stage(trainer *t, const cb_train_data *d, cb_train_result *
         else json_object_set_new(t->info, "attention_l1_distilled", json_real(l1));
         t->stage = 1; /* on to fine-tuning: its optimizer starts afresh */
         t->step0 = t->st.step;
+        if (t->io->progress) t->io->progress->total = t->step0 + c->steps;
         if (rc == CB_OK) {
             size_t bytes = param_bytes(t);
             be->zero(be, t->dev.opt_m, bytes);
@@ -727,7 +732,7 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     }
     if (rc == CB_OK && io->progress) {
         io->progress->first = t.st.step;
-        io->progress->total = c->steps;
+        io->progress->total = t.step0 + c->steps;
     }
     if (rc == CB_OK && t.staged && !t.stage) rc = blockwise_stage(&t, d, res, e);
     if (rc == CB_OK && !res->interrupted && c->phase != CB_PHASE_BLOCKWISE) {

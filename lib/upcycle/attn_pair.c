@@ -45,7 +45,7 @@ int cb_attn_pair_init(cb_attn_pair *p, cb_backend *be, const cb_model *teacher, 
     if (rc == CB_OK) {
         attention_ops(&p->tp, p->t_op);
         attention_ops(&p->sp, p->s_op);
-        p->d = p->sp.ops[p->s_op[0 < p->n ? 0 : 0]].d_in;
+        if (p->n > 0) p->d = p->sp.ops[p->s_op[0]].d_in;
         for (int k = 0; k < p->n && rc == CB_OK; k++)
             if (p->tp.ops[p->t_op[k]].d_in != p->sp.ops[p->s_op[k]].d_in)
                 rc = cb_fail(e, CB_E_INVALID, "", "attention layer %d is %d wide in the teacher, %d in the student", k,
