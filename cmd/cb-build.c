@@ -56,7 +56,7 @@ static int do_surgery(const char *plan_path, const char *teacher_dir, const char
         rc = cb_model_init_empty(&t, plan, e);
         have_t = rc == CB_OK;
     }
-    if (rc == CB_OK && (rc = cb_model_load_weights_dir(&t, teacher_dir, e)) != CB_OK) {
+    if (rc == CB_OK && (rc = cb_model_load_weights_dir(&t, teacher_dir, e)) == CB_E_INVALID) {
         char why[sizeof e->msg];
         snprintf(why, sizeof why, "%s", e->msg);
         rc = cb_fail(e, e->code, e->where, "the teacher does not match the plan's model: %s", why);

@@ -246,7 +246,7 @@ int main(int argc, char **argv) {
         else snprintf(src, sizeof src, "%s/%s/final", runs_dir, cfg.teacher_run);
         rc = cb_model_init_empty(&teacher, teacher_plan, &e);
         have_teacher = rc == CB_OK;
-        if (rc == CB_OK && (rc = cb_model_load_weights_dir(&teacher, src, &e)) != CB_OK) {
+        if (rc == CB_OK && (rc = cb_model_load_weights_dir(&teacher, src, &e)) == CB_E_INVALID) {
             char why[sizeof e.msg];
             snprintf(why, sizeof why, "%s", e.msg);
             rc = cb_fail(&e, e.code, e.where, "the teacher does not match the manifest's model: %s", why);

@@ -77,6 +77,12 @@ expect_run bad_teacher 3 train --run upcycle -o "$TMP/runs/bad" "$TMP/badteacher
 expect_err_line bad_teacher_line 'cb-train: .*the teacher does not match the manifest'
 [ ! -d "$TMP/runs/bad/final" ] && ok bad_teacher_no_final || not_ok bad_teacher_no_final "final/ written"
 
+# a teacher that is not there: an I/O error, exit 2
+sed "s|teacher: {run: teacher}|teacher: {ckpt: $TMP/none}|" "$M" > "$TMP/noteacher.yml"
+"$CB_BIN/cb" compile "$TMP/noteacher.yml" > "$TMP/noteacher.json"
+expect_run no_teacher 2 train --run upcycle -o "$TMP/runs/none" "$TMP/noteacher.json"
+expect_err_line no_teacher_line "cb-train: $TMP/none: cannot open"
+
 # a student surgery cannot make: geometric pairs the teacher's RoPE does not have
 sed 's/geo_dim: 16/geo_dim: 24/' "$M" > "$TMP/badstudent.yml"
 expect_run bad_student 3 "$CB_BIN/cb" compile "$TMP/badstudent.yml"
