@@ -723,7 +723,7 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     utc_now(started, sizeof started);
     int rc = setup(&t, d, e);
     res->step = t.st.step;
-    if (rc == CB_OK) rc = write_run_json(c, m, io, "running", res, started, t.info, e);
+    if (rc == CB_OK) rc = write_run_json(c, m, io, "running", res, started, t.staged ? t.info : NULL, e);
     if (rc == CB_OK) {
         char title[600];
         snprintf(title, sizeof title, "%s/%s", c->group, c->run);
@@ -755,7 +755,7 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     if (t.have_prog) {
         cb_error ignored;
         const char *status = rc != CB_OK ? "failed" : res->interrupted ? "interrupted" : "finished";
-        int wrc = write_run_json(c, m, io, status, res, started, t.info, rc == CB_OK ? e : &ignored);
+        int wrc = write_run_json(c, m, io, status, res, started, t.staged ? t.info : NULL, rc == CB_OK ? e : &ignored);
         if (rc == CB_OK) rc = wrc;
     }
     trainer_free(&t);
