@@ -288,10 +288,19 @@ static int save(trainer *t, cb_train_result *res, cb_error *e) {
     return rc;
 }
 
+/* The seed of a stream of training batches. A run that trains a student, or distils,
+ * starts from a model trained on the batches of its seed (the teacher's, by default the
+ * same seed): its streams are keyed by the stage too, so that it learns from windows its
+ * starting point has not already been fitted to. Other runs keep the plain seed. */
+static uint64_t data_seed(const cb_train_config *c, const char *stage) {
+    return c->student || c->phase == CB_PHASE_DISTILL ? cb_hash_str(c->seed, stage) : c->seed;
+}
+
 /* The training batches from batch number position on, prepared ahead in a thread. */
 static int start_loader(trainer *t, const cb_train_data *d, uint64_t position, cb_error *e) {
     const cb_train_config *c = t->c;
-    CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1, c->seed, e));
+    CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1,
+                           data_seed(c, c->phase == CB_PHASE_DISTILL ? "distill" : "global"), e));
     t->batcher.position = position;
     CB_TRY(cb_prefetch_init(&t->prefetch, &t->batcher, c->prefetch, e));
     t->have_prefetch = 1;
@@ -618,7 +627,7 @@ static int blockwise_stage(trainer *t, const cb_train_data *d, cb_train_result *
             if (t->dev.opt_v) be->zero(be, t->dev.opt_v + lo, (hi - lo) * sizeof(float));
         }
         cb_batcher b;
-        rc = cb_batcher_init(&b, &d->train, c->batch_size, c->block_size, 1, c->seed, e);
+        rc = cb_batcher_init(&b, &d->train, c->batch_size, c->block_size, 1, data_seed(c, "blockwise"), e);
         while (rc == CB_OK && !block_done(c, t->block_step, t->streak)) {
             double t0 = cb_clock_s();
             b.position = (uint64_t)t->block_step; /* every layer sees the same batches: one teacher pass each */
