@@ -56,6 +56,21 @@ if diff <(losses "$TMP/runs/upcycle/metrics.jsonl") <(losses "$K/metrics.jsonl")
     ok resumed_losses_identical; else not_ok resumed_losses_identical "$(head -c 300 "$TMP/diff")"; fi
 expect_same_files resumed_final_identical "$TMP/runs/upcycle/final/model.safetensors" "$K/final/model.safetensors"
 
+# cb-build --surgery: the same student from the teacher's caramba directory and from its
+# Hugging Face export, as cb-train makes it (the run's block_size is the window)
+expect_run surgery_build 0 "$CB_BIN/cb-build" --surgery "$TMP/runs/teacher/final" --run upcycle --context 32 \
+    -o "$TMP/s1" "$TMP/plan.json"
+expect_run export_hf 0 "$CB_BIN/cb-build" --export-hf "$TMP/hf" "$TMP/runs/teacher/final"
+expect_run surgery_from_hf 0 "$CB_BIN/cb-build" --surgery "$TMP/hf" --run upcycle --context 32 -o "$TMP/s2" "$TMP/plan.json"
+expect_cmd forward_s1 "$CB_BIN/cb-build" --forward 1,2,3,4,5,6 -o "$TMP/f1.st" "$TMP/s1"
+expect_cmd forward_s2 "$CB_BIN/cb-build" --forward 1,2,3,4,5,6 -o "$TMP/f2.st" "$TMP/s2"
+expect_same_files surgery_from_hf_same_student "$TMP/f1.st" "$TMP/f2.st"
+jq -e '.model.topology.children[0].children[0].children[1].config.mode == "decoupled"' "$TMP/s1/plan.json" >/dev/null &&
+    ok surgery_build_student_plan || not_ok surgery_build_student_plan "plan.json is not the student's"
+expect_run surgery_no_student 2 "$CB_BIN/cb-build" --surgery "$TMP/runs/teacher/final" --run teacher -o "$TMP/s3" "$TMP/plan.json"
+expect_err_line surgery_no_student_line 'cb-build: .*run up/teacher has no student'
+[ ! -e "$TMP/s3" ] && ok surgery_no_student_nothing_written || not_ok surgery_no_student_nothing_written "$TMP/s3 exists"
+
 # from the upcycled student: distillation on the teacher's logits, and plain fine-tuning
 expect_run distill 0 train --run distill -o "$TMP/runs/distill" "$TMP/plan.json"
 expect_run global_only 0 train --run global_only -o "$TMP/runs/global_only" "$TMP/plan.json"
