@@ -69,38 +69,72 @@ typedef struct cache_header {
     int32_t n_layers, B, T, d;
 } cache_header;
 
-static void cache_path(char *out, size_t n, const char *run_dir, uint64_t batch) {
-    snprintf(out, n, "%s/teacher_cache/batch-%08llu.bin", run_dir, (unsigned long long)batch);
+int cb_teacher_cache_init(cb_teacher_cache *c, const char *run_dir, int n_layers, int B, int T, int d,
+                          long max_batches, size_t mem_budget, cb_error *e) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->dir, sizeof c->dir, "%s/teacher_cache", run_dir);
+    c->n_layers = n_layers;
+    c->B = B;
+    c->T = T;
+    c->d = d;
+    c->batch_floats = (size_t)n_layers * 2 * B * T * d;
+    if (max_batches > 0 && c->batch_floats * sizeof(float) * (size_t)max_batches <= mem_budget) {
+        c->mem = calloc((size_t)max_batches, sizeof *c->mem);
+        if (!c->mem) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
+        c->n_mem = max_batches;
+    }
+    return CB_OK;
 }
 
-int cb_teacher_cache_read(const char *run_dir, uint64_t batch, float *buf, int n_layers, int B, int T, int d,
-                          cb_error *e) {
+void cb_teacher_cache_free(cb_teacher_cache *c) {
+    for (long i = 0; i < c->n_mem; i++) free(c->mem[i]);
+    free(c->mem);
+    memset(c, 0, sizeof *c);
+}
+
+static void cache_path(char *out, size_t n, const cb_teacher_cache *c, uint64_t batch) {
+    snprintf(out, n, "%s/batch-%08llu.bin", c->dir, (unsigned long long)batch);
+}
+
+int cb_teacher_cache_get(cb_teacher_cache *c, uint64_t batch, float *buf, const float **out, cb_error *e) {
+    if (c->mem) {
+        if (batch >= (uint64_t)c->n_mem || !c->mem[batch]) return cb_fail(e, CB_E_IO, "", "not cached");
+        *out = c->mem[batch];
+        return CB_OK;
+    }
     char path[4400];
-    cache_path(path, sizeof path, run_dir, batch);
+    cache_path(path, sizeof path, c, batch);
     FILE *f = fopen(path, "rb");
     if (!f) return cb_fail(e, CB_E_IO, path, "not cached");
     cache_header h;
-    size_t n = (size_t)n_layers * 2 * B * T * d;
-    int ok = fread(&h, sizeof h, 1, f) == 1 && memcmp(h.magic, "cbtcache", 8) == 0 && h.n_layers == n_layers &&
-             h.B == B && h.T == T && h.d == d && fread(buf, sizeof(float), n, f) == n;
+    int ok = fread(&h, sizeof h, 1, f) == 1 && memcmp(h.magic, "cbtcache", 8) == 0 && h.n_layers == c->n_layers &&
+             h.B == c->B && h.T == c->T && h.d == c->d && fread(buf, sizeof(float), c->batch_floats, f) == c->batch_floats;
     fclose(f);
-    return ok ? CB_OK : cb_fail(e, CB_E_IO, path, "not a cache of this shape");
+    if (!ok) return cb_fail(e, CB_E_IO, path, "not a cache of this shape");
+    *out = buf;
+    return CB_OK;
 }
 
-int cb_teacher_cache_write(const char *run_dir, uint64_t batch, const float *buf, int n_layers, int B, int T, int d,
-                           cb_error *e) {
+int cb_teacher_cache_put(cb_teacher_cache *c, uint64_t batch, const float *buf, cb_error *e) {
+    if (c->mem) {
+        if (batch >= (uint64_t)c->n_mem) return CB_OK; /* past the layers' steps: nothing to keep */
+        float *copy = cb_malloc(c->batch_floats, sizeof *copy, e);
+        if (!copy) return e->code;
+        memcpy(copy, buf, c->batch_floats * sizeof *copy);
+        free(c->mem[batch]);
+        c->mem[batch] = copy;
+        return CB_OK;
+    }
+    if (mkdir(c->dir, 0777) != 0 && errno != EEXIST) return cb_fail(e, CB_E_IO, c->dir, "cannot create: %s", strerror(errno));
     char path[4400];
-    snprintf(path, sizeof path, "%s/teacher_cache", run_dir);
-    if (mkdir(path, 0777) != 0 && errno != EEXIST) return cb_fail(e, CB_E_IO, path, "cannot create: %s", strerror(errno));
-    cache_path(path, sizeof path, run_dir, batch);
-    size_t n = (size_t)n_layers * 2 * B * T * d;
-    char *blob = malloc(sizeof(cache_header) + n * sizeof(float));
+    cache_path(path, sizeof path, c, batch);
+    char *blob = malloc(sizeof(cache_header) + c->batch_floats * sizeof(float));
     if (!blob) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
-    cache_header h = {.n_layers = n_layers, .B = B, .T = T, .d = d};
+    cache_header h = {.n_layers = c->n_layers, .B = c->B, .T = c->T, .d = c->d};
     memcpy(h.magic, "cbtcache", 8);
     memcpy(blob, &h, sizeof h);
-    memcpy(blob + sizeof h, buf, n * sizeof(float));
-    int rc = cb_atomic_write(path, blob, sizeof h + n * sizeof(float), e);
+    memcpy(blob + sizeof h, buf, c->batch_floats * sizeof(float));
+    int rc = cb_atomic_write(path, blob, sizeof h + c->batch_floats * sizeof(float), e);
     free(blob);
     return rc;
 }

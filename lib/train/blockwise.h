@@ -1,8 +1,8 @@
 /* blockwise.h: what blockwise distillation (cb-train(1), phases blockwise and upcycle)
  * needs besides the attention pairs of upcycle/attn_pair.h: the optimizer over one
  * layer's tensors, the distance between the student's and the teacher's attention outputs
- * with its gradient, and the on-disk cache of the teacher's attention inputs and outputs
- * per batch (cache_teacher_outputs), so the teacher runs once per batch for every layer. */
+ * with its gradient, and the cache of the teacher's attention inputs and outputs per
+ * batch (cache_teacher_outputs), in memory or on disk, so the teacher runs once per batch for every layer. */
 #ifndef CB_TRAIN_BLOCKWISE_H
 #define CB_TRAIN_BLOCKWISE_H
 
@@ -28,13 +28,24 @@ void cb_layer_optimizer_free(cb_layer_optimizer *lo_opt);
  * values; ds (n) receives its gradient with respect to s. Summed in double. */
 double cb_blockwise_loss(float *ds, const float *s, const float *t, size_t n, int mse);
 
-/* run_dir/teacher_cache/batch-NNNNNNNN.bin: the teacher's attention inputs and outputs
- * of every layer for one training batch, n_layers x 2 x (B,T,d) floats after a header
- * naming the shape. Read returns CB_OK and fills buf, or CB_E_IO when absent (or of
- * another shape: a cache of another run is not used); write is atomic. */
-int cb_teacher_cache_read(const char *run_dir, uint64_t batch, float *buf, int n_layers, int B, int T, int d,
-                          cb_error *e);
-int cb_teacher_cache_write(const char *run_dir, uint64_t batch, const float *buf, int n_layers, int B, int T, int d,
-                           cb_error *e);
+/* The teacher's attention inputs and outputs of every layer for one training batch,
+ * n_layers x 2 x (B,T,d) floats, kept for the later layers: in memory when all the
+ * batches a layer can take (max_batches) fit in mem_budget bytes, else on disk in
+ * run_dir/teacher_cache/batch-NNNNNNNN.bin (a header naming the shape, then the floats;
+ * written atomically; a file of another shape is not used). */
+typedef struct cb_teacher_cache {
+    char dir[4200];      /* run_dir/teacher_cache */
+    int n_layers, B, T, d;
+    size_t batch_floats;
+    float **mem;         /* in memory: one buffer per batch (NULL until computed); NULL: on disk */
+    long n_mem;
+} cb_teacher_cache;
+int cb_teacher_cache_init(cb_teacher_cache *c, const char *run_dir, int n_layers, int B, int T, int d,
+                          long max_batches, size_t mem_budget, cb_error *e);
+/* CB_OK with *out the batch's floats (in buf, or held by the cache) when cached; else
+ * CB_E_IO. */
+int cb_teacher_cache_get(cb_teacher_cache *c, uint64_t batch, float *buf, const float **out, cb_error *e);
+int cb_teacher_cache_put(cb_teacher_cache *c, uint64_t batch, const float *buf, cb_error *e);
+void cb_teacher_cache_free(cb_teacher_cache *c);
 
 #endif

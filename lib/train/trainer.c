@@ -540,24 +540,26 @@ static double attention_l1(trainer *t, cb_attn_pair *ap, const float *tw, const 
  * the device): from the cache, or computed (and cached when asked). *tin is device
  * memory unless *tin_on_host; *tout is host memory. */
 static int teacher_layer(trainer *t, cb_attn_pair *ap, const float *tw, const int32_t *x, uint64_t batch, int k,
-                         float *cache, float *tout_host, const float **tin, int *tin_on_host, const float **tout,
-                         cb_error *e) {
+                         cb_teacher_cache *cache, float *cache_buf, float *tout_host, const float **tin,
+                         int *tin_on_host, const float **tout, cb_error *e) {
     const size_t N = (size_t)ap->B * ap->T * ap->d;
     if (cache) {
         cb_error miss;
-        if (cb_teacher_cache_read(t->io->run_dir, batch, cache, ap->n, ap->B, ap->T, ap->d, &miss) != CB_OK) {
+        const float *all = NULL;
+        if (cb_teacher_cache_get(cache, batch, cache_buf, &all, &miss) != CB_OK) {
             CB_TRY(cb_attn_pair_teacher(ap, tw, x, ap->n - 1, e));
             for (int j = 0; j < ap->n; j++) {
-                float *a = cache + (size_t)2 * j * N, *b = a + N;
+                float *a = cache_buf + (size_t)2 * j * N, *b = a + N;
                 const float *ha = cb_attn_pair_host(ap, a, cb_attn_pair_teacher_in(ap, j), N, e);
                 const float *hb = ha ? cb_attn_pair_host(ap, b, cb_attn_pair_teacher_out(ap, j), N, e) : NULL;
                 if (!hb) return e->code;
                 if (ha != a) memcpy(a, ha, N * sizeof(float));
                 if (hb != b) memcpy(b, hb, N * sizeof(float));
             }
-            CB_TRY(cb_teacher_cache_write(t->io->run_dir, batch, cache, ap->n, ap->B, ap->T, ap->d, e));
+            CB_TRY(cb_teacher_cache_put(cache, batch, cache_buf, e));
+            all = cache_buf;
         }
-        *tin = cache + (size_t)2 * k * N;
+        *tin = all + (size_t)2 * k * N;
         *tin_on_host = 1;
         *tout = *tin + N;
         return CB_OK;
@@ -567,6 +569,16 @@ static int teacher_layer(trainer *t, cb_attn_pair *ap, const float *tw, const in
     *tin_on_host = 0;
     *tout = cb_attn_pair_host(ap, tout_host, cb_attn_pair_teacher_out(ap, k), N, e);
     return *tout ? CB_OK : e->code;
+}
+
+/* Bytes of teacher outputs kept in memory before the cache goes to disk:
+ * CB_TEACHER_CACHE_MB (MiB), default 1024. */
+static size_t cache_budget(void) {
+    const char *s = getenv("CB_TEACHER_CACHE_MB");
+    char *end;
+    long mb = s && *s ? strtol(s, &end, 10) : 1024;
+    if (s && *s && (*end || mb < 0)) mb = 1024;
+    return (size_t)mb << 20;
 }
 
 static int block_done(const cb_train_config *c, long steps, long streak) {
@@ -601,8 +613,15 @@ static int blockwise_stage(trainer *t, const cb_train_data *d, cb_train_result *
     const size_t BT = (size_t)c->batch_size * c->block_size, N = BT * (size_t)ap.d;
     int32_t *tok = cb_malloc(2 * BT, sizeof *tok, e);
     float *dout = cb_malloc(N, sizeof *dout, e), *hs = cb_malloc(N, sizeof *hs, e), *ht = cb_malloc(N, sizeof *ht, e);
-    float *cache = c->cache_teacher ? cb_malloc((size_t)2 * ap.n * N, sizeof *cache, e) : NULL;
-    if (!tok || !dout || !hs || !ht || (c->cache_teacher && !cache)) rc = CB_E_RUNTIME;
+    float *cache_buf = c->cache_teacher ? cb_malloc((size_t)2 * ap.n * N, sizeof *cache_buf, e) : NULL;
+    if (!tok || !dout || !hs || !ht || (c->cache_teacher && !cache_buf)) rc = CB_E_RUNTIME;
+    cb_teacher_cache cache_store, *cache = NULL;
+    if (rc == CB_OK && c->cache_teacher) {
+        long max_batches = c->convergence_target > 0 ? c->max_steps_per_block : c->blockwise_steps;
+        rc = cb_teacher_cache_init(&cache_store, t->io->run_dir, ap.n, c->batch_size, c->block_size, ap.d, max_batches,
+                                   cache_budget(), e);
+        if (rc == CB_OK) cache = &cache_store;
+    }
     if (rc == CB_OK && !json_object_get(t->info, "attention_l1_surgery")) {
         double l1 = attention_l1(t, &ap, tw, d, e);
         if (isnan(l1)) rc = e->code ? e->code : CB_E_RUNTIME;
@@ -637,7 +656,8 @@ static int blockwise_stage(trainer *t, const cb_train_data *d, cb_train_result *
             int tin_host = 0;
             rc = place_batch(t, &x, &y, e);
             if (rc == CB_OK)
-                rc = teacher_layer(t, &ap, tw, x, (uint64_t)t->block_step, t->block, cache, ht, &tin, &tin_host, &tout, e);
+                rc = teacher_layer(t, &ap, tw, x, (uint64_t)t->block_step, t->block, cache, cache_buf, ht, &tin, &tin_host,
+                                   &tout, e);
             if (rc == CB_OK) rc = cb_attn_pair_student_forward(&ap, t->dev.weights, t->block, tin, tin_host, &sout, e);
             const float *hsout = rc == CB_OK ? cb_attn_pair_host(&ap, hs, sout, N, e) : NULL;
             if (!hsout) {
@@ -711,7 +731,8 @@ static int blockwise_stage(trainer *t, const cb_train_data *d, cb_train_result *
     free(dout);
     free(hs);
     free(ht);
-    free(cache);
+    free(cache_buf);
+    if (cache) cb_teacher_cache_free(cache);
     cb_attn_pair_free(&ap);
     be->free(be, tw_dev);
     return rc;

@@ -79,10 +79,22 @@ vg=$(grep -o '"val_loss":[0-9.]*' "$TMP/runs/global_only/metrics.jsonl" | tail -
 echo "  20 more steps from the upcycled student: val loss $vd with KL to the teacher, $vg with cross-entropy alone" >&2
 [ -n "$vd" ] && [ -n "$vg" ] && ok distill_val_loss || not_ok distill_val_loss "no val_loss ($vd, $vg)"
 
-# convergence mode, MSE, with the teacher's outputs cached on disk
+# convergence mode, MSE, with the teacher's outputs cached in memory, on disk (a memory
+# budget of 0), or not at all: the same student each time
 expect_run converge 0 train --run converge -o "$TMP/runs/converge" "$TMP/plan.json"
-[ "$(ls "$TMP/runs/converge/teacher_cache" 2>/dev/null | wc -l)" -ge 1 ] && ok teacher_cache_written ||
-    not_ok teacher_cache_written "no teacher_cache/batch-*.bin"
+[ ! -e "$TMP/runs/converge/teacher_cache" ] && ok teacher_cache_in_memory || not_ok teacher_cache_in_memory "teacher_cache/ written"
+expect_run converge_disk 0 env CB_TEACHER_CACHE_MB=0 "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" \
+    --run converge -o "$TMP/runs/converge_disk" "$TMP/plan.json"
+[ "$(ls "$TMP/runs/converge_disk/teacher_cache" 2>/dev/null | wc -l)" -ge 1 ] && ok teacher_cache_on_disk ||
+    not_ok teacher_cache_on_disk "no teacher_cache/batch-*.bin"
+sed 's/cache_teacher_outputs: true/cache_teacher_outputs: false/' "$M" > "$TMP/nocache.yml"
+"$CB_BIN/cb" compile "$TMP/nocache.yml" > "$TMP/nocache.json"
+expect_run converge_nocache 0 train --run converge -o "$TMP/runs/converge_nocache" "$TMP/nocache.json"
+expect_same_files cache_disk_same_student "$TMP/runs/converge/final/model.safetensors" \
+    "$TMP/runs/converge_disk/final/model.safetensors"
+# (another plan: its files carry another plan_sha256, so the losses are compared)
+if diff <(losses "$TMP/runs/converge/metrics.jsonl") <(losses "$TMP/runs/converge_nocache/metrics.jsonl") >"$TMP/diff"; then
+    ok cache_none_same_losses; else not_ok cache_none_same_losses "$(head -c 300 "$TMP/diff")"; fi
 grep -q '"block_steps": \[' "$TMP/runs/converge/run.json" && ok converge_block_steps || not_ok converge_block_steps "no block_steps"
 
 # a teacher that is not the manifest's model: one line, exit 3, no final model
