@@ -7,21 +7,21 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "backend/pass.h"
 #include "core/clock.h"
 #include "core/json_doc.h"
 #include "core/rng.h"
 #include "model/program.h"
-#include "backend/pass.h"
 #include "model/run.h"
 #include "train/blockwise.h"
 #include "train/checkpoint.h"
-#include "upcycle/attn_pair.h"
 #include "train/clip.h"
 #include "train/distill.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/prefetch.h"
 #include "train/schedule.h"
+#include "upcycle/attn_pair.h"
 
 /* ---- data ---- */
 
