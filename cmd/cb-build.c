@@ -15,6 +15,9 @@
 #include "io/model_dir.h"
 #include "model/model.h"
 #include "model/trace.h"
+#include "plan/plan.h"
+#include "train/config.h"
+#include "upcycle/surgery.h"
 #include "tokenizer/ids_text.h"
 
 static const char *TOOL = "cb-build";
@@ -22,6 +25,7 @@ static const char *TOOL = "cb-build";
 static void usage(void) {
     printf("usage: cb-build [-o dir] [--seed n] [plan]\n"
            "       cb-build --from hf_dir [-o dir] [plan]\n"
+           "       cb-build --surgery teacher_dir [--group name] [--run id] [--context n] [--seed n] -o dir plan\n"
            "       cb-build --export-hf dir model_dir\n"
            "       cb-build --forward tokens [--trace pattern] [-o file] model_dir\n"
            "       cb-build --check-weights model_dir\n"
@@ -29,7 +33,50 @@ static void usage(void) {
            "initialised per the plan, or from a Hugging Face Llama checkpoint; export a model\n"
            "directory as a Hugging Face Llama checkpoint; or run one forward pass over tokens and\n"
            "write its logits and traced node outputs as safetensors; or check that every weight\n"
-           "of a model directory is finite.\n");
+           "of a model directory is finite. --surgery builds the student of a run (its\n"
+           "train.student.overrides) from the teacher's weights (cb-build(1), SURGERY).\n");
+}
+
+/* The student of run group/run of plan_path, made from the teacher in teacher_dir. */
+static int do_surgery(const char *plan_path, const char *teacher_dir, const char *group, const char *run, int context,
+                      unsigned long long seed, const char *out, cb_error *e) {
+    json_t *plan = NULL, *splan = NULL;
+    CB_TRY(cb_doc_load(plan_path, "plan", &plan, e));
+    const json_t *g, *r;
+    int rc = cb_train_find_run(plan, group, run, &g, &r, e);
+    const char *gname = rc == CB_OK ? json_string_value(json_object_get(g, "name")) : NULL;
+    const char *rid = rc == CB_OK ? json_string_value(json_object_get(r, "id")) : NULL;
+    if (rc == CB_OK && !(splan = cb_plan_student_doc(plan, gname ? gname : "", rid ? rid : "")))
+        rc = cb_fail(e, CB_E_USAGE, plan_path, "run %s/%s has no student (train.student.overrides)", gname ? gname : "?",
+                     rid ? rid : "?");
+    cb_model t, s;
+    int have_t = 0, have_s = 0;
+    if (rc == CB_OK) {
+        json_object_del(plan, "students");
+        rc = cb_model_init_empty(&t, plan, e);
+        have_t = rc == CB_OK;
+    }
+    if (rc == CB_OK && (rc = cb_model_load_weights_dir(&t, teacher_dir, e)) == CB_E_INVALID) {
+        char why[sizeof e->msg];
+        snprintf(why, sizeof why, "%s", e->msg);
+        rc = cb_fail(e, e->code, e->where, "the teacher does not match the plan's model: %s", why);
+    }
+    if (rc == CB_OK) {
+        rc = cb_model_init(&s, splan, seed, e);
+        have_s = rc == CB_OK;
+    }
+    cb_surgery_options o = {.context = context};
+    if (rc == CB_OK) rc = cb_surgery(&s, &t, &o, e);
+    json_t *meta = json_object();
+    json_object_set_new(meta, "cb.source", json_string(teacher_dir));
+    json_object_set_new(meta, "cb.surgery", json_string("svd"));
+    if (rc == CB_OK) rc = cb_model_save_dir(&s, out, meta, e);
+    json_decref(meta);
+    if (have_t) cb_model_free(&t);
+    if (have_s) cb_model_free(&s);
+    json_decref(plan);
+    json_decref(splan);
+    return rc;
 }
 
 static int do_forward(const char *model_dir, const char *tokens_arg, const char *trace, const char *out, cb_error *e) {
@@ -75,7 +122,11 @@ int main(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},       {"output", required_argument, 0, 'o'},
         {"seed", required_argument, 0, 's'}, {"from", required_argument, 0, 'f'},
         {"export-hf", required_argument, 0, 'x'}, {"forward", required_argument, 0, 'F'},
-        {"trace", required_argument, 0, 't'}, {"check-weights", no_argument, 0, 'c'}, {0, 0, 0, 0}};
+        {"trace", required_argument, 0, 't'}, {"check-weights", no_argument, 0, 'c'},
+        {"surgery", required_argument, 0, 'S'}, {"group", required_argument, 0, 'g'},
+        {"run", required_argument, 0, 'r'}, {"context", required_argument, 0, 'C'}, {0, 0, 0, 0}};
+    const char *surgery = NULL, *group = NULL, *run = NULL;
+    long context = 512;
     const char *out = NULL, *from = NULL, *export_dir = NULL, *forward = NULL, *trace = NULL;
     unsigned long long seed = 1337;
     int c, check = 0;
@@ -88,6 +139,17 @@ int main(int argc, char **argv) {
         case 'F': forward = optarg; break;
         case 't': trace = optarg; break;
         case 'c': check = 1; break;
+        case 'S': surgery = optarg; break;
+        case 'g': group = optarg; break;
+        case 'r': run = optarg; break;
+        case 'C': {
+            char *end;
+            errno = 0;
+            context = strtol(optarg, &end, 10);
+            if (errno || *end || context < 1 || context > 1 << 24)
+                return cb_cli_usage_error(TOOL, "--context: not a number of tokens >= 1: %s", optarg);
+            break;
+        }
         case 's': {
             char *end;
             errno = 0;
@@ -102,8 +164,15 @@ int main(int argc, char **argv) {
     int n_args = argc - optind;
     cb_error e;
     cb_error_clear(&e);
-    if ((from != NULL) + (export_dir != NULL) + (forward != NULL) + check > 1)
-        return cb_cli_usage_error(TOOL, "--from, --export-hf, --forward and --check-weights exclude each other");
+    if ((from != NULL) + (export_dir != NULL) + (forward != NULL) + check + (surgery != NULL) > 1)
+        return cb_cli_usage_error(TOOL, "--from, --export-hf, --forward, --surgery and --check-weights exclude each other");
+    if ((group || run) && !surgery) return cb_cli_usage_error(TOOL, "--group and --run need --surgery");
+    if (surgery) {
+        if (n_args != 1) return cb_cli_usage_error(TOOL, "--surgery needs one plan");
+        if (!out) return cb_cli_usage_error(TOOL, "-o dir is required");
+        cb_cli_note_kernels(TOOL, 0);
+        return do_surgery(argv[optind], surgery, group, run, (int)context, seed, out, &e) ? cb_cli_report(TOOL, &e) : 0;
+    }
     if (check) {
         if (n_args != 1) return cb_cli_usage_error(TOOL, "--check-weights needs one model directory");
         return check_weights(argv[optind], &e) ? cb_cli_report(TOOL, &e) : 0;

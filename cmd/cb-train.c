@@ -18,7 +18,9 @@
 #include "dist/dist.h"
 #include "io/model_dir.h"
 #include "model/model.h"
+#include "plan/plan.h"
 #include "runtime/runtime_plan.h"
+#include "upcycle/surgery.h"
 #include "train/config.h"
 #include "train/progress.h"
 #include "train/trainer.h"
@@ -250,7 +252,44 @@ static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
         rc = cb_fail(&e, CB_E_USAGE, cb_loc(r, NULL), "run %s has no training data (train.data, the group's data, or --data)",
                      cfg.run);
 
-    /* the model: fresh from the run's seed, or weights from a checkpoint the run names */
+    /* the teacher's plan: the plan's model (what train.teacher's weights must fit) */
+    json_t *teacher_plan = rc == CB_OK ? json_deep_copy(plan) : NULL;
+    if (teacher_plan) json_object_del(teacher_plan, "students");
+    else if (rc == CB_OK) rc = cb_fail(&e, CB_E_RUNTIME, "", "out of memory");
+    /* a run with train.student.overrides trains its student: the plan cb-validate made for it */
+    if (rc == CB_OK && cfg.student) {
+        json_t *student = cb_plan_student_doc(plan, cfg.group, cfg.run);
+        if (!student)
+            rc = cb_fail(&e, CB_E_INVALID, a->plan, "the plan has no student for run %s/%s; compile the manifest "
+                         "again with this cb", cfg.group, cfg.run);
+        else {
+            json_decref(plan);
+            plan = student;
+        }
+    }
+    /* the teacher of the phases that train against it: the plan's model with the weights
+     * train.teacher names */
+    cb_model teacher;
+    int have_teacher = 0;
+    char parent[4096];
+    snprintf(parent, sizeof parent, "%s", run_dir);
+    const char *runs_dir = dirname(parent);
+    if (rc == CB_OK && (cfg.phase == CB_PHASE_BLOCKWISE || cfg.phase == CB_PHASE_UPCYCLE || cfg.phase == CB_PHASE_DISTILL)) {
+        char src[4400];
+        if (cfg.teacher_ckpt[0]) snprintf(src, sizeof src, "%s", cfg.teacher_ckpt);
+        else snprintf(src, sizeof src, "%s/%s/final", runs_dir, cfg.teacher_run);
+        rc = cb_model_init_empty(&teacher, teacher_plan, &e);
+        have_teacher = rc == CB_OK;
+        if (rc == CB_OK && (rc = cb_model_load_weights_dir(&teacher, src, &e)) == CB_E_INVALID) {
+            char why[sizeof e.msg];
+            snprintf(why, sizeof why, "%s", e.msg);
+            rc = cb_fail(&e, e.code, e.where, "the teacher does not match the manifest's model: %s", why);
+        }
+    }
+    json_decref(teacher_plan);
+
+    /* the model: fresh from the run's seed, weights from a checkpoint the run names, or
+     * made from the teacher by surgery */
     cb_model m;
     int have_model = 0;
     if (rc == CB_OK) {
@@ -260,12 +299,12 @@ static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
         if (rc == CB_OK && from_weights) {
             char src[4200];
             if (cfg.init_ckpt[0]) snprintf(src, sizeof src, "%s", cfg.init_ckpt);
-            else {
-                char parent[4096];
-                snprintf(parent, sizeof parent, "%s", run_dir);
-                snprintf(src, sizeof src, "%s/%s/final", dirname(parent), cfg.init_run);
-            }
+            else snprintf(src, sizeof src, "%s/%s/final", runs_dir, cfg.init_run);
             rc = cb_model_load_weights_dir(&m, src, &e);
+        }
+        if (rc == CB_OK && cfg.surgery && !cfg.resume[0]) {
+            cb_surgery_options so = {.context = cfg.block_size};
+            rc = cb_surgery(&m, &teacher, &so, &e);
         }
     }
     if (rc == CB_OK && runtime_plan) {
@@ -301,12 +340,14 @@ static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
         cb_progress_init(&progress, stderr, quiet, -1, 0, cfg.steps);
         json_t *meta = run_meta(&cfg);
         cb_train_io io = {.run_dir = run_dir, .resume = cfg.resume[0] ? cfg.resume : NULL, .stop = &stop_requested,
-                          .progress = main_rank ? &progress : NULL, .meta = meta, .backend = backend, .dist = dist};
+                          .progress = main_rank ? &progress : NULL, .meta = meta, .backend = backend, .dist = dist,
+                          .teacher = have_teacher ? &teacher : NULL};
         rc = cb_train_run(&cfg, &m, &d, &io, &res, &e);
         json_decref(meta);
     }
     if (have_data) cb_train_data_close(&d);
     if (have_model) cb_model_free(&m);
+    if (have_teacher) cb_model_free(&teacher);
     if (rc != CB_OK) {
         *ep = e;
         return cb_cli_report(TOOL, &e);

@@ -121,7 +121,7 @@ static json_t *totals(cb_plan_walk *w, const json_t *model, int64_t p_embed, int
     return t;
 }
 
-static json_t *model_plan(cb_plan_walk *w, const json_t *model, json_t **totals_out) {
+json_t *cb_plan_model(cb_plan_walk *w, const json_t *model, json_t **totals_out) {
     static const char *const model_types[] = {"TransformerModel", NULL};
     const char *path = "model";
     json_t *out = json_object();
@@ -195,9 +195,13 @@ int cb_plan_build(const json_t *lowered_doc, json_t **plan_doc, cb_diags *d) {
     json_object_set_new(plan, "name", copy_or(json_object_get(m, "name"), json_null()));
     json_object_set_new(plan, "notes", copy_or(json_object_get(m, "notes"), json_null()));
     json_t *tot = NULL;
-    json_object_set_new(plan, "model", model_plan(&w, model, &tot));
+    json_object_set_new(plan, "model", cb_plan_model(&w, model, &tot));
     json_object_set_new(plan, "totals", tot);
     json_object_set_new(plan, "groups", copy_or(json_object_get(m, "groups"), json_array()));
+    /* the students of runs with train.student.overrides (plan/student.c) */
+    json_t *students = cb_plan_students(m, json_object_get(plan, "model"), d);
+    if (json_array_size(students)) json_object_set_new(plan, "students", students);
+    else json_decref(students);
     if ((v = json_object_get(m, "paper"))) json_object_set_new(plan, "paper", json_deep_copy(v));
     if ((v = json_object_get(m, "review"))) json_object_set_new(plan, "review", json_deep_copy(v));
     if ((v = json_object_get(m, "research"))) json_object_set_new(plan, "research", json_deep_copy(v));

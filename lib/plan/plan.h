@@ -22,4 +22,9 @@ void cb_plan_doc_error(const json_t *lowered_doc, cb_diags *d);
  * Returns 0, or -1 when fp reports a write error. */
 int cb_plan_print(FILE *fp, const json_t *plan_doc);
 
+/* The plan document of the student of run group/run (made by cb-validate from the run's
+ * train.student.overrides): plan with its model and totals replaced by the student's,
+ * without "students". NULL when the run has no student. Caller decrefs. */
+json_t *cb_plan_student_doc(const json_t *plan, const char *group, const char *run);
+
 #endif

@@ -85,16 +85,15 @@ static void print_node(FILE *fp, const json_t *node, int depth, int col) {
     json_array_foreach(json_object_get(node, "children"), i, child) print_node(fp, child, depth + 1, col);
 }
 
-int cb_plan_print(FILE *fp, const json_t *plan_doc) {
-    const json_t *model = json_object_get(plan_doc, "model");
+/* One model: its header line, the tree, its totals. */
+static void print_model(FILE *fp, const char *title, const json_t *model, const json_t *tot) {
     const json_t *emb = json_object_get(model, "embedder"), *topo = json_object_get(model, "topology");
-    const json_t *head = json_object_get(model, "head"), *tot = json_object_get(plan_doc, "totals");
-    const char *name = json_string_value(json_object_get(plan_doc, "name"));
+    const json_t *head = json_object_get(model, "head");
     char a[40], b[40], c[40], s[40];
     int col = json_is_object(topo) ? label_width(topo, 0) : 0;
     if (col < 12) col = 12;
 
-    fprintf(fp, "plan %s: %s, vocab %s, d_model %s%s\n", name ? name : "(unnamed)",
+    fprintf(fp, "%s: %s, vocab %s, d_model %s%s\n", title,
             json_string_value(json_object_get(model, "type")) ? json_string_value(json_object_get(model, "type")) : "?",
             width(json_object_get(model, "vocab_size"), a, sizeof a), width(json_object_get(model, "d_model"), b, sizeof b),
             json_is_true(json_object_get(model, "tie_embeddings")) ? ", tied embeddings" : "");
@@ -123,5 +122,48 @@ int cb_plan_print(FILE *fp, const json_t *plan_doc) {
             with_commas(fp16, b, sizeof b), with_commas(fp32, c, sizeof c));
     json_decref(fp16);
     json_decref(fp32);
+}
+
+/* The students (plan/student.c), each distinct one once, naming the runs that train it,
+ * with its KV cache per token beside the teacher's (keys and values of every layer). */
+static void print_students(FILE *fp, const json_t *students, const json_t *teacher_totals) {
+    size_t i, k;
+    const json_t *s, *o;
+    json_array_foreach(students, i, s) {
+        int seen = 0;
+        for (k = 0; k < i && !seen; k++) {
+            o = json_array_get(students, k);
+            seen = json_equal(json_object_get(o, "model"), json_object_get(s, "model"));
+        }
+        if (seen) continue;
+        char title[1024];
+        size_t n = (size_t)snprintf(title, sizeof title, "\nstudent of");
+        json_array_foreach(students, k, o) {
+            if (k < i || !json_equal(json_object_get(o, "model"), json_object_get(s, "model"))) continue;
+            if (n < sizeof title)
+                n += (size_t)snprintf(title + n, sizeof title - n, "%s %s/%s%s", k > i ? "," : "",
+                                      json_string_value(json_object_get(o, "group")),
+                                      json_string_value(json_object_get(o, "run")),
+                                      json_is_true(json_object_get(o, "surgery")) ? " (surgery)" : "");
+        }
+        print_model(fp, title, json_object_get(s, "model"), json_object_get(s, "totals"));
+        const json_t *skv = json_object_get(json_object_get(s, "totals"), "kv_cache_elems_per_token");
+        const json_t *tkv = json_object_get(teacher_totals, "kv_cache_elems_per_token");
+        if (json_is_integer(skv) && json_is_integer(tkv) && json_integer_value(tkv) > 0) {
+            char a[40], b[40];
+            double r = (double)json_integer_value(skv) / (double)json_integer_value(tkv);
+            fprintf(fp, "  KV cache/token    student %s elems, teacher %s: %.4g of the teacher's (1/%.3g), keys and values\n",
+                    with_commas(skv, a, sizeof a), with_commas(tkv, b, sizeof b), r, r > 0 ? 1 / r : 0);
+        }
+    }
+}
+
+int cb_plan_print(FILE *fp, const json_t *plan_doc) {
+    const char *name = json_string_value(json_object_get(plan_doc, "name"));
+    char title[512];
+    snprintf(title, sizeof title, "plan %s", name ? name : "(unnamed)");
+    const json_t *tot = json_object_get(plan_doc, "totals");
+    print_model(fp, title, json_object_get(plan_doc, "model"), tot);
+    print_students(fp, json_object_get(plan_doc, "students"), tot);
     return ferror(fp) ? -1 : 0;
 }

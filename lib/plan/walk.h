@@ -78,4 +78,18 @@ int64_t cb_plan_first_width(const json_t *src, int depth);
 int64_t cb_plan_node(cb_plan_walk *w, const json_t *src, const char *path, const char *id,
                      int64_t d_in, int depth, json_t **out, int64_t *params);
 
+/* The plan of a lowered model mapping (plan.c): embedder, topology, head; *totals_out
+ * its totals. Errors go to w->d. */
+json_t *cb_plan_model(cb_plan_walk *w, const json_t *model, json_t **totals_out);
+
+/* The students of the lowered manifest m's runs (student.c): for every run whose
+ * train.student has overrides, {"group", "run", "overrides", "surgery", "model",
+ * "totals"}: the teacher's model (m.model) with the overrides applied to every node of
+ * each named type, planned like the teacher. A student that surgery must make (phase
+ * upcycle or blockwise, no student weights given) is checked against teacher_plan (the
+ * planned teacher model): an attention layer surgery cannot make, or any other tensor
+ * that differs from the teacher's, is an error at the override's line. Returns an array
+ * (maybe empty). */
+json_t *cb_plan_students(const json_t *m, const json_t *teacher_plan, cb_diags *d);
+
 #endif

@@ -87,22 +87,40 @@ static int read_instruments(cb_train_config *c, const json_t *train, cb_error *e
     return CB_OK;
 }
 
-/* initial weights: train.student (ckpt or run), else the teacher (ckpt, run or teacher_ckpt) */
+/* initial weights: train.student (ckpt or run), else the teacher (ckpt, run or
+ * teacher_ckpt), else surgery from the teacher (a student of phase upcycle or blockwise
+ * without weights of its own); the teacher of the phases that train against it */
 static int read_init(cb_train_config *c, const json_t *train, cb_error *e) {
     const json_t *student = json_object_get(train, "student"), *teacher = json_object_get(train, "teacher");
-    if (json_is_object(student) && json_object_get(student, "overrides"))
-        return cb_fail(e, CB_E_USAGE, cb_loc(student, "overrides"),
-                       "train.student.overrides: cb-train trains the manifest's model; a student of "
-                       "another architecture needs surgery, which this build does not do");
-    const json_t *src = json_is_object(student) && (json_object_get(student, "ckpt") || json_object_get(student, "run"))
-                            ? student
-                            : json_is_object(teacher) ? teacher : NULL;
+    c->student = json_is_object(student) && json_is_object(json_object_get(student, "overrides"));
+    int student_weights = json_is_object(student) && (json_object_get(student, "ckpt") || json_object_get(student, "run"));
+    if (json_is_object(teacher)) {
+        CB_TRY(copy_str(c->teacher_ckpt, sizeof c->teacher_ckpt, str(teacher, "ckpt"), teacher, "ckpt", e));
+        CB_TRY(copy_str(c->teacher_run, sizeof c->teacher_run, str(teacher, "run"), teacher, "run", e));
+    }
+    if (!c->teacher_ckpt[0] && !c->teacher_run[0] && str(train, "teacher_ckpt"))
+        CB_TRY(copy_str(c->teacher_ckpt, sizeof c->teacher_ckpt, str(train, "teacher_ckpt"), train, "teacher_ckpt", e));
+    int has_teacher = c->teacher_ckpt[0] || c->teacher_run[0];
+    c->surgery = (c->phase == CB_PHASE_UPCYCLE || c->phase == CB_PHASE_BLOCKWISE) && !student_weights;
+    if ((c->phase == CB_PHASE_UPCYCLE || c->phase == CB_PHASE_BLOCKWISE || c->phase == CB_PHASE_DISTILL) && !has_teacher)
+        return cb_fail(e, CB_E_INVALID, cb_loc(train, "phase"), "train.phase: %s needs a teacher (train.teacher)",
+                       str(train, "phase"));
+    if (c->surgery && !c->student)
+        return cb_fail(e, CB_E_INVALID, cb_loc(train, "phase"),
+                       "train.phase: %s makes a student by surgery, which needs train.student.overrides",
+                       str(train, "phase"));
+    if (c->surgery) {
+        snprintf(c->init_from, sizeof c->init_from, "surgery");
+        return CB_OK;
+    }
+    /* a student of another architecture never takes the teacher's weights as they are */
+    const json_t *src = student_weights ? student : json_is_object(teacher) && !c->student ? teacher : NULL;
     snprintf(c->init_from, sizeof c->init_from, "%s", src == student && src ? "student" : src ? "teacher" : "");
     if (src) {
         CB_TRY(copy_str(c->init_ckpt, sizeof c->init_ckpt, str(src, "ckpt"), src, "ckpt", e));
         CB_TRY(copy_str(c->init_run, sizeof c->init_run, str(src, "run"), src, "run", e));
     }
-    if (!c->init_ckpt[0] && !c->init_run[0] && str(train, "teacher_ckpt")) {
+    if (!c->init_ckpt[0] && !c->init_run[0] && !c->student && str(train, "teacher_ckpt")) {
         CB_TRY(copy_str(c->init_ckpt, sizeof c->init_ckpt, str(train, "teacher_ckpt"), train, "teacher_ckpt", e));
         snprintf(c->init_from, sizeof c->init_from, "teacher");
     }
@@ -122,6 +140,13 @@ static int read_strategy(cb_train_config *c, const json_t *train, const json_t *
     return CB_OK;
 }
 
+static int phase_of(const char *name) {
+    static const char *const names[] = {"standard", "global", "blockwise", "upcycle", "distill"};
+    for (int i = 0; i < 5; i++)
+        if (name && strcmp(name, names[i]) == 0) return i;
+    return -1;
+}
+
 int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *run, cb_error *e) {
     memset(c, 0, sizeof *c);
     snprintf(c->group, sizeof c->group, "%s", str(group, "name") ? str(group, "name") : "");
@@ -135,9 +160,8 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
     cb_schema_fill_object(train, &cb_train_schema, 0);
     int rc = CB_OK;
     const char *phase = str(train, "phase");
-    if (phase && strcmp(phase, "standard") != 0 && strcmp(phase, "global") != 0)
-        rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "phase"),
-                     "train.phase: %s is not done by cb-train in this build (standard and global are)", phase);
+    c->phase = phase ? phase_of(phase) : CB_PHASE_STANDARD;
+    if (c->phase < 0) rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "phase"), "train.phase: unknown phase %s", phase);
     const char *device = str(train, "device"), *dtype = str(train, "dtype");
     cb_backend *be;
     snprintf(c->device, sizeof c->device, "%s", device ? device : "auto");
@@ -154,6 +178,7 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
 
     c->seed = (uint64_t)integer(train, "seed", integer(run, "seed", 1337));
     c->steps = integer(train, "steps", integer(run, "steps", -1));
+    if (c->phase == CB_PHASE_BLOCKWISE && c->steps < 0) c->steps = 0; /* its steps are per layer */
     if (rc == CB_OK && c->steps < 0)
         rc = cb_fail(e, CB_E_INVALID, cb_loc(run, NULL), "run %s: no steps (run.steps or train.steps)", c->run);
     if (rc == CB_OK) rc = copy_str(c->data, sizeof c->data, str(train, "data"), given, "data", e);
@@ -196,6 +221,14 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
     if (rc == CB_OK)
         rc = copy_str(c->wandb_entity, sizeof c->wandb_entity, str(train, "wandb_entity"), given, "wandb_entity", e);
     if (rc == CB_OK) rc = read_instruments(c, train, e);
+    c->blockwise_steps = integer(train, "blockwise_steps", 100);
+    c->blockwise_mse = str(train, "blockwise_loss") && strcmp(str(train, "blockwise_loss"), "mse") == 0;
+    c->convergence_target = num(train, "convergence_target", 0);
+    c->convergence_patience = integer(train, "convergence_patience", 50);
+    c->max_steps_per_block = integer(train, "max_steps_per_block", 10 * c->blockwise_steps);
+    c->cache_teacher = json_is_true(json_object_get(train, "cache_teacher_outputs"));
+    c->distill_temperature = num(train, "distill_temperature", 1.0);
+    c->distill_alpha = num(train, "distill_alpha", 0.5);
     if (rc == CB_OK) rc = read_init(c, train, e);
     if (rc == CB_OK) rc = read_strategy(c, train, given, e);
     json_decref(train);

@@ -20,6 +20,9 @@ enum {
 #define CB_TRAIN_PATH_MAX 4096
 #define CB_TRAIN_NAME_MAX 256
 
+/* train.phase (cb-manifest(5) TRAINING) */
+enum cb_phase { CB_PHASE_STANDARD = 0, CB_PHASE_GLOBAL, CB_PHASE_BLOCKWISE, CB_PHASE_UPCYCLE, CB_PHASE_DISTILL };
+
 typedef struct cb_train_config {
     char group[CB_TRAIN_NAME_MAX], run[CB_TRAIN_NAME_MAX];
     char exp[32];                    /* run.exp label, or "" */
@@ -45,6 +48,20 @@ typedef struct cb_train_config {
     char device[16];                 /* train.device: "cpu", "cuda", "auto" (backend/backend.h) */
     int shard_optimizer;             /* strategy fsdp, SHARD_GRAD_OP: each rank holds its part of the
                                         optimizer state (train/shard.h) */
+    int phase;                       /* enum cb_phase */
+    int student;                     /* the run trains its student (train.student.overrides): the
+                                        plan's "students" entry for it, not the plan's model */
+    int surgery;                     /* the student starts from the teacher by surgery (upcycle,
+                                        blockwise without student weights) */
+    /* the teacher (blockwise, upcycle, distill): a model directory, checkpoint or Hugging
+     * Face directory (teacher_ckpt), or the final model of an earlier run (teacher_run) */
+    char teacher_ckpt[CB_TRAIN_PATH_MAX], teacher_run[CB_TRAIN_NAME_MAX];
+    long blockwise_steps;            /* steps per attention layer (fixed mode) */
+    int blockwise_mse;               /* 0: L1 (mean absolute difference), 1: mean squared */
+    double convergence_target;       /* > 0: convergence mode */
+    long convergence_patience, max_steps_per_block;
+    int cache_teacher;               /* cache_teacher_outputs */
+    double distill_temperature, distill_alpha;
 } cb_train_config;
 
 /* Find the run: in group `group` (NULL: the only group, or the group holding run), the
@@ -53,10 +70,9 @@ typedef struct cb_train_config {
 int cb_train_find_run(const json_t *plan, const char *group, const char *run, const json_t **group_out,
                       const json_t **run_out, cb_error *e);
 
-/* Read the run's settings. A run that is not mode train, has no steps, asks for what the
- * CPU trainer does not do (phases other than standard and global, student overrides,
- * devices other than cpu/auto, dtypes other than float32/auto) is an error naming the
- * manifest line of the field. */
+/* Read the run's settings. A run that is not mode train, has no steps (phase blockwise
+ * needs none), asks for what the trainer does not do (devices this build has no backend
+ * for, dtypes other than float32/auto) is an error naming the manifest line of the field. */
 int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *run, cb_error *e);
 
 #endif

@@ -34,6 +34,11 @@ int cb_metrics_format(char *buf, size_t n, const cb_metric_row *row) {
     k = snprintf(buf + at, n - at, ",\"tokens\":%" PRIu64, row->tokens);
     if (k < 0 || (size_t)k >= n - at) return -1;
     at += (size_t)k;
+    if (row->phase) {
+        k = snprintf(buf + at, n - at, ",\"phase\":\"%s\",\"block\":%d", row->phase, row->block);
+        if (k < 0 || (size_t)k >= n - at) return -1;
+        at += (size_t)k;
+    }
     if (!isnan(row->val_loss) &&
         (put_num(buf, n, &at, "val_loss", row->val_loss, "%.9g") || put_num(buf, n, &at, "val_ppl", row->val_ppl, "%.9g")))
         return -1;

@@ -20,6 +20,9 @@ typedef struct cb_metric_row {
     uint64_t tokens;    /* training tokens so far */
     double val_loss;    /* mean validation loss; NaN when the step did not evaluate */
     double val_ppl;     /* exp(val_loss); NaN likewise */
+    const char *phase;  /* NULL, or "blockwise": loss is then the attention-output distance
+                           of layer `block` (written as "phase" and "block") */
+    int block;
 } cb_metric_row;
 
 typedef struct cb_metrics {

@@ -7,19 +7,23 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "backend/pass.h"
 #include "core/clock.h"
 #include "core/json_doc.h"
 #include "core/rng.h"
 #include "dist/dist.h"
 #include "model/program.h"
 #include "model/run.h"
+#include "train/blockwise.h"
 #include "train/checkpoint.h"
 #include "train/clip.h"
+#include "train/distill.h"
 #include "train/metrics.h"
 #include "train/optimizer.h"
 #include "train/prefetch.h"
 #include "train/schedule.h"
 #include "train/shard.h"
+#include "upcycle/attn_pair.h"
 
 /* ---- data ---- */
 
@@ -88,7 +92,7 @@ static void utc_now(char *buf, size_t n) {
 
 /* run_dir/run.json: what the run is and how far it got */
 static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_train_io *io, const char *status,
-                          const cb_train_result *res, const char *started, cb_error *e) {
+                          const cb_train_result *res, const char *started, json_t *info, cb_error *e) {
     json_t *doc = cb_doc_new("run");
     char now[32], path[4200];
     utc_now(now, sizeof now);
@@ -120,6 +124,7 @@ static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_
     if (res->final_dir[0]) json_object_set_new(doc, "final", json_string(res->final_dir));
     if (isfinite(res->loss)) json_object_set_new(doc, "loss", json_real(res->loss));
     if (isfinite(res->val_loss)) json_object_set_new(doc, "val_loss", json_real(res->val_loss));
+    if (info) json_object_set(doc, "upcycle", info);
     const char *key;
     json_t *val;
     if (io->meta)
@@ -158,9 +163,28 @@ typedef struct trainer {
     cb_metrics metrics;
     cb_shard shard; /* strategy fsdp: this rank's part of the optimizer state */
     int have_prog, have_run, have_opt, have_prefetch, have_metrics, sharded;
+    /* blockwise and upcycle: where the run stands, kept in every checkpoint's "upcycle" */
+    int staged;              /* phase blockwise or upcycle */
+    int stage;               /* 0: blockwise distillation, 1: global fine-tuning */
+    int block;               /* the attention layer being distilled */
+    long block_step, streak; /* its steps so far; steps in a row at or below the target */
+    long step0;              /* optimizer steps before the fine-tuning (its step 1 is step0 + 1) */
+    json_t *info;            /* what run.json's "upcycle" reports */
+    /* distill: the teacher's forward pass on the same batches, for its logits */
+    cb_program tprog;
+    cb_run trun;
+    const float *tw;         /* the teacher's weights on the device */
+    float *tw_dev;           /* owned copy where memory is not shared */
+    float *host_logits;      /* (3, B*T*V) student, teacher and gradient logits where not shared */
+    int have_tprog, have_trun;
 } trainer;
 
 static void trainer_free(trainer *t) {
+    json_decref(t->info);
+    if (t->have_trun) cb_run_free(&t->trun);
+    if (t->have_tprog) cb_program_free(&t->tprog);
+    if (t->be) t->be->free(t->be, t->tw_dev);
+    free(t->host_logits);
     if (t->have_prefetch) cb_prefetch_free(&t->prefetch);
     if (t->have_run) cb_run_free(&t->run);
     if (t->have_prog) cb_program_free(&t->prog);
@@ -263,18 +287,133 @@ static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
 }
 
 static int save(trainer *t, cb_train_result *res, cb_error *e) {
-    t->st.data_position = cb_prefetch_position(&t->prefetch);
+    t->st.data_position = t->have_prefetch ? cb_prefetch_position(&t->prefetch) : 0;
     memcpy(t->st.rng, t->rng.s, sizeof t->st.rng);
     CB_TRY(download_state(t, e));
     if (!is_main(t)) return CB_OK; /* every rank holds the same state: rank 0 writes it */
-    return cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
-                              sizeof res->checkpoint, e);
+    if (!t->staged)
+        return cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
+                                  sizeof res->checkpoint, e);
+    /* where the staged run stands, so that --resume continues it where it was */
+    json_t *extra = t->io->meta ? json_deep_copy(t->io->meta) : json_object();
+    json_t *up = json_pack("{s:s, s:i, s:I, s:I, s:I}", "stage", t->stage ? "global" : "blockwise", "block", t->block,
+                           "block_step", (json_int_t)t->block_step, "streak", (json_int_t)t->streak, "step0",
+                           (json_int_t)t->step0);
+    json_object_set(up, "info", t->info);
+    json_object_set_new(extra, "upcycle", up);
+    uint64_t opt_t = t->opt.t;
+    if (!t->stage) t->opt.t = (uint64_t)t->block_step; /* the layer's own optimizer's steps */
+    int rc = cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, extra, t->c->keep_last, res->checkpoint,
+                                sizeof res->checkpoint, e);
+    t->opt.t = opt_t;
+    json_decref(extra);
+    return rc;
+}
+
+/* The seed of a stream of training batches. A run that trains a student, or distils,
+ * starts from a model trained on the batches of its seed (the teacher's, by default the
+ * same seed): its streams are keyed by the stage too, so that it learns from windows its
+ * starting point has not already been fitted to. Other runs keep the plain seed. */
+static uint64_t data_seed(const cb_train_config *c, const char *stage) {
+    return c->student || c->phase == CB_PHASE_DISTILL ? cb_hash_str(c->seed, stage) : c->seed;
+}
+
+/* The training batches from batch number position on, prepared ahead in a thread. */
+static int start_loader(trainer *t, const cb_train_data *d, uint64_t position, cb_error *e) {
+    const cb_train_config *c = t->c;
+    CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1,
+                           data_seed(c, c->phase == CB_PHASE_DISTILL ? "distill" : "global"), e));
+    t->batcher.position = position;
+    CB_TRY(cb_prefetch_init(&t->prefetch, &t->batcher, c->prefetch, e));
+    t->have_prefetch = 1;
+    return CB_OK;
+}
+
+/* distill: the teacher's program and arenas on the trainer's device */
+static int setup_teacher(trainer *t, cb_error *e) {
+    const cb_model *teacher = t->io->teacher;
+    cb_backend *be = t->be;
+    if (!teacher) return cb_fail(e, CB_E_USAGE, "", "phase distill needs a teacher");
+    CB_TRY(cb_program_init(&t->tprog, teacher->plan, &teacher->params, t->prog.B, t->prog.T, e));
+    t->have_tprog = 1;
+    if (t->tprog.vocab_size != t->prog.vocab_size)
+        return cb_fail(e, CB_E_INVALID, "", "the teacher's vocabulary (%d) is not the student's (%d)",
+                       t->tprog.vocab_size, t->prog.vocab_size);
+    CB_TRY(cb_run_init_on(&t->trun, be, &t->tprog, 0, e));
+    t->have_trun = 1;
+    t->tw = teacher->weights;
+    if (!be->unified) {
+        size_t bytes = teacher->params.total_floats * sizeof(float);
+        if (!(t->tw_dev = be->alloc(be, bytes, e))) return e->code;
+        CB_TRY(be->upload(be, t->tw_dev, teacher->weights, bytes, e));
+        t->tw = t->tw_dev;
+        t->host_logits = cb_malloc(3 * (size_t)t->prog.B * t->prog.T * t->prog.vocab_size, sizeof(float), e);
+        if (!t->host_logits) return e->code;
+    }
+    return CB_OK;
+}
+
+/* One distillation micro-batch: the teacher's logits, the student's forward with its
+ * cross-entropy, then the student's backward from the gradient of
+ * (1 - alpha) CE + alpha T^2 KL (the pass loop of backend/pass.c, with the KL part
+ * added to the logits' gradient between the loss and the ops). Returns that loss. */
+static int distill_micro(trainer *t, const float *w, float *g, const int32_t *x, const int32_t *y, double *loss,
+                         cb_error *e) {
+    const cb_train_config *c = t->c;
+    cb_backend *be = t->be;
+    cb_run *r = &t->run;
+    cb_run_forward(&t->trun, &t->tprog, t->tw, x, NULL);
+    double ce = cb_run_forward(r, &t->prog, w, x, y);
+    cb_pass p;
+    memset(&p, 0, sizeof p);
+    p.prog = &t->prog;
+    p.B = t->prog.B;
+    p.T = t->prog.T;
+    p.training = r->training;
+    p.dropout_seed = r->dropout_seed;
+    p.weights = w;
+    p.grads = g;
+    p.slots = r->slots;
+    p.dslots = r->dslots;
+    p.saved = r->saved;
+    p.scratch = r->scratch;
+    p.rope = r->rope;
+    p.lse = r->lse;
+    p.losses = r->losses;
+    p.tokens = x;
+    p.targets = y;
+    const int rows = t->prog.B * t->prog.T, V = t->prog.vocab_size;
+    const size_t n = (size_t)rows * V;
+    be->zero(be, p.dslots, t->prog.slot_elems * sizeof(float));
+    be->loss_backward(be, &p);
+    float *dl = p.dslots + t->prog.slots[t->prog.logits_slot].offset;
+    const float *sl = r->slots + t->prog.slots[t->prog.logits_slot].offset;
+    const float *tl = t->trun.slots + t->tprog.slots[t->tprog.logits_slot].offset;
+    be->scale(be, dl, n, (float)(1.0 - c->distill_alpha));
+    double kl;
+    if (be->unified) {
+        kl = cb_distill_kl(dl, sl, tl, rows, V, c->distill_temperature, c->distill_alpha);
+    } else {
+        float *hs = t->host_logits, *ht = hs + n, *hd = ht + n;
+        CB_TRY(be->download(be, hs, sl, n * sizeof(float), e));
+        CB_TRY(be->download(be, ht, tl, n * sizeof(float), e));
+        CB_TRY(be->download(be, hd, dl, n * sizeof(float), e));
+        kl = cb_distill_kl(hd, hs, ht, rows, V, c->distill_temperature, c->distill_alpha);
+        CB_TRY(be->upload(be, dl, hd, n * sizeof(float), e));
+    }
+    for (int i = t->prog.n_ops - 1; i >= 0; i--) be->op_backward(be, &p, i);
+    double temp = c->distill_temperature;
+    *loss = (1.0 - c->distill_alpha) * ce + c->distill_alpha * temp * temp * kl;
+    return CB_OK;
 }
 
 static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     const cb_train_config *c = t->c;
     cb_model *m = t->m;
     const cb_dist *dist = ranks(t);
+    if (dist->world > 1 && (t->staged || c->phase == CB_PHASE_DISTILL))
+        return cb_fail(e, CB_E_USAGE, "phase", "blockwise, upcycle and distill runs train on one rank in this build "
+                       "(standard and global runs are data-parallel)");
     if (c->batch_size % dist->world != 0)
         return cb_fail(e, CB_E_USAGE, "batch_size", "the global batch of %d rows does not divide among %d ranks",
                        c->batch_size, dist->world);
@@ -296,8 +435,27 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     if (t->io->resume) {
         char dir[4608];
         CB_TRY(cb_checkpoint_resolve(t->io->resume, dir, sizeof dir, e));
-        CB_TRY(cb_checkpoint_load(dir, c->group, c->run, m, &t->opt, st, NULL, e));
-        if (st->step > c->steps)
+        json_t *extra = NULL;
+        CB_TRY(cb_checkpoint_load(dir, c->group, c->run, m, &t->opt, st, &extra, e));
+        const json_t *up = json_object_get(extra, "upcycle");
+        if (t->staged && !json_is_object(up)) {
+            json_decref(extra);
+            return cb_fail(e, CB_E_INVALID, dir, "not a checkpoint of a blockwise or upcycle run (no \"upcycle\" state)");
+        }
+        if (json_is_object(up)) {
+            const char *stage = json_string_value(json_object_get(up, "stage"));
+            t->stage = stage && strcmp(stage, "global") == 0;
+            t->block = (int)json_integer_value(json_object_get(up, "block"));
+            t->block_step = (long)json_integer_value(json_object_get(up, "block_step"));
+            t->streak = (long)json_integer_value(json_object_get(up, "streak"));
+            t->step0 = (long)json_integer_value(json_object_get(up, "step0"));
+            if (json_is_object(json_object_get(up, "info"))) {
+                json_decref(t->info);
+                t->info = json_deep_copy(json_object_get(up, "info"));
+            }
+        }
+        json_decref(extra);
+        if ((t->stage || !t->staged) && st->step - t->step0 > c->steps)
             return cb_fail(e, CB_E_USAGE, dir, "the checkpoint is at step %ld, past the run's %ld steps", st->step,
                            c->steps);
         memcpy(t->rng.s, st->rng, sizeof st->rng);
@@ -324,11 +482,9 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
         t->dev.opt_m = t->dev.opt_v = NULL;
     }
 
-    CB_TRY(cb_batcher_init(&t->batcher, &d->train, c->batch_size, c->block_size, 1, c->seed, e));
-    t->batcher.position = st->data_position;
-    CB_TRY(cb_prefetch_init(&t->prefetch, &t->batcher, c->prefetch, e));
-    t->have_prefetch = 1;
-    return CB_OK;
+    if (c->phase == CB_PHASE_DISTILL) CB_TRY(setup_teacher(t, e));
+    if (t->staged && !t->stage) return CB_OK; /* the loader starts with the fine-tuning */
+    return start_loader(t, d, st->data_position, e);
 }
 
 static int is_eval_step(const cb_train_config *c, long step) {
@@ -344,8 +500,8 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
     uint64_t step_tokens = (uint64_t)c->batch_size * (uint64_t)c->block_size * (uint64_t)c->grad_accum;
     const cb_dist *dist = ranks(t);
     long saved_at = -1;
-    while (t->st.step < c->steps) {
-        long step = t->st.step + 1;
+    while (t->st.step - t->step0 < c->steps) {
+        long step = t->st.step + 1, local = step - t->step0; /* local: the step of this stage */
         double t0 = cb_clock_s();
         be->zero(be, g, n_floats * sizeof(float));
         double loss_sum = 0;
@@ -355,15 +511,22 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
             rank_rows(t, &x, &y);
             CB_TRY(place_batch(t, &x, &y, e));
             t->run.dropout_seed = cb_rng_next(&t->rng);
-            loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
-            cb_run_backward(&t->run, &t->prog, w, g);
+            if (c->phase == CB_PHASE_DISTILL) {
+                double l;
+                CB_TRY(distill_micro(t, w, g, x, y, &l, e));
+                loss_sum += l;
+            } else {
+                loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
+                cb_run_backward(&t->run, &t->prog, w, g);
+            }
         }
+        CB_TRY(be->synchronize(be, e)); /* a device fault in the passes surfaces here, named */
         /* data parallel: the sums over ranks, once a step (after the last micro-batch) */
         CB_TRY(cb_dist_sum_f64(dist, &loss_sum, 1, e));
         int parts = c->grad_accum * dist->world;
         double loss = parts == 1 ? loss_sum : loss_sum / parts;
         if (!isfinite(loss)) return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the loss is %s", step, isnan(loss) ? "nan" : "inf");
-        double lr = cb_schedule_lr(&c->schedule, step - 1), norm;
+        double lr = cb_schedule_lr(&c->schedule, local - 1), norm;
         if (t->sharded) {
             CB_TRY(cb_shard_step(&t->shard, dist, be, &t->opt, w, g, 1.0f / (float)parts, c->grad_clip, lr, &norm, e));
         } else {
@@ -380,7 +543,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
 
         cb_metric_row row = {.step = step, .loss = loss, .lr = lr, .grad_norm = norm, .tokens = t->st.tokens,
                              .tok_s = seconds > 0 ? (double)step_tokens / seconds : 0, .val_loss = NAN, .val_ppl = NAN};
-        if (d->have_val && is_eval_step(c, step)) {
+        if (d->have_val && is_eval_step(c, local)) {
             row.val_loss = evaluate(t, &d->val, e);
             if (isnan(row.val_loss) && e->code) return e->code;
             row.val_ppl = exp(row.val_loss);
@@ -388,7 +551,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         }
         res->loss = loss;
         res->step = step;
-        int logged = step == 1 || step % c->log_every == 0 || step == c->steps || !isnan(row.val_loss);
+        int logged = local == 1 || local % c->log_every == 0 || local == c->steps || !isnan(row.val_loss);
         if (logged && t->have_metrics) CB_TRY(cb_metrics_log(&t->metrics, &row, e));
         if (t->io->progress) {
             cb_progress_step(t->io->progress, step, loss, row.tok_s, logged);
@@ -398,10 +561,10 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         }
         int stopping = 0; /* a stop any rank saw stops every rank after the same step */
         CB_TRY(cb_dist_any(dist, t->io->stop && *t->io->stop, &stopping, e));
-        if (stopping || step == c->steps || (c->save_every > 0 && step % c->save_every == 0)) {
+        if (stopping || local == c->steps || (c->save_every > 0 && local % c->save_every == 0)) {
             CB_TRY(save(t, res, e));
             saved_at = step;
-            if (t->io->progress && !stopping && step != c->steps)
+            if (t->io->progress && !stopping && local != c->steps)
                 cb_progress_note(t->io->progress, "step %ld: checkpoint %s", step, res->checkpoint);
         }
         if (stopping) {
@@ -413,6 +576,227 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
     return CB_OK;
 }
 
+
+/* ---- blockwise distillation ---- */
+
+/* The attention-output L1 of the student to the teacher (mean over layers) on the first
+ * batch of the validation data (or of the training data). */
+static double attention_l1(trainer *t, cb_attn_pair *ap, const float *tw, const cb_train_data *d, cb_error *e) {
+    cb_batcher vb;
+    const cb_dataset *ds = d->have_val ? &d->val : &d->train;
+    if (cb_batcher_init(&vb, ds, t->prog.B, t->prog.T, 0, t->c->seed, e) != CB_OK) return NAN;
+    size_t n = (size_t)t->prog.B * t->prog.T;
+    int32_t *x = cb_malloc(2 * n, sizeof *x, e);
+    if (!x) return NAN;
+    cb_batcher_next(&vb, x, x + n);
+    const int32_t *bx = x, *by = x + n;
+    double l1 = place_batch(t, &bx, &by, e) == CB_OK ? cb_attn_pair_l1(ap, tw, t->dev.weights, bx, NULL, e) : NAN;
+    free(x);
+    return l1;
+}
+
+/* The teacher's input and output of layer k for training batch `batch` (tokens x on
+ * the device): from the cache, or computed (and cached when asked). *tin is device
+ * memory unless *tin_on_host; *tout is host memory. */
+static int teacher_layer(trainer *t, cb_attn_pair *ap, const float *tw, const int32_t *x, uint64_t batch, int k,
+                         cb_teacher_cache *cache, float *cache_buf, float *tout_host, const float **tin,
+                         int *tin_on_host, const float **tout, cb_error *e) {
+    const size_t N = (size_t)ap->B * ap->T * ap->d;
+    if (cache) {
+        cb_error miss;
+        const float *all = NULL;
+        if (cb_teacher_cache_get(cache, batch, cache_buf, &all, &miss) != CB_OK) {
+            CB_TRY(cb_attn_pair_teacher(ap, tw, x, ap->n - 1, e));
+            for (int j = 0; j < ap->n; j++) {
+                float *a = cache_buf + (size_t)2 * j * N, *b = a + N;
+                const float *ha = cb_attn_pair_host(ap, a, cb_attn_pair_teacher_in(ap, j), N, e);
+                const float *hb = ha ? cb_attn_pair_host(ap, b, cb_attn_pair_teacher_out(ap, j), N, e) : NULL;
+                if (!hb) return e->code;
+                if (ha != a) memcpy(a, ha, N * sizeof(float));
+                if (hb != b) memcpy(b, hb, N * sizeof(float));
+            }
+            CB_TRY(cb_teacher_cache_put(cache, batch, cache_buf, e));
+            all = cache_buf;
+        }
+        *tin = all + (size_t)2 * k * N;
+        *tin_on_host = 1;
+        *tout = *tin + N;
+        return CB_OK;
+    }
+    CB_TRY(cb_attn_pair_teacher(ap, tw, x, k, e));
+    *tin = cb_attn_pair_teacher_in(ap, k);
+    *tin_on_host = 0;
+    *tout = cb_attn_pair_host(ap, tout_host, cb_attn_pair_teacher_out(ap, k), N, e);
+    return *tout ? CB_OK : e->code;
+}
+
+/* Bytes of teacher outputs kept in memory before the cache goes to disk:
+ * CB_TEACHER_CACHE_MB (MiB), default 1024. */
+static size_t cache_budget(void) {
+    const char *s = getenv("CB_TEACHER_CACHE_MB");
+    char *end;
+    long mb = s && *s ? strtol(s, &end, 10) : 1024;
+    if (s && *s && (*end || mb < 0)) mb = 1024;
+    return (size_t)mb << 20;
+}
+
+static int block_done(const cb_train_config *c, long steps, long streak) {
+    if (c->convergence_target > 0) return streak >= c->convergence_patience || steps >= c->max_steps_per_block;
+    return steps >= c->blockwise_steps;
+}
+
+/* Every attention layer in turn, from where the run stands; then the switch to the
+ * global stage (its checkpoint, so a resume after it does not distil again). */
+static int blockwise_stage(trainer *t, const cb_train_data *d, cb_train_result *res, cb_error *e) {
+    const cb_train_config *c = t->c;
+    cb_backend *be = t->be;
+    const cb_model *teacher = t->io->teacher;
+    if (!teacher) return cb_fail(e, CB_E_USAGE, "", "phase %s needs a teacher", c->phase == CB_PHASE_UPCYCLE ? "upcycle" : "blockwise");
+    const float *tw = teacher->weights;
+    float *tw_dev = NULL;
+    if (!be->unified) {
+        size_t bytes = teacher->params.total_floats * sizeof(float);
+        if (!(tw_dev = be->alloc(be, bytes, e))) return e->code;
+        if (be->upload(be, tw_dev, teacher->weights, bytes, e) != CB_OK) {
+            be->free(be, tw_dev);
+            return e->code;
+        }
+        tw = tw_dev;
+    }
+    cb_attn_pair ap;
+    int rc = cb_attn_pair_init(&ap, be, teacher, t->m, c->batch_size, c->block_size, e);
+    if (rc != CB_OK) {
+        be->free(be, tw_dev);
+        return rc;
+    }
+    const size_t BT = (size_t)c->batch_size * c->block_size, N = BT * (size_t)ap.d;
+    int32_t *tok = cb_malloc(2 * BT, sizeof *tok, e);
+    float *dout = cb_malloc(N, sizeof *dout, e), *hs = cb_malloc(N, sizeof *hs, e), *ht = cb_malloc(N, sizeof *ht, e);
+    float *cache_buf = c->cache_teacher ? cb_malloc((size_t)2 * ap.n * N, sizeof *cache_buf, e) : NULL;
+    if (!tok || !dout || !hs || !ht || (c->cache_teacher && !cache_buf)) rc = CB_E_RUNTIME;
+    cb_teacher_cache cache_store, *cache = NULL;
+    if (rc == CB_OK && c->cache_teacher) {
+        long max_batches = c->convergence_target > 0 ? c->max_steps_per_block : c->blockwise_steps;
+        rc = cb_teacher_cache_init(&cache_store, t->io->run_dir, ap.n, c->batch_size, c->block_size, ap.d, max_batches,
+                                   cache_budget(), e);
+        if (rc == CB_OK) cache = &cache_store;
+    }
+    if (rc == CB_OK && !json_object_get(t->info, "attention_l1_surgery")) {
+        double l1 = attention_l1(t, &ap, tw, d, e);
+        if (isnan(l1)) rc = e->code ? e->code : CB_E_RUNTIME;
+        else json_object_set_new(t->info, "attention_l1_surgery", json_real(l1));
+    }
+    if (t->io->progress) /* distillation's steps, at most, then fine-tuning's */
+        t->io->progress->total = t->st.step + (long)(ap.n - t->block) *
+                                     (c->convergence_target > 0 ? c->max_steps_per_block : c->blockwise_steps) -
+                                 t->block_step + c->steps;
+    json_t *blocks = json_object_get(t->info, "block_steps");
+    if (!blocks) json_object_set_new(t->info, "block_steps", blocks = json_array());
+    int stopping = 0;
+    for (; rc == CB_OK && t->block < ap.n && !stopping; t->block++, t->block_step = 0, t->streak = 0) {
+        const cb_op *op = &ap.sp.ops[ap.s_op[t->block]];
+        cb_layer_optimizer lopt;
+        size_t lo, hi;
+        rc = cb_layer_optimizer_init(&lopt, &t->opt, op, &lo, &hi, e);
+        if (rc != CB_OK) break;
+        lopt.view.t = (uint64_t)t->block_step;
+        if (t->block_step == 0) { /* the layer's optimizer starts afresh */
+            be->zero(be, t->dev.opt_m + lo, (hi - lo) * sizeof(float));
+            if (t->dev.opt_v) be->zero(be, t->dev.opt_v + lo, (hi - lo) * sizeof(float));
+        }
+        cb_batcher b;
+        rc = cb_batcher_init(&b, &d->train, c->batch_size, c->block_size, 1, data_seed(c, "blockwise"), e);
+        while (rc == CB_OK && !block_done(c, t->block_step, t->streak)) {
+            double t0 = cb_clock_s();
+            b.position = (uint64_t)t->block_step; /* every layer sees the same batches: one teacher pass each */
+            cb_batcher_next(&b, tok, tok + BT);
+            const int32_t *x = tok, *y = tok + BT;
+            const float *tin = NULL, *tout = NULL, *sout = NULL;
+            int tin_host = 0;
+            rc = place_batch(t, &x, &y, e);
+            if (rc == CB_OK)
+                rc = teacher_layer(t, &ap, tw, x, (uint64_t)t->block_step, t->block, cache, cache_buf, ht, &tin, &tin_host,
+                                   &tout, e);
+            if (rc == CB_OK) rc = cb_attn_pair_student_forward(&ap, t->dev.weights, t->block, tin, tin_host, &sout, e);
+            const float *hsout = rc == CB_OK ? cb_attn_pair_host(&ap, hs, sout, N, e) : NULL;
+            if (!hsout) {
+                rc = rc ? rc : e->code;
+                break;
+            }
+            double loss = cb_blockwise_loss(dout, hsout, tout, N, c->blockwise_mse);
+            if (!isfinite(loss)) {
+                rc = cb_fail(e, CB_E_RUNTIME, "", "step %ld (layer %d): the distillation loss is %s", t->st.step + 1,
+                             t->block, isnan(loss) ? "nan" : "inf");
+                break;
+            }
+            be->zero(be, t->dev.grads + lo, (hi - lo) * sizeof(float));
+            rc = cb_attn_pair_student_backward(&ap, t->dev.weights, t->dev.grads, t->block, dout, e);
+            if (rc != CB_OK) break;
+            double norm = be->grad_clip(be, t->dev.grads + lo, hi - lo, c->grad_clip);
+            if (!isfinite(norm)) {
+                rc = cb_fail(e, CB_E_RUNTIME, "", "step %ld (layer %d): the gradient norm is %s", t->st.step + 1,
+                             t->block, isnan(norm) ? "nan" : "inf");
+                break;
+            }
+            double lr = c->schedule.lr; /* a constant rate: each layer is a short problem of its own */
+            be->optimizer_step(be, &lopt.view, t->dev.weights, t->dev.grads, t->dev.opt_m, t->dev.opt_v, lr);
+            t->block_step++;
+            t->st.step++;
+            t->st.tokens += BT;
+            t->streak = c->convergence_target > 0 && loss <= c->convergence_target ? t->streak + 1 : 0;
+            double seconds = cb_clock_s() - t0;
+            int last = block_done(c, t->block_step, t->streak);
+            cb_metric_row row = {.step = t->st.step, .loss = loss, .lr = lr, .grad_norm = norm, .tokens = t->st.tokens,
+                                 .tok_s = seconds > 0 ? (double)BT / seconds : 0, .val_loss = NAN, .val_ppl = NAN,
+                                 .phase = "blockwise", .block = t->block};
+            res->loss = loss;
+            res->step = t->st.step;
+            int logged = t->block_step == 1 || t->block_step % c->log_every == 0 || last;
+            if (logged) rc = cb_metrics_log(&t->metrics, &row, e);
+            if (rc != CB_OK) break;
+            if (t->io->progress) cb_progress_step(t->io->progress, t->st.step, loss, row.tok_s, logged);
+            stopping = t->io->stop && *t->io->stop;
+            if (last && !stopping) break; /* the layer's end is saved with the next layer's position */
+            if (stopping || (c->save_every > 0 && t->st.step % c->save_every == 0)) rc = save(t, res, e);
+            if (stopping) break;
+        }
+        cb_layer_optimizer_free(&lopt);
+        if (rc == CB_OK && !stopping) json_array_append_new(blocks, json_integer(t->block_step));
+        if (stopping) break;
+    }
+    if (rc == CB_OK && stopping) {
+        res->interrupted = 1;
+    } else if (rc == CB_OK) {
+        double l1 = attention_l1(t, &ap, tw, d, e);
+        if (isnan(l1)) rc = e->code ? e->code : CB_E_RUNTIME;
+        else json_object_set_new(t->info, "attention_l1_distilled", json_real(l1));
+        t->stage = 1; /* on to fine-tuning: its optimizer starts afresh */
+        t->step0 = t->st.step;
+        if (t->io->progress) t->io->progress->total = t->step0 + c->steps;
+        if (rc == CB_OK) {
+            size_t bytes = param_bytes(t);
+            be->zero(be, t->dev.opt_m, bytes);
+            if (t->dev.opt_v) be->zero(be, t->dev.opt_v, bytes);
+            t->opt.t = 0;
+        }
+        if (rc == CB_OK && d->have_val && c->phase == CB_PHASE_UPCYCLE) {
+            double v = evaluate(t, &d->val, e);
+            if (isnan(v)) rc = e->code ? e->code : CB_E_RUNTIME;
+            else json_object_set_new(t->info, "val_loss_before_global", json_real(v));
+        }
+        if (rc == CB_OK) rc = save(t, res, e);
+    }
+    free(tok);
+    free(dout);
+    free(hs);
+    free(ht);
+    free(cache_buf);
+    if (cache) cb_teacher_cache_free(cache);
+    cb_attn_pair_free(&ap);
+    be->free(be, tw_dev);
+    return rc;
+}
+
 int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, const cb_train_io *io,
                  cb_train_result *res, cb_error *e) {
     memset(res, 0, sizeof *res);
@@ -422,12 +806,14 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     t.c = c;
     t.m = m;
     t.io = io;
+    t.staged = c->phase == CB_PHASE_BLOCKWISE || c->phase == CB_PHASE_UPCYCLE;
+    t.info = json_object();
     char started[32];
     utc_now(started, sizeof started);
     int rc = setup(&t, d, e);
     res->step = t.st.step;
     int main_rank = is_main(&t); /* the others write nothing */
-    if (rc == CB_OK && main_rank) rc = write_run_json(c, m, io, "running", res, started, e);
+    if (rc == CB_OK && main_rank) rc = write_run_json(c, m, io, "running", res, started, t.staged ? t.info : NULL, e);
     if (rc == CB_OK && main_rank) {
         char title[600];
         snprintf(title, sizeof title, "%s/%s", c->group, c->run);
@@ -436,9 +822,13 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     }
     if (rc == CB_OK && io->progress) {
         io->progress->first = t.st.step;
-        io->progress->total = c->steps;
+        io->progress->total = t.step0 + c->steps;
     }
-    if (rc == CB_OK) rc = train_loop(&t, d, res, e);
+    if (rc == CB_OK && t.staged && !t.stage) rc = blockwise_stage(&t, d, res, e);
+    if (rc == CB_OK && !res->interrupted && c->phase != CB_PHASE_BLOCKWISE) {
+        if (!t.have_prefetch) rc = start_loader(&t, d, t.st.data_position, e);
+        if (rc == CB_OK) rc = train_loop(&t, d, res, e);
+    }
     if (io->progress) cb_progress_end(io->progress);
     if (t.have_metrics) {
         cb_error close_e;
@@ -455,7 +845,7 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     if (t.have_prog && main_rank) {
         cb_error ignored;
         const char *status = rc != CB_OK ? "failed" : res->interrupted ? "interrupted" : "finished";
-        int wrc = write_run_json(c, m, io, status, res, started, rc == CB_OK ? e : &ignored);
+        int wrc = write_run_json(c, m, io, status, res, started, t.staged ? t.info : NULL, rc == CB_OK ? e : &ignored);
         if (rc == CB_OK) rc = wrc;
     }
     trainer_free(&t);

@@ -37,6 +37,7 @@ typedef struct cb_train_io {
     const json_t *meta;              /* members added to state.json and run.json (wandb, source); may be NULL */
     cb_backend *backend;             /* the device it trains on (backend/backend.h); NULL: the CPU */
     struct cb_dist *dist;            /* the ranks of a data-parallel run (dist/dist.h); NULL: alone */
+    const cb_model *teacher;         /* phases blockwise, upcycle: the teacher (host weights); else NULL */
 } cb_train_io;
 
 typedef struct cb_train_result {
@@ -48,6 +49,13 @@ typedef struct cb_train_result {
 } cb_train_result;
 
 /* Train m (weights initialised, or loaded, by the caller) for c->steps steps on d.
+ * Phase blockwise: each attention layer of m in turn, alone, for the distance of its
+ * output to io->teacher's on the teacher's input of that layer (blockwise_steps steps, or
+ * in convergence mode until the distance stayed at or below convergence_target for
+ * convergence_patience steps, at most max_steps_per_block); phase upcycle: that, then
+ * c->steps steps of next-token cross-entropy on every parameter, one step counter and one
+ * resumable run throughout. run.json's "upcycle" records the attention-output L1 to the
+ * teacher before and after distillation and the validation loss before fine-tuning.
  * With io->resume, the model, optimizer and run state come from that checkpoint, and
  * every later step is bit for bit the step a run that never stopped would have taken
  * (same machine, same thread count). A non-finite loss or gradient norm is

@@ -218,10 +218,10 @@ expect_run fit_params_too_small 3 "$CB" compile --fit-params 1M "$CB_ROOT/preset
 expect_err_line fit_params_too_small_line "already has [0-9]+ parameters, more than 1000000"
 
 # 12. one cb run at a time in a folder
-setsid "$CB" run -q --var steps_a=300 --force m.yml --group pipe -o lockexp >/dev/null 2>&1 &
+setsid "$CB" run -q --var steps_a=1000000 --force m.yml --group pipe -o lockexp >/dev/null 2>&1 &
 lpid=$!
 for _ in $(seq 400); do [ -f lockexp/stamps/train-a.started ] && break; sleep 0.05; done
 expect_run second_cb_run_refused 2 "$CB" run -q m.yml --group pipe -o lockexp
 expect_err_line second_cb_run_refused_line "^cb run: $W/lockexp: another cb run is working in this folder"
-kill -TERM -- -"$lpid" 2>/dev/null
+kill -KILL -- -"$lpid" 2>/dev/null
 wait "$lpid" 2>/dev/null

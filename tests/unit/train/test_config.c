@@ -79,9 +79,13 @@ TEST(refused_settings_name_their_line) {
     EXPECT_EQ_INT(CB_E_USAGE, cb_train_config_read(&c, g, r, &e));
     EXPECT(strstr(e.msg, "train.dtype: bfloat16") != NULL);
     EXPECT_EQ_STR("bad.yml:13:42", e.where);
+    /* a student with overrides trains the student's plan, from its own weights */
     EXPECT_EQ_INT(CB_OK, cb_train_find_run(plan, "g", "b", &g, &r, &e));
-    EXPECT_EQ_INT(CB_E_USAGE, cb_train_config_read(&c, g, r, &e));
-    EXPECT(strstr(e.msg, "overrides") != NULL);
+    EXPECT_EQ_INT(CB_OK, cb_train_config_read(&c, g, r, &e));
+    EXPECT_EQ_INT(1, c.student);
+    EXPECT_EQ_INT(0, c.surgery);
+    EXPECT_EQ_STR("x", c.init_ckpt);
+    EXPECT_EQ_STR("student", c.init_from);
     EXPECT_EQ_INT(CB_OK, cb_train_find_run(plan, "g", "c", &g, &r, &e));
     EXPECT_EQ_INT(CB_E_INVALID, cb_train_config_read(&c, g, r, &e));
     EXPECT(strstr(e.msg, "no steps") != NULL);
