@@ -47,8 +47,10 @@ exp=$(bin/cb run presets/demo.yml --group "$group" -o "$out" \
 echo "  done in $(( $(date +%s) - start )) s; every stage's log is in $exp/logs"
 
 step "results"
-if [ -f "$exp/artifacts/tables.md" ]; then
-    cat "$exp/artifacts/tables.md"
+art=$(ls -d "$exp"/artifacts/*_[0-9]*_[0-9]*/ 2>/dev/null | sort | tail -n 1)
+art=${art%/}
+if [ -n "$art" ] && [ -f "$art/tables.md" ]; then
+    sed 's/^/  /' "$art/tables.md"
 else
     # the headline table from the run folders: validation loss against the unigram baseline
     unigram=$(bin/cb-data unigram --vocab 50257 "$data/train.npy" "$data/val.npy" | grep -o '"val_nll": [0-9.]*' | grep -o '[0-9.]*$')
@@ -71,4 +73,4 @@ for s in "$exp"/runs/*/sample.txt; do
     echo
 done
 echo
-echo "the experiment is in $exp (artifacts: $exp/artifacts, run folders: $exp/runs)"
+echo "the experiment is in $exp (artifacts: ${art:-$exp/artifacts}, run folders: $exp/runs)"
