@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "core/atomic_file.h"
 #include "core/json_doc.h"
+#include "io/gguf.h"
 #include "io/hf_llama.h"
 #include "io/model_dir.h"
 #include "model/model.h"
@@ -23,11 +24,12 @@ static void usage(void) {
     printf("usage: cb-build [-o dir] [--seed n] [plan]\n"
            "       cb-build --from hf_dir [-o dir] [plan]\n"
            "       cb-build --export-hf dir model_dir\n"
+           "       cb-build --export-gguf dir [--gguf-type f32|f16|bf16|q8_0|q4_0] model_dir\n"
            "       cb-build --forward tokens [--trace pattern] [-o file] model_dir\n"
            "       cb-build --check-weights model_dir\n"
            "Build a model directory (plan.json + model.safetensors) from a plan with weights\n"
            "initialised per the plan, or from a Hugging Face Llama checkpoint; export a model\n"
-           "directory as a Hugging Face Llama checkpoint; or run one forward pass over tokens and\n"
+           "directory as a Hugging Face Llama checkpoint or as dir/model.gguf for llama.cpp; or run one forward pass over tokens and\n"
            "write its logits and traced node outputs as safetensors; or check that every weight\n"
            "of a model directory is finite.\n");
 }
@@ -75,7 +77,10 @@ int main(int argc, char **argv) {
         {"help", no_argument, 0, 'h'},       {"output", required_argument, 0, 'o'},
         {"seed", required_argument, 0, 's'}, {"from", required_argument, 0, 'f'},
         {"export-hf", required_argument, 0, 'x'}, {"forward", required_argument, 0, 'F'},
-        {"trace", required_argument, 0, 't'}, {"check-weights", no_argument, 0, 'c'}, {0, 0, 0, 0}};
+        {"trace", required_argument, 0, 't'}, {"check-weights", no_argument, 0, 'c'},
+        {"export-gguf", required_argument, 0, 'g'}, {"gguf-type", required_argument, 0, 'G'}, {0, 0, 0, 0}};
+    const char *gguf_dir = NULL;
+    cb_gguf_type gguf_type = CB_GGUF_F32;
     const char *out = NULL, *from = NULL, *export_dir = NULL, *forward = NULL, *trace = NULL;
     unsigned long long seed = 1337;
     int c, check = 0;
@@ -88,6 +93,11 @@ int main(int argc, char **argv) {
         case 'F': forward = optarg; break;
         case 't': trace = optarg; break;
         case 'c': check = 1; break;
+        case 'g': gguf_dir = optarg; break;
+        case 'G':
+            if (!cb_gguf_type_from_name(optarg, &gguf_type))
+                return cb_cli_usage_error(TOOL, "--gguf-type: one of f32, f16, bf16, q8_0, q4_0, not %s", optarg);
+            break;
         case 's': {
             char *end;
             errno = 0;
@@ -102,8 +112,12 @@ int main(int argc, char **argv) {
     int n_args = argc - optind;
     cb_error e;
     cb_error_clear(&e);
-    if ((from != NULL) + (export_dir != NULL) + (forward != NULL) + check > 1)
-        return cb_cli_usage_error(TOOL, "--from, --export-hf, --forward and --check-weights exclude each other");
+    if ((from != NULL) + (export_dir != NULL) + (forward != NULL) + check + (gguf_dir != NULL) > 1)
+        return cb_cli_usage_error(TOOL, "--from, --export-hf, --export-gguf, --forward and --check-weights exclude each other");
+    if (gguf_dir) {
+        if (n_args != 1) return cb_cli_usage_error(TOOL, "--export-gguf needs one model directory");
+        return cb_gguf_export_llama(argv[optind], gguf_dir, gguf_type, &e) ? cb_cli_report(TOOL, &e) : 0;
+    }
     if (check) {
         if (n_args != 1) return cb_cli_usage_error(TOOL, "--check-weights needs one model directory");
         return check_weights(argv[optind], &e) ? cb_cli_report(TOOL, &e) : 0;
