@@ -313,6 +313,51 @@ static void matvec_n_item(void *ctx, int item) {
     }
 }
 
+/* fp16/bf16 weights and many tokens (a prefill chunk): each item converts PANEL_ROWS rows to
+ * f32 once (exact) and multiplies them by all n tokens in one single-threaded BLAS call, so a
+ * row costs one conversion per chunk instead of one per token group, and the products run on
+ * BLAS's register-blocked kernels. */
+#define PANEL_ROWS 128
+
+typedef struct panel_job {
+    float *y;
+    const cb_weight_matrix *W;
+    const float *x, *bias;
+    int n;
+} panel_job;
+
+static void panel_item(void *ctx, int item) {
+    const panel_job *j = ctx;
+    const cb_weight_matrix *W = j->W;
+    const int rows = W->rows, cols = W->cols, r0 = item * PANEL_ROWS;
+    const int r1 = r0 + PANEL_ROWS < rows ? r0 + PANEL_ROWS : rows;
+    float *panel = malloc(sizeof(float) * (size_t)(r1 - r0) * (size_t)cols);
+    if (!panel) { // no memory for the panel: the same products a row at a time
+        for (int r = r0; r < r1; r++)
+            for (int i = 0; i < j->n; i++)
+                j->y[(size_t)i * rows + r] = cb_kv_dot(W->kind, row_of(W, r), j->x + (size_t)i * cols, (size_t)cols);
+    } else {
+        for (int r = r0; r < r1; r++) cb_kv_dequantize_row(W->kind, panel + (size_t)(r - r0) * cols, row_of(W, r), (size_t)cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, cols, 1.0f, j->x, cols, panel, cols, 0.0f,
+                    j->y + r0, rows);
+        free(panel);
+    }
+    if (j->bias)
+        for (int i = 0; i < j->n; i++)
+            for (int r = r0; r < r1; r++) j->y[(size_t)i * rows + r] += j->bias[r];
+}
+
+static void matvec_panels(float *y, const cb_weight_matrix *W, const float *x, const float *bias, int n) {
+    panel_job j = {y, W, x, bias, n};
+    const int items = (W->rows + PANEL_ROWS - 1) / PANEL_ROWS;
+    // OpenBLAS's pthreads build would run each item's call on all its threads
+    const int pthreads = openblas_get_parallel() == 1;
+    const int blas_threads = pthreads ? openblas_get_num_threads() : 1;
+    if (blas_threads > 1) openblas_set_num_threads(1);
+    cb_parallel_for(items, panel_item, &j);
+    if (blas_threads > 1) openblas_set_num_threads(blas_threads);
+}
+
 void cb_matvec_n(float *y, const cb_weight_matrix *W, const float *x, const float *bias, int n) {
     if (n == 1) {
         cb_matvec(y, W, x, bias);
@@ -325,6 +370,10 @@ void cb_matvec_n(float *y, const cb_weight_matrix *W, const float *x, const floa
         if (bias)
             for (int i = 0; i < n; i++)
                 for (int r = 0; r < rows; r++) y[(size_t)i * rows + r] += bias[r];
+        return;
+    }
+    if ((W->kind == CB_KV_F16 || W->kind == CB_KV_BF16) && n > BLAS_MIN_TOKENS) {
+        matvec_panels(y, W, x, bias, n);
         return;
     }
     matvec_job j = {y, W, x, bias, n, rows_per_item(W, n), NULL};
