@@ -24,7 +24,7 @@ static void usage(void) {
     printf("usage: cb-build [-o dir] [--seed n] [plan]\n"
            "       cb-build --from hf_dir [-o dir] [plan]\n"
            "       cb-build --export-hf dir model_dir\n"
-           "       cb-build --export-gguf dir [--gguf-type f32|f16|bf16|q8_0|q4_0] model_dir\n"
+           "       cb-build --export-gguf dir [--gguf-type type] model_dir\n"
            "       cb-build --forward tokens [--trace pattern] [-o file] model_dir\n"
            "       cb-build --check-weights model_dir\n"
            "Build a model directory (plan.json + model.safetensors) from a plan with weights\n"
