@@ -97,7 +97,7 @@ typedef struct matvec_job {
  * when one token's fit (up to 8192 values), else on the heap. */
 #define ACT_STACK_VALUES 8192
 typedef struct act_buf {
-    unsigned char stack[ACT_STACK_VALUES / CB_QI_BLOCK * (CB_QI_BLOCK + 96) + 128] __attribute__((aligned(64)));
+    unsigned char stack[ACT_STACK_VALUES / CB_QI_BLOCK * CB_QI_BLOCK * 5 + 320] __attribute__((aligned(64)));
     cb_act_q8 stack_act;
     unsigned char *heap;
     cb_act_q8 *heap_act;

@@ -39,7 +39,7 @@ static size_t even_blocks(size_t n) {
     return nb + (nb & 1) + (nb == 0 ? 2 : 0);
 }
 
-size_t cb_act_q8_bytes(size_t n) { return even_blocks(n) * (CB_QI_BLOCK + 3 * 8 * 4); }
+size_t cb_act_q8_bytes(size_t n) { return even_blocks(n) * CB_QI_BLOCK * 5; }
 
 void cb_act_q8_init(cb_act_q8 *a, void *buf, size_t n) {
     const size_t nb = even_blocks(n);
@@ -48,8 +48,8 @@ void cb_act_q8_init(cb_act_q8 *a, void *buf, size_t n) {
     a->nb = nb;
     a->q = (int8_t *)p;
     a->d = (float *)(p + nb * CB_QI_BLOCK);
-    a->c128 = (int32_t *)(p + nb * CB_QI_BLOCK + nb * 32);
-    a->c8 = (int32_t *)(p + nb * CB_QI_BLOCK + nb * 64);
+    a->c128 = (int32_t *)(p + 2 * nb * CB_QI_BLOCK);
+    a->c8 = (int32_t *)(p + 4 * nb * CB_QI_BLOCK);
 }
 
 void cb_act_q8_quantize(cb_act_q8 *a, const float *x) {

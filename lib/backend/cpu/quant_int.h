@@ -50,7 +50,9 @@ extern const int8_t cb_nf4_levels_i8[16];
  * so that a 512-bit kernel loads two blocks' lanes with one load.
  *   q (nb * 32) int8; d (nb * 8) scale; c128 (nb * 8) = -16 * sum(q of the block), so the 8
  *   lanes add to -128 * sum (the offset of a signed weight stored as unsigned); c8 (nb * 8) =
- *   -sum(q), the 8 lanes adding to -8 * sum (q4_0's offset). */
+ *   -sum(q), the 8 lanes adding to -8 * sum (q4_0's offset). With B = nb * 32 bytes, d
+ *   starts B bytes after q, c128 2B and c8 4B (B to 3B unused): the kernels reach them from
+ *   q by fixed offsets, one pointer a token. */
 typedef struct cb_act_q8 {
     size_t n, nb; /* values, blocks (even) */
     int8_t *q;
