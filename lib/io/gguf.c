@@ -312,11 +312,10 @@ static int add_tokenizer(cb_gguf_writer *w, const cb_tokenizer *t, int vocab, co
     for (int id = 0; rc == CB_OK && id < vocab; id++) {
         size_t n = 0;
         const uint8_t *b = NULL;
+        uint8_t byte = (uint8_t)id;
         if (t) b = (size_t)id < t->n_vocab ? cb_tokenizer_token(t, id, &n) : NULL;
         else if (id < 256) {
-            static uint8_t bytes[256];
-            bytes[id] = (uint8_t)id;
-            b = &bytes[id];
+            b = &byte;
             n = 1;
         }
         int type = NORMAL, added = 0;
