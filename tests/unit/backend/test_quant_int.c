@@ -199,7 +199,7 @@ TEST(qi_nan_activation_gives_nan) {
     cb_act_q8 a;
     void *buf = act_buf(&a, cols);
     cb_act_q8_quantize(&a, x);
-    unsigned char row[64];
+    unsigned char row[2 * sizeof(cb_block_q8_0)]; // 64 values: two blocks
     cb_kv_quantize_row(CB_KV_Q8_0, row, wf, cols);
     float y = 0;
     cb_qi_rows_dot(CB_KV_Q8_0, &y, 1, row, cb_kv_kind_bytes(CB_KV_Q8_0, cols), 1, &a, 1);
