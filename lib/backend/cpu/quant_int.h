@@ -24,9 +24,10 @@
  *     moves by at most sum_j |w_j| d_b(j) (1/2 + 2^-12);
  *   nf4 only: + sum_j (|x_j| + d_b(j)) |scale_w(j)| CB_NF4_I8_LEVEL_ERR;
  *   f32: each block's integer sum is exact (|sum| <= 64 * 255 * 127 < 2^24, converted
- *     exactly), scaled by the product of two scales (one rounding) and added into one of 8
- *     or 16 lanes (at most nb additions a lane, then 4 of the horizontal sum): at most
- *     (nb + 8) 2^-24 sum_j |w_j q_j d_b(j)|, nb the number of 32-value blocks.
+ *     exactly), scaled by the product of two scales (one rounding; nf4 three, its scale
+ *     also divided by 127) and added into one of 8 or 16 lanes (at most nb additions a lane,
+ *     then 4 of the horizontal sum): at most (nb + 8) 2^-24 sum_j |w_j q_j d_b(j)|, nb the
+ *     number of 32-value blocks.
  * tests/unit/backend/test_quant_int.c asserts this bound on every path the CPU running it has. */
 #ifndef CB_BACKEND_CPU_QUANT_INT_H
 #define CB_BACKEND_CPU_QUANT_INT_H
