@@ -572,7 +572,7 @@ int main(int argc, char **argv) {
                 for (int ci = 0; ci < nc; ci++) {
                     decode_result r = run_decode(&m, wkinds[wi], ckinds[ci], contexts[xi], steps, repeats, stream, &sink);
                     const double bytes = r.weight_bytes + r.kv_bytes;
-                    printf("%-6s %-6s %5d %7.1f %6.1f-%-6.1f %7.1f %7.1f %7.1f %6.1f %6.1f-%-6.1f %7.1f %5.0f%% %7.1fs\n",
+                    printf("%-6s %-6s %5d %7.1f %6.1f-%-6.1f %7.1f %7.1f %7.1f %6.1f %6.1f-%-6.1f %7.1f %5.0f%% %7.3fs\n",
                            cb_kv_kind_name(wkinds[wi]), cb_kv_kind_name(ckinds[ci]), contexts[xi], r.tps_median,
                            r.tps_min, r.tps_max, r.weight_bytes / 1e6, r.kv_bytes / 1e6, bytes / 1e6, r.bw_median,
                            r.bw_min, r.bw_max, r.bw_median * 1e9 / bytes, 100 * r.frac_median, r.prefill_s);

@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "core/atomic_file.h"
 #include "core/json_doc.h"
+#include "io/gguf.h"
 #include "io/hf_llama.h"
 #include "io/model_dir.h"
 #include "model/model.h"
@@ -27,11 +28,12 @@ static void usage(void) {
            "       cb-build --from hf_dir [-o dir] [plan]\n"
            "       cb-build --surgery teacher_dir [--group name] [--run id] [--context n] [--seed n] -o dir plan\n"
            "       cb-build --export-hf dir model_dir\n"
+           "       cb-build --export-gguf dir [--gguf-type type] model_dir\n"
            "       cb-build --forward tokens [--trace pattern] [-o file] model_dir\n"
            "       cb-build --check-weights model_dir\n"
            "Build a model directory (plan.json + model.safetensors) from a plan with weights\n"
            "initialised per the plan, or from a Hugging Face Llama checkpoint; export a model\n"
-           "directory as a Hugging Face Llama checkpoint; or run one forward pass over tokens and\n"
+           "directory as a Hugging Face Llama checkpoint or as dir/model.gguf for llama.cpp; or run one forward pass over tokens and\n"
            "write its logits and traced node outputs as safetensors; or check that every weight\n"
            "of a model directory is finite. --surgery builds the student of a run (its\n"
            "train.student.overrides) from the teacher's weights (cb-build(1), SURGERY).\n");
@@ -124,9 +126,11 @@ int main(int argc, char **argv) {
         {"export-hf", required_argument, 0, 'x'}, {"forward", required_argument, 0, 'F'},
         {"trace", required_argument, 0, 't'}, {"check-weights", no_argument, 0, 'c'},
         {"surgery", required_argument, 0, 'S'}, {"group", required_argument, 0, 'g'},
-        {"run", required_argument, 0, 'r'}, {"context", required_argument, 0, 'C'}, {0, 0, 0, 0}};
-    const char *surgery = NULL, *group = NULL, *run = NULL;
+        {"run", required_argument, 0, 'r'}, {"context", required_argument, 0, 'C'},
+        {"export-gguf", required_argument, 0, 'E'}, {"gguf-type", required_argument, 0, 'G'}, {0, 0, 0, 0}};
+    const char *surgery = NULL, *group = NULL, *run = NULL, *gguf_dir = NULL;
     long context = 512;
+    cb_gguf_type gguf_type = CB_GGUF_F32;
     const char *out = NULL, *from = NULL, *export_dir = NULL, *forward = NULL, *trace = NULL;
     unsigned long long seed = 1337;
     int c, check = 0;
@@ -150,6 +154,11 @@ int main(int argc, char **argv) {
                 return cb_cli_usage_error(TOOL, "--context: not a number of tokens >= 1: %s", optarg);
             break;
         }
+        case 'E': gguf_dir = optarg; break;
+        case 'G':
+            if (!cb_gguf_type_from_name(optarg, &gguf_type))
+                return cb_cli_usage_error(TOOL, "--gguf-type: one of f32, f16, bf16, q8_0, q4_0, not %s", optarg);
+            break;
         case 's': {
             char *end;
             errno = 0;
@@ -164,9 +173,14 @@ int main(int argc, char **argv) {
     int n_args = argc - optind;
     cb_error e;
     cb_error_clear(&e);
-    if ((from != NULL) + (export_dir != NULL) + (forward != NULL) + check + (surgery != NULL) > 1)
-        return cb_cli_usage_error(TOOL, "--from, --export-hf, --forward, --surgery and --check-weights exclude each other");
+    if ((from != NULL) + (export_dir != NULL) + (forward != NULL) + check + (surgery != NULL) + (gguf_dir != NULL) > 1)
+        return cb_cli_usage_error(TOOL, "--from, --export-hf, --export-gguf, --forward, --surgery and --check-weights "
+                                  "exclude each other");
     if ((group || run) && !surgery) return cb_cli_usage_error(TOOL, "--group and --run need --surgery");
+    if (gguf_dir) {
+        if (n_args != 1) return cb_cli_usage_error(TOOL, "--export-gguf needs one model directory");
+        return cb_gguf_export_llama(argv[optind], gguf_dir, gguf_type, &e) ? cb_cli_report(TOOL, &e) : 0;
+    }
     if (surgery) {
         if (n_args != 1) return cb_cli_usage_error(TOOL, "--surgery needs one plan");
         if (!out) return cb_cli_usage_error(TOOL, "-o dir is required");

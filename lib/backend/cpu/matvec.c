@@ -1,8 +1,9 @@
 /* matvec.c: y = W x with W stored in any cb_kv_kind, parallel over the rows of W; each row
- * is dequantised in registers by the kernels of backend/cpu/quant_dot.h, except q8_0: there the
- * input is quantised to int16 blocks once per product and each row is an integer dot
- * (backend/cpu/quant_act.h: 1.5x the speed of widening the weights to f32, within 2^-16 of the
- * input's block maximum per value). */
+ * is dequantised in registers by the kernels of backend/cpu/quant_dot.h, except the block
+ * formats q8_0, q4_0 and nf4: there the input is quantised to int8 blocks once per product
+ * and each row is an integer dot (backend/cpu/quant_int.h, which states the error bound). Many
+ * tokens (a prefill chunk) over such weights go as tiles: an item's rows (ITEM_BYTES of
+ * weights, in L1/L2) against 8 tokens at a time, each row read from memory once. */
 #include "backend/cpu/matvec.h"
 
 #include <cblas.h>
@@ -11,8 +12,8 @@
 #include <string.h>
 
 #include "backend/cpu/parallel.h"
-#include "backend/cpu/quant_act.h"
 #include "backend/cpu/quant_dot.h"
+#include "backend/cpu/quant_int.h"
 
 /* Below this many weights a parallel region costs more than it saves. */
 #define PARALLEL_MIN 65536
@@ -88,54 +89,63 @@ typedef struct matvec_job {
     const cb_weight_matrix *W;
     const float *x, *bias;
     int n, rows_per;
-    /* q8_0 weights: x as int16 blocks, token i at xq + i * nb * 32 and xd + i * nb (NULL:
-       the f32 kernels) */
-    const int16_t *xq;
-    const float *xd;
-    size_t nb;
+    /* q8_0, q4_0, nf4 weights: x as int8 blocks, one per token (NULL: the f32 kernels) */
+    const cb_act_q8 *acts;
 } matvec_job;
 
-/* Input vectors held as int16 blocks for a q8_0 product: in the caller's stack buffer when
- * they fit (one token's input up to 8192 values), else on the heap. */
-#define XQ_STACK_VALUES 8192
-typedef struct xq_buf {
-    int16_t stack_q[XQ_STACK_VALUES] __attribute__((aligned(64)));
-    float stack_d[XQ_STACK_VALUES / CB_ACT_BLOCK];
-    int16_t *heap_q;
-    float *heap_d;
-} xq_buf;
+/* Input vectors held as int8 blocks for an integer product: in the caller's stack buffer
+ * when one token's fit (up to 8192 values), else on the heap. */
+#define ACT_STACK_VALUES 8192
+typedef struct act_buf {
+    unsigned char stack[ACT_STACK_VALUES / CB_QI_BLOCK * CB_QI_BLOCK * 5 + 320] __attribute__((aligned(64)));
+    cb_act_q8 stack_act;
+    unsigned char *heap;
+    cb_act_q8 *heap_act;
+} act_buf;
 
-/* Quantise x (n, cols) for j when W is q8_0; 0 when the f32 kernels must do it (another
- * kind, or no memory for the heap buffer: slower, within the same bounds). */
-static int xq_prepare(matvec_job *j, xq_buf *buf, int n) {
-    if (j->W->kind != CB_KV_Q8_0) return 0;
-    const size_t cols = (size_t)j->W->cols, nb = cb_act_blocks(cols), values = (size_t)n * nb * CB_ACT_BLOCK;
-    int16_t *q = buf->stack_q;
-    float *d = buf->stack_d;
-    buf->heap_q = NULL;
-    buf->heap_d = NULL;
-    if (values > XQ_STACK_VALUES) {
-        buf->heap_q = aligned_alloc(64, (values * sizeof(int16_t) + 63) / 64 * 64);
-        buf->heap_d = malloc((size_t)n * nb * sizeof(float));
-        if (!buf->heap_q || !buf->heap_d) {
-            free(buf->heap_q);
-            free(buf->heap_d);
+typedef struct quantise_job {
+    cb_act_q8 *acts;
+    const float *x;
+    size_t cols;
+} quantise_job;
+
+static void quantise_token(void *ctx, int i) {
+    const quantise_job *q = ctx;
+    cb_act_q8_quantize(&q->acts[i], q->x + (size_t)i * q->cols);
+}
+
+/* Quantise x (n, cols) for j when W has integer kernels; 0 when the f32 kernels must do it
+ * (another kind, or no memory for the heap buffer: slower, within tighter bounds). */
+static int act_prepare(matvec_job *j, act_buf *buf, int n) {
+    if (!cb_qi_kind(j->W->kind)) return 0;
+    const size_t cols = (size_t)j->W->cols, per = (cb_act_q8_bytes(cols) + 63) / 64 * 64;
+    unsigned char *mem = buf->stack;
+    cb_act_q8 *acts = &buf->stack_act;
+    buf->heap = NULL;
+    buf->heap_act = NULL;
+    if (n > 1 || per > sizeof buf->stack) {
+        buf->heap = aligned_alloc(64, per * (size_t)n);
+        buf->heap_act = malloc(sizeof(cb_act_q8) * (size_t)n);
+        if (!buf->heap || !buf->heap_act) {
+            free(buf->heap);
+            free(buf->heap_act);
             return 0;
         }
-        q = buf->heap_q;
-        d = buf->heap_d;
+        mem = buf->heap;
+        acts = buf->heap_act;
     }
-    for (int i = 0; i < n; i++)
-        cb_act_quantize_i16(q + (size_t)i * nb * CB_ACT_BLOCK, d + (size_t)i * nb, j->x + (size_t)i * cols, cols);
-    j->xq = q;
-    j->xd = d;
-    j->nb = nb;
+    for (int i = 0; i < n; i++) cb_act_q8_init(&acts[i], mem + (size_t)i * per, cols);
+    quantise_job q = {acts, j->x, cols};
+    if ((size_t)n * cols >= PARALLEL_MIN) cb_parallel_for(n, quantise_token, &q);
+    else
+        for (int i = 0; i < n; i++) quantise_token(&q, i);
+    j->acts = acts;
     return 1;
 }
 
-static void xq_release(xq_buf *buf) {
-    free(buf->heap_q);
-    free(buf->heap_d);
+static void act_release(act_buf *buf) {
+    free(buf->heap);
+    free(buf->heap_act);
 }
 
 /* Rows per item: ITEM_BYTES of weights whatever the tokens (a claim costs the same for any
@@ -155,11 +165,10 @@ static void matvec_item(void *ctx, int item) {
     const size_t cols = (size_t)W->cols;
     const int r0 = item * j->rows_per, r1 = r0 + j->rows_per < W->rows ? r0 + j->rows_per : W->rows;
     const size_t ahead = prefetch_ahead(W->row_bytes);
-    if (j->xq) {
-        for (int r = r0; r < r1; r++) {
-            prefetch_bytes((const unsigned char *)row_of(W, r) + ahead, W->row_bytes);
-            j->y[r] = cb_q8_0_dot_i16(row_of(W, r), j->xq, j->xd, j->nb) + (j->bias ? j->bias[r] : 0.0f);
-        }
+    if (j->acts) {
+        cb_qi_rows_dot(W->kind, j->y + r0, 0, row_of(W, r0), W->row_bytes, r1 - r0, j->acts, 1);
+        if (j->bias)
+            for (int r = r0; r < r1; r++) j->y[r] += j->bias[r];
         return;
     }
     for (int r = r0; r < r1; r++) {
@@ -169,13 +178,13 @@ static void matvec_item(void *ctx, int item) {
 }
 
 void cb_matvec(float *y, const cb_weight_matrix *W, const float *x, const float *bias) {
-    matvec_job j = {y, W, x, bias, 1, rows_per_item(W, 1), NULL, NULL, 0};
-    xq_buf buf;
-    const int quantised = xq_prepare(&j, &buf, 1);
+    matvec_job j = {y, W, x, bias, 1, rows_per_item(W, 1), NULL};
+    act_buf buf;
+    const int quantised = act_prepare(&j, &buf, 1);
     if ((long long)W->rows * W->cols >= PARALLEL_MIN) cb_parallel_for(items_of(&j), matvec_item, &j);
     else
         for (int i = 0; i < items_of(&j); i++) matvec_item(&j, i);
-    if (quantised) xq_release(&buf);
+    if (quantised) act_release(&buf);
 }
 
 /* From this many tokens on an f32 product goes to BLAS (a prefill chunk); below, a few
@@ -280,18 +289,15 @@ static void matvec_n_item(void *ctx, int item) {
         }
     }
 #endif
-    if (j->xq) { // q8_0: 8 tokens per pass over each row, sharing its widened blocks
-        const size_t ldq = j->nb * CB_ACT_BLOCK;
-        for (; r < r1; r++) {
-            float out[8];
-            prefetch_bytes((const unsigned char *)row_of(W, r) + ahead, W->row_bytes);
-            for (int i0 = 0; i0 < n; i0 += 8) {
-                const int m = n - i0 < 8 ? n - i0 : 8;
-                cb_q8_0_dot_i16_m(out, row_of(W, r), j->xq + (size_t)i0 * ldq, ldq, j->xd + (size_t)i0 * j->nb,
-                                  j->nb, j->nb, m);
-                for (int i = 0; i < m; i++) j->y[(size_t)(i0 + i) * rows + r] = out[i] + (j->bias ? j->bias[r] : 0.0f);
-            }
+    if (j->acts) { // the item's rows against 8 tokens at a time: the rows stay in L1/L2
+        for (int i0 = 0; i0 < n; i0 += CB_QI_MAX_M) {
+            const int m = n - i0 < CB_QI_MAX_M ? n - i0 : CB_QI_MAX_M;
+            cb_qi_rows_dot(W->kind, j->y + (size_t)i0 * rows + r, (size_t)rows, row_of(W, r), W->row_bytes, r1 - r,
+                           j->acts + i0, m);
         }
+        if (j->bias)
+            for (int i = 0; i < n; i++)
+                for (int q = r; q < r1; q++) j->y[(size_t)i * rows + q] += j->bias[q];
         return;
     }
     for (; r < r1; r++) {
@@ -305,6 +311,51 @@ static void matvec_n_item(void *ctx, int item) {
                 j->y[(size_t)(i0 + i) * rows + r] = out[i] + (j->bias ? j->bias[r] : 0.0f);
         }
     }
+}
+
+/* fp16/bf16 weights and many tokens (a prefill chunk): each item converts PANEL_ROWS rows to
+ * f32 once (exact) and multiplies them by all n tokens in one single-threaded BLAS call, so a
+ * row costs one conversion per chunk instead of one per token group, and the products run on
+ * BLAS's register-blocked kernels. */
+#define PANEL_ROWS 128
+
+typedef struct panel_job {
+    float *y;
+    const cb_weight_matrix *W;
+    const float *x, *bias;
+    int n;
+} panel_job;
+
+static void panel_item(void *ctx, int item) {
+    const panel_job *j = ctx;
+    const cb_weight_matrix *W = j->W;
+    const int rows = W->rows, cols = W->cols, r0 = item * PANEL_ROWS;
+    const int r1 = r0 + PANEL_ROWS < rows ? r0 + PANEL_ROWS : rows;
+    float *panel = malloc(sizeof(float) * (size_t)(r1 - r0) * (size_t)cols);
+    if (!panel) { // no memory for the panel: the same products a row at a time
+        for (int r = r0; r < r1; r++)
+            for (int i = 0; i < j->n; i++)
+                j->y[(size_t)i * rows + r] = cb_kv_dot(W->kind, row_of(W, r), j->x + (size_t)i * cols, (size_t)cols);
+    } else {
+        for (int r = r0; r < r1; r++) cb_kv_dequantize_row(W->kind, panel + (size_t)(r - r0) * cols, row_of(W, r), (size_t)cols);
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, j->n, r1 - r0, cols, 1.0f, j->x, cols, panel, cols, 0.0f,
+                    j->y + r0, rows);
+        free(panel);
+    }
+    if (j->bias)
+        for (int i = 0; i < j->n; i++)
+            for (int r = r0; r < r1; r++) j->y[(size_t)i * rows + r] += j->bias[r];
+}
+
+static void matvec_panels(float *y, const cb_weight_matrix *W, const float *x, const float *bias, int n) {
+    panel_job j = {y, W, x, bias, n};
+    const int items = (W->rows + PANEL_ROWS - 1) / PANEL_ROWS;
+    // OpenBLAS's pthreads build would run each item's call on all its threads
+    const int pthreads = openblas_get_parallel() == 1;
+    const int blas_threads = pthreads ? openblas_get_num_threads() : 1;
+    if (blas_threads > 1) openblas_set_num_threads(1);
+    cb_parallel_for(items, panel_item, &j);
+    if (blas_threads > 1) openblas_set_num_threads(blas_threads);
 }
 
 void cb_matvec_n(float *y, const cb_weight_matrix *W, const float *x, const float *bias, int n) {
@@ -321,11 +372,15 @@ void cb_matvec_n(float *y, const cb_weight_matrix *W, const float *x, const floa
                 for (int r = 0; r < rows; r++) y[(size_t)i * rows + r] += bias[r];
         return;
     }
-    matvec_job j = {y, W, x, bias, n, rows_per_item(W, n), NULL, NULL, 0};
-    xq_buf buf;
-    const int quantised = xq_prepare(&j, &buf, n);
+    if ((W->kind == CB_KV_F16 || W->kind == CB_KV_BF16) && n > BLAS_MIN_TOKENS) {
+        matvec_panels(y, W, x, bias, n);
+        return;
+    }
+    matvec_job j = {y, W, x, bias, n, rows_per_item(W, n), NULL};
+    act_buf buf;
+    const int quantised = act_prepare(&j, &buf, n);
     if ((long long)rows * cols >= PARALLEL_MIN) cb_parallel_for(items_of(&j), matvec_n_item, &j);
     else
         for (int i = 0; i < items_of(&j); i++) matvec_n_item(&j, i);
-    if (quantised) xq_release(&buf);
+    if (quantised) act_release(&buf);
 }

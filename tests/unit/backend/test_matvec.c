@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "backend/cpu/matvec.h"
+#include "backend/cpu/quant_int.h"
 #include "tensor/dtype.h"
 
 static unsigned long long rng_state = 0xBF58476D1CE4E5B9ULL;
@@ -27,6 +28,13 @@ static double value_bound(cb_kv_kind k, const float *row, int cols, int j) {
     double rel = k == CB_KV_Q8_0 ? 1.0 / 254 + 0x1p-11 : k == CB_KV_Q4_0 ? 1.0 / 8 + 0x1p-11
                                                       : 0.1519036 * (1 + 0x1p-11) + 0x1p-11;
     return amax * rel;
+}
+
+/* nf4's scale for w[j]: the largest |w| of its 64-value block, rounded to fp16 (up to 2^-11). */
+static double nf4_scale(const float *row, int cols, int j) {
+    double amax = 0;
+    for (int i = j / 64 * 64; i < j / 64 * 64 + 64 && i < cols; i++) amax = cb_test_worst(amax, fabs(row[i]));
+    return amax * (1 + 0x1p-11);
 }
 
 /* The largest |x| in the 32-value block of x[j]. */
@@ -58,13 +66,22 @@ TEST(matvec_every_kind) {
                 for (int j = 0; j < cols; j++) {
                     ref += (double)wr[j] * x[j];
                     bound += value_bound((cb_kv_kind)k, wr, cols, j) * fabs(x[j]);
-                    // q8_0: the input held as int16 blocks (quant_act.h), at most half a step
-                    // of amax / 32767 per value, times the stored weight (<= |w| + its bound)
-                    if (k == CB_KV_Q8_0)
-                        bound += (fabs(wr[j]) + value_bound((cb_kv_kind)k, wr, cols, j)) * block_amax(x, cols, j) / 65534.0;
+                    // q8_0, q4_0, nf4: the input held as int8 blocks (quant_int.h), at most
+                    // (1/2 + 2^-12) steps of amax / 127 per value, times the stored weight
+                    // (<= |w| + its bound); nf4's levels held to the nearest 1/127, times
+                    // its scale (<= the 64-value block's amax) and the held input
+                    if (cb_qi_kind((cb_kv_kind)k)) {
+                        const double step = block_amax(x, cols, j) / 127 * (1 + 0x1p-20);
+                        bound += (fabs(wr[j]) + value_bound((cb_kv_kind)k, wr, cols, j)) * step * (0.5 + 0x1p-12);
+                        if (k == CB_KV_NF4)
+                            bound += (fabs(x[j]) + step) * nf4_scale(wr, cols, j) * CB_NF4_I8_LEVEL_ERR;
+                    }
                     mag += fabs((double)wr[j] * x[j]);
                 }
-                double err = fabs(y[r] - ref), allow = bound + 1e-6 * mag;
+                // f32 additions: quant_int.h's (nb + 8) 2^-24 of the sum of held products
+                // (each within 2% of |w x| here, and more where an input rounds up)
+                const double f32 = cb_qi_kind((cb_kv_kind)k) ? ((cols + 31) / 32 + 8) * 0x1p-24 * 1.1 : 1e-6;
+                double err = fabs(y[r] - ref), allow = bound + f32 * mag + (cb_qi_kind((cb_kv_kind)k) ? 1e-6 * mag : 0);
                 worst = cb_test_worst(worst, err / allow);
             }
             char what[64];

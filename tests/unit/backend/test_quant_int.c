@@ -1,0 +1,208 @@
+/* test_quant_int.c: the integer kernels of backend/cpu/quant_int.h on every path this CPU
+ * can run (each forced in turn): int8 activation blocks within half a step, and the row
+ * products of q8_0, q4_0 and nf4 weights for 1..8 tokens against an fp64 sum over the stored
+ * weights, within the bound quant_int.h derives (activation rounding, nf4's integer levels,
+ * f32 additions). */
+#include "test.h"
+
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "backend/cpu/quant_int.h"
+#include "tensor/dtype.h"
+#include "tensor/quant.h"
+
+static unsigned long long rng_state = 0xD1B54A32D192ED03ULL;
+static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)
+
+static void *act_buf(cb_act_q8 *a, size_t n) {
+    void *buf = aligned_alloc(64, (cb_act_q8_bytes(n) + 63) / 64 * 64);
+    cb_act_q8_init(a, buf, n);
+    return buf;
+}
+
+TEST(act_q8_quantize_bounds) {
+    const size_t n = 100; // 3 whole blocks and a partial one of 4 values
+    float x[100];
+    cb_act_q8 a;
+    void *buf = act_buf(&a, n);
+    EXPECT_EQ_INT(4, (int)a.nb);
+    for (size_t j = 0; j < n; j++) x[j] = urandf() * (j < 32 ? 1e-3f : j < 64 ? 0.0f : 50.0f);
+    x[70] = -50.0f; // the block's extreme: exactly -127
+    memset(a.q, 0x55, a.nb * 32);
+    cb_act_q8_quantize(&a, x);
+    EXPECT(a.d[1 * 8] == 0.0f);
+    EXPECT_EQ_INT(-127, a.q[70]);
+    double worst = 0;
+    for (size_t b = 0; b < a.nb; b++) {
+        int sum = 0;
+        for (int j = 0; j < 32; j++) sum += a.q[b * 32 + j];
+        for (int l = 0; l < 8; l++) {
+            EXPECT_EQ_INT(-16 * sum, a.c128[b * 8 + l]);
+            EXPECT_EQ_INT(-sum, a.c8[b * 8 + l]);
+            EXPECT(a.d[b * 8 + l] == a.d[b * 8]);
+        }
+    }
+    for (size_t j = 0; j < n; j++) {
+        const double step = a.d[j / 32 * 8];
+        const double err = fabs((double)a.q[j] * step - x[j]);
+        if (step > 0) worst = cb_test_worst(worst, err / (step * (0.5 + 0x1p-12)));
+        else EXPECT_EQ_INT(0, a.q[j]);
+    }
+    REPORT_DIFF("int8 activation error / (1/2 + 2^-12) step", worst, 1.0);
+    EXPECT(worst <= 1.0);
+    for (size_t j = n; j < a.nb * 32; j++) EXPECT_EQ_INT(0, a.q[j]);
+    x[5] = NAN;
+    cb_act_q8_quantize(&a, x);
+    EXPECT(isnan(a.d[0]));
+    free(buf);
+}
+
+TEST(nf4_integer_levels) {
+    double worst = 0;
+    for (int i = 0; i < 16; i++) {
+        EXPECT_EQ_INT((int)lrint(127.0 * cb_nf4_levels[i]), cb_nf4_levels_i8[i]);
+        worst = cb_test_worst(worst, fabs(cb_nf4_levels_i8[i] / 127.0 - cb_nf4_levels[i]));
+    }
+    REPORT_DIFF("nf4 integer level error", worst, CB_NF4_I8_LEVEL_ERR);
+    EXPECT(worst <= CB_NF4_I8_LEVEL_ERR);
+}
+
+/* The stored value j of a row of kind (double), its block scale, and for nf4 the gap between
+ * the level and the kernels' integer level (0 for the exact formats). */
+static double stored_value(cb_kv_kind k, const void *row, size_t j, double *scale, double *level_err) {
+    *level_err = 0;
+    if (k == CB_KV_Q8_0) {
+        const cb_block_q8_0 *b = (const cb_block_q8_0 *)row + j / 32;
+        *scale = cb_f16_to_f32(b->d);
+        return b->qs[j % 32] * *scale;
+    }
+    if (k == CB_KV_Q4_0) {
+        const cb_block_q4_0 *b = (const cb_block_q4_0 *)row + j / 32;
+        const int i = (int)(j % 32), nib = i < 16 ? b->qs[i] & 15 : b->qs[i - 16] >> 4;
+        *scale = cb_f16_to_f32(b->d);
+        return (nib - 8) * *scale;
+    }
+    const cb_block_nf4 *b = (const cb_block_nf4 *)row + j / 64;
+    const int i = (int)(j % 64), idx = i < 32 ? b->qs[i] & 15 : b->qs[i - 32] >> 4;
+    *scale = cb_f16_to_f32(b->d);
+    *level_err = fabs(cb_nf4_levels_i8[idx] / 127.0 - cb_nf4_levels[idx]);
+    return (double)cb_nf4_levels[idx] * *scale;
+}
+
+/* Worst error / bound of cb_qi_rows_dot over rows x cols weights of kind and m tokens. */
+static double rows_check(cb_kv_kind k, int rows, int cols, int m, float xscale) {
+    const size_t row_bytes = cb_kv_kind_bytes(k, (size_t)cols);
+    unsigned char *w = malloc(row_bytes * rows);
+    float *wf = malloc(sizeof(float) * cols), *x = malloc(sizeof(float) * cols * m);
+    float *y = malloc(sizeof(float) * rows * m);
+    cb_act_q8 a[CB_QI_MAX_M];
+    void *bufs[CB_QI_MAX_M];
+    for (int r = 0; r < rows; r++) {
+        for (int j = 0; j < cols; j++) wf[j] = urandf() * (j % 5 == 0 ? 2.0f : 0.3f);
+        cb_kv_quantize_row(k, w + (size_t)r * row_bytes, wf, (size_t)cols);
+    }
+    for (int i = 0; i < m; i++) {
+        for (int j = 0; j < cols; j++) x[(size_t)i * cols + j] = urandf() * xscale * (j % 3 == 0 ? 4.0f : 1.0f);
+        bufs[i] = act_buf(&a[i], (size_t)cols);
+        cb_act_q8_quantize(&a[i], x + (size_t)i * cols);
+    }
+    cb_qi_rows_dot(k, y, (size_t)rows, w, row_bytes, rows, a, m);
+    const double nb = (double)((cols + 31) / 32);
+    double worst = 0;
+    for (int i = 0; i < m; i++)
+        for (int r = 0; r < rows; r++) {
+            const void *row = w + (size_t)r * row_bytes;
+            double ref = 0, bound = 0, mag = 0;
+            for (int j = 0; j < cols; j++) {
+                double scale, lerr;
+                const double v = stored_value(k, row, (size_t)j, &scale, &lerr);
+                const double xj = x[(size_t)i * cols + j], d = a[i].d[(size_t)j / 32 * 8];
+                ref += v * xj;
+                bound += fabs(v) * d * (0.5 + 0x1p-12) + (fabs(xj) + d) * fabs(scale) * lerr;
+                mag += fabs(v * a[i].q[j] * d);
+            }
+            bound += (nb + 8) * 0x1p-24 * mag;
+            worst = cb_test_worst(worst, fabs(y[(size_t)i * rows + r] - ref) / (bound + 1e-30));
+        }
+    for (int i = 0; i < m; i++) free(bufs[i]);
+    free(w); free(wf); free(x); free(y);
+    return worst;
+}
+
+TEST(qi_rows_every_path_kind_and_m) {
+    const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
+    const int shapes[][2] = {{7, 32}, {5, 64}, {9, 100}, {4, 33}, {6, 768}, {3, 2048}, {5, 96}};
+    const cb_qi_path best = cb_qi_path_current();
+    int tested = 0;
+    for (int p = 0; p < CB_QI_PATH_COUNT; p++) {
+        if (!cb_qi_path_force((cb_qi_path)p)) {
+            printf("# path %s: not on this CPU\n", cb_qi_path_name((cb_qi_path)p));
+            continue;
+        }
+        tested++;
+        for (int ki = 0; ki < 3; ki++) {
+            double worst = 0;
+            for (int s = 0; s < 7; s++)
+                for (int m = 1; m <= CB_QI_MAX_M; m++)
+                    worst = cb_test_worst(worst, rows_check(kinds[ki], shapes[s][0], shapes[s][1], m, m % 2 ? 1.0f : 1e-3f));
+            char what[96];
+            snprintf(what, sizeof what, "%s %s rows x 1..8 tokens error / bound", cb_qi_path_name((cb_qi_path)p),
+                     cb_kv_kind_name(kinds[ki]));
+            REPORT_DIFF(what, worst, 1.0);
+            if (!(worst <= 1.0)) FAILF("%s: error %.3g times its bound", what, worst);
+        }
+    }
+    EXPECT(tested >= 1);
+    EXPECT(cb_qi_path_force(best));
+}
+
+/* The extremes: weights and activations at full scale (int8 -127/127, nibbles 0 and 15,
+ * nf4 levels +-1) so that a saturating int16 pair sum would show. */
+TEST(qi_rows_extremes_every_path) {
+    const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
+    const int cols = 256;
+    float wf[256], x[256];
+    const cb_qi_path best = cb_qi_path_current();
+    for (int p = 0; p < CB_QI_PATH_COUNT; p++) {
+        if (!cb_qi_path_force((cb_qi_path)p)) continue;
+        for (int ki = 0; ki < 3; ki++) {
+            for (int sign = -1; sign <= 1; sign += 2) {
+                const cb_kv_kind k = kinds[ki];
+                unsigned char row[512];
+                for (int j = 0; j < cols; j++) {
+                    wf[j] = (j % 2 ? 1.0f : -1.0f) * (k == CB_KV_Q4_0 ? (j % 4 < 2 ? 1.0f : -1.0f) : 1.0f);
+                    x[j] = (float)sign * wf[j];
+                }
+                cb_kv_quantize_row(k, row, wf, cols);
+                cb_act_q8 a;
+                void *buf = act_buf(&a, cols);
+                cb_act_q8_quantize(&a, x);
+                float y;
+                cb_qi_rows_dot(k, &y, 1, row, cb_kv_kind_bytes(k, cols), 1, &a, 1);
+                double ref = 0, scale, lerr;
+                for (int j = 0; j < cols; j++) ref += stored_value(k, row, (size_t)j, &scale, &lerr) * x[j];
+                if (!(fabs(y - ref) <= 1e-3 * fabs(ref) + 1e-3))
+                    FAILF("%s %s sign %d: %g, expected %g", cb_qi_path_name((cb_qi_path)p), cb_kv_kind_name(k), sign, y, ref);
+                free(buf);
+            }
+        }
+    }
+    EXPECT(cb_qi_path_force(best));
+}
+
+TEST(qi_nan_activation_gives_nan) {
+    const int cols = 64;
+    float wf[64], x[64];
+    for (int j = 0; j < cols; j++) wf[j] = x[j] = urandf();
+    x[40] = NAN;
+    cb_act_q8 a;
+    void *buf = act_buf(&a, cols);
+    cb_act_q8_quantize(&a, x);
+    unsigned char row[2 * sizeof(cb_block_q8_0)]; // 64 values: two blocks
+    cb_kv_quantize_row(CB_KV_Q8_0, row, wf, cols);
+    float y = 0;
+    cb_qi_rows_dot(CB_KV_Q8_0, &y, 1, row, cb_kv_kind_bytes(CB_KV_Q8_0, cols), 1, &a, 1);
+    EXPECT(isnan(y));
+    free(buf);
+}
