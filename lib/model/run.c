@@ -117,6 +117,12 @@ static pass_t pass_of(run_t *r, const cb_program *prog, const real *weights, rea
     return p;
 }
 
+#ifndef CB_REAL_F64
+cb_pass cb_run_pass(const cb_run *r, const cb_program *prog, const float *weights, float *grads) {
+    return pass_of((cb_run *)r, prog, weights, grads);
+}
+#endif
+
 #ifdef CB_REAL_F64
 double cb_run_forward_f64(run_t *r, const cb_program *prog, const real *weights, const int32_t *tokens,
                           const int32_t *targets) {

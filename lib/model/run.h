@@ -53,6 +53,11 @@ double cb_run_forward_f64(cb_run_f64 *r, const cb_program *prog, const double *w
 void cb_run_backward(cb_run *r, const cb_program *prog, const float *weights, float *grads);
 void cb_run_backward_f64(cb_run_f64 *r, const cb_program *prog, const double *weights, double *grads);
 
+/* The full-sequence pass of r over prog with these weights and gradients (grads NULL:
+ * forward only): what cb_run_forward / cb_run_backward run, for a caller that drives the
+ * ops itself (distillation, one layer of a pair). tokens and targets are r's last. */
+cb_pass cb_run_pass(const cb_run *r, const cb_program *prog, const float *weights, float *grads);
+
 /* The output of op i of the last forward: (B,T,width) in the slot arena (device memory). */
 const float *cb_run_op_output(const cb_run *r, const cb_program *prog, int op, int *width);
 

@@ -58,22 +58,16 @@ int cb_attn_pair_init(cb_attn_pair *p, cb_backend *be, const cb_model *teacher, 
     return rc;
 }
 
+/* a pass of one side of the pair over tokens, without dropout: a layer is compared with
+ * its teacher as the model would run at inference */
 static cb_pass pass_of(cb_run *r, const cb_program *prog, const float *weights, float *grads, const int32_t *tokens) {
-    cb_pass q;
-    memset(&q, 0, sizeof q);
-    q.prog = prog;
-    q.B = prog->B;
-    q.T = prog->T;
-    q.weights = weights;
-    q.grads = grads;
-    q.slots = r->slots;
-    q.dslots = r->dslots;
-    q.saved = r->saved;
-    q.scratch = r->scratch;
-    q.rope = r->rope;
-    q.lse = r->lse;
-    q.losses = r->losses;
+    cb_pass q = cb_run_pass(r, prog, weights, grads);
+    q.training = 0;
+    q.dropout_seed = 0;
+    q.row0 = 0;
+    q.op_seconds = NULL;
     q.tokens = tokens;
+    q.targets = NULL;
     return q;
 }
 

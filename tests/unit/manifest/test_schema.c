@@ -275,7 +275,7 @@ TEST(schema_bad_enums_list_the_allowed_values) {
     doc = base_doc();
     put(doc, "groups[0].benchmarks[0].config.type", json_string("speed"));
     expect_one(doc, "groups[0].benchmarks[0].config.type: unknown benchmark type speed (expected one of "
-                    "perplexity, latency, memory, accuracy, generation)", NULL);
+                    "perplexity, latency, memory, accuracy, generation, custom)", NULL);
 }
 
 TEST(schema_fields_for_the_wrong_type) {
