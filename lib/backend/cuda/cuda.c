@@ -2,7 +2,7 @@
  * ops of a pass (ops.c), the loss, gradient scaling and clipping, and the optimizers of
  * train/optimizer.h, all on GPU 0 in float32 on the legacy default stream (so every
  * copy, kernel and cuBLAS call is ordered, and a blocking copy waits for what came
- * before it). Decoding on the GPU is issue 16: decode_init refuses with one message. */
+ * before it). Decoding is decode.c. */
 #include "backend/cuda/cuda.h"
 
 #include <math.h>
@@ -206,25 +206,6 @@ static void cuda_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const
     cb_cuda_check_launch(&ctx, "optimizer step");
 }
 
-/* Decoding on the GPU is issue 16; until then a session on this backend is refused with
- * one message, before anything is allocated. */
-static int cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *prog, const cb_param_table *params,
-                            const float *weights, const cb_decode_config *cfg, cb_error *e) {
-    (void)be, (void)prog, (void)params, (void)weights, (void)cfg;
-    memset(d, 0, sizeof *d);
-    return cb_fail(e, CB_E_USAGE, "", "device cuda: GPU decoding is not built yet; use --device cpu for generation");
-}
-static int cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_error *e) {
-    (void)be, (void)d, (void)pos0, (void)m;
-    return cb_fail(e, CB_E_USAGE, "", "device cuda: GPU decoding is not built yet; use --device cpu for generation");
-}
-static void cuda_decode_truncate(cb_backend *be, cb_decode *d, int len) { (void)be, (void)d, (void)len; }
-static void cuda_decode_free(cb_backend *be, cb_decode *d) {
-    (void)be;
-    memset(d, 0, sizeof *d);
-}
-static void cuda_decode_edge(cb_backend *be) { (void)be; }
-
 static cb_backend cuda_backend = {
     .name = "cuda",
     .device = CB_DEVICE_CUDA,
@@ -243,12 +224,12 @@ static cb_backend cuda_backend = {
     .scale = cuda_scale,
     .grad_clip = cuda_grad_clip,
     .optimizer_step = cuda_optimizer_step,
-    .decode_init = cuda_decode_init,
-    .decode_reserve = cuda_decode_reserve,
-    .decode_truncate = cuda_decode_truncate,
-    .decode_free = cuda_decode_free,
-    .decode_begin = cuda_decode_edge,
-    .decode_end = cuda_decode_edge,
+    .decode_init = cb_cuda_decode_init,
+    .decode_reserve = cb_cuda_decode_reserve,
+    .decode_truncate = cb_cuda_decode_truncate,
+    .decode_free = cb_cuda_decode_free,
+    .decode_begin = cb_cuda_decode_begin,
+    .decode_end = cb_cuda_decode_end,
 };
 
 /* At exit: the scratch, the small buffers and cuBLAS given back before the runtime's own
@@ -291,6 +272,8 @@ cb_backend *cb_backend_cuda(void) {
 }
 
 const char *cb_backend_cuda_absent(void) { return absent; }
+
+void cb_backend_cuda_set_amp(int on) { ctx.amp = on; }
 
 void cb_backend_cuda_set_tf32(int on) {
     if (ctx.blas) cublasSetMathMode(ctx.blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);

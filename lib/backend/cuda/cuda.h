@@ -14,6 +14,9 @@ cb_backend *cb_backend_cuda(void);
  * else float32 throughout (the default, what the tests hold to the CPU). For measuring
  * (bench/cuda_step -x): no manifest field selects it yet. */
 void cb_backend_cuda_set_tf32(int on);
+/* Mixed precision (train.amp) when on: products and attention in bf16 on the tensor
+ * cores with float32 sums and float32 master weights; else float32 throughout. */
+void cb_backend_cuda_set_amp(int on);
 /* Why cb_backend_cuda() returned NULL ("no CUDA device: ..."), or "" when it did not. */
 const char *cb_backend_cuda_absent(void);
 

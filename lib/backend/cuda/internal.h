@@ -1,7 +1,7 @@
 /* internal.h: the CUDA backend's state and the parts its files share (backend/cuda/):
  * cuda.c (memory, transfers, loss, clipping, optimizer: the interface), ops.c (the op
  * switch, as backend/cpu/ops.c), attention.c (attention from batched products), blas.c
- * (row-major products through cuBLAS). Internal to backend/cuda/. */
+ * (row-major products through cuBLAS), decode.c (decoding). Internal to backend/cuda/. */
 #ifndef CB_BACKEND_CUDA_INTERNAL_H
 #define CB_BACKEND_CUDA_INTERNAL_H
 
@@ -24,6 +24,9 @@ typedef struct cuda_ctx {
      * reported by synchronize. */
     int failed;
     cb_error err;
+    int amp; /* mixed precision (train.amp): products and attention in bf16 on the tensor
+                cores with float32 sums; 0: float32 throughout (what the tests hold to
+                the CPU) */
 } cuda_ctx;
 
 /* Record the first failure (sticky until synchronize reports it). */
@@ -47,6 +50,17 @@ void cb_cuda_linear_forward(cuda_ctx *c, float *out, const float *in, const floa
                             int OC);
 void cb_cuda_linear_backward(cuda_ctx *c, float *din, float *dw, float *db, const float *dy, const float *in,
                              const float *w, int N, int IC, int OC);
+
+/* decode.c: the decoding state of backend.h (decode_init ... decode_end), and a
+ * decoding pass's op (ops.c hands every op of a pass with p->decode to it). */
+int cb_cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *prog, const struct cb_param_table *params,
+                        const float *weights, const cb_decode_config *cfg, cb_error *e);
+int cb_cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_error *e);
+void cb_cuda_decode_truncate(cb_backend *be, cb_decode *d, int len);
+void cb_cuda_decode_free(cb_backend *be, cb_decode *d);
+void cb_cuda_decode_begin(cb_backend *be);
+void cb_cuda_decode_end(cb_backend *be);
+int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e);
 
 /* ops.c */
 int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e);

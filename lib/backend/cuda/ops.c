@@ -1,7 +1,7 @@
 /* ops.c: what each op of a program does on the GPU, forward and backward: the CUDA
  * backend's op_forward / op_backward, op for op the switch of backend/cpu/ops.c (the same
  * saved layout, the same dropout offsets), with the layers as kernels/ (one .cu a layer) and the
- * products through blas.c. Full-sequence passes only: decoding is not on the GPU yet. */
+ * products through blas.c. A decoding pass goes to decode.c. */
 #include "backend/cuda/internal.h"
 
 #include <string.h>
@@ -54,8 +54,7 @@ static void op_work(const cb_program *prog, const cb_op *op, int B, int T, size_
 int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     const cb_program *prog = p->prog;
     const cb_op *op = &prog->ops[i];
-    if (p->decode)
-        return cb_fail(e, CB_E_USAGE, "", "decoding on the GPU is not built yet (use --device cpu for generation)");
+    if (p->decode) return cb_cuda_decode_op_forward(c, p, i, e);
     /* after a failure nothing more runs until synchronize reports it (a full-sequence
      * pass's caller may not look at this return: model/run.c) */
     if (c->failed) {
