@@ -82,6 +82,7 @@ void cb_pass_backward(cb_backend *be, pass_t *p) {
         t0 = clock_if(p);
         OP_BACKWARD(be, p, i);
         add_time(p, (size_t)prog->n_ops + (size_t)i, t0);
+        if (p->on_backward) p->on_backward(p->on_backward_ctx, i);
     }
     (void)be;
 }

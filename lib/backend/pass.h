@@ -68,7 +68,10 @@ enum cb_head_rows { CB_HEAD_NONE = 0, CB_HEAD_LAST = 1, CB_HEAD_ALL = 2 };
     const int32_t *tokens, *targets; /* (B,T); targets NULL: no loss */                   \
     cb_decode *decode;  /* NULL: a full-sequence pass */                                   \
     int head_rows;      /* decoding: enum cb_head_rows */                                  \
-    double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) seconds each op adds to (profiling) */
+    double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) seconds each op adds to (profiling) */ \
+    void (*on_backward)(void *ctx, int op); /* NULL, or called after each op's backward    \
+                           (data parallel: a bucket of final gradients to sum, dist/buckets.h) */ \
+    void *on_backward_ctx;
 
 typedef struct cb_pass { CB_PASS_FIELDS(float) } cb_pass;
 typedef struct cb_pass_f64 { CB_PASS_FIELDS(double) } cb_pass_f64;

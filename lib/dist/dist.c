@@ -20,6 +20,20 @@
 static cb_dist the_process = {0, 1, 0, NULL};
 static int owns_mpi; /* this process called MPI_Init: finalize ends MPI */
 
+/* The process's started sums: MPI requests (host memory), or NCCL on its own stream. */
+static struct {
+    int none; /* keeps the struct whole in a build without MPI */
+#ifdef CB_HAVE_MPI
+    MPI_Request *reqs;
+    int n, cap;
+#endif
+#ifdef CB_HAVE_NCCL
+    cudaStream_t stream;     /* non-blocking: no implicit order with the legacy stream */
+    cudaEvent_t queued, done; /* the backend's work so far; the stream's sums */
+    int started;
+#endif
+} pending;
+
 /* How many ranks the launcher says there are (OpenMPI's, or a PMI launcher's); 0 when no
  * launcher started this process. */
 static int launcher_world(void) {
@@ -78,7 +92,19 @@ int cb_dist_init(cb_dist *d, cb_error *e) {
 
 void cb_dist_finalize(cb_dist *d) {
 #ifdef CB_HAVE_NCCL
+    if (pending.stream) {
+        cudaStreamSynchronize(pending.stream);
+        cudaEventDestroy(pending.queued);
+        cudaEventDestroy(pending.done);
+        cudaStreamDestroy(pending.stream);
+        pending.stream = NULL;
+    }
     if (d->nccl) ncclCommDestroy((ncclComm_t)d->nccl);
+#endif
+#ifdef CB_HAVE_MPI
+    free(pending.reqs);
+    pending.reqs = NULL;
+    pending.n = pending.cap = 0;
 #endif
     d->nccl = NULL;
 #ifdef CB_HAVE_MPI
@@ -151,6 +177,104 @@ static ncclComm_t on_gpu(const cb_dist *d, const cb_backend *be) {
     return d->nccl && be->device == CB_DEVICE_CUDA ? (ncclComm_t)d->nccl : NULL;
 }
 #endif
+
+/* ---- sums started without waiting (dist.h) ---- */
+
+
+int cb_dist_can_start(const cb_dist *d, const cb_backend *be) {
+    if (!d->mpi) return 0;
+#ifdef CB_HAVE_NCCL
+    if (on_gpu(d, be)) return 1;
+#endif
+#ifdef CB_HAVE_MPI
+    return be->unified;
+#else
+    (void)be;
+    return 0;
+#endif
+}
+
+#ifdef CB_HAVE_NCCL
+static int cuda_failed(cudaError_t err, const char *what, cb_error *e) {
+    return cb_fail(e, CB_E_RUNTIME, "nccl", "%s: %s", what, cudaGetErrorString(err));
+}
+#endif
+
+int cb_dist_sum_start(const cb_dist *d, cb_backend *be, float *x, size_t n, cb_error *e) {
+    if (!d->mpi || n == 0) return CB_OK;
+#ifdef CB_HAVE_NCCL
+    ncclComm_t comm = on_gpu(d, be);
+    if (comm) {
+        cudaError_t err = cudaSuccess;
+        if (!pending.stream) {
+            err = cudaStreamCreateWithFlags(&pending.stream, cudaStreamNonBlocking);
+            if (err == cudaSuccess) err = cudaEventCreateWithFlags(&pending.queued, cudaEventDisableTiming);
+            if (err == cudaSuccess) err = cudaEventCreateWithFlags(&pending.done, cudaEventDisableTiming);
+            if (err != cudaSuccess) return cuda_failed(err, "the communication stream", e);
+        }
+        /* the stream waits for the gradients queued so far on the backend's stream (0) */
+        err = cudaEventRecord(pending.queued, 0);
+        if (err == cudaSuccess) err = cudaStreamWaitEvent(pending.stream, pending.queued, 0);
+        if (err != cudaSuccess) return cuda_failed(err, "ordering a sum after the backward pass", e);
+        ncclResult_t r = ncclAllReduce(x, x, n, ncclFloat, ncclSum, comm, pending.stream);
+        if (r != ncclSuccess) return nccl_failed(r, "ncclAllReduce", e);
+        pending.started = 1;
+        return CB_OK;
+    }
+#endif
+#ifdef CB_HAVE_MPI
+    if (!be->unified) return cb_fail(e, CB_E_USAGE, "mpi", "device %s: sums cannot start early here", be->name);
+    for (char *p = (char *)x; n > 0;) { /* MPI counts are int: large buffers go in pieces */
+        int k = n > (size_t)INT_MAX ? INT_MAX : (int)n;
+        if (pending.n == pending.cap) {
+            int cap = pending.cap ? 2 * pending.cap : 64;
+            MPI_Request *r = realloc(pending.reqs, (size_t)cap * sizeof *r);
+            if (!r) return cb_fail(e, CB_E_RUNTIME, "", "out of memory for %d pending sums", cap);
+            pending.reqs = r;
+            pending.cap = cap;
+        }
+        int rc = MPI_Iallreduce(MPI_IN_PLACE, p, k, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, &pending.reqs[pending.n]);
+        if (rc != MPI_SUCCESS) return mpi_failed(rc, "starting an all-reduce", e);
+        pending.n++;
+        p += (size_t)k * sizeof(float);
+        n -= (size_t)k;
+    }
+    return CB_OK;
+#else
+    (void)be, (void)x;
+    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
+#endif
+}
+
+void cb_dist_sum_poll(const cb_dist *d) {
+#ifdef CB_HAVE_MPI
+    int done;
+    if (d->mpi && pending.n > 0) MPI_Testall(pending.n, pending.reqs, &done, MPI_STATUSES_IGNORE);
+#else
+    (void)d;
+#endif
+}
+
+int cb_dist_sum_wait(const cb_dist *d, cb_backend *be, cb_error *e) {
+    if (!d->mpi) return CB_OK;
+    (void)be;
+#ifdef CB_HAVE_NCCL
+    if (pending.started) { /* the backend's stream waits for the sums; the host goes on */
+        pending.started = 0;
+        cudaError_t err = cudaEventRecord(pending.done, pending.stream);
+        if (err == cudaSuccess) err = cudaStreamWaitEvent(0, pending.done, 0);
+        if (err != cudaSuccess) return cuda_failed(err, "waiting for the sums", e);
+    }
+#endif
+#ifdef CB_HAVE_MPI
+    if (pending.n > 0) {
+        int rc = MPI_Waitall(pending.n, pending.reqs, MPI_STATUSES_IGNORE);
+        pending.n = 0;
+        if (rc != MPI_SUCCESS) return mpi_failed(rc, "an all-reduce", e);
+    }
+#endif
+    return CB_OK;
+}
 
 int cb_dist_sum_f32(const cb_dist *d, cb_backend *be, float *x, size_t n, cb_error *e) {
     if (!d->mpi) return CB_OK;

@@ -44,6 +44,19 @@ int cb_dist_any(const cb_dist *d, int flag, int *any, cb_error *e);
 /* Rank 0's bytes (memory of be) to every rank. */
 int cb_dist_broadcast(const cb_dist *d, cb_backend *be, void *x, size_t bytes, cb_error *e);
 
+/* Sums that overlap other work (ddp's gradient buckets, dist/buckets.h).
+ * cb_dist_sum_start starts summing x (n floats, memory of be) over the ranks in place and
+ * returns at once: MPI's non-blocking all-reduce on host memory; on a GPU, NCCL on a
+ * stream of its own, ordered after everything the backend has queued so far.
+ * cb_dist_sum_poll lets MPI move started sums on (it progresses only inside MPI calls);
+ * cb_dist_sum_wait waits for every started sum (on a GPU the backend's stream waits, the
+ * host does not). A device whose memory is neither host memory nor NCCL's cannot start
+ * sums (cb_dist_can_start is 0): its caller sums with cb_dist_sum_f32. */
+int cb_dist_can_start(const cb_dist *d, const cb_backend *be);
+int cb_dist_sum_start(const cb_dist *d, cb_backend *be, float *x, size_t n, cb_error *e);
+void cb_dist_sum_poll(const cb_dist *d);
+int cb_dist_sum_wait(const cb_dist *d, cb_backend *be, cb_error *e);
+
 /* A buffer cut into one contiguous part per rank: part r is [begin[r], begin[r] + count[r]). */
 typedef struct cb_dist_parts {
     size_t *begin, *count; /* (world) */

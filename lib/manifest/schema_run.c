@@ -72,6 +72,7 @@ static const char *const ph_teacher_cache[] = {"blockwise", "upcycle", "distill"
 static const char *const opt_betas[] = {"adamw", "lion", NULL};
 static const char *const opt_adamw[] = {"adamw", NULL};
 static const char *const strat_fsdp[] = {"fsdp", NULL};
+static const char *const strat_ddp[] = {"ddp", NULL};
 static const char *const opt_sgd[] = {"sgd", NULL};
 
 #define BLOCKWISE .when_key = "phase", .when_in = ph_blockwise
@@ -113,6 +114,7 @@ static const cb_field train_fields[] = {
     FIELD("grad_clip", T_FLOAT_GE(0), .def = "1.0"),
     FIELD("grad_accum", T_INT_GE(1), .def = "1"),
     FIELD("strategy", T_ENUM("ddp", "fsdp"), .def = "\"ddp\""),
+    FIELD("bucket_cap_mb", T_FLOAT_GE(0), .def = "25.0", .when_key = "strategy", .when_in = strat_ddp),
     FIELD("fsdp_sharding_strategy", T_ENUM("SHARD_GRAD_OP", "NO_SHARD", "FULL_SHARD"), .def = "\"SHARD_GRAD_OP\"",
           .when_key = "strategy", .when_in = strat_fsdp),
     FIELD("log_every", T_INT_GE(1), .def = "10"),

@@ -114,6 +114,8 @@ static pass_t pass_of(run_t *r, const cb_program *prog, const real *weights, rea
     p.tokens = r->tokens;
     p.targets = r->targets;
     p.op_seconds = r->op_seconds;
+    p.on_backward = r->on_backward;
+    p.on_backward_ctx = r->on_backward_ctx;
     return p;
 }
 

@@ -26,7 +26,10 @@
                      dropout masks index the global batch */                      \
     int training; /* 0: dropout off, no gradient arena needed */                  \
     double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) wall seconds (the caller's) \
-                           that every pass adds to: profiling (bench/cpu_step) */
+                           that every pass adds to: profiling (bench/cpu_step) */  \
+    void (*on_backward)(void *ctx, int op); /* NULL, or the backward pass's hook     \
+                                                (backend/pass.h) */               \
+    void *on_backward_ctx;
 typedef struct cb_run {
     cb_backend *be; /* the device the arenas live on */
     CB_RUN_FIELDS(float)

@@ -131,7 +131,10 @@ static int read_init(cb_train_config *c, const json_t *train, cb_error *e) {
 /* strategy and fsdp_sharding_strategy (dist/dist.h, train/shard.h) */
 static int read_strategy(cb_train_config *c, const json_t *train, const json_t *given, cb_error *e) {
     const char *strategy = str(train, "strategy"), *sharding = str(train, "fsdp_sharding_strategy");
-    if (!strategy || strcmp(strategy, "fsdp") != 0) return CB_OK;
+    if (!strategy || strcmp(strategy, "fsdp") != 0) {
+        c->bucket_floats = (size_t)(num(train, "bucket_cap_mb", 25.0) * 1048576.0 / sizeof(float));
+        return CB_OK;
+    }
     if (sharding && strcmp(sharding, "FULL_SHARD") == 0)
         return cb_fail(e, CB_E_USAGE, cb_loc(given, "fsdp_sharding_strategy"),
                        "train.fsdp_sharding_strategy: FULL_SHARD (parameters sharded too) is not in this build; "

@@ -48,6 +48,8 @@ typedef struct cb_train_config {
     char device[16];                 /* train.device: "cpu", "cuda", "auto" (backend/backend.h) */
     int shard_optimizer;             /* strategy fsdp, SHARD_GRAD_OP: each rank holds its part of the
                                         optimizer state (train/shard.h) */
+    size_t bucket_floats;            /* strategy ddp: gradients summed in buckets of this many floats
+                                        during the backward pass (bucket_cap_mb; 0: after it) */
     int phase;                       /* enum cb_phase */
     int student;                     /* the run trains its student (train.student.overrides): the
                                         plan's "students" entry for it, not the plan's model */

@@ -11,6 +11,7 @@
 #include "core/clock.h"
 #include "core/json_doc.h"
 #include "core/rng.h"
+#include "dist/buckets.h"
 #include "dist/dist.h"
 #include "model/program.h"
 #include "model/run.h"
@@ -124,6 +125,10 @@ static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_
     if (res->final_dir[0]) json_object_set_new(doc, "final", json_string(res->final_dir));
     if (isfinite(res->loss)) json_object_set_new(doc, "loss", json_real(res->loss));
     if (isfinite(res->val_loss)) json_object_set_new(doc, "val_loss", json_real(res->val_loss));
+    if (res->world > 1 || res->grad_buckets) /* data parallel: how the ranks summed */
+        json_object_set_new(doc, "ranks", json_pack("{s:i, s:s, s:i}", "world", res->world, "strategy",
+                                                    c->shard_optimizer ? "fsdp" : "ddp", "grad_buckets",
+                                                    res->grad_buckets));
     if (info) json_object_set(doc, "upcycle", info);
     const char *key;
     json_t *val;
@@ -162,7 +167,8 @@ typedef struct trainer {
     cb_prefetch prefetch;
     cb_metrics metrics;
     cb_shard shard; /* strategy fsdp: this rank's part of the optimizer state */
-    int have_prog, have_run, have_opt, have_prefetch, have_metrics, sharded;
+    cb_grad_buckets buckets; /* strategy ddp: gradient sums overlapped with backward */
+    int have_prog, have_run, have_opt, have_prefetch, have_metrics, sharded, bucketed;
     /* blockwise and upcycle: where the run stands, kept in every checkpoint's "upcycle" */
     int staged;              /* phase blockwise or upcycle */
     int stage;               /* 0: blockwise distillation, 1: global fine-tuning */
@@ -199,6 +205,7 @@ static void trainer_free(trainer *t) {
         }
     }
     if (t->sharded) cb_shard_free(&t->shard, be);
+    if (t->bucketed) cb_grad_buckets_free(&t->buckets);
     if (t->have_opt) cb_optimizer_free(&t->opt);
 }
 
@@ -465,6 +472,10 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
             t->be->free(t->be, t->dev.opt_v);
         }
         t->dev.opt_m = t->dev.opt_v = NULL;
+    } else if (dist->mpi && c->bucket_floats > 0 && !t->staged && c->phase != CB_PHASE_DISTILL &&
+               cb_dist_can_start(dist, t->be)) { /* ddp: sums in buckets during backward */
+        CB_TRY(cb_grad_buckets_init(&t->buckets, dist, t->be, &t->prog, &m->params, c->bucket_floats, e));
+        t->bucketed = 1;
     }
 
     if (c->phase == CB_PHASE_DISTILL) CB_TRY(setup_teacher(t, e));
@@ -502,7 +513,15 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
                 loss_sum += l;
             } else {
                 loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
+                /* the last micro-batch's backward sends the gradients in buckets as they
+                   become final (dist/buckets.h); earlier ones only accumulate */
+                if (t->bucketed && k == c->grad_accum - 1) {
+                    cb_grad_buckets_begin(&t->buckets, g, n_floats);
+                    t->run.on_backward = cb_grad_buckets_op_done;
+                    t->run.on_backward_ctx = &t->buckets;
+                }
                 cb_run_backward(&t->run, &t->prog, w, g);
+                t->run.on_backward = NULL;
             }
         }
         CB_TRY(be->synchronize(be, e)); /* a device fault in the passes surfaces here, named */
@@ -515,7 +534,8 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         if (t->sharded) {
             CB_TRY(cb_shard_step(&t->shard, dist, be, &t->opt, w, g, 1.0f / (float)parts, c->grad_clip, lr, &norm, e));
         } else {
-            CB_TRY(cb_dist_sum_f32(dist, be, g, n_floats, e));
+            if (t->bucketed) CB_TRY(cb_grad_buckets_finish(&t->buckets, e));
+            else CB_TRY(cb_dist_sum_f32(dist, be, g, n_floats, e));
             if (parts > 1) be->scale(be, g, n_floats, 1.0f / (float)parts);
             norm = be->grad_clip(be, g, n_floats, c->grad_clip);
         }
@@ -536,6 +556,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         }
         res->loss = loss;
         res->step = step;
+        if (t->bucketed) res->grad_buckets = t->buckets.buckets;
         int logged = local == 1 || local % c->log_every == 0 || local == c->steps || !isnan(row.val_loss);
         if (logged && t->have_metrics) CB_TRY(cb_metrics_log(&t->metrics, &row, e));
         if (t->io->progress) {
@@ -797,6 +818,7 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     utc_now(started, sizeof started);
     int rc = setup(&t, d, e);
     res->step = t.st.step;
+    res->world = ranks(&t)->world;
     int main_rank = is_main(&t); /* the others write nothing */
     if (rc == CB_OK && main_rank) rc = write_run_json(c, m, io, "running", res, started, t.staged ? t.info : NULL, e);
     if (rc == CB_OK && main_rank) {

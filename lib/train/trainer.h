@@ -46,6 +46,9 @@ typedef struct cb_train_result {
     char checkpoint[4608];           /* the last checkpoint written, or "" */
     char final_dir[4608];            /* run_dir/final when the run completed */
     double loss, val_loss;           /* of the last step (val_loss NaN when never evaluated) */
+    int world;                       /* ranks that trained (1 alone) */
+    int grad_buckets;                /* strategy ddp under mpirun: gradient sums each step started
+                                        during the backward pass (dist/buckets.h); 0: none */
 } cb_train_result;
 
 /* Train m (weights initialised, or loaded, by the caller) for c->steps steps on d.

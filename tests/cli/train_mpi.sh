@@ -87,6 +87,28 @@ sed 's/^          grad_accum: 2$/          grad_accum: 2\n          strategy: fs
 expect_run full_shard_refused 2 "${TRAIN[@]}" --run adamw -o "$TMP/fs" "$TMP/full.json"
 expect_err_line full_shard_line 'full.yml:[0-9]+:[0-9]+: train.fsdp_sharding_strategy: FULL_SHARD .* is not in this build'
 
+# 4b. strategy ddp sums the gradients in buckets during the backward pass (bucket_cap_mb):
+#     with buckets of 0.004 MB (1048 floats) a step starts several sums, and the weights are
+#     bit for bit those of one sum after the pass (two ranks: each element is a + b either
+#     way); tied embeddings, whose gradient is final only after the first op's backward
+bucketed() { sed -e "s/^  tie_embeddings: false$/  tie_embeddings: true/" \
+    -e "s/^          grad_accum: 2$/          grad_accum: 2\n          bucket_cap_mb: $1/" tests/cli/train/tiny.yml; }
+bucketed 0.004 >"$TMP/b.yml"
+bucketed 0 >"$TMP/b0.yml"
+"$CB_BIN/cb" compile "$TMP/b.yml" >"$TMP/bplan.json" && "$CB_BIN/cb" compile "$TMP/b0.yml" >"$TMP/b0plan.json" ||
+    not_ok bucket_compile "$(head -c 300 "$TMP/err")"
+expect_run buckets_two_ranks 0 mpi 2 "${TRAIN[@]}" --run adamw -o "$TMP/bk" "$TMP/bplan.json"
+expect_run no_buckets_two_ranks 0 mpi 2 "${TRAIN[@]}" --run adamw -o "$TMP/bk0" "$TMP/b0plan.json"
+nb=$(jq -r '.ranks.grad_buckets' "$TMP/bk/run.json" 2>/dev/null)
+nb0=$(jq -r '.ranks.grad_buckets' "$TMP/bk0/run.json" 2>/dev/null)
+[ "${nb:-0}" -gt 2 ] 2>/dev/null && [ "$nb0" = 0 ] && ok buckets_overlap ||
+    not_ok buckets_overlap "grad_buckets $nb with 0.004 MB buckets (want > 2), $nb0 with none (want 0)"
+tensors() { tail -c +$((9 + $(od -An -tu8 -N8 "$1" | tr -d ' '))) "$1"; } # the bytes after the header (whose plan hash differs)
+cmp -s <(tensors "$TMP/bk/final/model.safetensors") <(tensors "$TMP/bk0/final/model.safetensors") && ok buckets_same_weights ||
+    not_ok buckets_same_weights "the bucketed run's weights differ from one sum after the pass"
+paste <(losses "$TMP/bk/metrics.jsonl") <(losses "$TMP/bk0/metrics.jsonl") | awk '$1 != $2 { bad = 1 } END { exit bad }' &&
+    ok buckets_same_losses || not_ok buckets_same_losses "losses differ"
+
 # 5. a rank killed mid-run: mpirun ends the others within 30 s, and the newest
 #    checkpoint is whole (the run resumes from it)
 (mpi 2 "${TRAIN[@]}" --run adamw --steps 1000000 -o "$TMP/k" "$TMP/plan.json" >"$TMP/k.out" 2>"$TMP/k.err"
