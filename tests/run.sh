@@ -16,6 +16,7 @@ root=$PWD
 logdir=$root/build/test-logs
 mkdir -p "$logdir"
 pass=0 fail=0 skip=0
+: >"$logdir/times.tsv"
 failed_names=()
 ci_default=0
 [ "${CI:-}" = true ] && ci_default=1
@@ -34,9 +35,11 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 # run_one LABEL NAME LOG CMD...
 run_one() {
     local label=$1 name=$2 log=$3; shift 3
-    local out status
+    local out status t0
+    t0=$(date +%s.%N)
     out=$(timeout "$per_test_timeout" "$@" 2>"$log")
     status=$?
+    printf '%s\t%s\t%.1f\n' "$label" "$name" "$(echo "$(date +%s.%N) - $t0" | bc)" >>"$logdir/times.tsv"
     local n_ok n_bad n_skip
     n_ok=$(grep -c '^ok - ' <<<"$out")
     n_bad=$(grep -c '^not ok - ' <<<"$out")
