@@ -43,7 +43,8 @@ static void usage(void) {
            "the final model directory. SIGINT or SIGTERM saves a checkpoint at the end of the\n"
            "step and exits 0; --resume continues a run on the trajectory it would have taken.\n"
            "A run_dir holding another run is refused unless --resume or --force (write over it).\n"
-           "--runtime-plan: batch size, threads and dtype decided for this machine, cached (cb(1)).\n");
+           "--runtime-plan: batch size, threads and dtype decided for this machine, cached (cb(1));\n"
+           "train.batch_size: auto asks for it too.\n");
 }
 
 /* mkdir -p */
@@ -307,14 +308,6 @@ static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
             rc = cb_surgery(&m, &teacher, &so, &e);
         }
     }
-    if (rc == CB_OK && runtime_plan) {
-        /* the runtime plan (lib/runtime): measured once per machine, plan and settings, then cached */
-        cb_runtime_plan rp;
-        rc = cb_runtime_plan_decide(&rp, &m, json_object_get(r, "train"), &cfg, NULL, 1, &e);
-        if (rc == CB_OK) cb_runtime_plan_apply(&rp, &cfg);
-        if (rc == CB_OK && !quiet) cb_runtime_plan_print(&rp, stderr);
-    }
-    json_decref(plan);
     cb_train_data d;
     int have_data = 0;
     if (rc == CB_OK) {
@@ -322,6 +315,31 @@ static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
         rc = cb_train_data_open(&d, cfg.data, cfg.val_split, cfg.val_frac, cfg.block_size, vocab, &e);
         have_data = rc == CB_OK;
     }
+    if (rc == CB_OK && (runtime_plan || cfg.batch_auto)) {
+        /* the runtime plan (lib/runtime): measured once per machine, plan and settings, then
+         * cached; batch_size: auto is one of its decisions, so it asks for the plan too */
+        cb_runtime_plan rp;
+        cb_runtime_env env = {.backend = backend, .world = dist->world, .data_tokens = d.train.n_tokens};
+        rc = cb_runtime_plan_decide(&rp, &m, json_object_get(r, "train"), &cfg, &env, NULL, 1, &e);
+        /* every rank trains rank 0's batch: the free memory each one saw differs a little */
+        if (dist->world > 1) {
+            cb_error other;
+            int any_failed = 1, arc = cb_dist_any(dist, rc != CB_OK, &any_failed, &other);
+            if (rc == CB_OK && arc != CB_OK) {
+                e = other;
+                rc = arc;
+            } else if (rc == CB_OK && any_failed) {
+                rc = cb_fail(&e, CB_E_RUNTIME, "", "the runtime plan failed on another rank (its message is above)");
+            }
+            int shape[2] = {rp.batch_size, rp.grad_accum};
+            if (rc == CB_OK) rc = cb_dist_broadcast(dist, cb_backend_cpu(), shape, sizeof shape, &e);
+            rp.batch_size = shape[0];
+            rp.grad_accum = shape[1];
+        }
+        if (rc == CB_OK) cb_runtime_plan_apply(&rp, &cfg);
+        if (rc == CB_OK && !quiet && main_rank) cb_runtime_plan_print(&rp, stderr);
+    }
+    json_decref(plan);
     /* rank 0 owns the run directory; the other ranks write nothing */
     if (rc == CB_OK && main_rank) rc = make_dirs(run_dir, &e);
     if (rc == CB_OK && main_rank) rc = lock_run_dir(run_dir, &e);

@@ -69,6 +69,10 @@ struct cb_backend {
     /* Around each decoding pass: a device may hold its threads or streams for it. */
     void (*decode_begin)(cb_backend *be);
     void (*decode_end)(cb_backend *be);
+
+    /* The device's memory in bytes: free, what allocations may take now, and total (the
+     * runtime plan fits batch_size: auto to it). NULL: the device cannot tell. */
+    int (*memory_info)(cb_backend *be, size_t *free_bytes, size_t *total_bytes, cb_error *e);
 };
 
 /* The CPU backend (backend/cpu/cpu.c): always present. */

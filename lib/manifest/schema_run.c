@@ -77,7 +77,27 @@ static const char *const opt_sgd[] = {"sgd", NULL};
 
 #define BLOCKWISE .when_key = "phase", .when_in = ph_blockwise
 
+/* batch_size: a number of rows, or auto (the runtime plan fits the largest batch to the
+ * memory budget: runtime/runtime_plan.h); the table's type lets any scalar through to here */
+static void batch_size_check(cb_check_ctx *c, const json_t *obj, const char *path) {
+    const json_t *v = json_object_get(obj, "batch_size");
+    if (!v || (json_is_integer(v) && json_integer_value(v) >= 1) ||
+        (json_is_string(v) && strcmp(json_string_value(v), "auto") == 0))
+        return;
+    char p[512];
+    const char *where = cb_loc(obj, "batch_size");
+    cb_path_key(p, sizeof p, path, "batch_size");
+    if (json_is_integer(v))
+        cb_schema_errorf(c, where, p, "must be >= 1 or auto, got %" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else if (json_is_string(v))
+        cb_schema_errorf(c, where, p, "expected an integer >= 1 or auto, got the string \"%.40s\"", json_string_value(v));
+    else
+        cb_schema_errorf(c, where, p, "expected an integer >= 1 or auto, got %s",
+                         json_is_real(v) ? "a fractional number" : json_is_boolean(v) ? "true or false" : "a list or mapping");
+}
+
 static void train_check(cb_check_ctx *c, const json_t *obj, const char *path) {
+    batch_size_check(c, obj, path);
     const json_t *t = json_object_get(obj, "teacher");
     if (json_object_get(obj, "teacher_ckpt") && json_is_object(t) && json_object_get(t, "ckpt")) {
         char p[512];
@@ -95,7 +115,7 @@ static const cb_field train_fields[] = {
     FIELD("val_frac", T_FLOAT_IN_HALF(0, 1), .def = "0.05"),
     FIELD("val_split", T_NAME),
     FIELD("tokenizer", T_NAME),
-    FIELD("batch_size", T_INT_GE(1), .def = "8"),
+    FIELD("batch_size", T_SCALAR, .def = "8"), /* or auto: batch_size_check */
     FIELD("block_size", T_INT_GE(1), .def = "512"),
     FIELD("steps", T_INT_GE(0)),
     FIELD("seed", T_INT_GE(0)),

@@ -12,16 +12,26 @@ void cb_runtime_cache_path(char *out, size_t n) {
     else snprintf(out, n, "%s/.cache/caramba/runtime_plans.json", home && home[0] ? home : ".");
 }
 
-double cb_runtime_memory_budget_mb(void) {
+int cb_runtime_memory_budget(cb_backend *be, double *mb, char *why, size_t n, cb_error *e) {
     const char *env = getenv("CB_MEMORY_BUDGET_MB");
-    if (env && atof(env) > 0) return atof(env);
-    FILE *f = fopen("/proc/meminfo", "r");
-    double kb = 0;
-    char line[256];
-    while (f && fgets(line, sizeof line, f))
-        if (sscanf(line, "MemAvailable: %lf kB", &kb) == 1) break;
-    if (f) fclose(f);
-    return kb > 0 ? kb / 1024.0 / 2.0 : 1024.0;
+    if (env && env[0]) {
+        char *end;
+        double v = strtod(env, &end);
+        if (end == env || *end || !(v > 0))
+            return cb_fail(e, CB_E_USAGE, "CB_MEMORY_BUDGET_MB", "CB_MEMORY_BUDGET_MB=%s: expected a number of MiB > 0", env);
+        *mb = v;
+        snprintf(why, n, "CB_MEMORY_BUDGET_MB");
+        return CB_OK;
+    }
+    cb_backend *dev = be && be->memory_info ? be : cb_backend_cpu();
+    size_t free_bytes = 0, total_bytes = 0;
+    CB_TRY(dev->memory_info(dev, &free_bytes, &total_bytes, e));
+    int gpu = dev->device != CB_DEVICE_CPU;
+    double share = gpu ? 0.9 : 0.5;
+    *mb = share * (double)free_bytes / 1048576.0;
+    snprintf(why, n, "%s of the %.0f MiB %s", gpu ? "90%" : "half", (double)free_bytes / 1048576.0,
+             gpu ? "free on the GPU" : "available on the host");
+    return CB_OK;
 }
 
 int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int T, double *bytes, cb_error *e) {

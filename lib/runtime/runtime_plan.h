@@ -1,16 +1,20 @@
 /* runtime_plan.h: the seed's self-optimisation for training (its RuntimePlan): decisions
  * measured once per (machine, plan, train config), kept in a cache file, reused after:
- *   dtype and mixed precision (train.dtype auto), the batch size (the manifest's when it
- *   fits the memory budget, else the largest that fits, grad_accum raised to keep the rows
- *   per step), the thread count of the CPU backend (a training step timed at 1, 2, ...
+ *   dtype and mixed precision (train.dtype auto), the batch size (a number: the manifest's
+ *   when it fits the memory budget, else the largest that fits, grad_accum raised to keep
+ *   the rows per step; auto: the largest batch that fits the budget, which the block size
+ *   scales, capped by the data, a multiple of the ranks, kept in the cache and reused
+ *   while it still fits), the thread count of the CPU backend (a training step timed at 1, 2, ...
  *   threads up to the CPU's), the BLAS kernels, and on a GPU whether to capture CUDA
  *   graphs (the CUDA backend's decision: "not applicable" on the CPU).
- * cb-train --runtime-plan asks for it (cb-train(1), man/cb.1 "The runtime plan"). */
+ * cb-train --runtime-plan asks for it, and so does train.batch_size: auto (cb-train(1),
+ * man/cb.1 "The runtime plan", cb-manifest(5)). */
 #ifndef CB_RUNTIME_RUNTIME_PLAN_H
 #define CB_RUNTIME_RUNTIME_PLAN_H
 
 #include <jansson.h>
 #include <stdio.h>
+#include "backend/backend.h"
 #include "core/error.h"
 #include "model/model.h"
 #include "train/config.h"
@@ -24,9 +28,12 @@ typedef struct cb_runtime_plan {
     char device[16];
     char dtype[16], dtype_why[160];
     int amp;
-    int batch_size, grad_accum;    /* per micro-step rows, micro-steps per optimizer step */
-    char batch_why[256];
+    int batch_size, grad_accum;    /* per micro-step rows (all ranks), micro-steps per optimizer step */
+    int batch_auto;                /* train.batch_size: auto */
+    int batch_from_cache;          /* auto: the cached batch, which still fits */
+    char batch_why[384];
     double budget_mb;              /* the memory budget the batch was fitted to */
+    char budget_why[128];          /* where the budget comes from */
     double bytes_fixed, bytes_per_row; /* training memory = fixed + per_row * batch */
     int threads;
     char threads_why[256];
@@ -41,8 +48,20 @@ typedef struct cb_runtime_plan {
 /* The cache file: $CB_CACHE_DIR/runtime_plans.json, else ~/.cache/caramba/runtime_plans.json. */
 void cb_runtime_cache_path(char *out, size_t n);
 
-/* The memory budget in MiB: $CB_MEMORY_BUDGET_MB, else half of MemAvailable. */
-double cb_runtime_memory_budget_mb(void);
+/* What the decisions look at besides the model and the settings. */
+typedef struct cb_runtime_env {
+    cb_backend *backend; /* the device the run trains on; NULL: the CPU */
+    int world;           /* data-parallel ranks (each holds batch / world rows); 0 or 1: one */
+    size_t data_tokens;  /* tokens of the training split: batch auto takes no more rows of
+                            block_size than it holds; 0: not known, no cap */
+} cb_runtime_env;
+
+/* The memory budget in MiB, and in why where it comes from: $CB_MEMORY_BUDGET_MB when set;
+ * else the device's free memory (backend.h memory_info; the host's when be is NULL or
+ * cannot tell) less a headroom: on the CPU half of what is available (the other half for
+ * the data, the page cache and whatever else runs), on a GPU 90% of what is free (the rest
+ * for the CUDA context, cuBLAS workspaces and the allocator's rounding). */
+int cb_runtime_memory_budget(cb_backend *be, double *mb, char *why, size_t n, cb_error *e);
 
 /* Training memory of the model at batch B and block T, in bytes: weights, gradients and
  * optimizer state (from the parameter count), and the activation arenas of the compiled
@@ -50,10 +69,12 @@ double cb_runtime_memory_budget_mb(void);
 int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int T, double *bytes, cb_error *e);
 
 /* Decide for cfg's run of m (train: the run's train mapping in the plan, for dtype and
- * amp): from the cache when it holds the key, else measured and stored. measure = 0 skips
- * the timing (threads stay as they are). cache_path NULL: the default. */
+ * amp; env NULL: the CPU, one rank, no data cap): from the cache when it holds the key,
+ * else measured and stored. measure = 0 skips the timing (threads stay as they are) and
+ * stores nothing. cache_path NULL: the default. A model that does not fit the budget even
+ * at batch 1 is CB_E_RUNTIME. */
 int cb_runtime_plan_decide(cb_runtime_plan *rp, const cb_model *m, const json_t *train, const cb_train_config *cfg,
-                           const char *cache_path, int measure, cb_error *e);
+                           const cb_runtime_env *env, const char *cache_path, int measure, cb_error *e);
 
 /* Apply: batch size and grad_accum into cfg, the thread count to OpenMP and the BLAS. */
 void cb_runtime_plan_apply(const cb_runtime_plan *rp, cb_train_config *cfg);

@@ -188,7 +188,11 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
     if (rc == CB_OK) rc = copy_str(c->val_split, sizeof c->val_split, str(train, "val_split"), given, "val_split", e);
     if (rc == CB_OK) rc = copy_str(c->resume, sizeof c->resume, str(train, "resume"), given, "resume", e);
     c->val_frac = num(train, "val_frac", 0.05);
-    c->batch_size = (int)integer(train, "batch_size", 8);
+    const json_t *batch = json_object_get(train, "batch_size");
+    c->batch_auto = json_is_string(batch) && strcmp(json_string_value(batch), "auto") == 0;
+    c->batch_size = c->batch_auto ? 0 : (int)integer(train, "batch_size", 8);
+    if (rc == CB_OK && !c->batch_auto && batch && !(json_is_integer(batch) && json_integer_value(batch) >= 1))
+        rc = cb_fail(e, CB_E_USAGE, cb_loc(given, "batch_size"), "train.batch_size: expected an integer >= 1 or auto");
     c->block_size = (int)integer(train, "block_size", 512);
     c->grad_accum = (int)integer(train, "grad_accum", 1);
 

@@ -64,6 +64,8 @@ typedef struct cb_train_config {
     long convergence_patience, max_steps_per_block;
     int cache_teacher;               /* cache_teacher_outputs */
     double distill_temperature, distill_alpha;
+    int batch_auto;                  /* batch_size: auto: batch_size is 0 until the runtime plan
+                                        (runtime/runtime_plan.h) decides it */
 } cb_train_config;
 
 /* Find the run: in group `group` (NULL: the only group, or the group holding run), the

@@ -36,9 +36,15 @@ expect_empty_out encode_to_file.stdout
 if grep -qx '\[13225,2375\]' "$TMP/ids.json"; then ok encode_to_file.ids; else not_ok encode_to_file.ids "$(head -c 100 "$TMP/ids.json")"; fi
 
 # decode(encode(x)) == x for every tokenizer form, text and invalid UTF-8
+# The sanitizer pass leaves out the round trips of r50k_base, cl100k_base, o200k_base and
+# Llama 3: tests/unit/tokenizer/test_tokenizer round-trips the same two files through them
+# (both special-token modes) in one process, under the sanitizers too; the tool's own paths
+# (files, ids as JSON) are run by the rest.
+in_unit=" r50k_base cl100k_base o200k_base $LLAMA "
 i=0
 for T in "$GPT2" r50k_base p50k_base cl100k_base o200k_base "$LLAMA" "$TT/data/cl100k_base.tiktoken" byte; do
     i=$((i + 1))
+    [ "${CB_VARIANT:-rel}" = asan ] && [[ "$in_unit" == *" $T "* ]] && continue
     for f in "$SAMPLE" "$BINARY"; do
         for special in "" --special; do
             name=roundtrip.$i.$(basename "$f").${special:-plain}

@@ -200,6 +200,31 @@ grep -q '^runtime plan (threads from the cache' "$TMP/err" && ok runtime_plan_ca
 CB_MEMORY_BUDGET_MB=0.0001 run "$CB_BIN/cb-train" --runtime-plan --group pipe --run a -o rp --force rp.json
 expect_status runtime_plan_no_room 4
 expect_err_line runtime_plan_no_room_line "^cb-train: the model does not fit the memory budget even at batch 1"
+# batch_size: auto asks for the plan by itself: the largest batch that fits the budget (a
+# small one, a larger one: 0.3 MiB holds one row of this model at block 16, 0.5 MiB three),
+# kept and then from the cache; the data caps a large budget's (its training part, under
+# 3000 tokens, holds under 188 rows of 16, where 100 MiB has room for over 1000); a budget
+# below batch 1 is one line and status 4
+sed 's/batch_size: 2, block_size: 16, lr: 0.01,/batch_size: auto, block_size: 16, lr: 0.01,/' m.yml > auto.yml
+"$CB" compile auto.yml > rpa.json
+auto_batch() { sed -n 's/^  batch        \([0-9]*\) x grad_accum \([0-9]*\) (auto: .*/\1 \2/p' "$TMP/err"; }
+CB_MEMORY_BUDGET_MB=0.3 expect_run batch_auto_small 0 "$CB_BIN/cb-train" --steps 1 --group pipe --run a -o rpa --force rpa.json
+[ "$(auto_batch)" = "1 1" ] && grep -q '^runtime plan (.*batch auto decided now and kept' "$TMP/err" &&
+    ok batch_auto_small_budget_small_batch || not_ok batch_auto_small_budget_small_batch "$(head -c 600 "$TMP/err")"
+grep -q '"batch_size": 1,' rpa/run.json && ok batch_auto_trainer_uses_it || not_ok batch_auto_trainer_uses_it "$(grep batch rpa/run.json)"
+CB_MEMORY_BUDGET_MB=0.5 expect_run batch_auto_larger 0 "$CB_BIN/cb-train" --steps 1 --group pipe --run a -o rpa --force rpa.json
+[ "$(auto_batch)" = "3 1" ] && ok batch_auto_larger_budget_larger_batch ||
+    not_ok batch_auto_larger_budget_larger_batch "$(head -c 600 "$TMP/err")"
+CB_MEMORY_BUDGET_MB=0.5 expect_run batch_auto_again 0 "$CB_BIN/cb-train" --steps 1 --group pipe --run a -o rpa --force rpa.json
+[ "$(auto_batch)" = "3 1" ] && grep -q '^runtime plan (threads from the cache .*; batch auto from the cache' "$TMP/err" &&
+    ok batch_auto_from_the_cache || not_ok batch_auto_from_the_cache "$(head -c 600 "$TMP/err")"
+CB_MEMORY_BUDGET_MB=100 expect_run batch_auto_capped 0 "$CB_BIN/cb-train" --steps 1 --group pipe --run a -o rpa --force rpa.json
+n=$(auto_batch | cut -d' ' -f1)
+[ "${n:-0}" -ge 100 ] && [ $((n * 16)) -le 3000 ] && grep -q 'the data holds no more rows of the block' "$TMP/err" &&
+    ok batch_auto_capped_by_the_data || not_ok batch_auto_capped_by_the_data "$(head -c 600 "$TMP/err")"
+CB_MEMORY_BUDGET_MB=0.1 run "$CB_BIN/cb-train" --steps 1 --group pipe --run a -o rpa --force rpa.json
+expect_status batch_auto_no_room 4
+expect_err_line batch_auto_no_room_line "^cb-train: the model does not fit the memory budget even at batch 1: 0\.[0-9] MiB of 0\.1 "
 expect_run runtime_plan_through_cb_run 0 "$CB" run -q --runtime-plan m.yml --group pipe -o rpexp
 grep -q '^runtime plan' rpexp/logs/train-a.log && ok runtime_plan_in_stage_log || not_ok runtime_plan_in_stage_log "no plan in the log"
 

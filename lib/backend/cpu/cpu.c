@@ -116,6 +116,7 @@ static cb_backend cpu_backend = {
     .decode_free = cb_cpu_decode_free,
     .decode_begin = cpu_decode_begin,
     .decode_end = cpu_decode_end,
+    .memory_info = cb_cpu_memory_info,
 };
 
 cb_backend *cb_backend_cpu(void) { return &cpu_backend; }

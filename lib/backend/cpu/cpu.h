@@ -30,4 +30,7 @@ void cb_cpu_decode_swiglu(cb_pass *p, int i, float *out, const float *in);
 void cb_cpu_decode_mlp(cb_pass *p, int i, float *out, const float *in);
 void cb_cpu_decode_linear(cb_pass *p, int i, float *out, const float *in);
 
+/* memory_info.c: the host's memory (backend.h memory_info). */
+int cb_cpu_memory_info(cb_backend *be, size_t *free_bytes, size_t *total_bytes, cb_error *e);
+
 #endif

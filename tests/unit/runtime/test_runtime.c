@@ -148,24 +148,118 @@ TEST(batch_fitted_to_the_budget_keeps_rows_per_step) {
     snprintf(budget, sizeof budget, "%.6f", (fixed + 5.5 * row) / 1048576.0);
     setenv("CB_MEMORY_BUDGET_MB", budget, 1);
     cb_runtime_plan rp;
-    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, cache, 0, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, NULL, cache, 0, &e));
     EXPECT_EQ_INT(4, rp.batch_size);
     EXPECT_EQ_INT(2, rp.grad_accum);
     /* room for all: the manifest's */
     snprintf(budget, sizeof budget, "%.6f", (fixed + 9 * row) / 1048576.0);
     setenv("CB_MEMORY_BUDGET_MB", budget, 1);
-    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, cache, 0, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, NULL, cache, 0, &e));
     EXPECT_EQ_INT(8, rp.batch_size);
     EXPECT_EQ_INT(1, rp.grad_accum);
     /* room for none */
     snprintf(budget, sizeof budget, "%.6f", fixed / 2 / 1048576.0);
     setenv("CB_MEMORY_BUDGET_MB", budget, 1);
-    EXPECT_EQ_INT(CB_E_RUNTIME, cb_runtime_plan_decide(&rp, &m, train, &c, cache, 0, &e));
+    EXPECT_EQ_INT(CB_E_RUNTIME, cb_runtime_plan_decide(&rp, &m, train, &c, NULL, cache, 0, &e));
     EXPECT(strstr(e.msg, "does not fit") != NULL);
     unsetenv("CB_MEMORY_BUDGET_MB");
     EXPECT(access(cache, F_OK) != 0); /* nothing measured, nothing kept */
     rmdir(dir);
     cb_model_free(&m);
+}
+
+TEST(batch_auto_is_the_largest_that_fits_capped_by_the_data_and_ranks_and_cached) {
+    cb_model m;
+    static cb_train_config c;
+    const json_t *train;
+    EXPECT_EQ_INT(0, tiny_model(&m, &c, &train));
+    char dir[] = "/tmp/cbrt.XXXXXX", cache[256];
+    EXPECT(mkdtemp(dir) != NULL);
+    snprintf(cache, sizeof cache, "%s/runtime_plans.json", dir);
+    c.batch_auto = 1;
+    c.batch_size = 0;
+    c.grad_accum = 3;
+    setenv("OMP_NUM_THREADS", "1", 1); /* no thread timing: this test is about the batch */
+    double b1, b2;
+    cb_error e;
+    cb_runtime_training_bytes(&m, c.optimizer.kind, 1, c.block_size, &b1, &e);
+    cb_runtime_training_bytes(&m, c.optimizer.kind, 2, c.block_size, &b2, &e);
+    double fixed = 2 * b1 - b2, row = b2 - b1;
+    char budget[64];
+    cb_runtime_plan rp, again;
+    /* room for 6.5 rows: 6; grad_accum stays 3; decided now and kept */
+    snprintf(budget, sizeof budget, "%.6f", (fixed + 6.5 * row) / 1048576.0);
+    setenv("CB_MEMORY_BUDGET_MB", budget, 1);
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, NULL, cache, 1, &e));
+    EXPECT_EQ_INT(6, rp.batch_size);
+    EXPECT_EQ_INT(3, rp.grad_accum);
+    EXPECT_EQ_INT(0, rp.batch_from_cache);
+    EXPECT(strstr(rp.batch_why, "the largest that fits") != NULL);
+    /* the same again: from the cache */
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&again, &m, train, &c, NULL, cache, 1, &e));
+    EXPECT_EQ_INT(1, again.batch_from_cache);
+    EXPECT_EQ_INT(6, again.batch_size);
+    EXPECT_EQ_STR(rp.key, again.key);
+    /* a larger budget is another key: a larger batch */
+    snprintf(budget, sizeof budget, "%.6f", (fixed + 40.2 * row) / 1048576.0);
+    setenv("CB_MEMORY_BUDGET_MB", budget, 1);
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, NULL, cache, 1, &e));
+    EXPECT_EQ_INT(40, rp.batch_size);
+    EXPECT_EQ_INT(0, rp.batch_from_cache);
+    /* capped by the data: 10 rows of the block; on 4 ranks a multiple of 4 */
+    cb_runtime_env env = {.world = 1, .data_tokens = (size_t)c.block_size * 10 + 5};
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, &env, cache, 0, &e));
+    EXPECT_EQ_INT(10, rp.batch_size);
+    EXPECT(strstr(rp.batch_why, "the data holds no more rows") != NULL);
+    env.world = 4;
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, &env, cache, 0, &e));
+    EXPECT_EQ_INT(8, rp.batch_size);
+    env.data_tokens = 0; /* the memory on each rank: 40 rows a rank, 160 in all */
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, &env, cache, 0, &e));
+    EXPECT_EQ_INT(160, rp.batch_size);
+    /* room for none: the error, nothing kept */
+    snprintf(budget, sizeof budget, "%.6f", (fixed + 0.5 * row) / 1048576.0);
+    setenv("CB_MEMORY_BUDGET_MB", budget, 1);
+    EXPECT_EQ_INT(CB_E_RUNTIME, cb_runtime_plan_decide(&rp, &m, train, &c, NULL, cache, 1, &e));
+    EXPECT(strstr(e.msg, "does not fit the memory budget even at batch 1") != NULL);
+    /* a cached batch that no longer fits is decided again: the 6 rows kept above, now room for 4 */
+    snprintf(budget, sizeof budget, "%.6f", (fixed + 6.5 * row) / 1048576.0);
+    setenv("CB_MEMORY_BUDGET_MB", budget, 1);
+    json_t *doc = NULL;
+    EXPECT_EQ_INT(CB_OK, cb_doc_load(cache, "runtime_plans", &doc, &e));
+    json_t *entry = json_object_get(json_object_get(doc, "plans"), again.key);
+    EXPECT(entry != NULL);
+    json_object_set_new(entry, "batch_size", json_integer(7)); /* as if kept under more free memory */
+    EXPECT_EQ_INT(CB_OK, cb_doc_save(doc, cache, &e));
+    json_decref(doc);
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&rp, &m, train, &c, NULL, cache, 1, &e));
+    EXPECT_EQ_INT(0, rp.batch_from_cache);
+    EXPECT_EQ_INT(6, rp.batch_size);
+    /* a bad budget is the user's error */
+    setenv("CB_MEMORY_BUDGET_MB", "lots", 1);
+    EXPECT_EQ_INT(CB_E_USAGE, cb_runtime_plan_decide(&rp, &m, train, &c, NULL, cache, 0, &e));
+    unsetenv("CB_MEMORY_BUDGET_MB");
+    unsetenv("OMP_NUM_THREADS");
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    EXPECT_EQ_INT(0, system(cmd));
+    cb_model_free(&m);
+}
+
+TEST(the_host_memory_is_known_and_the_budget_leaves_headroom) {
+    cb_backend *cpu = cb_backend_cpu();
+    size_t free_bytes = 0, total = 0;
+    cb_error e;
+    EXPECT(cpu->memory_info != NULL);
+    EXPECT_EQ_INT(CB_OK, cpu->memory_info(cpu, &free_bytes, &total, &e));
+    EXPECT(total > 0 && free_bytes > 0 && free_bytes <= total);
+    unsetenv("CB_MEMORY_BUDGET_MB");
+    double mb;
+    char why[128];
+    EXPECT_EQ_INT(CB_OK, cb_runtime_memory_budget(NULL, &mb, why, sizeof why, &e));
+    /* half of what was available a moment ago; free memory moves, so within a quarter */
+    EXPECT(mb > 0.25 * (double)free_bytes / 1048576.0 && mb < 0.75 * (double)free_bytes / 1048576.0);
+    EXPECT(strstr(why, "half of the") != NULL);
 }
 
 TEST(thread_decision_measured_once_then_reused) {
@@ -179,19 +273,19 @@ TEST(thread_decision_measured_once_then_reused) {
     unsetenv("OMP_NUM_THREADS");
     cb_runtime_plan a, b;
     cb_error e;
-    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&a, &m, train, &c, cache, 1, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&a, &m, train, &c, NULL, cache, 1, &e));
     EXPECT_EQ_INT(0, a.from_cache);
     EXPECT(a.n_measured >= 1 && a.measured_threads[0] == 1 && a.measured_ms[0] > 0);
     EXPECT(a.threads >= 1);
     EXPECT_EQ_STR("not applicable (cpu)", a.cuda_graphs);
-    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&b, &m, train, &c, cache, 1, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&b, &m, train, &c, NULL, cache, 1, &e));
     EXPECT_EQ_INT(1, b.from_cache);
     EXPECT_EQ_STR(a.key, b.key);
     EXPECT_EQ_INT(a.threads, b.threads);
     EXPECT_EQ_INT(a.n_measured, b.n_measured);
     /* another batch is another key: measured again */
     c.batch_size = 3;
-    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&b, &m, train, &c, cache, 1, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&b, &m, train, &c, NULL, cache, 1, &e));
     EXPECT_EQ_INT(0, b.from_cache);
     EXPECT(strcmp(a.key, b.key) != 0);
     /* a broken cache: decided again, the file replaced by a readable one */
@@ -199,7 +293,7 @@ TEST(thread_decision_measured_once_then_reused) {
     fputs("{\"plans\": not json", f);
     fclose(f);
     c.batch_size = 2;
-    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&b, &m, train, &c, cache, 1, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_plan_decide(&b, &m, train, &c, NULL, cache, 1, &e));
     EXPECT_EQ_INT(0, b.from_cache);
     json_t *doc = NULL;
     EXPECT_EQ_INT(CB_OK, cb_doc_load(cache, "runtime_plans", &doc, &e));
