@@ -52,7 +52,7 @@ void cb_act_q8_init(cb_act_q8 *a, void *buf, size_t n) {
     a->c8 = (int32_t *)(p + 4 * nb * CB_QI_BLOCK);
 }
 
-void cb_act_q8_quantize(cb_act_q8 *a, const float *x) {
+static void quantize_portable(cb_act_q8 *a, const float *x) {
     const size_t n = a->n;
     for (size_t b = 0; b < a->nb; b++) {
         const size_t j0 = b * CB_QI_BLOCK;
@@ -285,6 +285,52 @@ INL_AVX2 void kern_avx2(const int K, const int M, float *out, const unsigned cha
 #undef QI_VNNI
 #undef QI_SUF
 
+/* cb_act_q8_quantize on AVX-512: the same operations as quantize_portable in the same f32
+ * arithmetic (max of |x|, 127 / amax, amax / 127, x * that rounded to nearest-even, clamped),
+ * so the two give the same bytes (test_quant_int checks); a block is two 16-lane registers
+ * instead of 32 scalar steps. The scalar loop cost about 1.1 us per 768 values, a tenth of a
+ * 768 x 768 q8_0 product's time on one core, spent by the caller while the pool waits. */
+__attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const float *x) {
+    const size_t n = a->n;
+    const __m512 lim = _mm512_set1_ps(127.0f);
+    for (size_t b = 0; b < a->nb; b++) {
+        const size_t j0 = b * CB_QI_BLOCK;
+        const size_t cnt = j0 >= n ? 0 : n - j0 < CB_QI_BLOCK ? n - j0 : CB_QI_BLOCK;
+        const __mmask16 m0 = cnt >= 16 ? 0xFFFF : (__mmask16)((1u << cnt) - 1);
+        const __mmask16 m1 = cnt >= 32 ? 0xFFFF : cnt > 16 ? (__mmask16)((1u << (cnt - 16)) - 1) : 0;
+        __m512 x0 = _mm512_setzero_ps(), x1 = _mm512_setzero_ps();
+        if (cnt) { // masked loads: lanes past n read nothing and hold 0, as the portable padding
+            x0 = _mm512_maskz_loadu_ps(m0, x + j0);
+            x1 = _mm512_maskz_loadu_ps(m1, x + j0 + 16);
+        }
+        float d;
+        int32_t sum = 0;
+        __m128i q0 = _mm_setzero_si128(), q1 = _mm_setzero_si128();
+        // NaN (quiet 0x01, signalling 0x80) or infinity (0x08, 0x10) anywhere: a NaN scale
+        if (_mm512_fpclass_ps_mask(x0, 0x99) | _mm512_fpclass_ps_mask(x1, 0x99)) {
+            d = NAN;
+        } else {
+            const float amax = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(x0), _mm512_abs_ps(x1)));
+            const __m512 id = _mm512_set1_ps(amax > 0.0f ? 127.0f / amax : 0.0f);
+            d = amax / 127.0f;
+            const int mode = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+            __m512 v0 = _mm512_roundscale_ps(_mm512_mul_ps(x0, id), mode);
+            __m512 v1 = _mm512_roundscale_ps(_mm512_mul_ps(x1, id), mode);
+            v0 = _mm512_max_ps(_mm512_min_ps(v0, lim), _mm512_sub_ps(_mm512_setzero_ps(), lim));
+            v1 = _mm512_max_ps(_mm512_min_ps(v1, lim), _mm512_sub_ps(_mm512_setzero_ps(), lim));
+            const __m512i i0 = _mm512_cvtps_epi32(v0), i1 = _mm512_cvtps_epi32(v1); // exact: integers
+            sum = _mm512_reduce_add_epi32(_mm512_add_epi32(i0, i1));
+            q0 = _mm512_cvtepi32_epi8(i0);
+            q1 = _mm512_cvtepi32_epi8(i1);
+        }
+        _mm_storeu_si128((__m128i *)(a->q + j0), q0);
+        _mm_storeu_si128((__m128i *)(a->q + j0 + 16), q1);
+        _mm256_storeu_ps(a->d + b * 8, _mm256_set1_ps(d));
+        _mm256_storeu_si256((__m256i *)(a->c128 + b * 8), _mm256_set1_epi32(-16 * sum));
+        _mm256_storeu_si256((__m256i *)(a->c8 + b * 8), _mm256_set1_epi32(-sum));
+    }
+}
+
 /* One path's row loop: K and M dispatched once per call, the kernel inlined for each. */
 #define ROWS_FN(NAME, ATTR, KERN)                                                                      \
     ATTR static void NAME(cb_kv_kind kind, float *y, size_t ldy, const unsigned char *rows, size_t row_bytes, \
@@ -329,4 +375,14 @@ void cb_qi_rows_dot(cb_kv_kind kind, float *y, size_t ldy, const void *rows, siz
 #endif
     default: rows_portable(kind, y, ldy, rows, row_bytes, nrows, a, m); return;
     }
+}
+
+void cb_act_q8_quantize(cb_act_q8 *a, const float *x) {
+#if QI_X86
+    if (cb_qi_path_current() >= CB_QI_AVX512BW) {
+        quantize_512(a, x);
+        return;
+    }
+#endif
+    quantize_portable(a, x);
 }

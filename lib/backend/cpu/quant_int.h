@@ -25,7 +25,8 @@
  *   nf4 only: + sum_j (|x_j| + d_b(j)) |scale_w(j)| CB_NF4_I8_LEVEL_ERR;
  *   f32: each block's integer sum is exact (|sum| <= 64 * 255 * 127 < 2^24, converted
  *     exactly), scaled by the product of two scales (one rounding; nf4 three, its scale
- *     also divided by 127) and added into one of 8 or 16 lanes (at most nb additions a lane,
+ *     also divided by 127) and added into one of 8 or 16 lanes (at most nb additions a lane;
+ *     one token's q8_0/q4_0 rows on AVX-512 split them over two accumulators, added once;
  *     then 4 of the horizontal sum): at most (nb + 8) 2^-24 sum_j |w_j q_j d_b(j)|, nb the
  *     number of 32-value blocks.
  * tests/unit/backend/test_quant_int.c asserts this bound on every path the CPU running it has. */
@@ -65,7 +66,8 @@ typedef struct cb_act_q8 {
 size_t cb_act_q8_bytes(size_t n);
 /* Lay a (n values) over buf (cb_act_q8_bytes(n) bytes, 64-byte aligned). */
 void cb_act_q8_init(cb_act_q8 *a, void *buf, size_t n);
-/* a = x (a->n values) quantised as above. */
+/* a = x (a->n values) quantised as above; on the AVX-512 paths 16 values at a time, the same
+ * bytes as the portable loop (the same f32 operations). */
 void cb_act_q8_quantize(cb_act_q8 *a, const float *x);
 
 /* The instruction sets of the kernels, best last. */

@@ -58,6 +58,46 @@ TEST(act_q8_quantize_bounds) {
     free(buf);
 }
 
+/* Every path quantises to the same bytes as the portable loop (the AVX-512 one does the same
+ * f32 operations 16 lanes at a time): whole and partial blocks, zeros, tiny and huge values,
+ * values at half steps (ties), a NaN block and an infinite one. */
+TEST(act_q8_quantize_paths_agree) {
+    const size_t sizes[] = {1, 17, 32, 100, 768, 2049};
+    const cb_qi_path best = cb_qi_path_current();
+    for (size_t si = 0; si < sizeof sizes / sizeof *sizes; si++) {
+        const size_t n = sizes[si];
+        float *x = malloc(sizeof(float) * n);
+        for (size_t j = 0; j < n; j++) {
+            const size_t blk = j / 32;
+            x[j] = urandf() * (blk % 5 == 0 ? 1e-30f : blk % 5 == 1 ? 0.0f : blk % 5 == 2 ? 3e30f : 1.0f);
+            if (blk % 5 == 4 && j % 7 == 0) x[j] = (float)(j % 32) * 0.5f - 8.0f; // ties after scaling by 127/amax?
+        }
+        if (n > 200) {
+            x[130] = NAN;
+            x[170] = -INFINITY;
+        }
+        cb_act_q8 ref, a;
+        void *rb = act_buf(&ref, n), *ab = act_buf(&a, n);
+        EXPECT(cb_qi_path_force(CB_QI_PORTABLE));
+        memset(ref.q, 0x55, cb_act_q8_bytes(n));
+        cb_act_q8_quantize(&ref, x);
+        for (int p = 1; p < CB_QI_PATH_COUNT; p++) {
+            if (!cb_qi_path_force((cb_qi_path)p)) continue;
+            memset(a.q, 0x33, cb_act_q8_bytes(n));
+            cb_act_q8_quantize(&a, x);
+            const size_t B = a.nb * CB_QI_BLOCK;
+            int same = memcmp(a.q, ref.q, B) == 0 && memcmp(a.c128, ref.c128, B) == 0 && memcmp(a.c8, ref.c8, B) == 0;
+            for (size_t l = 0; l < a.nb * 8; l++)
+                same &= a.d[l] == ref.d[l] || (isnan(a.d[l]) && isnan(ref.d[l]));
+            if (!same) FAILF("%s: quantised %zu values differently from portable", cb_qi_path_name((cb_qi_path)p), n);
+        }
+        free(rb);
+        free(ab);
+        free(x);
+    }
+    EXPECT(cb_qi_path_force(best));
+}
+
 TEST(nf4_integer_levels) {
     double worst = 0;
     for (int i = 0; i < 16; i++) {
