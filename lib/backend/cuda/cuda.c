@@ -292,6 +292,15 @@ static double cuda_grad_clip(cb_backend *be, float *g, size_t n, double max_norm
  * decay factor (the padding between them is zero in weights, gradients and state, and
  * stays zero), not one a tensor. Under amp, when the weights' shadow is current, the same
  * launches write the new weights' bf16 copy, which stays current. */
+/* Where tensor p ends with the padding after it (model/params.h: every tensor starts at
+ * a multiple of 16 floats), inside the buffer of total floats. An optimizer of a part of
+ * the tensors (a view) never reaches past its own. */
+#define PARAM_ALIGN 16
+static size_t padded_end(const cb_param *p, size_t total) {
+    size_t end = p->offset + (p->numel + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+    return end <= total ? end : p->offset + p->numel;
+}
+
 static void cuda_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const float *g, float *m, float *v,
                                 double lr) {
     (void)be;
@@ -312,16 +321,9 @@ static void cuda_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const
     size_t done = 0;
     for (int k = 0; k < n;) {
         float df = o->decay[k] ? decayed : 1.0f;
-        /* tensor k with its padding: up to the next tensor, or the buffer's end */
-        size_t off = items[k].offset, end = items[k].offset + items[k].numel;
-        if (k + 1 == n ? total >= end : items[k + 1].offset >= end) end = k + 1 == n ? total : items[k + 1].offset;
+        size_t off = items[k].offset, end = padded_end(&items[k], total);
         int j = k + 1;
-        while (j < n && items[j].offset == end && (o->decay[j] ? decayed : 1.0f) == df) {
-            size_t e2 = items[j].offset + items[j].numel;
-            if (j + 1 == n ? total >= e2 : items[j + 1].offset >= e2) e2 = j + 1 == n ? total : items[j + 1].offset;
-            end = e2;
-            j++;
-        }
+        while (j < n && items[j].offset == end && (o->decay[j] ? decayed : 1.0f) == df) end = padded_end(&items[j++], total);
         if (off != done) covered = 0;
         done = end;
         size_t len = end - off;
