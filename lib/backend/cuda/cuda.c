@@ -2,7 +2,10 @@
  * ops of a pass (ops.c), the loss, gradient scaling and clipping, and the optimizers of
  * train/optimizer.h, all on GPU 0 in float32 on the legacy default stream (so every
  * copy, kernel and cuBLAS call is ordered, and a blocking copy waits for what came
- * before it). Decoding is decode.c. */
+ * before it). Decoding is decode.c. With amp, the bf16 shadows of the weights buffers
+ * the passes read: every allocation is recorded (its extent), and every write through
+ * the interface (upload, zero, scale, clipping, the optimizer step) marks the shadows it
+ * overlaps stale; ops write only slots, saved values and gradients, never weights. */
 #include "backend/cuda/cuda.h"
 
 #include <math.h>
@@ -63,19 +66,122 @@ static void *dev_alloc(size_t bytes, const char *what, cb_error *e) {
     return p;
 }
 
+/* ---- amp: the bf16 shadows of weights buffers ---- */
+
+/* The shadow whose buffer holds p, or NULL. */
+static cuda_shadow *shadow_holding(cuda_ctx *c, const void *p) {
+    for (int i = 0; i < CB_CUDA_SHADOWS; i++) {
+        cuda_shadow *s = &c->shadows[i];
+        if (s->base && (const char *)p >= (const char *)s->base && (const char *)p < (const char *)(s->base + s->n))
+            return s;
+    }
+    return NULL;
+}
+
+/* A write to [p, p + bytes): the shadows it overlaps are stale. */
+static void touched(cuda_ctx *c, const void *p, size_t bytes) {
+    const char *lo = p, *hi = lo + bytes;
+    for (int i = 0; i < CB_CUDA_SHADOWS; i++) {
+        cuda_shadow *s = &c->shadows[i];
+        if (s->base && lo < (const char *)(s->base + s->n) && hi > (const char *)s->base) s->stale = 1;
+    }
+}
+
+static void drop_shadow(cuda_shadow *s) {
+    cudaFree(s->w16);
+    memset(s, 0, sizeof *s);
+}
+
+const cb_bf16 *cb_cuda_shadow_of(const cuda_ctx *c, const float *x, size_t n) {
+    for (int i = 0; i < CB_CUDA_SHADOWS; i++) {
+        const cuda_shadow *s = &c->shadows[i];
+        if (s->base && !s->stale && x >= s->base && x + n <= s->base + s->n) return s->w16 + (x - s->base);
+    }
+    return NULL;
+}
+
+int cb_cuda_shadow_weights(cuda_ctx *c, const float *w, cb_error *e) {
+    c->clock++;
+    cuda_shadow *s = NULL;
+    for (int i = 0; i < CB_CUDA_SHADOWS && !s; i++)
+        if (c->shadows[i].base == w) s = &c->shadows[i];
+    if (!s) {
+        const cuda_block *b = NULL;
+        for (int i = 0; i < c->n_blocks && !b; i++)
+            if ((const char *)w >= (const char *)c->blocks[i].p &&
+                (const char *)w < (const char *)c->blocks[i].p + c->blocks[i].bytes)
+                b = &c->blocks[i];
+        if (!b) return CB_OK; /* not ours: the products convert its parts */
+        size_t n = ((const char *)b->p + b->bytes - (const char *)w) / sizeof(float);
+        for (int i = 0; i < CB_CUDA_SHADOWS && !s; i++) /* a free slot, else the least recently used */
+            if (!c->shadows[i].base) s = &c->shadows[i];
+        if (!s) {
+            s = &c->shadows[0];
+            for (int i = 1; i < CB_CUDA_SHADOWS; i++)
+                if (c->shadows[i].used < s->used) s = &c->shadows[i];
+        }
+        drop_shadow(s);
+        if (!(s->w16 = dev_alloc(n * sizeof(cb_bf16), "the bf16 copy of the weights (train.amp)", e))) return e->code;
+        s->base = w;
+        s->n = n;
+        s->stale = 1;
+    }
+    s->used = c->clock;
+    if (s->stale) {
+        cbk_to_bf16(s->w16, s->base, s->n);
+        s->stale = 0;
+        if (cb_cuda_check_launch(c, "amp: the weights' bf16 copy")) return cb_fail(e, CB_E_RUNTIME, c->err.where, "%s", c->err.msg);
+    }
+    return CB_OK;
+}
+
+int cb_cuda_reserve_h16(cuda_ctx *c, size_t h16_elems, cb_error *e) {
+    if (h16_elems <= c->h16_elems) return CB_OK;
+    cudaFree(c->h16);
+    c->h16_elems = 0;
+    if (!(c->h16 = dev_alloc(h16_elems * sizeof(cb_bf16), "bf16 scratch (train.amp)", e))) return e->code;
+    c->h16_elems = h16_elems;
+    return CB_OK;
+}
+
 static void *cuda_alloc(cb_backend *be, size_t bytes, cb_error *e) {
     (void)be;
-    return dev_alloc(bytes, "a buffer", e);
+    if (ctx.n_blocks == ctx.cap_blocks) {
+        int cap = ctx.cap_blocks ? 2 * ctx.cap_blocks : 64;
+        cuda_block *nb = realloc(ctx.blocks, (size_t)cap * sizeof *nb);
+        if (!nb) {
+            cb_fail(e, CB_E_RUNTIME, "cuda", "out of host memory");
+            return NULL;
+        }
+        ctx.blocks = nb;
+        ctx.cap_blocks = cap;
+    }
+    void *p = dev_alloc(bytes, "a buffer", e);
+    if (p) ctx.blocks[ctx.n_blocks++] = (cuda_block){p, bytes};
+    return p;
 }
 
 static void cuda_free(cb_backend *be, void *p) {
     (void)be;
-    if (p) cudaFree(p);
+    if (!p) return;
+    for (int i = 0; i < ctx.n_blocks; i++)
+        if (ctx.blocks[i].p == p) {
+            for (int k = 0; k < CB_CUDA_SHADOWS; k++) {
+                cuda_shadow *s = &ctx.shadows[k];
+                if (s->base && (const char *)s->base >= (const char *)p &&
+                    (const char *)s->base < (const char *)p + ctx.blocks[i].bytes)
+                    drop_shadow(s);
+            }
+            ctx.blocks[i] = ctx.blocks[--ctx.n_blocks];
+            break;
+        }
+    cudaFree(p);
 }
 
 static int cuda_upload(cb_backend *be, void *dst, const void *src, size_t bytes, cb_error *e) {
     (void)be;
     if (!bytes) return CB_OK;
+    touched(&ctx, dst, bytes);
     cudaError_t err = cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice);
     return err == cudaSuccess ? CB_OK : runtime_error(e, err, "upload");
 }
@@ -89,6 +195,7 @@ static int cuda_download(cb_backend *be, void *dst, const void *src, size_t byte
 
 static void cuda_zero(cb_backend *be, void *p, size_t bytes) {
     (void)be;
+    touched(&ctx, p, bytes);
     if (bytes && cudaMemsetAsync(p, 0, bytes, 0) != cudaSuccess) cb_cuda_fail(&ctx, "zero", "cudaMemsetAsync failed");
 }
 
@@ -156,6 +263,7 @@ static void cuda_loss_backward(cb_backend *be, cb_pass *p) {
 
 static void cuda_scale(cb_backend *be, float *x, size_t n, float s) {
     (void)be;
+    touched(&ctx, x, n * sizeof *x);
     cbk_scale(x, n, s);
     cb_cuda_check_launch(&ctx, "scale");
 }
@@ -173,36 +281,64 @@ static double cuda_grad_clip(cb_backend *be, float *g, size_t n, double max_norm
     double norm = sqrt(sumsq);
     if (max_norm > 0 && isfinite(norm)) {
         double coef = max_norm / (norm + 1e-6);
+        if (coef < 1.0) touched(&ctx, g, n * sizeof *g);
         if (coef < 1.0) cbk_scale(g, n, (float)coef);
     }
     return norm;
 }
 
-/* train/optimizer.c's cb_optimizer_step_state, one kernel per tensor, the scalars
- * computed here exactly as there. */
+/* train/optimizer.c's cb_optimizer_step_state, the scalars computed here exactly as
+ * there; one launch a run of tensors that follow each other in the buffer with the same
+ * decay factor (the padding between them is zero in weights, gradients and state, and
+ * stays zero), not one a tensor. Under amp, when the weights' shadow is current, the same
+ * launches write the new weights' bf16 copy, which stays current. */
+/* Where tensor p ends with the padding after it (model/params.h: every tensor starts at
+ * a multiple of 16 floats), inside the buffer of total floats. An optimizer of a part of
+ * the tensors (a view) never reaches past its own. */
+#define PARAM_ALIGN 16
+static size_t padded_end(const cb_param *p, size_t total) {
+    size_t end = p->offset + (p->numel + PARAM_ALIGN - 1) / PARAM_ALIGN * PARAM_ALIGN;
+    return end <= total ? end : p->offset + p->numel;
+}
+
 static void cuda_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const float *g, float *m, float *v,
                                 double lr) {
     (void)be;
     if (ctx.failed) return; /* the gradients are not whole: leave the weights alone */
+    const size_t total = o->params->total_floats;
+    cuda_shadow *sh = shadow_holding(&ctx, w);
+    cb_bf16 *w16 = sh && !sh->stale && sh->base == w && sh->n == total ? sh->w16 : NULL;
+    touched(&ctx, w, total * sizeof *w);
     const cb_optimizer_config *c = &o->cfg;
     o->t++;
     double bc1 = 1.0 - pow(c->beta1, (double)o->t), bc2 = 1.0 - pow(c->beta2, (double)o->t);
     float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
     float decayed = (float)(1.0 - lr * c->weight_decay);
     float b1 = (float)c->beta1, b2 = (float)c->beta2, omb1 = (float)(1.0 - c->beta1), omb2 = (float)(1.0 - c->beta2);
-    for (int k = 0; k < o->params->n; k++) {
-        const cb_param *p = &o->params->items[k];
+    const int n = o->params->n;
+    const cb_param *items = o->params->items;
+    int covered = 1; /* every float of the buffer written (w16 whole) */
+    size_t done = 0;
+    for (int k = 0; k < n;) {
         float df = o->decay[k] ? decayed : 1.0f;
-        size_t off = p->offset;
+        size_t off = items[k].offset, end = padded_end(&items[k], total);
+        int j = k + 1;
+        while (j < n && items[j].offset == end && (o->decay[j] ? decayed : 1.0f) == df) end = padded_end(&items[j++], total);
+        if (off != done) covered = 0;
+        done = end;
+        size_t len = end - off;
+        cb_bf16 *s16 = w16 ? w16 + off : NULL;
         switch (c->kind) {
         case CB_OPT_ADAMW:
-            cbk_adamw(w + off, g + off, m + off, v + off, p->numel, df, b1, b2, omb1, omb2, step_size, bc2_sqrt,
+            cbk_adamw(w + off, s16, g + off, m + off, v + off, len, df, b1, b2, omb1, omb2, step_size, bc2_sqrt,
                       (float)c->eps);
             break;
-        case CB_OPT_LION: cbk_lion(w + off, g + off, m + off, p->numel, df, b1, b2, omb1, omb2, (float)lr); break;
-        default: cbk_sgd(w + off, g + off, m + off, p->numel, df, (float)c->momentum, (float)lr); break;
+        case CB_OPT_LION: cbk_lion(w + off, s16, g + off, m + off, len, df, b1, b2, omb1, omb2, (float)lr); break;
+        default: cbk_sgd(w + off, s16, g + off, m + off, len, df, (float)c->momentum, (float)lr); break;
         }
+        k = j;
     }
+    if (w16 && covered && done == total) sh->stale = 0; /* written alongside, every float of it */
     cb_cuda_check_launch(&ctx, "optimizer step");
 }
 
@@ -235,6 +371,9 @@ static cb_backend cuda_backend = {
 /* At exit: the scratch, the small buffers and cuBLAS given back before the runtime's own
  * teardown (registered before this), so a leak check of a program sees none of ours. */
 static void release(void) {
+    for (int i = 0; i < CB_CUDA_SHADOWS; i++) drop_shadow(&ctx.shadows[i]);
+    free(ctx.blocks);
+    cudaFree(ctx.h16);
     cudaFree(ctx.ws);
     cudaFree(ctx.red);
     cudaFree(ctx.loss);

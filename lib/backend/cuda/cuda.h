@@ -1,7 +1,8 @@
 /* cuda.h: the CUDA backend (backend/backend.h's interface on an NVIDIA GPU), built when
  * the Makefile finds nvcc (CB_HAVE_CUDA). Training passes, the loss, clipping and every
- * optimizer run on the GPU in float32, the layers as kernels/ (one .cu a layer) and products through
- * cuBLAS; decoding on the GPU is not built yet (decode_init says so). */
+ * optimizer run on the GPU in float32 (the products in bf16 under amp), the layers as
+ * kernels/ (one .cu a layer) and products through cuBLAS; decoding on the GPU is not
+ * built yet (decode_init says so). */
 #ifndef CB_BACKEND_CUDA_CUDA_H
 #define CB_BACKEND_CUDA_CUDA_H
 

@@ -6,9 +6,32 @@
 #define CB_BACKEND_CUDA_INTERNAL_H
 
 #include <cublas_v2.h>
+#include <stdint.h>
 #include <cuda_runtime_api.h>
 #include "backend/backend.h"
 #include "backend/pass.h"
+
+/* bf16 values as their bits (C has no bf16 type; the kernels read them as __nv_bfloat16) */
+typedef uint16_t cb_bf16;
+
+/* amp: the bf16 copy of a weights buffer (a whole allocation's floats from base on),
+ * converted when a pass first reads it after a write: upload, zero, scale and the
+ * optimizer step mark the shadows they touch stale (cuda.c), so a step converts the
+ * weights once, not once a product. */
+#define CB_CUDA_SHADOWS 4
+typedef struct cuda_shadow {
+    const float *base; /* NULL: slot unused */
+    size_t n;          /* floats from base to the end of its allocation */
+    cb_bf16 *w16;      /* (n) */
+    int stale;         /* written since w16 was converted */
+    unsigned long used; /* the ctx's clock when last asked for: the oldest is replaced */
+} cuda_shadow;
+
+/* A device allocation of the backend (alloc ... free), so a shadow knows its extent. */
+typedef struct cuda_block {
+    const void *p;
+    size_t bytes;
+} cuda_block;
 
 typedef struct cuda_ctx {
     cublasHandle_t blas;
@@ -27,6 +50,14 @@ typedef struct cuda_ctx {
     int amp; /* mixed precision (train.amp): products and attention in bf16 on the tensor
                 cores with float32 sums; 0: float32 throughout (what the tests hold to
                 the CPU) */
+    /* amp: h16 is bf16 scratch for the operands of one product (activations converted
+     * before it), reserved with ws by op_forward; the shadows of the weights passes read */
+    cb_bf16 *h16;
+    size_t h16_elems;
+    cuda_shadow shadows[CB_CUDA_SHADOWS];
+    unsigned long clock;
+    cuda_block *blocks;
+    int n_blocks, cap_blocks;
 } cuda_ctx;
 
 /* Record the first failure (sticky until synchronize reports it). */
@@ -37,6 +68,15 @@ int cb_cuda_check_launch(cuda_ctx *c, const char *what);
  * waits for queued work). CB_OK or CB_E_RUNTIME with e filled. */
 int cb_cuda_reserve(cuda_ctx *c, size_t ws_elems, size_t red_elems, cb_error *e);
 
+/* amp (cuda.c): h16 of at least h16_elems bf16 (as cb_cuda_reserve). */
+int cb_cuda_reserve_h16(cuda_ctx *c, size_t h16_elems, cb_error *e);
+/* amp: make the shadow of the weights buffer w current (converted when stale or new).
+ * w outside any allocation of the backend has none (products convert its parts as they
+ * go). CB_OK or CB_E_RUNTIME (out of GPU memory) with e filled. */
+int cb_cuda_shadow_weights(cuda_ctx *c, const float *w, cb_error *e);
+/* The current bf16 shadow of x[0 .. n), or NULL when none holds all of it. */
+const cb_bf16 *cb_cuda_shadow_of(const cuda_ctx *c, const float *x, size_t n);
+
 /* blas.c: row-major C (M,N) = alpha op(A) op(B) + beta C, as backend/cpu/gemm.h's cb_gemm
  * (trans_a: op(A) = A^T with A stored (K,M)); and batch of them with element strides. */
 void cb_cuda_gemm(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A, int lda,
@@ -44,6 +84,13 @@ void cb_cuda_gemm(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, fl
 void cb_cuda_gemm_batched(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, float alpha, const float *A,
                           int lda, long long stride_a, const float *B, int ldb, long long stride_b, float beta,
                           float *C, int ldc, long long stride_c, int batch);
+/* With c->amp the products of cb_cuda_gemm and cb_cuda_linear_* read bf16 operands (a
+ * weight's shadow, an activation converted into h16) and sum in float32 into float32
+ * outputs; where h16 cannot hold an operand, the product runs in float32 on the tensor
+ * cores' TF32 instead, as do the batched products (attention's). Without amp, float32. */
+/* bf16 scratch a linear layer's products want: (IC + OC) bf16 a row of N rows, capped
+ * (linear_* then run row blocks of what fits) */
+size_t cb_cuda_linear_h16(int N, int IC, int OC);
 /* out (N, OC) = in (N, IC) w^T (+ b); and its backward: din (N, IC) += dy w,
  * dw (OC, IC) += dy^T in, db (OC) += column sums of dy (any NULL: not computed). */
 void cb_cuda_linear_forward(cuda_ctx *c, float *out, const float *in, const float *w, const float *b, int N, int IC,

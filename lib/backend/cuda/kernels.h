@@ -21,6 +21,10 @@ size_t cbk_colsum_work(int N, int C);
 /* dst (C) += sum over rows of src (N, C) */
 void cbk_colsum(float *dst, float *work, const float *src, int N, int C);
 
+/* ---- convert.cu: bf16 copies for the mixed-precision products (backend/cuda/blas.c) ---- */
+/* dst (n bf16, as their bits) = src rounded to nearest even */
+void cbk_to_bf16(uint16_t *dst, const float *src, size_t n);
+
 /* ---- embedding.cu (layers/embedding.c) ---- */
 void cbk_embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T,
                            int C, int pos0);
@@ -116,12 +120,14 @@ void cbk_attn_query_backward(float *dq_sem, float *dq, float *dz, const float *d
 void cbk_attn_group_sum(float *dk_sem, float *dk, float *dv, const float *dkh, const float *dvh,
                         const cbk_attn_dims *m);
 
-/* ---- optimizer.cu (train/optimizer.c): one tensor's update ---- */
-void cbk_adamw(float *w, const float *g, float *m, float *v, size_t n, float decay_factor, float b1, float b2,
-               float omb1, float omb2, float step_size, float bc2_sqrt, float eps);
-void cbk_lion(float *w, const float *g, float *m, size_t n, float decay_factor, float b1, float b2, float omb1,
-              float omb2, float lr);
-void cbk_sgd(float *w, const float *g, float *buf, size_t n, float decay_factor, float momentum, float lr);
+/* ---- optimizer.cu (train/optimizer.c): n floats of tensors that share a decay factor ---- */
+/* w16 non-NULL: also w16[i] = the new w[i] in bf16 (train.amp's shadow of the weights) */
+void cbk_adamw(float *w, uint16_t *w16, const float *g, float *m, float *v, size_t n, float decay_factor, float b1,
+               float b2, float omb1, float omb2, float step_size, float bc2_sqrt, float eps);
+void cbk_lion(float *w, uint16_t *w16, const float *g, float *m, size_t n, float decay_factor, float b1, float b2,
+              float omb1, float omb2, float lr);
+void cbk_sgd(float *w, uint16_t *w16, const float *g, float *buf, size_t n, float decay_factor, float momentum,
+             float lr);
 
 /* ---- clip.cu (train/clip.c) ---- */
 /* result[0] (double) = sum of g^2 summed in double; work: cbk_sumsq_work() doubles */

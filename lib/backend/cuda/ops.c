@@ -1,7 +1,9 @@
 /* ops.c: what each op of a program does on the GPU, forward and backward: the CUDA
  * backend's op_forward / op_backward, op for op the switch of backend/cpu/ops.c (the same
  * saved layout, the same dropout offsets), with the layers as kernels/ (one .cu a layer) and the
- * products through blas.c. A decoding pass goes to decode.c. */
+ * products through blas.c. A decoding pass goes to decode.c. Under amp an op with
+ * products makes sure of the bf16 shadow of the pass's weights and of the bf16 scratch
+ * its products want (in forward: backward cannot fail); blas.c does the rest. */
 #include "backend/cuda/internal.h"
 
 #include <string.h>
@@ -30,21 +32,38 @@ static uint64_t dropout_offset(const cb_pass *p, int op_index, int width) {
 
 static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
-/* Floats of ws and red that op i needs, forward or backward, for N rows. */
-static void op_work(const cb_program *prog, const cb_op *op, int B, int T, size_t *ws, size_t *red) {
+static int max_i(int a, int b) { return a > b ? a : b; }
+
+/* Floats of ws and red that op i needs, forward or backward, for N rows; and the bf16 of
+ * h16 its products want under amp (blas.c: a linear layer's operands, row blocks of them
+ * past a cap; cb_cuda_gemm's activation operand, which is never wider than N (IC + OC)). */
+static void op_work(const cb_program *prog, const cb_op *op, int B, int T, size_t *ws, size_t *red, size_t *h16) {
     const int N = B * T;
-    *ws = *red = 0;
+    *ws = *red = *h16 = 0;
     switch (op->kind) {
     case CB_OP_RMSNORM:
     case CB_OP_LAYERNORM: *red = cbk_colsum_work(N, op->d_in); break;
     case CB_OP_LINEAR:
-    case CB_OP_HEAD: *red = cbk_colsum_work(N, op->d_out); break;
-    case CB_OP_SWIGLU: *ws = 2 * (size_t)N * op->d_ff; break;
+    case CB_OP_HEAD:
+        *red = cbk_colsum_work(N, op->d_out);
+        *h16 = cb_cuda_linear_h16(N, op->d_in, op->d_out);
+        break;
+    case CB_OP_SWIGLU:
+        *ws = 2 * (size_t)N * op->d_ff;
+        *h16 = max_z(cb_cuda_linear_h16(N, op->d_in, op->d_ff), (size_t)N * op->d_in + 16);
+        break;
     case CB_OP_MLP:
         *ws = (size_t)N * op->d_ff;
         *red = cbk_colsum_work(N, op->d_ff > op->d_in ? op->d_ff : op->d_in);
+        *h16 = max_z(cb_cuda_linear_h16(N, op->d_in, op->d_ff), (size_t)N * op->d_in + 16);
         break;
-    case CB_OP_ATTENTION: cb_cuda_attention_work(&op->attn, B, T, ws, red); break;
+    case CB_OP_ATTENTION: {
+        cb_cuda_attention_work(&op->attn, B, T, ws, red);
+        const cb_attention_config *a = &op->attn;
+        int width = max_i(max_i(a->d_model, a->n_heads * a->head_dim), max_i(a->sem_dim, max_i(a->geo_dim, a->v_dim)));
+        *h16 = max_z(cb_cuda_linear_h16(N, a->d_model, width), (size_t)N * a->d_model + 16);
+        break;
+    }
     default: break;
     }
     *red = max_z(*red, cbk_crossentropy_work(N));
@@ -62,9 +81,10 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
         return e->code;
     }
     const int B = p->B, T = p->T, N = B * T;
-    size_t ws, red;
-    op_work(prog, op, B, T, &ws, &red);
-    if (cb_cuda_reserve(c, ws, red, e) != CB_OK) {
+    size_t ws, red, h16;
+    op_work(prog, op, B, T, &ws, &red, &h16);
+    if (cb_cuda_reserve(c, ws, red, e) != CB_OK ||
+        (c->amp && h16 && (cb_cuda_reserve_h16(c, h16, e) != CB_OK || cb_cuda_shadow_weights(c, p->weights, e) != CB_OK))) {
         c->failed = 1;
         c->err = *e;
         return e->code;
