@@ -19,13 +19,12 @@
 
 template <int TOK>
 static __global__ void matvec_rows(float *y, const unsigned char *W, size_t row_bytes, int kind, int vec,
-                                   const float *x, const float *bias, int rows, int cols, int m) {
+                                   const float *x, int xvec, const float *bias, int rows, int cols, int m) {
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
     if (r >= rows) return;
     const unsigned char *row = W + (size_t)r * row_bytes;
     const int chunks = (cols + 7) / 8; /* block kinds: the padded tail reads zero quants */
-    const int xvec = (cols & 3) == 0;  /* x rows 16-byte aligned */
     for (int t0 = 0; t0 < m; t0 += TOK) {
         const int nt = m - t0 < TOK ? m - t0 : TOK;
         float acc[TOK];
@@ -67,14 +66,17 @@ void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float
                 int cols, int m) {
     if (rows <= 0 || m <= 0) return;
     /* the float kinds' 128-bit loads need whole, aligned 8-value pieces */
-    const int vec = kind == CB_KV_F32 ? cols % 8 == 0 : (kind == CB_KV_F16 || kind == CB_KV_BF16) ? cols % 8 == 0 : 1;
+    const int fl = kind == CB_KV_F32 || kind == CB_KV_F16 || kind == CB_KV_BF16;
+    const int vec = !fl || (cols % 8 == 0 && (uintptr_t)W % 16 == 0);
+    /* x rows 16-byte aligned (an op's input may start anywhere in the slot arena) */
+    const int xvec = cols % 4 == 0 && (uintptr_t)x % 16 == 0;
     const unsigned grid = (unsigned)((rows + MV_WARPS - 1) / MV_WARPS);
     if (m == 1)
-        matvec_rows<1><<<grid, 32 * MV_WARPS>>>(y, (const unsigned char *)W, row_bytes, kind, vec, x, bias, rows,
-                                               cols, m);
+        matvec_rows<1><<<grid, 32 * MV_WARPS>>>(y, (const unsigned char *)W, row_bytes, kind, vec, x, xvec, bias,
+                                               rows, cols, m);
     else
-        matvec_rows<MV_TOK><<<grid, 32 * MV_WARPS>>>(y, (const unsigned char *)W, row_bytes, kind, vec, x, bias,
-                                                    rows, cols, m);
+        matvec_rows<MV_TOK><<<grid, 32 * MV_WARPS>>>(y, (const unsigned char *)W, row_bytes, kind, vec, x, xvec,
+                                                    bias, rows, cols, m);
 }
 
 /* One block of a block kind (or one value of a float kind) per thread: rows (rows, cols)
