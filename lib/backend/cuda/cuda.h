@@ -1,7 +1,8 @@
 /* cuda.h: the CUDA backend (backend/backend.h's interface on an NVIDIA GPU), built when
  * the Makefile finds nvcc (CB_HAVE_CUDA). Training passes, the loss, clipping and every
  * optimizer run on the GPU in float32, the layers as kernels/ (one .cu a layer) and products through
- * cuBLAS; decoding on the GPU is not built yet (decode_init says so). */
+ * cuBLAS; decoding (decode.c) keeps the weights in their storage kind and the KV caches
+ * on the GPU, the logits coming back to the host for sampling. */
 #ifndef CB_BACKEND_CUDA_CUDA_H
 #define CB_BACKEND_CUDA_CUDA_H
 
