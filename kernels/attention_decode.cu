@@ -22,13 +22,15 @@
 #define AD_THREADS 256
 #define AD_RMAX 32                /* (query, head) rows a block holds */
 #define AD_SMEM (160 * 1024)      /* shared memory a block may take */
+#define AD_VEC_R 8                /* rows of step 3's 8-value pieces (registers: 8 x 8) */
 
 typedef struct ad_plan {
     int hsplit, gsub; /* a kv group's heads over hsplit blocks of gsub heads */
     int qt, R;        /* queries per block, rows per block (qt * gsub) */
     int S, nsplit;    /* keys per split, splits */
     long want, smax;  /* splits that would fill the GPU; the most keys a split may hold */
-    int ds8, dr8, nsl;
+    int ds8, dr8, nsl; /* nsl: key slices of step 3 */
+    int vec2;          /* step 3 in 8-value pieces (R <= 8, dv a multiple of 8) */
     size_t smem;
 } ad_plan;
 
@@ -53,14 +55,19 @@ static ad_plan plan_of(int m, int H, int Hkv, int ds, int dr, int dv, int span) 
     p.R = p.qt * p.gsub;
     p.ds8 = (ds + 7) / 8 * 8;
     p.dr8 = (dr + 7) / 8 * 8;
-    const int DL = dv < AD_THREADS ? dv : AD_THREADS;
-    p.nsl = AD_THREADS / DL;
+    p.vec2 = p.R <= AD_VEC_R && dv % 8 == 0 && dv / 8 <= AD_THREADS;
+    if (p.vec2) {
+        p.nsl = AD_THREADS / (dv / 8);
+    } else {
+        const int DL = dv < AD_THREADS ? dv : AD_THREADS;
+        p.nsl = AD_THREADS / DL;
+    }
     const size_t fixed = (size_t)p.R * (p.ds8 + p.dr8) + (size_t)p.nsl * p.R * dv + 2 * (size_t)p.R;
     long smax = ((long)(AD_SMEM / 4) - (long)fixed) / p.R / 64 * 64;
     if (smax < 64) smax = 64;
     if (smax > 4096) smax = 4096;
     const long base = (long)Hkv * p.hsplit * ((m + p.qt - 1) / p.qt);
-    const long want_blocks = 2L * sm_count();
+    const long want_blocks = 4L * sm_count();
     long want = (want_blocks + base - 1) / base;
     if (want < 1) want = 1;
     long S = ((span + want - 1) / want + 63) / 64 * 64;
@@ -171,9 +178,14 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
             }
             const unsigned char *seg =
                 (const unsigned char *)a.k.data + (size_t)key * a.k.row_bytes + (size_t)kvh * a.k.head_bytes;
-            for (int j = 0; j < a.dr; j += 8) {
-                cbk_load8(a.k.kind, seg, j, a.dr, vec_k, w);
-                dot8_rows(acc, w, qs + p.ds8, ldq, j, R);
+            for (int j = 0; j < a.dr; j += 32) { /* four pieces' loads out together */
+                float w4[4][8];
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    if (j + 8 * u < a.dr) cbk_load8(a.k.kind, seg, j + 8 * u, a.dr, vec_k, w4[u]);
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    if (j + 8 * u < a.dr) dot8_rows(acc, w4[u], qs + p.ds8, ldq, j + 8 * u, R);
             }
         }
 #pragma unroll
@@ -205,8 +217,38 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
     __syncthreads();
 
     // 3. p v over the split's keys
+    if (p.vec2) { /* a thread: one 8-value piece of the value rows of a slice of the keys */
+        const int CL = a.dv / 8, sl = tid / CL, cl = tid % CL;
+        if (sl < p.nsl) {
+            float acc[AD_VEC_R][8];
+#pragma unroll
+            for (int r = 0; r < AD_VEC_R; r++)
+#pragma unroll
+                for (int u = 0; u < 8; u++) acc[r][u] = 0.0f;
+#pragma unroll 2
+            for (int kk = sl; kk < nk; kk += p.nsl) {
+                const unsigned char *seg = (const unsigned char *)a.v.data + (size_t)(k0 + kk) * a.v.row_bytes +
+                                           (size_t)kvh * a.v.head_bytes;
+                float w[8];
+                cbk_load8(a.v.kind, seg, cl * 8, a.dv, 1, w);
+#pragma unroll
+                for (int r = 0; r < AD_VEC_R; r++) {
+                    if (r >= R) break;
+                    const float pr = sc[(size_t)r * S + kk];
+#pragma unroll
+                    for (int u = 0; u < 8; u++) acc[r][u] = __fmaf_rn(pr, w[u], acc[r][u]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < AD_VEC_R; r++) {
+                if (r >= R) break;
+#pragma unroll
+                for (int u = 0; u < 8; u++) red[((size_t)sl * R + r) * a.dv + cl * 8 + u] = acc[r][u];
+            }
+        }
+    }
     const int DL = AD_THREADS / p.nsl, sl = tid / DL, dl = tid % DL;
-    if (sl < p.nsl) {
+    if (!p.vec2 && sl < p.nsl) {
         for (int d = dl; d < a.dv; d += DL) {
             float acc[AD_RMAX];
 #pragma unroll
@@ -243,10 +285,10 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
 
 /* out (m, H*dv): row (i, h) from its nsplit partials */
 static __global__ void attn_decode_combine(float *out, const float *part, int H, int dv, int nsplit) {
-    extern __shared__ float fac[]; /* (nsplit) */
-    const size_t row = blockIdx.x;  /* i * H + h */
+    extern __shared__ float fac[]; /* (nsplit + 4): the factors, then the sum's inverse */
+    float *tot = fac + nsplit;
+    const size_t row = blockIdx.x; /* i * H + h */
     const float *pr = part + row * nsplit * (dv + 2);
-    __shared__ float tot[2];
     if (threadIdx.x == 0) {
         float M = -INFINITY;
         for (int s = 0; s < nsplit; s++) M = fmaxf(M, pr[(size_t)s * (dv + 2) + dv]);
@@ -292,5 +334,5 @@ void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem
     }
     dim3 grid((unsigned)a.p.nsplit, (unsigned)(Hkv * a.p.hsplit), (unsigned)((m + a.p.qt - 1) / a.p.qt));
     attn_decode_split<<<grid, AD_THREADS, a.p.smem>>>(a, seg_vec(k), ds ? seg_vec(k_sem) : 1);
-    attn_decode_combine<<<(unsigned)(m * H), 128, a.p.nsplit * sizeof(float)>>>(out, work, H, dv, a.p.nsplit);
+    attn_decode_combine<<<(unsigned)(m * H), 128, (a.p.nsplit + 4) * sizeof(float)>>>(out, work, H, dv, a.p.nsplit);
 }

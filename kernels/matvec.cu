@@ -17,8 +17,9 @@
 #define MV_WARPS 8 /* rows per block of 256 threads */
 #define MV_TOK 8   /* tokens a pass over W multiplies at once */
 
-template <int TOK>
-static __global__ void matvec_rows(float *y, const unsigned char *W, size_t row_bytes, int kind, int vec,
+/* KIND a compile-time kind: the loads of an unrolled stretch of a row go out together */
+template <int KIND, int TOK>
+static __global__ void matvec_rows(float *y, const unsigned char *W, size_t row_bytes, int vec,
                                    const float *x, int xvec, const float *bias, int rows, int cols, int m) {
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
@@ -34,7 +35,7 @@ static __global__ void matvec_rows(float *y, const unsigned char *W, size_t row_
         for (int c = lane; c < chunks; c += 32) {
             const int j = c * 8;
             float w[8];
-            cbk_load8(kind, row, j, cols, vec, w);
+            cbk_load8(KIND, row, j, cols, vec, w);
 #pragma unroll
             for (int t = 0; t < TOK; t++) {
                 if (t >= nt) break;
@@ -70,13 +71,20 @@ void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float
     const int vec = !fl || (cols % 8 == 0 && (uintptr_t)W % 16 == 0);
     /* x rows 16-byte aligned (an op's input may start anywhere in the slot arena) */
     const int xvec = cols % 4 == 0 && (uintptr_t)x % 16 == 0;
-    const unsigned grid = (unsigned)((rows + MV_WARPS - 1) / MV_WARPS);
-    if (m == 1)
-        matvec_rows<1><<<grid, 32 * MV_WARPS>>>(y, (const unsigned char *)W, row_bytes, kind, vec, x, xvec, bias,
-                                               rows, cols, m);
-    else
-        matvec_rows<MV_TOK><<<grid, 32 * MV_WARPS>>>(y, (const unsigned char *)W, row_bytes, kind, vec, x, xvec,
-                                                    bias, rows, cols, m);
+    const unsigned grid = (unsigned)((rows + MV_WARPS - 1) / MV_WARPS), threads = 32 * MV_WARPS;
+    const unsigned char *w = (const unsigned char *)W;
+#define MV_LAUNCH(K)                                                                                   \
+    if (m == 1) matvec_rows<K, 1><<<grid, threads>>>(y, w, row_bytes, vec, x, xvec, bias, rows, cols, m); \
+    else matvec_rows<K, MV_TOK><<<grid, threads>>>(y, w, row_bytes, vec, x, xvec, bias, rows, cols, m);
+    switch (kind) {
+    case CB_KV_F32: MV_LAUNCH(CB_KV_F32) break;
+    case CB_KV_F16: MV_LAUNCH(CB_KV_F16) break;
+    case CB_KV_BF16: MV_LAUNCH(CB_KV_BF16) break;
+    case CB_KV_Q8_0: MV_LAUNCH(CB_KV_Q8_0) break;
+    case CB_KV_Q4_0: MV_LAUNCH(CB_KV_Q4_0) break;
+    default: MV_LAUNCH(CB_KV_NF4) break;
+    }
+#undef MV_LAUNCH
 }
 
 /* One block of a block kind (or one value of a float kind) per thread: rows (rows, cols)
@@ -149,4 +157,36 @@ void cbk_quantize_rows(void *dst, size_t dst_ld, const float *src, size_t src_ld
     const size_t per_row = (size_t)(cols + bv - 1) / bv, n = (size_t)rows * per_row;
     if (n) quantize_rows<<<cbk_grid(n), CBK_THREADS>>>((unsigned char *)dst, dst_ld, src, src_ld, kind, rows, cols, bv,
                                                        per_row);
+}
+
+/* dst (rows, cols) floats = the stored rows, 8 values a thread (prefill chunks multiply the
+ * dequantised matrix through cuBLAS) */
+template <int KIND>
+static __global__ void dequantize_rows(float *dst, const unsigned char *src, size_t row_bytes, int vec, int rows,
+                                       int cols, int per_row) {
+    CBK_FOR(i, (size_t)rows * per_row) {
+        const size_t r = i / per_row;
+        const int j = (int)(i % per_row) * 8;
+        float w[8];
+        cbk_load8(KIND, src + r * row_bytes, j, cols, vec, w);
+        float *o = dst + r * cols + j;
+        for (int u = 0; u < 8 && j + u < cols; u++) o[u] = w[u];
+    }
+}
+
+void cbk_dequantize_rows(float *dst, const void *src, size_t row_bytes, int kind, int rows, int cols) {
+    const int per_row = (cols + 7) / 8;
+    const size_t n = (size_t)rows * per_row;
+    if (!n) return;
+    const int fl = kind == CB_KV_F32 || kind == CB_KV_F16 || kind == CB_KV_BF16;
+    const int vec = !fl || (cols % 8 == 0 && (uintptr_t)src % 16 == 0);
+    const unsigned char *s = (const unsigned char *)src;
+    switch (kind) {
+    case CB_KV_F32: dequantize_rows<CB_KV_F32><<<cbk_grid(n), CBK_THREADS>>>(dst, s, row_bytes, vec, rows, cols, per_row); break;
+    case CB_KV_F16: dequantize_rows<CB_KV_F16><<<cbk_grid(n), CBK_THREADS>>>(dst, s, row_bytes, vec, rows, cols, per_row); break;
+    case CB_KV_BF16: dequantize_rows<CB_KV_BF16><<<cbk_grid(n), CBK_THREADS>>>(dst, s, row_bytes, vec, rows, cols, per_row); break;
+    case CB_KV_Q8_0: dequantize_rows<CB_KV_Q8_0><<<cbk_grid(n), CBK_THREADS>>>(dst, s, row_bytes, vec, rows, cols, per_row); break;
+    case CB_KV_Q4_0: dequantize_rows<CB_KV_Q4_0><<<cbk_grid(n), CBK_THREADS>>>(dst, s, row_bytes, vec, rows, cols, per_row); break;
+    default: dequantize_rows<CB_KV_NF4><<<cbk_grid(n), CBK_THREADS>>>(dst, s, row_bytes, vec, rows, cols, per_row); break;
+    }
 }

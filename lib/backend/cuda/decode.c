@@ -284,8 +284,30 @@ static const cb_weight_matrix *mat(const cb_pass *p, int i, int role) {
     return &p->decode->mats[i * CB_OP_MAX_PARAMS + role];
 }
 
+/* The context of the op running (decode_op_forward sets it): products of many rows go
+ * through its cuBLAS handle and scratch. */
+static cuda_ctx *ctx_now;
+
+/* From this many rows (prefill chunks) a product goes through cuBLAS's sgemm over the
+ * matrix dequantised into scratch: the matvec kernel reads W once for 8 rows at a time,
+ * which is memory-bound at one row and compute-bound far below sgemm at hundreds. */
+#define GEMM_ROWS 16
+
 /* out (n, rows of W) = in (n, cols of W) W^T + bias */
 static void matvec(float *out, const cb_weight_matrix *w, const float *in, const float *bias, int n) {
+    cuda_ctx *c = ctx_now;
+    if (n >= GEMM_ROWS && c) {
+        if (w->kind == CB_KV_F32) {
+            cb_cuda_linear_forward(c, out, in, w->data, bias, n, w->cols, w->rows);
+            return;
+        }
+        cb_error e;
+        if (cb_cuda_reserve(c, (size_t)w->rows * w->cols, 0, &e) == CB_OK) {
+            cbk_dequantize_rows(c->ws, w->data, w->row_bytes, (int)w->kind, w->rows, w->cols);
+            cb_cuda_linear_forward(c, out, in, c->ws, bias, n, w->cols, w->rows);
+            return;
+        } /* no room for the dequantised matrix: the matvec kernel needs none */
+    }
     cbk_matvec(out, w->data, w->row_bytes, (int)w->kind, in, bias, w->rows, w->cols, n);
 }
 static void proj(const cb_pass *p, int i, int role, float *out, const float *in, const float *bias) {
@@ -407,6 +429,7 @@ int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
         *e = c->err;
         return e->code;
     }
+    ctx_now = c;
     const cb_program *prog = p->prog;
     const cb_op *op = &prog->ops[i];
     const int m = p->T;

@@ -137,6 +137,8 @@ const char *cbk_last_error(void);
  * (enum cb_kv_kind) as backend/cpu/matvec.h's cb_weight_matrix; the input stays float */
 void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float *x, const float *bias, int rows,
                 int cols, int m);
+/* dst (rows, cols) floats = the rows of W stored in kind (row_bytes each) */
+void cbk_dequantize_rows(float *dst, const void *W, size_t row_bytes, int kind, int rows, int cols);
 /* rows (rows, cols) floats of stride src_ld into kind, dst rows of stride dst_ld bytes, each
  * cb_kv_kind_bytes(kind, cols) bytes, the bytes tensor/quant.c's cb_kv_quantize_row writes */
 void cbk_quantize_rows(void *dst, size_t dst_ld, const float *src, size_t src_ld, int kind, int rows, int cols);
