@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # cb-train --device cuda: the tiny Llama trains on the GPU close to the CPU's losses; its
 # checkpoints are the CPU's files (cb-generate decodes the GPU's final model on the CPU,
-# a run moves between the devices with --resume); GPU decoding is refused in one line.
+# a run moves between the devices with --resume); cb-generate --device cuda decodes it on the
+# GPU to the CPU's greedy ids.
 # (Lion and SGD on the GPU: tests/unit/backend/test_cuda.c.) Skips where the build has no CUDA backend or the machine no GPU.
 . "$(dirname "$0")/lib.sh"
 export OMP_WAIT_POLICY=passive
@@ -67,9 +68,15 @@ close resume_cpu_to_gpu_losses "$TMP/cpu/metrics.jsonl" "$TMP/c2g/metrics.jsonl"
 expect_run resume_gpu_to_cpu 0 train --device cpu --run adamw -o "$TMP/g2c" --resume "$TMP/gpu/step-00000010"
 close resume_gpu_to_cpu_losses "$TMP/gpu/metrics.jsonl" "$TMP/g2c/metrics.jsonl" 11
 
-# 4. decoding on the GPU is not built: one line, usage status
-expect_run generate_on_gpu_refused 2 "$CB_BIN/cb-generate" --device cuda --ids 1,2 --max-new-tokens 2 "$TMP/gpu/final"
-expect_err_line generate_on_gpu_refused.msg "GPU decoding is not built yet; use --device cpu for generation"
+# 4. decoding on the GPU: greedy, the CPU's ids (float32 weights and cache on both: the
+#    logits agree to rounding, tests/unit/backend/test_cuda_decode.c)
+expect_run generate_gpu_from_gpu_model 0 "$CB_BIN/cb-generate" --device cuda --ids 1,2,3 --max-new-tokens 8 \
+    --temperature 0 "$TMP/gpu/final"
+cp "$TMP/out" "$TMP/gpu_ids"
+expect_run generate_cpu_again 0 "$CB_BIN/cb-generate" --device cpu --ids 1,2,3 --max-new-tokens 8 \
+    --temperature 0 "$TMP/gpu/final"
+if cmp -s "$TMP/out" "$TMP/gpu_ids"; then ok generate_gpu_equals_cpu
+else not_ok generate_gpu_equals_cpu "gpu: $(head -c 200 "$TMP/gpu_ids"); cpu: $(head -c 200 "$TMP/out")"; fi
 
 # 5. mixed precision (train.amp) on real text: presets/tiny_sotu.yml (GPT-2 tokens of the
 #    State of the Union addresses; CB_SOTU_DATA: a cb-data prepare of them, else prepared

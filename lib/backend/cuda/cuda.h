@@ -1,8 +1,9 @@
 /* cuda.h: the CUDA backend (backend/backend.h's interface on an NVIDIA GPU), built when
  * the Makefile finds nvcc (CB_HAVE_CUDA). Training passes, the loss, clipping and every
  * optimizer run on the GPU in float32 (the products in bf16 under amp), the layers as
- * kernels/ (one .cu a layer) and products through cuBLAS; decoding on the GPU is not
- * built yet (decode_init says so). */
+ * kernels/ (one .cu a layer) and products through cuBLAS; decoding (decode.c) keeps the
+ * weights in their storage kind and the KV caches on the GPU, the logits coming back to
+ * the host for sampling. */
 #ifndef CB_BACKEND_CUDA_CUDA_H
 #define CB_BACKEND_CUDA_CUDA_H
 

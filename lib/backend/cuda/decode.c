@@ -1,31 +1,480 @@
-/* decode.c: decoding on the GPU (backend.h's decode_init ... decode_end, and the ops of a
- * decoding pass). Not built yet (issue 16): a session on this backend is refused with one
- * message, before anything is allocated. */
+/* decode.c: decoding on the GPU, backend/cpu/decode.c's twin: the state (the weight
+ * matrices in their storage kind on the device, one KV cache per attention op in device
+ * memory, scratch) and every op of a decoding pass (ops.c hands them all here). Attention
+ * projects the new rows, rotates them at their positions, quantises their keys and values
+ * into its cache (kernels/matvec.cu's cbk_quantize_rows, the CPU's bytes) and attends
+ * against the whole cache in one split pass (kernels/attention_decode.cu); products read
+ * the converted weights (cbk_matvec); the row-wise ops are those of a full-sequence pass.
+ *
+ * The cb_decode of pass.h is shared with the CPU: its matrices' data and owned, its caches'
+ * data, work and attn_scratch are device pointers here (allocated with the backend's
+ * alloc, never with malloc). The caches' shapes and lengths are infer/kv_cache.h's, set
+ * up by cb_kv_cache_init with no storage (capacity 0) and grown here. */
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include "backend/cuda/internal.h"
+#include "backend/cuda/kernels.h"
 
-static int not_built(cb_error *e) {
-    return cb_fail(e, CB_E_USAGE, "", "device cuda: GPU decoding is not built yet; use --device cpu for generation");
+/* kernels/quant.cuh repeats these values (tensor/quant.h is C only) */
+_Static_assert(CB_KV_F32 == 0 && CB_KV_F16 == 1 && CB_KV_BF16 == 2 && CB_KV_Q8_0 == 3 && CB_KV_Q4_0 == 4 &&
+                   CB_KV_NF4 == 5 && sizeof(cb_block_q8_0) == 34 && sizeof(cb_block_q4_0) == 18 &&
+                   sizeof(cb_block_nf4) == 34,
+               "kernels/quant.cuh's kinds and block sizes");
+
+/* Per-head widths of an attention op: semantic, rotary (RoPE path), value. */
+typedef struct head_dims { int H, Hkv, ds, dr, dv, gated; } head_dims;
+static head_dims dims_of(const cb_attention_config *a) {
+    head_dims m = {a->n_heads, a->n_kv_heads, 0, a->head_dim, a->head_dim, 0};
+    if (a->mode == CB_ATTENTION_DECOUPLED) {
+        m.ds = a->sem_dim / a->n_heads;
+        m.dr = a->geo_dim / a->n_heads;
+        m.dv = a->v_dim / a->n_heads;
+        m.gated = a->decoupled_gate || a->decoupled_gate_dynamic;
+    }
+    return m;
 }
 
-int cb_cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *prog, const struct cb_param_table *params,
-                        const float *weights, const cb_decode_config *cfg, cb_error *e) {
-    (void)be, (void)prog, (void)params, (void)weights, (void)cfg;
-    memset(d, 0, sizeof *d);
-    return not_built(e);
+/* Floats an attention op needs for m rows: q, k, v, q_sem, k_sem, gate, att (the CPU's). */
+static size_t attention_work(const cb_attention_config *a, size_t m) {
+    head_dims d = dims_of(a);
+    return m * ((size_t)d.H * d.dr + (size_t)d.Hkv * d.dr + (size_t)d.Hkv * d.dv + (size_t)d.H * d.ds +
+                (size_t)d.Hkv * d.ds + (size_t)d.H + (size_t)d.H * d.dv);
 }
-int cb_cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_error *e) {
-    (void)be, (void)d, (void)pos0, (void)m;
-    return not_built(e);
+
+static size_t op_work(const cb_op *op, size_t m) {
+    switch (op->kind) {
+    case CB_OP_RMSNORM: return m;
+    case CB_OP_LAYERNORM: return 2 * m;
+    case CB_OP_SWIGLU: return 3 * m * (size_t)op->d_ff;
+    case CB_OP_MLP: return 2 * m * (size_t)op->d_ff;
+    case CB_OP_ATTENTION: return attention_work(&op->attn, m);
+    default: return 0;
+    }
 }
-void cb_cuda_decode_truncate(cb_backend *be, cb_decode *d, int len) { (void)be, (void)d, (void)len; }
+
+/* 1 when role of op names a weight matrix (the products decode runs). */
+static int is_matrix(const cb_op *op, int role) {
+    switch (op->kind) {
+    case CB_OP_ATTENTION:
+        return role == CB_P_Q_W || role == CB_P_K_W || role == CB_P_V_W || role == CB_P_O_W || role == CB_P_QSEM_W ||
+               role == CB_P_KSEM_W || role == CB_P_QGEO_W || role == CB_P_KGEO_W || role == CB_P_GATE_PROJ;
+    case CB_OP_SWIGLU: return role == CB_P_GATE || role == CB_P_UP || role == CB_P_DOWN;
+    case CB_OP_MLP: return role == CB_P_FC_W || role == CB_P_PROJ_W;
+    case CB_OP_LINEAR:
+    case CB_OP_HEAD: return role == CB_P_WEIGHT;
+    default: return 0;
+    }
+}
+
+static const int QKV_ROLES[3] = {CB_P_Q_W, CB_P_K_W, CB_P_V_W};
+static const int GATE_UP_ROLES[2] = {CB_P_GATE, CB_P_UP};
+
+/* As the CPU's joined(): roles[0..n) of op i back to back in device memory, of one kind and
+ * width, as one matrix of all their rows (one launch for q, k, v of a token). */
+static int joined(const cb_decode *d, int i, const int *roles, int n, cb_weight_matrix *w) {
+    const cb_weight_matrix *a = &d->mats[i * CB_OP_MAX_PARAMS + roles[0]];
+    if (!a->data) return 0;
+    *w = *a;
+    w->owned = NULL;
+    for (int r = 1; r < n; r++) {
+        const cb_weight_matrix *b = &d->mats[i * CB_OP_MAX_PARAMS + roles[r]];
+        if (!b->data || b->kind != a->kind || b->cols != a->cols ||
+            (const unsigned char *)b->data != (const unsigned char *)a->data + (size_t)w->rows * a->row_bytes)
+            return 0;
+        w->rows += b->rows;
+    }
+    return 1;
+}
+
+/* As the CPU's merge_rows: roles[0..n) of op i (converted, each its own block, viewed by no
+ * other op) copied into one block on the device, so that joined() finds them. */
+static int merge_rows(cb_backend *be, cb_decode *d, const cb_program *prog, int i, const int *roles, int n,
+                      cb_error *e) {
+    const int nm = prog->n_ops * CB_OP_MAX_PARAMS;
+    const cb_weight_matrix *w0 = &d->mats[i * CB_OP_MAX_PARAMS + roles[0]];
+    size_t total = 0;
+    for (int r = 0; r < n; r++) {
+        const cb_weight_matrix *w = &d->mats[i * CB_OP_MAX_PARAMS + roles[r]];
+        if (!w->owned || w->kind != w0->kind || w->cols != w0->cols) return CB_OK;
+        for (int j = 0; j < nm; j++)
+            if (j != i * CB_OP_MAX_PARAMS + roles[r] && d->mats[j].data == w->data) return CB_OK;
+        total += cb_weight_matrix_bytes(w);
+    }
+    unsigned char *block = be->alloc(be, total, e);
+    if (!block) return e->code;
+    size_t off = 0;
+    for (int r = 0; r < n; r++) {
+        cb_weight_matrix *w = &d->mats[i * CB_OP_MAX_PARAMS + roles[r]];
+        const size_t bytes = cb_weight_matrix_bytes(w);
+        if (cudaMemcpy(block + off, w->data, bytes, cudaMemcpyDeviceToDevice) != cudaSuccess) {
+            be->free(be, block);
+            return cb_fail(e, CB_E_RUNTIME, "cuda", "joining weight matrices: copy failed");
+        }
+        be->free(be, w->owned);
+        w->data = block + off;
+        w->owned = r == 0 ? block : NULL; /* the first frees the block */
+        off += bytes;
+    }
+    return CB_OK;
+}
+
+/* Every weight matrix of the program in kind on the device: fp32 views the model's buffer
+ * (already there), the others converted once by cbk_quantize_rows from it; a tensor used
+ * by several ops is converted once and viewed by the others. */
+static int convert_weights(cb_backend *be, cb_decode *d, const cb_program *p, const cb_param_table *t,
+                           const float *weights, cb_kv_kind kind, cb_error *e) {
+    d->mats = cb_calloc((size_t)p->n_ops * CB_OP_MAX_PARAMS, sizeof *d->mats, e);
+    if (!d->mats) return e->code;
+    for (int i = 0; i < p->n_ops; i++)
+        for (int r = 0; r < CB_OP_MAX_PARAMS; r++) {
+            const cb_op *op = &p->ops[i];
+            if (op->p[r] == CB_NO_PARAM || !is_matrix(op, r)) continue;
+            const cb_weight_matrix *seen = NULL;
+            for (int j = 0; j < i * CB_OP_MAX_PARAMS + r && !seen; j++)
+                if (d->mats[j].data && p->ops[j / CB_OP_MAX_PARAMS].p[j % CB_OP_MAX_PARAMS] == op->p[r]) seen = &d->mats[j];
+            cb_weight_matrix *w = &d->mats[i * CB_OP_MAX_PARAMS + r];
+            if (seen) {
+                cb_weight_matrix_view(w, kind, seen->data, seen->rows, seen->cols);
+                continue;
+            }
+            const cb_param *par = NULL;
+            for (int k = 0; k < t->n && !par; k++)
+                if (t->items[k].offset == op->p[r]) par = &t->items[k];
+            if (!par || par->ndim != 2) return cb_fail(e, CB_E_INVALID, op->id, "weight matrix without a 2-d tensor");
+            const int rows = (int)par->shape[0], cols = (int)par->shape[1];
+            if (kind == CB_KV_F32) { /* the model's own buffer */
+                cb_weight_matrix_view(w, kind, weights + op->p[r], rows, cols);
+                continue;
+            }
+            cb_weight_matrix_view(w, kind, NULL, rows, cols);
+            void *data = be->alloc(be, cb_weight_matrix_bytes(w), e);
+            if (!data) return e->code;
+            cbk_quantize_rows(data, w->row_bytes, weights + op->p[r], (size_t)cols, (int)kind, rows, cols);
+            w->data = w->owned = data;
+            d->weight_bytes += cb_weight_matrix_bytes(w);
+        }
+    if (kind != CB_KV_F32)
+        for (int i = 0; i < p->n_ops; i++) {
+            const cb_op *op = &p->ops[i];
+            if (op->kind == CB_OP_ATTENTION && op->attn.mode != CB_ATTENTION_DECOUPLED && !op->attn.bias)
+                CB_TRY(merge_rows(be, d, p, i, QKV_ROLES, 3, e));
+            if (op->kind == CB_OP_SWIGLU) CB_TRY(merge_rows(be, d, p, i, GATE_UP_ROLES, 2, e));
+        }
+    return be->synchronize(be, e);
+}
+
+static void free_tensor(cb_backend *be, cb_kv_tensor *t) {
+    be->free(be, t->data);
+    t->data = NULL;
+    t->cap = 0;
+}
+
 void cb_cuda_decode_free(cb_backend *be, cb_decode *d) {
-    (void)be;
+    be->free(be, d->work);
+    be->free(be, d->attn_scratch);
+    free(d->op_layer);
+    if (d->mats)
+        for (size_t i = 0; i < d->n_mats; i++) be->free(be, d->mats[i].owned);
+    free(d->mats);
+    for (int l = 0; l < d->kv.n_layers; l++) {
+        free_tensor(be, &d->kv.layers[l].k);
+        free_tensor(be, &d->kv.layers[l].k_sem);
+        free_tensor(be, &d->kv.layers[l].v);
+    }
+    cb_kv_cache_free(&d->kv); /* the host side: shapes, the layer array */
     memset(d, 0, sizeof *d);
 }
+
+int cb_cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const struct cb_param_table *params,
+                        const float *weights, const cb_decode_config *cfg, cb_error *e) {
+    memset(d, 0, sizeof *d);
+    d->cfg = *cfg;
+    d->prog = p;
+    d->n_mats = (size_t)p->n_ops * CB_OP_MAX_PARAMS;
+    int n_layers = 0;
+    for (int i = 0; i < p->n_ops; i++) {
+        n_layers += p->ops[i].kind == CB_OP_ATTENTION;
+        size_t w = op_work(&p->ops[i], (size_t)cfg->rows);
+        if (w > d->work_elems) d->work_elems = w;
+    }
+    const cb_attention_config **cfgs = cb_malloc(n_layers ? (size_t)n_layers : 1, sizeof *cfgs, e);
+    d->op_layer = cb_malloc((size_t)p->n_ops, sizeof *d->op_layer, e);
+    int rc = cfgs && d->op_layer ? CB_OK : CB_E_RUNTIME;
+    if (rc == CB_OK) rc = (d->work = be->alloc(be, (d->work_elems ? d->work_elems : 1) * sizeof(float), e)) ? CB_OK
+                                                                                                      : e->code;
+    if (rc == CB_OK) {
+        int li = 0;
+        for (int i = 0; i < p->n_ops; i++) {
+            d->op_layer[i] = p->ops[i].kind == CB_OP_ATTENTION ? li : -1;
+            if (p->ops[i].kind == CB_OP_ATTENTION) cfgs[li++] = &p->ops[i].attn;
+        }
+        rc = cb_kv_cache_init(&d->kv, n_layers, cfgs, &cfg->kinds, 0, e); /* no storage yet */
+    }
+    if (rc == CB_OK) rc = convert_weights(be, d, p, params, weights, cfg->weight_kind, e);
+    free(cfgs);
+    if (rc != CB_OK) cb_cuda_decode_free(be, d);
+    return rc;
+}
+
+/* Room for cap tokens, growing as infer/kv_cache.c does (at least doubling, from 16): a
+ * new device block, the held tokens copied over. */
+static int tensor_reserve(cb_backend *be, cb_kv_tensor *t, int cap, cb_error *e) {
+    if (cap <= t->cap || t->row_bytes == 0) return CB_OK;
+    long long grown = t->cap > 0 ? 2LL * t->cap : 16;
+    long long want = cap > grown ? cap : grown;
+    if (want > INT32_MAX) want = cap;
+    unsigned char *p = be->alloc(be, (size_t)want * t->row_bytes, e);
+    if (!p) {
+        cb_error_prefix(e, "kv cache of %lld tokens", want);
+        return e->code;
+    }
+    if (t->len && cudaMemcpy(p, t->data, (size_t)t->len * t->row_bytes, cudaMemcpyDeviceToDevice) != cudaSuccess) {
+        be->free(be, p);
+        return cb_fail(e, CB_E_RUNTIME, "cuda", "kv cache: copy while growing failed");
+    }
+    be->free(be, t->data);
+    t->data = p;
+    t->cap = (int)want;
+    return CB_OK;
+}
+
+/* Make room for m more tokens in every cache and in the attention scratch, before any state
+ * changes, so that a pass either runs whole or leaves the state as it was. */
+int cb_cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_error *e) {
+    size_t need = 0;
+    for (int i = 0; i < d->prog->n_ops; i++) {
+        const cb_op *op = &d->prog->ops[i];
+        if (op->kind != CB_OP_ATTENTION) continue;
+        const head_dims h = dims_of(&op->attn);
+        size_t n = cbk_attn_decode_work(m, h.H, h.Hkv, h.ds, h.dr, h.dv, pos0 + m);
+        if (n > need) need = n;
+        cb_layer_cache *c = &d->kv.layers[d->op_layer[i]];
+        CB_TRY(tensor_reserve(be, &c->k, pos0 + m, e));
+        CB_TRY(tensor_reserve(be, &c->k_sem, pos0 + m, e));
+        CB_TRY(tensor_reserve(be, &c->v, pos0 + m, e));
+    }
+    if (need > d->attn_scratch_elems) {
+        size_t cap = d->attn_scratch_elems * 2 > need ? d->attn_scratch_elems * 2 : need;
+        float *q = be->alloc(be, cap * sizeof *q, e);
+        if (!q) return e->code;
+        be->free(be, d->attn_scratch);
+        d->attn_scratch = q;
+        d->attn_scratch_elems = cap;
+    }
+    return CB_OK;
+}
+
+void cb_cuda_decode_truncate(cb_backend *be, cb_decode *d, int len) {
+    (void)be;
+    cb_kv_cache_truncate(&d->kv, len); /* lengths only: the host side */
+}
+
+/* Nothing to hold: every launch goes to the legacy default stream in order, and the
+ * logits' download waits for them. */
 void cb_cuda_decode_begin(cb_backend *be) { (void)be; }
 void cb_cuda_decode_end(cb_backend *be) { (void)be; }
+
+static const float *W(const cb_pass *p, const cb_op *op, int role) {
+    return op->p[role] == CB_NO_PARAM ? NULL : p->weights + op->p[role];
+}
+
+static const cb_weight_matrix *mat(const cb_pass *p, int i, int role) {
+    return &p->decode->mats[i * CB_OP_MAX_PARAMS + role];
+}
+
+/* The context of the op running (decode_op_forward sets it): products of many rows go
+ * through its cuBLAS handle and scratch. */
+static cuda_ctx *ctx_now;
+
+/* From this many rows (prefill chunks) a product goes through cuBLAS's sgemm over the
+ * matrix dequantised into scratch: the matvec kernel reads W once for 8 rows at a time,
+ * which is memory-bound at one row and compute-bound far below sgemm at hundreds. */
+#define GEMM_ROWS 16
+
+/* out (n, rows of W) = in (n, cols of W) W^T + bias */
+static void matvec(float *out, const cb_weight_matrix *w, const float *in, const float *bias, int n) {
+    cuda_ctx *c = ctx_now;
+    if (n >= GEMM_ROWS && c) {
+        if (w->kind == CB_KV_F32) {
+            cb_cuda_linear_forward(c, out, in, w->data, bias, n, w->cols, w->rows);
+            return;
+        }
+        cb_error e;
+        if (cb_cuda_reserve(c, (size_t)w->rows * w->cols, 0, &e) == CB_OK) {
+            cbk_dequantize_rows(c->ws, w->data, w->row_bytes, (int)w->kind, w->rows, w->cols);
+            cb_cuda_linear_forward(c, out, in, c->ws, bias, n, w->cols, w->rows);
+            return;
+        } /* no room for the dequantised matrix: the matvec kernel needs none */
+    }
+    cbk_matvec(out, w->data, w->row_bytes, (int)w->kind, in, bias, w->rows, w->cols, n);
+}
+static void proj(const cb_pass *p, int i, int role, float *out, const float *in, const float *bias) {
+    matvec(out, mat(p, i, role), in, bias, p->T);
+}
+
+static void rope_rows(const cb_pass *p, const cb_op *op, const float **cos_t, const float **sin_t) {
+    *cos_t = *sin_t = NULL;
+    if (op->rope < 0) return;
+    const cb_rope_table *t = &p->prog->ropes[op->rope];
+    *cos_t = p->rope + t->offset;
+    *sin_t = *cos_t + (size_t)p->prog->T * (t->dim / 2);
+}
+
+/* n rows (n, n_heads * head_dim) into tensor t at token pos (reserved). */
+static void append(cb_kv_tensor *t, const float *rows, int pos, int n) {
+    if (!t->n_heads) return;
+    cbk_quantize_rows(t->data + (size_t)pos * t->row_bytes, t->head_bytes, rows, (size_t)t->head_dim, (int)t->kind,
+                      n * t->n_heads, t->head_dim);
+    t->len = pos + n;
+}
+
+static cbk_kv_view view_of(const cb_kv_tensor *t) {
+    cbk_kv_view v = {t->data, (int)t->kind, t->head_dim, t->row_bytes, t->head_bytes};
+    return v;
+}
+
+/* Attention of the pass's m rows at pos0, as cb_cpu_decode_attention. */
+static void decode_attention(cb_pass *p, int oi, float *out, const float *in) {
+    cb_decode *dc = p->decode;
+    const cb_op *op = &p->prog->ops[oi];
+    const cb_attention_config *a = &op->attn;
+    const head_dims d = dims_of(a);
+    const int m = p->T, pos0 = p->pos0, dec = a->mode == CB_ATTENTION_DECOUPLED, bias = a->bias;
+    cb_layer_cache *cache = &dc->kv.layers[dc->op_layer[oi]];
+    float *q = dc->work, *k = q + (size_t)m * d.H * d.dr, *v = k + (size_t)m * d.Hkv * d.dr;
+    float *q_sem = v + (size_t)m * d.Hkv * d.dv, *k_sem = q_sem + (size_t)m * d.H * d.ds;
+    float *gate = k_sem + (size_t)m * d.Hkv * d.ds, *att = gate + (size_t)m * d.H;
+    cb_weight_matrix qkv;
+    if (m == 1 && !dec && !bias && joined(dc, oi, QKV_ROLES, 3, &qkv)) { // q, k, v back to back in work
+        matvec(q, &qkv, in, NULL, 1);
+    } else {
+        proj(p, oi, dec ? CB_P_QGEO_W : CB_P_Q_W, q, in, bias ? W(p, op, dec ? CB_P_QGEO_B : CB_P_Q_B) : NULL);
+        proj(p, oi, dec ? CB_P_KGEO_W : CB_P_K_W, k, in, bias ? W(p, op, dec ? CB_P_KGEO_B : CB_P_K_B) : NULL);
+        proj(p, oi, CB_P_V_W, v, in, bias ? W(p, op, CB_P_V_B) : NULL);
+    }
+    if (dec) {
+        proj(p, oi, CB_P_QSEM_W, q_sem, in, bias ? W(p, op, CB_P_QSEM_B) : NULL);
+        proj(p, oi, CB_P_KSEM_W, k_sem, in, bias ? W(p, op, CB_P_KSEM_B) : NULL);
+    }
+    if (a->rope_enabled) {
+        const float *cos_t, *sin_t;
+        rope_rows(p, op, &cos_t, &sin_t);
+        if (m == 1) { /* q then k: one row of H + Hkv heads */
+            cbk_rope(q, q, cos_t, sin_t, 1, 1, d.H + d.Hkv, d.dr, 0, 1.0f, 0);
+        } else {
+            cbk_rope(q, q, cos_t, sin_t, 1, m, d.H, d.dr, 0, 1.0f, 0);
+            cbk_rope(k, k, cos_t, sin_t, 1, m, d.Hkv, d.dr, 0, 1.0f, 0);
+        }
+    }
+    if (d.gated) { // gate (m, H) = sigmoid(a_h + in . gate_proj_h), as cb_attention_forward
+        if (a->decoupled_gate_dynamic) proj(p, oi, CB_P_GATE_PROJ, gate, in, NULL);
+        cbk_attn_gate(gate, a->decoupled_gate ? W(p, op, CB_P_GATE_A) : NULL, a->decoupled_gate_dynamic, (size_t)m,
+                      d.H);
+    }
+    append(&cache->k, k, pos0, m);
+    if (dec) append(&cache->k_sem, k_sem, pos0, m);
+    else cache->k_sem.len = pos0 + m;
+    append(&cache->v, v, pos0, m);
+    cache->len = pos0 + m;
+    const cb_decode_plan plan = cb_decode_plan_pick(dc->cfg.plan, pos0 + m, &dc->last_bucket);
+    const cbk_kv_view kv = view_of(&cache->k), ks = view_of(&cache->k_sem), vv = view_of(&cache->v);
+    cbk_attn_decode(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H, d.Hkv,
+                    d.ds, d.dr, d.dv, pos0, plan.local_window);
+    proj(p, oi, CB_P_O_W, out, att, bias ? W(p, op, CB_P_O_B) : NULL);
+}
+
+/* out = (silu(in Wg^T) * (in Wu^T)) Wd^T */
+static void decode_swiglu(cb_pass *p, int i, float *out, const float *in) {
+    const cb_op *op = &p->prog->ops[i];
+    const int m = p->T;
+    const size_t nf = (size_t)m * op->d_ff;
+    float *gate = p->decode->work, *up = gate + nf, *h = up + nf;
+    cb_weight_matrix gate_up;
+    if (m == 1 && joined(p->decode, i, GATE_UP_ROLES, 2, &gate_up)) { // gate, up back to back in work
+        matvec(gate, &gate_up, in, NULL, 1);
+    } else {
+        proj(p, i, CB_P_GATE, gate, in, NULL);
+        proj(p, i, CB_P_UP, up, in, NULL);
+    }
+    cbk_swiglu_forward(h, gate, up, nf);
+    proj(p, i, CB_P_DOWN, out, h, NULL);
+}
+
+/* out = gelu_tanh(in Wfc^T + bfc) Wproj^T + bproj */
+static void decode_mlp(cb_pass *p, int i, float *out, const float *in) {
+    const cb_op *op = &p->prog->ops[i];
+    const size_t nf = (size_t)p->T * op->d_ff;
+    float *pre = p->decode->work, *h = pre + nf;
+    proj(p, i, CB_P_FC_W, pre, in, W(p, op, CB_P_FC_B));
+    cbk_gelu_forward(h, pre, nf);
+    proj(p, i, CB_P_PROJ_W, out, h, W(p, op, CB_P_PROJ_B));
+}
+
+/* A linear op, or the head: the widest product (V columns), so only the rows asked for. */
+static void decode_linear(cb_pass *p, int i, float *out, const float *in) {
+    const cb_op *op = &p->prog->ops[i];
+    const int m = p->T;
+    if (op->kind == CB_OP_LINEAR || p->head_rows == CB_HEAD_ALL) {
+        proj(p, i, CB_P_WEIGHT, out, in, W(p, op, CB_P_BIAS));
+    } else if (p->head_rows == CB_HEAD_LAST) {
+        matvec(out + (size_t)(m - 1) * op->d_out, mat(p, i, CB_P_WEIGHT), in + (size_t)(m - 1) * op->d_in,
+               W(p, op, CB_P_BIAS), 1);
+    }
+}
+
 int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
-    (void)c, (void)p, (void)i;
-    return not_built(e);
+    if (c->failed) {
+        *e = c->err;
+        return e->code;
+    }
+    ctx_now = c;
+    const cb_program *prog = p->prog;
+    const cb_op *op = &prog->ops[i];
+    const int m = p->T;
+    const int *ins = prog->inputs + op->in_first;
+    float *out = p->slots + prog->slots[op->out].offset;
+    const float *in = op->n_in ? p->slots + prog->slots[ins[0]].offset : NULL;
+    float *work = p->decode->work;
+    const size_t n_out = (size_t)m * prog->slots[op->out].width;
+    switch (op->kind) {
+    case CB_OP_EMBED:
+        cbk_embedding_forward(out, p->tokens, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_POS), 1, m, op->d_out, p->pos0);
+        break;
+    case CB_OP_RMSNORM: cbk_rmsnorm_forward(out, work, in, W(p, op, CB_P_WEIGHT), m, op->d_in, op->eps); break;
+    case CB_OP_LAYERNORM:
+        cbk_layernorm_forward(out, work, work + m, in, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_BIAS), m, op->d_in,
+                              op->eps);
+        break;
+    case CB_OP_ATTENTION: decode_attention(p, i, out, in); break;
+    case CB_OP_SWIGLU: decode_swiglu(p, i, out, in); break;
+    case CB_OP_MLP: decode_mlp(p, i, out, in); break;
+    case CB_OP_LINEAR:
+    case CB_OP_HEAD: decode_linear(p, i, out, in); break;
+    case CB_OP_DROPOUT: cbk_copy(out, in, n_out); break; /* decoding never trains */
+    case CB_OP_ROPE: {
+        const float *cos_t, *sin_t;
+        rope_rows(p, op, &cos_t, &sin_t);
+        cbk_rope(out, in, cos_t, sin_t, 1, m, op->heads, op->head_dim, 0, 1.0f, 0);
+        break;
+    }
+    case CB_OP_ADD: cbk_add(out, in, p->slots + prog->slots[ins[1]].offset, n_out); break;
+    case CB_OP_COMBINE:
+        cbk_copy(out, in, n_out);
+        for (int k = 1; k < op->n_in; k++) cbk_axpy(out, p->slots + prog->slots[ins[k]].offset, 1.0f, n_out);
+        if (op->mean && op->n_in > 1) cbk_scale(out, n_out, 1.0f / (float)op->n_in);
+        break;
+    case CB_OP_CONCAT: {
+        const int Wd = prog->slots[op->out].width;
+        for (int k = 0, col = 0; k < op->n_in; k++) {
+            const int wk = prog->slots[ins[k]].width;
+            cbk_concat_part(out, p->slots + prog->slots[ins[k]].offset, m, Wd, col, wk);
+            col += wk;
+        }
+        break;
+    }
+    }
+    if (cb_cuda_check_launch(c, "decode")) return cb_fail(e, CB_E_RUNTIME, c->err.where, "%s", c->err.msg);
+    return CB_OK;
 }

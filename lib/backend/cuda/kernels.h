@@ -137,6 +137,32 @@ void cbk_sumsq(double *result, double *work, const float *g, size_t n);
 /* The last launch error as text, or NULL: checked by the backend after its launches. */
 const char *cbk_last_error(void);
 
+/* ---- decoding (backend/cuda/decode.c): matvec.cu (backend/cpu/matvec.c), attention_decode.cu
+ * (backend/cpu/attention_decode.c), the storage kinds of tensor/quant.h (kernels/quant.cuh) ---- */
+/* y (m, rows) = x (m, cols) W^T + bias (bias NULL: none); W (rows, row_bytes) stored in kind
+ * (enum cb_kv_kind) as backend/cpu/matvec.h's cb_weight_matrix; the input stays float */
+void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float *x, const float *bias, int rows,
+                int cols, int m);
+/* dst (rows, cols) floats = the rows of W stored in kind (row_bytes each) */
+void cbk_dequantize_rows(float *dst, const void *W, size_t row_bytes, int kind, int rows, int cols);
+/* rows (rows, cols) floats of stride src_ld into kind, dst rows of stride dst_ld bytes, each
+ * cb_kv_kind_bytes(kind, cols) bytes, the bytes tensor/quant.c's cb_kv_quantize_row writes */
+void cbk_quantize_rows(void *dst, size_t dst_ld, const float *src, size_t src_ld, int kind, int rows, int cols);
+/* One cached tensor of infer/kv_cache.h on the device: data (len, n_heads, head_bytes). */
+typedef struct cbk_kv_view {
+    const void *data;
+    int kind, head_dim;
+    size_t row_bytes, head_bytes;
+} cbk_kv_view;
+/* floats of work cbk_attn_decode needs for m queries against at most kv_len keys */
+size_t cbk_attn_decode_work(int m, int H, int Hkv, int ds, int dr, int dv, int kv_len);
+/* out (m, H*dv): the m queries at pos0.. against the cache's pos0 + m keys, as
+ * cb_attention_decode: q (m, H*dr) after RoPE, q_sem (m, H*ds) or NULL (ds 0), gate (m, H)
+ * or NULL; k_sem ignored when ds is 0; window > 0: a query sees its last window keys */
+void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem, const float *gate,
+                     const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
+                     int ds, int dr, int dv, int pos0, int window);
+
 #ifdef __cplusplus
 }
 #endif
