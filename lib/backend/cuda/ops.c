@@ -30,8 +30,10 @@ static uint64_t dropout_offset(const cb_pass *p, int op_index, int width) {
 
 static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
-/* Floats of ws and red that op i needs, forward or backward, for N rows. */
-static void op_work(const cb_program *prog, const cb_op *op, int B, int T, size_t *ws, size_t *red) {
+/* Floats of ws and red that op i needs, forward or backward, for N rows (attention's
+ * depend on c->amp). */
+static void op_work(const cuda_ctx *c, const cb_program *prog, const cb_op *op, int B, int T, size_t *ws,
+                    size_t *red) {
     const int N = B * T;
     *ws = *red = 0;
     switch (op->kind) {
@@ -44,7 +46,7 @@ static void op_work(const cb_program *prog, const cb_op *op, int B, int T, size_
         *ws = (size_t)N * op->d_ff;
         *red = cbk_colsum_work(N, op->d_ff > op->d_in ? op->d_ff : op->d_in);
         break;
-    case CB_OP_ATTENTION: cb_cuda_attention_work(&op->attn, B, T, ws, red); break;
+    case CB_OP_ATTENTION: cb_cuda_attention_work(c, &op->attn, B, T, ws, red); break;
     default: break;
     }
     *red = max_z(*red, cbk_crossentropy_work(N));
@@ -63,7 +65,7 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     }
     const int B = p->B, T = p->T, N = B * T;
     size_t ws, red;
-    op_work(prog, op, B, T, &ws, &red);
+    op_work(c, prog, op, B, T, &ws, &red);
     if (cb_cuda_reserve(c, ws, red, e) != CB_OK) {
         c->failed = 1;
         c->err = *e;
