@@ -12,7 +12,7 @@
  * on the tensor cores (mma.sync m16n8k16, bf16 in, float32 sums) and everything else
  * (the online softmax, the log-sum-exp, dS = P (dP - D)) in float32.
  *
- * Forward: a block of 4 warps owns 64 query rows of one (batch, head), 16 rows a warp,
+ * Forward: a block of 8 warps owns 128 query rows of one (batch, head), 16 rows a warp,
  * and walks the key blocks of 64 up to the causal edge, keeping the running max and sum
  * per row; it writes out = P v / l and lse = m + log l (natural log, as the CPU's).
  * Backward, deterministic (no atomics): D = rowsum(dout * out) first; then one kernel
@@ -28,9 +28,12 @@
 
 #define FA_LOG2E 1.4426950408889634f
 #define FA_LN2 0.6931471805599453f
-#define FA_WARPS 4
+/* 8 warps of 16 rows: 128 query rows share each key tile (128 keys each query tile in
+ * dk/dv), which halves the tile traffic per product against 4 warps; the first device
+ * run (4 warps, bench/RESULTS.md) was bound by that traffic */
+#define FA_WARPS 8
 #define FA_THREADS (32 * FA_WARPS)
-#define FA_BM 64 /* query rows of a forward / dq block; key rows of a dk/dv block */
+#define FA_BM (16 * FA_WARPS) /* query rows of a forward / dq block; key rows of a dk/dv block */
 #define FA_BN 64 /* key rows of a forward / dq step */
 
 typedef __nv_bfloat16 bf16;
@@ -258,7 +261,9 @@ __global__ void __launch_bounds__(FA_THREADS) flash_fwd(const fa_params a, float
     }
 }
 
-/* ---- backward: D (B,H,T) = rowsum(dout * out), one warp a row ---- */
+/* ---- backward: D (B,H,T) = rowsum(dout * out), one warp a row, with dout rounded to
+ * bf16 as the dq and dk/dv kernels' dP = dout v^T sees it: dS = P (dP - D) then sums to
+ * zero over a row up to float32 rounding (with one visible key, dS is 0, not bf16 noise) */
 static __global__ void flash_bwd_dot(float *D, const float *dout, const float *out, int T, int H, int dv, size_t rows) {
     size_t row = (blockIdx.x * (size_t)blockDim.x + threadIdx.x) / 32;
     int lane = threadIdx.x & 31;
@@ -268,7 +273,7 @@ static __global__ void flash_bwd_dot(float *D, const float *dout, const float *o
     size_t b = bh / H;
     const size_t off = ((b * T + t) * H + h) * dv;
     float acc = 0.0f;
-    for (int c = lane; c < dv; c += 32) acc += dout[off + c] * out[off + c];
+    for (int c = lane; c < dv; c += 32) acc += __bfloat162float(__float2bfloat16_rn(dout[off + c])) * out[off + c];
     acc = cbk_warp_sum(acc);
     if (lane == 0) D[row] = acc;
 }
