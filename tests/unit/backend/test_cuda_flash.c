@@ -3,8 +3,7 @@
  * GQA and DBA with and without its gate, causal and not, at sequence lengths that are
  * and are not multiples of the tiles (128 query rows, 64 keys), head widths 64 and 128,
  * odd DBA widths (8 + 16 keys with 24 values, 6 + 10 with 10: the scalar loads) and every
- * padded width
- * up to 256: out, lse and every gradient (dq_sem, dq, dk_sem, dk, dv, and the gate
+ * padded width up to 256: out, lse and every gradient (dq_sem, dq, dk_sem, dk, dv, and the gate
  * logit's dz) against a float64 reference of layers/attention.c's formulas. Then whole
  * models with attention ops (GQA, DBA with both gates) through the CUDA backend with amp
  * on against the CPU backend, op by op.
