@@ -1,13 +1,23 @@
 /* attention.c: causal self-attention (standard, GQA, DBA) of a full-sequence pass on the
- * GPU, the algorithm of layers/attention.c with whole-batch products: the projections,
- * RoPE and the DBA gate as there; then every (batch, query head) at once: qcat, kcat
- * (B,H,T,dqk) and vh (B,H,T,dv) gathered (GQA's kv heads repeated per query head), the
- * scores S = qcat kcat^T (B*H, T, T) as one strided batched product, the causal softmax,
- * and P vh. As on the CPU, causal rows go in blocks of rb queries whose products stop at
- * the block's last key (with 8 blocks, 56% of the full square's work and traffic), and
- * backward recomputes P from the saved log-sum-exp. The score matrices live in the
- * backend's scratch (ws): 2 B H T^2 floats in backward. A fused flash-attention kernel
- * that never forms them is the next step (issue 15). */
+ * GPU, the algorithm of layers/attention.c: the projections, RoPE and the DBA gate as
+ * there, then the attention core in one of two ways.
+ *
+ * float32 (c->amp == 0, what the tests hold to the CPU): whole-batch products. Every
+ * (batch, query head) at once: qcat, kcat (B,H,T,dqk) and vh (B,H,T,dv) gathered (GQA's kv
+ * heads repeated per query head), the scores S = qcat kcat^T (B*H, T, T) as one strided
+ * batched product, the causal softmax, and P vh. As on the CPU, causal rows go in blocks
+ * of rb queries whose products stop at the block's last key (with 8 blocks, 56% of the
+ * full square's work and traffic), and backward recomputes P from the saved log-sum-exp.
+ * The score matrices live in the backend's scratch (ws): 2 B H T^2 floats in backward.
+ *
+ * amp (mixed precision): kernels/flash_attention.cu, bf16 tiles on the tensor cores with
+ * float32 sums, reading the projections where they lie and never forming S. The saved
+ * layout is the CPU's (cb_attention_acts): q, k, q_sem, k_sem, v and gate as forward
+ * computed them (float32, q and k after RoPE, unscaled), lse (B,H,T) the log-sum-exp of
+ * each row of scaled scores as the flash kernel's online softmax found it, and att
+ * (B,T,H*dv) the kernel's output, which the output projection reads and backward's
+ * D = rowsum(datt att) needs. Backward's scratch holds the projections' gradients and
+ * B H T floats of D: no T^2 term. */
 #include "backend/cuda/internal.h"
 
 #include <string.h>
@@ -44,14 +54,21 @@ static int gated(const cb_attention_config *cfg) {
 
 static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
-void cb_cuda_attention_work(const cb_attention_config *cfg, int B, int T, size_t *ws, size_t *red) {
+/* flash kernels for this op: amp on and widths they take */
+static int use_flash(const cuda_ctx *c, const cbk_attn_dims *m) { return c->amp && cbk_flash_supported(m->dqk, m->dv); }
+
+void cb_cuda_attention_work(const cuda_ctx *c, const cb_attention_config *cfg, int B, int T, size_t *ws, size_t *red) {
     const cbk_attn_dims m = dims_of(cfg, B, T);
     const size_t N = (size_t)B * T, X = N * m.H, S = (size_t)B * m.H * T * T;
-    size_t fwd = 2 * X * m.dqk + 2 * X * m.dv + S;
     size_t grads = N * ((size_t)m.H * m.dv + (size_t)m.H * m.dr + (size_t)m.Hkv * m.dr + (size_t)m.H * m.ds +
                         (size_t)m.Hkv * m.ds + (size_t)m.Hkv * m.dv + (gated(cfg) ? m.H : 0));
-    size_t bwd = grads + 4 * X * m.dqk + 3 * X * m.dv + 2 * S;
-    *ws = max_z(fwd, bwd);
+    if (use_flash(c, &m)) {
+        *ws = grads + X; /* forward needs none; backward the gradients and D (B,H,T) */
+    } else {
+        size_t fwd = 2 * X * m.dqk + 2 * X * m.dv + S;
+        size_t bwd = grads + 4 * X * m.dqk + 3 * X * m.dv + 2 * S;
+        *ws = max_z(fwd, bwd);
+    }
     int widest = cfg->d_model;
     const int widths[] = {m.H * m.dr, m.Hkv * m.dr, m.H * m.ds, m.Hkv * m.ds, m.Hkv * m.dv, m.H};
     for (size_t k = 0; k < sizeof widths / sizeof widths[0]; k++)
@@ -110,6 +127,25 @@ static void scores(cuda_ctx *c, float *S, const float *qcat, const float *kcat, 
     }
 }
 
+static cbk_flash_args flash_args(const cbk_attn_dims *m, const cb_attention_acts *a) {
+    cbk_flash_args f;
+    f.B = m->B;
+    f.T = m->T;
+    f.H = m->H;
+    f.Hkv = m->Hkv;
+    f.causal = m->causal;
+    f.ds = m->ds;
+    f.dr = m->dr;
+    f.dv = m->dv;
+    f.q_sem = a->q_sem;
+    f.q = a->q;
+    f.k_sem = a->k_sem;
+    f.k = a->k;
+    f.v = a->v;
+    f.gate = a->gate;
+    return f;
+}
+
 void cb_cuda_attention_forward(cuda_ctx *c, cb_pass *p, int i) {
     const cb_op *op = &p->prog->ops[i];
     const cb_attention_config *cfg = &op->attn;
@@ -139,6 +175,12 @@ void cb_cuda_attention_forward(cuda_ctx *c, cb_pass *p, int i) {
         if (cfg->decoupled_gate_dynamic) cb_cuda_linear_forward(c, a.gate, in, w.gate_proj, NULL, N, d, m.H);
         cbk_attn_gate(a.gate, w.gate, cfg->decoupled_gate_dynamic, (size_t)N, m.H);
     }
+    if (use_flash(c, &m)) {
+        const cbk_flash_args f = flash_args(&m, &a);
+        cbk_flash_forward(a.att, a.lse, &f);
+        cb_cuda_linear_forward(c, out, a.att, w.o_w, w.o_b, N, m.H * m.dv, d);
+        return;
+    }
     const size_t X = (size_t)N * m.H;
     float *qcat = c->ws, *kcat = qcat + X * m.dqk, *vh = kcat + X * m.dqk, *oh = vh + X * m.dv, *S = oh + X * m.dv;
     cbk_attn_gather(qcat, kcat, vh, a.q_sem, a.q, a.k_sem, a.k, a.v, a.gate, &m);
@@ -154,29 +196,14 @@ void cb_cuda_attention_forward(cuda_ctx *c, cb_pass *p, int i) {
     cb_cuda_linear_forward(c, out, a.att, w.o_w, w.o_b, N, m.H * m.dv, d);
 }
 
-void cb_cuda_attention_backward(cuda_ctx *c, cb_pass *p, int i) {
-    const cb_op *op = &p->prog->ops[i];
-    const cb_attention_config *cfg = &op->attn;
-    const int B = p->B, T = p->T, N = B * T, d = cfg->d_model;
-    const cbk_attn_dims m = dims_of(cfg, B, T);
-    const int *ins = p->prog->inputs + op->in_first;
-    const float *in = p->slots + p->prog->slots[ins[0]].offset;
-    float *din = p->dslots + p->prog->slots[ins[0]].offset;
-    const float *dout = p->dslots + p->prog->slots[op->out].offset;
-    cb_attention_acts a;
-    cb_attention_acts_layout(&a, p->saved + op->saved, cfg, B, T);
-    const attn_params w = params_of(p->weights, op);
-    const attn_params g = params_of(p->grads, op);
-    const size_t Nz = (size_t)N, X = Nz * m.H, S = (size_t)B * m.H * T * T;
-
-    float *q = c->ws;
-    float *datt = q; q += Nz * m.H * m.dv;
-    float *dq = q; q += Nz * m.H * m.dr;
-    float *dk = q; q += Nz * m.Hkv * m.dr;
-    float *dq_sem = q; q += Nz * m.H * m.ds;
-    float *dk_sem = q; q += Nz * m.Hkv * m.ds;
-    float *dv = q; q += Nz * m.Hkv * m.dv;
-    float *dz = a.gate ? q : NULL; q += a.gate ? Nz * m.H : 0;
+/* float32 core of backward from datt (B,T,H*dv): dq_sem, dq, dz, dk_sem, dk, dv; q: ws
+ * past the gradients */
+static void core_backward(cuda_ctx *c, const cb_attention_acts *a, const cbk_attn_dims *mp, float *q,
+                          const float *datt, float *dq_sem, float *dq, float *dz, float *dk_sem, float *dk,
+                          float *dv) {
+    const cbk_attn_dims m = *mp;
+    const int B = m.B, T = m.T;
+    const size_t X = (size_t)B * T * m.H, S = (size_t)B * m.H * T * T;
     float *qcat = q; q += X * m.dqk;
     float *kcat = q; q += X * m.dqk;
     float *dqcat = q; q += X * m.dqk;
@@ -187,14 +214,10 @@ void cb_cuda_attention_backward(cuda_ctx *c, cb_pass *p, int i) {
     float *P = q; q += S;
     float *dP = q;
 
-    // output projection: datt = dout o_w; do_w += dout^T att; do_b += column sums of dout
-    cb_cuda_gemm(c, 0, 0, N, m.H * m.dv, d, 1, dout, d, w.o_w, m.H * m.dv, 0, datt, m.H * m.dv);
-    cb_cuda_linear_backward(c, NULL, (float *)g.o_w, (float *)g.o_b, dout, a.att, NULL, N, m.H * m.dv, d);
-
-    cbk_attn_gather(qcat, kcat, vh, a.q_sem, a.q, a.k_sem, a.k, a.v, a.gate, &m);
+    cbk_attn_gather(qcat, kcat, vh, a->q_sem, a->q, a->k_sem, a->k, a->v, a->gate, &m);
     cbk_attn_rows_to_heads(datt_h, datt, &m, m.dv);
     scores(c, P, qcat, kcat, &m);
-    cbk_attn_probs(P, a.lse, &m);
+    cbk_attn_probs(P, a->lse, &m);
     const long long TT = (long long)T * T, sv = (long long)T * m.dv, sq = (long long)T * m.dqk;
     const int BH = B * m.H;
     // key-side gradients sum over the row blocks that see each key
@@ -217,8 +240,44 @@ void cb_cuda_attention_backward(cuda_ctx *c, cb_pass *p, int i) {
         cb_cuda_gemm_batched(c, 1, 0, cols, m.dqk, rows, 1, dS, T, TT, qcat + (size_t)r0 * m.dqk, m.dqk, sq, 1, dkh,
                              m.dqk, sq, BH);
     }
-    cbk_attn_query_backward(dq_sem, dq, dz, dqcat, a.q_sem, a.q, a.gate, &m);
+    cbk_attn_query_backward(dq_sem, dq, dz, dqcat, a->q_sem, a->q, a->gate, &m);
     cbk_attn_group_sum(dk_sem, dk, dv, dkh, dvh, &m);
+}
+
+void cb_cuda_attention_backward(cuda_ctx *c, cb_pass *p, int i) {
+    const cb_op *op = &p->prog->ops[i];
+    const cb_attention_config *cfg = &op->attn;
+    const int B = p->B, T = p->T, N = B * T, d = cfg->d_model;
+    const cbk_attn_dims m = dims_of(cfg, B, T);
+    const int *ins = p->prog->inputs + op->in_first;
+    const float *in = p->slots + p->prog->slots[ins[0]].offset;
+    float *din = p->dslots + p->prog->slots[ins[0]].offset;
+    const float *dout = p->dslots + p->prog->slots[op->out].offset;
+    cb_attention_acts a;
+    cb_attention_acts_layout(&a, p->saved + op->saved, cfg, B, T);
+    const attn_params w = params_of(p->weights, op);
+    const attn_params g = params_of(p->grads, op);
+    const size_t Nz = (size_t)N;
+
+    float *q = c->ws;
+    float *datt = q; q += Nz * m.H * m.dv;
+    float *dq = q; q += Nz * m.H * m.dr;
+    float *dk = q; q += Nz * m.Hkv * m.dr;
+    float *dq_sem = q; q += Nz * m.H * m.ds;
+    float *dk_sem = q; q += Nz * m.Hkv * m.ds;
+    float *dv = q; q += Nz * m.Hkv * m.dv;
+    float *dz = a.gate ? q : NULL; q += a.gate ? Nz * m.H : 0;
+
+    // output projection: datt = dout o_w; do_w += dout^T att; do_b += column sums of dout
+    cb_cuda_gemm(c, 0, 0, N, m.H * m.dv, d, 1, dout, d, w.o_w, m.H * m.dv, 0, datt, m.H * m.dv);
+    cb_cuda_linear_backward(c, NULL, (float *)g.o_w, (float *)g.o_b, dout, a.att, NULL, N, m.H * m.dv, d);
+
+    if (use_flash(c, &m)) { // q: D (B,H,T)
+        const cbk_flash_args f = flash_args(&m, &a);
+        cbk_flash_backward(dq_sem, dq, dk_sem, dk, dv, dz, q, datt, a.att, a.lse, &f);
+    } else {
+        core_backward(c, &a, &m, q, datt, dq_sem, dq, dz, dk_sem, dk, dv);
+    }
 
     if (a.gate) {
         if (cfg->decoupled_gate && g.gate) cbk_colsum((float *)g.gate, c->red, dz, N, m.H);

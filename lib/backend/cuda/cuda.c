@@ -342,6 +342,15 @@ static void cuda_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const
     cb_cuda_check_launch(&ctx, "optimizer step");
 }
 
+/* The GPU's memory as the driver sees it: free is what this process may still allocate
+ * (runtime/memory_fit.c sizes batch_size: auto from it). */
+static int cuda_memory_info(cb_backend *be, size_t *free_bytes, size_t *total_bytes, cb_error *e) {
+    (void)be;
+    cudaError_t err = cudaMemGetInfo(free_bytes, total_bytes);
+    if (err != cudaSuccess) return cb_fail(e, CB_E_RUNTIME, "", "cudaMemGetInfo: %s", cudaGetErrorString(err));
+    return CB_OK;
+}
+
 static cb_backend cuda_backend = {
     .name = "cuda",
     .device = CB_DEVICE_CUDA,
@@ -366,6 +375,7 @@ static cb_backend cuda_backend = {
     .decode_free = cb_cuda_decode_free,
     .decode_begin = cb_cuda_decode_begin,
     .decode_end = cb_cuda_decode_end,
+    .memory_info = cuda_memory_info,
 };
 
 /* At exit: the scratch, the small buffers and cuBLAS given back before the runtime's own

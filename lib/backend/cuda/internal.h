@@ -115,7 +115,7 @@ void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i);
 
 /* attention.c: an attention op of a full-sequence pass, forward and backward; the floats
  * of ws and red it needs. */
-void cb_cuda_attention_work(const cb_attention_config *cfg, int B, int T, size_t *ws, size_t *red);
+void cb_cuda_attention_work(const cuda_ctx *c, const cb_attention_config *cfg, int B, int T, size_t *ws, size_t *red);
 void cb_cuda_attention_forward(cuda_ctx *c, cb_pass *p, int i);
 void cb_cuda_attention_backward(cuda_ctx *c, cb_pass *p, int i);
 

@@ -163,6 +163,30 @@ void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem
                      const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
                      int ds, int dr, int dv, int pos0, int window);
 
+/* ---- flash_attention.cu (layers/attention.c's attention core, for the amp path):
+ * bf16 tiles on the tensor cores with float32 sums, no (T, T) score matrix. The score of
+ * query head h and kv head h / (H / Hkv) is [q_sem c_sem, q c_rot] . [k_sem, k] with
+ * c_sem = 1/sqrt(ds), c_rot = 1/sqrt(dr) (times 2g and 2 - 2g with a gate), as
+ * cbk_attn_gather's qcat and kcat. ---- */
+typedef struct cbk_flash_args {
+    int B, T, H, Hkv, causal;
+    int ds, dr, dv; /* per-head widths: semantic (0 but for DBA), rotary, value */
+    /* q_sem (B,T,H*ds), q (B,T,H*dr), k_sem (B,T,Hkv*ds), k (B,T,Hkv*dr), v (B,T,Hkv*dv);
+     * q_sem, k_sem NULL when ds = 0; gate (B,T,H) or NULL */
+    const float *q_sem, *q, *k_sem, *k, *v, *gate;
+} cbk_flash_args;
+/* whether the kernels take these widths: ds + dr and dv each at most 256 */
+int cbk_flash_supported(int dqk, int dv);
+/* out (B,T,H*dv) = softmax(scores) v; lse (B,H,T) the log-sum-exp of each row's scores */
+void cbk_flash_forward(float *out, float *lse, const cbk_flash_args *a);
+/* floats of work cbk_flash_backward needs: B H T */
+size_t cbk_flash_backward_work(const cbk_flash_args *a);
+/* From dout (B,T,H*dv) and forward's out and lse: dq_sem, dq (the query projections'
+ * gradients, the scales applied), dk_sem, dk, dv (summed over each kv group's heads) and,
+ * gated, dz (B,T,H) the gradient of the gate's logit; all written, not added */
+void cbk_flash_backward(float *dq_sem, float *dq, float *dk_sem, float *dk, float *dv, float *dz, float *work,
+                        const float *dout, const float *out, const float *lse, const cbk_flash_args *a);
+
 #ifdef __cplusplus
 }
 #endif

@@ -34,10 +34,12 @@ static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
 static int max_i(int a, int b) { return a > b ? a : b; }
 
-/* Floats of ws and red that op i needs, forward or backward, for N rows; and the bf16 of
- * h16 its products want under amp (blas.c: a linear layer's operands, row blocks of them
- * past a cap; cb_cuda_gemm's activation operand, which is never wider than N (IC + OC)). */
-static void op_work(const cb_program *prog, const cb_op *op, int B, int T, size_t *ws, size_t *red, size_t *h16) {
+/* Floats of ws and red that op i needs, forward or backward, for N rows (attention's
+ * depend on c->amp); and the bf16 of h16 its products want under amp (blas.c: a linear
+ * layer's operands, row blocks of them past a cap; cb_cuda_gemm's activation operand, which
+ * is never wider than N (IC + OC)). */
+static void op_work(const cuda_ctx *c, const cb_program *prog, const cb_op *op, int B, int T, size_t *ws,
+                    size_t *red, size_t *h16) {
     const int N = B * T;
     *ws = *red = *h16 = 0;
     switch (op->kind) {
@@ -58,7 +60,7 @@ static void op_work(const cb_program *prog, const cb_op *op, int B, int T, size_
         *h16 = max_z(cb_cuda_linear_h16(N, op->d_in, op->d_ff), (size_t)N * op->d_in + 16);
         break;
     case CB_OP_ATTENTION: {
-        cb_cuda_attention_work(&op->attn, B, T, ws, red);
+        cb_cuda_attention_work(c, &op->attn, B, T, ws, red);
         const cb_attention_config *a = &op->attn;
         int width = max_i(max_i(a->d_model, a->n_heads * a->head_dim), max_i(a->sem_dim, max_i(a->geo_dim, a->v_dim)));
         *h16 = max_z(cb_cuda_linear_h16(N, a->d_model, width), (size_t)N * a->d_model + 16);
@@ -82,7 +84,7 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     }
     const int B = p->B, T = p->T, N = B * T;
     size_t ws, red, h16;
-    op_work(prog, op, B, T, &ws, &red, &h16);
+    op_work(c, prog, op, B, T, &ws, &red, &h16);
     if (cb_cuda_reserve(c, ws, red, e) != CB_OK ||
         (c->amp && h16 && (cb_cuda_reserve_h16(c, h16, e) != CB_OK || cb_cuda_shadow_weights(c, p->weights, e) != CB_OK))) {
         c->failed = 1;
