@@ -65,6 +65,38 @@ int cb_pass_forward(cb_backend *be, pass_t *p, float *loss, cb_error *e) {
 #endif
 }
 
+/* Activation checkpointing (model/program.h): the block's forward once more, from its
+ * input slot, which backward has not touched, so its saved values are back in the region
+ * it shares with the other checkpointed blocks; its outputs are written again with the
+ * values they hold (the same ops on the same inputs; dropout masks are drawn from the
+ * seed and the op's index). A full-sequence op cannot fail on the CPU; on the GPU a failure
+ * stops every later op and the step's synchronize reports it (backend/cuda). */
+static void recompute(cb_backend *be, pass_t *p, const cb_segment *g) {
+    cb_error e;
+    (void)be;
+    (void)e;
+    for (int i = g->first; i <= g->last; i++) {
+        const double t0 = clock_if(p);
+        OP_FORWARD(be, p, i, &e);
+        add_time(p, (size_t)i, t0);
+    }
+}
+
+/* Every op in reverse, a checkpointed block's forward rerun as backward reaches it. */
+static void backward_ops(cb_backend *be, pass_t *p) {
+    const cb_program *prog = p->prog;
+    for (int i = prog->n_ops - 1; i >= 0; i--) {
+        const int s = prog->ops[i].segment;
+        if (s >= 0 && prog->segments[s].recompute && i == prog->segments[s].last)
+            recompute(be, p, &prog->segments[s]);
+        const double t0 = clock_if(p);
+        OP_BACKWARD(be, p, i);
+        add_time(p, (size_t)prog->n_ops + (size_t)i, t0);
+        if (p->on_backward) p->on_backward(p->on_backward_ctx, i);
+    }
+    (void)be;
+}
+
 #ifdef CB_REAL_F64
 void cb_pass_backward_f64(pass_t *p) {
     cb_backend *be = NULL;
@@ -78,11 +110,10 @@ void cb_pass_backward(cb_backend *be, pass_t *p) {
     t0 = clock_if(p);
     LOSS_BACKWARD(be, p);
     add_time(p, CB_RUN_T_LOSS_BWD(prog), t0);
-    for (int i = prog->n_ops - 1; i >= 0; i--) {
-        t0 = clock_if(p);
-        OP_BACKWARD(be, p, i);
-        add_time(p, (size_t)prog->n_ops + (size_t)i, t0);
-        if (p->on_backward) p->on_backward(p->on_backward_ctx, i);
-    }
+    backward_ops(be, p);
     (void)be;
 }
+
+#ifndef CB_REAL_F64
+void cb_pass_backward_ops(cb_backend *be, cb_pass *p) { backward_ops(be, p); }
+#endif

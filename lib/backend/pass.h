@@ -85,8 +85,12 @@ typedef struct cb_pass_f64 { CB_PASS_FIELDS(double) } cb_pass_f64;
 
 /* Every op in order; with targets, *loss = the mean cross-entropy (else 0). */
 int cb_pass_forward(cb_backend *be, cb_pass *p, float *loss, cb_error *e);
-/* Clear the slot gradients, the loss's backward, every op in reverse: grads +=. */
+/* Clear the slot gradients, the loss's backward, every op in reverse: grads +=. A block
+ * the program checkpoints (model/program.h cb_program_recompute) has its forward rerun
+ * just before its backward. */
 void cb_pass_backward(cb_backend *be, cb_pass *p);
+/* Every op in reverse as cb_pass_backward, after a loss backward of the caller's own. */
+void cb_pass_backward_ops(cb_backend *be, cb_pass *p);
 /* The same on the CPU in double. */
 double cb_pass_forward_f64(cb_pass_f64 *p);
 void cb_pass_backward_f64(cb_pass_f64 *p);

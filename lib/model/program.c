@@ -11,6 +11,7 @@ typedef struct ctx {
     const cb_param_table *params;
     cb_error *e;
     char suffix[32]; /* appended to op ids inside repeated cyclic/recurrent bodies */
+    int in_segment;  /* compiling inside a block (cb_segment): nested repeats are not blocks */
 } ctx;
 
 static int grow(void **items, int *cap, int need, size_t size, cb_error *e) {
@@ -51,7 +52,28 @@ static int new_op(ctx *c, int kind, const char *id, const char *type, const int 
     for (int i = 0; i < CB_OP_MAX_PARAMS; i++) op->p[i] = CB_NO_PARAM;
     op->out = -1;
     op->rope = -1;
+    op->segment = -1;
     *out_op = op;
+    return CB_OK;
+}
+
+/* What op saves for backward: n elements of the saved arena, after the last op's. */
+static void reserve_saved(cb_program *p, cb_op *op, size_t n) {
+    op->saved = p->saved_elems;
+    op->n_saved = n;
+    p->saved_elems += n;
+}
+
+/* Ops [first, last] are one block; they save for backward what they were laid out to. */
+static int new_segment(ctx *c, int first, int last) {
+    cb_program *p = c->prog;
+    CB_TRY(grow((void **)&p->segments, &p->cap_segments, p->n_segments + 1, sizeof *p->segments, c->e));
+    cb_segment *s = &p->segments[p->n_segments];
+    memset(s, 0, sizeof *s);
+    s->first = first;
+    s->last = last;
+    for (int i = first; i <= last; i++) p->ops[i].segment = p->n_segments;
+    p->n_segments++;
     return CB_OK;
 }
 
@@ -190,8 +212,7 @@ static int compile_attention(ctx *c, const json_t *cfg, const char *id, const ch
         p->ops[p->n_ops - 1].rope = idx;
     }
     op = &p->ops[p->n_ops - 1];
-    op->saved = p->saved_elems;
-    p->saved_elems += cb_attention_acts_size(&a, p->B, p->T);
+    reserve_saved(p, op, cb_attention_acts_size(&a, p->B, p->T));
     need_scratch(p, cb_attention_scratch_size(&a, p->B, p->T));
     int o;
     CB_TRY(new_slot(c, a.d_model, &o));
@@ -214,15 +235,13 @@ static int compile_layer(ctx *c, const json_t *node, const char *type, const cha
         kind = ln ? CB_OP_LAYERNORM : CB_OP_RMSNORM;
         CB_TRY(new_op(c, kind, id, type, &in, 1, &op));
         op->eps = (float)cfg_num(cfg, "eps", 1e-5);
-        op->saved = p->saved_elems;
-        p->saved_elems += (ln ? 2 : 1) * N;
+        reserve_saved(p, op, (ln ? 2 : 1) * N);
         CB_TRY(param(c, id, "weight", 1, &p->ops[p->n_ops - 1].p[CB_P_WEIGHT]));
         if (ln) CB_TRY(param(c, id, "bias", cfg_bool(cfg, "bias", 1), &p->ops[p->n_ops - 1].p[CB_P_BIAS]));
     } else if (strcmp(type, "SwiGLULayer") == 0) {
         CB_TRY(new_op(c, CB_OP_SWIGLU, id, type, &in, 1, &op));
         op->d_ff = cfg_int(cfg, "d_ff", 0);
-        op->saved = p->saved_elems;
-        p->saved_elems += 3 * N * (size_t)op->d_ff;
+        reserve_saved(p, op, 3 * N * (size_t)op->d_ff);
         need_scratch(p, 2 * N * (size_t)op->d_ff);
         CB_TRY(param(c, id, "gate.weight", 1, &p->ops[p->n_ops - 1].p[CB_P_GATE]));
         CB_TRY(param(c, id, "up.weight", 1, &p->ops[p->n_ops - 1].p[CB_P_UP]));
@@ -230,8 +249,7 @@ static int compile_layer(ctx *c, const json_t *node, const char *type, const cha
     } else if (strcmp(type, "MLPLayer") == 0) {
         CB_TRY(new_op(c, CB_OP_MLP, id, type, &in, 1, &op));
         op->d_ff = cfg_int(cfg, "d_ff", 0);
-        op->saved = p->saved_elems;
-        p->saved_elems += 2 * N * (size_t)op->d_ff;
+        reserve_saved(p, op, 2 * N * (size_t)op->d_ff);
         need_scratch(p, N * (size_t)op->d_ff);
         int bias = cfg_bool(cfg, "bias", 1);
         CB_TRY(param(c, id, "fc.weight", 1, &p->ops[p->n_ops - 1].p[CB_P_FC_W]));
@@ -304,11 +322,17 @@ static int compile_node(ctx *c, const json_t *node, const char *id, int in, int 
     if (strcmp(type, "NestedTopology") == 0) {
         int repeat = (int)json_integer_value(json_object_get(node, "repeat"));
         int cur = in;
+        const int outer = !c->in_segment; /* the outermost repeats are the blocks */
         for (int r = 0; r < repeat; r++) {
             char idx[16], rid[CB_PARAM_NAME_MAX];
             snprintf(idx, sizeof idx, "%d", r);
             join_id(rid, sizeof rid, id, idx);
-            CB_TRY(compile_chain(c, children, rid, cur, &cur, depth));
+            const int first = p->n_ops;
+            c->in_segment = 1;
+            int rc = compile_chain(c, children, rid, cur, &cur, depth);
+            c->in_segment = !outer;
+            CB_TRY(rc);
+            if (outer && p->n_ops > first) CB_TRY(new_segment(c, first, p->n_ops - 1));
         }
         *out = cur;
         return CB_OK;
@@ -373,6 +397,14 @@ static int compile_node(ctx *c, const json_t *node, const char *id, int in, int 
     return cb_fail(c->e, CB_E_INVALID, "plan", "%s: unknown topology type \"%s\"", id, type);
 }
 
+static void saved_sizes(cb_program *prog) {
+    for (int s = 0; s < prog->n_segments; s++) {
+        cb_segment *g = &prog->segments[s];
+        g->saved_elems = 0;
+        for (int i = g->first; i <= g->last; i++) g->saved_elems += prog->ops[i].n_saved;
+    }
+}
+
 int cb_program_init(cb_program *prog, const json_t *plan, const cb_param_table *params, int B, int T,
                     cb_error *e) {
     memset(prog, 0, sizeof *prog);
@@ -433,11 +465,53 @@ int cb_program_init(cb_program *prog, const json_t *plan, const cb_param_table *
     }
     if (rc == CB_OK) rc = new_slot(&c, prog->vocab_size, &prog->logits_slot);
     if (rc == CB_OK) prog->ops[prog->n_ops - 1].out = prog->logits_slot;
+    if (rc == CB_OK) {
+        prog->saved_full_elems = prog->saved_elems;
+        saved_sizes(prog);
+    }
     if (rc != CB_OK) cb_program_free(prog);
     return rc;
 }
 
+size_t cb_program_activation_elems(const cb_program *prog) {
+    return 2 * prog->slot_elems + prog->saved_elems;
+}
+
+void cb_program_recompute(cb_program *prog, size_t budget_elems) {
+    if (prog->n_recompute) return; /* laid out already */
+    /* choose: blocks in order until the rest fits (a checkpointed block costs nothing of
+     * its own, the shared region the largest checkpointed block's saved values) */
+    size_t kept = prog->saved_elems, shared = 0;
+    int n = 0;
+    while (n < prog->n_segments &&
+           (budget_elems == 0 || 2 * prog->slot_elems + kept + shared > budget_elems)) {
+        const cb_segment *g = &prog->segments[n];
+        kept -= g->saved_elems;
+        if (g->saved_elems > shared) shared = g->saved_elems;
+        n++;
+    }
+    for (int s = 0; s < prog->n_segments; s++) prog->segments[s].recompute = s < n;
+    /* lay out: ops that keep their saved values packed in order, then the shared region */
+    size_t at = 0;
+    for (int i = 0; i < prog->n_ops; i++) {
+        int s = prog->ops[i].segment;
+        if (s >= 0 && prog->segments[s].recompute) continue;
+        prog->ops[i].saved = at;
+        at += prog->ops[i].n_saved;
+    }
+    for (int s = 0; s < n; s++) {
+        size_t off = at;
+        for (int i = prog->segments[s].first; i <= prog->segments[s].last; i++) {
+            prog->ops[i].saved = off;
+            off += prog->ops[i].n_saved;
+        }
+    }
+    prog->saved_elems = at + shared;
+    prog->n_recompute = n;
+}
+
 void cb_program_free(cb_program *prog) {
+    free(prog->segments);
     free(prog->ops);
     free(prog->inputs);
     free(prog->slots);

@@ -47,12 +47,14 @@ typedef struct cb_op {
     int out;              /* output slot */
     size_t p[CB_OP_MAX_PARAMS]; /* parameter offsets into the weight buffer, CB_NO_PARAM if absent */
     size_t saved;         /* offset of what forward saves for backward, in the saved arena */
+    size_t n_saved;       /* its elements */
     int rope;             /* index into program->ropes, or -1 */
     int d_in, d_out, d_ff;
     float eps, p_drop;
     int mean;             /* CB_OP_COMBINE: 1 mean, 0 sum */
     int heads, head_dim;  /* CB_OP_ROPE */
     cb_attention_config attn;
+    int segment;          /* the block (cb_program.segments) the op belongs to, or -1 */
 } cb_op;
 
 /* Parameter roles inside cb_op.p, per kind. */
@@ -72,6 +74,17 @@ typedef struct cb_rope_table {
     size_t offset;           /* cos then sin, each (T, dim/2), in the rope arena */
 } cb_rope_table;
 
+/* A block of the topology: one repeat of its outermost NestedTopology (a transformer
+ * block). Activation checkpointing (cb_program_recompute) keeps no saved values for a
+ * checkpointed block: its ops share one saved region with every other checkpointed
+ * block, and backward reruns the block's forward, from its input slot, just before the
+ * block's own backward (backend/pass.c). */
+typedef struct cb_segment {
+    int first, last;     /* ops [first, last] */
+    size_t saved_elems;  /* what its ops save for backward */
+    int recompute;       /* checkpointed: its saved values are rebuilt in backward */
+} cb_segment;
+
 typedef struct cb_program {
     int B, T;
     int vocab_size, d_model;
@@ -88,11 +101,23 @@ typedef struct cb_program {
     size_t scratch_elems;    /* largest scratch any op needs */
     size_t rope_elems;
     int logits_slot;         /* (B,T,V) */
+    cb_segment *segments;    /* the blocks, in op order */
+    int n_segments, cap_segments;
+    int n_recompute;         /* blocks checkpointed by cb_program_recompute */
+    size_t saved_full_elems; /* the saved arena without checkpointing */
 } cb_program;
 
 /* Compile the plan's model for batch shape (B,T). params names every tensor's offset. */
 int cb_program_init(cb_program *prog, const json_t *plan, const cb_param_table *params, int B, int T,
                     cb_error *e);
 void cb_program_free(cb_program *prog);
+
+/* Activation checkpointing: checkpoint blocks, first to last, until the activations
+ * (cb_program_activation_elems) are at most budget_elems, or every block when
+ * budget_elems is 0; then lay the saved arena out again (saved_elems shrinks, op offsets
+ * move). Call before any run is made of prog. Sets n_recompute. */
+void cb_program_recompute(cb_program *prog, size_t budget_elems);
+/* Elements a training pass keeps for prog: slots, their gradients, saved values. */
+size_t cb_program_activation_elems(const cb_program *prog);
 
 #endif

@@ -216,6 +216,8 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
     o->decay_embeddings = !json_is_false(json_object_get(train, "decay_embeddings"));
 
     c->grad_clip = num(train, "grad_clip", 1.0);
+    c->recompute = json_is_true(json_object_get(train, "activation_checkpointing"));
+    c->recompute_mb = num(train, "activation_checkpoint_threshold_mb", 0);
     c->log_every = integer(train, "log_every", 10);
     c->eval_every = integer(train, "eval_every", 100);
     c->eval_iters = integer(train, "eval_iters", 20);

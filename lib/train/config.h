@@ -48,6 +48,10 @@ typedef struct cb_train_config {
     char device[16];                 /* train.device: "cpu", "cuda", "auto" (backend/backend.h) */
     int shard_optimizer;             /* strategy fsdp, SHARD_GRAD_OP: each rank holds its part of the
                                         optimizer state (train/shard.h) */
+    int recompute;                   /* activation_checkpointing: blocks' saved values rebuilt in
+                                        backward (model/program.h cb_program_recompute) */
+    double recompute_mb;             /* activation_checkpoint_threshold_mb: checkpoint blocks until
+                                        the activations fit in this many MiB; 0: every block */
     size_t bucket_floats;            /* strategy ddp: gradients summed in buckets of this many floats
                                         during the backward pass (bucket_cap_mb; 0: after it) */
     int phase;                       /* enum cb_phase */

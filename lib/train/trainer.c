@@ -129,6 +129,10 @@ static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_
         json_object_set_new(doc, "ranks", json_pack("{s:i, s:s, s:i}", "world", res->world, "strategy",
                                                     c->shard_optimizer ? "fsdp" : "ddp", "grad_buckets",
                                                     res->grad_buckets));
+    if (c->recompute && res->blocks) /* activation checkpointing: what it chose and saved */
+        json_object_set_new(doc, "activation_checkpointing",
+                            json_pack("{s:i, s:i, s:f, s:f}", "blocks", res->recompute_blocks, "of", res->blocks,
+                                      "activations_mb", res->activation_mb, "without_mb", res->activation_full_mb));
     if (info) json_object_set(doc, "upcycle", info);
     const char *key;
     json_t *val;
@@ -393,7 +397,7 @@ static int distill_micro(trainer *t, const float *w, float *g, const int32_t *x,
         kl = cb_distill_kl(hd, hs, ht, rows, V, c->distill_temperature, c->distill_alpha);
         CB_TRY(be->upload(be, dl, hd, n * sizeof(float), e));
     }
-    for (int i = t->prog.n_ops - 1; i >= 0; i--) be->op_backward(be, &p, i);
+    cb_pass_backward_ops(be, &p);
     double temp = c->distill_temperature;
     *loss = (1.0 - c->distill_alpha) * ce + c->distill_alpha * temp * temp * kl;
     return CB_OK;
@@ -411,6 +415,7 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
                        c->batch_size, dist->world);
     CB_TRY(cb_program_init(&t->prog, m->plan, &m->params, c->batch_size / dist->world, c->block_size, e));
     t->have_prog = 1;
+    if (c->recompute) cb_program_recompute(&t->prog, (size_t)(c->recompute_mb * 1048576.0 / sizeof(float)));
     t->be = t->io->backend ? t->io->backend : cb_backend_cpu();
     if (t->io->dist) CB_TRY(cb_dist_attach(t->io->dist, t->be, e)); /* NCCL on a GPU */
     CB_TRY(cb_run_init_on(&t->run, t->be, &t->prog, 1, e));
@@ -819,6 +824,13 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
     int rc = setup(&t, d, e);
     res->step = t.st.step;
     res->world = ranks(&t)->world;
+    if (t.have_prog) {
+        const cb_program *pr = &t.prog;
+        res->blocks = pr->n_segments;
+        res->recompute_blocks = pr->n_recompute;
+        res->activation_mb = 4.0 * (double)cb_program_activation_elems(pr) / 1048576.0;
+        res->activation_full_mb = 4.0 * (double)(2 * pr->slot_elems + pr->saved_full_elems) / 1048576.0;
+    }
     int main_rank = is_main(&t); /* the others write nothing */
     if (rc == CB_OK && main_rank) rc = write_run_json(c, m, io, "running", res, started, t.staged ? t.info : NULL, e);
     if (rc == CB_OK && main_rank) {

@@ -49,6 +49,8 @@ typedef struct cb_train_result {
     int world;                       /* ranks that trained (1 alone) */
     int grad_buckets;                /* strategy ddp under mpirun: gradient sums each step started
                                         during the backward pass (dist/buckets.h); 0: none */
+    int blocks, recompute_blocks;    /* the model's blocks; those checkpointed (activation_checkpointing) */
+    double activation_mb, activation_full_mb; /* a step's activations with and without checkpointing */
 } cb_train_result;
 
 /* Train m (weights initialised, or loaded, by the caller) for c->steps steps on d.
