@@ -34,9 +34,11 @@ int cb_runtime_memory_budget(cb_backend *be, double *mb, char *why, size_t n, cb
     return CB_OK;
 }
 
-int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int T, double *bytes, cb_error *e) {
+int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int T, int recompute,
+                              size_t recompute_elems, double *bytes, cb_error *e) {
     cb_program prog;
     CB_TRY(cb_program_init(&prog, m->plan, &m->params, B, T, e));
+    if (recompute) cb_program_recompute(&prog, recompute_elems);
     /* slots and their gradients, saved for backward, scratch, rope tables, per-row loss stats */
     double act = 2.0 * (double)prog.slot_elems + (double)prog.saved_elems + (double)prog.scratch_elems +
                  (double)prog.rope_elems + 2.0 * B * T;

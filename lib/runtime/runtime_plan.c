@@ -44,6 +44,10 @@ static void plan_key(char key[65], const cb_model *m, const json_t *train, const
         const char *budget = getenv("CB_MEMORY_BUDGET_MB");
         snprintf(line, sizeof line, "auto, %d ranks, budget %s", world, budget && budget[0] ? budget : "measured");
         cb_stamp_add(&s, "batch", line);
+        if (c->recompute) { /* checkpointed activations fit a larger batch */
+            snprintf(line, sizeof line, "activation checkpointing, threshold %.17g MiB", c->recompute_mb);
+            cb_stamp_add(&s, "recompute", line);
+        }
     }
     cb_stamp_hex(&s, key);
 }
@@ -75,9 +79,13 @@ static int no_room(const cb_runtime_plan *rp, const cb_train_config *c, cb_error
 /* the memory of the run (fixed + per row, from the program at batch 1 and 2) and the budget */
 static int measure_memory(cb_runtime_plan *rp, const cb_model *m, const cb_train_config *c, cb_backend *be,
                           cb_error *e) {
+    /* with activation checkpointing, the program as the trainer checkpoints it; with a
+       threshold the blocks it picks grow with the batch, so the slope from batches 1 and 2
+       is at least the slope further on and the fit errs toward a smaller batch */
     double b1, b2;
-    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 1, c->block_size, &b1, e));
-    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 2, c->block_size, &b2, e));
+    const size_t ck = (size_t)(c->recompute_mb * 1048576.0 / sizeof(float));
+    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 1, c->block_size, c->recompute, ck, &b1, e));
+    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 2, c->block_size, c->recompute, ck, &b2, e));
     rp->bytes_per_row = b2 - b1;
     rp->bytes_fixed = b1 - rp->bytes_per_row;
     return cb_runtime_memory_budget(be, &rp->budget_mb, rp->budget_why, sizeof rp->budget_why, e);

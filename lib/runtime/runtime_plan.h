@@ -65,8 +65,11 @@ int cb_runtime_memory_budget(cb_backend *be, double *mb, char *why, size_t n, cb
 
 /* Training memory of the model at batch B and block T, in bytes: weights, gradients and
  * optimizer state (from the parameter count), and the activation arenas of the compiled
- * program (slots, their gradients, saved, scratch), which grow with B. */
-int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int T, double *bytes, cb_error *e);
+ * program (slots, their gradients, saved, scratch), which grow with B; with recompute,
+ * those of the program checkpointed for a budget of recompute_elems activations
+ * (model/program.h cb_program_recompute; 0: every block). */
+int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int T, int recompute,
+                              size_t recompute_elems, double *bytes, cb_error *e);
 
 /* Decide for cfg's run of m (train: the run's train mapping in the plan, for dtype and
  * amp; env NULL: the CPU, one rank, no data cap): from the cache when it holds the key,

@@ -78,6 +78,15 @@ expect_run generate_cpu_again 0 "$CB_BIN/cb-generate" --device cpu --ids 1,2,3 -
 if cmp -s "$TMP/out" "$TMP/gpu_ids"; then ok generate_gpu_equals_cpu
 else not_ok generate_gpu_equals_cpu "gpu: $(head -c 200 "$TMP/gpu_ids"); cpu: $(head -c 200 "$TMP/out")"; fi
 
+# 4b. activation checkpointing on the GPU: the blocks' forward rerun in backward gives the
+#     losses of the run that kept everything (the same kernels on the same inputs; only the
+#     embedding's atomic sums may round otherwise), TOL as above
+sed 's/          optimizer: adamw/          optimizer: adamw\n          activation_checkpointing: true/' \
+    tests/cli/train/tiny.yml > "$TMP/ck.yml"
+"$CB_BIN/cb" compile "$TMP/ck.yml" > "$TMP/ck.json" || not_ok recompute.compile "does not compile"
+expect_run gpu_recompute_run 0 train --device cuda --run adamw -o "$TMP/gpu_ck" "$TMP/ck.json"
+close gpu_recompute_losses "$TMP/gpu/metrics.jsonl" "$TMP/gpu_ck/metrics.jsonl"
+
 # 5. mixed precision (train.amp) on real text: presets/tiny_sotu.yml (GPT-2 tokens of the
 #    State of the Union addresses; CB_SOTU_DATA: a cb-data prepare of them, else prepared
 #    here from the corpus cache) 200 steps on the GPU in float32 and in amp, from the same
