@@ -11,9 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/matmul_float.h"
 #include "backend/cpu/parallel.h"
 #include "backend/cpu/quant_dot.h"
 #include "backend/cpu/quant_int.h"
+#include "backend/cpu/quant_mm.h"
 
 /* Below this many weights a parallel region costs more than it saves. */
 #define PARALLEL_MIN 65536
@@ -364,6 +366,7 @@ void cb_matvec_n(float *y, const cb_weight_matrix *W, const float *x, const floa
         return;
     }
     const int rows = W->rows, cols = W->cols;
+    if (cb_mf_matmul(y, W, x, bias, n)) return; // fp32, fp16, bf16: packed AVX-512 / AVX2 tiles
     if (W->kind == CB_KV_F32 && n > BLAS_MIN_TOKENS) { // a plain f32 matrix: BLAS does it best
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols,
                     (const float *)W->data, cols, 0.0f, y, rows);
@@ -379,6 +382,10 @@ void cb_matvec_n(float *y, const cb_weight_matrix *W, const float *x, const floa
     matvec_job j = {y, W, x, bias, n, rows_per_item(W, n), NULL};
     act_buf buf;
     const int quantised = act_prepare(&j, &buf, n);
+    if (quantised && cb_qmm(y, W, j.acts, bias, n)) { // a prefill chunk: integer matrix tiles
+        act_release(&buf);
+        return;
+    }
     if ((long long)rows * cols >= PARALLEL_MIN) cb_parallel_for(items_of(&j), matvec_n_item, &j);
     else
         for (int i = 0; i < items_of(&j); i++) matvec_n_item(&j, i);
