@@ -13,6 +13,7 @@
 
 #include "backend/cpu/parallel.h"
 #include "backend/cpu/quant_dot.h"
+#include "backend/cpu/transpose16.h"
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
 
@@ -170,31 +171,6 @@ static void pack_w_bf16(uint32_t *wp, const cb_weight_matrix *W, int r0, int nro
 #if MF_X86
 #define T512 __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c")))
 
-/* r (16 registers of 16 32-bit lanes) transposed: lane j of r[i] goes to lane i of r[j]. */
-static inline __attribute__((always_inline, target("avx512f,avx512bw,avx512vl,avx512dq,avx2,fma,f16c"))) void
-transpose16(__m512 r[16]) {
-    __m512 t[16];
-    for (int i = 0; i < 8; i++) {
-        t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 4; i++) {
-        r[4 * i] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0x44);
-        r[4 * i + 1] = _mm512_shuffle_ps(t[4 * i], t[4 * i + 2], 0xEE);
-        r[4 * i + 2] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0x44);
-        r[4 * i + 3] = _mm512_shuffle_ps(t[4 * i + 1], t[4 * i + 3], 0xEE);
-    }
-    for (int h = 0; h < 2; h++)
-        for (int i = 0; i < 4; i++) {
-            t[8 * h + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0x88);
-            t[8 * h + 4 + i] = _mm512_shuffle_f32x4(r[8 * h + i], r[8 * h + 4 + i], 0xDD);
-        }
-    for (int i = 0; i < 8; i++) {
-        r[i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0x88);
-        r[8 + i] = _mm512_shuffle_f32x4(t[i], t[8 + i], 0xDD);
-    }
-}
-
 /* pack_w_f32 (bf 0) or pack_w_bf16 (bf 1) by 16 x 16 blocks transposed in registers: the
  * scalar scatter spent about 1 ns a weight, as much as 64 tokens' multiply-adds of it. Each
  * block: 16 rows' next 16 values (f32, f16 or bf16 widened; for bf 16 pairs of bf16) loaded,
@@ -229,7 +205,7 @@ T512 static void pack_w_512(void *panel, const cb_weight_matrix *W, int r0, int 
                     }
                 }
             }
-            transpose16(r);
+            cb_transpose16(r);
             float *dst = (float *)panel + (size_t)k0 * nr + g;
             for (int c = 0; c < cnt; c++) _mm512_store_ps(dst + (size_t)c * nr, r[c]);
         }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/cpu/parallel.h"
+#include "backend/cpu/transpose16.h"
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
 
@@ -63,35 +64,6 @@ static void pack_tokens(int32_t *xa, const cb_act_q8 *a, int n, int nbk, int off
         }
 }
 
-/* One stored row as nbk blocks of 32 unsigned bytes (weight + offset) and a scale each. */
-static void unpack_row(cb_kv_kind kind, uint8_t *u, float *ds, const unsigned char *row, int nbk) {
-    if (kind == CB_KV_Q8_0) {
-        for (int b = 0; b < nbk; b++) {
-            const cb_block_q8_0 *w = (const cb_block_q8_0 *)(const void *)row + b;
-            for (int j = 0; j < 32; j++) u[b * 32 + j] = (uint8_t)(w->qs[j] ^ 0x80);
-            ds[b] = cb_f16_to_f32(w->d);
-        }
-    } else if (kind == CB_KV_Q4_0) {
-        for (int b = 0; b < nbk; b++) {
-            const cb_block_q4_0 *w = (const cb_block_q4_0 *)(const void *)row + b;
-            for (int j = 0; j < 16; j++) {
-                u[b * 32 + j] = w->qs[j] & 15;
-                u[b * 32 + 16 + j] = w->qs[j] >> 4;
-            }
-            ds[b] = cb_f16_to_f32(w->d);
-        }
-    } else { // nf4: a 64-value block is two 32-value ones with the same scale
-        for (int bb = 0; bb < nbk / 2; bb++) {
-            const cb_block_nf4 *w = (const cb_block_nf4 *)(const void *)row + bb;
-            for (int j = 0; j < 32; j++) {
-                u[bb * 64 + j] = (uint8_t)(cb_nf4_levels_i8[w->qs[j] & 15] ^ 0x80);
-                u[bb * 64 + 32 + j] = (uint8_t)(cb_nf4_levels_i8[w->qs[j] >> 4] ^ 0x80);
-            }
-            ds[2 * bb] = ds[2 * bb + 1] = cb_f16_to_f32(w->d) * (1.0f / 127); // levels held x 127
-        }
-    }
-}
-
 typedef struct qmm_job {
     float *y;
     const cb_weight_matrix *W;
@@ -133,28 +105,69 @@ TV static void tile_vnni(float *y, size_t ldy, const int32_t *xa, const uint8_t 
 }
 #endif
 
-/* Repack rows r0 .. r0 + nrows into groups of 16 (panel: group_bytes each, u a row's scratch)
- * and run every token tile over them. */
-static void pack_and_run(const qmm_job *j, int r0, int nrows, uint8_t *panel, size_t group_bytes, uint8_t *u) {
-    const cb_weight_matrix *W = j->W;
-    const int rows = W->rows, nbk = j->nbk, groups = (nrows + LANES - 1) / LANES;
-    float *ds = (float *)(void *)(u + (size_t)nbk * 32);
+#if QMM_X86
+/* One group of 16 rows (R0 .. R0 + nv - 1, the rest zero) packed as pack_and_run's scalar
+ * loop does, two blocks at a time: each row's 64 unsigned bytes (q8_0 xor 0x80, q4_0's
+ * nibbles, nf4's levels + 128 by a byte shuffle) as 16 words, the 16 rows transposed in
+ * registers, so that word q of block b of every row lands in one 64-byte column group. */
+TV static void pack_group_vnni(uint8_t *wp, float *dw, const cb_weight_matrix *W, int R0, int nv, int nbk) {
+    const cb_kv_kind K = W->kind;
+    const __m256i lv = _mm256_broadcastsi128_si256(
+        _mm_xor_si128(_mm_loadu_si128((const __m128i *)(const void *)cb_nf4_levels_i8), _mm_set1_epi8((char)0x80)));
+    const __m256i f = _mm256_set1_epi8(15), s80 = _mm256_set1_epi8((char)0x80);
+    for (int b = 0; b < nbk; b += 2) {
+        const int two = b + 1 < nbk;
+        __m512 r[16];
+        for (int i = 0; i < 16; i++) {
+            float d0 = 0.0f, d1 = 0.0f;
+            __m256i lo = _mm256_setzero_si256(), hi = _mm256_setzero_si256();
+            if (i < nv) {
+                const unsigned char *row = (const unsigned char *)W->data + (size_t)(R0 + i) * W->row_bytes;
+                if (K == CB_KV_Q8_0) {
+                    const cb_block_q8_0 *w = (const cb_block_q8_0 *)(const void *)row + b;
+                    lo = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)w[0].qs), s80);
+                    d0 = _cvtsh_ss(w[0].d);
+                    if (two) {
+                        hi = _mm256_xor_si256(_mm256_loadu_si256((const __m256i *)(const void *)w[1].qs), s80);
+                        d1 = _cvtsh_ss(w[1].d);
+                    }
+                } else if (K == CB_KV_Q4_0) {
+                    const cb_block_q4_0 *w = (const cb_block_q4_0 *)(const void *)row + b;
+                    const __m128i x0 = _mm_loadu_si128((const __m128i *)(const void *)w[0].qs);
+                    lo = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x0, 4), x0), f);
+                    d0 = _cvtsh_ss(w[0].d);
+                    if (two) {
+                        const __m128i x1 = _mm_loadu_si128((const __m128i *)(const void *)w[1].qs);
+                        hi = _mm256_and_si256(_mm256_set_m128i(_mm_srli_epi16(x1, 4), x1), f);
+                        d1 = _cvtsh_ss(w[1].d);
+                    }
+                } else { // nf4: blocks b, b + 1 are one 64-value block (nbk is even)
+                    const cb_block_nf4 *w = (const cb_block_nf4 *)(const void *)row + b / 2;
+                    const __m256i x = _mm256_loadu_si256((const __m256i *)(const void *)w->qs);
+                    lo = _mm256_shuffle_epi8(lv, _mm256_and_si256(x, f));
+                    hi = _mm256_shuffle_epi8(lv, _mm256_and_si256(_mm256_srli_epi16(x, 4), f));
+                    d0 = d1 = _cvtsh_ss(w->d) * (1.0f / 127); // levels held x 127
+                }
+            }
+            r[i] = _mm512_castsi512_ps(_mm512_inserti64x4(_mm512_castsi256_si512(lo), hi, 1));
+            dw[(size_t)b * LANES + i] = d0;
+            if (two) dw[(size_t)(b + 1) * LANES + i] = d1;
+        }
+        cb_transpose16(r);
+        for (int c = 0; c < (two ? 16 : 8); c++) _mm512_store_ps((float *)(void *)(wp + ((size_t)b * 8 + c) * 64), r[c]);
+    }
+}
+#endif
+
+/* Repack rows r0 .. r0 + nrows into groups of 16 (panel: group_bytes each) and run every
+ * token tile over them. */
+static void pack_and_run(const qmm_job *j, int r0, int nrows, uint8_t *panel, size_t group_bytes) {
+#if QMM_X86
+    const int rows = j->W->rows, nbk = j->nbk, groups = (nrows + LANES - 1) / LANES;
     for (int g = 0; g < groups; g++) {
         uint8_t *wp = panel + (size_t)g * group_bytes;
-        float *dw = (float *)(void *)(wp + (size_t)nbk * 8 * 64);
-        for (int r = 0; r < LANES; r++) {
-            const int R = r0 + g * LANES + r;
-            if (R < r0 + nrows) {
-                unpack_row(W->kind, u, ds, (const unsigned char *)W->data + (size_t)R * W->row_bytes, nbk);
-            } else { // past the last row: zero weights and scales, outputs not stored
-                memset(u, 0, (size_t)nbk * 32);
-                for (int b = 0; b < nbk; b++) ds[b] = 0.0f;
-            }
-            for (int b = 0; b < nbk; b++) {
-                for (int q = 0; q < 8; q++) memcpy(wp + (((size_t)b * 8 + q) * LANES + r) * 4, u + b * 32 + 4 * q, 4);
-                dw[(size_t)b * LANES + r] = ds[b];
-            }
-        }
+        pack_group_vnni(wp, (float *)(void *)(wp + (size_t)nbk * 8 * 64), j->W, r0 + g * LANES,
+                        nrows - g * LANES < LANES ? nrows - g * LANES : LANES, nbk);
     }
     const int tiles = (j->n + MT - 1) / MT;
     for (int t = 0; t < tiles; t++) { // a token tile (in L1) over the item's groups (in L2)
@@ -162,14 +175,13 @@ static void pack_and_run(const qmm_job *j, int r0, int nrows, uint8_t *panel, si
         for (int g = 0; g < groups; g++) {
             const uint8_t *wp = panel + (size_t)g * group_bytes;
             const int nrv = nrows - g * LANES < LANES ? nrows - g * LANES : LANES;
-#if QMM_X86
             tile_vnni(j->y + (size_t)t * MT * rows + r0 + g * LANES, (size_t)rows, j->xa + (size_t)t * nbk * REC, wp,
                       (const float *)(const void *)(wp + (size_t)nbk * 8 * 64), nbk, m, nrv);
-#else
-            (void)wp, (void)nrv, (void)m; // not reached: cb_qmm_takes refuses
-#endif
         }
     }
+#else
+    (void)j, (void)r0, (void)nrows, (void)panel, (void)group_bytes; // not reached: cb_qmm_takes refuses
+#endif
 }
 
 static void qmm_item(void *ctx, int item) {
@@ -179,9 +191,8 @@ static void qmm_item(void *ctx, int item) {
     const int nrows = rows - r0 < ITEM_ROWS ? rows - r0 : ITEM_ROWS, groups = (nrows + LANES - 1) / LANES;
     const size_t group_bytes = (size_t)nbk * (8 * 64 + LANES * 4); // bytes, then scales
     uint8_t *panel = aligned_alloc(64, (size_t)groups * group_bytes);
-    uint8_t *u = malloc((size_t)nbk * 32 + sizeof(float) * (size_t)nbk);
-    if (panel && u) {
-        pack_and_run(j, r0, nrows, panel, group_bytes, u);
+    if (panel) {
+        pack_and_run(j, r0, nrows, panel, group_bytes);
     } else { // no memory: the decode kernel's tiles, 8 tokens at a time
         for (int i0 = 0; i0 < j->n; i0 += CB_QI_MAX_M)
             cb_qi_rows_dot(W->kind, j->y + (size_t)i0 * rows + r0, (size_t)rows,
@@ -192,7 +203,6 @@ static void qmm_item(void *ctx, int item) {
         for (int i = 0; i < j->n; i++)
             for (int r = r0; r < r0 + nrows; r++) j->y[(size_t)i * rows + r] += j->bias[r];
     free(panel);
-    free(u);
 }
 
 int cb_qmm(float *y, const cb_weight_matrix *W, const cb_act_q8 *a, const float *bias, int n) {
