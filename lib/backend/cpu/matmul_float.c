@@ -177,38 +177,39 @@ static void pack_w_bf16(uint32_t *wp, const cb_weight_matrix *W, int r0, int nro
  * masked past the row's end, transposed, stored as 16 columns of 16 rows. */
 T512 static void pack_w_512(void *panel, const cb_weight_matrix *W, int r0, int nrows, int nr, int bf) {
     const int cols = W->cols, kk = bf ? (cols + 1) / 2 : cols, K = W->kind;
-    for (int g = 0; g < nr; g += 16)
+    const size_t esize = bf ? 4 : K == CB_KV_F32 ? 4 : 2; // bytes of one packed column's value
+    for (int g = 0; g < nr; g += 16) {
+        const unsigned char *src[16];
+        for (int i = 0; i < 16; i++) src[i] = g + i < nrows ? row_of(W, r0 + g + i) : NULL;
         for (int k0 = 0; k0 < kk; k0 += 16) {
             const int cnt = kk - k0 < 16 ? kk - k0 : 16;
+            const __mmask16 m = cnt >= 16 ? 0xFFFF : (__mmask16)((1u << cnt) - 1);
+            // bf: cnt pairs of bf16, a missing odd value 0
+            const int vals = 2 * k0 + 2 * cnt <= cols ? 2 * cnt : cols - 2 * k0;
+            const __mmask32 m2 = vals >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << vals) - 1);
             __m512 r[16];
             for (int i = 0; i < 16; i++) {
-                const int row = g + i;
-                if (row >= nrows) {
+                if (!src[i]) {
                     r[i] = _mm512_setzero_ps();
                     continue;
                 }
-                const unsigned char *src = row_of(W, r0 + row);
+                const unsigned char *p = src[i] + (size_t)k0 * esize;
                 // the rows come from memory once per product, 16 side by side: fetch ahead
-                _mm_prefetch((const char *)src + (size_t)(k0 + 64) * (bf ? 4 : W->row_bytes / cols), _MM_HINT_T0);
-                if (bf) { // cnt pairs of bf16, a missing odd value 0
-                    const int vals = 2 * k0 + 2 * cnt <= cols ? 2 * cnt : cols - 2 * k0;
-                    const __mmask32 m = vals >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << vals) - 1);
-                    r[i] = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m, (const uint16_t *)(const void *)src + 2 * k0));
-                } else {
-                    const __mmask16 m = cnt >= 16 ? 0xFFFF : (__mmask16)((1u << cnt) - 1);
-                    if (K == CB_KV_F32) {
-                        r[i] = _mm512_maskz_loadu_ps(m, (const float *)(const void *)src + k0);
-                    } else {
-                        const __m256i h = _mm256_maskz_loadu_epi16(m, (const uint16_t *)(const void *)src + k0);
-                        r[i] = K == CB_KV_F16 ? _mm512_cvtph_ps(h)
-                                              : _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-                    }
-                }
+                _mm_prefetch((const char *)p + 256, _MM_HINT_T0);
+                if (bf)
+                    r[i] = _mm512_castsi512_ps(_mm512_maskz_loadu_epi16(m2, p));
+                else if (K == CB_KV_F32)
+                    r[i] = _mm512_maskz_loadu_ps(m, p);
+                else if (K == CB_KV_F16)
+                    r[i] = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p));
+                else
+                    r[i] = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_maskz_loadu_epi16(m, p)), 16));
             }
             cb_transpose16(r);
             float *dst = (float *)panel + (size_t)k0 * nr + g;
             for (int c = 0; c < cnt; c++) _mm512_store_ps(dst + (size_t)c * nr, r[c]);
         }
+    }
 }
 #endif
 
@@ -268,6 +269,52 @@ TBF16 static void tile_bf16(float *y, size_t ldy, const uint32_t *xp, const uint
     store48(y, ldy, acc, m, nrv);
 }
 
+/* pack_x_f32 (mr 8) and pack_x_bf16 (mr 8) by register transposes: 8 tokens' next 16
+ * values (or pairs) as rows 0-7 of a 16 x 16 transpose (8-15 zero), the low 8 lanes of each
+ * column stored. The scalar loops cost a twentieth of a 64-token prefill. vcvtne2ps2bf16
+ * rounds to nearest even as cb_f32_to_bf16 does, but reads an input below 2^-126 as 0
+ * (matmul_float.h's bound allows it). */
+T512 static void pack_x_512(float *xp, const float *x, int n, int cols) {
+    const int tiles = (n + 7) / 8;
+    for (int t = 0; t < tiles; t++)
+        for (int k0 = 0; k0 < cols; k0 += 16) {
+            const int cnt = cols - k0 < 16 ? cols - k0 : 16;
+            const __mmask16 m = cnt >= 16 ? 0xFFFF : (__mmask16)((1u << cnt) - 1);
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                const int tok = t * 8 + i;
+                r[i] = i < 8 && tok < n ? _mm512_maskz_loadu_ps(m, x + (size_t)tok * cols + k0) : _mm512_setzero_ps();
+            }
+            cb_transpose16(r);
+            float *dst = xp + ((size_t)t * cols + k0) * 8;
+            for (int c = 0; c < cnt; c++) _mm256_storeu_ps(dst + (size_t)c * 8, _mm512_castps512_ps256(r[c]));
+        }
+}
+
+TBF16 static void pack_x_bf16_512(uint32_t *xp, const float *x, int n, int cols) {
+    const int tiles = (n + 7) / 8, kp = (cols + 1) / 2;
+    for (int t = 0; t < tiles; t++)
+        for (int p0 = 0; p0 < kp; p0 += 16) {
+            const int cnt = kp - p0 < 16 ? kp - p0 : 16, vals = cols - 2 * p0 < 32 ? cols - 2 * p0 : 32;
+            const __mmask16 m0 = vals >= 16 ? 0xFFFF : (__mmask16)((1u << vals) - 1);
+            const __mmask16 m1 = vals >= 32 ? 0xFFFF : vals > 16 ? (__mmask16)((1u << (vals - 16)) - 1) : 0;
+            __m512 r[16];
+            for (int i = 0; i < 16; i++) {
+                const int tok = t * 8 + i;
+                if (i < 8 && tok < n) {
+                    const float *src = x + (size_t)tok * cols + 2 * p0;
+                    const __m512 a = _mm512_maskz_loadu_ps(m0, src), b = _mm512_maskz_loadu_ps(m1, src + 16);
+                    r[i] = (__m512)_mm512_cvtne2ps_pbh(b, a); // values 0-15 low, 16-31 high: 16 pairs
+                } else {
+                    r[i] = _mm512_setzero_ps();
+                }
+            }
+            cb_transpose16(r);
+            uint32_t *dst = xp + ((size_t)t * kp + p0) * 8;
+            for (int c = 0; c < cnt; c++) _mm256_storeu_ps((float *)(void *)(dst + (size_t)c * 8), _mm512_castps512_ps256(r[c]));
+        }
+}
+
 TAVX2 static void tile_avx2(float *y, size_t ldy, const float *xp, const float *wp, int K, int m, int nrv) {
     __m256 acc[4][3];
     #pragma GCC unroll 4
@@ -310,9 +357,11 @@ static void mf_item(void *ctx, int item) {
     const int rows = W->rows, nr = j->s.nr, mr = j->s.mr, r0 = item * nr;
     const int nrows = rows - r0 < nr ? rows - r0 : nr;
     const size_t panel_bytes = (size_t)nr * j->kk * 4;
-    void *panel = aligned_alloc(64, (panel_bytes + 63) / 64 * 64);
-    float *tmp = j->s.bf || W->kind == CB_KV_F32 ? NULL : malloc(sizeof(float) * (size_t)W->cols);
-    if (!panel || (!tmp && !j->s.bf && W->kind != CB_KV_F32)) { // no memory: the same products a row at a time
+    // the panel, then (f32 panels from fp16/bf16 on the scalar packing) one converted row
+    unsigned char *scratch = cb_parallel_scratch(panel_bytes + sizeof(float) * (size_t)W->cols);
+    void *panel = scratch;
+    float *tmp = scratch ? (float *)(void *)(scratch + panel_bytes) : NULL;
+    if (!panel) { // no memory: the same products a row at a time
         for (int r = r0; r < r0 + nrows; r++)
             for (int i = 0; i < j->n; i++)
                 j->y[(size_t)i * rows + r] =
@@ -345,8 +394,6 @@ static void mf_item(void *ctx, int item) {
     if (j->bias)
         for (int i = 0; i < j->n; i++)
             for (int r = r0; r < r0 + nrows; r++) j->y[(size_t)i * rows + r] += j->bias[r];
-    free(panel);
-    free(tmp);
 }
 
 int cb_mf_matmul(float *y, const cb_weight_matrix *W, const float *x, const float *bias, int n) {
@@ -357,6 +404,12 @@ int cb_mf_matmul(float *y, const cb_weight_matrix *W, const float *x, const floa
     const size_t xp_bytes = (size_t)tiles * s.mr * kk * 4;
     void *xp = aligned_alloc(64, (xp_bytes + 63) / 64 * 64);
     if (!xp) return 0;
+#if MF_X86
+    if (path >= CB_MF_AVX512) { // mr 8
+        if (s.bf) pack_x_bf16_512(xp, x, n, W->cols);
+        else pack_x_512(xp, x, n, W->cols);
+    } else
+#endif
     if (s.bf) pack_x_bf16(xp, x, n, W->cols, s.mr);
     else pack_x_f32(xp, x, n, W->cols, s.mr);
     mf_job j = {y, W, x, bias, xp, n, kk, s, path};

@@ -190,7 +190,7 @@ static void qmm_item(void *ctx, int item) {
     const int rows = W->rows, nbk = j->nbk, r0 = item * ITEM_ROWS;
     const int nrows = rows - r0 < ITEM_ROWS ? rows - r0 : ITEM_ROWS, groups = (nrows + LANES - 1) / LANES;
     const size_t group_bytes = (size_t)nbk * (8 * 64 + LANES * 4); // bytes, then scales
-    uint8_t *panel = aligned_alloc(64, (size_t)groups * group_bytes);
+    uint8_t *panel = cb_parallel_scratch((size_t)groups * group_bytes);
     if (panel) {
         pack_and_run(j, r0, nrows, panel, group_bytes);
     } else { // no memory: the decode kernel's tiles, 8 tokens at a time
@@ -202,7 +202,6 @@ static void qmm_item(void *ctx, int item) {
     if (j->bias)
         for (int i = 0; i < j->n; i++)
             for (int r = r0; r < r0 + nrows; r++) j->y[(size_t)i * rows + r] += j->bias[r];
-    free(panel);
 }
 
 int cb_qmm(float *y, const cb_weight_matrix *W, const cb_act_q8 *a, const float *bias, int n) {
