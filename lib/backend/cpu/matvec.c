@@ -2,8 +2,11 @@
  * is dequantised in registers by the kernels of backend/cpu/quant_dot.h, except the block
  * formats q8_0, q4_0 and nf4: there the input is quantised to int8 blocks once per product
  * and each row is an integer dot (backend/cpu/quant_int.h, which states the error bound). Many
- * tokens (a prefill chunk) over such weights go as tiles: an item's rows (ITEM_BYTES of
- * weights, in L1/L2) against 8 tokens at a time, each row read from memory once. */
+ * tokens (a prefill chunk, more than 16) go to the matrix-matrix kernels where the CPU has
+ * them (backend/cpu/matmul_float.h for fp32/fp16/bf16, quant_mm.h for the block kinds on
+ * AVX512-VNNI); else the block kinds go as tiles: an item's rows (ITEM_BYTES of weights, in
+ * L1/L2) against 8 tokens at a time, each row read from memory once, and the float kinds
+ * through BLAS. */
 #include "backend/cpu/matvec.h"
 
 #include <cblas.h>
@@ -315,8 +318,8 @@ static void matvec_n_item(void *ctx, int item) {
     }
 }
 
-/* fp16/bf16 weights and many tokens (a prefill chunk): each item converts PANEL_ROWS rows to
- * f32 once (exact) and multiplies them by all n tokens in one single-threaded BLAS call, so a
+/* fp16/bf16 weights and many tokens (a prefill chunk) on a CPU without matmul_float's
+ * kernels (no AVX2): each item converts PANEL_ROWS rows to f32 once (exact) and multiplies them by all n tokens in one single-threaded BLAS call, so a
  * row costs one conversion per chunk instead of one per token group, and the products run on
  * BLAS's register-blocked kernels. */
 #define PANEL_ROWS 128
