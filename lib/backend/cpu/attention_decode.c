@@ -864,6 +864,66 @@ static void item_of_chunk(void *ctx, int it) {
  * query's result is the per-query item's: the same kernels, and the extra keys add 0 x v. */
 #define QBLOCK 8
 
+/* Scores of qn queries sharing one head segment (q (qn, dr), scaled) over nk keys of a float
+ * kind: each key's NB units converted to f32 once, in registers, for all qn queries (through
+ * scores_any every query converted the key again); each query's 16-lane partial formed as
+ * key_partial forms it (the same products in the same order, so the same scores), 8 keys'
+ * partials reduced together as scores_rows does. tmp (qn, TMP_FLOATS). */
+AD_INLINE void scores_block_f(const cb_kv_kind K, const int NB, float *S, size_t ldS, const float *q, int qn,
+                              const unsigned char *k0, size_t row_stride, int nk, float *tmp) {
+    const size_t ahead = prefetch_ahead(row_stride), bs = block_stride(K), dr = (size_t)NB * 16;
+    int j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        for (int t = 0; t < 8; t++) {
+            const unsigned char *row = k0 + (size_t)(j + t) * row_stride;
+            prefetch_row(row + ahead, (size_t)NB * bs);
+            __m512 kv[8];
+            #pragma GCC unroll 8
+            for (int u = 0; u < NB; u++) kv[u] = unit_raw(K, row + (size_t)u * bs, 0);
+            for (int h = 0; h < qn; h++) {
+                __m512 acc = _mm512_setzero_ps();
+                #pragma GCC unroll 8
+                for (int u = 0; u < NB; u++) acc = _mm512_fmadd_ps(kv[u], _mm512_loadu_ps(q + h * dr + 16 * u), acc);
+                _mm512_storeu_ps(tmp + ((size_t)h * 8 + t) * 16, acc);
+            }
+        }
+        for (int h = 0; h < qn; h++) {
+            __m512 a[8];
+            #pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) a[t] = _mm512_loadu_ps(tmp + ((size_t)h * 8 + t) * 16);
+            _mm256_storeu_ps(S + (size_t)h * ldS + j, hsum8x8(a));
+        }
+    }
+    for (; j < nk; j++) {
+        const unsigned char *row = k0 + (size_t)j * row_stride;
+        __m512 kv[8];
+        #pragma GCC unroll 8
+        for (int u = 0; u < NB; u++) kv[u] = unit_raw(K, row + (size_t)u * bs, 0);
+        for (int h = 0; h < qn; h++) {
+            __m512 acc = _mm512_setzero_ps();
+            #pragma GCC unroll 8
+            for (int u = 0; u < NB; u++) acc = _mm512_fmadd_ps(kv[u], _mm512_loadu_ps(q + h * dr + 16 * u), acc);
+            S[(size_t)h * ldS + j] = _mm512_reduce_add_ps(acc);
+        }
+    }
+}
+
+/* scores_block_f for the float kinds and heads of 64 or 128, else 0 (the caller takes
+ * scores_any). */
+static int scores_block(cb_kv_kind kind, float *S, size_t ldS, const float *q, int dr, int qn,
+                        const unsigned char *k0, size_t row_stride, int nk, float *tmp) {
+    if (dr != 64 && dr != 128) return 0;
+#define BLOCK_CALL(K)                                                                                  \
+    if (dr == 64) scores_block_f(K, 4, S, ldS, q, qn, k0, row_stride, nk, tmp);                        \
+    else scores_block_f(K, 8, S, ldS, q, qn, k0, row_stride, nk, tmp)
+    if (kind == CB_KV_F32) BLOCK_CALL(CB_KV_F32);
+    else if (kind == CB_KV_F16) BLOCK_CALL(CB_KV_F16);
+    else if (kind == CB_KV_BF16) BLOCK_CALL(CB_KV_BF16);
+    else return 0;
+#undef BLOCK_CALL
+    return 1;
+}
+
 static int blocks_ok(const cb_layer_cache *c, const decode_dims *m, const float *q_sem, const float *gate, int causal,
                      int window) {
     return tiled_ok(c, m) && m->group == 1 && m->ds == 0 && !q_sem && !gate && causal && window == 0 &&
@@ -889,7 +949,9 @@ static void block_item(void *ctx, int it) {
     queries_int(c->k.kind, iq, qr, dr, qn);
     const int nk = j->pos0 + i0 + qn; // keys 0 .. the last query's position
     const head_map hk = {c->k.head_bytes, c->k.head_bytes, qn, 0}, hv = {c->v.head_bytes, c->v.head_bytes, qn, 0};
-    scores_any(c->k.kind, S, (size_t)L, qr, iq, dr, cb_kv_tensor_head(&c->k, 0, h), c->k.row_bytes, hk, qn, nk, tmp);
+    const unsigned char *k0 = cb_kv_tensor_head(&c->k, 0, h);
+    if (!scores_block(c->k.kind, S, (size_t)L, qr, dr, qn, k0, c->k.row_bytes, nk, tmp))
+        scores_any(c->k.kind, S, (size_t)L, qr, iq, dr, k0, c->k.row_bytes, hk, qn, nk, tmp);
     for (int i = 0; i < qn; i++) {
         const int vis = j->pos0 + i0 + i + 1;
         softmax_row(S + (size_t)i * L, vis);
