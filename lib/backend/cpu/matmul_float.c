@@ -184,8 +184,8 @@ T512 static void pack_w_512(void *panel, const cb_weight_matrix *W, int r0, int 
         for (int k0 = 0; k0 < kk; k0 += 16) {
             const int cnt = kk - k0 < 16 ? kk - k0 : 16;
             const __mmask16 m = cnt >= 16 ? 0xFFFF : (__mmask16)((1u << cnt) - 1);
-            // bf: cnt pairs of bf16, a missing odd value 0
-            const int vals = 2 * k0 + 2 * cnt <= cols ? 2 * cnt : cols - 2 * k0;
+            // bf: cnt pairs of bf16, a missing odd value 0 (vals >= 1 there; not used otherwise)
+            const int vals = bf ? (2 * k0 + 2 * cnt <= cols ? 2 * cnt : cols - 2 * k0) : 32;
             const __mmask32 m2 = vals >= 32 ? 0xFFFFFFFFu : (__mmask32)((1u << vals) - 1);
             __m512 r[16];
             for (int i = 0; i < 16; i++) {
