@@ -844,7 +844,7 @@ typedef struct item_job {
     int causal, window, c0, pos0;
     float *scratch;
     size_t per_item;
-    int L;
+    int L, c1; /* c1: the chunk's end */
 } item_job;
 
 static void item_of_chunk(void *ctx, int it) {
@@ -853,6 +853,115 @@ static void item_of_chunk(void *ctx, int it) {
     decode_item(j->out, j->q, j->q_sem, j->gate, j->c, j->m, j->causal, j->window, i, j->pos0 + i, kh,
                 j->scratch + (size_t)it * j->per_item, j->L);
 }
+
+#if AD_TILED
+/* Standard attention over a chunk of queries (a prefill): QBLOCK consecutive queries of one
+ * head are one item, and each key and value row is read once for all of them, as the query
+ * heads of a GQA group share their kv head's segment (head_map group qn: every query reads
+ * the same segment). A query per item read each row from L2 again, and the 512-token
+ * prefill spent a fifth of its time there. The keys run to the block's last position; each
+ * query's softmax covers its own (causal) keys and the keys past them get weight 0, so each
+ * query's result is the per-query item's: the same kernels, and the extra keys add 0 x v. */
+#define QBLOCK 8
+
+/* Scores of qn queries sharing one head segment (q (qn, dr), scaled) over nk keys of a float
+ * kind: each key's NB units converted to f32 once, in registers, for all qn queries (through
+ * scores_any every query converted the key again); each query's 16-lane partial formed as
+ * key_partial forms it (the same products in the same order, so the same scores), 8 keys'
+ * partials reduced together as scores_rows does. tmp (qn, TMP_FLOATS). */
+AD_INLINE void scores_block_f(const cb_kv_kind K, const int NB, float *S, size_t ldS, const float *q, int qn,
+                              const unsigned char *k0, size_t row_stride, int nk, float *tmp) {
+    const size_t ahead = prefetch_ahead(row_stride), bs = block_stride(K), dr = (size_t)NB * 16;
+    int j = 0;
+    for (; j + 8 <= nk; j += 8) {
+        for (int t = 0; t < 8; t++) {
+            const unsigned char *row = k0 + (size_t)(j + t) * row_stride;
+            prefetch_row(row + ahead, (size_t)NB * bs);
+            __m512 kv[8];
+            #pragma GCC unroll 8
+            for (int u = 0; u < NB; u++) kv[u] = unit_raw(K, row + (size_t)u * bs, 0);
+            for (int h = 0; h < qn; h++) {
+                __m512 acc = _mm512_setzero_ps();
+                #pragma GCC unroll 8
+                for (int u = 0; u < NB; u++) acc = _mm512_fmadd_ps(kv[u], _mm512_loadu_ps(q + h * dr + 16 * u), acc);
+                _mm512_storeu_ps(tmp + ((size_t)h * 8 + t) * 16, acc);
+            }
+        }
+        for (int h = 0; h < qn; h++) {
+            __m512 a[8];
+            #pragma GCC unroll 8
+            for (int t = 0; t < 8; t++) a[t] = _mm512_loadu_ps(tmp + ((size_t)h * 8 + t) * 16);
+            _mm256_storeu_ps(S + (size_t)h * ldS + j, hsum8x8(a));
+        }
+    }
+    for (; j < nk; j++) {
+        const unsigned char *row = k0 + (size_t)j * row_stride;
+        __m512 kv[8];
+        #pragma GCC unroll 8
+        for (int u = 0; u < NB; u++) kv[u] = unit_raw(K, row + (size_t)u * bs, 0);
+        for (int h = 0; h < qn; h++) {
+            __m512 acc = _mm512_setzero_ps();
+            #pragma GCC unroll 8
+            for (int u = 0; u < NB; u++) acc = _mm512_fmadd_ps(kv[u], _mm512_loadu_ps(q + h * dr + 16 * u), acc);
+            S[(size_t)h * ldS + j] = _mm512_reduce_add_ps(acc);
+        }
+    }
+}
+
+/* scores_block_f for the float kinds and heads of 64 or 128, else 0 (the caller takes
+ * scores_any). */
+static int scores_block(cb_kv_kind kind, float *S, size_t ldS, const float *q, int dr, int qn,
+                        const unsigned char *k0, size_t row_stride, int nk, float *tmp) {
+    if (dr != 64 && dr != 128) return 0;
+#define BLOCK_CALL(K)                                                                                  \
+    if (dr == 64) scores_block_f(K, 4, S, ldS, q, qn, k0, row_stride, nk, tmp);                        \
+    else scores_block_f(K, 8, S, ldS, q, qn, k0, row_stride, nk, tmp)
+    if (kind == CB_KV_F32) BLOCK_CALL(CB_KV_F32);
+    else if (kind == CB_KV_F16) BLOCK_CALL(CB_KV_F16);
+    else if (kind == CB_KV_BF16) BLOCK_CALL(CB_KV_BF16);
+    else return 0;
+#undef BLOCK_CALL
+    return 1;
+}
+
+static int blocks_ok(const cb_layer_cache *c, const decode_dims *m, const float *q_sem, const float *gate, int causal,
+                     int window) {
+    return tiled_ok(c, m) && m->group == 1 && m->ds == 0 && !q_sem && !gate && causal && window == 0 &&
+           m->dr <= 128;
+}
+
+static void block_item(void *ctx, int it) {
+    const item_job *j = ctx;
+    const decode_dims *m = j->m;
+    const cb_layer_cache *c = j->c;
+    const int H = m->H, dr = m->dr, dv = m->dv, L = j->L;
+    const int b = it / H, h = it % H, i0 = j->c0 + b * QBLOCK;
+    const int qn = j->c1 - i0 < QBLOCK ? j->c1 - i0 : QBLOCK;
+    // the block's rows of scores in the scratch of its qn per-query items (block b of the
+    // chunk holds rows i0 - c0 .. + qn, head h the h-th qn of them)
+    float *S = j->scratch + ((size_t)(i0 - j->c0) * H + (size_t)h * qn) * j->per_item;
+    float qr[QBLOCK * 128], iq[QBLOCK * QUERY_INT_FLOATS], tmp[QBLOCK * TMP_FLOATS], o[QBLOCK * 128];
+    const float rr = 1.0f / sqrtf((float)dr);
+    for (int i = 0; i < qn; i++) {
+        const float *src = j->q + ((size_t)(i0 + i) * H + h) * dr;
+        for (int t = 0; t < dr; t++) qr[i * dr + t] = rr * src[t];
+    }
+    queries_int(c->k.kind, iq, qr, dr, qn);
+    const int nk = j->pos0 + i0 + qn; // keys 0 .. the last query's position
+    const head_map hk = {c->k.head_bytes, c->k.head_bytes, qn, 0}, hv = {c->v.head_bytes, c->v.head_bytes, qn, 0};
+    const unsigned char *k0 = cb_kv_tensor_head(&c->k, 0, h);
+    if (!scores_block(c->k.kind, S, (size_t)L, qr, dr, qn, k0, c->k.row_bytes, nk, tmp))
+        scores_any(c->k.kind, S, (size_t)L, qr, iq, dr, k0, c->k.row_bytes, hk, qn, nk, tmp);
+    for (int i = 0; i < qn; i++) {
+        const int vis = j->pos0 + i0 + i + 1;
+        softmax_row(S + (size_t)i * L, vis);
+        memset(S + (size_t)i * L + vis, 0, sizeof(float) * (size_t)(nk - vis));
+    }
+    memset(o, 0, sizeof(float) * (size_t)qn * dv);
+    values_any(c->v.kind, dv, o, S, (size_t)L, cb_kv_tensor_head(&c->v, 0, h), c->v.row_bytes, hv, qn, nk);
+    for (int i = 0; i < qn; i++) memcpy(j->out + ((size_t)(i0 + i) * H + h) * dv, o + (size_t)i * dv, sizeof(float) * dv);
+}
+#endif
 
 void cb_attention_decode(float *out, const float *q, const float *q_sem, const float *gate,
                          const cb_layer_cache *c, const cb_attention_config *cfg, int pos0,
@@ -898,7 +1007,16 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
     for (int c0 = 0; c0 < n; c0 += qc) {
         const int rows = n - c0 < qc ? n - c0 : qc, items = rows * m.Hkv;
         const long long work = (long long)items * m.group * L * (m.ds + m.dr + m.dv);
-        item_job j = {out, q, q_sem, gate, c, &m, causal, window, c0, pos0, scratch, per_item, L};
+        item_job j = {out, q, q_sem, gate, c, &m, causal, window, c0, pos0, scratch, per_item, L, c0 + rows};
+#if AD_TILED
+        if (rows > 1 && blocks_ok(c, &m, q_sem, gate, causal, window)) {
+            const int blocks = (rows + QBLOCK - 1) / QBLOCK * m.H;
+            if (work >= work_min) cb_parallel_for(blocks, block_item, &j);
+            else
+                for (int it = 0; it < blocks; it++) block_item(&j, it);
+            continue;
+        }
+#endif
         if (work >= work_min) cb_parallel_for(items, item_of_chunk, &j);
         else
             for (int it = 0; it < items; it++) item_of_chunk(&j, it);

@@ -298,6 +298,9 @@ void cb_cpu_decode_swiglu(cb_pass *p, int i, float *out, const float *in) {
         proj(p, i, CB_P_GATE, gate, in, NULL);
         proj(p, i, CB_P_UP, up, in, NULL);
     }
+    // GCC's -O2 leaves this loop scalar (cb_exp's polynomial, 5 ns a value: a fifteenth of a
+    // 64-token fp16 prefill); simd makes it 16 lanes, the same operations per value
+    #pragma omp simd
     for (size_t k = 0; k < nf; k++) h[k] = cb_silu(gate[k]) * up[k];
     proj(p, i, CB_P_DOWN, out, h, NULL);
 }
@@ -308,6 +311,7 @@ void cb_cpu_decode_mlp(cb_pass *p, int i, float *out, const float *in) {
     const size_t nf = (size_t)p->T * op->d_ff;
     float *pre = p->decode->work, *h = pre + nf;
     proj(p, i, CB_P_FC_W, pre, in, W(p, op, CB_P_FC_B));
+    #pragma omp simd // as in swiglu
     for (size_t k = 0; k < nf; k++) h[k] = cb_gelu_tanh(pre[k]);
     proj(p, i, CB_P_PROJ_W, out, h, W(p, op, CB_P_PROJ_B));
 }

@@ -2,8 +2,11 @@
  * is dequantised in registers by the kernels of backend/cpu/quant_dot.h, except the block
  * formats q8_0, q4_0 and nf4: there the input is quantised to int8 blocks once per product
  * and each row is an integer dot (backend/cpu/quant_int.h, which states the error bound). Many
- * tokens (a prefill chunk) over such weights go as tiles: an item's rows (ITEM_BYTES of
- * weights, in L1/L2) against 8 tokens at a time, each row read from memory once. */
+ * tokens (a prefill chunk, more than 16) go to the matrix-matrix kernels where the CPU has
+ * them (backend/cpu/matmul_float.h for fp32/fp16/bf16, quant_mm.h for the block kinds on
+ * AVX512-VNNI); else the block kinds go as tiles: an item's rows (ITEM_BYTES of weights, in
+ * L1/L2) against 8 tokens at a time, each row read from memory once, and the float kinds
+ * through BLAS. */
 #include "backend/cpu/matvec.h"
 
 #include <cblas.h>
@@ -11,9 +14,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/cpu/matmul_float.h"
 #include "backend/cpu/parallel.h"
 #include "backend/cpu/quant_dot.h"
 #include "backend/cpu/quant_int.h"
+#include "backend/cpu/quant_mm.h"
 
 /* Below this many weights a parallel region costs more than it saves. */
 #define PARALLEL_MIN 65536
@@ -313,8 +318,8 @@ static void matvec_n_item(void *ctx, int item) {
     }
 }
 
-/* fp16/bf16 weights and many tokens (a prefill chunk): each item converts PANEL_ROWS rows to
- * f32 once (exact) and multiplies them by all n tokens in one single-threaded BLAS call, so a
+/* fp16/bf16 weights and many tokens (a prefill chunk) on a CPU without matmul_float's
+ * kernels (no AVX2): each item converts PANEL_ROWS rows to f32 once (exact) and multiplies them by all n tokens in one single-threaded BLAS call, so a
  * row costs one conversion per chunk instead of one per token group, and the products run on
  * BLAS's register-blocked kernels. */
 #define PANEL_ROWS 128
@@ -364,6 +369,7 @@ void cb_matvec_n(float *y, const cb_weight_matrix *W, const float *x, const floa
         return;
     }
     const int rows = W->rows, cols = W->cols;
+    if (cb_mf_matmul(y, W, x, bias, n)) return; // fp32, fp16, bf16: packed AVX-512 / AVX2 tiles
     if (W->kind == CB_KV_F32 && n > BLAS_MIN_TOKENS) { // a plain f32 matrix: BLAS does it best
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, rows, cols, 1.0f, x, cols,
                     (const float *)W->data, cols, 0.0f, y, rows);
@@ -379,6 +385,10 @@ void cb_matvec_n(float *y, const cb_weight_matrix *W, const float *x, const floa
     matvec_job j = {y, W, x, bias, n, rows_per_item(W, n), NULL};
     act_buf buf;
     const int quantised = act_prepare(&j, &buf, n);
+    if (quantised && cb_qmm(y, W, j.acts, bias, n)) { // a prefill chunk: integer matrix tiles
+        act_release(&buf);
+        return;
+    }
     if ((long long)rows * cols >= PARALLEL_MIN) cb_parallel_for(items_of(&j), matvec_n_item, &j);
     else
         for (int i = 0; i < items_of(&j); i++) matvec_n_item(&j, i);

@@ -189,3 +189,19 @@ void cb_parallel_for(int n, cb_parallel_fn fn, void *ctx) {
     }
     pthread_mutex_unlock(&pool.caller);
 }
+
+static _Thread_local struct {
+    void *p;
+    size_t bytes;
+} t_scratch;
+
+void *cb_parallel_scratch(size_t bytes) {
+    if (bytes <= t_scratch.bytes) return t_scratch.p;
+    const size_t rounded = (bytes + 4095) / 4096 * 4096;
+    void *p = aligned_alloc(64, rounded);
+    if (!p) return NULL;
+    free(t_scratch.p);
+    t_scratch.p = p;
+    t_scratch.bytes = rounded;
+    return p;
+}

@@ -11,6 +11,8 @@
 #ifndef CB_INFER_PARALLEL_H
 #define CB_INFER_PARALLEL_H
 
+#include <stddef.h>
+
 /* One item of a loop: fn(ctx, item). */
 typedef void (*cb_parallel_fn)(void *ctx, int item);
 
@@ -24,6 +26,13 @@ void cb_parallel_for(int n, cb_parallel_fn fn, void *ctx);
  * again with 0 (measuring one thread against all in one process: the pool keeps the
  * threads it started with). */
 void cb_parallel_set_serial(int serial);
+
+/* A scratch buffer of at least bytes (64-byte aligned) that belongs to the calling thread,
+ * for an item's packed operands: valid until this thread's next call, NULL when there is no
+ * memory. Each thread keeps its largest buffer for the life of the process (the pool's
+ * threads do not end): a prefill's items asked malloc for 150-400 KB panels each, which
+ * glibc mapped and unmapped every time, and the page faults cost a twentieth of it. */
+void *cb_parallel_scratch(size_t bytes);
 
 /* Threads that run items, the caller included: omp_get_max_threads() when the pool starts
  * (OMP_NUM_THREADS), at most 64. Workers spin a while for the next loop, then sleep:

@@ -4,6 +4,7 @@
 #include "test.h"
 
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 #include "backend/cpu/parallel.h"
@@ -65,4 +66,39 @@ TEST(nested_loops_run_serially_inside_an_item) {
             break;
         }
     free(hits);
+}
+
+/* An item's scratch: 64-byte aligned, the whole size writable, kept while requests fit, grown
+ * for a larger one; each thread's its own (items on two threads write theirs at once). */
+typedef struct scratch_job {
+    _Atomic int bad;
+} scratch_job;
+
+static void scratch_item(void *ctx, int item) {
+    scratch_job *j = ctx;
+    const size_t bytes = 1000 + (size_t)item * 37;
+    unsigned char *p = cb_parallel_scratch(bytes);
+    if (!p || (uintptr_t)p % 64) {
+        atomic_fetch_add(&j->bad, 1);
+        return;
+    }
+    memset(p, item & 0xFF, bytes);
+    for (size_t i = 0; i < bytes; i++)
+        if (p[i] != (unsigned char)(item & 0xFF)) {
+            atomic_fetch_add(&j->bad, 1);
+            return;
+        }
+}
+
+TEST(scratch_per_thread) {
+    unsigned char *a = cb_parallel_scratch(100);
+    EXPECT(a != NULL && (uintptr_t)a % 64 == 0);
+    EXPECT(cb_parallel_scratch(50) == a);
+    unsigned char *b = cb_parallel_scratch(1 << 20);
+    EXPECT(b != NULL && (uintptr_t)b % 64 == 0);
+    memset(b, 1, 1 << 20);
+    EXPECT(cb_parallel_scratch(4096) == b);
+    scratch_job j = {0};
+    for (int l = 0; l < 20; l++) cb_parallel_for(64, scratch_item, &j);
+    EXPECT_EQ_INT(0, atomic_load(&j.bad));
 }

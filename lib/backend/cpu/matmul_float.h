@@ -1,0 +1,54 @@
+/* matmul_float.h: many tokens (a prefill chunk) against fp32, fp16 or bf16 weight rows as a
+ * register-tiled matrix-matrix product: y (n, rows) = x (n, cols) W^T + bias.
+ *
+ * Each parallel item packs one panel of NR weight rows once, column-major in NR-row groups
+ * (fp16 and bf16 converted to f32 exactly, or for the bf16 kernel kept as bf16 pairs), and
+ * multiplies it by every token: MR tokens x NR rows of f32 accumulators stay in registers
+ * over the whole row length. The tokens are packed once per product (MR-token groups,
+ * column-major) and shared by all items.
+ *
+ * Paths, chosen at run time by cpuid (each function carries its own target attribute):
+ *   avx512bf16: bf16 weights by vdpbf16ps (MR 8 x NR 48): the activations rounded to bf16
+ *     once per product (as llama.cpp does for bf16 weights); fp32 and fp16 weights as avx512;
+ *   avx512: AVX-512F FMA on f32 panels (MR 8 x NR 48), every kind;
+ *   avx2: AVX2 FMA on f32 panels (MR 4 x NR 24), every kind;
+ *   none: the caller's own products (BLAS).
+ *
+ * Error against the exact sum over the stored weights w_j (fp64), derived:
+ *   f32 panels (fp32, fp16, and bf16 off the bf16 path): the conversion to f32 is exact; each
+ *     lane sums cols products by FMA in column order (one rounding each), the result is one
+ *     lane: |err| <= cols * 2^-24 * sum_j |w_j x_j| (first-order; the sum's length bounds it).
+ *   avx512bf16 on bf16 weights: x_j rounded to bf16 (RNE, |x_j - x'_j| <= 2^-8 |x_j|, or x_j
+ *     itself below 2^-126 when the hardware flushes it to 0), the products w_j x'_j exact in
+ *     f32 (8 x 8 bits), and each lane adds 2 products per step (at most 2 roundings a step;
+ *     cols / 2 steps): |err| <= 2^-8 sum_j |w_j x_j| + (cols + 2) 2^-24 sum_j |w_j x'_j|
+ *     + cols 2^-126 max |w_j| (denormals flushed, inputs and outputs).
+ * tests/unit/backend/test_matmul_float.c asserts these on every path the CPU has. */
+#ifndef CB_BACKEND_CPU_MATMUL_FLOAT_H
+#define CB_BACKEND_CPU_MATMUL_FLOAT_H
+
+#include "backend/cpu/matvec.h"
+
+typedef enum cb_mf_path {
+    CB_MF_NONE = 0,      /* no kernel here: the caller's BLAS route */
+    CB_MF_AVX2,          /* AVX2, FMA, F16C */
+    CB_MF_AVX512,        /* AVX-512 F/VL/DQ/BW */
+    CB_MF_AVX512BF16,    /* the above and AVX512-BF16 */
+    CB_MF_PATH_COUNT
+} cb_mf_path;
+
+int cb_mf_path_supported(cb_mf_path path);
+/* The best supported path unless cb_mf_path_force chose another. */
+cb_mf_path cb_mf_path_current(void);
+/* Use path from now on (tests); 0 and no change when the CPU cannot run it. */
+int cb_mf_path_force(cb_mf_path path);
+const char *cb_mf_path_name(cb_mf_path path);
+
+/* 1 when the current path takes W (fp32, fp16 or bf16) and n tokens. */
+int cb_mf_takes(const cb_weight_matrix *W, int n);
+
+/* y (n, W->rows) = x (n, W->cols) W^T + bias (rows, or NULL), on the pool's threads; returns 0
+ * with y untouched when it cannot (not cb_mf_takes, or no memory for the packed tokens). */
+int cb_mf_matmul(float *y, const cb_weight_matrix *W, const float *x, const float *bias, int n);
+
+#endif
