@@ -67,6 +67,10 @@ int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, co
 #endif
     r->baseline_rss_bytes = cb_memory_rss();
     r->peak_rss_reset = cb_memory_reset_peak();
+    r->device_bytes = r->device_total_bytes = -1;
+    int on_device = be && !be->unified && be->memory_info;
+    size_t free_before = 0, free_after = 0, total = 0;
+    if (on_device) CB_TRY(be->memory_info(be, &free_before, &total, e));
     cb_session s;
     cb_session_config sc = cb_session_config_default();
     sc.max_seq_len = seq_len;
@@ -84,6 +88,11 @@ int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, co
         r->weight_bytes = s.dec.weight_bytes ? s.dec.weight_bytes : m->params.total_floats * sizeof(float);
         r->rss_bytes = cb_memory_rss(); /* first: the peak read after it covers it */
         r->peak_rss_bytes = cb_memory_peak_rss();
+        if (on_device) rc = be->memory_info(be, &free_after, &total, e);
+        if (rc == CB_OK && on_device) {
+            r->device_bytes = free_before > free_after ? (long)(free_before - free_after) : 0;
+            r->device_total_bytes = (long)total;
+        }
     }
     cb_session_free(&s);
     return rc;
@@ -145,8 +154,14 @@ int cb_bench_memory(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_
             }
             if (r.rss_bytes >= 0) json_object_set_new(v, "rss_bytes", json_integer(r.rss_bytes));
             if (r.baseline_rss_bytes >= 0) json_object_set_new(v, "baseline_rss_bytes", json_integer(r.baseline_rss_bytes));
-            cb_bench_progress(c, "%s: %d tokens, %s cache: %zu bytes (%.1f per token), peak RSS %.1f MB", m->name, L,
-                              cb_kv_kind_name(kind), r.kv_bytes, r.kv_bytes_per_token, r.peak_rss_bytes / 1048576.0);
+            if (r.device_bytes >= 0) {
+                json_object_set_new(v, "device_bytes", json_integer(r.device_bytes));
+                json_object_set_new(v, "device_total_bytes", json_integer(r.device_total_bytes));
+            }
+            char dev[64] = "";
+            if (r.device_bytes >= 0) snprintf(dev, sizeof dev, ", device %.1f MB", r.device_bytes / 1048576.0);
+            cb_bench_progress(c, "%s: %d tokens, %s cache: %zu bytes (%.1f per token), peak RSS %.1f MB%s", m->name, L,
+                              cb_kv_kind_name(kind), r.kv_bytes, r.kv_bytes_per_token, r.peak_rss_bytes / 1048576.0, dev);
             rc = cb_bench_emit(c, rec, cb_bench_now() - t0, e);
         }
         free(prompt);

@@ -1,6 +1,8 @@
 /* memory.h: what decoding a sequence holds: the KV cache measured from the live session
- * (its caches' payload, block scales and padding counted: docs/DESIGN.md section 8), and
- * the process's peak resident memory while it ran. */
+ * (its caches' payload, block scales and padding counted: docs/DESIGN.md section 8), the
+ * process's peak resident memory while it ran, and on a GPU the device memory the session
+ * held. A session allocates its device buffers when it starts and keeps them (caches are
+ * sized for max_seq_len), so what it holds at the end is its peak there. */
 #ifndef CB_BENCH_MEMORY_H
 #define CB_BENCH_MEMORY_H
 
@@ -23,6 +25,10 @@ typedef struct cb_memory_result {
     long rss_bytes;            /* resident memory at the end; -1 unknown */
     long baseline_rss_bytes;   /* resident memory before the session (the weights, the
                                   process), after freed memory went back to the system; -1 */
+    long device_bytes;         /* a device with its own memory (the GPU): what the session
+                                  held on it at the end (weights, cache, scratch), its free
+                                  memory before the session minus after; -1 none or unknown */
+    long device_total_bytes;   /* that device's memory; -1 */
 } cb_memory_result;
 
 /* Decode seq_len tokens of prompt into a fresh session of m (cache kinds kinds, device be,

@@ -87,6 +87,24 @@ sed 's/          optimizer: adamw/          optimizer: adamw\n          activati
 expect_run gpu_recompute_run 0 train --device cuda --run adamw -o "$TMP/gpu_ck" "$TMP/ck.json"
 close gpu_recompute_losses "$TMP/gpu/metrics.jsonl" "$TMP/gpu_ck/metrics.jsonl"
 
+# 4c. cb-bench memory on the GPU: the cache holds the bytes the CPU counts, and the device
+#     memory the session held is at least its weights and cache (cudaMemGetInfo's free
+#     memory before minus after; allocations come in whole pages, so more, never less)
+{ cat tests/cli/train/tiny.yml; printf '%s\n' '    benchmarks:' '      - id: mem' \
+    '        config: {type: memory, sequence_lengths: [16, 48], quantization_modes: [fp32, q8_0]}' \
+    '        models: [adamw]'; } > "$TMP/bm.yml"
+"$CB_BIN/cb" compile "$TMP/bm.yml" > "$TMP/bm.json" || not_ok bench_memory.compile "does not compile"
+for d in cpu cuda; do
+    expect_run "bench_memory_$d" 0 "$CB_BIN/cb-bench" --device $d --group test --bench mem --model "adamw=$TMP/gpu/final" \
+        --quiet -o "$TMP/mem_$d.jsonl" "$TMP/bm.json"
+done
+if jq -s -e --slurpfile c "$TMP/mem_cpu.jsonl" 'length == 4 and ($c | length) == 4 and
+       all(range(4) as $i | .[$i].values as $g | $c[$i].values as $h |
+           $g.kv_bytes == $h.kv_bytes and $g.kv_bytes > 0 and ($h | has("device_bytes") | not) and
+           $g.device_bytes >= $g.weight_bytes + $g.kv_bytes and $g.device_total_bytes > $g.device_bytes)' \
+       "$TMP/mem_cuda.jsonl" > /dev/null; then ok bench_memory_device_bytes
+else not_ok bench_memory_device_bytes "$(jq -c '.values | [.kv_bytes, .weight_bytes, .device_bytes]' "$TMP/mem_cuda.jsonl" | tr '\n' ' ')"; fi
+
 # 5. mixed precision (train.amp) on real text: presets/tiny_sotu.yml (GPT-2 tokens of the
 #    State of the Union addresses; CB_SOTU_DATA: a cb-data prepare of them, else prepared
 #    here from the corpus cache) 200 steps on the GPU in float32 and in amp, from the same
