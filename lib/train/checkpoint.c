@@ -1,5 +1,6 @@
 /* checkpoint.c: saving, finding, pruning and loading training checkpoints. */
 #include "train/checkpoint.h"
+#include "train/resume.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -297,6 +298,26 @@ static int read_state(const json_t *doc, const char *path, cb_train_state *st, c
     return CB_OK;
 }
 
+/* The checkpoint was written under another plan (its plan.json): resumable when the plan
+ * was edited only where a resumed run does not depend on it (resume.h). */
+static int check_edited_plan(const char *dir, const char *sha, const cb_model *m, const cb_train_state *st,
+                             cb_error *e) {
+    char path[CB_CKPT_PATH], diff[400];
+    snprintf(path, sizeof path, "%s/plan.json", dir);
+    json_t *was_plan = json_load_file(path, 0, NULL);
+    if (!was_plan)
+        return cb_fail(e, CB_E_INVALID, dir, "a checkpoint of another plan (plan_sha256 %.12s..., this plan %.12s...)",
+                       sha, m->plan_sha256);
+    json_t *was = cb_resume_key(was_plan, st->group, st->run), *now = cb_resume_key(m->plan, st->group, st->run);
+    int same = was && now && cb_resume_key_same(was, now, diff, sizeof diff);
+    json_decref(was);
+    json_decref(now);
+    json_decref(was_plan);
+    if (same) return CB_OK;
+    return cb_fail(e, CB_E_INVALID, dir, "a checkpoint of another plan: %s (a resumed run must keep what its updates "
+                   "depend on; a new run can start from its weights: train.student.ckpt)", diff);
+}
+
 int cb_checkpoint_load(const char *dir, const char *group, const char *run, cb_model *m, cb_optimizer *o,
                        cb_train_state *st, json_t **extra, cb_error *e) {
     char path[CB_CKPT_PATH], state_path[CB_CKPT_PATH];
@@ -307,12 +328,9 @@ int cb_checkpoint_load(const char *dir, const char *group, const char *run, cb_m
     CB_TRY(cb_doc_load(state_path, "checkpoint", &doc, e));
     int rc = CB_OK;
     const char *sha = json_string_value(json_object_get(doc, "plan_sha256"));
-    if (!sha)
-        rc = cb_fail(e, CB_E_INVALID, state_path, "plan_sha256: missing");
-    else if (strcmp(sha, m->plan_sha256) != 0)
-        rc = cb_fail(e, CB_E_INVALID, dir, "a checkpoint of another plan (plan_sha256 %.12s..., this plan %.12s...)",
-                     sha, m->plan_sha256);
+    if (!sha) rc = cb_fail(e, CB_E_INVALID, state_path, "plan_sha256: missing");
     if (rc == CB_OK) rc = read_state(doc, state_path, st, e);
+    if (rc == CB_OK && strcmp(sha, m->plan_sha256) != 0) rc = check_edited_plan(dir, sha, m, st, e);
     if (rc == CB_OK && group && run && (strcmp(st->run, run) != 0 || strcmp(st->group, group) != 0))
         rc = cb_fail(e, CB_E_INVALID, dir, "a checkpoint of run %s/%s, not of %s/%s", st->group, st->run, group, run);
     if (rc == CB_OK) rc = check_files(dir, doc, state_path, e);

@@ -38,6 +38,33 @@ if diff <(losses "$TMP/a/metrics.jsonl" | sed -n '11,$p') <(losses "$TMP/c/metri
     ok resume_new_dir_losses; else not_ok resume_new_dir_losses "$(head -c 300 "$TMP/diff")"; fi
 grep -q '"resumed_from"' "$TMP/c/run.json" && ok run_json_says_resumed || not_ok run_json_says_resumed "no resumed_from"
 
+# 2b. the manifest edited where a resumed run does not depend on it (lib/train/resume.h):
+#     a comment line above everything (every position moves), another log_every and
+#     activation checkpointing turned on: the checkpoint resumes to the same losses and
+#     weights. An edit its updates depend on (more steps: another schedule) is refused,
+#     naming the field and both values.
+{ echo "# a comment that moves every line"; sed -e 's/          log_every: 1$/          log_every: 2/' \
+    -e 's/          optimizer: adamw/          optimizer: adamw\n          activation_checkpointing: true/' \
+    tests/cli/train/tiny.yml; } > "$TMP/edited.yml"
+sed 's/steps: 20$/steps: 30/' tests/cli/train/tiny.yml > "$TMP/longer.yml"
+"$CB_BIN/cb" compile "$TMP/edited.yml" > "$TMP/edited.json" && "$CB_BIN/cb" compile "$TMP/longer.yml" > "$TMP/longer.json" ||
+    not_ok edited.compile "does not compile"
+expect_run resume_edited_plan 0 "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run adamw -o "$TMP/e" \
+    --resume "$TMP/a/step-00000010" "$TMP/edited.json"
+# the tensors' bytes (the header differs: it names the plan the file was saved under)
+tensors() { local n; n=$(od -An -tu8 -N8 "$1" | tr -d ' '); tail -c +$((9 + n)) "$1"; }
+if cmp -s <(tensors "$TMP/a/final/model.safetensors") <(tensors "$TMP/e/final/model.safetensors"); then
+    ok resume_edited_plan_weights; else not_ok resume_edited_plan_weights "the final tensors differ"; fi
+# log_every 2: steps 12, 14, ... 20 (and those of evaluations), each the straight run's
+# loss at that step
+if ! losses "$TMP/e/metrics.jsonl" | grep -v -x -F -f <(losses "$TMP/a/metrics.jsonl") >"$TMP/diff" &&
+    [ "$(losses "$TMP/e/metrics.jsonl" | grep -c -E '"step":(12|14|16|18|20),')" -eq 5 ]; then ok resume_edited_plan_losses
+else not_ok resume_edited_plan_losses "$(head -c 300 "$TMP/diff")"; fi
+expect_run resume_longer_refused 3 "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run adamw -o "$TMP/f" \
+    --resume "$TMP/a/step-00000010" "$TMP/longer.json"
+expect_err_line resume_longer_refused.msg "^cb-train: $TMP/a/step-00000010: a checkpoint of another plan: steps: 20 at the checkpoint, 30 now"
+[ ! -e "$TMP/f/final" ] && ok resume_longer_refused.no_output || not_ok resume_longer_refused.no_output "$TMP/f/final written"
+
 # 3. Lion, every instrument, keep_last 2: resumed from the run directory's newest checkpoint
 expect_run lion 0 train --run lion -o "$TMP/l"
 n=$(ls -d "$TMP"/l/step-* 2>/dev/null | wc -l)
