@@ -73,6 +73,17 @@ struct cb_backend {
     /* The device's memory in bytes: free, what allocations may take now, and total (the
      * runtime plan fits batch_size: auto to it). NULL: the device cannot tell. */
     int (*memory_info)(cb_backend *be, size_t *free_bytes, size_t *total_bytes, cb_error *e);
+
+    /* Memory whose pages are given back by region (fsdp's sharded gradients and weights,
+     * train/fsdp.h): reserve bytes of address space that read zero and take memory only
+     * where they are written (whole pages, on first touch); release makes [from, to)
+     * (bytes from the start) read zero again and gives back the whole pages inside it;
+     * unreserve ends the range; resident counts the bytes of [0, bytes) that hold memory
+     * now. NULL: the device has no such memory (its caller allocates and zeroes). */
+    void *(*reserve)(cb_backend *be, size_t bytes, cb_error *e);
+    void (*release)(cb_backend *be, void *base, size_t from, size_t to);
+    void (*unreserve)(cb_backend *be, void *base, size_t bytes);
+    size_t (*resident)(cb_backend *be, const void *base, size_t bytes);
 };
 
 /* The CPU backend (backend/cpu/cpu.c): always present. */
