@@ -12,9 +12,11 @@
  * release that reaches its end can give back the last page too. */
 static size_t reserved_floats(size_t n) { return ((n ? n : 1) + 16383) / 16384 * 16384; }
 
-float *cb_fsdp_buffer(cb_backend *be, size_t n, cb_error *e) {
-    return be->reserve ? be->reserve(be, reserved_floats(n) * sizeof(float), e)
-                       : be->alloc(be, (n ? n : 1) * sizeof(float), e);
+float *cb_fsdp_buffer(cb_backend *be, size_t n, int *reserved, cb_error *e) {
+    float *x = be->reserve ? be->reserve(be, reserved_floats(n) * sizeof(float), e) : NULL;
+    *reserved = x != NULL;
+    if (!x && be->reserve && be->device == CB_DEVICE_CPU) return NULL; /* address space is never short there */
+    return x ? x : be->alloc(be, (n ? n : 1) * sizeof(float), e);
 }
 
 void cb_fsdp_buffer_free(cb_backend *be, float *x, size_t n) {
@@ -35,7 +37,7 @@ size_t cb_fsdp_resident(cb_backend *be, const float *x, size_t n) {
 
 /* [from, to) less this rank's part released */
 static void release_others(cb_fsdp *f, float *x, size_t from, size_t to) {
-    if (to == f->n && f->be->release) to = reserved_floats(f->n); /* the last page too */
+    if (to == f->n && f->reserved) to = reserved_floats(f->n); /* the last page too */
     cb_fsdp_release(f->be, x, from, to < f->own_lo ? to : f->own_lo);
     cb_fsdp_release(f->be, x, from > f->own_hi ? from : f->own_hi, to);
 }
@@ -69,7 +71,7 @@ static int plan_units(cb_fsdp *f, const cb_program *prog, const cb_param_table *
             user[k] = user[k] == UNUSED ? (s >= 0 ? s : SHARED) : user[k] == s ? s : SHARED;
         }
     int n_ranges = 0;
-    for (int s = 0; f->full && s < prog->n_segments; s++) {
+    for (int s = 0; s < prog->n_segments; s++) {
         size_t lo = SIZE_MAX, hi = 0;
         for (int k = 0; k < params->n; k++)
             if (user[k] == s) {
@@ -142,18 +144,29 @@ void cb_fsdp_free(cb_fsdp *f) {
 
 /* ---- weights ---- */
 
+/* x[from, to) backed before it is written, where the device needs that (backend.h commit) */
+static int commit(cb_fsdp *f, float *x, size_t from, size_t to, cb_error *e) {
+    if (!f->be->commit || from >= to) return CB_OK;
+    return f->be->commit(f->be, x, from * sizeof(float), to * sizeof(float), e);
+}
+
+int cb_fsdp_commit_part(cb_fsdp *f, float *x, cb_error *e) { return commit(f, x, f->own_lo, f->own_hi, e); }
+
 void cb_fsdp_shard_weights(cb_fsdp *f, float *w) {
-    for (int s = 0; s < f->n_segments; s++) release_others(f, w, f->unit_lo[s], f->unit_hi[s]);
+    for (int s = 0; f->full && s < f->n_segments; s++) release_others(f, w, f->unit_lo[s], f->unit_hi[s]);
 }
 
 int cb_fsdp_gather_weights(cb_fsdp *f, float *w, cb_error *e) {
-    for (int s = 0; s < f->n_segments; s++)
-        if (f->unit_lo[s] < f->unit_hi[s])
+    for (int s = 0; f->full && s < f->n_segments; s++)
+        if (f->unit_lo[s] < f->unit_hi[s]) {
+            CB_TRY(commit(f, w, f->unit_lo[s], f->unit_hi[s], e));
             CB_TRY(cb_dist_gather_region(f->dist, f->be, w, f->parts, f->unit_lo[s], f->unit_hi[s], e));
+        }
     return CB_OK;
 }
 
 int cb_fsdp_gather_kept(cb_fsdp *f, float *w, cb_error *e) {
+    if (!f->full) return cb_dist_gather_region(f->dist, f->be, w, f->parts, 0, f->n, e);
     for (int k = 0; k < f->n_kept; k++)
         CB_TRY(cb_dist_gather_region(f->dist, f->be, w, f->parts, f->kept[2 * k], f->kept[2 * k + 1], e));
     return CB_OK;
@@ -172,13 +185,24 @@ void cb_fsdp_begin(cb_fsdp *f, float *w, float *g) {
     f->w = w;
     f->g = g;
     f->summed_from = f->n;
+    /* the gradients outside the sharded blocks are written by ops outside them, at any
+       time of the backward pass: backed for the whole of it */
+    for (int k = 0; g && !f->failed && k < f->n_kept; k++)
+        if (commit(f, g, f->kept[2 * k], f->kept[2 * k + 1], &f->err) != CB_OK) f->failed = 1;
 }
 
 void cb_fsdp_on_block(void *ctx, int s, int event) {
     cb_fsdp *f = ctx;
     if (f->failed || s < 0 || s >= f->n_segments || f->unit_lo[s] >= f->unit_hi[s]) return;
+    const size_t lo0 = f->unit_lo[s], hi0 = f->unit_hi[s];
+    if (event == CB_BLOCK_BACKWARD && f->g && commit(f, f->g, lo0, hi0, &f->err) != CB_OK) {
+        f->failed = 1; /* the block's gradients are written next */
+        return;
+    }
+    if (!f->full) return;
     if (event == CB_BLOCK_FORWARD || event == CB_BLOCK_BACKWARD) {
-        if (cb_dist_gather_region(f->dist, f->be, f->w, f->parts, f->unit_lo[s], f->unit_hi[s], &f->err) != CB_OK)
+        if (commit(f, f->w, lo0, hi0, &f->err) != CB_OK ||
+            cb_dist_gather_region(f->dist, f->be, f->w, f->parts, lo0, hi0, &f->err) != CB_OK)
             f->failed = 1;
         return;
     }

@@ -36,10 +36,13 @@ typedef struct cb_fsdp {
     size_t own_lo, own_hi;      /* this rank's part */
     size_t n;                   /* floats in the buffer */
     int full;                   /* FULL_SHARD: blocks' weights released outside their passes */
+    int reserved;               /* the buffers came reserved from cb_fsdp_buffer (the caller sets it) */
     int n_segments;
-    size_t *unit_lo, *unit_hi;  /* (n_segments) block s's sharded range, empty when kept whole */
-    int n_units;                /* blocks sharded */
-    size_t *kept;               /* [kept[2k], kept[2k+1]): ranges every rank keeps whole (n_kept) */
+    size_t *unit_lo, *unit_hi;  /* (n_segments) block s's range when no op outside it uses it,
+                                   else empty: sharded (its gradients backed just before its
+                                   backward; with FULL_SHARD its weights too) */
+    int n_units;                /* blocks with a range */
+    size_t *kept;               /* [kept[2k], kept[2k+1]): the rest, backed throughout (n_kept) */
     int n_kept;
     int n_ops;
     size_t *ready_from;         /* (n_ops) cb_grad_ready_from */
@@ -59,9 +62,10 @@ int cb_fsdp_init(cb_fsdp *f, const cb_dist *d, cb_backend *be, const cb_program 
                  const cb_dist_parts *parts, int full, cb_error *e);
 void cb_fsdp_free(cb_fsdp *f);
 
-/* A buffer of n floats whose regions can be released (reserved where the backend can,
- * in whole 64 KiB), zeroed; and its end. */
-float *cb_fsdp_buffer(cb_backend *be, size_t n, cb_error *e);
+/* A buffer of n floats whose regions can be released, zeroed: reserved (in whole 64 KiB)
+ * where the backend can (*reserved 1), else a plain allocation (a GPU whose driver has no
+ * virtual memory management); and its end. */
+float *cb_fsdp_buffer(cb_backend *be, size_t n, int *reserved, cb_error *e);
 void cb_fsdp_buffer_free(cb_backend *be, float *x, size_t n);
 /* x[from, to) reads zero again; its whole pages go back where the buffer was reserved. */
 void cb_fsdp_release(cb_backend *be, float *x, size_t from, size_t to);
@@ -69,6 +73,8 @@ void cb_fsdp_release(cb_backend *be, float *x, size_t from, size_t to);
  * none (a plain allocation is all resident). */
 size_t cb_fsdp_resident(cb_backend *be, const float *x, size_t n);
 
+/* This rank's part of x backed (once, at the start: it is never released). */
+int cb_fsdp_commit_part(cb_fsdp *f, float *x, cb_error *e);
 /* FULL_SHARD: release the sharded blocks' weights but this rank's part (w whole before);
  * gather them whole again (for a checkpoint). */
 void cb_fsdp_shard_weights(cb_fsdp *f, float *w);

@@ -446,11 +446,22 @@ static int setup_fsdp(trainer *t, cb_error *e) {
     CB_TRY(cb_fsdp_init(&t->fsdp, ranks(t), be, &t->prog, &t->m->params, &t->shard.parts, t->c->full_shard, e));
     t->have_fsdp = 1;
     be->free(be, t->dev.grads);
-    if (!(t->dev.grads = cb_fsdp_buffer(be, n, e))) return e->code;
+    int reserved;
+    if (!(t->dev.grads = cb_fsdp_buffer(be, n, &reserved, e))) return e->code;
+    t->fsdp.reserved = reserved;
+    CB_TRY(cb_fsdp_commit_part(&t->fsdp, t->dev.grads, e)); /* this rank's part stays throughout */
     if (!t->c->full_shard) return CB_OK;
-    float *w = cb_fsdp_buffer(be, n, e);
+    float *w = cb_fsdp_buffer(be, n, &reserved, e);
     if (!w) return e->code;
-    int rc = be->upload(be, w, t->m->weights, param_bytes(t), e); /* the host holds the broadcast weights */
+    /* on a GPU the weights' bf16 copy (amp) follows writes through the backend, not
+       gathers: a plain buffer there would be read stale */
+    int rc = !reserved && !be->unified
+                 ? cb_fail(e, CB_E_USAGE, "fsdp_sharding_strategy",
+                           "FULL_SHARD on the %s device needs its virtual memory management, which this driver "
+                           "lacks; SHARD_GRAD_OP shards the gradients and optimizer state", be->name)
+                 : CB_OK;
+    if (rc == CB_OK && be->commit) rc = be->commit(be, w, 0, param_bytes(t), e); /* whole until sharded below */
+    if (rc == CB_OK) rc = be->upload(be, w, t->m->weights, param_bytes(t), e); /* the host holds the broadcast weights */
     if (rc == CB_OK) rc = be->synchronize(be, e);
     if (rc != CB_OK) {
         cb_fsdp_buffer_free(be, w, n);

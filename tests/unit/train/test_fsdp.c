@@ -101,7 +101,8 @@ TEST(fsdp_reserved_pages_release) {
     cb_backend *be = cb_backend_cpu();
     cb_error e;
     const size_t n = 16 * 1024; /* 16 pages of 4 KiB */
-    float *x = cb_fsdp_buffer(be, n, &e);
+    int reserved;
+    float *x = cb_fsdp_buffer(be, n, &reserved, &e);
     if (!x) {
         FAILF("reserve: %s", e.msg);
         return;
@@ -224,8 +225,10 @@ TEST(fsdp_gradients_kept_to_the_part) {
         return;
     }
     const size_t n = f.m.params.total_floats;
-    float *g0 = calloc(n, sizeof *g0), *g = cb_fsdp_buffer(be, n, &e);
+    int reserved;
+    float *g0 = calloc(n, sizeof *g0), *g = cb_fsdp_buffer(be, n, &reserved, &e);
     float l0 = pass(&f, f.m.weights, g0, NULL, NULL, NULL, NULL);
+    z.reserved = reserved;
     cb_fsdp_begin(&z, f.m.weights, g);
     z.measuring = 1;
     float l1 = pass(&f, f.m.weights, g, NULL, NULL, cb_fsdp_on_backward, &z);
