@@ -18,8 +18,10 @@
  *   and are gathered after each optimizer step.
  *
  * Released memory goes back to the device where the backend can reserve memory by region
- * (backend.h reserve/release: the CPU's pages); elsewhere the buffers are plain
- * allocations and a released region is only zeroed (same results, no memory saved). */
+ * (backend.h reserve/release: the CPU's pages, a GPU's granules through CUDA's virtual
+ * memory management, committed here just before a block's passes write them); elsewhere
+ * the buffers are plain allocations and a released region is only zeroed (same results,
+ * no memory saved). The gathers and sums are blocking: none overlaps compute yet. */
 #ifndef CB_TRAIN_FSDP_H
 #define CB_TRAIN_FSDP_H
 
