@@ -7,7 +7,8 @@
  * its backward writes them (a missing commit is an illegal address), only this rank's
  * part holds values afterwards (those of a plain GPU pass, within 1e-6 normalised: the
  * same kernels, which may add in another order) and less memory than the whole buffer.
- * Skips where there is no GPU. */
+ * And FULL_SHARD's weights committed before each block's passes read them. Skips where
+ * there is no GPU. */
 #include "test.h"
 
 #include <math.h>
@@ -174,6 +175,100 @@ TEST(cuda_vmm_fsdp_gradients_kept_to_the_part) {
     be->free(be, w);
     be->free(be, g0);
     be->free(be, dtok);
+    cb_fsdp_buffer_free(be, g, n);
+    cb_run_free(&r);
+    cb_program_free(&prog);
+    cb_model_free(&m);
+    json_decref(plan);
+}
+
+/* FULL_SHARD's weights on the GPU, rank 0 of 2 without MPI (a gather is the identity, so
+ * rank 1's parts of the blocks read zero once released): the pass must read its weights
+ * only from committed memory (an uncommitted read is an illegal address) and give the
+ * loss and gradients of a plain pass over the weights with those parts zeroed; after the
+ * pass the blocks hold less memory than the whole buffer. */
+TEST(cuda_vmm_fsdp_full_shard_weights) {
+    cb_backend *be = gpu();
+    if (!be) return;
+    enum { B = 2, T = 8 };
+    cb_error e;
+    json_t *plan = test_compile(MODEL, "vmm");
+    cb_model m;
+    cb_program prog;
+    if (!plan || cb_model_init(&m, plan, 5, &e) != CB_OK) {
+        FAILF("model: %s", plan ? e.msg : "does not compile");
+        json_decref(plan);
+        return;
+    }
+    const size_t n = m.params.total_floats, bytes = n * sizeof(float);
+    int32_t tok[2 * B * T];
+    cb_rng rng;
+    cb_rng_init(&rng, 6);
+    for (int i = 0; i < 2 * B * T; i++) tok[i] = (int32_t)(cb_rng_next(&rng) % 11);
+    cb_run r;
+    if (cb_program_init(&prog, plan, &m.params, B, T, &e) != CB_OK || cb_run_init_on(&r, be, &prog, 1, &e) != CB_OK) {
+        FAILF("program: %s", e.msg);
+        cb_model_free(&m);
+        json_decref(plan);
+        return;
+    }
+    cb_dist d = {0, 2, 0, NULL};
+    size_t half = (n / 2 + 15) / 16 * 16, begin[2] = {0, half}, count[2] = {half, n - half};
+    cb_dist_parts parts = {begin, count};
+    cb_fsdp z;
+    EXPECT(cb_fsdp_init(&z, &d, be, &prog, &m.params, &parts, 1, &e) == CB_OK);
+    /* the reference weights: rank 1's parts of the sharded blocks zeroed */
+    float *ref = malloc(bytes), *h0 = malloc(bytes), *h = malloc(bytes);
+    memcpy(ref, m.weights, bytes);
+    for (int s = 0; s < z.n_segments; s++)
+        for (size_t i = z.unit_lo[s] > half ? z.unit_lo[s] : half; i < z.unit_hi[s]; i++) ref[i] = 0;
+    int wres = 0, gres = 0;
+    float *w0 = be->alloc(be, bytes, &e), *g0 = be->alloc(be, bytes, &e);
+    int32_t *dtok = be->alloc(be, sizeof tok, &e);
+    float *w = cb_fsdp_buffer(be, n, &wres, &e), *g = cb_fsdp_buffer(be, n, &gres, &e);
+    EXPECT(w0 && g0 && dtok && w && g && wres && gres);
+    z.reserved = wres && gres;
+    be->upload(be, w0, ref, bytes, &e);
+    be->upload(be, dtok, tok, sizeof tok, &e);
+    float l0 = (float)cb_run_forward(&r, &prog, w0, dtok, dtok + B * T);
+    cb_run_backward(&r, &prog, w0, g0);
+    /* as the trainer sets it up: the weights whole, then the blocks cut to this rank's part */
+    EXPECT(be->commit(be, w, 0, bytes, &e) == CB_OK);
+    EXPECT(be->upload(be, w, m.weights, bytes, &e) == CB_OK);
+    EXPECT(cb_fsdp_commit_part(&z, g, &e) == CB_OK);
+    cb_fsdp_shard_weights(&z, w);
+    size_t sharded = be->resident(be, w, bytes);
+    cb_fsdp_begin(&z, w, g);
+    r.on_block = cb_fsdp_on_block;
+    r.on_block_ctx = &z;
+    r.on_backward = cb_fsdp_on_backward;
+    r.on_backward_ctx = &z;
+    float l1 = (float)cb_run_forward(&r, &prog, w, dtok, dtok + B * T);
+    cb_run_backward(&r, &prog, w, g);
+    EXPECT(cb_fsdp_finish(&z, &e) == CB_OK);
+    EXPECT(be->synchronize(be, &e) == CB_OK);
+    size_t after = be->resident(be, w, bytes);
+    be->download(be, h0, g0, bytes, &e);
+    EXPECT(be->commit(be, g, 0, bytes, &e) == CB_OK);
+    EXPECT(be->download(be, h, g, bytes, &e) == CB_OK);
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < half; i++) {
+        err += ((double)h[i] - h0[i]) * ((double)h[i] - h0[i]);
+        norm += (double)h0[i] * h0[i];
+    }
+    double rel = norm > 0 ? sqrt(err / norm) : 1;
+    printf("  loss %.7f plain, %.7f sharded; part gradient error %.3g (tol 1e-6); weights held %.1f MB sharded, "
+           "%.1f MB after the pass, %.1f MB whole\n", l0, l1, rel, sharded / 1048576.0, after / 1048576.0,
+           bytes / 1048576.0);
+    EXPECT(fabsf(l1 - l0) <= 1e-6f * fabsf(l0));
+    EXPECT(rel <= 1e-6);
+    EXPECT(sharded < bytes && after < bytes);
+    cb_fsdp_free(&z);
+    free(ref), free(h0), free(h);
+    be->free(be, w0);
+    be->free(be, g0);
+    be->free(be, dtok);
+    cb_fsdp_buffer_free(be, w, n);
     cb_fsdp_buffer_free(be, g, n);
     cb_run_free(&r);
     cb_program_free(&prog);

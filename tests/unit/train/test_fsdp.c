@@ -7,7 +7,9 @@
  * those of a plain pass, with and without activation checkpointing; a range too narrow,
  * or a hook called late, reads zeros. The gradient sums of a rank 0 of 2 (no MPI: the sum
  * itself is the identity): after the pass only its part holds memory and values, equal
- * to the plain gradients there. Two-rank runs are in tests/cli/train_mpi.sh. */
+ * to the plain gradients there. FULL_SHARD's own hooks the same way: the pass over the
+ * sharded weights is the plain pass over the weights with rank 1's parts zeroed. Two-rank
+ * runs are in tests/cli/train_mpi.sh. */
 #include "test.h"
 
 #include <stdlib.h>
@@ -248,4 +250,53 @@ TEST(fsdp_gradients_kept_to_the_part) {
     cb_fsdp_buffer_free(be, g, n);
     cb_fsdp_free(&z);
     fixture_free(&f);
+}
+
+/* FULL_SHARD's own hooks, rank 0 of 2 without MPI (a gather is the identity, so rank 1's
+ * parts of the blocks read zero once released): the loss and gradients are those of a
+ * plain pass over the weights with those parts zeroed, bit for bit, with and without
+ * activation checkpointing; the embedding, final norm and this rank's part are untouched
+ * after the pass and the blocks hold less memory than the whole buffer. */
+static void check_full_shard(int checkpoint) {
+    fixture f;
+    if (!fixture_init(&f, 1, checkpoint)) return;
+    cb_error e;
+    cb_backend *be = cb_backend_cpu();
+    cb_fsdp z;
+    if (cb_fsdp_init(&z, &f.dist, be, &f.prog, &f.m.params, &f.parts, 1, &e) != CB_OK) {
+        FAILF("full: %s", e.msg);
+        fixture_free(&f);
+        return;
+    }
+    const size_t n = f.m.params.total_floats, half = f.count[0];
+    float *ref = malloc(n * sizeof *ref), *g0 = calloc(n, sizeof *g0);
+    memcpy(ref, f.m.weights, n * sizeof *ref);
+    for (int s = 0; s < z.n_segments; s++)
+        for (size_t i = z.unit_lo[s] > half ? z.unit_lo[s] : half; i < z.unit_hi[s]; i++) ref[i] = 0;
+    int wres, gres;
+    float *w = cb_fsdp_buffer(be, n, &wres, &e), *g = cb_fsdp_buffer(be, n, &gres, &e);
+    z.reserved = wres && gres;
+    memcpy(w, f.m.weights, n * sizeof *w);
+    cb_fsdp_shard_weights(&z, w);
+    float l0 = pass(&f, ref, g0, NULL, NULL, NULL, NULL);
+    cb_fsdp_begin(&z, w, g);
+    float l1 = pass(&f, w, g, cb_fsdp_on_block, &z, cb_fsdp_on_backward, &z);
+    EXPECT(cb_fsdp_finish(&z, &e) == CB_OK);
+    size_t held = cb_fsdp_resident(be, w, n);
+    int same_w = memcmp(w, ref, n * sizeof *w) == 0, same_g = memcmp(g, g0, half * sizeof *g) == 0;
+    printf("  checkpointing %d: loss %.7f plain over the zeroed weights, %.7f FULL_SHARD; weights held %zu of %zu "
+           "bytes\n", checkpoint, l0, l1, held, n * sizeof(float));
+    if (l0 != l1) FAILF("checkpointing %d: loss %.9g, want %.9g", checkpoint, l1, l0);
+    EXPECT(same_g);
+    EXPECT(same_w);
+    EXPECT(held < n * sizeof(float));
+    free(ref), free(g0);
+    cb_fsdp_buffer_free(be, w, n);
+    cb_fsdp_buffer_free(be, g, n);
+    cb_fsdp_free(&z);
+    fixture_free(&f);
+}
+TEST(fsdp_full_shard_hooks) {
+    check_full_shard(0);
+    check_full_shard(1);
 }
