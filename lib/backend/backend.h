@@ -73,6 +73,21 @@ struct cb_backend {
     /* The device's memory in bytes: free, what allocations may take now, and total (the
      * runtime plan fits batch_size: auto to it). NULL: the device cannot tell. */
     int (*memory_info)(cb_backend *be, size_t *free_bytes, size_t *total_bytes, cb_error *e);
+
+    /* Memory whose pages are given back by region (fsdp's sharded gradients and weights,
+     * train/fsdp.h): reserve bytes of address space that read zero and hold no memory;
+     * commit backs the pages [from, to) overlaps (bytes from the start) before anything
+     * there is written, zeroed (NULL: pages are backed on first touch, as the CPU's);
+     * release zeroes [from, to) and gives back the whole pages inside it (once the device
+     * is done with them; where commit is not NULL they are committed again before use,
+     * elsewhere they read zero); unreserve ends the range; resident counts the
+     * bytes of [0, bytes) that hold memory now. reserve NULL: the device has no such
+     * memory (its caller allocates and zeroes). */
+    void *(*reserve)(cb_backend *be, size_t bytes, cb_error *e);
+    int (*commit)(cb_backend *be, void *base, size_t from, size_t to, cb_error *e);
+    void (*release)(cb_backend *be, void *base, size_t from, size_t to);
+    void (*unreserve)(cb_backend *be, void *base, size_t bytes);
+    size_t (*resident)(cb_backend *be, const void *base, size_t bytes);
 };
 
 /* The CPU backend (backend/cpu/cpu.c): always present. */

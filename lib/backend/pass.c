@@ -42,6 +42,8 @@ int cb_pass_forward(cb_backend *be, pass_t *p, float *loss, cb_error *e) {
 #endif
     const cb_program *prog = p->prog;
     for (int i = 0; i < prog->n_ops; i++) {
+        const int s = prog->ops[i].segment;
+        if (p->on_block && s >= 0 && i == prog->segments[s].first) p->on_block(p->on_block_ctx, s, CB_BLOCK_FORWARD);
         const double t0 = clock_if(p);
 #ifdef CB_REAL_F64
         OP_FORWARD(be, p, i, e);
@@ -49,6 +51,8 @@ int cb_pass_forward(cb_backend *be, pass_t *p, float *loss, cb_error *e) {
         CB_TRY(OP_FORWARD(be, p, i, e));
 #endif
         add_time(p, (size_t)i, t0);
+        if (p->on_block && s >= 0 && i == prog->segments[s].last)
+            p->on_block(p->on_block_ctx, s, CB_BLOCK_FORWARD_DONE);
     }
     real l = 0;
     if (p->targets) {
@@ -87,11 +91,14 @@ static void backward_ops(cb_backend *be, pass_t *p) {
     const cb_program *prog = p->prog;
     for (int i = prog->n_ops - 1; i >= 0; i--) {
         const int s = prog->ops[i].segment;
+        if (p->on_block && s >= 0 && i == prog->segments[s].last) p->on_block(p->on_block_ctx, s, CB_BLOCK_BACKWARD);
         if (s >= 0 && prog->segments[s].recompute && i == prog->segments[s].last)
             recompute(be, p, &prog->segments[s]);
         const double t0 = clock_if(p);
         OP_BACKWARD(be, p, i);
         add_time(p, (size_t)prog->n_ops + (size_t)i, t0);
+        if (p->on_block && s >= 0 && i == prog->segments[s].first)
+            p->on_block(p->on_block_ctx, s, CB_BLOCK_BACKWARD_DONE);
         if (p->on_backward) p->on_backward(p->on_backward_ctx, i);
     }
     (void)be;

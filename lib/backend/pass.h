@@ -71,7 +71,16 @@ enum cb_head_rows { CB_HEAD_NONE = 0, CB_HEAD_LAST = 1, CB_HEAD_ALL = 2 };
     double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) seconds each op adds to (profiling) */ \
     void (*on_backward)(void *ctx, int op); /* NULL, or called after each op's backward    \
                            (data parallel: a bucket of final gradients to sum, dist/buckets.h) */ \
-    void *on_backward_ctx;
+    void *on_backward_ctx;                                                                 \
+    void (*on_block)(void *ctx, int segment, int event); /* NULL, or called around each    \
+                           block's forward and backward (enum cb_block_event; fsdp gathers \
+                           a block's weights before and releases them after, train/fsdp.h) */ \
+    void *on_block_ctx;
+
+/* Where a pass stands in a block (cb_program.segments) when on_block is called: before
+ * its first op's forward, after its last op's forward, before its backward (ahead of the
+ * rerun of a checkpointed block's forward), after its first op's backward. */
+enum cb_block_event { CB_BLOCK_FORWARD = 0, CB_BLOCK_FORWARD_DONE, CB_BLOCK_BACKWARD, CB_BLOCK_BACKWARD_DONE };
 
 typedef struct cb_pass { CB_PASS_FIELDS(float) } cb_pass;
 typedef struct cb_pass_f64 { CB_PASS_FIELDS(double) } cb_pass_f64;

@@ -4,8 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* The tensor of params that holds offset off, or -1. */
-static int tensor_at(const cb_param_table *t, size_t off) {
+int cb_param_tensor_at(const cb_param_table *t, size_t off) {
     int lo = 0, hi = t->n - 1; /* items lie in offset order */
     while (lo <= hi) {
         int mid = (lo + hi) / 2;
@@ -17,6 +16,27 @@ static int tensor_at(const cb_param_table *t, size_t off) {
     return -1;
 }
 
+int cb_grad_ready_from(const cb_program *prog, const cb_param_table *params, size_t *ready_from, cb_error *e) {
+    int *first_use = malloc((size_t)(params->n ? params->n : 1) * sizeof *first_use);
+    if (!first_use) return cb_fail(e, CB_E_RUNTIME, "", "out of memory for the gradient buckets");
+    /* each tensor's first user; one no op uses stays -1 (its gradient is final at once) */
+    for (int k = 0; k < params->n; k++) first_use[k] = -1;
+    for (int i = prog->n_ops - 1; i >= 0; i--)
+        for (int r = 0; r < CB_OP_MAX_PARAMS; r++) {
+            if (prog->ops[i].p[r] == CB_NO_PARAM) continue;
+            int k = cb_param_tensor_at(params, prog->ops[i].p[r]);
+            if (k >= 0) first_use[k] = i;
+        }
+    /* after op i's backward: the longest suffix of tensors whose first user is >= i */
+    for (int i = 0; i < prog->n_ops; i++) {
+        size_t from = params->total_floats;
+        for (int k = params->n - 1; k >= 0 && first_use[k] >= i; k--) from = params->items[k].offset;
+        ready_from[i] = from;
+    }
+    free(first_use);
+    return CB_OK;
+}
+
 int cb_grad_buckets_init(cb_grad_buckets *b, const cb_dist *d, cb_backend *be, const cb_program *prog,
                          const cb_param_table *params, size_t cap_floats, cb_error *e) {
     memset(b, 0, sizeof *b);
@@ -24,29 +44,11 @@ int cb_grad_buckets_init(cb_grad_buckets *b, const cb_dist *d, cb_backend *be, c
     b->be = be;
     b->cap = cap_floats;
     b->n_ops = prog->n_ops;
-    int *first_use = malloc((size_t)(params->n ? params->n : 1) * sizeof *first_use);
     b->ready_from = malloc((size_t)(prog->n_ops ? prog->n_ops : 1) * sizeof *b->ready_from);
-    if (!first_use || !b->ready_from) {
-        free(first_use);
-        cb_grad_buckets_free(b);
-        return cb_fail(e, CB_E_RUNTIME, "", "out of memory for the gradient buckets");
-    }
-    /* each tensor's first user; one no op uses stays -1 (its gradient is final at once) */
-    for (int k = 0; k < params->n; k++) first_use[k] = -1;
-    for (int i = prog->n_ops - 1; i >= 0; i--)
-        for (int r = 0; r < CB_OP_MAX_PARAMS; r++) {
-            if (prog->ops[i].p[r] == CB_NO_PARAM) continue;
-            int k = tensor_at(params, prog->ops[i].p[r]);
-            if (k >= 0) first_use[k] = i;
-        }
-    /* after op i's backward: the longest suffix of tensors whose first user is >= i */
-    for (int i = 0; i < prog->n_ops; i++) {
-        size_t from = params->total_floats;
-        for (int k = params->n - 1; k >= 0 && first_use[k] >= i; k--) from = params->items[k].offset;
-        b->ready_from[i] = from;
-    }
-    free(first_use);
-    return CB_OK;
+    if (!b->ready_from) return cb_fail(e, CB_E_RUNTIME, "", "out of memory for the gradient buckets");
+    int rc = cb_grad_ready_from(prog, params, b->ready_from, e);
+    if (rc != CB_OK) cb_grad_buckets_free(b);
+    return rc;
 }
 
 void cb_grad_buckets_free(cb_grad_buckets *b) {

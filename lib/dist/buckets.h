@@ -29,6 +29,11 @@ typedef struct cb_grad_buckets {
     cb_error err;
 } cb_grad_buckets;
 
+/* The tensor of params (items in offset order) that holds offset off, or -1. */
+int cb_param_tensor_at(const cb_param_table *params, size_t off);
+/* ready_from (prog->n_ops): after op i's backward, the gradients g[ready_from[i] ..) are final. */
+int cb_grad_ready_from(const cb_program *prog, const cb_param_table *params, size_t *ready_from, cb_error *e);
+
 /* Plan the buckets of prog over params: cap_floats per bucket (0: no overlap). */
 int cb_grad_buckets_init(cb_grad_buckets *b, const cb_dist *d, cb_backend *be, const cb_program *prog,
                          const cb_param_table *params, size_t cap_floats, cb_error *e);

@@ -343,52 +343,54 @@ int cb_dist_broadcast(const cb_dist *d, cb_backend *be, void *x, size_t bytes, c
 #endif
 }
 
+/* Part r's share of the region [from, to): [lo[r], lo[r] + n[r]) (n[r] 0 where they miss).
+ * Parts lie in rank order, so the shares lie in rank order too, one after the other. */
+static void shares(const cb_dist *d, const cb_dist_parts *parts, size_t from, size_t to, size_t *lo, size_t *n) {
+    for (int r = 0; r < d->world; r++) {
+        size_t a = parts->begin[r] > from ? parts->begin[r] : from;
+        size_t b = parts->begin[r] + parts->count[r] < to ? parts->begin[r] + parts->count[r] : to;
+        lo[r] = a < b ? a : from;
+        n[r] = a < b ? b - a : 0;
+    }
+}
+
 #ifdef CB_HAVE_MPI
-/* MPI's int counts and displacements of parts (in floats); NULL with e set when a part
- * is beyond an int */
-static int *int_array(const size_t *v, int n, cb_error *e) {
+/* MPI's int counts and displacements (in floats, from the region's start); NULL with e
+ * set when one is beyond an int */
+static int *int_array(const size_t *v, size_t minus, int n, cb_error *e) {
     int *out = malloc((size_t)n * sizeof *out);
     if (!out) {
         cb_fail(e, CB_E_RUNTIME, "", "out of memory");
         return NULL;
     }
     for (int i = 0; i < n; i++) {
-        if (v[i] > (size_t)INT_MAX) {
+        if (v[i] - minus > (size_t)INT_MAX) {
             free(out);
-            cb_fail(e, CB_E_RUNTIME, "mpi", "a part of %zu values is more than MPI counts (2^31)", v[i]);
+            cb_fail(e, CB_E_RUNTIME, "mpi", "a part of %zu values is more than MPI counts (2^31)", v[i] - minus);
             return NULL;
         }
-        out[i] = (int)v[i];
+        out[i] = (int)(v[i] - minus);
     }
     return out;
 }
 
-/* f on host memory: x itself on a unified device, else a copy of the n floats there */
-static int on_host(const cb_dist *d, cb_backend *be, float *x, size_t n, const cb_dist_parts *parts,
-                   int (*f)(const cb_dist *, float *, const cb_dist_parts *, cb_error *), cb_error *e) {
-    if (be->unified) return f(d, x, parts, e);
-    float *host = malloc(n * sizeof *host);
-    if (!host) return cb_fail(e, CB_E_RUNTIME, "", "out of memory for %zu values", n);
-    int rc = be->download(be, host, x, n * sizeof *host, e);
-    if (rc == CB_OK) rc = f(d, host, parts, e);
-    if (rc == CB_OK) rc = be->upload(be, x, host, n * sizeof *host, e);
-    free(host);
-    return rc;
-}
+/* x is the region (host memory, its first value at offset `from`); lo, n its shares */
+typedef int (*region_fn)(const cb_dist *d, float *x, size_t from, const size_t *lo, const size_t *n, cb_error *e);
 
-static int reduce_scatter_host(const cb_dist *d, float *x, const cb_dist_parts *parts, cb_error *e) {
-    int *counts = int_array(parts->count, d->world, e);
+static int reduce_scatter_host(const cb_dist *d, float *x, size_t from, const size_t *lo, const size_t *n,
+                               cb_error *e) {
+    int *counts = int_array(n, 0, d->world, e);
     if (!counts) return e->code;
-    /* in place: the whole of x goes in, this rank's sum comes out at the start of x */
+    /* in place: the whole region goes in, this rank's sum comes out at its start */
     int rc = MPI_Reduce_scatter(MPI_IN_PLACE, x, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
     free(counts);
     if (rc != MPI_SUCCESS) return mpi_failed(rc, "the reduce-scatter", e);
-    memmove(x + parts->begin[d->rank], x, parts->count[d->rank] * sizeof *x);
+    memmove(x + (lo[d->rank] - from), x, n[d->rank] * sizeof *x);
     return CB_OK;
 }
 
-static int all_gather_host(const cb_dist *d, float *x, const cb_dist_parts *parts, cb_error *e) {
-    int *counts = int_array(parts->count, d->world, e), *displs = counts ? int_array(parts->begin, d->world, e) : NULL;
+static int all_gather_host(const cb_dist *d, float *x, size_t from, const size_t *lo, const size_t *n, cb_error *e) {
+    int *counts = int_array(n, 0, d->world, e), *displs = counts ? int_array(lo, from, d->world, e) : NULL;
     int rc = counts && displs ? MPI_Allgatherv(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, x, counts, displs, MPI_FLOAT,
                                                MPI_COMM_WORLD)
                               : MPI_SUCCESS;
@@ -398,52 +400,75 @@ static int all_gather_host(const cb_dist *d, float *x, const cb_dist_parts *part
     if (failed) return e->code;
     return rc == MPI_SUCCESS ? CB_OK : mpi_failed(rc, "the all-gather", e);
 }
+
+/* f on the region [from, to) of x in host memory: x itself on a unified device, else a copy */
+static int on_host(const cb_dist *d, cb_backend *be, float *x, size_t from, size_t to, const size_t *lo,
+                   const size_t *n, region_fn f, cb_error *e) {
+    if (be->unified) return f(d, x + from, from, lo, n, e);
+    float *host = malloc((to - from) * sizeof *host);
+    if (!host) return cb_fail(e, CB_E_RUNTIME, "", "out of memory for %zu values", to - from);
+    int rc = be->download(be, host, x + from, (to - from) * sizeof *host, e);
+    if (rc == CB_OK) rc = f(d, host, from, lo, n, e);
+    if (rc == CB_OK) rc = be->upload(be, x + from, host, (to - from) * sizeof *host, e);
+    free(host);
+    return rc;
+}
 #endif
+
+/* f over the shares of [from, to), with the arrays it needs */
+static int region(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, size_t from, size_t to,
+                  int gather, cb_error *e) {
+    if (!d->mpi || from >= to) return CB_OK;
+    size_t *lo = malloc(2 * (size_t)d->world * sizeof *lo);
+    if (!lo) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
+    size_t *n = lo + d->world;
+    shares(d, parts, from, to, lo, n);
+    int rc;
+#ifdef CB_HAVE_NCCL
+    ncclComm_t comm = on_gpu(d, be);
+    if (comm) { /* shares of unequal length: one reduce to (or broadcast from) each share's rank, grouped */
+        ncclGroupStart();
+        for (int r = 0; r < d->world; r++) {
+            if (!n[r]) continue;
+            float *p = x + lo[r];
+            if (gather) ncclBroadcast(p, p, n[r], ncclFloat, r, comm, 0);
+            else ncclReduce(p, p, n[r], ncclFloat, ncclSum, r, comm, 0);
+        }
+        rc = nccl_wait(ncclGroupEnd(), gather ? "ncclBroadcast (gathered)" : "ncclReduce (scattered)", e);
+        free(lo);
+        return rc;
+    }
+#endif
+#ifdef CB_HAVE_MPI
+    rc = on_host(d, be, x, from, to, lo, n, gather ? all_gather_host : reduce_scatter_host, e);
+#else
+    (void)be, (void)x, (void)gather;
+    rc = cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
+#endif
+    free(lo);
+    return rc;
+}
 
 static size_t parts_total(const cb_dist *d, const cb_dist_parts *parts) {
     return parts->begin[d->world - 1] + parts->count[d->world - 1];
 }
 
+int cb_dist_sum_region(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, size_t from,
+                       size_t to, cb_error *e) {
+    return region(d, be, x, parts, from, to, 0, e);
+}
+
+int cb_dist_gather_region(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, size_t from,
+                          size_t to, cb_error *e) {
+    return region(d, be, x, parts, from, to, 1, e);
+}
+
 int cb_dist_sum_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e) {
-    if (!d->mpi) return CB_OK;
-#ifdef CB_HAVE_NCCL
-    ncclComm_t comm = on_gpu(d, be);
-    if (comm) { /* parts of unequal length: one reduce to each part's rank, grouped */
-        ncclGroupStart();
-        for (int r = 0; r < d->world; r++) {
-            float *p = x + parts->begin[r];
-            ncclReduce(p, p, parts->count[r], ncclFloat, ncclSum, r, comm, 0);
-        }
-        return nccl_wait(ncclGroupEnd(), "ncclReduce (scattered)", e);
-    }
-#endif
-#ifdef CB_HAVE_MPI
-    return on_host(d, be, x, parts_total(d, parts), parts, reduce_scatter_host, e);
-#else
-    (void)be, (void)x, (void)parts, (void)parts_total;
-    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
-#endif
+    return d->mpi ? region(d, be, x, parts, 0, parts_total(d, parts), 0, e) : CB_OK;
 }
 
 int cb_dist_gather_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e) {
-    if (!d->mpi) return CB_OK;
-#ifdef CB_HAVE_NCCL
-    ncclComm_t comm = on_gpu(d, be);
-    if (comm) { /* each part from its rank to all, grouped */
-        ncclGroupStart();
-        for (int r = 0; r < d->world; r++) {
-            float *p = x + parts->begin[r];
-            ncclBroadcast(p, p, parts->count[r], ncclFloat, r, comm, 0);
-        }
-        return nccl_wait(ncclGroupEnd(), "ncclBroadcast (gathered)", e);
-    }
-#endif
-#ifdef CB_HAVE_MPI
-    return on_host(d, be, x, parts_total(d, parts), parts, all_gather_host, e);
-#else
-    (void)be, (void)x, (void)parts;
-    return cb_fail(e, CB_E_RUNTIME, "mpi", "no MPI in this build");
-#endif
+    return d->mpi ? region(d, be, x, parts, 0, parts_total(d, parts), 1, e) : CB_OK;
 }
 
 int cb_is_distributed(void) { return the_process.world > 1; }

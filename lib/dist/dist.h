@@ -68,6 +68,16 @@ int cb_dist_sum_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_
 /* Every rank's part of x (memory of be) to every rank: an all-gather. */
 int cb_dist_gather_parts(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, cb_error *e);
 
+/* The same on the region [from, to) of x alone: each rank's share of it is its part's
+ * overlap with the region (none for a part that misses it). A sum leaves each rank the
+ * sum of its share, at its place (the rest of the region undefined); a gather hands every
+ * rank every share. fsdp sums each block's gradients and gathers each block's weights
+ * this way (train/fsdp.h). */
+int cb_dist_sum_region(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, size_t from,
+                       size_t to, cb_error *e);
+int cb_dist_gather_region(const cb_dist *d, cb_backend *be, float *x, const cb_dist_parts *parts, size_t from,
+                          size_t to, cb_error *e);
+
 /* The seed's utilities, for the process as cb_dist_init left it. */
 int cb_is_distributed(void);
 int cb_rank(void);

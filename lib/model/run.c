@@ -116,6 +116,8 @@ static pass_t pass_of(run_t *r, const cb_program *prog, const real *weights, rea
     p.op_seconds = r->op_seconds;
     p.on_backward = r->on_backward;
     p.on_backward_ctx = r->on_backward_ctx;
+    p.on_block = r->on_block;
+    p.on_block_ctx = r->on_block_ctx;
     return p;
 }
 

@@ -29,7 +29,10 @@
                            that every pass adds to: profiling (bench/cpu_step) */  \
     void (*on_backward)(void *ctx, int op); /* NULL, or the backward pass's hook     \
                                                 (backend/pass.h) */               \
-    void *on_backward_ctx;
+    void *on_backward_ctx;                                                        \
+    void (*on_block)(void *ctx, int segment, int event); /* NULL, or the hook     \
+                                                around each block (backend/pass.h) */ \
+    void *on_block_ctx;
 typedef struct cb_run {
     cb_backend *be; /* the device the arenas live on */
     CB_RUN_FIELDS(float)

@@ -135,11 +135,11 @@ static int read_strategy(cb_train_config *c, const json_t *train, const json_t *
         c->bucket_floats = (size_t)(num(train, "bucket_cap_mb", 25.0) * 1048576.0 / sizeof(float));
         return CB_OK;
     }
-    if (sharding && strcmp(sharding, "FULL_SHARD") == 0)
-        return cb_fail(e, CB_E_USAGE, cb_loc(given, "fsdp_sharding_strategy"),
-                       "train.fsdp_sharding_strategy: FULL_SHARD (parameters sharded too) is not in this build; "
-                       "SHARD_GRAD_OP shards the optimizer state and the gradient reduction");
-    c->shard_optimizer = !sharding || strcmp(sharding, "SHARD_GRAD_OP") == 0;
+    (void)given, (void)e;
+    c->full_shard = sharding && strcmp(sharding, "FULL_SHARD") == 0;
+    c->shard_optimizer = !sharding || strcmp(sharding, "SHARD_GRAD_OP") == 0 || c->full_shard;
+    /* fsdp_activation_checkpointing is PyTorch FSDP's name for activation_checkpointing */
+    if (json_is_true(json_object_get(train, "fsdp_activation_checkpointing"))) c->recompute = 1;
     return CB_OK;
 }
 

@@ -46,8 +46,9 @@ typedef struct cb_train_config {
     char init_from[16];              /* "student", "teacher" or "" */
     char resume[CB_TRAIN_PATH_MAX];  /* train.resume, or "" */
     char device[16];                 /* train.device: "cpu", "cuda", "auto" (backend/backend.h) */
-    int shard_optimizer;             /* strategy fsdp, SHARD_GRAD_OP: each rank holds its part of the
-                                        optimizer state (train/shard.h) */
+    int shard_optimizer;             /* strategy fsdp, SHARD_GRAD_OP or FULL_SHARD: each rank holds its
+                                        part of the optimizer state and gradients (train/shard.h) */
+    int full_shard;                  /* FULL_SHARD: and of the blocks' weights (train/fsdp.h) */
     int recompute;                   /* activation_checkpointing: blocks' saved values rebuilt in
                                         backward (model/program.h cb_program_recompute) */
     double recompute_mb;             /* activation_checkpoint_threshold_mb: checkpoint blocks until

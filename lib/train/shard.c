@@ -72,9 +72,9 @@ void cb_shard_free(cb_shard *s, cb_backend *be) {
     memset(s, 0, sizeof *s);
 }
 
-int cb_shard_step(cb_shard *s, const cb_dist *d, cb_backend *be, cb_optimizer *o, float *w, float *g, float scale,
-                  double max_norm, double lr, double *norm, cb_error *e) {
-    CB_TRY(cb_dist_sum_parts(d, be, g, &s->parts, e));
+int cb_shard_step(cb_shard *s, const cb_dist *d, cb_backend *be, cb_optimizer *o, cb_fsdp *f, float *w, float *g,
+                  float scale, double max_norm, double lr, double *norm, cb_error *e) {
+    if (!f) CB_TRY(cb_dist_sum_parts(d, be, g, &s->parts, e));
     float *gp = g + s->begin;
     if (scale != 1.0f) be->scale(be, gp, s->n, scale);
     /* the global norm from the parts' squared norms (max_norm 0: measured, not clipped) */
@@ -90,7 +90,7 @@ int cb_shard_step(cb_shard *s, const cb_dist *d, cb_backend *be, cb_optimizer *o
     s->view.t = o->t;
     if (s->n) be->optimizer_step(be, &s->view, w + s->begin, gp, s->m, s->v, lr);
     o->t++; /* every rank counts the step, whether or not its part held anything */
-    return cb_dist_gather_parts(d, be, w, &s->parts, e);
+    return f ? cb_fsdp_gather_kept(f, w, e) : cb_dist_gather_parts(d, be, w, &s->parts, e);
 }
 
 int cb_shard_collect(cb_shard *s, const cb_dist *d, cb_backend *be, cb_optimizer *o, cb_error *e) {

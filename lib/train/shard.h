@@ -12,6 +12,7 @@
 
 #include "backend/backend.h"
 #include "dist/dist.h"
+#include "train/fsdp.h"
 #include "train/optimizer.h"
 
 typedef struct cb_shard {
@@ -28,11 +29,12 @@ int cb_shard_init(cb_shard *s, const cb_dist *d, cb_backend *be, const cb_optimi
 void cb_shard_free(cb_shard *s, cb_backend *be);
 
 /* One step: g (the whole gradient of this rank's rows, device memory) summed over ranks
- * into this rank's part and multiplied by scale; clipped to the global norm max_norm (0:
- * no clipping; *norm gets the norm before clipping); this rank's part of w updated at lr;
- * w gathered. o's step count advances as an unsharded step's would. */
-int cb_shard_step(cb_shard *s, const cb_dist *d, cb_backend *be, cb_optimizer *o, float *w, float *g, float scale,
-                  double max_norm, double lr, double *norm, cb_error *e);
+ * into this rank's part (f NULL; with f the passes summed it already, train/fsdp.h) and
+ * multiplied by scale; clipped to the global norm max_norm (0: no clipping; *norm gets
+ * the norm before clipping); this rank's part of w updated at lr; w gathered (with f:
+ * what f keeps whole). o's step count advances as an unsharded step's would. */
+int cb_shard_step(cb_shard *s, const cb_dist *d, cb_backend *be, cb_optimizer *o, cb_fsdp *f, float *w, float *g,
+                  float scale, double max_norm, double lr, double *norm, cb_error *e);
 
 /* Every rank's part of the state into o->m and o->v (host memory), for a checkpoint. */
 int cb_shard_collect(cb_shard *s, const cb_dist *d, cb_backend *be, cb_optimizer *o, cb_error *e);

@@ -129,6 +129,12 @@ static int write_run_json(const cb_train_config *c, const cb_model *m, const cb_
         json_object_set_new(doc, "ranks", json_pack("{s:i, s:s, s:i}", "world", res->world, "strategy",
                                                     c->shard_optimizer ? "fsdp" : "ddp", "grad_buckets",
                                                     res->grad_buckets));
+    if (c->shard_optimizer && (res->world > 1 || res->buffer_mb > 0))
+        json_object_set_new(json_object_get(doc, "ranks"), "fsdp_sharding_strategy",
+                            json_string(c->full_shard ? "FULL_SHARD" : "SHARD_GRAD_OP"));
+    if (res->buffer_mb > 0) /* under mpirun: the buffers' memory at the first step's peak */
+        json_object_set_new(doc, "memory", json_pack("{s:f, s:f, s:f}", "weights_mb", res->weights_mb, "grads_mb",
+                                                     res->grads_mb, "buffer_mb", res->buffer_mb));
     if (c->recompute && res->blocks) /* activation checkpointing: what it chose and saved */
         json_object_set_new(doc, "activation_checkpointing",
                             json_pack("{s:i, s:i, s:f, s:f}", "blocks", res->recompute_blocks, "of", res->blocks,
@@ -172,7 +178,12 @@ typedef struct trainer {
     cb_metrics metrics;
     cb_shard shard; /* strategy fsdp: this rank's part of the optimizer state */
     cb_grad_buckets buckets; /* strategy ddp: gradient sums overlapped with backward */
+    cb_fsdp fsdp;            /* strategy fsdp: gradients (and FULL_SHARD's weights) kept to the part */
     int have_prog, have_run, have_opt, have_prefetch, have_metrics, sharded, bucketed;
+    int have_fsdp;           /* dev.grads is fsdp's buffer, summed by region in backward */
+    int full_shard;          /* dev.weights is fsdp's buffer too, its blocks released between passes */
+    int host_dropped;        /* FULL_SHARD on a device that shares host memory: m->weights freed
+                                but while a checkpoint is written (the device copy is the one) */
     /* blockwise and upcycle: where the run stands, kept in every checkpoint's "upcycle" */
     int staged;              /* phase blockwise or upcycle */
     int stage;               /* 0: blockwise distillation, 1: global fine-tuning */
@@ -199,6 +210,13 @@ static void trainer_free(trainer *t) {
     if (t->have_run) cb_run_free(&t->run);
     if (t->have_prog) cb_program_free(&t->prog);
     cb_backend *be = t->be;
+    if (t->have_fsdp) {
+        cb_fsdp_buffer_free(be, t->dev.grads, t->m->params.total_floats);
+        t->dev.grads = NULL;
+        if (t->full_shard) cb_fsdp_buffer_free(be, t->dev.weights, t->m->params.total_floats);
+        if (t->full_shard) t->dev.weights = NULL;
+        cb_fsdp_free(&t->fsdp);
+    }
     if (be) {
         be->free(be, t->dev.grads);
         be->free(be, t->dev.batch);
@@ -246,6 +264,16 @@ static int upload_state(trainer *t, cb_error *e) {
 static int download_state(trainer *t, cb_error *e) {
     cb_backend *be = t->be;
     if (t->sharded) CB_TRY(cb_shard_collect(&t->shard, ranks(t), be, &t->opt, e)); /* every rank's part */
+    if (t->full_shard) { /* the blocks gathered for the copy, then released again */
+        const size_t bytes = param_bytes(t);
+        CB_TRY(cb_fsdp_gather_weights(&t->fsdp, t->dev.weights, e));
+        if (!t->m->weights && !(t->m->weights = aligned_alloc(64, (bytes + 63) / 64 * 64)))
+            return cb_fail(e, CB_E_RUNTIME, "", "out of memory: %zu MB of weights", bytes >> 20);
+        CB_TRY(be->download(be, t->m->weights, t->dev.weights, bytes, e));
+        CB_TRY(be->synchronize(be, e));
+        cb_fsdp_shard_weights(&t->fsdp, t->dev.weights);
+        return CB_OK; /* the optimizer state lives in the shard alone */
+    }
     if (be->unified) return be->synchronize(be, e);
     const size_t bytes = param_bytes(t);
     CB_TRY(be->download(be, t->m->weights, t->dev.weights, bytes, e));
@@ -281,6 +309,7 @@ static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
     if (!x) return NAN;
     double sum = 0;
     t->run.training = 0; /* no dropout */
+    if (t->have_fsdp) cb_fsdp_begin(&t->fsdp, t->dev.weights, NULL); /* FULL_SHARD gathers each block */
     for (long i = 0; i < t->c->eval_iters; i++) {
         cb_batcher_next(&vb, x, x + n);
         const int32_t *bx = x, *by = x + n;
@@ -293,6 +322,7 @@ static double evaluate(trainer *t, const cb_dataset *val, cb_error *e) {
     }
     t->run.training = 1;
     free(x);
+    if (t->have_fsdp && cb_fsdp_check(&t->fsdp, e) != CB_OK) return NAN;
     if (cb_dist_sum_f64(ranks(t), &sum, 1, e) != CB_OK) return NAN;
     return sum / (double)t->c->eval_iters / ranks(t)->world;
 }
@@ -301,10 +331,15 @@ static int save(trainer *t, cb_train_result *res, cb_error *e) {
     t->st.data_position = t->have_prefetch ? cb_prefetch_position(&t->prefetch) : 0;
     memcpy(t->st.rng, t->rng.s, sizeof t->st.rng);
     CB_TRY(download_state(t, e));
-    if (!is_main(t)) return CB_OK; /* every rank holds the same state: rank 0 writes it */
-    if (!t->staged)
-        return cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
-                                  sizeof res->checkpoint, e);
+    int rc = CB_OK;
+    if (is_main(t) && !t->staged) /* every rank holds the same state: rank 0 writes it */
+        rc = cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, t->io->meta, t->c->keep_last, res->checkpoint,
+                                sizeof res->checkpoint, e);
+    if (t->host_dropped) { /* the host copy was for the file alone */
+        free(t->m->weights);
+        t->m->weights = NULL;
+    }
+    if (!is_main(t) || !t->staged) return rc;
     /* where the staged run stands, so that --resume continues it where it was */
     json_t *extra = t->io->meta ? json_deep_copy(t->io->meta) : json_object();
     json_t *up = json_pack("{s:s, s:i, s:I, s:I, s:I}", "stage", t->stage ? "global" : "blockwise", "block", t->block,
@@ -314,8 +349,8 @@ static int save(trainer *t, cb_train_result *res, cb_error *e) {
     json_object_set_new(extra, "upcycle", up);
     uint64_t opt_t = t->opt.t;
     if (!t->stage) t->opt.t = (uint64_t)t->block_step; /* the layer's own optimizer's steps */
-    int rc = cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, extra, t->c->keep_last, res->checkpoint,
-                                sizeof res->checkpoint, e);
+    rc = cb_checkpoint_save(t->io->run_dir, t->m, &t->opt, &t->st, extra, t->c->keep_last, res->checkpoint,
+                            sizeof res->checkpoint, e);
     t->opt.t = opt_t;
     json_decref(extra);
     return rc;
@@ -403,6 +438,49 @@ static int distill_micro(trainer *t, const float *w, float *g, const int32_t *x,
     return CB_OK;
 }
 
+/* fsdp (train/fsdp.h): the gradient buffer, and with FULL_SHARD the weights, in memory
+ * released by region; the blocks' weights this rank does not own released at once. */
+static int setup_fsdp(trainer *t, cb_error *e) {
+    cb_backend *be = t->be;
+    const size_t n = t->m->params.total_floats;
+    CB_TRY(cb_fsdp_init(&t->fsdp, ranks(t), be, &t->prog, &t->m->params, &t->shard.parts, t->c->full_shard, e));
+    t->have_fsdp = 1;
+    be->free(be, t->dev.grads);
+    int reserved;
+    if (!(t->dev.grads = cb_fsdp_buffer(be, n, &reserved, e))) return e->code;
+    t->fsdp.reserved = reserved;
+    CB_TRY(cb_fsdp_commit_part(&t->fsdp, t->dev.grads, e)); /* this rank's part stays throughout */
+    if (!t->c->full_shard) return CB_OK;
+    float *w = cb_fsdp_buffer(be, n, &reserved, e);
+    if (!w) return e->code;
+    /* on a GPU the weights' bf16 copy (amp) follows writes through the backend, not
+       gathers: a plain buffer there would be read stale */
+    int rc = !reserved && !be->unified
+                 ? cb_fail(e, CB_E_USAGE, "fsdp_sharding_strategy",
+                           "FULL_SHARD on the %s device needs its virtual memory management, which this driver "
+                           "lacks; SHARD_GRAD_OP shards the gradients and optimizer state", be->name)
+                 : CB_OK;
+    if (rc == CB_OK && be->commit) rc = be->commit(be, w, 0, param_bytes(t), e); /* whole until sharded below */
+    if (rc == CB_OK) rc = be->upload(be, w, t->m->weights, param_bytes(t), e); /* the host holds the broadcast weights */
+    if (rc == CB_OK) rc = be->synchronize(be, e);
+    if (rc != CB_OK) {
+        cb_fsdp_buffer_free(be, w, n);
+        return rc;
+    }
+    if (!be->unified) be->free(be, t->dev.weights);
+    else { /* the host copy goes too: the device's copy, sharded, is the one */
+        free(t->m->weights);
+        t->m->weights = NULL;
+        t->host_dropped = 1;
+    }
+    t->dev.weights = w;
+    t->full_shard = 1;
+    cb_fsdp_shard_weights(&t->fsdp, w);
+    t->run.on_block = cb_fsdp_on_block; /* every forward and backward gathers each block */
+    t->run.on_block_ctx = &t->fsdp;
+    return CB_OK;
+}
+
 static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     const cb_train_config *c = t->c;
     cb_model *m = t->m;
@@ -477,6 +555,7 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
             t->be->free(t->be, t->dev.opt_v);
         }
         t->dev.opt_m = t->dev.opt_v = NULL;
+        if (!t->staged && c->phase != CB_PHASE_DISTILL) CB_TRY(setup_fsdp(t, e));
     } else if (dist->mpi && c->bucket_floats > 0 && !t->staged && c->phase != CB_PHASE_DISTILL &&
                cb_dist_can_start(dist, t->be)) { /* ddp: sums in buckets during backward */
         CB_TRY(cb_grad_buckets_init(&t->buckets, dist, t->be, &t->prog, &m->params, c->bucket_floats, e));
@@ -492,6 +571,25 @@ static int is_eval_step(const cb_train_config *c, long step) {
     return step == c->steps || (c->eval_every > 0 && step % c->eval_every == 0);
 }
 
+/* The weight and gradient buffers' memory at the peak of the first step (the largest of
+ * any rank), for run.json: what fsdp's hooks saw, or the buffers as they are now. */
+static int record_memory(trainer *t, cb_train_result *res, cb_error *e) {
+    const cb_dist *dist = ranks(t);
+    const size_t n = t->m->params.total_floats;
+    double *all = calloc(2 * (size_t)dist->world, sizeof *all);
+    if (!all) return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
+    all[2 * dist->rank] = (double)(t->have_fsdp ? t->fsdp.peak_w : cb_fsdp_resident(t->be, t->dev.weights, n));
+    all[2 * dist->rank + 1] = (double)(t->have_fsdp ? t->fsdp.peak_g : cb_fsdp_resident(t->be, t->dev.grads, n));
+    int rc = cb_dist_sum_f64(dist, all, 2 * (size_t)dist->world, e); /* each rank's in its slots */
+    for (int r = 0; rc == CB_OK && r < dist->world; r++) {
+        if (all[2 * r] / 1048576.0 > res->weights_mb) res->weights_mb = all[2 * r] / 1048576.0;
+        if (all[2 * r + 1] / 1048576.0 > res->grads_mb) res->grads_mb = all[2 * r + 1] / 1048576.0;
+    }
+    res->buffer_mb = (double)(n * sizeof(float)) / 1048576.0;
+    free(all);
+    return rc;
+}
+
 static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, cb_error *e) {
     const cb_train_config *c = t->c;
     cb_model *m = t->m;
@@ -500,11 +598,15 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
     float *w = t->dev.weights, *g = t->dev.grads;
     uint64_t step_tokens = (uint64_t)c->batch_size * (uint64_t)c->block_size * (uint64_t)c->grad_accum;
     const cb_dist *dist = ranks(t);
-    long saved_at = -1;
+    long saved_at = -1, first_step = t->st.step + 1;
     while (t->st.step - t->step0 < c->steps) {
         long step = t->st.step + 1, local = step - t->step0; /* local: the step of this stage */
         double t0 = cb_clock_s();
-        be->zero(be, g, n_floats * sizeof(float));
+        if (t->have_fsdp) /* the rest of the buffer was released (reads zero) when it was summed */
+            be->zero(be, g + t->fsdp.own_lo, (t->fsdp.own_hi - t->fsdp.own_lo) * sizeof(float));
+        else
+            be->zero(be, g, n_floats * sizeof(float));
+        if (t->have_fsdp) t->fsdp.measuring = step == first_step;
         double loss_sum = 0;
         for (int k = 0; k < c->grad_accum; k++) {
             const int32_t *x, *y;
@@ -517,6 +619,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
                 CB_TRY(distill_micro(t, w, g, x, y, &l, e));
                 loss_sum += l;
             } else {
+                if (t->have_fsdp) cb_fsdp_begin(&t->fsdp, w, g);
                 loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
                 /* the last micro-batch's backward sends the gradients in buckets as they
                    become final (dist/buckets.h); earlier ones only accumulate */
@@ -525,11 +628,18 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
                     t->run.on_backward = cb_grad_buckets_op_done;
                     t->run.on_backward_ctx = &t->buckets;
                 }
+                /* fsdp: every micro-batch's gradients summed by block as they become final */
+                if (t->have_fsdp) {
+                    t->run.on_backward = cb_fsdp_on_backward;
+                    t->run.on_backward_ctx = &t->fsdp;
+                }
                 cb_run_backward(&t->run, &t->prog, w, g);
                 t->run.on_backward = NULL;
+                if (t->have_fsdp) CB_TRY(cb_fsdp_finish(&t->fsdp, e));
             }
         }
         CB_TRY(be->synchronize(be, e)); /* a device fault in the passes surfaces here, named */
+        if (step == first_step && dist->mpi) CB_TRY(record_memory(t, res, e));
         /* data parallel: the sums over ranks, once a step (after the last micro-batch) */
         CB_TRY(cb_dist_sum_f64(dist, &loss_sum, 1, e));
         int parts = c->grad_accum * dist->world;
@@ -537,7 +647,8 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
         if (!isfinite(loss)) return cb_fail(e, CB_E_RUNTIME, "", "step %ld: the loss is %s", step, isnan(loss) ? "nan" : "inf");
         double lr = cb_schedule_lr(&c->schedule, local - 1), norm;
         if (t->sharded) {
-            CB_TRY(cb_shard_step(&t->shard, dist, be, &t->opt, w, g, 1.0f / (float)parts, c->grad_clip, lr, &norm, e));
+            CB_TRY(cb_shard_step(&t->shard, dist, be, &t->opt, t->have_fsdp ? &t->fsdp : NULL, w, g,
+                                 1.0f / (float)parts, c->grad_clip, lr, &norm, e));
         } else {
             if (t->bucketed) CB_TRY(cb_grad_buckets_finish(&t->buckets, e));
             else CB_TRY(cb_dist_sum_f32(dist, be, g, n_floats, e));
@@ -855,6 +966,10 @@ int cb_train_run(const cb_train_config *c, cb_model *m, const cb_train_data *d, 
             *e = close_e;
             rc = close_e.code;
         }
+    }
+    if (rc == CB_OK && t.host_dropped) { /* FULL_SHARD: m holds the trained weights again */
+        t.host_dropped = 0;
+        rc = download_state(&t, e);
     }
     if (rc == CB_OK && !res->interrupted && main_rank) {
         snprintf(res->final_dir, sizeof res->final_dir, "%s/final", io->run_dir);

@@ -51,6 +51,10 @@ typedef struct cb_train_result {
                                         during the backward pass (dist/buckets.h); 0: none */
     int blocks, recompute_blocks;    /* the model's blocks; those checkpointed (activation_checkpointing) */
     double activation_mb, activation_full_mb; /* a step's activations with and without checkpointing */
+    double weights_mb, grads_mb;     /* under mpirun: the weight and gradient buffers' memory held at
+                                        the peak of the first step, the largest of any rank (fsdp
+                                        releases what a rank does not own, train/fsdp.h) */
+    double buffer_mb;                /* one whole buffer (the parameters' floats) */
 } cb_train_result;
 
 /* Train m (weights initialised, or loaded, by the caller) for c->steps steps on d.

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # cb-train on several ranks started by OpenMPI's mpirun (lib/dist/dist.h): two ranks take
 # the step one rank takes on the same global batch (dropout, gradient accumulation and
-# evaluation included; strategy ddp and fsdp), rank 0 alone writes, resume works across a change of rank count,
-# a batch that does not divide among the ranks is refused, and a rank killed mid-run stops
-# the others within a timeout with the last checkpoint intact.
+# evaluation included; strategy ddp, fsdp and fsdp FULL_SHARD), rank 0 alone writes,
+# resume works across a change of rank count, fsdp's memory per rank falls, a batch that
+# does not divide among the ranks is refused, and a rank killed mid-run stops the others
+# within a timeout with the last checkpoint intact.
 # Tolerance: the ranks sum their gradients in another order than one rank's products do,
 # so results agree to rounding, not bit for bit: every loss within 1e-5 relative, final
 # weights within 1e-5 in normalised L2 error (||a - b|| / ||a||).
@@ -70,9 +71,10 @@ if [ "$STATUS" -ne 0 ] && grep -q '^cb-train: batch_size: the global batch of 2 
     ok indivisible_batch; else not_ok indivisible_batch "status $STATUS: $(head -c 300 "$TMP/err")"; fi
 [ ! -e "$TMP/three/metrics.jsonl" ] && ok indivisible_nothing_written || not_ok indivisible_nothing_written "metrics written"
 
-# 4. strategy fsdp (SHARD_GRAD_OP): each rank holds its part of the optimizer state
-#    (parts of 3376 and 3360 floats here); the same losses, weights and, gathered into the
-#    checkpoint, the same optimizer state as one rank; the checkpoint resumes on one rank
+# 4. strategy fsdp (SHARD_GRAD_OP): each rank holds its part of the optimizer state and
+#    of the gradients (parts of 3376 and 3360 floats here); the same losses, weights and,
+#    gathered into the checkpoint, the same optimizer state as one rank; the checkpoint
+#    resumes on one rank
 sed 's/^          grad_accum: 2$/          grad_accum: 2\n          strategy: fsdp/' tests/cli/train/tiny.yml >"$TMP/fsdp.yml"
 "$CB_BIN/cb" compile "$TMP/fsdp.yml" >"$TMP/fplan.json" || not_ok fsdp_compile "$(head -c 300 "$TMP/fsdp.yml")"
 expect_run fsdp_two_ranks 0 mpi 2 "${TRAIN[@]}" --run adamw -o "$TMP/f2" "$TMP/fplan.json"
@@ -81,11 +83,61 @@ close_weights fsdp_weights "$TMP/one/final/model.safetensors" "$TMP/f2/final/mod
 close_weights fsdp_optimizer_state "$TMP/one/step-00000010/optimizer.safetensors" "$TMP/f2/step-00000010/optimizer.safetensors"
 expect_run fsdp_resume_one_rank 0 "${TRAIN[@]}" --run adamw -o "$TMP/f1" --resume "$TMP/f2/step-00000010" "$TMP/fplan.json"
 close_weights fsdp_resume_weights "$TMP/one/final/model.safetensors" "$TMP/f1/final/model.safetensors"
+
+# 4a. FULL_SHARD: the blocks' weights sharded too (gathered around each block's passes,
+#     lib/train/fsdp.h); the same losses, weights and optimizer state as one rank; its
+#     checkpoint finished on one rank (2 -> 1), and that run's checkpoint finished on two
+#     ranks (1 -> 2), both end where the straight one-rank run ended
 sed 's/^          grad_accum: 2$/          grad_accum: 2\n          strategy: fsdp\n          fsdp_sharding_strategy: FULL_SHARD/' \
     tests/cli/train/tiny.yml >"$TMP/full.yml"
-"$CB_BIN/cb" compile "$TMP/full.yml" >"$TMP/full.json"
-expect_run full_shard_refused 2 "${TRAIN[@]}" --run adamw -o "$TMP/fs" "$TMP/full.json"
-expect_err_line full_shard_line 'full.yml:[0-9]+:[0-9]+: train.fsdp_sharding_strategy: FULL_SHARD .* is not in this build'
+"$CB_BIN/cb" compile "$TMP/full.yml" >"$TMP/full.json" || not_ok full_compile "$(head -c 300 "$TMP/full.yml")"
+expect_run full_shard_two_ranks 0 mpi 2 "${TRAIN[@]}" --run adamw -o "$TMP/fs2" "$TMP/full.json"
+[ "$(jq -r .ranks.fsdp_sharding_strategy "$TMP/fs2/run.json" 2>/dev/null)" = FULL_SHARD ] && ok full_shard_recorded ||
+    not_ok full_shard_recorded "run.json ranks: $(jq -c .ranks "$TMP/fs2/run.json" 2>&1 | head -c 200)"
+close_losses full_shard_losses "$TMP/one/metrics.jsonl" "$TMP/fs2/metrics.jsonl"
+close_weights full_shard_weights "$TMP/one/final/model.safetensors" "$TMP/fs2/final/model.safetensors"
+close_weights full_shard_optimizer_state "$TMP/one/step-00000010/optimizer.safetensors" "$TMP/fs2/step-00000010/optimizer.safetensors"
+expect_run full_resume_2_to_1 0 "${TRAIN[@]}" --run adamw -o "$TMP/fs1" --resume "$TMP/fs2/step-00000010" "$TMP/full.json"
+close_weights full_resume_2_to_1_weights "$TMP/one/final/model.safetensors" "$TMP/fs1/final/model.safetensors"
+expect_run full_resume_1_to_2 0 mpi 2 "${TRAIN[@]}" --run adamw -o "$TMP/fs12" --resume "$TMP/fs1/step-00000015" "$TMP/full.json"
+close_weights full_resume_1_to_2_weights "$TMP/one/final/model.safetensors" "$TMP/fs12/final/model.safetensors"
+# FULL_SHARD with fsdp_activation_checkpointing (the recompute reruns a block's forward
+# after its weights were gathered for its backward) and tied embeddings (the head reads
+# the embedding, kept whole): the losses and weights of one rank, tied, not checkpointed
+sed -e 's/^  tie_embeddings: false$/  tie_embeddings: true/' \
+    -e 's/^          fsdp_sharding_strategy: FULL_SHARD$/          fsdp_sharding_strategy: FULL_SHARD\n          fsdp_activation_checkpointing: true/' \
+    "$TMP/full.yml" >"$TMP/fullck.yml"
+sed -e 's/^  tie_embeddings: false$/  tie_embeddings: true/' tests/cli/train/tiny.yml >"$TMP/tied.yml"
+"$CB_BIN/cb" compile "$TMP/fullck.yml" >"$TMP/fullck.json" && "$CB_BIN/cb" compile "$TMP/tied.yml" >"$TMP/tied.json" ||
+    not_ok fullck_compile "$(head -c 300 "$TMP/fullck.yml")"
+expect_run tied_one_rank 0 "${TRAIN[@]}" --run adamw --steps 6 -o "$TMP/t1" "$TMP/tied.json"
+expect_run full_checkpointed_tied 0 mpi 2 "${TRAIN[@]}" --run adamw --steps 6 -o "$TMP/fck" "$TMP/fullck.json"
+[ "$(jq -r .activation_checkpointing.blocks "$TMP/fck/run.json" 2>/dev/null)" = 2 ] && ok fsdp_activation_checkpointing ||
+    not_ok fsdp_activation_checkpointing "run.json: $(jq -c .activation_checkpointing "$TMP/fck/run.json" 2>&1 | head -c 200)"
+close_losses full_checkpointed_losses "$TMP/t1/metrics.jsonl" "$TMP/fck/metrics.jsonl"
+close_weights full_checkpointed_weights "$TMP/t1/final/model.safetensors" "$TMP/fck/final/model.safetensors"
+
+# 4c. the memory each rank holds (run.json "memory": the weight and gradient buffers'
+#     resident bytes at the peak of the first step, the largest of the two ranks) on a
+#     model of six blocks of 147 KB: ddp holds both buffers whole; fsdp (SHARD_GRAD_OP)
+#     its half of the gradients plus the region not yet summed (about a block), expected
+#     ~0.67 of the whole; FULL_SHARD the same for the weights too. Bound: 0.8 of ddp's.
+wide() { sed -e 's/^  d: 16$/  d: 64/' -e 's/^        repeat: 2$/        repeat: 6/' -e 's/d_ff: 32/d_ff: 128/' \
+    -e "s/^          grad_accum: 2$/          grad_accum: 2\n$1/" tests/cli/train/tiny.yml; }
+wide '          strategy: ddp' >"$TMP/wd.yml"
+wide '          strategy: fsdp' >"$TMP/wf.yml"
+wide '          strategy: fsdp\n          fsdp_sharding_strategy: FULL_SHARD' >"$TMP/wfull.yml"
+for w in wd wf wfull; do "$CB_BIN/cb" compile "$TMP/$w.yml" >"$TMP/$w.json" || not_ok "${w}_compile" "$(head -c 200 "$TMP/err")"; done
+for w in wd wf wfull; do expect_run "memory_$w" 0 mpi 2 "${TRAIN[@]}" --run adamw --steps 1 -o "$TMP/m$w" "$TMP/$w.json"; done
+mem() { jq -r ".memory.$2" "$TMP/m$1/run.json" 2>/dev/null; }
+echo "# memory per rank (MB, whole buffer $(mem wd buffer_mb)): ddp w $(mem wd weights_mb) g $(mem wd grads_mb);" \
+    "fsdp w $(mem wf weights_mb) g $(mem wf grads_mb); FULL_SHARD w $(mem wfull weights_mb) g $(mem wfull grads_mb)"
+awk -v d="$(mem wd grads_mb)" -v b="$(mem wd buffer_mb)" -v f="$(mem wf grads_mb)" -v s="$(mem wfull grads_mb)" \
+    'BEGIN { exit !(d + 0 >= b + 0 && f + 0 > 0 && f < 0.8 * d && s + 0 > 0 && s < 0.8 * d) }' && ok memory_grads_sharded ||
+    not_ok memory_grads_sharded "gradient MB: ddp $(mem wd grads_mb) (whole $(mem wd buffer_mb)), fsdp $(mem wf grads_mb), FULL_SHARD $(mem wfull grads_mb); want < 0.8 of ddp's"
+awk -v d="$(mem wd weights_mb)" -v f="$(mem wf weights_mb)" -v s="$(mem wfull weights_mb)" \
+    'BEGIN { exit !(f + 0 >= d + 0 && s + 0 > 0 && s < 0.8 * d) }' && ok memory_weights_sharded ||
+    not_ok memory_weights_sharded "weight MB: ddp $(mem wd weights_mb), fsdp $(mem wf weights_mb) (whole), FULL_SHARD $(mem wfull weights_mb); want < 0.8 of ddp's"
 
 # 4b. strategy ddp sums the gradients in buckets during the backward pass (bucket_cap_mb):
 #     with buckets of 0.004 MB (1048 floats) a step starts several sums, and the weights are
@@ -136,6 +188,11 @@ if "$CB_BIN/cb-train" --quiet --data "$TMP/train.tokens" --run adamw --steps 1 -
     close_weights gpu_nccl_ddp_weights "$TMP/g1/final/model.safetensors" "$TMP/g2/final/model.safetensors"
     expect_run gpu_nccl_fsdp 0 mpi 1 "${TRAIN[@]}" --device cuda --run adamw -o "$TMP/g3" "$TMP/fplan.json"
     close_weights gpu_nccl_fsdp_weights "$TMP/g1/final/model.safetensors" "$TMP/g3/final/model.safetensors"
+    # FULL_SHARD: the weights and gradients in memory reserved by region (CUDA's virtual
+    # memory management, backend/cuda/vmm.c), committed before each block's passes
+    expect_run gpu_nccl_full_shard 0 mpi 1 "${TRAIN[@]}" --device cuda --run adamw -o "$TMP/g4" "$TMP/full.json"
+    close_losses gpu_nccl_full_shard_losses "$TMP/g1/metrics.jsonl" "$TMP/g4/metrics.jsonl"
+    close_weights gpu_nccl_full_shard_weights "$TMP/g1/final/model.safetensors" "$TMP/g4/final/model.safetensors"
 else
     echo "skip - $SCRIPT.gpu_nccl: no GPU here ($(head -c 120 "$TMP/gpu.err" | tr '\n' ' '))"
 fi

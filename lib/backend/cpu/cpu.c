@@ -117,6 +117,10 @@ static cb_backend cpu_backend = {
     .decode_begin = cpu_decode_begin,
     .decode_end = cpu_decode_end,
     .memory_info = cb_cpu_memory_info,
+    .reserve = cb_cpu_reserve,
+    .release = cb_cpu_release,
+    .unreserve = cb_cpu_unreserve,
+    .resident = cb_cpu_resident,
 };
 
 cb_backend *cb_backend_cpu(void) { return &cpu_backend; }

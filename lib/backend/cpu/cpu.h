@@ -32,5 +32,11 @@ void cb_cpu_decode_linear(cb_pass *p, int i, float *out, const float *in);
 
 /* memory_info.c: the host's memory (backend.h memory_info). */
 int cb_cpu_memory_info(cb_backend *be, size_t *free_bytes, size_t *total_bytes, cb_error *e);
+/* pages.c: reserved memory given back by region (backend.h reserve, release, unreserve,
+ * resident). */
+void *cb_cpu_reserve(cb_backend *be, size_t bytes, cb_error *e);
+void cb_cpu_release(cb_backend *be, void *base, size_t from, size_t to);
+void cb_cpu_unreserve(cb_backend *be, void *base, size_t bytes);
+size_t cb_cpu_resident(cb_backend *be, const void *base, size_t bytes);
 
 #endif

@@ -14,6 +14,7 @@
 #include <string.h>
 #include "backend/cuda/internal.h"
 #include "backend/cuda/kernels.h"
+#include "backend/cuda/vmm.h"
 #include "train/optimizer.h"
 
 static cuda_ctx ctx;
@@ -376,6 +377,11 @@ static cb_backend cuda_backend = {
     .decode_begin = cb_cuda_decode_begin,
     .decode_end = cb_cuda_decode_end,
     .memory_info = cuda_memory_info,
+    .reserve = cb_cuda_vmm_reserve,
+    .commit = cb_cuda_vmm_commit,
+    .release = cb_cuda_vmm_release,
+    .unreserve = cb_cuda_vmm_unreserve,
+    .resident = cb_cuda_vmm_resident,
 };
 
 /* At exit: the scratch, the small buffers and cuBLAS given back before the runtime's own
