@@ -77,7 +77,7 @@ static void run(cb_backend *be, const bcase *c, int iters, int warmup) {
     for (int it = -warmup; it < iters; it++) {
         be->synchronize(be, &e);
         double t0 = cb_clock_s();
-        cbk_flash_forward(out, lse, &f);
+        cbk_flash_forward(out, lse, work, &f);
         be->synchronize(be, &e);
         double t1 = cb_clock_s();
         cbk_flash_backward(dqs, dq, dks, dk, dv, dz, work, dout, out, lse, &f);
