@@ -92,11 +92,11 @@ __device__ __forceinline__ void cp_wait() {
 
 /* R rows of a packed array (row length DP, contiguous from g) into s (stride DP + 8: the
  * 16 bytes of padding put ldmatrix's 8 rows in different banks) */
-template <int DP, int R>
+template <int DP, int R, int NT = FA_THREADS>
 __device__ __forceinline__ void tile_async(bf16 *s, const bf16 *g) {
     constexpr int C = DP / 8;
 #pragma unroll
-    for (int i = threadIdx.x; i < R * C; i += FA_THREADS) {
+    for (int i = threadIdx.x; i < R * C; i += NT) {
         const int r = i / C, c = (i % C) * 8;
         cp16(s + r * (DP + 8) + c, g + (size_t)r * DP + c);
     }
@@ -144,6 +144,55 @@ __device__ __forceinline__ void mma_p_bkn(float (*acc)[4], const float (*p)[4], 
     }
 }
 
+/* The same for MT m-tiles of 16 rows (A's tiles 16 lda apart): each B fragment loaded
+ * from shared memory once serves MT products, which divides the B operand's ldmatrix
+ * traffic (the whole key or value tile, read by every warp) by MT. */
+template <int MT, int KS, int NT>
+__device__ __forceinline__ void mma_a_bnk_m(float (*acc)[NT][4], const bf16 *A, int lda, const bf16 *Bnk, int ldb,
+                                            int lane) {
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) ldsm_x4(a[mt], A + (mt * 16 + (lane & 15)) * lda + kk * 16 + (lane >> 4) * 8);
+#pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            uint32_t b[4];
+            ldsm_x4(b, Bnk + (np * 16 + (lane & 7) + ((lane >> 4) << 3)) * ldb + kk * 16 + ((lane >> 3) & 1) * 8);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16(acc[mt][2 * np], a[mt], b[0], b[1]);
+                mma_bf16(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+            }
+        }
+    }
+}
+template <int MT, int KS, int NT, int NP>
+__device__ __forceinline__ void mma_p_bkn_m(float (*acc)[NT][4], const float (*p)[NP][4], const bf16 *Bkn, int ldb,
+                                            int lane) {
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+        uint32_t a[MT][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; mt++) {
+            a[mt][0] = pack_bf16(p[mt][2 * kk][0], p[mt][2 * kk][1]);
+            a[mt][1] = pack_bf16(p[mt][2 * kk][2], p[mt][2 * kk][3]);
+            a[mt][2] = pack_bf16(p[mt][2 * kk + 1][0], p[mt][2 * kk + 1][1]);
+            a[mt][3] = pack_bf16(p[mt][2 * kk + 1][2], p[mt][2 * kk + 1][3]);
+        }
+#pragma unroll
+        for (int np = 0; np < NT / 2; np++) {
+            uint32_t b[4];
+            ldsm_x4_t(b, Bkn + (kk * 16 + (lane & 15)) * ldb + np * 16 + (lane >> 4) * 8);
+#pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                mma_bf16(acc[mt][2 * np], a[mt], b[0], b[1]);
+                mma_bf16(acc[mt][2 * np + 1], a[mt], b[2], b[3]);
+            }
+        }
+    }
+}
+
 /* ---- packing: dst (B, heads, Tp, DP) bf16 = rows of [p0 (rows of heads*w0) c0,
  * p1 (rows of heads*w1) c1], zero past w0 + w1 and past T. With gate (rows of heads =
  * H), DBA's query scales c0 = 2 g s0, c1 = (2 - 2g) s1; else c0 = s0, c1 = s1. Each
@@ -182,100 +231,114 @@ static __global__ void flash_pack(bf16 *dst, int DP, int B, int T, int Tp, int h
     }
 }
 
-/* ---- forward: grid (query blocks, B H), the last query block (the most keys) first ---- */
-template <int DK, int DV, int BN, int MINB>
-__global__ void __launch_bounds__(FA_THREADS, MINB) flash_fwd(const fa_params a, float *out, float *lse) {
-    constexpr int LK = DK + 8, LV = DV + 8;
+/* ---- forward: grid (query blocks, B H), the last query block (the most keys) first;
+ * NW warps of MT m-tiles (16 rows each): NW 16 MT = FA_BM rows a block ---- */
+template <int DK, int DV, int BN, int NW, int MINB>
+__global__ void __launch_bounds__(32 * NW, MINB) flash_fwd(const fa_params a, float *out, float *lse) {
+    constexpr int LK = DK + 8, LV = DV + 8, MT = FA_BM / (16 * NW), NTH = 32 * NW, WR = 16 * MT;
     extern __shared__ __align__(16) unsigned char fa_smem[];
     bf16 *sQ = reinterpret_cast<bf16 *>(fa_smem), *sK = sQ + FA_BM * LK, *sV = sK + 2 * BN * LK; /* K, V: 2 stages */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const int nqb = a.Tp / FA_BM, q0 = (nqb - 1 - (int)blockIdx.x) * FA_BM;
     const int b = blockIdx.y / a.H, h = blockIdx.y % a.H, kh = h / a.group;
     const bf16 *Kg = a.K + (size_t)(b * a.Hkv + kh) * a.Tp * DK, *Vg = a.V + (size_t)(b * a.Hkv + kh) * a.Tp * DV;
-    tile_async<DK, FA_BM>(sQ, a.Q + ((size_t)(b * a.H + h) * a.Tp + q0) * DK);
-    tile_async<DK, BN>(sK, Kg);
-    tile_async<DV, BN>(sV, Vg);
+    tile_async<DK, FA_BM, NTH>(sQ, a.Q + ((size_t)(b * a.H + h) * a.Tp + q0) * DK);
+    tile_async<DK, BN, NTH>(sK, Kg);
+    tile_async<DV, BN, NTH>(sV, Vg);
     cp_commit();
 
-    float o[DV / 8][4];
+    float o[MT][DV / 8][4], m[MT][2], l[MT][2];
 #pragma unroll
-    for (int j = 0; j < DV / 8; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.0f;
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
-    const int r0 = q0 + warp * 16 + (lane >> 2); /* the rows of c[0..1] and (+8) c[2..3] */
+    for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+        for (int j = 0; j < DV / 8; j++) o[mt][j][0] = o[mt][j][1] = o[mt][j][2] = o[mt][j][3] = 0.0f;
+        m[mt][0] = m[mt][1] = -INFINITY;
+        l[mt][0] = l[mt][1] = 0.0f;
+    }
+    const int w0 = q0 + warp * WR;            /* the warp's first row */
+    const int r0 = w0 + (lane >> 2);          /* the rows of c[0..1] and (+8) c[2..3], + 16 mt */
     const int kend = a.causal ? min(a.T, q0 + FA_BM) : a.T, nkb = (kend + BN - 1) / BN;
     for (int kb = 0; kb < nkb; kb++) {
         const int k0 = kb * BN, st = kb & 1;
         if (kb + 1 < nkb) { /* the next tiles into the other stage, read two barriers ago */
-            tile_async<DK, BN>(sK + (st ^ 1) * BN * LK, Kg + (size_t)(k0 + BN) * DK);
-            tile_async<DV, BN>(sV + (st ^ 1) * BN * LV, Vg + (size_t)(k0 + BN) * DV);
+            tile_async<DK, BN, NTH>(sK + (st ^ 1) * BN * LK, Kg + (size_t)(k0 + BN) * DK);
+            tile_async<DV, BN, NTH>(sV + (st ^ 1) * BN * LV, Vg + (size_t)(k0 + BN) * DV);
             cp_commit();
             cp_wait<1>();
         } else {
             cp_wait<0>();
         }
         __syncthreads();
-        if (!a.causal || k0 <= q0 + warp * 16 + 15) {
+        if (!a.causal || k0 <= w0 + WR - 1) {
             const bf16 *tK = sK + st * BN * LK, *tV = sV + st * BN * LV;
-            float s[BN / 8][4];
+            float s[MT][BN / 8][4];
 #pragma unroll
-            for (int j = 0; j < BN / 8; j++) s[j][0] = s[j][1] = s[j][2] = s[j][3] = 0.0f;
-            mma_a_bnk<DK / 16, BN / 8>(s, sQ + warp * 16 * LK, LK, tK, LK, lane);
-            const bool edge = k0 + BN > a.T || (a.causal && k0 + BN - 1 > q0 + warp * 16);
+            for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-            for (int j = 0; j < BN / 8; j++)
+                for (int j = 0; j < BN / 8; j++) s[mt][j][0] = s[mt][j][1] = s[mt][j][2] = s[mt][j][3] = 0.0f;
+            mma_a_bnk_m<MT, DK / 16, BN / 8>(s, sQ + warp * WR * LK, LK, tK, LK, lane);
+            const bool edge = k0 + BN > a.T || (a.causal && k0 + BN - 1 > w0);
 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float x = s[j][e] * FA_LOG2E;
-                    if (edge) {
-                        int col = k0 + j * 8 + (lane & 3) * 2 + (e & 1), row = r0 + (e >> 1) * 8;
-                        if (col >= a.T || (a.causal && col > row)) x = -INFINITY;
+            for (int mt = 0; mt < MT; mt++) {
+#pragma unroll
+                for (int j = 0; j < BN / 8; j++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float x = s[mt][j][e] * FA_LOG2E;
+                        if (edge) {
+                            int col = k0 + j * 8 + (lane & 3) * 2 + (e & 1), row = r0 + mt * 16 + (e >> 1) * 8;
+                            if (col >= a.T || (a.causal && col > row)) x = -INFINITY;
+                        }
+                        s[mt][j][e] = x;
                     }
-                    s[j][e] = x;
-                }
 #pragma unroll
-            for (int i = 0; i < 2; i++) {
-                float mx = -INFINITY;
+                for (int i = 0; i < 2; i++) {
+                    float mx = -INFINITY;
 #pragma unroll
-                for (int j = 0; j < BN / 8; j++) mx = fmaxf(mx, fmaxf(s[j][2 * i], s[j][2 * i + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                float mn = fmaxf(m[i], mx), mu = mn == -INFINITY ? 0.0f : mn;
-                float alpha = exp2f(m[i] - mu), sum = 0.0f;
-                m[i] = mn;
+                    for (int j = 0; j < BN / 8; j++) mx = fmaxf(mx, fmaxf(s[mt][j][2 * i], s[mt][j][2 * i + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    float mn = fmaxf(m[mt][i], mx), mu = mn == -INFINITY ? 0.0f : mn;
+                    float alpha = exp2f(m[mt][i] - mu), sum = 0.0f;
+                    m[mt][i] = mn;
 #pragma unroll
-                for (int j = 0; j < BN / 8; j++) {
-                    s[j][2 * i] = exp2f(s[j][2 * i] - mu);
-                    s[j][2 * i + 1] = exp2f(s[j][2 * i + 1] - mu);
-                    sum += s[j][2 * i] + s[j][2 * i + 1];
-                }
-                l[i] = l[i] * alpha + sum; /* this thread's columns; the quad's summed at the end */
+                    for (int j = 0; j < BN / 8; j++) {
+                        s[mt][j][2 * i] = exp2f(s[mt][j][2 * i] - mu);
+                        s[mt][j][2 * i + 1] = exp2f(s[mt][j][2 * i + 1] - mu);
+                        sum += s[mt][j][2 * i] + s[mt][j][2 * i + 1];
+                    }
+                    l[mt][i] = l[mt][i] * alpha + sum; /* this thread's columns; the quad's summed at the end */
 #pragma unroll
-                for (int j = 0; j < DV / 8; j++) {
-                    o[j][2 * i] *= alpha;
-                    o[j][2 * i + 1] *= alpha;
+                    for (int j = 0; j < DV / 8; j++) {
+                        o[mt][j][2 * i] *= alpha;
+                        o[mt][j][2 * i + 1] *= alpha;
+                    }
                 }
             }
-            mma_p_bkn<BN / 16, DV / 8>(o, s, tV, LV, lane);
+            mma_p_bkn_m<MT, BN / 16, DV / 8, BN / 8>(o, s, tV, LV, lane);
         }
         __syncthreads(); /* this stage is read before the next iteration refills it */
     }
 #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 1);
-        l[i] += __shfl_xor_sync(0xffffffffu, l[i], 2);
-        const int row = r0 + 8 * i;
-        if (row >= a.T) continue;
-        const float inv = 1.0f / l[i];
-        float *orow = out + (((size_t)b * a.T + row) * a.H + h) * a.dv;
+    for (int mt = 0; mt < MT; mt++)
 #pragma unroll
-        for (int j = 0; j < DV / 8; j++)
+        for (int i = 0; i < 2; i++) {
+            float li = l[mt][i];
+            li += __shfl_xor_sync(0xffffffffu, li, 1);
+            li += __shfl_xor_sync(0xffffffffu, li, 2);
+            const int row = r0 + mt * 16 + 8 * i;
+            if (row >= a.T) continue;
+            const float inv = 1.0f / li;
+            float *orow = out + (((size_t)b * a.T + row) * a.H + h) * a.dv;
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                int c = j * 8 + (lane & 3) * 2 + e;
-                if (c < a.dv) orow[c] = o[j][2 * i + e] * inv;
-            }
-        if ((lane & 3) == 0) lse[((size_t)b * a.H + h) * a.T + row] = (m[i] + log2f(l[i])) * FA_LN2;
-    }
+            for (int j = 0; j < DV / 8; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    int c = j * 8 + (lane & 3) * 2 + e;
+                    if (c < a.dv) orow[c] = o[mt][j][2 * i + e] * inv;
+                }
+            if ((lane & 3) == 0) lse[((size_t)b * a.H + h) * a.T + row] = (m[mt][i] + log2f(li)) * FA_LN2;
+        }
 }
 
 /* ---- backward, first: one warp a padded row (b, h, t < Tp): dO = dout rounded to bf16
@@ -612,19 +675,34 @@ template <int DK, int DV>
 struct fa_shape {
     static constexpr int MINB = DK <= 128 && DV <= 128 ? 2 : 1;
     static constexpr int BN_FWD = 64;
+    /* forward: 4 warps of 2 m-tiles (each K and V fragment serves 32 rows) up to width
+     * 128, registers permitting 2 blocks an SM; 8 warps of one m-tile at 256 */
+    static constexpr int NW_FWD = DK <= 128 && DV <= 128 ? 4 : 8;
+    static constexpr int MINB_FWD = DK <= 64 && DV <= 64 ? 3 : DK <= 128 && DV <= 128 ? 2 : 1;
     static constexpr int BN_DQ = DK <= 64 && DV <= 64 ? 64 : 32;
     static constexpr int BQ = DK + DV <= 128 ? 64 : 32;
     static constexpr int MINB_DKDV = DK + DV <= 128 ? 2 : 1;
 };
+
+/* 1: the forward up to width 128 as 8 warps of one m-tile (cbk_flash_forward_layout) */
+static int fwd_layout;
+
+void cbk_flash_forward_layout(int layout) { fwd_layout = layout; }
 
 template <int DK, int DV>
 static void fwd_launch(const fa_params &a, float *out, float *lse) {
     typedef fa_shape<DK, DV> S;
     const size_t smem = ((size_t)FA_BM * (DK + 8) + 2 * (size_t)S::BN_FWD * (DK + DV + 16)) * sizeof(bf16);
     dim3 grid(a.Tp / FA_BM, a.B * a.H);
-    static int raised;
-    raise_smem(flash_fwd<DK, DV, S::BN_FWD, S::MINB>, smem, &raised);
-    flash_fwd<DK, DV, S::BN_FWD, S::MINB><<<grid, FA_THREADS, smem>>>(a, out, lse);
+    static int raised, raised8;
+    if (fwd_layout == 1 && S::NW_FWD != 8) {
+        constexpr int MINB8 = DK <= 128 && DV <= 128 ? 2 : 1;
+        raise_smem(flash_fwd<DK, DV, S::BN_FWD, 8, MINB8>, smem, &raised8);
+        flash_fwd<DK, DV, S::BN_FWD, 8, MINB8><<<grid, 256, smem>>>(a, out, lse);
+        return;
+    }
+    raise_smem(flash_fwd<DK, DV, S::BN_FWD, S::NW_FWD, S::MINB_FWD>, smem, &raised);
+    flash_fwd<DK, DV, S::BN_FWD, S::NW_FWD, S::MINB_FWD><<<grid, 32 * S::NW_FWD, smem>>>(a, out, lse);
 }
 
 template <int DK, int DV>
