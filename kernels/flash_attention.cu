@@ -18,9 +18,11 @@
  * dS = P (dP - D)) is float32. The copies halve the tiles' traffic against float32 loads,
  * and each row is converted once per pass instead of once per tile that reads it.
  *
- * Forward: a block of 8 warps owns 128 query rows of one (batch, head), 16 rows a warp,
- * and walks the key blocks up to the causal edge, keeping the running max and sum per
- * row; it writes out = P v / l and lse = m + log l (natural log, as the CPU's).
+ * Forward: a block owns 128 query rows of one (batch, head) and walks the key blocks of
+ * 64 up to the causal edge, keeping the running max and sum per row; it writes
+ * out = P v / l and lse = m + log l (natural log, as the CPU's). Up to width 128 its 4
+ * warps take 32 rows each (two m-tiles: every K and V fragment read from shared memory
+ * serves both), at 256 8 warps take 16 rows each.
  * Backward, deterministic (no atomics): D = rowsum(dout * out) first (with dout's bf16
  * copy); then one kernel per query block recomputes P and dP = dout v^T key block by key
  * block and sums dqcat = dS kcat (written scaled into dq_sem, dq, and the gate logit's
@@ -35,9 +37,10 @@
 
 #define FA_LOG2E 1.4426950408889634f
 #define FA_LN2 0.6931471805599453f
-/* 8 warps of 16 rows: 128 query rows share each key tile (128 keys each query tile in
- * dk/dv), which halves the tile traffic per product against 4 warps; the first device
- * run (4 warps, bench/RESULTS.md) was bound by that traffic */
+/* 128 rows a block: 128 query rows share each key tile (128 keys each query tile in
+ * dk/dv), which halves the tile traffic per product against 64; the first device run
+ * (64 rows, bench/RESULTS.md) was bound by that traffic. The backward kernels use 8
+ * warps of 16 rows. */
 #define FA_WARPS 8
 #define FA_THREADS (32 * FA_WARPS)
 #define FA_BM (16 * FA_WARPS) /* query rows of a forward / dq block; key rows of a dk/dv block */
@@ -532,12 +535,19 @@ __global__ void __launch_bounds__(FA_THREADS, MINB)
                 for (int e = 0; e < 4; e++) sp[j][e] = dpt[j][e] = 0.0f;
             mma_a_bnk<DK / 16, BQ / 8>(sp, sK + warp * 16 * LK, LK, tQ, LK, lane); /* S^T */
             const bool edge = k0 + FA_BM > a.T || (a.causal && q0 < k0 + warp * 16 + 15);
+            /* this thread's query columns' L and D, two adjacent floats a load */
+            float2 lq[BQ / 8], dq2[BQ / 8];
+#pragma unroll
+            for (int j = 0; j < BQ / 8; j++) {
+                lq[j] = *reinterpret_cast<const float2 *>(tL + j * 8 + (lane & 3) * 2);
+                dq2[j] = *reinterpret_cast<const float2 *>(tD + j * 8 + (lane & 3) * 2);
+            }
 #pragma unroll
             for (int j = 0; j < BQ / 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int cq = j * 8 + (lane & 3) * 2 + (e & 1);
-                    float p = exp2f(__fmaf_rn(sp[j][e], FA_LOG2E, -tL[cq])); /* 0 past T: L = +inf */
+                    float p = exp2f(__fmaf_rn(sp[j][e], FA_LOG2E, (e & 1) ? -lq[j].y : -lq[j].x)); /* 0 past T: L = +inf */
                     if (edge) {
                         const int col = q0 + cq, row = r0 + (e >> 1) * 8;
                         if (row >= a.T || (a.causal && col < row)) p = 0.0f;
@@ -549,7 +559,7 @@ __global__ void __launch_bounds__(FA_THREADS, MINB)
 #pragma unroll
             for (int j = 0; j < BQ / 8; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) sp[j][e] *= dpt[j][e] - tD[j * 8 + (lane & 3) * 2 + (e & 1)];
+                for (int e = 0; e < 4; e++) sp[j][e] *= dpt[j][e] - ((e & 1) ? dq2[j].y : dq2[j].x);
             mma_p_bkn<BQ / 16, DK / 8>(dka, sp, tQ, LK, lane); /* dkcat += dS^T qcat */
         }
         __syncthreads();

@@ -2,9 +2,11 @@
  * (kernels/flash_attention.cu) against the CPU. First the kernels alone, for standard,
  * GQA and DBA with and without its gate, causal and not, at sequence lengths that are
  * and are not multiples of the tiles (128 query rows, 64 keys), head widths 64 and 128,
- * odd DBA widths (8 + 16 keys with 24 values, 6 + 10 with 10: the scalar loads) and every
- * padded width up to 256: out, lse and every gradient (dq_sem, dq, dk_sem, dk, dv, and the gate
- * logit's dz) against a float64 reference of layers/attention.c's formulas. Then whole
+ * odd DBA widths (8 + 16 keys with 24 values, 6 + 10 with 10: the packed copies' zero
+ * padding) and every padded width up to 256, with both arrangements of the forward's
+ * warps: out, lse and every gradient (dq_sem, dq, dk_sem, dk, dv, and the gate logit's
+ * dz) against a float64 reference of layers/attention.c's formulas. The work buffer
+ * starts as NaN, so padding the kernels leave unwritten shows in the results. Then whole
  * models with attention ops (GQA, DBA with both gates) through the CUDA backend with amp
  * on against the CPU backend, op by op.
  *
@@ -304,6 +306,12 @@ TEST(flash_kernels_equal_the_cpu) {
     double worst = 0;
     char wname[128] = "";
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(be, &cases[i], &worst, wname, sizeof wname);
+    /* the forward's other arrangement (8 warps of one m-tile up to width 128), which
+     * bench/attention_cuda compares with the default */
+    fprintf(stderr, "  forward as 8 warps of one m-tile:\n");
+    cbk_flash_forward_layout(1);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_case(be, &cases[i], &worst, wname, sizeof wname);
+    cbk_flash_forward_layout(0);
     char label[200];
     snprintf(label, sizeof label, "flash kernels (worst: %s)", wname);
     REPORT_DIFF(label, worst, TOL);
