@@ -686,11 +686,11 @@ static void raise_smem(K kernel, size_t smem, int *done) {
     *done = 1;
 }
 
-/* Tile shapes per padded width. Up to 128 wide, two blocks of 8 warps share an SM
- * (__launch_bounds__' minimum: at most 128 registers a thread); the forward's 64-key
- * steps fit that, dq takes 32 keys a step at width 128 (its S, dP and dq sums in
- * registers at once), dk/dv 32 query rows a step where 64 would hold more than ~200
- * accumulator registers. */
+/* Tile shapes per padded width. Up to 128 wide, dq runs two blocks of 8 warps an SM
+ * (__launch_bounds__' minimum: at most 128 registers a thread), taking 32 keys a step
+ * past width 64 (its S, dP and dq sums in registers at once); dk/dv takes 32 query rows
+ * a step where 64 would hold more than ~200 accumulator registers, and two blocks an SM
+ * only at 64 + 64. */
 template <int DK, int DV>
 struct fa_shape {
     static constexpr int MINB = DK <= 128 && DV <= 128 ? 2 : 1;
