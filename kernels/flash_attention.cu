@@ -82,15 +82,6 @@ __device__ __forceinline__ void ldsm_x4_t(uint32_t *r, const bf16 *p) {
                  : "r"(s));
 }
 
-/* 2^x in one MUFU.EX2 (relative error about 2^-22, results below 2^-126 flushed to 0,
- * 2^-inf = 0), where exp2f's handling of subnormal results costs several instructions
- * more: the softmax takes one per score, as many as the tensor cores' products take time */
-__device__ __forceinline__ float fa_exp2(float x) {
-    float y;
-    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
-    return y;
-}
-
 /* 16 bytes global -> shared without passing through registers (cp.async, L2 only) */
 __device__ __forceinline__ void cp16(void *s, const void *g) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(s);
@@ -296,7 +287,7 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_fwd(const fa_params a, fl
                 for (int j = 0; j < BN / 8; j++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
-                        float x = s[mt][j][e];
+                        float x = s[mt][j][e] * FA_LOG2E;
                         if (edge) {
                             int col = k0 + j * 8 + (lane & 3) * 2 + (e & 1), row = r0 + mt * 16 + (e >> 1) * 8;
                             if (col >= a.T || (a.causal && col > row)) x = -INFINITY;
@@ -310,14 +301,13 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_fwd(const fa_params a, fl
                     for (int j = 0; j < BN / 8; j++) mx = fmaxf(mx, fmaxf(s[mt][j][2 * i], s[mt][j][2 * i + 1]));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
                     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                    /* e^(s - mu) as 2^(s log2(e) - mu log2(e)): one FMA and one MUFU */
-                    float mn = fmaxf(m[mt][i], mx), mu = mn == -INFINITY ? 0.0f : mn, mul = mu * FA_LOG2E;
-                    float alpha = fa_exp2(__fmaf_rn(m[mt][i], FA_LOG2E, -mul)), sum = 0.0f;
+                    float mn = fmaxf(m[mt][i], mx), mu = mn == -INFINITY ? 0.0f : mn;
+                    float alpha = exp2f(m[mt][i] - mu), sum = 0.0f;
                     m[mt][i] = mn;
 #pragma unroll
                     for (int j = 0; j < BN / 8; j++) {
-                        s[mt][j][2 * i] = fa_exp2(__fmaf_rn(s[mt][j][2 * i], FA_LOG2E, -mul));
-                        s[mt][j][2 * i + 1] = fa_exp2(__fmaf_rn(s[mt][j][2 * i + 1], FA_LOG2E, -mul));
+                        s[mt][j][2 * i] = exp2f(s[mt][j][2 * i] - mu);
+                        s[mt][j][2 * i + 1] = exp2f(s[mt][j][2 * i + 1] - mu);
                         sum += s[mt][j][2 * i] + s[mt][j][2 * i + 1];
                     }
                     l[mt][i] = l[mt][i] * alpha + sum; /* this thread's columns; the quad's summed at the end */
@@ -350,7 +340,7 @@ __global__ void __launch_bounds__(32 * NW, MINB) flash_fwd(const fa_params a, fl
                     int c = j * 8 + (lane & 3) * 2 + e;
                     if (c < a.dv) orow[c] = o[mt][j][2 * i + e] * inv;
                 }
-            if ((lane & 3) == 0) lse[((size_t)b * a.H + h) * a.T + row] = m[mt][i] + log2f(li) * FA_LN2;
+            if ((lane & 3) == 0) lse[((size_t)b * a.H + h) * a.T + row] = (m[mt][i] + log2f(li)) * FA_LN2;
         }
 }
 
@@ -446,7 +436,7 @@ __global__ void __launch_bounds__(FA_THREADS, MINB)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int i = e >> 1;
-                    float p = fa_exp2(__fmaf_rn(s[j][e], FA_LOG2E, -lr[i]));
+                    float p = exp2f(__fmaf_rn(s[j][e], FA_LOG2E, -lr[i]));
                     if (edge) {
                         int col = k0 + j * 8 + (lane & 3) * 2 + (e & 1), row = r0 + i * 8;
                         if (col >= a.T || (a.causal && col > row)) p = 0.0f;
@@ -545,19 +535,12 @@ __global__ void __launch_bounds__(FA_THREADS, MINB)
                 for (int e = 0; e < 4; e++) sp[j][e] = dpt[j][e] = 0.0f;
             mma_a_bnk<DK / 16, BQ / 8>(sp, sK + warp * 16 * LK, LK, tQ, LK, lane); /* S^T */
             const bool edge = k0 + FA_BM > a.T || (a.causal && q0 < k0 + warp * 16 + 15);
-            /* this thread's query columns' L and D, two adjacent floats a load */
-            float2 lq[BQ / 8], dq2[BQ / 8];
-#pragma unroll
-            for (int j = 0; j < BQ / 8; j++) {
-                lq[j] = *reinterpret_cast<const float2 *>(tL + j * 8 + (lane & 3) * 2);
-                dq2[j] = *reinterpret_cast<const float2 *>(tD + j * 8 + (lane & 3) * 2);
-            }
 #pragma unroll
             for (int j = 0; j < BQ / 8; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
                     const int cq = j * 8 + (lane & 3) * 2 + (e & 1);
-                    float p = fa_exp2(__fmaf_rn(sp[j][e], FA_LOG2E, (e & 1) ? -lq[j].y : -lq[j].x)); /* 0 past T */
+                    float p = exp2f(__fmaf_rn(sp[j][e], FA_LOG2E, -tL[cq])); /* 0 past T: L = +inf */
                     if (edge) {
                         const int col = q0 + cq, row = r0 + (e >> 1) * 8;
                         if (row >= a.T || (a.causal && col < row)) p = 0.0f;
@@ -569,7 +552,7 @@ __global__ void __launch_bounds__(FA_THREADS, MINB)
 #pragma unroll
             for (int j = 0; j < BQ / 8; j++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) sp[j][e] *= dpt[j][e] - ((e & 1) ? dq2[j].y : dq2[j].x);
+                for (int e = 0; e < 4; e++) sp[j][e] *= dpt[j][e] - tD[j * 8 + (lane & 3) * 2 + (e & 1)];
             mma_p_bkn<BQ / 16, DK / 8>(dka, sp, tQ, LK, lane); /* dkcat += dS^T qcat */
         }
         __syncthreads();
