@@ -7,7 +7,9 @@
  * with X the model FLOPs of the causal core (forward 2 B H T^2 (dqk + dv) / 2, backward
  * 2.5 times that, as FlashAttention counts them) per second of forward + backward.
  * bench/attention_cuda.sh runs it beside PyTorch's SDPA in the same call.
- *   build/rel/bench/attention_cuda [-n iterations] [-w warmup] */
+ * -l 1 runs the forward up to width 128 as 8 warps of one m-tile instead of 4 warps of two
+ * (cbk_flash_forward_layout), to compare the two.
+ *   build/rel/bench/attention_cuda [-n iterations] [-w warmup] [-l layout] */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,7 +79,7 @@ static void run(cb_backend *be, const bcase *c, int iters, int warmup) {
     for (int it = -warmup; it < iters; it++) {
         be->synchronize(be, &e);
         double t0 = cb_clock_s();
-        cbk_flash_forward(out, lse, &f);
+        cbk_flash_forward(out, lse, work, &f);
         be->synchronize(be, &e);
         double t1 = cb_clock_s();
         cbk_flash_backward(dqs, dq, dks, dk, dv, dz, work, dout, out, lse, &f);
@@ -106,18 +108,20 @@ static void run(cb_backend *be, const bcase *c, int iters, int warmup) {
 #endif
 
 int main(int argc, char **argv) {
-    int iters = 10, warmup = 2, opt;
-    while ((opt = getopt(argc, argv, "n:w:")) != -1) {
+    int iters = 10, warmup = 2, layout = 0, opt;
+    while ((opt = getopt(argc, argv, "n:w:l:")) != -1) {
         if (opt == 'n') iters = atoi(optarg);
         else if (opt == 'w') warmup = atoi(optarg);
+        else if (opt == 'l') layout = atoi(optarg);
         else {
-            fprintf(stderr, "usage: attention_cuda [-n iterations] [-w warmup]\n");
+            fprintf(stderr, "usage: attention_cuda [-n iterations] [-w warmup] [-l layout]\n");
             return 2;
         }
     }
 #ifndef CB_HAVE_CUDA
     (void)iters;
     (void)warmup;
+    (void)layout;
     fprintf(stderr, "attention_cuda: this build has no cuda backend (no nvcc)\n");
     return 1;
 #else
@@ -127,6 +131,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     if (iters < 1) iters = 1;
+    cbk_flash_forward_layout(layout);
     /* name, B, T, H, Hkv, ds, dr, dv, gated: DBA's sem + geo is the standard head width
      * (bench/llama110m_dba.yml's 16 + 48 per head at 64) */
     static const bcase cases[] = {

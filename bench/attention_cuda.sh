@@ -6,6 +6,8 @@
 # H 12, head widths 64 and 128; GQA with 4 kv heads; DBA of the same total query-key
 # width). Prints each one's times, caramba / SDPA speed ratios (SDPA's time over
 # caramba's: above 1 is faster) and DBA's time over standard attention's.
+# Then caramba's forward again as 8 warps of one m-tile (attention_cuda -l 1) against the
+# default 4 warps of two.
 #   [N=10] bench/attention_cuda.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,3 +31,6 @@ awk '
         for (n in cb_t) if (n ~ /^dba_/) { s = n; sub(/^dba_/, "std_", s)
             if (s in cb_t) printf "%-16s time / %s: fwd %.2f bwd %.2f fwd+bwd %.2f\n", n, s, cb_f[n] / cb_f[s], cb_b[n] / cb_b[s], cb_t[n] / cb_t[s] }
     }' "$tmp/cb" "$tmp/torch"
+echo "== caramba, forward up to width 128 as 8 warps of one m-tile (-l 1): fwd time / default's"
+"$CB" -n "$N" -l 1 | tee "$tmp/cb8" | awk 'FNR == NR { if ($1 == "case") f[$2] = $4; next }
+    $1 == "case" && ($2 in f) { printf "%-16s fwd %.3f ms (8 warps) vs %.3f ms (4 warps x 2 m-tiles): %.2f\n", $2, $4, f[$2], $4 / f[$2] }' "$tmp/cb" -

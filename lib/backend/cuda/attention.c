@@ -16,8 +16,9 @@
  * computed them (float32, q and k after RoPE, unscaled), lse (B,H,T) the log-sum-exp of
  * each row of scaled scores as the flash kernel's online softmax found it, and att
  * (B,T,H*dv) the kernel's output, which the output projection reads and backward's
- * D = rowsum(datt att) needs. Backward's scratch holds the projections' gradients and
- * B H T floats of D: no T^2 term. */
+ * D = rowsum(datt att) needs. The scratch (ws) holds the kernels' bf16 copies of q, k, v
+ * (and in backward of datt, with D and the log-sum-exp per row), after the projections'
+ * gradients in backward: no T^2 term. */
 #include "backend/cuda/internal.h"
 
 #include <string.h>
@@ -57,13 +58,29 @@ static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 /* flash kernels for this op: amp on and widths they take */
 static int use_flash(const cuda_ctx *c, const cbk_attn_dims *m) { return c->amp && cbk_flash_supported(m->dqk, m->dv); }
 
+/* the kernels' shapes, no tensors yet */
+static cbk_flash_args flash_dims(const cbk_attn_dims *m) {
+    cbk_flash_args f;
+    memset(&f, 0, sizeof f);
+    f.B = m->B;
+    f.T = m->T;
+    f.H = m->H;
+    f.Hkv = m->Hkv;
+    f.causal = m->causal;
+    f.ds = m->ds;
+    f.dr = m->dr;
+    f.dv = m->dv;
+    return f;
+}
+
 void cb_cuda_attention_work(const cuda_ctx *c, const cb_attention_config *cfg, int B, int T, size_t *ws, size_t *red) {
     const cbk_attn_dims m = dims_of(cfg, B, T);
     const size_t N = (size_t)B * T, X = N * m.H, S = (size_t)B * m.H * T * T;
     size_t grads = N * ((size_t)m.H * m.dv + (size_t)m.H * m.dr + (size_t)m.Hkv * m.dr + (size_t)m.H * m.ds +
                         (size_t)m.Hkv * m.ds + (size_t)m.Hkv * m.dv + (gated(cfg) ? m.H : 0));
     if (use_flash(c, &m)) {
-        *ws = grads + X; /* forward needs none; backward the gradients and D (B,H,T) */
+        const cbk_flash_args f = flash_dims(&m);
+        *ws = max_z(cbk_flash_forward_work(&f), grads + cbk_flash_backward_work(&f));
     } else {
         size_t fwd = 2 * X * m.dqk + 2 * X * m.dv + S;
         size_t bwd = grads + 4 * X * m.dqk + 3 * X * m.dv + 2 * S;
@@ -128,15 +145,7 @@ static void scores(cuda_ctx *c, float *S, const float *qcat, const float *kcat, 
 }
 
 static cbk_flash_args flash_args(const cbk_attn_dims *m, const cb_attention_acts *a) {
-    cbk_flash_args f;
-    f.B = m->B;
-    f.T = m->T;
-    f.H = m->H;
-    f.Hkv = m->Hkv;
-    f.causal = m->causal;
-    f.ds = m->ds;
-    f.dr = m->dr;
-    f.dv = m->dv;
+    cbk_flash_args f = flash_dims(m);
     f.q_sem = a->q_sem;
     f.q = a->q;
     f.k_sem = a->k_sem;
@@ -177,7 +186,7 @@ void cb_cuda_attention_forward(cuda_ctx *c, cb_pass *p, int i) {
     }
     if (use_flash(c, &m)) {
         const cbk_flash_args f = flash_args(&m, &a);
-        cbk_flash_forward(a.att, a.lse, &f);
+        cbk_flash_forward(a.att, a.lse, c->ws, &f);
         cb_cuda_linear_forward(c, out, a.att, w.o_w, w.o_b, N, m.H * m.dv, d);
         return;
     }
@@ -272,7 +281,7 @@ void cb_cuda_attention_backward(cuda_ctx *c, cb_pass *p, int i) {
     cb_cuda_gemm(c, 0, 0, N, m.H * m.dv, d, 1, dout, d, w.o_w, m.H * m.dv, 0, datt, m.H * m.dv);
     cb_cuda_linear_backward(c, NULL, (float *)g.o_w, (float *)g.o_b, dout, a.att, NULL, N, m.H * m.dv, d);
 
-    if (use_flash(c, &m)) { // q: D (B,H,T)
+    if (use_flash(c, &m)) { // q: the kernels' bf16 copies, D and lse
         const cbk_flash_args f = flash_args(&m, &a);
         cbk_flash_backward(dq_sem, dq, dk_sem, dk, dv, dz, q, datt, a.att, a.lse, &f);
     } else {

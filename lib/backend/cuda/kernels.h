@@ -177,9 +177,15 @@ typedef struct cbk_flash_args {
 } cbk_flash_args;
 /* whether the kernels take these widths: ds + dr and dv each at most 256 */
 int cbk_flash_supported(int dqk, int dv);
+/* floats of work cbk_flash_forward needs (bf16 copies of q, k and v, head-major, T
+ * rounded up to 128 and the widths to 64, 128 or 256; any alignment of work will do) */
+size_t cbk_flash_forward_work(const cbk_flash_args *a);
 /* out (B,T,H*dv) = softmax(scores) v; lse (B,H,T) the log-sum-exp of each row's scores */
-void cbk_flash_forward(float *out, float *lse, const cbk_flash_args *a);
-/* floats of work cbk_flash_backward needs: B H T */
+void cbk_flash_forward(float *out, float *lse, float *work, const cbk_flash_args *a);
+/* the forward's arrangement up to width 128: 0 (the default) 4 warps of two 16-row
+ * m-tiles, 1 8 warps of one; only for bench/attention_cuda's comparison of the two */
+void cbk_flash_forward_layout(int layout);
+/* floats of work cbk_flash_backward needs: forward's, a bf16 copy of dout and 2 B H T */
 size_t cbk_flash_backward_work(const cbk_flash_args *a);
 /* From dout (B,T,H*dv) and forward's out and lse: dq_sem, dq (the query projections'
  * gradients, the scales applied), dk_sem, dk, dv (summed over each kv group's heads) and,
