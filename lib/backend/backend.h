@@ -73,6 +73,13 @@ struct cb_backend {
     /* The device's memory in bytes: free, what allocations may take now, and total (the
      * runtime plan fits batch_size: auto to it). NULL: the device cannot tell. */
     int (*memory_info)(cb_backend *be, size_t *free_bytes, size_t *total_bytes, cb_error *e);
+
+    /* Greedy sampling where the logits are: *id = the first index of the largest of x (n
+     * floats of device memory: a decoding pass's row of logits, infer/sample.c's
+     * cb_argmax), *nonfinite = 1 when one of them is a NaN or an infinity (then *id means
+     * nothing); only these come back to the host. NULL: the caller reads the logits. */
+    int (*decode_argmax)(cb_backend *be, struct cb_decode *d, const float *x, int n, int *id, int *nonfinite,
+                         cb_error *e);
 };
 
 /* The CPU backend (backend/cpu/cpu.c): always present. */

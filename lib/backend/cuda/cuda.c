@@ -376,6 +376,7 @@ static cb_backend cuda_backend = {
     .decode_begin = cb_cuda_decode_begin,
     .decode_end = cb_cuda_decode_end,
     .memory_info = cuda_memory_info,
+    .decode_argmax = cb_cuda_decode_argmax,
 };
 
 /* At exit: the scratch, the small buffers and cuBLAS given back before the runtime's own
