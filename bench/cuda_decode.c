@@ -9,14 +9,13 @@
  * CONTEXTS comma separated (default 1024,2048,4096,8192,16384,32768); STEPS decode steps
  * timed at each (default 64, after 4 untimed) three ways: op by op with the logits brought
  * back to the host for the argmax (one (V) download a token: the step before CUDA graphs),
- * op by op with the argmax on the GPU (4 bytes back), captured as a CUDA graph with it,
- * and graphed under programmatic dependent launch (the main line, what decoding does by
- * default); CHUNK rows per prefill pass (default 512).
+ * op by op with the argmax on the GPU (4 bytes back), and captured as a CUDA graph with
+ * it (the main line, what decoding does by default); CHUNK rows per prefill pass (default
+ * 512).
  * The session grows from one context to the next (the prefill of the difference), and the
  * decoded tokens are truncated away after each measurement. Prints per context:
  *   ctx L ungraphed, logits to host: tokens/s R ms/token T share S%
  *   ctx L ungraphed, argmax on gpu: tokens/s R ms/token T share S%
- *   ctx L graphed, no pdl: tokens/s R ms/token T share S%
  *   ctx L: tokens/s R ms/token T bytes/token B bound R0 share S% prefill P tok/s (graphs ...) */
 #include <getopt.h>
 #include <stdio.h>
@@ -200,11 +199,9 @@ int main(int argc, char **argv) {
         const double mean_ctx = L + 4 + (steps + 1) / 2.0; /* keys the timed steps read, on average */
         const double bytes = wbytes + kv_per_token * mean_ctx, bound = bw / bytes;
         /* the step as before this issue's graphs (op by op, the logits to the host), op by
-         * op with the argmax on the GPU, graphed with it, then graphed under programmatic
-         * dependent launch (the main line) */
-        for (int mode = 0; mode < 4; mode++) {
-            cb_cuda_decode_set_graphs(&s.dec, mode >= 2);
-            cb_cuda_decode_set_pdl(&s.dec, mode == 3);
+         * op with the argmax on the GPU, then graphed with it (the main line) */
+        for (int mode = 0; mode < 3; mode++) {
+            cb_cuda_decode_set_graphs(&s.dec, mode == 2);
             double t = 0;
             for (int k = -4; k < steps; k++) {
                 if (k == 0) t0 = cb_clock_s();
@@ -218,12 +215,10 @@ int main(int argc, char **argv) {
             }
             t = (cb_clock_s() - t0) / steps;
             cb_session_truncate(&s, L);
-            if (mode < 3) {
+            if (mode < 2) {
                 printf("ctx %d %s: tokens/s %.1f ms/token %.3f share %.1f%%\n", L,
-                       mode == 0   ? "ungraphed, logits to host"
-                       : mode == 1 ? "ungraphed, argmax on gpu"
-                                   : "graphed, no pdl",
-                       1.0 / t, t * 1e3, 100.0 / t / bound);
+                       mode == 0 ? "ungraphed, logits to host" : "ungraphed, argmax on gpu", 1.0 / t, t * 1e3,
+                       100.0 / t / bound);
                 continue;
             }
             long captures = 0, replays = 0;

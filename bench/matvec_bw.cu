@@ -2,8 +2,7 @@
  * cbk_matvec against variants that read several rows a warp and put more 16-byte loads in
  * flight, over the products of one Llama-3.2-1B token (16 layers of q|k|v 3072 x 2048, o
  * 2048 x 2048, gate|up 16384 x 2048, down 2048 x 8192, then the head 128256 x 2048: 2.47 GB
- * of bf16, far past L2), each sequence captured as a CUDA graph and replayed (no
- * programmatic dependent launch here: the kernels alone); beside them
+ * of bf16, far past L2), each sequence captured as a CUDA graph and replayed; beside them
  * a read-only kernel (a sum of every 16-byte piece) and a device-to-device copy, which the
  * bound of bench/cuda_decode uses. Standalone (nvcc only):
  *   nvcc -O2 -arch=sm_90 -fmad=false -Ilib -o matvec_bw bench/matvec_bw.cu && ./matvec_bw */
@@ -12,7 +11,6 @@
 #include "../kernels/matvec.cu"
 
 cudaStream_t cbk_stream = 0;
-int cbk_pdl = 0;
 
 /* RPW rows a warp, U pieces of 8 values in flight per row and lane before the sums */
 template <int RPW, int U>
@@ -81,11 +79,6 @@ template <int RPW, int U>
 static void launch_v(const mat *m, float *y, const float *x) {
     const int warps = (m->rows + RPW - 1) / RPW;
     mv_bf16<RPW, U><<<(warps + 7) / 8, 256, 0, cbk_stream>>>(y, m->w, x, m->rows, m->cols);
-}
-/* matvec_rows at one token: the kernel cbk_matvec ran for a decode step before matvec_row1 */
-static void launch_old(const mat *m, float *y, const float *x) {
-    matvec_rows<CB_KV_BF16, 1><<<(m->rows + MV_WARPS - 1) / MV_WARPS, 32 * MV_WARPS, 0, cbk_stream>>>(
-        y, (const unsigned char *)m->w, (size_t)m->cols * 2, 1, x, 1, NULL, m->rows, m->cols, 1);
 }
 static void launch_cur(const mat *m, float *y, const float *x) {
     cbk_matvec(y, m->w, (size_t)m->cols * 2, CB_KV_BF16, x, NULL, m->rows, m->cols, 1);
@@ -170,7 +163,7 @@ int main(void) {
     printf("read-only kernel %.0f GB/s\n", 1.0 * G / best / 1e6);
     cudaFree(a), cudaFree(b);
     struct { const char *name; launcher f; } vs[] = {
-        {"matvec_rows (before)", launch_old}, {"cbk_matvec (matvec_row1)", launch_cur}, {"1 row a warp, 4 in flight", launch_v<1, 4>},
+        {"cbk_matvec (matvec_rows)", launch_cur}, {"1 row a warp, 4 in flight", launch_v<1, 4>},
         {"1 row a warp, 8 in flight", launch_v<1, 8>}, {"2 rows a warp, 4 in flight", launch_v<2, 4>},
         {"4 rows a warp, 2 in flight", launch_v<4, 2>}, {"4 rows a warp, 4 in flight", launch_v<4, 4>}};
     const char *cls[5] = {"qkv 3072x2048", "o 2048x2048", "gate_up 16384x2048", "down 2048x8192", "head 128256x2048"};

@@ -133,7 +133,6 @@ static int seg_vec(const cbk_kv_view *t) {
 static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_args a, const int vec_k,
                                                                         const int vec_ks) {
     extern __shared__ float sh[];
-    cbk_pdl_wait();
     ad_plan p = a.p;
     int pos0 = a.pos0, kv_len = a.kv_len, kstart = a.kstart;
     if (a.dpos) { /* as cbk_attn_decode plans on the host, from the length read here */
@@ -307,7 +306,6 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
 static __global__ void attn_decode_combine(float *out, const float *part, int H, int dv, int nsplit) {
     extern __shared__ float fac[]; /* (nsplit + 4): the factors, then the sum's inverse */
     float *tot = fac + nsplit;
-    cbk_pdl_wait();
     const size_t row = blockIdx.x; /* i * H + h */
     const float *pr = part + row * nsplit * (dv + 2);
     if (threadIdx.x == 0) {
@@ -355,9 +353,9 @@ static void args_of(ad_args *a, const float *q, const float *q_sem, const float 
 static void launch(const ad_args *a, float *out, float *work, const cbk_kv_view *k, const cbk_kv_view *k_sem) {
     if (a->p.smem > 48 * 1024) cbk_attn_decode_prepare();
     dim3 grid((unsigned)a->p.nsplit, (unsigned)(a->Hkv * a->p.hsplit), (unsigned)((a->m + a->p.qt - 1) / a->p.qt));
-    cbk_launch(attn_decode_split, grid, AD_THREADS, a->p.smem, *a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
-    cbk_launch(attn_decode_combine, (unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), out,
-               (const float *)work, a->H, a->dv, a->p.nsplit);
+    attn_decode_split<<<grid, AD_THREADS, a->p.smem, cbk_stream>>>(*a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
+    attn_decode_combine<<<(unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), cbk_stream>>>(
+        out, work, a->H, a->dv, a->p.nsplit);
 }
 
 void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem, const float *gate,

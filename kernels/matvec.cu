@@ -63,70 +63,6 @@ static __global__ void matvec_rows(float *y, const unsigned char *W, size_t row_
     }
 }
 
-/* A piece of 8 values of a stored row as cbk_load8 reads it; the 16-bit float kinds with a
- * streaming load (W is read once a token: it need not stay in L1 or L2 for the x it meets) */
-template <int KIND>
-__device__ __forceinline__ void load_piece(const unsigned char *row, int j, int cols, int vec, float w[8]) {
-    if ((KIND == CB_KV_BF16 || KIND == CB_KV_F16) && vec) {
-        const uint4 u = __ldcs((const uint4 *)((const uint16_t *)row + j));
-        const uint16_t h[8] = {(uint16_t)(u.x & 0xffff), (uint16_t)(u.x >> 16), (uint16_t)(u.y & 0xffff),
-                               (uint16_t)(u.y >> 16),    (uint16_t)(u.z & 0xffff), (uint16_t)(u.z >> 16),
-                               (uint16_t)(u.w & 0xffff), (uint16_t)(u.w >> 16)};
-#pragma unroll
-        for (int t = 0; t < 8; t++) w[t] = KIND == CB_KV_BF16 ? cbk_bf16_f(h[t]) : cbk_f16_f(h[t]);
-    } else {
-        cbk_load8(KIND, row, j, cols, vec, w);
-    }
-}
-
-/* One token (a decode step): a warp a row, each lane MV_AHEAD pieces of 8 values loaded
- * before any is multiplied (16-byte loads in flight), the first MV_AHEAD of them before
- * cbk_pdl_wait: the weights are no kernel's output, so under programmatic dependent launch
- * their read starts while the kernel before (which writes x) still runs. Each row's sum is
- * matvec_rows's at one token (a lane's pieces in order, then the warp's butterfly): the
- * same result bit for bit. */
-#define MV_AHEAD 4
-template <int KIND>
-static __global__ void __launch_bounds__(32 * MV_WARPS) matvec_row1(float *y, const unsigned char *W, size_t row_bytes,
-                                                                    int vec, const float *x, int xvec,
-                                                                    const float *bias, int rows, int cols) {
-    const int lane = threadIdx.x & 31;
-    const int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
-    const unsigned char *row = W + (size_t)(r < rows ? r : rows - 1) * row_bytes;
-    const int chunks = (cols + 7) / 8;
-    float w[MV_AHEAD][8];
-#pragma unroll
-    for (int u = 0; u < MV_AHEAD; u++)
-        if (lane + 32 * u < chunks) load_piece<KIND>(row, (lane + 32 * u) * 8, cols, vec, w[u]);
-    cbk_pdl_wait();
-    if (r >= rows) return;
-    float acc = 0.0f;
-    for (int c0 = lane;; c0 += 32 * MV_AHEAD) {
-#pragma unroll
-        for (int u = 0; u < MV_AHEAD; u++) {
-            const int c = c0 + 32 * u, j = c * 8;
-            if (c >= chunks) break;
-            float xv[8];
-            if (xvec && j + 8 <= cols) {
-                float4 a = *(const float4 *)(x + j), b = *(const float4 *)(x + j + 4);
-                xv[0] = a.x, xv[1] = a.y, xv[2] = a.z, xv[3] = a.w, xv[4] = b.x, xv[5] = b.y, xv[6] = b.z,
-                xv[7] = b.w;
-            } else {
-                for (int t = 0; t < 8; t++) xv[t] = j + t < cols ? x[j + t] : 0.0f;
-            }
-#pragma unroll
-            for (int t = 0; t < 8; t++) acc = __fmaf_rn(w[u][t], xv[t], acc);
-        }
-        const int next = c0 + 32 * MV_AHEAD;
-        if (next - lane >= chunks) break; /* uniform across the warp */
-#pragma unroll
-        for (int u = 0; u < MV_AHEAD; u++)
-            if (next + 32 * u < chunks) load_piece<KIND>(row, (next + 32 * u) * 8, cols, vec, w[u]);
-    }
-    const float s = cbk_warp_sum(acc);
-    if (lane == 0) y[r] = bias ? s + bias[r] : s;
-}
-
 void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float *x, const float *bias, int rows,
                 int cols, int m) {
     if (rows <= 0 || m <= 0) return;
@@ -137,8 +73,8 @@ void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float
     const int xvec = cols % 4 == 0 && (uintptr_t)x % 16 == 0;
     const unsigned grid = (unsigned)((rows + MV_WARPS - 1) / MV_WARPS), threads = 32 * MV_WARPS;
     const unsigned char *w = (const unsigned char *)W;
-#define MV_LAUNCH(K)                                                                                              \
-    if (m == 1) cbk_launch(matvec_row1<K>, grid, threads, 0, y, w, row_bytes, vec, x, xvec, bias, rows, cols); \
+#define MV_LAUNCH(K)                                                                                   \
+    if (m == 1) matvec_rows<K, 1><<<grid, threads, 0, cbk_stream>>>(y, w, row_bytes, vec, x, xvec, bias, rows, cols, m); \
     else matvec_rows<K, MV_TOK><<<grid, threads, 0, cbk_stream>>>(y, w, row_bytes, vec, x, xvec, bias, rows, cols, m);
     switch (kind) {
     case CB_KV_F32: MV_LAUNCH(CB_KV_F32) break;
@@ -156,7 +92,6 @@ void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float
  * cb_kv_quantize_row (a partial last block padded with zeros). */
 static __global__ void quantize_rows(unsigned char *dst, size_t dst_ld, const float *src, size_t src_ld, int kind,
                                      int rows, int cols, int bv, size_t per_row, const int *dpos, size_t pos_ld) {
-    cbk_pdl_wait();
     if (dpos) dst += (size_t)*dpos * pos_ld;
     CBK_FOR(i, (size_t)rows * per_row) {
         const size_t r = i / per_row;
@@ -223,8 +158,8 @@ void cbk_quantize_rows_at(void *dst, size_t dst_ld, const int *dpos, size_t pos_
     const int bv = kind == CB_KV_Q8_0 || kind == CB_KV_Q4_0 ? 32 : kind == CB_KV_NF4 ? 64 : 1;
     const size_t per_row = (size_t)(cols + bv - 1) / bv, n = (size_t)rows * per_row;
     if (n)
-        cbk_launch(quantize_rows, cbk_grid(n), CBK_THREADS, 0, (unsigned char *)dst, dst_ld, src, src_ld, kind, rows,
-                   cols, bv, per_row, dpos, pos_ld);
+        quantize_rows<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>((unsigned char *)dst, dst_ld, src, src_ld, kind,
+                                                                   rows, cols, bv, per_row, dpos, pos_ld);
 }
 
 void cbk_quantize_rows(void *dst, size_t dst_ld, const float *src, size_t src_ld, int kind, int rows, int cols) {

@@ -26,9 +26,6 @@ struct cb_decode;
 void cb_cuda_decode_set_graphs(struct cb_decode *d, int on);
 /* Whether d's steps are graphed now; the graphs captured and the steps replayed so far. */
 int cb_cuda_decode_graph_counts(const struct cb_decode *d, long *captures, long *replays);
-/* A state's steps under programmatic dependent launch (on, the default unless
- * CB_CUDA_PDL=0 is in the environment when the state is made) or not: the same results. */
-void cb_cuda_decode_set_pdl(struct cb_decode *d, int on);
 /* Why cb_backend_cuda() returned NULL ("no CUDA device: ..."), or "" when it did not. */
 const char *cb_backend_cuda_absent(void);
 

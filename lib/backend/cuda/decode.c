@@ -20,11 +20,7 @@
  * launch instead of ~15 a layer; it is captured again only when a pointer it holds moves
  * (a cache or a scratch grows: capacities double, so a few times over a context), or the
  * decode plan's window or the head's rows change. CB_CUDA_GRAPHS=0 in the environment
- * runs the same launches uncaptured (what the tests compare the graphs with). The step's
- * kernels launch under programmatic dependent launch (CB_CUDA_PDL=0: not): each may be
- * launched while the one before it ends and waits in the kernel for its results, so the
- * ~230 kernel boundaries of a token cost less than a launch each; the products start
- * reading their weights before that wait. Passes of
+ * runs the same launches uncaptured (what the tests compare the graphs with). Passes of
  * several rows (prefill chunks) run as before on the legacy stream, the position an
  * argument. */
 #include <math.h>
@@ -198,7 +194,7 @@ enum step_mode {
 typedef struct step_key {
     unsigned long gen; /* cuda_step.gen: the caches, scratch and RoPE tables where they are */
     const void *slots, *tokens, *weights, *rope;
-    int head_rows, window, pdl;
+    int head_rows, window;
 } step_key;
 
 typedef struct cuda_step {
@@ -209,7 +205,6 @@ typedef struct cuda_step {
     size_t *rope_off;     /* (n_ropes) each table's offset in rope */
     int rope_cap;         /* positions the tables hold */
     int graphs;           /* capture steps (CB_CUDA_GRAPHS=0: no) */
-    int pdl;              /* programmatic dependent launch of the step's kernels (CB_CUDA_PDL=0: no) */
     int mode;             /* enum step_mode of the pass running */
     unsigned long gen;    /* counts moves of what a graph points at */
     cudaGraphExec_t exec; /* NULL: none captured */
@@ -238,8 +233,6 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
     d->dev = st;
     const char *env = getenv("CB_CUDA_GRAPHS");
     st->graphs = !(env && strcmp(env, "0") == 0);
-    env = getenv("CB_CUDA_PDL");
-    st->pdl = !(env && strcmp(env, "0") == 0);
     st->rope_off = cb_calloc(d->prog->n_ropes ? (size_t)d->prog->n_ropes : 1, sizeof *st->rope_off, e);
     if (!st->rope_off) return e->code;
     if (cudaStreamCreate(&st->stream) != cudaSuccess) {
@@ -683,7 +676,6 @@ static void step_abandon(cuda_step *st) {
     }
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
-    cbk_set_pdl(0);
 }
 
 /* Op 0 of a pass: a pass of several rows runs as ever; a step uploads its position, then
@@ -703,7 +695,6 @@ static int step_begin(cb_pass *p, cb_error *e) {
     k.slots = p->slots, k.tokens = p->tokens, k.weights = p->weights, k.rope = p->rope;
     k.head_rows = p->head_rows;
     k.window = cb_decode_plan_pick(d->cfg.plan, p->pos0 + 1, NULL).local_window;
-    k.pdl = st->pdl;
     if (st->graphs && st->exec && memcmp(&k, &st->key, sizeof k) == 0) {
         if (cudaGraphLaunch(st->exec, st->stream) != cudaSuccess)
             return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching the step's graph failed");
@@ -714,7 +705,6 @@ static int step_begin(cb_pass *p, cb_error *e) {
     if (st->exec) cudaGraphExecDestroy(st->exec);
     st->exec = NULL;
     cbk_set_stream(st->stream);
-    cbk_set_pdl(st->pdl);
     st->mode = STEP_PLAIN;
     if (st->graphs && cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
         st->key = k;
@@ -734,7 +724,6 @@ static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     const int mode = st->mode;
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
-    cbk_set_pdl(0);
     if (mode != STEP_CAPTURE) return CB_OK;
     cudaGraph_t g = NULL;
     cudaError_t err = cudaStreamEndCapture(st->stream, &g);
@@ -751,13 +740,11 @@ static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     st->graphs = 0;
     st->mode = STEP_PLAIN;
     cbk_set_stream(st->stream);
-    cbk_set_pdl(st->pdl);
     step_rope_rows(p);
     int rc = CB_OK;
     for (int i = 0; i < p->prog->n_ops && rc == CB_OK; i++) rc = run_op(c, p, i, e);
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
-    cbk_set_pdl(0);
     return rc;
 }
 
@@ -783,11 +770,6 @@ int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
 void cb_cuda_decode_set_graphs(cb_decode *d, int on) {
     cuda_step *st = step_of(d);
     if (st) st->graphs = on;
-}
-
-void cb_cuda_decode_set_pdl(cb_decode *d, int on) {
-    cuda_step *st = step_of(d);
-    if (st) st->pdl = on;
 }
 
 int cb_cuda_decode_argmax(cb_backend *be, cb_decode *d, const float *x, int n, int *id, int *nonfinite,

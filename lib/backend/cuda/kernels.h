@@ -20,9 +20,6 @@ extern "C" {
  * stream, the backend's; decode.c points it at its own stream around a decode step, which
  * it captures as a CUDA graph (decode_step.cu defines it) ---- */
 void cbk_set_stream(void *stream);
-/* 1: the decode step's kernels launch under programmatic dependent launch (each may start
- * while the one before ends, waiting in the kernel for its results; sm_90); 0: as ever */
-void cbk_set_pdl(int on);
 
 /* ---- reduce.cu: column sums (bias and norm weight gradients), deterministic ---- */
 /* floats of work cbk_colsum_* needs for (N, C) */

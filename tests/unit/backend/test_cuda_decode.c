@@ -472,10 +472,7 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
         FAILF("session on %s: %s: %s", o->be->name, e.where, e.msg);
         return 1;
     }
-    if (o->be->device == CB_DEVICE_CUDA) {
-        cb_cuda_decode_set_graphs(&s.dec, graphs);
-        cb_cuda_decode_set_pdl(&s.dec, graphs); /* graphed: under programmatic dependent launch too */
-    }
+    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_graphs(&s.dec, graphs);
     int rc = cb_session_forward(&s, tokens, P, out, 1, &e);
     for (int t = P; rc == CB_OK && t < T; t++) {
         if (argmax && t % 2) { /* every other step greedy on the device: its logits read back after */
@@ -501,7 +498,6 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
  * cache grows 16 -> 512 tokens and the RoPE tables past 256 positions: each move a new
  * capture; the decode plan's window changes at 100 and 200 keys: a new capture each),
  * GPT-2 (learned positions, the position read on the device) and DBA (both gates). The
- * graphed steps also run under programmatic dependent launch, the uncaptured not. The
  * same kernels run either way, so graphed and uncaptured logits are equal bit for bit;
  * against the CPU TOL holds as in the tests above. Greedy argmax on the GPU (every other
  * step) is the CPU's cb_argmax of the same logits. */
