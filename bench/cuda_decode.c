@@ -7,11 +7,16 @@
  * the same run (bytes read plus written per second, best of 5 copies of 1 GiB).
  *   build/rel/bench/cuda_decode [-m manifest] [-w KIND] [-c KIND] [-x CONTEXTS] [-n STEPS] [-p CHUNK]
  * CONTEXTS comma separated (default 1024,2048,4096,8192,16384,32768); STEPS decode steps
- * timed at each (default 64, after 4 untimed), each bringing its logits back to the host
- * (sampling there: one (V) download a token); CHUNK rows per prefill pass (default 512).
+ * timed at each (default 64, after 4 untimed) three ways: op by op with the logits brought
+ * back to the host for the argmax (one (V) download a token: the step before CUDA graphs),
+ * op by op with the argmax on the GPU (4 bytes back), and captured as a CUDA graph with
+ * it (the main line, what decoding does by default); CHUNK rows per prefill pass (default
+ * 512).
  * The session grows from one context to the next (the prefill of the difference), and the
- * decoded tokens are truncated away after each measurement. Prints one line per context:
- *   ctx L: tokens/s R ms/token T bytes/token B bound R0 share S% prefill P tok/s */
+ * decoded tokens are truncated away after each measurement. Prints per context:
+ *   ctx L ungraphed, logits to host: tokens/s R ms/token T share S%
+ *   ctx L ungraphed, argmax on gpu: tokens/s R ms/token T share S%
+ *   ctx L: tokens/s R ms/token T bytes/token B bound R0 share S% prefill P tok/s (graphs ...) */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +28,7 @@
 #include "core/clock.h"
 #include "core/diag.h"
 #include "core/rng.h"
+#include "infer/sample.h"
 #include "infer/session.h"
 #include "manifest/lower.h"
 #include "manifest/yaml_parse.h"
@@ -190,16 +196,37 @@ int main(int argc, char **argv) {
         if (cb_session_forward(&s, ids + s.len, L - s.len, NULL, 0, &e) != CB_OK) die("prefill", &e);
         if (be->synchronize(be, &e) != CB_OK) die("prefill", &e);
         const double t_pre = cb_clock_s() - t0, pre_tokens = L - (ci ? ctx[ci - 1] : 0);
-        for (int w = 0; w < 4; w++)
-            if (cb_session_forward(&s, ids + s.len, 1, logits, 0, &e) != CB_OK) die("decode", &e);
-        t0 = cb_clock_s();
-        for (int k = 0; k < steps; k++)
-            if (cb_session_forward(&s, ids + s.len, 1, logits, 0, &e) != CB_OK) die("decode", &e);
-        const double t = (cb_clock_s() - t0) / steps;
         const double mean_ctx = L + 4 + (steps + 1) / 2.0; /* keys the timed steps read, on average */
         const double bytes = wbytes + kv_per_token * mean_ctx, bound = bw / bytes;
-        printf("ctx %d: tokens/s %.1f ms/token %.3f bytes/token %.4g bound %.1f share %.1f%% prefill %.0f tok/s\n", L,
-               1.0 / t, t * 1e3, bytes, bound, 100.0 / t / bound, pre_tokens / t_pre);
+        /* the step as before this issue's graphs (op by op, the logits to the host), op by
+         * op with the argmax on the GPU, then graphed with it (the main line) */
+        for (int mode = 0; mode < 3; mode++) {
+            cb_cuda_decode_set_graphs(&s.dec, mode == 2);
+            double t = 0;
+            for (int k = -4; k < steps; k++) {
+                if (k == 0) t0 = cb_clock_s();
+                int32_t next;
+                int bad;
+                if (mode == 0 && cb_session_forward(&s, ids + s.len, 1, logits, 0, &e) != CB_OK) die("decode", &e);
+                if (mode == 0) next = cb_argmax(logits, V);
+                if (mode > 0 && cb_session_forward_argmax(&s, ids + s.len, 1, &next, &bad, &e) != CB_OK)
+                    die("decode", &e);
+                (void)next;
+            }
+            t = (cb_clock_s() - t0) / steps;
+            cb_session_truncate(&s, L);
+            if (mode < 2) {
+                printf("ctx %d %s: tokens/s %.1f ms/token %.3f share %.1f%%\n", L,
+                       mode == 0 ? "ungraphed, logits to host" : "ungraphed, argmax on gpu", 1.0 / t, t * 1e3,
+                       100.0 / t / bound);
+                continue;
+            }
+            long captures = 0, replays = 0;
+            cb_cuda_decode_graph_counts(&s.dec, &captures, &replays);
+            printf("ctx %d: tokens/s %.1f ms/token %.3f bytes/token %.4g bound %.1f share %.1f%% prefill %.0f tok/s "
+                   "(graphs captured %ld, replayed %ld)\n",
+                   L, 1.0 / t, t * 1e3, bytes, bound, 100.0 / t / bound, pre_tokens / t_pre, captures, replays);
+        }
         fflush(stdout);
         cb_session_truncate(&s, L);
     }

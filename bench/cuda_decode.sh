@@ -3,7 +3,8 @@
 # bf16 cache) beside transformers (bench/cuda_decode_torch.py: LlamaForCausalLM in bf16,
 # eager, static cache) in the same call on the same GPU, the Llama-3.2-1B shape
 # (bench/llama32_1b.yml) at each context; prints caramba's share of its bandwidth bound
-# and its ratio to transformers per context.
+# and its ratio to transformers per context (caramba's default step: a CUDA graph, the
+# argmax on the GPU; cuda_decode also prints the step op by op beside it).
 #   [CTX=1024,...,32768] [STEPS=64] [W=bf16] [C=bf16] [TORCH=1] bench/cuda_decode.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -14,7 +14,7 @@ static __global__ void attn_gate(float *gate, const float *a, int dynamic, int H
 
 void cbk_attn_gate(float *gate, const float *a, int dynamic, size_t N, int H) {
     size_t n = N * H;
-    if (n) attn_gate<<<cbk_grid(n), CBK_THREADS>>>(gate, a, dynamic, H, n);
+    if (n) attn_gate<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(gate, a, dynamic, H, n);
 }
 
 /* layers/attention.c's query_scales */

@@ -16,7 +16,10 @@
  *      fixed order (deterministic);
  * and a second kernel combines the splits of each row: out = sum_s e^(m_s - M) o_s / L.
  * The number of splits is chosen from the length (enough blocks to fill the GPU at one
- * query; one split when the queries alone do), bounded so the scores fit shared memory. */
+ * query; one split when the queries alone do), bounded so the scores fit shared memory.
+ * A graphed decode step (cbk_attn_decode_at) reads its position from device memory: its
+ * grid is that of the cache's capacity, and the kernel takes the split length from the
+ * length it reads, so one graph serves every length up to the capacity. */
 #include "quant.cuh"
 
 #define AD_THREADS 256
@@ -42,6 +45,15 @@ static int sm_count(void) {
         if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 100;
     }
     return n;
+}
+
+/* keys a split holds for span keys: enough splits to make want, each a multiple of 64 keys
+ * and at most smax (the host plans with it, and a graphed step's kernel from its length) */
+__host__ __device__ static inline int split_keys(long span, long want, long smax) {
+    long S = ((span + want - 1) / want + 63) / 64 * 64;
+    if (S < 64) S = 64;
+    if (S > smax) S = smax;
+    return (int)S;
 }
 
 static ad_plan plan_of(int m, int H, int Hkv, int ds, int dr, int dv, int span) {
@@ -70,10 +82,8 @@ static ad_plan plan_of(int m, int H, int Hkv, int ds, int dr, int dv, int span) 
     const long want_blocks = 4L * sm_count();
     long want = (want_blocks + base - 1) / base;
     if (want < 1) want = 1;
-    long S = ((span + want - 1) / want + 63) / 64 * 64;
-    if (S < 64) S = 64;
-    if (S > smax) S = smax;
-    p.S = (int)S;
+    const int S = split_keys(span, want, smax);
+    p.S = S;
     p.want = want;
     p.smax = smax;
     p.nsplit = span > 0 ? (int)((span + S - 1) / S) : 1;
@@ -95,6 +105,8 @@ typedef struct ad_args {
     cbk_kv_view k, ks, v;
     const float *q, *q_sem, *gate;
     int m, H, Hkv, group, ds, dr, dv, pos0, window, kstart, kv_len;
+    const int *dpos; /* non-NULL: pos0 is *dpos (device memory), the split length follows
+                        from it, and p.nsplit is the grid's (splits past the keys empty) */
     float rs, rr;
     ad_plan p;
     float *part; /* (m, H, nsplit, dv + 2): unnormalised output, then max and sum */
@@ -121,7 +133,14 @@ static int seg_vec(const cbk_kv_view *t) {
 static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_args a, const int vec_k,
                                                                         const int vec_ks) {
     extern __shared__ float sh[];
-    const ad_plan p = a.p;
+    ad_plan p = a.p;
+    int pos0 = a.pos0, kv_len = a.kv_len, kstart = a.kstart;
+    if (a.dpos) { /* as cbk_attn_decode plans on the host, from the length read here */
+        pos0 = *a.dpos;
+        kv_len = pos0 + a.m;
+        kstart = a.window > 0 && pos0 - a.window + 1 > 0 ? pos0 - a.window + 1 : 0;
+        p.S = split_keys(kv_len - kstart, p.want, p.smax);
+    }
     const int R = p.R, S = p.S, ldq = p.ds8 + p.dr8;
     float *qs = sh;                           /* (R, ds8 + dr8): semantic then rotary part */
     float *sc = qs + (size_t)R * ldq;         /* (R, S) scores, then probabilities */
@@ -157,9 +176,9 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
     __syncthreads();
 
     // 1. scores
-    const int k0 = a.kstart + split * S;
+    const int k0 = kstart + split * S;
     int kend = k0 + S;
-    if (kend > a.kv_len) kend = a.kv_len;
+    if (kend > kv_len) kend = kv_len;
     const int nk = kend - k0;
     for (int kk = tid; kk < S; kk += AD_THREADS) {
         const int key = k0 + kk;
@@ -191,7 +210,7 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
 #pragma unroll
         for (int r = 0; r < AD_RMAX; r++) {
             if (r >= R) break;
-            const int pos = a.pos0 + i0 + r / p.gsub; /* the query's position */
+            const int pos = pos0 + i0 + r / p.gsub; /* the query's position */
             const int lo = a.window > 0 ? pos - a.window + 1 : 0;
             sc[(size_t)r * S + kk] = kk < nk && key <= pos && key >= lo ? acc[r] : -INFINITY;
         }
@@ -311,28 +330,64 @@ static __global__ void attn_decode_combine(float *out, const float *part, int H,
     }
 }
 
+void cbk_attn_decode_prepare(void) {
+    static int done;
+    if (!done) cudaFuncSetAttribute(attn_decode_split, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AD_SMEM);
+    done = 1;
+}
+
+static void args_of(ad_args *a, const float *q, const float *q_sem, const float *gate, const cbk_kv_view *k,
+                    const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv, int ds, int dr, int dv,
+                    int window) {
+    a->k = *k;
+    a->ks = ds ? *k_sem : *k;
+    a->v = *v;
+    a->q = q, a->q_sem = q_sem, a->gate = gate;
+    a->m = m, a->H = H, a->Hkv = Hkv, a->group = H / Hkv, a->ds = ds, a->dr = dr, a->dv = dv;
+    a->window = window;
+    a->dpos = NULL;
+    a->rs = ds ? 1.0f / sqrtf((float)ds) : 0.0f;
+    a->rr = 1.0f / sqrtf((float)dr);
+}
+
+static void launch(const ad_args *a, float *out, float *work, const cbk_kv_view *k, const cbk_kv_view *k_sem) {
+    if (a->p.smem > 48 * 1024) cbk_attn_decode_prepare();
+    dim3 grid((unsigned)a->p.nsplit, (unsigned)(a->Hkv * a->p.hsplit), (unsigned)((a->m + a->p.qt - 1) / a->p.qt));
+    attn_decode_split<<<grid, AD_THREADS, a->p.smem, cbk_stream>>>(*a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
+    attn_decode_combine<<<(unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), cbk_stream>>>(
+        out, work, a->H, a->dv, a->p.nsplit);
+}
+
 void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem, const float *gate,
                      const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
                      int ds, int dr, int dv, int pos0, int window) {
     ad_args a;
-    a.k = *k;
-    a.ks = ds ? *k_sem : *k;
-    a.v = *v;
-    a.q = q, a.q_sem = q_sem, a.gate = gate;
-    a.m = m, a.H = H, a.Hkv = Hkv, a.group = H / Hkv, a.ds = ds, a.dr = dr, a.dv = dv;
-    a.pos0 = pos0, a.window = window;
+    args_of(&a, q, q_sem, gate, k, k_sem, v, m, H, Hkv, ds, dr, dv, window);
+    a.pos0 = pos0;
     a.kv_len = pos0 + m;
     a.kstart = window > 0 && pos0 - window + 1 > 0 ? pos0 - window + 1 : 0;
-    a.rs = ds ? 1.0f / sqrtf((float)ds) : 0.0f;
-    a.rr = 1.0f / sqrtf((float)dr);
     a.p = plan_of(m, H, Hkv, ds, dr, dv, a.kv_len - a.kstart);
     a.part = work;
-    static size_t smem_set;
-    if (a.p.smem > 48 * 1024 && a.p.smem > smem_set) {
-        cudaFuncSetAttribute(attn_decode_split, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AD_SMEM);
-        smem_set = AD_SMEM;
-    }
-    dim3 grid((unsigned)a.p.nsplit, (unsigned)(Hkv * a.p.hsplit), (unsigned)((m + a.p.qt - 1) / a.p.qt));
-    attn_decode_split<<<grid, AD_THREADS, a.p.smem>>>(a, seg_vec(k), ds ? seg_vec(k_sem) : 1);
-    attn_decode_combine<<<(unsigned)(m * H), 128, (a.p.nsplit + 4) * sizeof(float)>>>(out, work, H, dv, a.p.nsplit);
+    launch(&a, out, work, k, k_sem);
+}
+
+/* The grid and shared memory for the longest span (kv_cap keys): the splits a span needs
+ * are at most max(want, ceil(kv_cap / smax)) (cbk_attn_decode_work's count), the split
+ * length grows with the span; the kernel takes its own from *dpos, the splits past the
+ * keys leave partials of no weight (max -inf, sum 0), which the combine passes over. The
+ * splits that hold keys are those cbk_attn_decode takes: the same sums in the same order. */
+void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_sem, const float *gate,
+                        const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
+                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap) {
+    ad_args a;
+    args_of(&a, q, q_sem, gate, k, k_sem, v, m, H, Hkv, ds, dr, dv, window);
+    a.dpos = dpos;
+    a.pos0 = a.kv_len = a.kstart = 0;
+    a.p = plan_of(m, H, Hkv, ds, dr, dv, kv_cap);
+    long n = (kv_cap + a.p.smax - 1) / a.p.smax;
+    if (n < a.p.want) n = a.p.want;
+    if (n < a.p.nsplit) n = a.p.nsplit;
+    a.p.nsplit = (int)n;
+    a.part = work;
+    launch(&a, out, work, k, k_sem);
 }

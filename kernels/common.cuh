@@ -9,6 +9,9 @@
 #include <stdint.h>
 #include "backend/cuda/kernels.h"
 
+/* the launch stream (cbk_set_stream; 0: the legacy default stream) */
+extern cudaStream_t cbk_stream;
+
 #define CBK_THREADS 256
 /* grid of a grid-stride loop over n elements: enough blocks to fill the GPU, no more */
 static inline unsigned cbk_grid(size_t n) {

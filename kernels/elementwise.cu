@@ -22,23 +22,23 @@ static __global__ void concat_part_backward(float *dpart, const float *dout, int
 }
 
 void cbk_add(float *out, const float *a, const float *b, size_t n) {
-    if (n) add<<<cbk_grid(n), CBK_THREADS>>>(out, a, b, n);
+    if (n) add<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(out, a, b, n);
 }
 /* s = 1 adds plainly, as the CPU's cb_accumulate (1 * x is x, but keep the same op) */
 void cbk_axpy(float *dst, const float *src, float s, size_t n) {
     if (!n) return;
-    if (s == 1.0f) accumulate<<<cbk_grid(n), CBK_THREADS>>>(dst, src, n);
-    else axpy<<<cbk_grid(n), CBK_THREADS>>>(dst, src, s, n);
+    if (s == 1.0f) accumulate<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(dst, src, n);
+    else axpy<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(dst, src, s, n);
 }
 void cbk_copy(float *dst, const float *src, size_t n) {
-    if (n && dst != src) cudaMemcpyAsync(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice, 0);
+    if (n && dst != src) cudaMemcpyAsync(dst, src, n * sizeof *dst, cudaMemcpyDeviceToDevice, cbk_stream);
 }
 void cbk_scale(float *x, size_t n, float s) {
-    if (n) scale<<<cbk_grid(n), CBK_THREADS>>>(x, n, s);
+    if (n) scale<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(x, n, s);
 }
 void cbk_concat_part(float *out, const float *part, int N, int W, int col0, int w) {
     size_t n = (size_t)N * w;
-    if (n) concat_part<<<cbk_grid(n), CBK_THREADS>>>(out, part, W, col0, w, n);
+    if (n) concat_part<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(out, part, W, col0, w, n);
 }
 void cbk_concat_part_backward(float *dpart, const float *dout, int N, int W, int col0, int w) {
     size_t n = (size_t)N * w;

@@ -2,7 +2,8 @@
 #include "common.cuh"
 
 static __global__ void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
-                                         int T, int C, int pos0, size_t n) {
+                                         int T, int C, int pos0, const int *dpos, size_t n) {
+    if (dpos) pos0 += *dpos;
     CBK_FOR(i, n) {
         size_t row = i / C;
         int c = (int)(i % C);
@@ -15,7 +16,13 @@ static __global__ void embedding_forward(float *out, const int32_t *tokens, cons
 void cbk_embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T,
                            int C, int pos0) {
     size_t n = (size_t)B * T * C;
-    embedding_forward<<<cbk_grid(n), CBK_THREADS>>>(out, tokens, wte, wpe, T, C, pos0, n);
+    embedding_forward<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(out, tokens, wte, wpe, T, C, pos0, NULL, n);
+}
+
+void cbk_embedding_forward_at(float *out, const int32_t *tokens, const float *wte, const float *wpe, int T, int C,
+                              const int *dpos) {
+    size_t n = (size_t)T * C;
+    embedding_forward<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(out, tokens, wte, wpe, T, C, 0, dpos, n);
 }
 
 // a token may repeat within the batch: its row of dwte is added to by several positions

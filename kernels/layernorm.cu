@@ -27,7 +27,7 @@ static __global__ void layernorm_forward(float *out, float *mean, float *rstd, c
 
 void cbk_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
                            const float *bias, int N, int C, float eps) {
-    if (N > 0) layernorm_forward<<<N, CBK_THREADS>>>(out, mean, rstd, in, weight, bias, C, eps);
+    if (N > 0) layernorm_forward<<<N, CBK_THREADS, 0, cbk_stream>>>(out, mean, rstd, in, weight, bias, C, eps);
 }
 
 // dx += r (g - mean(g) - xhat mean(g xhat)), g = dy w

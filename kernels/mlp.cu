@@ -9,7 +9,7 @@ static __global__ void gelu_backward_inplace(float *dh, const float *pre, size_t
 }
 
 void cbk_gelu_forward(float *h, const float *pre, size_t n) {
-    if (n) gelu_forward<<<cbk_grid(n), CBK_THREADS>>>(h, pre, n);
+    if (n) gelu_forward<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(h, pre, n);
 }
 void cbk_gelu_backward_inplace(float *dh, const float *pre, size_t n) {
     if (n) gelu_backward_inplace<<<cbk_grid(n), CBK_THREADS>>>(dh, pre, n);

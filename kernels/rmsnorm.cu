@@ -17,7 +17,7 @@ static __global__ void rmsnorm_forward(float *out, float *rstd, const float *in,
 }
 
 void cbk_rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int N, int C, float eps) {
-    if (N > 0) rmsnorm_forward<<<N, CBK_THREADS>>>(out, rstd, in, weight, C, eps);
+    if (N > 0) rmsnorm_forward<<<N, CBK_THREADS, 0, cbk_stream>>>(out, rstd, in, weight, C, eps);
 }
 
 // dx += r (dy w - x r^2 mean(dy w x))

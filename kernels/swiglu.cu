@@ -14,7 +14,7 @@ static __global__ void swiglu_backward(float *dgate, float *dup, const float *ga
 }
 
 void cbk_swiglu_forward(float *h, const float *gate, const float *up, size_t n) {
-    if (n) swiglu_forward<<<cbk_grid(n), CBK_THREADS>>>(h, gate, up, n);
+    if (n) swiglu_forward<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(h, gate, up, n);
 }
 void cbk_swiglu_backward(float *dgate, float *dup, const float *gate, const float *up, size_t n) {
     if (n) swiglu_backward<<<cbk_grid(n), CBK_THREADS>>>(dgate, dup, gate, up, n);

@@ -88,6 +88,13 @@ struct cb_backend {
     void (*release)(cb_backend *be, void *base, size_t from, size_t to);
     void (*unreserve)(cb_backend *be, void *base, size_t bytes);
     size_t (*resident)(cb_backend *be, const void *base, size_t bytes);
+
+    /* Greedy sampling where the logits are: *id = the first index of the largest of x (n
+     * floats of device memory: a decoding pass's row of logits, infer/sample.c's
+     * cb_argmax), *nonfinite = 1 when one of them is a NaN or an infinity (then *id means
+     * nothing); only these come back to the host. NULL: the caller reads the logits. */
+    int (*decode_argmax)(cb_backend *be, struct cb_decode *d, const float *x, int n, int *id, int *nonfinite,
+                         cb_error *e);
 };
 
 /* The CPU backend (backend/cpu/cpu.c): always present. */

@@ -43,6 +43,11 @@ typedef struct cb_decode {
     float *attn_scratch;     /* decode attention's scratch, grown by decode_reserve */
     size_t attn_scratch_elems;
     const char *last_bucket; /* decode-plan bucket of the last pass */
+    void *dev;               /* the device's own state beside these, or NULL (CUDA: a
+                                one-row step's stream, CUDA graph, device position and
+                                RoPE tables, backend/cuda/decode.c) */
+    int rope_on_device;      /* 1: a pass of one row takes its RoPE rows from tables the
+                                device keeps, and the session fills none for it */
 } cb_decode;
 
 /* The decoding pass's HEAD: the widest product (V columns) runs only for the rows asked. */

@@ -47,12 +47,15 @@ int cb_generate_is_nonfinite(const cb_error *e) {
 
 /* Logits (V) with a NaN or an infinity: CB_E_RUNTIME, saying after how many new tokens. A
  * pass over V floats beside a forward pass that reads every weight: nothing to measure. */
+static int nonfinite_error(int new_tokens, cb_error *e) {
+    if (new_tokens == 0) return cb_fail(e, CB_E_RUNTIME, "", NONFINITE " over the prompt");
+    return cb_fail(e, CB_E_RUNTIME, "", NONFINITE " after %d new tokens", new_tokens);
+}
+
 int cb_generate_check_logits(const float *logits, int V, int new_tokens, cb_error *e) {
     int bad = 0;
     for (int i = 0; i < V; i++) bad |= !isfinite(logits[i]);
-    if (!bad) return CB_OK;
-    if (new_tokens == 0) return cb_fail(e, CB_E_RUNTIME, "", NONFINITE " over the prompt");
-    return cb_fail(e, CB_E_RUNTIME, "", NONFINITE " after %d new tokens", new_tokens);
+    return bad ? nonfinite_error(new_tokens, e) : CB_OK;
 }
 
 int cb_emitter_push(cb_emitter *em, int32_t id, cb_error *e) {
@@ -123,8 +126,13 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
     if (rc == CB_OK) rc = cb_generate_check_logits(logits, V, 0, e);
     out->stats.reused = s->reused;
     if (rc == CB_OK && cfg->stop.max_new_tokens <= 0) stop_with(&em, CB_STOP_LENGTH);
+    /* greedy: each step's argmax where the logits are (on a GPU, an id comes back, not V
+     * floats); the prompt's logits are on the host already */
+    const int greedy = cb_sampler_greedy(&sampler);
+    int32_t next = -1;
+    int have_next = 0;
     while (rc == CB_OK && !em.done) {
-        int32_t id = cb_sampler_next(&sampler, logits, probs);
+        int32_t id = have_next ? next : cb_sampler_next(&sampler, logits, probs);
         rc = cb_emitter_push(&em, id, e);
         if (out->stats.new_tokens == 1) t1 = cb_clock_s();
         if (rc != CB_OK || em.done) break;
@@ -132,8 +140,15 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
             stop_with(&em, CB_STOP_CONTEXT);
             break;
         }
-        rc = cb_session_forward(s, &id, 1, logits, 0, e);
-        if (rc == CB_OK) rc = cb_generate_check_logits(logits, V, out->stats.new_tokens, e);
+        if (greedy) {
+            int bad = 0;
+            rc = cb_session_forward_argmax(s, &id, 1, &next, &bad, e);
+            if (rc == CB_OK && bad) rc = nonfinite_error(out->stats.new_tokens, e);
+            have_next = 1;
+        } else {
+            rc = cb_session_forward(s, &id, 1, logits, 0, e);
+            if (rc == CB_OK) rc = cb_generate_check_logits(logits, V, out->stats.new_tokens, e);
+        }
     }
     double t2 = cb_clock_s();
     if (out->stats.new_tokens == 0) t1 = t2;

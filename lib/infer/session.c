@@ -9,6 +9,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "infer/sample.h"
 #include "layers/rope.h"
 
 #define MAX_FANIN 64
@@ -162,7 +163,7 @@ static int run_pass(cb_session *s, const int32_t *tokens, int m, int head_rows, 
     cb_backend *be = s->be;
     const int pos0 = s->len;
     CB_TRY(be->decode_reserve(be, &s->dec, pos0, m, e));
-    CB_TRY(fill_rope(s, pos0, m, e));
+    if (!(m == 1 && s->dec.rope_on_device)) CB_TRY(fill_rope(s, pos0, m, e)); /* else the device's own */
     if (s->pass_tokens) {
         CB_TRY(be->upload(be, s->pass_tokens, tokens, sizeof *tokens * (size_t)m, e));
     }
@@ -197,7 +198,7 @@ static int read_logits(cb_session *s, float *out, int first, int n, cb_error *e)
     return s->be->download(s->be, out, slot, sizeof *out * (size_t)n * V, e);
 }
 
-int cb_session_forward(cb_session *s, const int32_t *tokens, int n, float *logits, int all_rows, cb_error *e) {
+static int check_tokens(const cb_session *s, const int32_t *tokens, int n, cb_error *e) {
     if (n < 0) return cb_fail(e, CB_E_USAGE, "", "negative token count %d", n);
     for (int i = 0; i < n; i++)
         if (tokens[i] < 0 || tokens[i] >= s->vocab)
@@ -205,6 +206,11 @@ int cb_session_forward(cb_session *s, const int32_t *tokens, int n, float *logit
     if (n > s->cfg.max_seq_len - s->len)
         return cb_fail(e, CB_E_USAGE, "", "context full: %d tokens held and %d new exceed max_seq_len %d", s->len, n,
                        s->cfg.max_seq_len);
+    return CB_OK;
+}
+
+int cb_session_forward(cb_session *s, const int32_t *tokens, int n, float *logits, int all_rows, cb_error *e) {
+    CB_TRY(check_tokens(s, tokens, n, e));
     const int start = s->len, V = s->vocab;
     for (int off = 0; off < n; off += s->cfg.chunk) {
         int m = n - off < s->cfg.chunk ? n - off : s->cfg.chunk;
@@ -213,6 +219,53 @@ int cb_session_forward(cb_session *s, const int32_t *tokens, int n, float *logit
         int rc = run_pass(s, tokens + off, m, head, e);
         if (rc == CB_OK && head == CB_HEAD_ALL) rc = read_logits(s, logits + (size_t)off * V, 0, m, e);
         else if (rc == CB_OK && head == CB_HEAD_LAST) rc = read_logits(s, logits, m - 1, 1, e);
+        if (rc != CB_OK) {
+            cb_session_truncate(s, start);
+            return rc;
+        }
+    }
+    return CB_OK;
+}
+
+/* The argmax of row `row` of the last pass's logits, on the device when it can. */
+static int logits_argmax(cb_session *s, int row, int32_t *next, int *nonfinite, cb_error *e) {
+    cb_backend *be = s->be;
+    const int V = s->vocab;
+    const float *slot = s->slots + s->prog.slots[s->prog.logits_slot].offset + (size_t)row * V;
+    if (be->decode_argmax) {
+        int id = 0;
+        CB_TRY(be->decode_argmax(be, &s->dec, slot, V, &id, nonfinite, e));
+        *next = id;
+        return CB_OK;
+    }
+    float *host = NULL;
+    if (!be->unified) {
+        if (!(host = cb_malloc((size_t)V, sizeof *host, e))) return e->code;
+        int rc = be->download(be, host, slot, sizeof *host * (size_t)V, e);
+        if (rc != CB_OK) {
+            free(host);
+            return rc;
+        }
+    }
+    const float *x = host ? host : slot;
+    int bad = 0;
+    for (int i = 0; i < V; i++) bad |= !isfinite(x[i]);
+    *nonfinite = bad;
+    *next = cb_argmax(x, V);
+    free(host);
+    return CB_OK;
+}
+
+int cb_session_forward_argmax(cb_session *s, const int32_t *tokens, int n, int32_t *next, int *nonfinite,
+                              cb_error *e) {
+    if (n < 1) return cb_fail(e, CB_E_USAGE, "", "no token to run");
+    CB_TRY(check_tokens(s, tokens, n, e));
+    const int start = s->len;
+    for (int off = 0; off < n; off += s->cfg.chunk) {
+        int m = n - off < s->cfg.chunk ? n - off : s->cfg.chunk;
+        int last = off + m == n;
+        int rc = run_pass(s, tokens + off, m, last ? CB_HEAD_LAST : CB_HEAD_NONE, e);
+        if (rc == CB_OK && last) rc = logits_argmax(s, m - 1, next, nonfinite, e);
         if (rc != CB_OK) {
             cb_session_truncate(s, start);
             return rc;

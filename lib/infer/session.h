@@ -65,6 +65,13 @@ void cb_session_free(cb_session *s);
 int cb_session_forward(cb_session *s, const int32_t *tokens, int n, float *logits, int all_rows,
                        cb_error *e);
 
+/* cb_session_forward of tokens[0..n), then greedy sampling where the logits are: *next =
+ * the first index of the largest of the last token's logits (infer/sample.h's cb_argmax),
+ * *nonfinite = 1 when one of them is a NaN or an infinity (*next then means nothing). On
+ * a GPU only these come back, not the V logits (backend.h's decode_argmax). */
+int cb_session_forward_argmax(cb_session *s, const int32_t *tokens, int n, int32_t *next, int *nonfinite,
+                              cb_error *e);
+
 /* Start a generation from prompt[0..n) (n >= 1): keep the cached tokens it begins with
  * (s->reused of them; at most n - 1, so the last token is run again for its logits),
  * drop the rest, run the remainder. logits (V) of the last prompt token. */

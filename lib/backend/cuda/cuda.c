@@ -382,6 +382,7 @@ static cb_backend cuda_backend = {
     .release = cb_cuda_vmm_release,
     .unreserve = cb_cuda_vmm_unreserve,
     .resident = cb_cuda_vmm_resident,
+    .decode_argmax = cb_cuda_decode_argmax,
 };
 
 /* At exit: the scratch, the small buffers and cuBLAS given back before the runtime's own

@@ -2,8 +2,8 @@
  * the Makefile finds nvcc (CB_HAVE_CUDA). Training passes, the loss, clipping and every
  * optimizer run on the GPU in float32 (the products in bf16 under amp), the layers as
  * kernels/ (one .cu a layer) and products through cuBLAS; decoding (decode.c) keeps the
- * weights in their storage kind and the KV caches on the GPU, the logits coming back to
- * the host for sampling. */
+ * weights in their storage kind and the KV caches on the GPU, a one-row step captured as a
+ * CUDA graph, greedy sampling on the GPU (decode_argmax). */
 #ifndef CB_BACKEND_CUDA_CUDA_H
 #define CB_BACKEND_CUDA_CUDA_H
 
@@ -19,6 +19,13 @@ void cb_backend_cuda_set_tf32(int on);
 /* Mixed precision (train.amp) when on: products and attention in bf16 on the tensor
  * cores with float32 sums and float32 master weights; else float32 throughout. */
 void cb_backend_cuda_set_amp(int on);
+struct cb_decode;
+/* A decoding state's one-row steps captured as CUDA graphs and replayed (on, the default
+ * unless CB_CUDA_GRAPHS=0 is in the environment when the state is made), or launched op
+ * by op (off): the same kernels either way. For the tests and bench/cuda_decode. */
+void cb_cuda_decode_set_graphs(struct cb_decode *d, int on);
+/* Whether d's steps are graphed now; the graphs captured and the steps replayed so far. */
+int cb_cuda_decode_graph_counts(const struct cb_decode *d, long *captures, long *replays);
 /* Why cb_backend_cuda() returned NULL ("no CUDA device: ..."), or "" when it did not. */
 const char *cb_backend_cuda_absent(void);
 

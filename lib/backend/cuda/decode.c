@@ -9,13 +9,28 @@
  * The cb_decode of pass.h is shared with the CPU: its matrices' data and owned, its caches'
  * data, work and attn_scratch are device pointers here (allocated with the backend's
  * alloc, never with malloc). The caches' shapes and lengths are infer/kv_cache.h's, set
- * up by cb_kv_cache_init with no storage (capacity 0) and grown here. */
+ * up by cb_kv_cache_init with no storage (capacity 0) and grown here.
+ *
+ * A pass of one row (a decode step) runs on the state's own stream and reads everything
+ * that changes from one step to the next from device memory: its position (uploaded
+ * before the step, 4 bytes), the token (the session's upload), the RoPE rows (tables for
+ * every position the caches hold, kept on the device), the cache row it writes and the
+ * attention's length (kernels read the position; attention's grid is the cache
+ * capacity's). So the step is captured once as a CUDA graph and replayed every token, one
+ * launch instead of ~15 a layer; it is captured again only when a pointer it holds moves
+ * (a cache or a scratch grows: capacities double, so a few times over a context), or the
+ * decode plan's window or the head's rows change. CB_CUDA_GRAPHS=0 in the environment
+ * runs the same launches uncaptured (what the tests compare the graphs with). Passes of
+ * several rows (prefill chunks) run as before on the legacy stream, the position an
+ * argument. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "backend/cuda/cuda.h"
 #include "backend/cuda/internal.h"
 #include "backend/cuda/kernels.h"
+#include "layers/rope.h"
 
 /* kernels/quant.cuh repeats these values (tensor/quant.h is C only) */
 _Static_assert(CB_KV_F32 == 0 && CB_KV_F16 == 1 && CB_KV_BF16 == 2 && CB_KV_Q8_0 == 3 && CB_KV_Q4_0 == 4 &&
@@ -165,6 +180,130 @@ static int convert_weights(cb_backend *be, cb_decode *d, const cb_program *p, co
     return be->synchronize(be, e);
 }
 
+/* ---- the one-row step: its stream, graph and device state (d->dev) ---- */
+
+/* how the ops of the pass running launch (enum step_mode) */
+enum step_mode {
+    STEP_HOST = 0,    /* several rows: the legacy stream, the position an argument */
+    STEP_PLAIN = 1,   /* one row on the step's stream, the position on the device, uncaptured */
+    STEP_CAPTURE = 2, /* the same, captured into a graph launched at the last op */
+    STEP_REPLAY = 3   /* the graph launched at op 0: the ops only keep the host's lengths */
+};
+
+/* What a captured step holds fixed: a graph replays only under the same. */
+typedef struct step_key {
+    unsigned long gen; /* cuda_step.gen: the caches, scratch and RoPE tables where they are */
+    const void *slots, *tokens, *weights, *rope;
+    int head_rows, window;
+} step_key;
+
+typedef struct cuda_step {
+    cudaStream_t stream;  /* blocking: ordered with the legacy stream both ways */
+    int *dpos;            /* device (1): the step's position */
+    int32_t *argmax;      /* device (2): cbk_argmax's id and non-finite flag */
+    float *rope;          /* device: per RoPE table, cos (rope_cap, dim/2) then sin */
+    size_t *rope_off;     /* (n_ropes) each table's offset in rope */
+    int rope_cap;         /* positions the tables hold */
+    int graphs;           /* capture steps (CB_CUDA_GRAPHS=0: no) */
+    int mode;             /* enum step_mode of the pass running */
+    unsigned long gen;    /* counts moves of what a graph points at */
+    cudaGraphExec_t exec; /* NULL: none captured */
+    step_key key;         /* what exec was captured under */
+    long captures, replays;
+} cuda_step;
+
+static cuda_step *step_of(const cb_decode *d) { return (cuda_step *)d->dev; }
+
+static void step_free(cb_backend *be, cb_decode *d) {
+    cuda_step *st = step_of(d);
+    if (!st) return;
+    if (st->exec) cudaGraphExecDestroy(st->exec);
+    if (st->stream) cudaStreamDestroy(st->stream);
+    be->free(be, st->dpos);
+    be->free(be, st->argmax);
+    be->free(be, st->rope);
+    free(st->rope_off);
+    free(st);
+    d->dev = NULL;
+}
+
+static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
+    cuda_step *st = cb_calloc(1, sizeof *st, e);
+    if (!st) return e->code;
+    d->dev = st;
+    const char *env = getenv("CB_CUDA_GRAPHS");
+    st->graphs = !(env && strcmp(env, "0") == 0);
+    st->rope_off = cb_calloc(d->prog->n_ropes ? (size_t)d->prog->n_ropes : 1, sizeof *st->rope_off, e);
+    if (!st->rope_off) return e->code;
+    if (cudaStreamCreate(&st->stream) != cudaSuccess) {
+        st->stream = NULL;
+        return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: no stream could be created");
+    }
+    if (!(st->dpos = be->alloc(be, sizeof *st->dpos, e))) return e->code;
+    if (!(st->argmax = be->alloc(be, 2 * sizeof *st->argmax, e))) return e->code;
+    cbk_attn_decode_prepare(); /* not a stream operation: before any capture */
+    d->rope_on_device = 1;
+    return CB_OK;
+}
+
+/* The RoPE tables for positions 0 .. need-1 on the device (at least doubling), computed as
+ * infer/session.c's fill_rope computes a pass's rows (float angle, double cos and sin). */
+static int rope_reserve(cb_backend *be, cb_decode *d, int need, cb_error *e) {
+    cuda_step *st = step_of(d);
+    const cb_program *p = d->prog;
+    if (!p->n_ropes || need <= st->rope_cap) return CB_OK;
+    long long want = st->rope_cap ? 2LL * st->rope_cap : 256;
+    if (want < need) want = need;
+    if (want > INT32_MAX) want = need;
+    const int cap = (int)want;
+    size_t total = 0;
+    int max_half = 1;
+    for (int i = 0; i < p->n_ropes; i++) {
+        const int half = p->ropes[i].dim / 2;
+        st->rope_off[i] = total;
+        total += 2 * (size_t)cap * half;
+        if (half > max_half) max_half = half;
+    }
+    float *host = cb_malloc(total ? total : 1, sizeof *host, e);
+    double *f = host ? cb_malloc((size_t)max_half, sizeof *f, e) : NULL;
+    if (!f) {
+        free(host);
+        return e->code;
+    }
+    for (int i = 0; i < p->n_ropes; i++) {
+        const int half = p->ropes[i].dim / 2;
+        cb_rope_inv_freq(f, p->ropes[i].dim, p->ropes[i].theta, &p->ropes[i].scaling);
+        float *cos_t = host + st->rope_off[i], *sin_t = cos_t + (size_t)cap * half;
+        for (int t = 0; t < cap; t++)
+            for (int j = 0; j < half; j++) {
+                float angle = (float)t * (float)f[j];
+                cos_t[(size_t)t * half + j] = (float)cos((double)angle);
+                sin_t[(size_t)t * half + j] = (float)sin((double)angle);
+            }
+    }
+    free(f);
+    float *dev = be->alloc(be, total * sizeof *dev, e);
+    int rc = dev ? be->upload(be, dev, host, total * sizeof *dev, e) : e->code;
+    free(host);
+    if (rc != CB_OK) {
+        be->free(be, dev);
+        return rc;
+    }
+    be->free(be, st->rope);
+    st->rope = dev;
+    st->rope_cap = cap;
+    st->gen++;
+    return CB_OK;
+}
+
+int cb_cuda_decode_graph_counts(const cb_decode *d, long *captures, long *replays) {
+    const cuda_step *st = step_of(d);
+    if (!st) return 0;
+    *captures = st->captures;
+    *replays = st->replays;
+    return st->graphs;
+}
+
 static void free_tensor(cb_backend *be, cb_kv_tensor *t) {
     be->free(be, t->data);
     t->data = NULL;
@@ -172,6 +311,7 @@ static void free_tensor(cb_backend *be, cb_kv_tensor *t) {
 }
 
 void cb_cuda_decode_free(cb_backend *be, cb_decode *d) {
+    step_free(be, d);
     be->free(be, d->work);
     be->free(be, d->attn_scratch);
     free(d->op_layer);
@@ -213,6 +353,7 @@ int cb_cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const
         rc = cb_kv_cache_init(&d->kv, n_layers, cfgs, &cfg->kinds, 0, e); /* no storage yet */
     }
     if (rc == CB_OK) rc = convert_weights(be, d, p, params, weights, cfg->weight_kind, e);
+    if (rc == CB_OK) rc = step_init(be, d, e);
     free(cfgs);
     if (rc != CB_OK) cb_cuda_decode_free(be, d);
     return rc;
@@ -243,17 +384,23 @@ static int tensor_reserve(cb_backend *be, cb_kv_tensor *t, int cap, cb_error *e)
 /* Make room for m more tokens in every cache and in the attention scratch, before any state
  * changes, so that a pass either runs whole or leaves the state as it was. */
 int cb_cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_error *e) {
+    cuda_step *st = step_of(d);
     size_t need = 0;
     for (int i = 0; i < d->prog->n_ops; i++) {
         const cb_op *op = &d->prog->ops[i];
         if (op->kind != CB_OP_ATTENTION) continue;
         const head_dims h = dims_of(&op->attn);
-        size_t n = cbk_attn_decode_work(m, h.H, h.Hkv, h.ds, h.dr, h.dv, pos0 + m);
-        if (n > need) need = n;
         cb_layer_cache *c = &d->kv.layers[d->op_layer[i]];
+        const void *was[3] = {c->k.data, c->k_sem.data, c->v.data};
         CB_TRY(tensor_reserve(be, &c->k, pos0 + m, e));
         CB_TRY(tensor_reserve(be, &c->k_sem, pos0 + m, e));
         CB_TRY(tensor_reserve(be, &c->v, pos0 + m, e));
+        if (was[0] != c->k.data || was[1] != c->k_sem.data || was[2] != c->v.data) st->gen++;
+        size_t n = cbk_attn_decode_work(m, h.H, h.Hkv, h.ds, h.dr, h.dv, pos0 + m);
+        if (n > need) need = n;
+        /* a step's attention plans for the whole capacity (cbk_attn_decode_at) */
+        n = cbk_attn_decode_work(1, h.H, h.Hkv, h.ds, h.dr, h.dv, c->v.cap);
+        if (n > need) need = n;
     }
     if (need > d->attn_scratch_elems) {
         size_t cap = d->attn_scratch_elems * 2 > need ? d->attn_scratch_elems * 2 : need;
@@ -262,8 +409,9 @@ int cb_cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_err
         be->free(be, d->attn_scratch);
         d->attn_scratch = q;
         d->attn_scratch_elems = cap;
+        st->gen++;
     }
-    return CB_OK;
+    return rope_reserve(be, d, pos0 + m, e);
 }
 
 void cb_cuda_decode_truncate(cb_backend *be, cb_decode *d, int len) {
@@ -271,10 +419,16 @@ void cb_cuda_decode_truncate(cb_backend *be, cb_decode *d, int len) {
     cb_kv_cache_truncate(&d->kv, len); /* lengths only: the host side */
 }
 
-/* Nothing to hold: every launch goes to the legacy default stream in order, and the
- * logits' download waits for them. */
+/* Nothing to hold around a pass: a step's stream and graph are taken at its first op and
+ * given back at its last (cb_cuda_decode_op_forward). */
 void cb_cuda_decode_begin(cb_backend *be) { (void)be; }
 void cb_cuda_decode_end(cb_backend *be) { (void)be; }
+
+/* 1 while a step's ops launch on its stream with the position on the device */
+static int on_step(const cb_decode *d) {
+    const int mode = step_of(d)->mode;
+    return mode == STEP_PLAIN || mode == STEP_CAPTURE;
+}
 
 static const float *W(const cb_pass *p, const cb_op *op, int role) {
     return op->p[role] == CB_NO_PARAM ? NULL : p->weights + op->p[role];
@@ -322,12 +476,30 @@ static void rope_rows(const cb_pass *p, const cb_op *op, const float **cos_t, co
     *sin_t = *cos_t + (size_t)p->prog->T * (t->dim / 2);
 }
 
-/* n rows (n, n_heads * head_dim) into tensor t at token pos (reserved). */
-static void append(cb_kv_tensor *t, const float *rows, int pos, int n) {
+/* n rows (n, n_heads * head_dim) into tensor t at token pos (reserved); dpos non-NULL: at
+ * the position it holds on the device (a step) */
+static void append(cb_kv_tensor *t, const float *rows, int pos, const int *dpos, int n) {
     if (!t->n_heads) return;
-    cbk_quantize_rows(t->data + (size_t)pos * t->row_bytes, t->head_bytes, rows, (size_t)t->head_dim, (int)t->kind,
-                      n * t->n_heads, t->head_dim);
-    t->len = pos + n;
+    if (dpos)
+        cbk_quantize_rows_at(t->data, t->head_bytes, dpos, t->row_bytes, rows, (size_t)t->head_dim, (int)t->kind,
+                             n * t->n_heads, t->head_dim);
+    else
+        cbk_quantize_rows(t->data + (size_t)pos * t->row_bytes, t->head_bytes, rows, (size_t)t->head_dim,
+                          (int)t->kind, n * t->n_heads, t->head_dim);
+}
+
+/* The host's side of an attention op's pass: the cache lengths after it, the decode plan's
+ * choice for that length (its bucket kept for the runtime's report). A replayed step runs
+ * only this. */
+static cb_decode_plan attention_lengths(cb_pass *p, int oi) {
+    cb_decode *dc = p->decode;
+    cb_layer_cache *cache = &dc->kv.layers[dc->op_layer[oi]];
+    const int len = p->pos0 + p->T;
+    if (cache->k.n_heads) cache->k.len = len;
+    cache->k_sem.len = len;
+    if (cache->v.n_heads) cache->v.len = len;
+    cache->len = len;
+    return cb_decode_plan_pick(dc->cfg.plan, len, &dc->last_bucket);
 }
 
 static cbk_kv_view view_of(const cb_kv_tensor *t) {
@@ -373,15 +545,18 @@ static void decode_attention(cb_pass *p, int oi, float *out, const float *in) {
         cbk_attn_gate(gate, a->decoupled_gate ? W(p, op, CB_P_GATE_A) : NULL, a->decoupled_gate_dynamic, (size_t)m,
                       d.H);
     }
-    append(&cache->k, k, pos0, m);
-    if (dec) append(&cache->k_sem, k_sem, pos0, m);
-    else cache->k_sem.len = pos0 + m;
-    append(&cache->v, v, pos0, m);
-    cache->len = pos0 + m;
-    const cb_decode_plan plan = cb_decode_plan_pick(dc->cfg.plan, pos0 + m, &dc->last_bucket);
+    const int *dpos = on_step(dc) ? step_of(dc)->dpos : NULL;
+    append(&cache->k, k, pos0, dpos, m);
+    if (dec) append(&cache->k_sem, k_sem, pos0, dpos, m);
+    append(&cache->v, v, pos0, dpos, m);
+    const cb_decode_plan plan = attention_lengths(p, oi);
     const cbk_kv_view kv = view_of(&cache->k), ks = view_of(&cache->k_sem), vv = view_of(&cache->v);
-    cbk_attn_decode(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H, d.Hkv,
-                    d.ds, d.dr, d.dv, pos0, plan.local_window);
+    if (dpos)
+        cbk_attn_decode_at(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H,
+                           d.Hkv, d.ds, d.dr, d.dv, dpos, plan.local_window, cache->v.cap);
+    else
+        cbk_attn_decode(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H,
+                        d.Hkv, d.ds, d.dr, d.dv, pos0, plan.local_window);
     proj(p, oi, CB_P_O_W, out, att, bias ? W(p, op, CB_P_O_B) : NULL);
 }
 
@@ -424,12 +599,7 @@ static void decode_linear(cb_pass *p, int i, float *out, const float *in) {
     }
 }
 
-int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
-    if (c->failed) {
-        *e = c->err;
-        return e->code;
-    }
-    ctx_now = c;
+static int run_op(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     const cb_program *prog = p->prog;
     const cb_op *op = &prog->ops[i];
     const int m = p->T;
@@ -440,7 +610,12 @@ int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     const size_t n_out = (size_t)m * prog->slots[op->out].width;
     switch (op->kind) {
     case CB_OP_EMBED:
-        cbk_embedding_forward(out, p->tokens, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_POS), 1, m, op->d_out, p->pos0);
+        if (on_step(p->decode))
+            cbk_embedding_forward_at(out, p->tokens, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_POS), m, op->d_out,
+                                     step_of(p->decode)->dpos);
+        else
+            cbk_embedding_forward(out, p->tokens, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_POS), 1, m, op->d_out,
+                                  p->pos0);
         break;
     case CB_OP_RMSNORM: cbk_rmsnorm_forward(out, work, in, W(p, op, CB_P_WEIGHT), m, op->d_in, op->eps); break;
     case CB_OP_LAYERNORM:
@@ -476,5 +651,134 @@ int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     }
     }
     if (cb_cuda_check_launch(c, "decode")) return cb_fail(e, CB_E_RUNTIME, c->err.where, "%s", c->err.msg);
+    return CB_OK;
+}
+
+/* The step's RoPE rows (row 0 of each table of the pass's rope arena) from the device's
+ * tables at the position on the device: the first launches of a step. */
+static void step_rope_rows(cb_pass *p) {
+    const cuda_step *st = step_of(p->decode);
+    const cb_program *prog = p->prog;
+    for (int i = 0; i < prog->n_ropes; i++) {
+        const int half = prog->ropes[i].dim / 2;
+        float *cos_out = p->rope + prog->ropes[i].offset, *sin_out = cos_out + (size_t)prog->T * half;
+        const float *cos_tab = st->rope + st->rope_off[i], *sin_tab = cos_tab + (size_t)st->rope_cap * half;
+        cbk_rope_rows_at(cos_out, sin_out, cos_tab, sin_tab, st->dpos, half);
+    }
+}
+
+/* A capture left open by a failing op is closed and dropped (its stream usable again). */
+static void step_abandon(cuda_step *st) {
+    if (st->mode == STEP_CAPTURE) {
+        cudaGraph_t g = NULL;
+        if (cudaStreamEndCapture(st->stream, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+        cudaGetLastError();
+    }
+    st->mode = STEP_HOST;
+    cbk_set_stream(NULL);
+}
+
+/* Op 0 of a pass: a pass of several rows runs as ever; a step uploads its position, then
+ * replays the graph captured under the same key, or captures one (or, with graphs off,
+ * launches on its stream uncaptured). */
+static int step_begin(cb_pass *p, cb_error *e) {
+    cb_decode *d = p->decode;
+    cuda_step *st = step_of(d);
+    st->mode = STEP_HOST;
+    cbk_set_stream(NULL);
+    if (p->T != 1) return CB_OK;
+    if (cudaMemcpyAsync(st->dpos, &p->pos0, sizeof p->pos0, cudaMemcpyHostToDevice, st->stream) != cudaSuccess)
+        return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: uploading the step's position failed");
+    step_key k;
+    memset(&k, 0, sizeof k);
+    k.gen = st->gen;
+    k.slots = p->slots, k.tokens = p->tokens, k.weights = p->weights, k.rope = p->rope;
+    k.head_rows = p->head_rows;
+    k.window = cb_decode_plan_pick(d->cfg.plan, p->pos0 + 1, NULL).local_window;
+    if (st->graphs && st->exec && memcmp(&k, &st->key, sizeof k) == 0) {
+        if (cudaGraphLaunch(st->exec, st->stream) != cudaSuccess)
+            return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching the step's graph failed");
+        st->mode = STEP_REPLAY;
+        st->replays++;
+        return CB_OK;
+    }
+    if (st->exec) cudaGraphExecDestroy(st->exec);
+    st->exec = NULL;
+    cbk_set_stream(st->stream);
+    st->mode = STEP_PLAIN;
+    if (st->graphs && cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+        st->key = k;
+        st->mode = STEP_CAPTURE;
+    } else if (st->graphs) { /* no capture on this device: the step uncaptured from now on */
+        cudaGetLastError();
+        st->graphs = 0;
+    }
+    step_rope_rows(p);
+    return CB_OK;
+}
+
+/* The last op: a captured step becomes the graph and runs; a graph that cannot be made
+ * turns graphs off and the step runs once more uncaptured (its ops are the same). */
+static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
+    cuda_step *st = step_of(p->decode);
+    const int mode = st->mode;
+    st->mode = STEP_HOST;
+    cbk_set_stream(NULL);
+    if (mode != STEP_CAPTURE) return CB_OK;
+    cudaGraph_t g = NULL;
+    cudaError_t err = cudaStreamEndCapture(st->stream, &g);
+    if (err == cudaSuccess) err = cudaGraphInstantiate(&st->exec, g, 0);
+    if (g) cudaGraphDestroy(g);
+    if (err == cudaSuccess) err = cudaGraphLaunch(st->exec, st->stream);
+    if (err == cudaSuccess) {
+        st->captures++;
+        return CB_OK;
+    }
+    cudaGetLastError();
+    if (st->exec) cudaGraphExecDestroy(st->exec);
+    st->exec = NULL;
+    st->graphs = 0;
+    st->mode = STEP_PLAIN;
+    cbk_set_stream(st->stream);
+    step_rope_rows(p);
+    int rc = CB_OK;
+    for (int i = 0; i < p->prog->n_ops && rc == CB_OK; i++) rc = run_op(c, p, i, e);
+    st->mode = STEP_HOST;
+    cbk_set_stream(NULL);
+    return rc;
+}
+
+int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
+    cuda_step *st = step_of(p->decode);
+    if (c->failed) {
+        step_abandon(st);
+        *e = c->err;
+        return e->code;
+    }
+    ctx_now = c;
+    int rc = i == 0 ? step_begin(p, e) : CB_OK;
+    if (rc == CB_OK && st->mode == STEP_REPLAY) {
+        if (p->prog->ops[i].kind == CB_OP_ATTENTION) attention_lengths(p, i);
+    } else if (rc == CB_OK) {
+        rc = run_op(c, p, i, e);
+    }
+    if (rc == CB_OK && i == p->prog->n_ops - 1) rc = step_end(c, p, e);
+    if (rc != CB_OK) step_abandon(st);
+    return rc;
+}
+
+void cb_cuda_decode_set_graphs(cb_decode *d, int on) {
+    cuda_step *st = step_of(d);
+    if (st) st->graphs = on;
+}
+
+int cb_cuda_decode_argmax(cb_backend *be, cb_decode *d, const float *x, int n, int *id, int *nonfinite,
+                          cb_error *e) {
+    const cuda_step *st = step_of(d);
+    cbk_argmax(st->argmax, x, n);
+    int32_t h[2];
+    CB_TRY(be->download(be, h, st->argmax, sizeof h, e));
+    *id = h[0];
+    *nonfinite = h[1];
     return CB_OK;
 }

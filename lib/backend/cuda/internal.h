@@ -108,6 +108,9 @@ void cb_cuda_decode_free(cb_backend *be, cb_decode *d);
 void cb_cuda_decode_begin(cb_backend *be);
 void cb_cuda_decode_end(cb_backend *be);
 int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e);
+/* backend.h's decode_argmax: cbk_argmax on the device, 8 bytes back */
+int cb_cuda_decode_argmax(cb_backend *be, cb_decode *d, const float *x, int n, int *id, int *nonfinite,
+                          cb_error *e);
 
 /* ops.c */
 int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e);

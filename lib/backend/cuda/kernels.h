@@ -1,6 +1,7 @@
 /* kernels.h: the CUDA kernels of kernels/ (one .cu a layer) as C functions that launch them on the
  * backend's stream (the legacy default stream: every launch, copy and cuBLAS call of the
- * backend is ordered by it). Each group mirrors the lib/ file named before it and is
+ * backend is ordered by it; a decode step's launches go to decode.c's stream, which is
+ * ordered with it, see cbk_set_stream). Each group mirrors the lib/ file named before it and is
  * written to give that file's results: the same formulas in the same float operations
  * (nvcc is told -fmad=false, as the CPU's C11 build contracts nothing), sums in another
  * order. Every pointer is device memory; sizes are elements. "work" arguments are device
@@ -15,6 +16,11 @@
 extern "C" {
 #endif
 
+/* ---- the stream every launch below goes to: NULL (the default) is the legacy default
+ * stream, the backend's; decode.c points it at its own stream around a decode step, which
+ * it captures as a CUDA graph (decode_step.cu defines it) ---- */
+void cbk_set_stream(void *stream);
+
 /* ---- reduce.cu: column sums (bias and norm weight gradients), deterministic ---- */
 /* floats of work cbk_colsum_* needs for (N, C) */
 size_t cbk_colsum_work(int N, int C);
@@ -28,6 +34,10 @@ void cbk_to_bf16(uint16_t *dst, const float *src, size_t n);
 /* ---- embedding.cu (layers/embedding.c) ---- */
 void cbk_embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe, int B, int T,
                            int C, int pos0);
+/* the same for one sequence of T rows whose first position is *dpos (device memory: a
+ * graphed decode step reads it there) */
+void cbk_embedding_forward_at(float *out, const int32_t *tokens, const float *wte, const float *wpe, int T, int C,
+                              const int *dpos);
 /* dwte rows shared between positions are added with atomics (order not fixed) */
 void cbk_embedding_backward(float *dwte, float *dwpe, const float *dout, const int32_t *tokens, int B, int T,
                             int C);
@@ -148,6 +158,10 @@ void cbk_dequantize_rows(float *dst, const void *W, size_t row_bytes, int kind, 
 /* rows (rows, cols) floats of stride src_ld into kind, dst rows of stride dst_ld bytes, each
  * cb_kv_kind_bytes(kind, cols) bytes, the bytes tensor/quant.c's cb_kv_quantize_row writes */
 void cbk_quantize_rows(void *dst, size_t dst_ld, const float *src, size_t src_ld, int kind, int rows, int cols);
+/* the same into dst + *dpos * pos_ld (dpos device memory: a cache's row at the position a
+ * graphed decode step reads there) */
+void cbk_quantize_rows_at(void *dst, size_t dst_ld, const int *dpos, size_t pos_ld, const float *src,
+                          size_t src_ld, int kind, int rows, int cols);
 /* One cached tensor of infer/kv_cache.h on the device: data (len, n_heads, head_bytes). */
 typedef struct cbk_kv_view {
     const void *data;
@@ -162,6 +176,22 @@ size_t cbk_attn_decode_work(int m, int H, int Hkv, int ds, int dr, int dv, int k
 void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem, const float *gate,
                      const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
                      int ds, int dr, int dv, int pos0, int window);
+/* the same with pos0 read from device memory (*dpos), for any pos0 + m <= kv_cap: the grid
+ * and shared memory are kv_cap's (work: cbk_attn_decode_work(m, ..., kv_cap)), so a CUDA
+ * graph captured once serves every length; the sums are cbk_attn_decode's, in its order */
+void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_sem, const float *gate,
+                        const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
+                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap);
+/* set the split kernel's shared-memory limit (before a capture: not a stream operation) */
+void cbk_attn_decode_prepare(void);
+
+/* ---- decode_step.cu: a graphed decode step's own kernels ---- */
+/* cos_out, sin_out (half) = row *dpos of the tables cos_tab, sin_tab (positions, half) */
+void cbk_rope_rows_at(float *cos_out, float *sin_out, const float *cos_tab, const float *sin_tab, const int *dpos,
+                      int half);
+/* out[0] = the first index of the largest finite value of x (n) (infer/sample.c's
+ * cb_argmax where all are finite), -1 when none is; out[1] = 1 when some is not finite */
+void cbk_argmax(int32_t *out, const float *x, int n);
 
 /* ---- flash_attention.cu (layers/attention.c's attention core, for the amp path):
  * bf16 tiles on the tensor cores with float32 sums, no (T, T) score matrix. The score of

@@ -8,7 +8,11 @@
  *  - a long context (many splits over the keys, at one query and at prefill chunks), with
  *    and without a local window, over fp32 and q8_0 caches;
  *  - greedy generation on the GPU gives the CPU's tokens, prefill in one pass and chunked;
- *  - truncate (speculative rollback) then continue, across a growth of the cache.
+ *  - truncate (speculative rollback) then continue, across a growth of the cache;
+ *  - decode steps captured as CUDA graphs give the logits of the same steps uncaptured,
+ *    bit for bit, and the CPU's within TOL, over hundreds of steps across growths of the
+ *    cache and of the RoPE tables and changes of the decode plan's window (each a new
+ *    capture), and greedy sampling on the GPU picks the CPU's tokens.
  * Skips, saying why, where the build has no CUDA backend or the machine no GPU. */
 #include "test.h"
 
@@ -448,4 +452,113 @@ TEST(truncate_then_continue) {
     if (!(d <= 1e-3)) FAILF("gpu vs cpu after rollback: %.3g", d);
     for (int i = 0; i < 2; i++) free(logits[i][0]), free(logits[i][1]);
     cb_model_free(&m);
+}
+
+#ifdef CB_HAVE_CUDA
+/* Logits of tokens[0..T) (a prompt of P in one call, then a token a call) with the GPU's
+ * steps graphed or not; captures and replays counted. out (T, V). */
+static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_plan_config *plan, int graphs,
+                        const int32_t *tokens, int T, int P, float *out, int32_t *argmax, long *captures,
+                        long *replays) {
+    cb_session s;
+    cb_session_config c = cb_session_config_default();
+    c.backend = o->be;
+    c.chunk = o->chunk;
+    c.weight_kind = o->weights;
+    c.kinds.k = c.kinds.k_sem = c.kinds.v = o->cache;
+    c.plan = *plan;
+    cb_error e;
+    if (cb_session_init(&s, m, &c, &e) != CB_OK) {
+        FAILF("session on %s: %s: %s", o->be->name, e.where, e.msg);
+        return 1;
+    }
+    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_graphs(&s.dec, graphs);
+    int rc = cb_session_forward(&s, tokens, P, out, 1, &e);
+    for (int t = P; rc == CB_OK && t < T; t++) {
+        if (argmax && t % 2) { /* every other step greedy on the device: its logits read back after */
+            int bad = 1;
+            rc = cb_session_forward_argmax(&s, tokens + t, 1, &argmax[t], &bad, &e);
+            if (rc == CB_OK && bad) FAILF("step %d: non-finite logits", t);
+            const float *slot = s.slots + s.prog.slots[s.prog.logits_slot].offset;
+            if (rc == CB_OK) rc = o->be->download(o->be, out + (size_t)t * s.vocab, slot, sizeof(float) * s.vocab, &e);
+        } else {
+            rc = cb_session_forward(&s, tokens + t, 1, out + (size_t)t * s.vocab, 0, &e);
+        }
+    }
+    if (rc != CB_OK) FAILF("forward on %s (graphs %d): %s", o->be->name, graphs, e.msg);
+    *captures = *replays = 0;
+    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_graph_counts(&s.dec, captures, replays);
+    cb_session_free(&s);
+    return rc != CB_OK;
+}
+#endif
+
+/* Graphed steps against uncaptured ones and the CPU: fp32 weights and cache (and bf16
+ * weights with a q8_0 cache, GPU against GPU); Llama (tied, GQA) over 300 steps (the
+ * cache grows 16 -> 512 tokens and the RoPE tables past 256 positions: each move a new
+ * capture; the decode plan's window changes at 100 and 200 keys: a new capture each),
+ * GPT-2 (learned positions, the position read on the device) and DBA (both gates). The
+ * same kernels run either way, so graphed and uncaptured logits are equal bit for bit;
+ * against the CPU TOL holds as in the tests above. Greedy argmax on the GPU (every other
+ * step) is the CPU's cb_argmax of the same logits. */
+TEST(graphed_steps_equal_uncaptured_and_cpu) {
+    cb_backend *be = gpu();
+    if (!be) return;
+#ifdef CB_HAVE_CUDA
+    struct { const char *name, *yaml; int T, P, windows; cb_kv_kind w, c; } cases[] = {
+        {"llama_tied fp32", IU_LLAMA, 300, 9, 1, CB_KV_F32, CB_KV_F32},
+        {"llama_tied bf16/q8_0", IU_LLAMA, 140, 9, 0, CB_KV_BF16, CB_KV_Q8_0},
+        {"gpt2 fp32", IU_GPT2, 40, 5, 0, CB_KV_F32, CB_KV_F32},
+        {"dba fp32", IU_DBA, 60, 7, 0, CB_KV_F32, CB_KV_F32},
+    };
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        cb_model m;
+        if (iu_model(&m, cases[c].yaml, 21, 5.0)) { FAILF("%s: model", cases[c].name); return; }
+        const int V = vocab_of(&m), T = cases[c].T, P = cases[c].P;
+        int32_t *tokens = calloc((size_t)T, sizeof *tokens), *amax = calloc((size_t)T, sizeof *amax);
+        iu_tokens(tokens, T, V, 31 + (int)c);
+        cb_decode_plan_config plan = cb_decode_plan_config_default();
+        if (cases[c].windows) { /* no window below 100 keys, 48 below 200, then 80 */
+            plan.bucket_short = 100, plan.bucket_mid = 200;
+            plan.when_short.local_window = 0, plan.when_mid.local_window = 48, plan.when_long.local_window = 80;
+        }
+        float *cpu = calloc((size_t)T * V, sizeof *cpu), *off = calloc((size_t)T * V, sizeof *off),
+              *on = calloc((size_t)T * V, sizeof *on);
+        long cap_off, rep_off, cap_on, rep_on, cc, cr;
+        sess_opts og = {be, 4, cases[c].w, cases[c].c, 0}, oc = {cb_backend_cpu(), 4, CB_KV_F32, CB_KV_F32, 0};
+        const int fp32 = cases[c].w == CB_KV_F32 && cases[c].c == CB_KV_F32;
+        int bad = graph_logits(&m, &og, &plan, 0, tokens, T, P, off, NULL, &cap_off, &rep_off) ||
+                  graph_logits(&m, &og, &plan, 1, tokens, T, P, on, amax, &cap_on, &rep_on) ||
+                  (fp32 && graph_logits(&m, &oc, &plan, 0, tokens, T, P, cpu, NULL, &cc, &cr));
+        if (!bad) {
+            const size_t n = (size_t)T * V;
+            double same = iu_rel_diff(on, off, n);
+            char what[160];
+            snprintf(what, sizeof what, "%s: graphed vs uncaptured (%ld captures, %ld replays)", cases[c].name,
+                     cap_on, rep_on);
+            REPORT_DIFF(what, same, 0);
+            if (!(same == 0)) FAILF("%s: %.3g", what, same);
+            EXPECT_EQ_INT(0, (int)cap_off);
+            EXPECT_EQ_INT(0, (int)rep_off);
+            /* one-row passes: the steps, and the prompt's last chunk when it has one row */
+            EXPECT(cap_on >= 1 && cap_on + rep_on == T - P + (P % og.chunk == 1));
+            if (cases[c].windows) EXPECT(cap_on >= 7); /* cache 16..512: 6 growths, tables, 2 windows */
+            EXPECT(rep_on > cap_on);
+            if (fp32) {
+                double d = iu_rel_diff(on, cpu, n);
+                snprintf(what, sizeof what, "%s: graphed vs cpu", cases[c].name);
+                REPORT_DIFF(what, d, TOL);
+                if (!(d <= TOL)) FAILF("%s: %.3g", what, d);
+            }
+            for (int t = P + 1; t < T; t += 2)
+                if (amax[t] != cb_argmax(on + (size_t)t * V, V)) {
+                    FAILF("%s: step %d: argmax on the gpu %d, on the host %d", cases[c].name, t, amax[t],
+                          cb_argmax(on + (size_t)t * V, V));
+                    break;
+                }
+        }
+        free(tokens), free(amax), free(cpu), free(off), free(on);
+        cb_model_free(&m);
+    }
+#endif
 }
