@@ -236,6 +236,19 @@ static int set_amp(const json_t *run, const cb_backend *be, cb_error *e) {
     if (v && !json_is_boolean(v) && !is_auto)
         return cb_fail(e, CB_E_USAGE, cb_loc(given, "amp"), "train.amp: expected true, false or auto");
     int cuda = be->device == CB_DEVICE_CUDA;
+    /* fsdp_mixed_precision is PyTorch FSDP's name for it: amp true (cb-manifest(5)) */
+    const json_t *fmp = json_is_object(given) ? json_object_get(given, "fsdp_mixed_precision") : NULL;
+    if (json_is_true(fmp)) {
+        if (json_is_false(v))
+            return cb_fail(e, CB_E_USAGE, cb_loc(given, "fsdp_mixed_precision"),
+                           "train.fsdp_mixed_precision: true is amp true, and train.amp says false");
+        if (!cuda)
+            return cb_fail(e, CB_E_USAGE, cb_loc(given, "fsdp_mixed_precision"),
+                           "train.fsdp_mixed_precision: true (bf16 products, amp) needs the cuda device; the %s "
+                           "backend trains in float32 only",
+                           be->name);
+        v = fmp;
+    }
     if (json_is_true(v) && !cuda)
         return cb_fail(e, CB_E_USAGE, cb_loc(given, "amp"),
                        "train.amp: true needs the cuda device; the %s backend trains in float32 only (amp: auto "

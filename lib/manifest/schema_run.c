@@ -145,6 +145,7 @@ static const cb_field train_fields[] = {
     FIELD("fsdp_sharding_strategy", T_ENUM("SHARD_GRAD_OP", "NO_SHARD", "FULL_SHARD"), .def = "\"SHARD_GRAD_OP\"",
           .when_key = "strategy", .when_in = strat_fsdp),
     FIELD("fsdp_activation_checkpointing", T_BOOL, .def = "false", .when_key = "strategy", .when_in = strat_fsdp),
+    FIELD("fsdp_mixed_precision", T_BOOL, .def = "false", .when_key = "strategy", .when_in = strat_fsdp),
     FIELD("log_every", T_INT_GE(1), .def = "10"),
     FIELD("eval_every", T_INT_GE(0), .def = "100"),
     FIELD("eval_iters", T_INT_GE(1), .def = "20"),

@@ -38,7 +38,8 @@ static void plan_key(char key[65], const cb_model *m, const json_t *train, const
     cb_stamp_add_json(&s, "model", json_object_get(m->plan, "model"));
     snprintf(line, sizeof line, "batch %d block %d accum %d optimizer %d dtype %s amp %d", c->batch_size,
              c->block_size, c->grad_accum, (int)c->optimizer.kind, str(train, "dtype") ? str(train, "dtype") : "float32",
-             json_is_true(json_object_get(train, "amp")) || json_is_string(json_object_get(train, "amp")));
+             json_is_true(json_object_get(train, "amp")) || json_is_string(json_object_get(train, "amp")) ||
+                 json_is_true(json_object_get(train, "fsdp_mixed_precision")));
     cb_stamp_add(&s, "train", line);
     if (c->batch_auto) { /* added only for auto: the keys of a numbered batch stay what they were */
         const char *budget = getenv("CB_MEMORY_BUDGET_MB");
@@ -192,7 +193,8 @@ static void decide_dtype(cb_runtime_plan *rp, const json_t *train, const cb_trai
     /* train.amp as cb-train sets it: true or auto on the CUDA backend: bf16 products with
      * float32 sums and master weights; the CPU has none (true there is cb-train's usage error) */
     const json_t *amp = json_object_get(train, "amp");
-    int asked = json_is_true(amp) || (json_is_string(amp) && strcmp(json_string_value(amp), "auto") == 0);
+    int asked = json_is_true(amp) || (json_is_string(amp) && strcmp(json_string_value(amp), "auto") == 0) ||
+                json_is_true(json_object_get(train, "fsdp_mixed_precision"));
     rp->amp = asked && !cpu;
     if (asked)
         snprintf(rp->dtype_why + strlen(rp->dtype_why), sizeof rp->dtype_why - strlen(rp->dtype_why), "; amp %s",

@@ -33,6 +33,21 @@ sed "s/amp: AMP/amp: fast/" "$TMP/amp.yml" > "$TMP/amp_bad.yml"
 expect_run amp_bad_value 3 "$CB_BIN/cb" compile "$TMP/amp_bad.yml"
 expect_err_line amp_bad_value.msg "amp: expected true, false or auto"
 
+# train.fsdp_mixed_precision is amp true under fsdp: on the CPU a usage error naming its
+# line, as amp true is; beside amp false, a contradiction named the same way
+sed 's/          optimizer: adamw/          optimizer: adamw\n          strategy: fsdp\n          fsdp_mixed_precision: true/' \
+    tests/cli/train/tiny.yml > "$TMP/fmp.yml"
+sed 's/          fsdp_mixed_precision: true/          fsdp_mixed_precision: true\n          amp: false/' "$TMP/fmp.yml" > "$TMP/fmp_amp_false.yml"
+for f in fmp fmp_amp_false; do
+    "$CB_BIN/cb" compile "$TMP/$f.yml" > "$TMP/$f.json" || not_ok "$f.compile" "does not compile"
+done
+expect_run fmp_on_cpu 2 train --device cpu --run adamw --steps 2 -o "$TMP/fmp_cpu" "$TMP/fmp.json"
+expect_err_line fmp_on_cpu.msg "fmp\.yml:[0-9]+:[0-9]+: train\.fsdp_mixed_precision: true \(bf16 products, amp\) needs the cuda device"
+expect_run fmp_amp_false 2 train --device cpu --run adamw --steps 2 -o "$TMP/fmp_af" "$TMP/fmp_amp_false.json"
+expect_err_line fmp_amp_false.msg "train\.fsdp_mixed_precision: true is amp true, and train\.amp says false"
+sed 's/          optimizer: adamw/          optimizer: adamw\n          fsdp_mixed_precision: true/' tests/cli/train/tiny.yml > "$TMP/fmp_ddp.yml"
+expect_run fmp_needs_fsdp 3 "$CB_BIN/cb" compile "$TMP/fmp_ddp.yml"
+
 run train --device cuda --run adamw --steps 1 -o "$TMP/probe"
 if [ "$STATUS" -ne 0 ] && grep -qE "no cuda backend|none is present" "$TMP/err"; then
     echo "skip - $SCRIPT: $(sed 's/^cb-train: //' "$TMP/err" | head -n 1)"
@@ -104,6 +119,16 @@ if jq -s -e --slurpfile c "$TMP/mem_cpu.jsonl" 'length == 4 and ($c | length) ==
            $g.device_bytes >= $g.weight_bytes + $g.kv_bytes and $g.device_total_bytes > $g.device_bytes)' \
        "$TMP/mem_cuda.jsonl" > /dev/null; then ok bench_memory_device_bytes
 else not_ok bench_memory_device_bytes "$(jq -c '.values | [.kv_bytes, .weight_bytes, .device_bytes]' "$TMP/mem_cuda.jsonl" | tr '\n' ' ')"; fi
+
+# 4d. fsdp_mixed_precision on the GPU is amp true: the same losses as amp: true, bit for bit
+#     (one process: fsdp's sharding needs ranks; the precision is the same either way)
+sed 's/          optimizer: adamw/          optimizer: adamw\n          amp: true/' tests/cli/train/tiny.yml > "$TMP/amp_on.yml"
+"$CB_BIN/cb" compile "$TMP/amp_on.yml" > "$TMP/amp_on.json" || not_ok amp_on.compile "does not compile"
+expect_run gpu_amp_true 0 train --device cuda --run adamw -o "$TMP/gpu_amp" "$TMP/amp_on.json"
+expect_run gpu_fmp 0 train --device cuda --run adamw -o "$TMP/gpu_fmp" "$TMP/fmp.json"
+if [ -n "$(losses "$TMP/gpu_amp/metrics.jsonl")" ] &&
+    diff <(losses "$TMP/gpu_amp/metrics.jsonl") <(losses "$TMP/gpu_fmp/metrics.jsonl") > "$TMP/diff"; then ok gpu_fmp_is_amp
+else not_ok gpu_fmp_is_amp "$(head -c 300 "$TMP/diff")"; fi
 
 # 5. mixed precision (train.amp) on real text: presets/tiny_sotu.yml (GPT-2 tokens of the
 #    State of the Union addresses; CB_SOTU_DATA: a cb-data prepare of them, else prepared
