@@ -24,6 +24,7 @@
 #include "train/optimizer.h"
 #include "train/trainer.h"
 #include "../data/tmp_dir.h"
+#include "cuda_test.h"
 #ifdef CB_HAVE_CUDA
 #include "backend/cuda/cuda.h"
 #endif
@@ -36,20 +37,6 @@
 /* A training run of six steps: the same data, dropout masks and schedule. */
 #define TRAIN_TOL 1e-4
 
-static cb_backend *gpu(void) {
-#ifdef CB_HAVE_CUDA
-    cb_backend *be = cb_backend_cuda();
-    if (!be) {
-        snprintf(cb_test_why, sizeof cb_test_why, "%s", cb_backend_cuda_absent());
-        cb_test_skipped = 1;
-    }
-    return be;
-#else
-    snprintf(cb_test_why, sizeof cb_test_why, "this build has no cuda backend (no nvcc)");
-    cb_test_skipped = 1;
-    return NULL;
-#endif
-}
 
 static double max_abs(const float *a, size_t n) {
     double m = 0;

@@ -29,6 +29,7 @@
 #include "model/run.h"
 #include "model_util.h"
 #include "train/optimizer.h"
+#include "cuda_test.h"
 #ifdef CB_HAVE_CUDA
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/internal.h"
@@ -48,14 +49,6 @@
 #ifdef CB_HAVE_CUDA
 static unsigned long long seed = 0x5eedf00dULL;
 
-static cb_backend *gpu(void) {
-    cb_backend *be = cb_backend_cuda();
-    if (!be) {
-        snprintf(cb_test_why, sizeof cb_test_why, "%s", cb_backend_cuda_absent());
-        cb_test_skipped = 1;
-    }
-    return be;
-}
 
 /* float rounded to the nearest bf16 (ties to even), as __float2bfloat16_rn */
 static float bf16r(float x) {

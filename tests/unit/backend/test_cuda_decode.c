@@ -26,6 +26,7 @@
 #include "infer/generate.h"
 #include "infer/session.h"
 #include "tensor/quant.h"
+#include "cuda_test.h"
 #ifdef CB_HAVE_CUDA
 #include <cuda_runtime_api.h>
 #include "backend/cuda/cuda.h"
@@ -37,20 +38,6 @@
  * per op, grown through two layers of weights scaled 5x (attention far from uniform). */
 #define TOL 1e-4
 
-static cb_backend *gpu(void) {
-#ifdef CB_HAVE_CUDA
-    cb_backend *be = cb_backend_cuda();
-    if (!be) {
-        snprintf(cb_test_why, sizeof cb_test_why, "%s", cb_backend_cuda_absent());
-        cb_test_skipped = 1;
-    }
-    return be;
-#else
-    snprintf(cb_test_why, sizeof cb_test_why, "this build has no cuda backend (no nvcc)");
-    cb_test_skipped = 1;
-    return NULL;
-#endif
-}
 
 #define LLAMA_UNTIED IU_HEAD \
     "  embedder: {type: token, vocab_size: 70, d_model: 64}\n" \

@@ -36,6 +36,7 @@
 #include "model/model.h"
 #include "model/run.h"
 #include "model_util.h"
+#include "cuda_test.h"
 #ifdef CB_HAVE_CUDA
 #include "backend/cuda/cuda.h"
 #include "backend/cuda/kernels.h"
@@ -46,14 +47,6 @@
 #define MODEL_TOL 5e-2
 
 #ifdef CB_HAVE_CUDA
-static cb_backend *gpu(void) {
-    cb_backend *be = cb_backend_cuda();
-    if (!be) {
-        snprintf(cb_test_why, sizeof cb_test_why, "%s", cb_backend_cuda_absent());
-        cb_test_skipped = 1;
-    }
-    return be;
-}
 
 /* max |a - b| / max(max |b|, floor); NaN anywhere gives NaN */
 static double norm_err(const float *a, const double *b, size_t n, double floor) {

@@ -20,19 +20,12 @@
 #include "model/run.h"
 #include "model_util.h"
 #include "train/fsdp.h"
+#include "cuda_test.h"
 #ifdef CB_HAVE_CUDA
 #include "backend/cuda/cuda.h"
 #endif
 
 #ifdef CB_HAVE_CUDA
-static cb_backend *gpu(void) {
-    cb_backend *be = cb_backend_cuda();
-    if (!be) {
-        snprintf(cb_test_why, sizeof cb_test_why, "%s", cb_backend_cuda_absent());
-        cb_test_skipped = 1;
-    }
-    return be;
-}
 
 TEST(cuda_vmm_commit_release) {
     cb_backend *be = gpu();
