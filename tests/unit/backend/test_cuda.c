@@ -456,13 +456,3 @@ TEST(cuda_scratch_out_of_memory_stops_the_pass) {
     cb_model_free(&m);
     json_decref(plan);
 }
-
-/* Decoding on the GPU is not built: one CB_E_USAGE message, nothing else. */
-TEST(cuda_decoding_is_refused_clearly) {
-    cb_backend *be = gpu();
-    if (!be) return;
-    cb_decode d;
-    cb_error e;
-    EXPECT_EQ_INT(CB_E_USAGE, be->decode_init(be, &d, NULL, NULL, NULL, NULL, &e));
-    EXPECT(strstr(e.msg, "GPU decoding is not built yet") != NULL && strstr(e.msg, "--device cpu") != NULL);
-}
