@@ -383,6 +383,8 @@ static int add_bench(cb_graph *g, const json_t *b, cb_error *e) {
         if (rc == CB_OK) rc = arg(s, e, "%s=%s", name, dir);
     }
     const json_t *config = json_object_get(b, "config");
+    if (rc == CB_OK && str(b, "device")) rc = arg(s, e, "--device");
+    if (rc == CB_OK && str(b, "device")) rc = arg(s, e, "%s", str(b, "device"));
     if (rc == CB_OK) rc = input(s, str(config, "dataset"), e);
     if (rc == CB_OK) rc = arg(s, e, "-o");
     if (rc == CB_OK) rc = arg(s, e, "%s", s->output);

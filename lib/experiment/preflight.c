@@ -18,17 +18,18 @@ static int exists(const char *path) {
     return stat(path, &st) == 0;
 }
 
+/* a training run's train.device or a benchmark's device: cuda needs a GPU before anything starts */
 static int check_device(const cb_graph *g, const cb_stage *s, cb_error *e) {
-    const json_t *train = json_object_get(s->section, "train");
-    const char *device = str(train, "device");
+    const int bench = s->kind == CB_STAGE_BENCH;
+    const json_t *where = bench ? s->section : json_object_get(s->section, "train");
+    const char *device = str(where, "device");
     if (!device || strcmp(device, "cuda") != 0) return CB_OK;
     cb_backend *be;
     cb_error why;
     cb_error_clear(&why);
     if (cb_backend_open("cuda", &be, &why) == CB_OK) return CB_OK;
-    return cb_fail(e, CB_E_USAGE, cb_loc(train, "device"),
-                   "train.device: group %s needs a GPU (run %s asks for cuda) and there is none: %s", g->group_name,
-                   s->name, why.msg);
+    return cb_fail(e, CB_E_USAGE, cb_loc(where, "device"), "%s: group %s needs a GPU (%s %s asks for cuda) and there is none: %s",
+                   bench ? "device" : "train.device", g->group_name, bench ? "benchmark" : "run", s->name, why.msg);
 }
 
 /* a checkpoint a run starts from: teacher.ckpt, student.ckpt, teacher_ckpt, a sample's ckpt */
@@ -101,7 +102,8 @@ static int check_train_config(const cb_stage *s, const cb_graph *g, cb_error *e)
 
 int cb_preflight(const cb_graph *g, cb_tools *t, cb_error *e) {
     for (int i = 0; i < g->n; i++)
-        if (g->stages[i].kind == CB_STAGE_TRAIN) CB_TRY(check_device(g, &g->stages[i], e));
+        if (g->stages[i].kind == CB_STAGE_TRAIN || g->stages[i].kind == CB_STAGE_BENCH)
+            CB_TRY(check_device(g, &g->stages[i], e));
     for (int i = 0; i < g->n; i++) CB_TRY(check_checkpoints(g, &g->stages[i], e));
     for (int i = 0; i < g->n; i++) CB_TRY(check_data(g, &g->stages[i], e));
     for (int i = 0; i < g->n; i++)

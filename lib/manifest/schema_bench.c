@@ -71,5 +71,6 @@ static const cb_field benchmark_fields[] = {
     FIELD("description", T_STRING),
     FIELD("config", T_UNION(cb_benchmark_config_union), .required = 1),
     FIELD("models", T_LIST_NE(T_NAME), .required = 1),
+    FIELD("device", T_ENUM("cpu", "cuda", "auto")), /* cb-bench --device; absent: its default, the CPU */
 };
 const cb_schema cb_benchmark_schema = {"benchmark", benchmark_fields, CB_NFIELDS(benchmark_fields), NULL, NULL};

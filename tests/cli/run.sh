@@ -168,6 +168,15 @@ if echo "$probe" | grep -q "not in this build"; then
 else
     expect_run bench_tool_built 0 "$CB" run --dry-run b3.yml --group pipe -o bad
     expect_out bench_tool_built_stage "^bench-ppl: .*cb-bench --group pipe --bench ppl --model a=$W/bad/runs/a/final"
+    # a benchmark's device goes to cb-bench; cuda without a GPU stops everything first
+    sed 's/        models: \[a\]/        models: [a]\n        device: cpu/' b3.yml > b4.yml
+    expect_run bench_device 0 "$CB" run --dry-run b4.yml --group pipe -o bad
+    expect_out bench_device_stage "^bench-ppl: .*cb-bench --group pipe --bench ppl --model a=$W/bad/runs/a/final --device cpu "
+    if [ -z "$(nvidia-smi -L 2>/dev/null)" ]; then
+        sed 's/device: cpu/device: cuda/' b4.yml > b5.yml
+        expect_run bench_needs_gpu 2 "$CB" run b5.yml --group pipe -o bad
+        expect_err_line bench_needs_gpu_line "^cb run: b5.yml:[0-9]+:[0-9]+: device: group pipe needs a GPU \(benchmark ppl asks for cuda\)"
+    fi
 fi
 [ ! -e bad ] && ok bad_input_writes_nothing || not_ok bad_input_writes_nothing "bad/ was made"
 sed 's/n_heads: 4, n_kv_heads: 2/n_heads: 5, n_kv_heads: 2/' m.yml > v.yml
