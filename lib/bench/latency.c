@@ -76,8 +76,8 @@ int cb_latency_measure(cb_latency_result *r, cb_session *s, const int32_t *promp
     return rc;
 }
 
-static const char *kind_of(const json_t *cfg) {
-    const char *k = json_string_value(json_object_get(cfg, "cache_kind"));
+static const char *kind_of(const json_t *cfg, const char *key) {
+    const char *k = json_string_value(json_object_get(cfg, key));
     return k ? k : "fp32";
 }
 
@@ -85,9 +85,12 @@ int cb_bench_latency(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb
     const json_t *pls = json_object_get(cfg, "prompt_lengths"), *gls = json_object_get(cfg, "generation_lengths");
     int warm = (int)json_integer_value(json_object_get(cfg, "warmup_runs"));
     int timed = (int)json_integer_value(json_object_get(cfg, "timed_runs"));
-    cb_kv_kind kind;
-    if (!cb_kv_kind_from_name(kind_of(cfg), &kind))
-        return cb_fail(e, CB_E_INVALID, cb_loc(cfg, "cache_kind"), "cache_kind: unknown kind %s", kind_of(cfg));
+    cb_kv_kind kind, weights;
+    if (!cb_kv_kind_from_name(kind_of(cfg, "cache_kind"), &kind))
+        return cb_fail(e, CB_E_INVALID, cb_loc(cfg, "cache_kind"), "cache_kind: unknown kind %s",
+                       kind_of(cfg, "cache_kind"));
+    if (!cb_kv_kind_from_name(kind_of(cfg, "weights"), &weights))
+        return cb_fail(e, CB_E_INVALID, cb_loc(cfg, "weights"), "weights: unknown kind %s", kind_of(cfg, "weights"));
     int ctx = cb_model_max_seq_len(&m->model);
     int rc = CB_OK;
     for (size_t i = 0; rc == CB_OK && i < json_array_size(pls); i++) {
@@ -101,7 +104,8 @@ int cb_bench_latency(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb
             json_object_set_new(p, "prompt_length", json_integer(P));
             json_object_set_new(p, "generation_length", json_integer(G));
             json_object_set_new(p, "batch_size", json_integer(1));
-            json_object_set_new(p, "cache_kind", json_string(kind_of(cfg)));
+            json_object_set_new(p, "cache_kind", json_string(kind_of(cfg, "cache_kind")));
+            json_object_set_new(p, "weights", json_string(kind_of(cfg, "weights")));
             json_object_set_new(p, "warmup_runs", json_integer(warm));
             json_object_set_new(p, "timed_runs", json_integer(timed));
             json_object_set_new(p, "prompt", json_string(c->data ? c->data : "random ids (seed 1337)"));
@@ -119,6 +123,7 @@ int cb_bench_latency(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb
             cb_session_config sc = cb_session_config_default();
             sc.max_seq_len = P + G;
             sc.kinds.k = sc.kinds.k_sem = sc.kinds.v = kind;
+            sc.weight_kind = weights;
             sc.backend = c->be;
             if (rc == CB_OK) rc = cb_session_init(&s, &m->model, &sc, e);
             if (rc != CB_OK) {

@@ -21,6 +21,7 @@ static const cb_field latency_fields[] = {
     FIELD("warmup_runs", T_INT_GE(0), .def = "3"),
     FIELD("timed_runs", T_INT_GE(1), .def = "10"),
     CACHE_KIND,
+    FIELD("weights", T_ENUM("fp32", "fp16", "bf16", "q8_0", "q4_0", "nf4"), .def = "\"fp32\""),
 };
 static const cb_schema latency_schema = {"latency", latency_fields, CB_NFIELDS(latency_fields), NULL, NULL};
 
