@@ -1,0 +1,78 @@
+#!/bin/bash
+# upcycle_result.sh [-o DIR] [-j N] [--data DIR] [--var NAME=VALUE ...]: issue 13's result.
+# Prepares SOTU + Brown + Moby-Dick (GPT-2 tokens) unless --data names a prepared folder,
+# runs presets/upcycle_result.yml's group `result` through cb run (teacher, teacher_long,
+# control, three DBA students; perplexity, latency and memory benchmarks), then prints the
+# table: convergence check, each student's K+V cache and perplexity against the equal-steps
+# control (its final value, and the best its evaluations reached), decode speed against the
+# teacher's. Sized for one GPU: --var device=cpu --var amp=false --var bench_device=cpu and
+# small step counts run the same mechanics on a CPU. Extra --var pass to cb run.
+set -euo pipefail
+here=$(cd "$(dirname "$0")/.." && pwd)
+CB_BIN=${CB_BIN:-$here/bin}
+out=upcycle_result jobs=3 data= vars=() manifest=$here/presets/upcycle_result.yml
+while [ $# -gt 0 ]; do
+    case $1 in
+        -o) out=$2; shift 2 ;;
+        -j) jobs=$2; shift 2 ;;
+        --data) data=$2; shift 2 ;;
+        --var) vars+=(--var "$2"); shift 2 ;;
+        --manifest) manifest=$2; shift 2 ;;
+        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "upcycle_result.sh: unknown argument $1" >&2; exit 2 ;;
+    esac
+done
+mkdir -p "$out"
+out=$(cd "$out" && pwd)
+cd "$out"
+if [ -z "$data" ]; then
+    [ -f data/sbm-gpt2/train.npy ] ||
+        "$CB_BIN/cb-data" prepare -c sotu,brown,moby-dick -t r50k_base --val-frac 0.05 --quiet -o data/sbm-gpt2
+else
+    mkdir -p data && ln -sfn "$(cd "$data" && pwd)" data/sbm-gpt2
+fi
+start=$(date +%s)
+"$CB_BIN/cb" run "$manifest" --group result -j "$jobs" -o "$out/exp" "${vars[@]}"
+echo "cb run: $(( $(date +%s) - start )) s" >&2
+
+E=$out/exp
+# perplexity per model; the control's evaluations; steps per run
+ppl() { jq -r --arg m "$1" 'select(.model == $m) | .values.perplexity' "$E/bench/perplexity.jsonl"; }
+# the control's perplexity had it stopped at its best evaluation: its benchmark value scaled by
+# how much lower its best evaluation was than its last (the evaluations and the benchmark
+# use different windows, so only their change is carried over)
+best_eval() { jq -s '[.[] | select(.val_loss != null) | .val_loss] | (min - last) | exp' "$E/runs/$1/metrics.jsonl"; }
+steps() { jq -r .step "$E/runs/$1/run.json"; }
+kv() { jq -r --arg m "$1" --arg k "$2" 'select(.model == $m and .params.cache_kind == $k) | .values.kv_bytes_per_token' "$E/bench/memory.jsonl"; }
+tok() { jq -r --arg m "$1" --argjson p "$2" 'select(.model == $m and .params.prompt_length == $p and (.skipped | not)) | .values.decode_tokens_per_s.p50' "$E/bench/$3.jsonl"; }
+T=$(ppl teacher) TL=$(ppl teacher_long) C=$(ppl control)
+CB=$(awk -v c="$C" -v f="$(best_eval control)" 'BEGIN { printf "%.4f", c * f }')
+bw_steps=0
+for r in 4 8 16; do s=$(steps blockwise$r); [ "$s" -gt "$bw_steps" ] && bw_steps=$s; done
+echo
+echo "teacher: $(steps teacher) steps, val perplexity $(printf %.3f "$T"); teacher_long: $(steps teacher_long) steps, $(printf %.3f "$TL"):" \
+    "$(awk -v a="$T" -v b="$TL" 'BEGIN { d = (log(a) - log(b)) / log(a); printf "%.2f%% lower val loss (near convergence: < 2%%: %s)", 100 * d, d < 0.02 ? "yes" : "no" }')"
+echo "control: $(steps control) steps (teacher $(steps teacher) + blockwise at most $bw_steps + fine-tuning $(steps student4)), val perplexity $(printf %.3f "$C") (at its best evaluation along the way: $CB)"
+lens=$(jq -r 'select(.model == "teacher" and (.skipped | not)) | .params.prompt_length' "$E/bench/latency.jsonl" | sort -n | uniq | tr '\n' ' ')
+printf '\n| model | params | K+V bytes/token fp16 | q8_0 | q4_0 | nf4 | of teacher fp16 (best) | val ppl | / control | / control best |'
+for p in $lens; do printf ' CPU tok/s %s | GPU tok/s %s |' "$p" "$p"; done
+printf '\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+for p in $lens; do printf -- '---:|---:|'; done
+echo
+tf=$(kv teacher fp16)
+for m in teacher teacher_long control student4 student8 student16; do
+    case $m in teacher_long|control) mm=teacher ;; *) mm=$m ;; esac
+    P=$(ppl "$m")
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$m" "$(jq -r .params "$E/runs/$m/run.json")" \
+        "$(kv $mm fp16)" "$(kv $mm q8_0)" "$(kv $mm q4_0)" "$(kv $mm nf4)" \
+        "$(awk -v t="$tf" -v a="$(kv $mm fp16)" -v b="$(kv $mm q8_0)" -v c="$(kv $mm q4_0)" -v d="$(kv $mm nf4)" 'BEGIN { m = a; if (b < m) m = b; if (c < m) m = c; if (d < m) m = d; printf "1/%.1f", t / m }')" \
+        "$(printf %.3f "$P")" "$(awk -v a="$P" -v b="$C" 'BEGIN { printf "%.4f", a / b }')" "$(awk -v a="$P" -v b="$CB" 'BEGIN { printf "%.4f", a / b }')"
+    for p in $lens; do
+        if [ "$m" = teacher_long ] || [ "$m" = control ]; then printf ' | |'; continue; fi
+        for f in latency latency_gpu; do
+            t=$(tok "$m" "$p" $f) t0=$(tok teacher "$p" $f)
+            printf ' %s (%s) |' "$(printf '%.1f' "${t:-0}")" "$(awk -v a="${t:-0}" -v b="${t0:-1}" 'BEGIN { printf "%.2fx", a / b }')"
+        done
+    done
+    echo
+done
