@@ -18,6 +18,7 @@
 #include "infer/model_dir.h"
 #include "infer/speculative.h"
 #include "model/trace.h"
+#include "runtime/decode_graphs.h"
 #include "tokenizer/ids_text.h"
 
 static const char *TOOL = "cb-generate";
@@ -26,7 +27,8 @@ static void usage(void) {
     printf("usage: cb-generate [--prompt text | --ids list | --prompts file | --chat] [--tokenizer T]\n"
            "       [--max-new-tokens n] [--temperature x] [--top-k n] [--top-p x] [--seed n]\n"
            "       [--eos id] [--stop text] [--max-seq-len n] [--truncate] [--cache-kind K]\n"
-           "       [--draft dir] [--spec-k n] [--device cpu|cuda|auto] [--json] [options] model_dir\n"
+           "       [--draft dir] [--spec-k n] [--device cpu|cuda|auto] [--runtime-plan] [--json]\n"
+           "       [options] model_dir\n"
            "Generate text from a model directory (caramba or Hugging Face Llama), streamed to\n"
            "stdout token by token, or one JSON line per prompt with --json. Cache kinds: fp32,\n"
            "fp16, bf16, q8_0, q4_0, nf4, auto. More options in cb-generate(1).\n");
@@ -38,12 +40,12 @@ enum {
     O_BUDGET, O_MAX_DNLL, O_MAX_PPL, O_MAX_KL, O_CACHE_BENCH, O_CACHE_BENCH_STEPS, O_CACHE_PLAN, O_CACHE_PROBE,
     O_DECODE_PLAN, O_DECODE_Q_CHUNK, O_DECODE_WINDOW, O_DECODE_BUCKETS, O_DECODE_WINDOW_LONG, O_DRAFT, O_SPEC_K,
     O_SPEC_METHOD, O_SPEC_ADAPTIVE, O_SPEC_K_MAX, O_NO_EXTRA, O_SPEC_DISABLE, O_JSON, O_QUIET, O_HELP, O_WEIGHT_KIND,
-    O_DEVICE
+    O_DEVICE, O_RUNTIME_PLAN
 };
 
 typedef struct opts {
     const char *prompt, *ids, *prompts, *system, *tokenizer, *draft, *cache_plan, *model_dir;
-    int chat, special, json, quiet, truncate, auto_cache, n_eos_args, no_eos;
+    int chat, special, json, quiet, truncate, auto_cache, n_eos_args, no_eos, runtime_plan;
     char cache_why[256]; /* cache_kind auto: the choice and its reason */
     const char *cache_kind_names[3]; /* k, k_sem, v as given */
     cb_generate_config gen;
@@ -114,7 +116,7 @@ static int parse_args(int argc, char **argv, opts *o) {
         {"spec-k-max", required_argument, 0, O_SPEC_K_MAX}, {"no-spec-extra-token", no_argument, 0, O_NO_EXTRA},
         {"spec-disable-below", required_argument, 0, O_SPEC_DISABLE}, {"json", no_argument, 0, O_JSON},
         {"quiet", no_argument, 0, O_QUIET}, {"weight-kind", required_argument, 0, O_WEIGHT_KIND}, {"help", no_argument, 0, O_HELP},
-        {"device", required_argument, 0, O_DEVICE}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, O_DEVICE}, {"runtime-plan", no_argument, 0, O_RUNTIME_PLAN}, {0, 0, 0, 0}};
     o->gen = cb_generate_config_default();
     o->sess = cb_session_config_default();
     o->policy = cb_cache_policy_config_default();
@@ -215,6 +217,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             if (cb_backend_open(optarg, &o->sess.backend, &e) != CB_OK) return cb_cli_usage_error(TOOL, "--device: %s", e.msg);
             break;
         }
+        case O_RUNTIME_PLAN: o->runtime_plan = 1; break;
         case O_JSON: o->json = 1; break;
         case O_QUIET: o->quiet = 1; break;
         default: return cb_cli_usage_error(TOOL, "unknown or incomplete option %s", argv[optind - 1]);
@@ -525,6 +528,11 @@ static int main_run(run *r, cb_error *e) {
         if (!o->quiet) print_cache_decision(&d);
         o->sess.kinds = d.kinds;
         snprintf(o->cache_why, sizeof o->cache_why, "%s", d.why);
+    }
+    if (o->runtime_plan) { /* the draft's session takes the target's decision with the rest of o->sess */
+        cb_decode_graphs g;
+        CB_TRY(cb_decode_graphs_decide(&g, &r->model, &o->sess, NULL, 0, e));
+        if (!o->quiet) cb_decode_graphs_print(&g, stderr);
     }
     CB_TRY(cb_session_init(&r->target, &r->model, &o->sess, e));
     r->have_target = 1;

@@ -24,6 +24,8 @@ typedef struct cb_decode_config {
     cb_kv_kind weight_kind; /* fp32: the model's weights as they are; else converted once */
     int rows;               /* the most rows one pass carries (the session's chunk) */
     const cb_decode_plan_config *plan; /* borrowed */
+    int graphs_off;         /* CUDA: 1 launches one-row steps op by op; 0 (the default) captures
+                               them as graphs unless CB_CUDA_GRAPHS=0 is in the environment */
 } cb_decode_config;
 
 /* A program's decoding state on a device (backend->decode_init). */

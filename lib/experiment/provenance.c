@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/utsname.h>
 #include <unistd.h>
+#include "bench/machine.h"
 #include "core/json_doc.h"
 #include "infer/cache_policy.h"
 

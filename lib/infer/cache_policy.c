@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include "bench/machine.h"
 #include "core/clock.h"
 #include "core/json_doc.h"
 #include "core/rng.h"
@@ -29,24 +30,6 @@ cb_cache_policy_config cb_cache_policy_config_default(void) {
     c.bench_prompt_len = 64;
     c.probe_interval_sec = 3600;
     return c;
-}
-
-void cb_machine_cpu_model(char *out, size_t n) {
-    snprintf(out, n, "unknown");
-    FILE *f = fopen("/proc/cpuinfo", "r");
-    if (!f) return;
-    char line[512];
-    while (fgets(line, sizeof line, f)) {
-        if (strncmp(line, "model name", 10) != 0) continue;
-        const char *v = strchr(line, ':');
-        if (!v) break;
-        v++;
-        while (*v == ' ' || *v == '\t') v++;
-        snprintf(out, n, "%s", v);
-        out[strcspn(out, "\n")] = '\0';
-        break;
-    }
-    fclose(f);
 }
 
 static cb_kv_kinds uniform(cb_kv_kind k) {

@@ -68,7 +68,4 @@ int cb_cache_policy_decide(const cb_model *m, const cb_session_config *scfg, con
 /* Cache bytes per token of m with kinds (every attention layer, block padding included). */
 int cb_cache_bytes_per_token(const cb_model *m, const cb_kv_kinds *kinds, size_t *bytes, cb_error *e);
 
-/* "Intel(R) Xeon(R) ..." from /proc/cpuinfo, or "unknown". */
-void cb_machine_cpu_model(char *out, size_t n);
-
 #endif

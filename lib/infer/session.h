@@ -30,6 +30,9 @@ typedef struct cb_session_config {
                                nf4), so each token reads fewer bytes */
     cb_decode_plan_config plan;
     cb_backend *backend; /* the device it decodes on; NULL: the CPU */
+    int graphs_off;      /* on a GPU, 1: one-row steps launched op by op, not captured as
+                            CUDA graphs (0, the default, captures them);
+                            runtime/decode_graphs.h decides */
 } cb_session_config;
 
 /* fp32 cache, default chunk, context from the model, decode plan auto. */

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include "bench/machine.h"
 #include "core/json_doc.h"
 #include "core/sha256.h"
 #include "experiment/stamps.h"
@@ -53,7 +54,7 @@ static void plan_key(char key[65], const cb_model *m, const json_t *train, const
     cb_stamp_hex(&s, key);
 }
 
-static int make_parent(const char *path) {
+int cb_runtime_make_parent(const char *path) {
     char buf[4096];
     snprintf(buf, sizeof buf, "%s", path);
     char *slash = strrchr(buf, '/');
@@ -284,7 +285,9 @@ int cb_runtime_plan_decide(cb_runtime_plan *rp, const cb_model *m, const json_t 
     snprintf(rp->device, sizeof rp->device, "%s", strcmp(c->device, "cuda") == 0 ? "cuda" : "cpu");
     snprintf(rp->blas, sizeof rp->blas, "OpenBLAS %s", openblas_get_corename());
     snprintf(rp->cuda_graphs, sizeof rp->cuda_graphs, "%s",
-             strcmp(rp->device, "cpu") == 0 ? "not applicable (cpu)" : "decided by the CUDA backend");
+             strcmp(rp->device, "cpu") == 0 ? "not applicable (cpu)"
+                                            : "not applicable (training steps launch op by op; decoding decides with "
+                                              "cb-generate --runtime-plan)");
     rp->block_size_for_timing = c->block_size;
 
     json_t *cache = NULL;
@@ -316,7 +319,7 @@ int cb_runtime_plan_decide(cb_runtime_plan *rp, const cb_model *m, const json_t 
         }
         json_object_set_new(plans, rp->key, to_json(rp));
         /* a cache that cannot be written costs a measurement next time, not this run */
-        if (make_parent(rp->cache_path) == 0) cb_doc_save(cache, rp->cache_path, &ignore);
+        if (cb_runtime_make_parent(rp->cache_path) == 0) cb_doc_save(cache, rp->cache_path, &ignore);
     }
     json_decref(cache);
     return rc;

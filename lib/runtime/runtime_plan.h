@@ -5,8 +5,8 @@
  *   the rows per step; auto: the largest batch that fits the budget, which the block size
  *   scales, capped by the data, a multiple of the ranks, kept in the cache and reused
  *   while it still fits), the thread count of the CPU backend (a training step timed at 1, 2, ...
- *   threads up to the CPU's), the BLAS kernels, and on a GPU whether to capture CUDA
- *   graphs (the CUDA backend's decision: "not applicable" on the CPU).
+ *   threads up to the CPU's), the BLAS kernels. CUDA graphs: training steps are launched
+ *   op by op (not captured); decoding's graphs are decided by runtime/decode_graphs.h.
  * cb-train --runtime-plan asks for it, and so does train.batch_size: auto (cb-train(1),
  * man/cb.1 "The runtime plan", cb-manifest(5)). */
 #ifndef CB_RUNTIME_RUNTIME_PLAN_H
@@ -47,6 +47,9 @@ typedef struct cb_runtime_plan {
 
 /* The cache file: $CB_CACHE_DIR/runtime_plans.json, else ~/.cache/caramba/runtime_plans.json. */
 void cb_runtime_cache_path(char *out, size_t n);
+
+/* Make the folders above path (mkdir -p of its parent); 0, or -1 with errno. */
+int cb_runtime_make_parent(const char *path);
 
 /* What the decisions look at besides the model and the settings. */
 typedef struct cb_runtime_env {

@@ -48,6 +48,12 @@ expect_err_line fmp_amp_false.msg "train\.fsdp_mixed_precision: true is amp true
 sed 's/          optimizer: adamw/          optimizer: adamw\n          fsdp_mixed_precision: true/' tests/cli/train/tiny.yml > "$TMP/fmp_ddp.yml"
 expect_run fmp_needs_fsdp 3 "$CB_BIN/cb" compile "$TMP/fmp_ddp.yml"
 
+# the runtime plan's CUDA-graph decision has nothing to decide on the CPU, and says so
+"$CB_BIN/cb-build" -o "$TMP/rp_model" "$TMP/fmp.json" 2>/dev/null || not_ok runtime_plan_cpu.build "cb-build failed"
+CB_CACHE_DIR=$TMP/rp_cache expect_run runtime_plan_cpu 0 "$CB_BIN/cb-generate" --device cpu --runtime-plan --ids 1,2,3 \
+    --max-new-tokens 4 --temperature 0 "$TMP/rp_model"
+expect_err_line runtime_plan_cpu.line "^runtime plan: cuda graphs not applicable \(the cpu captures nothing\)$"
+
 run train --device cuda --run adamw --steps 1 -o "$TMP/probe"
 if [ "$STATUS" -ne 0 ] && grep -qE "no cuda backend|none is present" "$TMP/err"; then
     echo "skip - $SCRIPT: $(sed 's/^cb-train: //' "$TMP/err" | head -n 1)"
@@ -92,6 +98,19 @@ expect_run generate_cpu_again 0 "$CB_BIN/cb-generate" --device cpu --ids 1,2,3 -
     --temperature 0 "$TMP/gpu/final"
 if cmp -s "$TMP/out" "$TMP/gpu_ids"; then ok generate_gpu_equals_cpu
 else not_ok generate_gpu_equals_cpu "gpu: $(head -c 200 "$TMP/gpu_ids"); cpu: $(head -c 200 "$TMP/out")"; fi
+
+# 4a. the runtime plan decides CUDA graphs for decoding by timing both ways once, keeps the
+#     decision (runtime_plans.json under CB_CACHE_DIR) and reuses it; the ids stay the CPU's
+for n in 1 2; do
+    CB_CACHE_DIR=$TMP/rp_cache expect_run "runtime_plan_gpu_$n" 0 "$CB_BIN/cb-generate" --device cuda --runtime-plan \
+        --ids 1,2,3 --max-new-tokens 8 --temperature 0 "$TMP/gpu/final"
+    cmp -s "$TMP/out" "$TMP/gpu_ids" && ok "runtime_plan_gpu_$n.ids" || not_ok "runtime_plan_gpu_$n.ids" "$(head -c 200 "$TMP/out")"
+    [ $n = 1 ] && want="measured now, kept in $TMP/rp_cache/runtime_plans.json" || want="from the cache"
+    grep -q "^runtime plan: cuda graphs o[nf]f\? (a step took [0-9.]* ms graphed, [0-9.]* ms op by op, median of 32; $want" "$TMP/err" &&
+        ok "runtime_plan_gpu_$n.line" || not_ok "runtime_plan_gpu_$n.line" "$(head -c 300 "$TMP/err")"
+done
+jq -e '.decode_graphs | length == 1 and all(.[]; (.on | type) == "boolean" and .ms_graphed > 0 and .ms_uncaptured > 0)' \
+    "$TMP/rp_cache/runtime_plans.json" >/dev/null && ok runtime_plan_gpu.cache || not_ok runtime_plan_gpu.cache "$(head -c 300 "$TMP/rp_cache/runtime_plans.json")"
 
 # 4b. activation checkpointing on the GPU: the blocks' forward rerun in backward gives the
 #     losses of the run that kept everything (the same kernels on the same inputs; only the

@@ -232,7 +232,7 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
     if (!st) return e->code;
     d->dev = st;
     const char *env = getenv("CB_CUDA_GRAPHS");
-    st->graphs = !(env && strcmp(env, "0") == 0);
+    st->graphs = !d->cfg.graphs_off && !(env && strcmp(env, "0") == 0);
     st->rope_off = cb_calloc(d->prog->n_ropes ? (size_t)d->prog->n_ropes : 1, sizeof *st->rope_off, e);
     if (!st->rope_off) return e->code;
     if (cudaStreamCreate(&st->stream) != cudaSuccess) {
