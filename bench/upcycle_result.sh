@@ -36,6 +36,13 @@ start=$(date +%s)
 echo "cb run: $(( $(date +%s) - start )) s" >&2
 
 E=$out/exp
+# cb run -j runs the benchmarks side by side; the CPU decode speeds are measured again
+# alone, so that no other stage shares the CPU with them
+if [ ! -s "$E/bench/latency_alone.jsonl" ]; then
+    models=()
+    for m in teacher student4 student8 student16; do models+=(--model "$m=$E/runs/$m/final"); done
+    "$CB_BIN/cb-bench" --group result --bench latency "${models[@]}" -o "$E/bench/latency_alone.jsonl" --quiet "$E/plan.json"
+fi
 # perplexity per model; the control's evaluations; steps per run
 ppl() { jq -r --arg m "$1" 'select(.model == $m) | .values.perplexity' "$E/bench/perplexity.jsonl"; }
 # the control's perplexity had it stopped at its best evaluation: its benchmark value scaled by
@@ -53,9 +60,9 @@ echo
 echo "teacher: $(steps teacher) steps, val perplexity $(printf %.3f "$T"); teacher_long: $(steps teacher_long) steps, $(printf %.3f "$TL"):" \
     "$(awk -v a="$T" -v b="$TL" 'BEGIN { d = (log(a) - log(b)) / log(a); printf "%.2f%% lower val loss (near convergence: < 2%%: %s)", 100 * d, d < 0.02 ? "yes" : "no" }')"
 echo "control: $(steps control) steps (teacher $(steps teacher) + blockwise at most $bw_steps + fine-tuning $(steps student4)), val perplexity $(printf %.3f "$C") (at its best evaluation along the way: $CB)"
-lens=$(jq -r 'select(.model == "teacher" and (.skipped | not)) | .params.prompt_length' "$E/bench/latency.jsonl" | sort -n | uniq | tr '\n' ' ')
+lens=$(jq -r 'select(.model == "teacher" and (.skipped | not)) | .params.prompt_length' "$E/bench/latency_alone.jsonl" | sort -n | uniq | tr '\n' ' ')
 printf '\n| model | params | K+V bytes/token fp16 | q8_0 | q4_0 | nf4 | of teacher fp16 (best) | val ppl | / control | / control best |'
-for p in $lens; do printf ' CPU tok/s %s | GPU tok/s %s |' "$p" "$p"; done
+for p in $lens; do printf ' CPU decode tok/s at %s | GPU at %s |' "$p" "$p"; done
 printf '\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
 for p in $lens; do printf -- '---:|---:|'; done
 echo
@@ -69,7 +76,7 @@ for m in teacher teacher_long control student4 student8 student16; do
         "$(printf %.3f "$P")" "$(awk -v a="$P" -v b="$C" 'BEGIN { printf "%.4f", a / b }')" "$(awk -v a="$P" -v b="$CB" 'BEGIN { printf "%.4f", a / b }')"
     for p in $lens; do
         if [ "$m" = teacher_long ] || [ "$m" = control ]; then printf ' | |'; continue; fi
-        for f in latency latency_gpu; do
+        for f in latency_alone latency_gpu; do
             t=$(tok "$m" "$p" $f) t0=$(tok teacher "$p" $f)
             printf ' %s (%s) |' "$(printf '%.1f' "${t:-0}")" "$(awk -v a="${t:-0}" -v b="${t0:-1}" 'BEGIN { printf "%.2fx", a / b }')"
         done
