@@ -95,6 +95,11 @@ struct cb_backend {
      * nothing); only these come back to the host. NULL: the caller reads the logits. */
     int (*decode_argmax)(cb_backend *be, struct cb_decode *d, const float *x, int n, int *id, int *nonfinite,
                          cb_error *e);
+
+    /* Distillation's KL term where the logits are (train/distill.h cb_distill_kl: s, t and
+     * ds in device memory); the mean KL comes back, NaN after a device failure. */
+    double (*distill_kl)(cb_backend *be, float *ds, const float *s, const float *t, int rows, int V, double temp,
+                         double scale);
 };
 
 /* The CPU backend (backend/cpu/cpu.c): always present. */

@@ -196,7 +196,6 @@ typedef struct trainer {
     cb_run trun;
     const float *tw;         /* the teacher's weights on the device */
     float *tw_dev;           /* owned copy where memory is not shared */
-    float *host_logits;      /* (3, B*T*V) student, teacher and gradient logits where not shared */
     int have_tprog, have_trun;
 } trainer;
 
@@ -205,7 +204,6 @@ static void trainer_free(trainer *t) {
     if (t->have_trun) cb_run_free(&t->trun);
     if (t->have_tprog) cb_program_free(&t->tprog);
     if (t->be) t->be->free(t->be, t->tw_dev);
-    free(t->host_logits);
     if (t->have_prefetch) cb_prefetch_free(&t->prefetch);
     if (t->have_run) cb_run_free(&t->run);
     if (t->have_prog) cb_program_free(&t->prog);
@@ -393,8 +391,6 @@ static int setup_teacher(trainer *t, cb_error *e) {
         if (!(t->tw_dev = be->alloc(be, bytes, e))) return e->code;
         CB_TRY(be->upload(be, t->tw_dev, teacher->weights, bytes, e));
         t->tw = t->tw_dev;
-        t->host_logits = cb_malloc(3 * (size_t)t->prog.B * t->prog.T * t->prog.vocab_size, sizeof(float), e);
-        if (!t->host_logits) return e->code;
     }
     return CB_OK;
 }
@@ -421,17 +417,9 @@ static int distill_micro(trainer *t, const float *w, float *g, const int32_t *x,
     const float *sl = r->slots + t->prog.slots[t->prog.logits_slot].offset;
     const float *tl = t->trun.slots + t->tprog.slots[t->tprog.logits_slot].offset;
     be->scale(be, dl, n, (float)(1.0 - c->distill_alpha));
-    double kl;
-    if (be->unified) {
-        kl = cb_distill_kl(dl, sl, tl, rows, V, c->distill_temperature, c->distill_alpha);
-    } else {
-        float *hs = t->host_logits, *ht = hs + n, *hd = ht + n;
-        CB_TRY(be->download(be, hs, sl, n * sizeof(float), e));
-        CB_TRY(be->download(be, ht, tl, n * sizeof(float), e));
-        CB_TRY(be->download(be, hd, dl, n * sizeof(float), e));
-        kl = cb_distill_kl(hd, hs, ht, rows, V, c->distill_temperature, c->distill_alpha);
-        CB_TRY(be->upload(be, dl, hd, n * sizeof(float), e));
-    }
+    /* where the logits are: on a GPU, 3 x B*T*V floats do not cross to the host each step */
+    double kl = be->distill_kl(be, dl, sl, tl, rows, V, c->distill_temperature, c->distill_alpha);
+    if (kl != kl) CB_TRY(be->synchronize(be, e)); /* a device failure, reported as such */
     cb_pass_backward_ops(be, &p);
     double temp = c->distill_temperature;
     *loss = (1.0 - c->distill_alpha) * ce + c->distill_alpha * temp * temp * kl;

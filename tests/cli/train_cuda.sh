@@ -112,6 +112,16 @@ done
 jq -e '.decode_graphs | length == 1 and all(.[]; (.on | type) == "boolean" and .ms_graphed > 0 and .ms_uncaptured > 0)' \
     "$TMP/rp_cache/runtime_plans.json" >/dev/null && ok runtime_plan_gpu.cache || not_ok runtime_plan_gpu.cache "$(head -c 300 "$TMP/rp_cache/runtime_plans.json")"
 
+# 4e. distillation on the GPU (its KL term on the device, kernels/distill.cu): the CPU's
+#     losses step by step, from the same teacher and upcycled student
+"$CB_BIN/cb" compile tests/cli/train/upcycle.yml > "$TMP/up.json" || not_ok distill.compile "does not compile"
+expect_run distill_teacher 0 train --device cpu --run teacher --steps 30 -o "$TMP/up/teacher" "$TMP/up.json"
+expect_run distill_upcycle 0 train --device cpu --run upcycle --steps 5 -o "$TMP/up/upcycle" "$TMP/up.json"
+for d in cpu cuda; do
+    expect_run "distill_$d" 0 train --device $d --run distill --steps 8 -o "$TMP/up/distill_$d" "$TMP/up.json"
+done
+close distill_gpu_losses "$TMP/up/distill_cpu/metrics.jsonl" "$TMP/up/distill_cuda/metrics.jsonl"
+
 # 4b. activation checkpointing on the GPU: the blocks' forward rerun in backward gives the
 #     losses of the run that kept everything (the same kernels on the same inputs; only the
 #     embedding's atomic sums may round otherwise), TOL as above

@@ -8,6 +8,7 @@
 #include <string.h>
 #include "backend/cpu/parallel.h"
 #include "train/clip.h"
+#include "train/distill.h"
 #include "train/optimizer.h"
 
 static void *cpu_alloc(cb_backend *be, size_t bytes, cb_error *e) {
@@ -66,6 +67,12 @@ static void cpu_scale(cb_backend *be, float *x, size_t n, float s) {
     for (size_t i = 0; i < n; i++) x[i] *= s;
 }
 
+static double cpu_distill_kl(cb_backend *be, float *ds, const float *s, const float *t, int rows, int V, double temp,
+                             double scale) {
+    (void)be;
+    return cb_distill_kl(ds, s, t, rows, V, temp, scale);
+}
+
 static double cpu_grad_clip(cb_backend *be, float *g, size_t n, double max_norm) {
     (void)be;
     return cb_grad_clip(g, n, max_norm);
@@ -109,6 +116,7 @@ static cb_backend cpu_backend = {
     .loss_backward = cpu_loss_backward,
     .scale = cpu_scale,
     .grad_clip = cpu_grad_clip,
+    .distill_kl = cpu_distill_kl,
     .optimizer_step = cpu_optimizer_step,
     .decode_init = cb_cpu_decode_init,
     .decode_reserve = cb_cpu_decode_reserve,

@@ -288,6 +288,20 @@ static double cuda_grad_clip(cb_backend *be, float *g, size_t n, double max_norm
     return norm;
 }
 
+/* train/distill.h's cb_distill_kl on the device: kernels/distill.cu, the partials in the
+ * gradient norm's work (one block a row while rows are fewer than its doubles) */
+static double cuda_distill_kl(cb_backend *be, float *ds, const float *s, const float *t, int rows, int V, double temp,
+                              double scale) {
+    (void)be;
+    double kl = NAN;
+    if (ctx.failed) return NAN;
+    if (ds) touched(&ctx, ds, (size_t)rows * V * sizeof *ds);
+    cbk_distill_kl(ctx.norm, ctx.norm + 1, cbk_sumsq_work(), ds, s, t, rows, V, (float)temp, (float)scale);
+    cb_cuda_check_launch(&ctx, "distill_kl");
+    if (cudaMemcpy(&kl, ctx.norm, sizeof kl, cudaMemcpyDeviceToHost) != cudaSuccess || ctx.failed) return NAN;
+    return kl;
+}
+
 /* train/optimizer.c's cb_optimizer_step_state, the scalars computed here exactly as
  * there; one launch a run of tensors that follow each other in the buffer with the same
  * decay factor (the padding between them is zero in weights, gradients and state, and
@@ -369,6 +383,7 @@ static cb_backend cuda_backend = {
     .loss_backward = cuda_loss_backward,
     .scale = cuda_scale,
     .grad_clip = cuda_grad_clip,
+    .distill_kl = cuda_distill_kl,
     .optimizer_step = cuda_optimizer_step,
     .decode_init = cb_cuda_decode_init,
     .decode_reserve = cb_cuda_decode_reserve,

@@ -144,6 +144,13 @@ void cbk_sgd(float *w, uint16_t *w16, const float *g, float *buf, size_t n, floa
 size_t cbk_sumsq_work(void);
 void cbk_sumsq(double *result, double *work, const float *g, size_t n);
 
+/* train/distill.c's cb_distill_kl: result[0] (double) = the mean over rows of
+ * KL(softmax(t / temp) || softmax(s / temp)); ds (rows, V) += scale * temp *
+ * (softmax(s / temp) - softmax(t / temp)) / rows unless NULL; work: work_elems doubles
+ * (partials: at most that many blocks) */
+void cbk_distill_kl(double *result, double *work, size_t work_elems, float *ds, const float *s, const float *t,
+                    int rows, int V, float temp, float scale);
+
 /* The last launch error as text, or NULL: checked by the backend after its launches. */
 const char *cbk_last_error(void);
 

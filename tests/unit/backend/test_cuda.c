@@ -456,3 +456,52 @@ TEST(cuda_scratch_out_of_memory_stops_the_pass) {
     cb_model_free(&m);
     json_decref(plan);
 }
+
+/* Distillation's KL on the device (kernels/distill.cu) against train/distill.c's: rows of
+ * logits of a small and a GPT-2-sized vocabulary, a temperature, a gradient that already
+ * holds values (the KL part is added). Float exponentials and log-sum-exps against the
+ * CPU's doubles: the KL within 1e-4 relative (its terms are sums of V products, each good
+ * to a few float ulps), the gradient within 1e-4 of its largest value. */
+TEST(cuda_distill_kl_equals_the_cpu) {
+    cb_backend *be = gpu();
+    if (!be) return;
+    const struct { int rows, V; double temp, scale; } cases[] = {{37, 100, 2.0, 0.5}, {9, 50257, 1.0, 0.3}, {3, 50257, 4.0, 1.0}};
+    for (size_t c = 0; c < sizeof cases / sizeof *cases; c++) {
+        const int rows = cases[c].rows, V = cases[c].V;
+        const size_t n = (size_t)rows * V;
+        float *s = malloc(n * sizeof *s), *t = malloc(n * sizeof *t), *ds = malloc(n * sizeof *ds),
+              *want = malloc(n * sizeof *want);
+        cb_rng r;
+        cb_rng_init(&r, 11 + c);
+        for (size_t i = 0; i < n; i++) {
+            s[i] = (float)(3 * cb_rng_normal(&r));
+            t[i] = s[i] + (float)cb_rng_normal(&r); /* a teacher near the student, as after surgery */
+            ds[i] = want[i] = (float)(1e-7 * cb_rng_normal(&r)); /* below the KL part, which the check weighs */
+        }
+        cb_error e;
+        float *d_s = be->alloc(be, n * sizeof *d_s, &e), *d_t = be->alloc(be, n * sizeof *d_t, &e),
+              *d_ds = be->alloc(be, n * sizeof *d_ds, &e);
+        if (!d_s || !d_t || !d_ds) {
+            FAILF("alloc: %s", e.msg);
+            return;
+        }
+        be->upload(be, d_s, s, n * sizeof *s, &e);
+        be->upload(be, d_t, t, n * sizeof *t, &e);
+        be->upload(be, d_ds, ds, n * sizeof *ds, &e);
+        double kl_cpu = cb_backend_cpu()->distill_kl(cb_backend_cpu(), want, s, t, rows, V, cases[c].temp, cases[c].scale);
+        double kl_gpu = be->distill_kl(be, d_ds, d_s, d_t, rows, V, cases[c].temp, cases[c].scale);
+        EXPECT(be->synchronize(be, &e) == CB_OK);
+        float *got = download(be, d_ds, n);
+        char what[96];
+        snprintf(what, sizeof what, "distill kl %dx%d T%g: kl %.6g vs %.6g", rows, V, cases[c].temp, kl_gpu, kl_cpu);
+        double dk = fabs(kl_gpu - kl_cpu) / fabs(kl_cpu);
+        REPORT_DIFF(what, dk, 1e-4);
+        if (!(dk <= 1e-4)) FAILF("%s", what);
+        double dg = norm_err(got, want, n, 0);
+        snprintf(what, sizeof what, "distill kl %dx%d gradient", rows, V);
+        REPORT_DIFF(what, dg, 1e-4);
+        if (!(dg <= 1e-4)) FAILF("%s: %.3g", what, dg);
+        free(got), free(s), free(t), free(ds), free(want);
+        be->free(be, d_s), be->free(be, d_t), be->free(be, d_ds);
+    }
+}

@@ -116,6 +116,13 @@ static double d_grad_clip(cb_backend *be, float *g, size_t n, double max_norm) {
     check(g, "grad_clip");
     return cb_backend_cpu()->grad_clip(be, g, n, max_norm);
 }
+static double d_distill_kl(cb_backend *be, float *ds, const float *s, const float *t, int rows, int V, double temp,
+                           double scale) {
+    check(ds, "distill_kl gradient");
+    check(s, "distill_kl student");
+    check(t, "distill_kl teacher");
+    return cb_backend_cpu()->distill_kl(be, ds, s, t, rows, V, temp, scale);
+}
 static void d_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const float *g, float *m, float *v,
                              double lr) {
     check(w, "optimizer weights");
@@ -146,6 +153,7 @@ static cb_backend *discrete_backend(void) {
     discrete.loss_backward = d_loss_backward;
     discrete.scale = d_scale;
     discrete.grad_clip = d_grad_clip;
+    discrete.distill_kl = d_distill_kl;
     discrete.optimizer_step = d_optimizer_step;
     discrete.decode_init = d_decode_init;
     violations = transfers = 0;
