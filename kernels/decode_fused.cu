@@ -9,7 +9,11 @@
  * its row in flight (the first ones loaded before the input is touched, so the weights
  * stream while the block stages x), the input staged once a block in shared memory (times
  * the norm's weight when a norm is folded in; the block's sum of squares gives the norm's
- * scale, which multiplies the row's sum). */
+ * scale, which multiplies the row's sum).
+ *
+ * Under programmatic dependent launch (cbk_set_pdl, CB_CUDA_PDL=1) both may start while the
+ * kernel before them ends: they wait for it (cbk_pdl_wait) before touching anything but
+ * the weights, so a product's first weight loads overlap the tail of the kernel before. */
 #include "quant.cuh"
 
 #define MS_WARPS 8 /* rows (or gate/up pairs) per block of 256 threads */
@@ -53,6 +57,7 @@ static __global__ void __launch_bounds__(32 * MS_WARPS)
         if (lane + 32 * u < chunks)
 #pragma unroll
             for (int k = 0; k < NR; k++) ms_load<KIND>(row0 + k * pair_bytes, (lane + 32 * u) * 8, cols, vec, w[k][u]);
+    cbk_pdl_wait(); /* x and y: the kernels before have finished */
     float scale = 1.0f;
     if (staged) {
         float ss = 0.0f;
@@ -120,13 +125,9 @@ void cbk_matvec_step(float *y, const void *W, size_t row_bytes, int kind, const 
     const unsigned grid = (unsigned)((rows + MS_WARPS - 1) / MS_WARPS), threads = 32 * MS_WARPS;
     const unsigned char *w = (const unsigned char *)W;
     if (!staged) norm_w = NULL; /* the caller folds no norm then (CBK_STEP_MAX_COLS) */
-#define MS_LAUNCH(K)                                                                                          \
-    if (gate_up)                                                                                              \
-        matvec_step<K, 2><<<grid, threads, smem, cbk_stream>>>(y, w, row_bytes, pair, vec, x, staged, xvec, bias, \
-                                                               rows, cols, norm_w, eps, resid);               \
-    else                                                                                                      \
-        matvec_step<K, 1><<<grid, threads, smem, cbk_stream>>>(y, w, row_bytes, pair, vec, x, staged, xvec, bias, \
-                                                               rows, cols, norm_w, eps, resid);
+#define MS_LAUNCH(K)                                                                                         \
+    cbk_launch(gate_up ? matvec_step<K, 2> : matvec_step<K, 1>, grid, threads, smem, y, w, row_bytes, pair, vec, x, \
+               staged, xvec, bias, rows, cols, norm_w, eps, resid);
     switch (kind) {
     case CB_KV_F32: MS_LAUNCH(CB_KV_F32) break;
     case CB_KV_F16: MS_LAUNCH(CB_KV_F16) break;
@@ -146,6 +147,7 @@ void cbk_matvec_step(float *y, const void *W, size_t row_bytes, int kind, const 
 static __global__ void __launch_bounds__(RC_THREADS)
     rope_cache_step(float *q, int nrot, int dr, const float *cos_row, const float *sin_row, const int *dpos,
                     cbk_kv_dst k, cbk_kv_dst k_sem, cbk_kv_dst v) {
+    cbk_pdl_wait();
     if (cos_row) {
         const int half = dr / 2;
         for (int j = threadIdx.x; j < nrot * half; j += RC_THREADS) {
@@ -176,5 +178,5 @@ static __global__ void __launch_bounds__(RC_THREADS)
 
 void cbk_rope_cache_step(float *q, int H, int Hkv, int dr, const float *cos_row, const float *sin_row,
                          const int *dpos, const cbk_kv_dst *k, const cbk_kv_dst *k_sem, const cbk_kv_dst *v) {
-    rope_cache_step<<<1, RC_THREADS, 0, cbk_stream>>>(q, H + Hkv, dr, cos_row, sin_row, dpos, *k, *k_sem, *v);
+    cbk_launch(rope_cache_step, 1, RC_THREADS, 0, q, H + Hkv, dr, cos_row, sin_row, dpos, *k, *k_sem, *v);
 }

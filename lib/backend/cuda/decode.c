@@ -194,7 +194,7 @@ enum step_mode {
 typedef struct step_key {
     unsigned long gen; /* cuda_step.gen: the caches, scratch and RoPE tables where they are */
     const void *slots, *tokens, *weights, *rope;
-    int head_rows, window, fused;
+    int head_rows, window, fused, pdl;
 } step_key;
 
 typedef struct cuda_step {
@@ -206,6 +206,7 @@ typedef struct cuda_step {
     int rope_cap;         /* positions the tables hold */
     int graphs;           /* capture steps (CB_CUDA_GRAPHS=0: no) */
     int fused;            /* a step folds ops into its products (CB_DECODE_FUSED=0: no) */
+    int pdl;              /* and launches those under programmatic dependent launch (CB_CUDA_PDL=1) */
     int *norm_of;         /* (n_ops) the RMSNorm op folded into op i's products, or -1 */
     int *add_of;          /* (n_ops) the residual add op i's last product writes, or -1 */
     int *resid_of;        /* (n_ops) that add's other input slot */
@@ -282,6 +283,8 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
     st->graphs = !(env && strcmp(env, "0") == 0);
     env = getenv("CB_DECODE_FUSED");
     st->fused = !(env && strcmp(env, "0") == 0);
+    env = getenv("CB_CUDA_PDL");
+    st->pdl = env && strcmp(env, "1") == 0;
     CB_TRY(plan_fusion(st, d->prog, e));
     st->rope_off = cb_calloc(d->prog->n_ropes ? (size_t)d->prog->n_ropes : 1, sizeof *st->rope_off, e);
     if (!st->rope_off) return e->code;
@@ -800,6 +803,7 @@ static void step_abandon(cuda_step *st) {
     }
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
+    cbk_set_pdl(0);
 }
 
 /* Op 0 of a pass: a pass of several rows runs as ever; a step uploads its position, then
@@ -810,6 +814,7 @@ static int step_begin(cb_pass *p, cb_error *e) {
     cuda_step *st = step_of(d);
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
+    cbk_set_pdl(0);
     if (p->T != 1) return CB_OK;
     if (cudaMemcpyAsync(st->dpos, &p->pos0, sizeof p->pos0, cudaMemcpyHostToDevice, st->stream) != cudaSuccess)
         return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: uploading the step's position failed");
@@ -820,6 +825,7 @@ static int step_begin(cb_pass *p, cb_error *e) {
     k.head_rows = p->head_rows;
     k.window = cb_decode_plan_pick(d->cfg.plan, p->pos0 + 1, NULL).local_window;
     k.fused = st->fused;
+    k.pdl = st->fused && st->pdl;
     if (st->graphs && st->exec && memcmp(&k, &st->key, sizeof k) == 0) {
         if (cudaGraphLaunch(st->exec, st->stream) != cudaSuccess)
             return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching the step's graph failed");
@@ -830,6 +836,7 @@ static int step_begin(cb_pass *p, cb_error *e) {
     if (st->exec) cudaGraphExecDestroy(st->exec);
     st->exec = NULL;
     cbk_set_stream(st->stream);
+    cbk_set_pdl(k.pdl);
     st->mode = STEP_PLAIN;
     if (st->graphs && cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
         st->key = k;
@@ -849,6 +856,7 @@ static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     const int mode = st->mode;
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
+    cbk_set_pdl(0);
     if (mode != STEP_CAPTURE) return CB_OK;
     cudaGraph_t g = NULL;
     cudaError_t err = cudaStreamEndCapture(st->stream, &g);
@@ -865,11 +873,13 @@ static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     st->graphs = 0;
     st->mode = STEP_PLAIN;
     cbk_set_stream(st->stream);
+    cbk_set_pdl(st->fused && st->pdl);
     step_rope_rows(p);
     int rc = CB_OK;
     for (int i = 0; i < p->prog->n_ops && rc == CB_OK; i++) rc = run_op(c, p, i, e);
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
+    cbk_set_pdl(0);
     return rc;
 }
 
@@ -900,6 +910,11 @@ void cb_cuda_decode_set_graphs(cb_decode *d, int on) {
 void cb_cuda_decode_set_fused(cb_decode *d, int on) {
     cuda_step *st = step_of(d);
     if (st) st->fused = on;
+}
+
+void cb_cuda_decode_set_pdl(cb_decode *d, int on) {
+    cuda_step *st = step_of(d);
+    if (st) st->pdl = on;
 }
 
 int cb_cuda_decode_argmax(cb_backend *be, cb_decode *d, const float *x, int n, int *id, int *nonfinite,

@@ -20,6 +20,9 @@ extern "C" {
  * stream, the backend's; decode.c points it at its own stream around a decode step, which
  * it captures as a CUDA graph (decode_step.cu defines it) ---- */
 void cbk_set_stream(void *stream);
+/* 1: decode_fused.cu's kernels launch under programmatic dependent launch (sm_90): each
+ * may start while the kernel before it ends, waiting inside for its results; 0: not */
+void cbk_set_pdl(int on);
 
 /* ---- reduce.cu: column sums (bias and norm weight gradients), deterministic ---- */
 /* floats of work cbk_colsum_* needs for (N, C) */

@@ -631,7 +631,8 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
         return 1;
     }
     if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_graphs(&s.dec, graphs);
-    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_fused(&s.dec, fused);
+    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_fused(&s.dec, fused > 0);
+    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_pdl(&s.dec, fused == 2);
     int rc = cb_session_forward(&s, tokens, P, out, 1, &e);
     for (int t = P; rc == CB_OK && t < T; t++) {
         if (argmax && t % 2) { /* every other step greedy on the device: its logits read back after */
@@ -653,7 +654,8 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
 #endif
 
 /* Graphed steps against uncaptured ones and the CPU, with the step's ops fused (the
- * default) and op by op: fp32 weights and cache (and bf16
+ * default), op by op, and fused under programmatic dependent launch (the same kernels and
+ * sums as fused: equal to it bit for bit): fp32 weights and cache (and bf16
  * weights with a q8_0 cache, GPU against GPU); Llama (tied, GQA) over 300 steps (the
  * cache grows 16 -> 512 tokens and the RoPE tables past 256 positions: each move a new
  * capture; the decode plan's window changes at 100 and 200 keys: a new capture each),
@@ -691,15 +693,16 @@ TEST(graphed_steps_equal_uncaptured_and_cpu) {
         sess_opts og = {be, 4, cases[c].w, cases[c].c, 0}, oc = {cb_backend_cpu(), 4, CB_KV_F32, CB_KV_F32, 0};
         const int fp32 = cases[c].w == CB_KV_F32 && cases[c].c == CB_KV_F32;
         if (fp32 && graph_logits(&m, &oc, &plan, 0, 0, tokens, T, P, cpu, NULL, &cc, &cr)) goto next;
-        for (int fused = 0; fused <= 1; fused++) {
+        for (int fused = 0; fused <= 2; fused++) { /* op by op, fused, fused with pdl */
             if (graph_logits(&m, &og, &plan, 0, fused, tokens, T, P, off, NULL, &cap_off, &rep_off) ||
                 graph_logits(&m, &og, &plan, 1, fused, tokens, T, P, on, amax, &cap_on, &rep_on))
                 break;
             const size_t n = (size_t)T * V;
             double same = iu_rel_diff(on, off, n);
             char what[160];
+            const char *how = fused == 2 ? "fused, pdl" : fused ? "fused" : "op by op";
             snprintf(what, sizeof what, "%s %s: graphed vs uncaptured (%ld captures, %ld replays)", cases[c].name,
-                     fused ? "fused" : "op by op", cap_on, rep_on);
+                     how, cap_on, rep_on);
             REPORT_DIFF(what, same, 0);
             if (!(same == 0)) FAILF("%s: %.3g", what, same);
             EXPECT_EQ_INT(0, (int)cap_off);
@@ -710,16 +713,22 @@ TEST(graphed_steps_equal_uncaptured_and_cpu) {
             EXPECT(rep_on > cap_on);
             if (fp32) {
                 double d = iu_rel_diff(on, cpu, n);
-                snprintf(what, sizeof what, "%s %s: graphed vs cpu", cases[c].name, fused ? "fused" : "op by op");
+                snprintf(what, sizeof what, "%s %s: graphed vs cpu", cases[c].name, how);
                 REPORT_DIFF(what, d, TOL);
                 if (!(d <= TOL)) FAILF("%s: %.3g", what, d);
             }
-            if (fused) {
+            if (fused == 1) {
                 const double tol = fp32 ? TOL : 1e-3;
                 double d = iu_rel_diff(on, unfused, n);
                 snprintf(what, sizeof what, "%s: fused vs op by op (graphed)", cases[c].name);
                 REPORT_DIFF(what, d, tol);
                 if (!(d <= tol)) FAILF("%s: %.3g", what, d);
+                memcpy(unfused, on, sizeof *on * n); /* now the fused logits */
+            } else if (fused == 2) {
+                double d = iu_rel_diff(on, unfused, n);
+                snprintf(what, sizeof what, "%s: fused with pdl vs fused (graphed)", cases[c].name);
+                REPORT_DIFF(what, d, 0);
+                if (!(d == 0)) FAILF("%s: %.3g", what, d);
             } else {
                 memcpy(unfused, on, sizeof *on * n);
             }
