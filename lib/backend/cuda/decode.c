@@ -237,9 +237,9 @@ static void step_free(cb_backend *be, cb_decode *d) {
     d->dev = NULL;
 }
 
-/* Which ops a fused step folds into a neighbour: an RMSNorm into the attention or SwiGLU
- * right after it that reads its output (the only reader of that slot), whose products then
- * normalise their input themselves; a residual add into the attention or SwiGLU right
+/* Which ops a fused step folds into a neighbour: an RMSNorm into the attention, SwiGLU,
+ * linear op or head right after it that reads its output (the only reader of that slot),
+ * whose products then normalise their input themselves; a residual add into the attention or SwiGLU right
  * before it whose output it alone reads, whose last product (wo, w_down) then writes the
  * add's output, the other input added. Programs of another shape keep their ops. */
 static int plan_fusion(cuda_step *st, const cb_program *p, cb_error *e) {
@@ -259,7 +259,9 @@ static int plan_fusion(cuda_step *st, const cb_program *p, cb_error *e) {
         const int *nin = p->inputs + nx->in_first;
         const int only = readers[op->out] == 1 && op->out != p->logits_slot;
         if (op->kind == CB_OP_RMSNORM && op->n_in == 1 && only && op->d_in <= CBK_STEP_MAX_COLS &&
-            op->p[CB_P_WEIGHT] != CB_NO_PARAM && (nx->kind == CB_OP_ATTENTION || nx->kind == CB_OP_SWIGLU) &&
+            op->p[CB_P_WEIGHT] != CB_NO_PARAM &&
+            (nx->kind == CB_OP_ATTENTION || nx->kind == CB_OP_SWIGLU || nx->kind == CB_OP_HEAD ||
+             nx->kind == CB_OP_LINEAR) &&
             nx->n_in == 1 && nin[0] == op->out && !st->folded[i]) {
             st->norm_of[i + 1] = i;
             st->folded[i] = 1;
@@ -698,11 +700,15 @@ static void decode_mlp(cb_pass *p, int i, float *out, const float *in) {
     proj(p, i, CB_P_PROJ_W, out, h, W(p, op, CB_P_PROJ_B));
 }
 
-/* A linear op, or the head: the widest product (V columns), so only the rows asked for. */
-static void decode_linear(cb_pass *p, int i, float *out, const float *in) {
+/* A linear op, or the head: the widest product (V columns), so only the rows asked for;
+ * f: a fused step's (one row, the norm before it folded in). */
+static void decode_linear(cb_pass *p, int i, float *out, const float *in, const fold *f) {
     const cb_op *op = &p->prog->ops[i];
     const int m = p->T;
-    if (op->kind == CB_OP_LINEAR || p->head_rows == CB_HEAD_ALL) {
+    if (f->on) {
+        if (op->kind == CB_OP_LINEAR || p->head_rows != CB_HEAD_NONE)
+            fused_proj(mat(p, i, CB_P_WEIGHT), out, in, W(p, op, CB_P_BIAS), f, 1, NULL);
+    } else if (op->kind == CB_OP_LINEAR || p->head_rows == CB_HEAD_ALL) {
         proj(p, i, CB_P_WEIGHT, out, in, W(p, op, CB_P_BIAS));
     } else if (p->head_rows == CB_HEAD_LAST) {
         matvec(out + (size_t)(m - 1) * op->d_out, mat(p, i, CB_P_WEIGHT), in + (size_t)(m - 1) * op->d_in,
@@ -753,7 +759,7 @@ static int run_op(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     case CB_OP_SWIGLU: decode_swiglu(p, i, out, in, &f); break;
     case CB_OP_MLP: decode_mlp(p, i, out, in); break;
     case CB_OP_LINEAR:
-    case CB_OP_HEAD: decode_linear(p, i, out, in); break;
+    case CB_OP_HEAD: decode_linear(p, i, out, in, &f); break;
     case CB_OP_DROPOUT: cbk_copy(out, in, n_out); break; /* decoding never trains */
     case CB_OP_ROPE: {
         const float *cos_t, *sin_t;
