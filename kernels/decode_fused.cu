@@ -1,5 +1,7 @@
 /* decode_fused.cu: the kernels of a fused decode step (backend/cuda/decode.c with
- * CB_DECODE_FUSED on, the default): the ops around a one-row product folded into it, and
+ * CB_DECODE_FUSED=1; off by default: as written the products take 160-200 registers a
+ * thread for bf16 and fp32, one block of 8 warps an SM, and the step measured 1.8x slower
+ * than the unfused one; bench/RESULTS.md): the ops around a one-row product folded into it, and
  * the attention's RoPE and cache writes in one launch, so that a Llama layer takes 7
  * launches instead of 14. Each computes what the separate kernels compute (rmsnorm.cu,
  * matvec.cu, swiglu.cu, elementwise.cu's add, rope.cu, matvec.cu's cbk_quantize_rows_at),

@@ -12,7 +12,11 @@
  *  - decode steps captured as CUDA graphs give the logits of the same steps uncaptured,
  *    bit for bit, and the CPU's within TOL, over hundreds of steps across growths of the
  *    cache and of the RoPE tables and changes of the decode plan's window (each a new
- *    capture), and greedy sampling on the GPU picks the CPU's tokens.
+ *    capture), and greedy sampling on the GPU picks the CPU's tokens; the same with the
+ *    step fused (CB_DECODE_FUSED=1's) and fused under programmatic dependent launch;
+ *  - the fused step's kernels (decode_fused.cu): its products (norm, bias, residual,
+ *    gate/up with SwiGLU) against double sums, its RoPE and cache rows against the unfused
+ *    kernels byte for byte.
  * Skips, saying why, where the build has no CUDA backend or the machine no GPU. */
 #include "test.h"
 
@@ -653,8 +657,8 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
 }
 #endif
 
-/* Graphed steps against uncaptured ones and the CPU, with the step's ops fused (the
- * default), op by op, and fused under programmatic dependent launch (the same kernels and
+/* Graphed steps against uncaptured ones and the CPU, with the step's ops op by op (the
+ * default), fused, and fused under programmatic dependent launch (the same kernels and
  * sums as fused: equal to it bit for bit): fp32 weights and cache (and bf16
  * weights with a q8_0 cache, GPU against GPU); Llama (tied, GQA) over 300 steps (the
  * cache grows 16 -> 512 tokens and the RoPE tables past 256 positions: each move a new
@@ -732,7 +736,7 @@ TEST(graphed_steps_equal_uncaptured_and_cpu) {
             } else {
                 memcpy(unfused, on, sizeof *on * n);
             }
-            for (int t = P + 1; t < T; t += 2)
+            for (int t = P | 1; t < T; t += 2) /* the odd steps: graph_logits's argmax ones */
                 if (amax[t] != cb_argmax(on + (size_t)t * V, V)) {
                     FAILF("%s: step %d: argmax on the gpu %d, on the host %d", cases[c].name, t, amax[t],
                           cb_argmax(on + (size_t)t * V, V));
