@@ -7,15 +7,19 @@
  * the same run (bytes read plus written per second, best of 5 copies of 1 GiB).
  *   build/rel/bench/cuda_decode [-m manifest] [-w KIND] [-c KIND] [-x CONTEXTS] [-n STEPS] [-p CHUNK]
  * CONTEXTS comma separated (default 1024,2048,4096,8192,16384,32768); STEPS decode steps
- * timed at each (default 64, after 4 untimed) three ways: op by op with the logits brought
+ * timed at each (default 64, after 4 untimed) five ways: op by op with the logits brought
  * back to the host for the argmax (one (V) download a token: the step before CUDA graphs),
- * op by op with the argmax on the GPU (4 bytes back), and captured as a CUDA graph with
- * it (the main line, what decoding does by default); CHUNK rows per prefill pass (default
- * 512).
+ * op by op with the argmax on the GPU (4 bytes back), the fused step (the ops folded into
+ * the products' kernels, CB_DECODE_FUSED=1's) captured as a CUDA graph with it, that under
+ * programmatic dependent launch (CB_CUDA_PDL=1's), and the unfused step captured as a
+ * graph (the main line, what decoding does by default). CHUNK rows per prefill pass
+ * (default 512).
  * The session grows from one context to the next (the prefill of the difference), and the
  * decoded tokens are truncated away after each measurement. Prints per context:
  *   ctx L ungraphed, logits to host: tokens/s R ms/token T share S%
  *   ctx L ungraphed, argmax on gpu: tokens/s R ms/token T share S%
+ *   ctx L graphed, fused: tokens/s R ms/token T share S%
+ *   ctx L graphed, fused, pdl: tokens/s R ms/token T share S%
  *   ctx L: tokens/s R ms/token T bytes/token B bound R0 share S% prefill P tok/s (graphs ...) */
 #include <getopt.h>
 #include <stdio.h>
@@ -199,9 +203,12 @@ int main(int argc, char **argv) {
         const double mean_ctx = L + 4 + (steps + 1) / 2.0; /* keys the timed steps read, on average */
         const double bytes = wbytes + kv_per_token * mean_ctx, bound = bw / bytes;
         /* the step as before this issue's graphs (op by op, the logits to the host), op by
-         * op with the argmax on the GPU, then graphed with it (the main line) */
-        for (int mode = 0; mode < 3; mode++) {
-            cb_cuda_decode_set_graphs(&s.dec, mode == 2);
+         * op with the argmax on the GPU, graphed and fused, that under programmatic
+         * dependent launch, then graphed unfused (the main line) */
+        for (int mode = 0; mode < 5; mode++) {
+            cb_cuda_decode_set_graphs(&s.dec, mode >= 2);
+            cb_cuda_decode_set_fused(&s.dec, mode == 2 || mode == 3);
+            cb_cuda_decode_set_pdl(&s.dec, mode == 3);
             double t = 0;
             for (int k = -4; k < steps; k++) {
                 if (k == 0) t0 = cb_clock_s();
@@ -215,10 +222,13 @@ int main(int argc, char **argv) {
             }
             t = (cb_clock_s() - t0) / steps;
             cb_session_truncate(&s, L);
-            if (mode < 2) {
+            if (mode != 4) {
                 printf("ctx %d %s: tokens/s %.1f ms/token %.3f share %.1f%%\n", L,
-                       mode == 0 ? "ungraphed, logits to host" : "ungraphed, argmax on gpu", 1.0 / t, t * 1e3,
-                       100.0 / t / bound);
+                       mode == 0   ? "ungraphed, logits to host"
+                       : mode == 1 ? "ungraphed, argmax on gpu"
+                       : mode == 2 ? "graphed, fused"
+                                   : "graphed, fused, pdl",
+                       1.0 / t, t * 1e3, 100.0 / t / bound);
                 continue;
             }
             long captures = 0, replays = 0;

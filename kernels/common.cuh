@@ -11,6 +11,34 @@
 
 /* the launch stream (cbk_set_stream; 0: the legacy default stream) */
 extern cudaStream_t cbk_stream;
+/* 1: launches through cbk_launch let the kernel start before the one before it ends
+ * (programmatic dependent launch, sm_90; cbk_set_pdl): such a kernel calls cbk_pdl_wait,
+ * which waits for the grids before it to finish and their writes to be seen, before it
+ * reads or writes anything a kernel before it touches (it may read the weights earlier) */
+extern int cbk_pdl;
+
+__device__ __forceinline__ void cbk_pdl_wait(void) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory"); /* the next may launch */
+#endif
+}
+
+/* kernel<<<grid, block, smem, cbk_stream>>>(args...), with cbk_pdl's attribute */
+template <typename... K, typename... A>
+static inline void cbk_launch(void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, A... args) {
+    cudaLaunchAttribute at[1];
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = cbk_pdl;
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = cbk_stream;
+    cfg.attrs = at;
+    cfg.numAttrs = 1;
+    cudaLaunchKernelEx(&cfg, kernel, ((K)args)...);
+}
 
 #define CBK_THREADS 256
 /* grid of a grid-stride loop over n elements: enough blocks to fill the GPU, no more */

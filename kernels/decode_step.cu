@@ -7,8 +7,10 @@
 #include "common.cuh"
 
 cudaStream_t cbk_stream = 0;
+int cbk_pdl = 0;
 
 void cbk_set_stream(void *stream) { cbk_stream = (cudaStream_t)stream; }
+void cbk_set_pdl(int on) { cbk_pdl = on; }
 
 /* rows (cos then sin, half floats each) of position *dpos of a table (cap, half) each */
 static __global__ void rope_rows_at(float *cos_out, float *sin_out, const float *cos_tab, const float *sin_tab,

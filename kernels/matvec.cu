@@ -98,58 +98,7 @@ static __global__ void quantize_rows(unsigned char *dst, size_t dst_ld, const fl
         const int b = (int)(i % per_row);
         const float *x = src + r * src_ld;
         unsigned char *o = dst + r * dst_ld;
-        if (kind == CB_KV_F32) {
-            ((float *)o)[b] = x[b];
-            continue;
-        }
-        if (kind == CB_KV_F16 || kind == CB_KV_BF16) {
-            ((uint16_t *)o)[b] = kind == CB_KV_F16 ? cbk_f_f16(x[b]) : cbk_f_bf16(x[b]);
-            continue;
-        }
-        const int j0 = b * bv;
-#define XV(j) (j0 + (j) < cols ? x[j0 + (j)] : 0.0f)
-        if (kind == CB_KV_Q8_0) {
-            float amax = 0.0f;
-            for (int j = 0; j < CB_QK8_0; j++) amax = fmaxf(amax, fabsf(XV(j)));
-            const float d = amax / 127.0f;
-            const float id = d != 0.0f ? 1.0f / d : 0.0f;
-            unsigned char *yb = o + (size_t)b * CBK_Q8_0_BYTES;
-            uint16_t dh = cbk_f_f16(d);
-            yb[0] = dh & 0xff, yb[1] = dh >> 8;
-            for (int j = 0; j < CB_QK8_0; j++) yb[2 + j] = (unsigned char)(int8_t)roundf(XV(j) * id);
-        } else if (kind == CB_KV_Q4_0) {
-            unsigned char *yb = o + (size_t)b * CBK_Q4_0_BYTES;
-            float amax = 0.0f, max = 0.0f;
-            for (int j = 0; j < CB_QK4_0; j++)
-                if (amax < fabsf(XV(j))) {
-                    amax = fabsf(XV(j));
-                    max = XV(j);
-                }
-            const float d = max / -8.0f;
-            const float id = d != 0.0f ? 1.0f / d : 0.0f;
-            uint16_t dh = cbk_f_f16(d);
-            yb[0] = dh & 0xff, yb[1] = dh >> 8;
-            for (int j = 0; j < CB_QK4_0 / 2; j++) {
-                int q0 = (int)(XV(j) * id + 8.5f), q1 = (int)(XV(j + CB_QK4_0 / 2) * id + 8.5f);
-                q0 = q0 < 15 ? q0 : 15;
-                q1 = q1 < 15 ? q1 : 15;
-                yb[2 + j] = (unsigned char)(q0 | (q1 << 4));
-            }
-        } else { /* nf4 */
-            unsigned char *yb = o + (size_t)b * CBK_NF4_BYTES;
-            float amax = 0.0f;
-            for (int j = 0; j < CB_QKNF4; j++) amax = fmaxf(amax, fabsf(XV(j)));
-            amax = fminf(amax, 65504.0f);
-            uint16_t dh = cbk_f_f16(amax);
-            yb[0] = dh & 0xff, yb[1] = dh >> 8;
-            const float d = cbk_f16_f(dh);
-            const float id = d != 0.0f ? 1.0f / d : 0.0f;
-            for (int j = 0; j < CB_QKNF4 / 2; j++) {
-                int q0 = cbk_nf4_index(XV(j) * id), q1 = cbk_nf4_index(XV(j + CB_QKNF4 / 2) * id);
-                yb[2 + j] = (unsigned char)(q0 | (q1 << 4));
-            }
-        }
-#undef XV
+        cbk_quantize_unit(o, x, kind, b, bv, cols);
     }
 }
 

@@ -24,6 +24,15 @@ struct cb_decode;
  * unless CB_CUDA_GRAPHS=0 is in the environment when the state is made), or launched op
  * by op (off): the same kernels either way. For the tests and bench/cuda_decode. */
 void cb_cuda_decode_set_graphs(struct cb_decode *d, int on);
+/* A decoding state's one-row steps fused (on: CB_DECODE_FUSED=1 in the environment when
+ * the state is made; RMSNorms, residual adds, RoPE, cache writes and SwiGLU folded into
+ * the products' kernels, decode_fused.cu) or op by op (off, the default: the fused step
+ * measured 1.8x slower, bench/RESULTS.md). For the tests and bench/cuda_decode. */
+void cb_cuda_decode_set_fused(struct cb_decode *d, int on);
+/* A fused step's kernels under programmatic dependent launch (on: CB_CUDA_PDL=1 in the
+ * environment when the state is made; off, the default): each may start while the one
+ * before it ends, its first weight loads overlapping that kernel's tail. */
+void cb_cuda_decode_set_pdl(struct cb_decode *d, int on);
 /* Whether d's steps are graphed now; the graphs captured and the steps replayed so far. */
 int cb_cuda_decode_graph_counts(const struct cb_decode *d, long *captures, long *replays);
 /* Why cb_backend_cuda() returned NULL ("no CUDA device: ..."), or "" when it did not. */

@@ -194,7 +194,7 @@ enum step_mode {
 typedef struct step_key {
     unsigned long gen; /* cuda_step.gen: the caches, scratch and RoPE tables where they are */
     const void *slots, *tokens, *weights, *rope;
-    int head_rows, window;
+    int head_rows, window, fused, pdl;
 } step_key;
 
 typedef struct cuda_step {
@@ -205,6 +205,12 @@ typedef struct cuda_step {
     size_t *rope_off;     /* (n_ropes) each table's offset in rope */
     int rope_cap;         /* positions the tables hold */
     int graphs;           /* capture steps (CB_CUDA_GRAPHS=0: no) */
+    int fused;            /* a step folds ops into its products (CB_DECODE_FUSED=1: yes) */
+    int pdl;              /* and launches those under programmatic dependent launch (CB_CUDA_PDL=1) */
+    int *norm_of;         /* (n_ops) the RMSNorm op folded into op i's products, or -1 */
+    int *add_of;          /* (n_ops) the residual add op i's last product writes, or -1 */
+    int *resid_of;        /* (n_ops) that add's other input slot */
+    unsigned char *folded; /* (n_ops) 1: the op runs inside a neighbour in a fused step */
     int mode;             /* enum step_mode of the pass running */
     unsigned long gen;    /* counts moves of what a graph points at */
     cudaGraphExec_t exec; /* NULL: none captured */
@@ -223,8 +229,52 @@ static void step_free(cb_backend *be, cb_decode *d) {
     be->free(be, st->argmax);
     be->free(be, st->rope);
     free(st->rope_off);
+    free(st->norm_of);
+    free(st->add_of);
+    free(st->resid_of);
+    free(st->folded);
     free(st);
     d->dev = NULL;
+}
+
+/* Which ops a fused step folds into a neighbour: an RMSNorm into the attention, SwiGLU,
+ * linear op or head right after it that reads its output (the only reader of that slot),
+ * whose products then normalise their input themselves; a residual add into the attention or SwiGLU right
+ * before it whose output it alone reads, whose last product (wo, w_down) then writes the
+ * add's output, the other input added. Programs of another shape keep their ops. */
+static int plan_fusion(cuda_step *st, const cb_program *p, cb_error *e) {
+    const int n = p->n_ops;
+    st->norm_of = cb_malloc((size_t)n, sizeof *st->norm_of, e);
+    st->add_of = st->norm_of ? cb_malloc((size_t)n, sizeof *st->add_of, e) : NULL;
+    st->resid_of = st->add_of ? cb_malloc((size_t)n, sizeof *st->resid_of, e) : NULL;
+    st->folded = st->resid_of ? cb_calloc((size_t)n, 1, e) : NULL;
+    int *readers = st->folded ? cb_calloc(p->n_slots ? (size_t)p->n_slots : 1, sizeof *readers, e) : NULL;
+    if (!readers) return e->code;
+    for (int i = 0; i < n; i++) {
+        st->norm_of[i] = st->add_of[i] = st->resid_of[i] = -1;
+        for (int k = 0; k < p->ops[i].n_in; k++) readers[p->inputs[p->ops[i].in_first + k]]++;
+    }
+    for (int i = 0; i + 1 < n; i++) {
+        const cb_op *op = &p->ops[i], *nx = &p->ops[i + 1];
+        const int *nin = p->inputs + nx->in_first;
+        const int only = readers[op->out] == 1 && op->out != p->logits_slot;
+        if (op->kind == CB_OP_RMSNORM && op->n_in == 1 && only && op->d_in <= CBK_STEP_MAX_COLS &&
+            op->p[CB_P_WEIGHT] != CB_NO_PARAM &&
+            (nx->kind == CB_OP_ATTENTION || nx->kind == CB_OP_SWIGLU || nx->kind == CB_OP_HEAD ||
+             nx->kind == CB_OP_LINEAR) &&
+            nx->n_in == 1 && nin[0] == op->out && !st->folded[i]) {
+            st->norm_of[i + 1] = i;
+            st->folded[i] = 1;
+        }
+        if ((op->kind == CB_OP_ATTENTION || op->kind == CB_OP_SWIGLU) && only && nx->kind == CB_OP_ADD &&
+            nx->n_in == 2 && (nin[0] == op->out) != (nin[1] == op->out)) {
+            st->add_of[i] = i + 1;
+            st->resid_of[i] = nin[0] == op->out ? nin[1] : nin[0];
+            st->folded[i + 1] = 1;
+        }
+    }
+    free(readers);
+    return CB_OK;
 }
 
 static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
@@ -233,6 +283,11 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
     d->dev = st;
     const char *env = getenv("CB_CUDA_GRAPHS");
     st->graphs = !d->cfg.graphs_off && !(env && strcmp(env, "0") == 0);
+    env = getenv("CB_DECODE_FUSED"); /* off by default: slower on the device as it stands */
+    st->fused = env && strcmp(env, "1") == 0;
+    env = getenv("CB_CUDA_PDL");
+    st->pdl = env && strcmp(env, "1") == 0;
+    CB_TRY(plan_fusion(st, d->prog, e));
     st->rope_off = cb_calloc(d->prog->n_ropes ? (size_t)d->prog->n_ropes : 1, sizeof *st->rope_off, e);
     if (!st->rope_off) return e->code;
     if (cudaStreamCreate(&st->stream) != cudaSuccess) {
@@ -507,8 +562,60 @@ static cbk_kv_view view_of(const cb_kv_tensor *t) {
     return v;
 }
 
-/* Attention of the pass's m rows at pos0, as cb_cpu_decode_attention. */
-static void decode_attention(cb_pass *p, int oi, float *out, const float *in) {
+/* The unfused step's (and a prefill chunk's) RoPE of q and k and cache appends */
+static void unfused_rope_append(cb_pass *p, int oi, float *q, float *k, const float *v, const float *k_sem,
+                                const int *dpos) {
+    cb_decode *dc = p->decode;
+    const cb_op *op = &p->prog->ops[oi];
+    const cb_attention_config *a = &op->attn;
+    const head_dims d = dims_of(a);
+    const int m = p->T, pos0 = p->pos0, dec = a->mode == CB_ATTENTION_DECOUPLED;
+    cb_layer_cache *cache = &dc->kv.layers[dc->op_layer[oi]];
+    if (a->rope_enabled) {
+        const float *cos_t, *sin_t;
+        rope_rows(p, op, &cos_t, &sin_t);
+        if (m == 1) { /* q then k: one row of H + Hkv heads */
+            cbk_rope(q, q, cos_t, sin_t, 1, 1, d.H + d.Hkv, d.dr, 0, 1.0f, 0);
+        } else {
+            cbk_rope(q, q, cos_t, sin_t, 1, m, d.H, d.dr, 0, 1.0f, 0);
+            cbk_rope(k, k, cos_t, sin_t, 1, m, d.Hkv, d.dr, 0, 1.0f, 0);
+        }
+    }
+    append(&cache->k, k, pos0, dpos, m);
+    if (dec) append(&cache->k_sem, k_sem, pos0, dpos, m);
+    append(&cache->v, v, pos0, dpos, m);
+}
+
+/* What a fused step folds into an op's products (all zero: nothing, the op as ever). */
+typedef struct fold {
+    int on;             /* the op runs fused: its one-row products through cbk_matvec_step */
+    const float *norm;  /* the folded RMSNorm's weight: the op's input is the norm's input */
+    float eps;
+    const float *resid; /* the folded add's other input: the op's output is the add's */
+} fold;
+
+/* out = in W^T (+ bias) of one row of a fused op, its input normalised by f's norm when
+ * norm; resid non-NULL: out = resid + that */
+static void fused_proj(const cb_weight_matrix *w, float *out, const float *in, const float *bias, const fold *f,
+                       int norm, const float *resid) {
+    cbk_matvec_step(out, w->data, w->row_bytes, (int)w->kind, in, bias, w->rows, w->cols, norm ? f->norm : NULL,
+                    f->eps, 0, resid);
+}
+
+/* A product of the pass reading the op's input (norm 1: f's norm folded in) */
+static void proj_in(const cb_pass *p, int i, int role, float *out, const float *in, const float *bias, const fold *f) {
+    if (f->on) fused_proj(mat(p, i, role), out, in, bias, f, 1, NULL);
+    else proj(p, i, role, out, in, bias);
+}
+
+/* The cache tensor t's new row from src (a fused step's cbk_rope_cache_step) */
+static cbk_kv_dst dst_of(const cb_kv_tensor *t, const float *src) {
+    cbk_kv_dst d = {t->data, src, (int)t->kind, t->n_heads, t->head_dim, t->row_bytes, t->head_bytes};
+    return d;
+}
+
+/* Attention of the pass's m rows at pos0, as cb_cpu_decode_attention; f: a fused step's. */
+static void decode_attention(cb_pass *p, int oi, float *out, const float *in, const fold *f) {
     cb_decode *dc = p->decode;
     const cb_op *op = &p->prog->ops[oi];
     const cb_attention_config *a = &op->attn;
@@ -520,35 +627,32 @@ static void decode_attention(cb_pass *p, int oi, float *out, const float *in) {
     float *gate = k_sem + (size_t)m * d.Hkv * d.ds, *att = gate + (size_t)m * d.H;
     cb_weight_matrix qkv;
     if (m == 1 && !dec && !bias && joined(dc, oi, QKV_ROLES, 3, &qkv)) { // q, k, v back to back in work
-        matvec(q, &qkv, in, NULL, 1);
+        if (f->on) fused_proj(&qkv, q, in, NULL, f, 1, NULL);
+        else matvec(q, &qkv, in, NULL, 1);
     } else {
-        proj(p, oi, dec ? CB_P_QGEO_W : CB_P_Q_W, q, in, bias ? W(p, op, dec ? CB_P_QGEO_B : CB_P_Q_B) : NULL);
-        proj(p, oi, dec ? CB_P_KGEO_W : CB_P_K_W, k, in, bias ? W(p, op, dec ? CB_P_KGEO_B : CB_P_K_B) : NULL);
-        proj(p, oi, CB_P_V_W, v, in, bias ? W(p, op, CB_P_V_B) : NULL);
+        proj_in(p, oi, dec ? CB_P_QGEO_W : CB_P_Q_W, q, in, bias ? W(p, op, dec ? CB_P_QGEO_B : CB_P_Q_B) : NULL, f);
+        proj_in(p, oi, dec ? CB_P_KGEO_W : CB_P_K_W, k, in, bias ? W(p, op, dec ? CB_P_KGEO_B : CB_P_K_B) : NULL, f);
+        proj_in(p, oi, CB_P_V_W, v, in, bias ? W(p, op, CB_P_V_B) : NULL, f);
     }
     if (dec) {
-        proj(p, oi, CB_P_QSEM_W, q_sem, in, bias ? W(p, op, CB_P_QSEM_B) : NULL);
-        proj(p, oi, CB_P_KSEM_W, k_sem, in, bias ? W(p, op, CB_P_KSEM_B) : NULL);
-    }
-    if (a->rope_enabled) {
-        const float *cos_t, *sin_t;
-        rope_rows(p, op, &cos_t, &sin_t);
-        if (m == 1) { /* q then k: one row of H + Hkv heads */
-            cbk_rope(q, q, cos_t, sin_t, 1, 1, d.H + d.Hkv, d.dr, 0, 1.0f, 0);
-        } else {
-            cbk_rope(q, q, cos_t, sin_t, 1, m, d.H, d.dr, 0, 1.0f, 0);
-            cbk_rope(k, k, cos_t, sin_t, 1, m, d.Hkv, d.dr, 0, 1.0f, 0);
-        }
+        proj_in(p, oi, CB_P_QSEM_W, q_sem, in, bias ? W(p, op, CB_P_QSEM_B) : NULL, f);
+        proj_in(p, oi, CB_P_KSEM_W, k_sem, in, bias ? W(p, op, CB_P_KSEM_B) : NULL, f);
     }
     if (d.gated) { // gate (m, H) = sigmoid(a_h + in . gate_proj_h), as cb_attention_forward
-        if (a->decoupled_gate_dynamic) proj(p, oi, CB_P_GATE_PROJ, gate, in, NULL);
+        if (a->decoupled_gate_dynamic) proj_in(p, oi, CB_P_GATE_PROJ, gate, in, NULL, f);
         cbk_attn_gate(gate, a->decoupled_gate ? W(p, op, CB_P_GATE_A) : NULL, a->decoupled_gate_dynamic, (size_t)m,
                       d.H);
     }
     const int *dpos = on_step(dc) ? step_of(dc)->dpos : NULL;
-    append(&cache->k, k, pos0, dpos, m);
-    if (dec) append(&cache->k_sem, k_sem, pos0, dpos, m);
-    append(&cache->v, v, pos0, dpos, m);
+    if (f->on) { /* RoPE (the geometric part under DBA) and the caches' new rows: one launch */
+        const float *cos_t = NULL, *sin_t = NULL;
+        if (a->rope_enabled) rope_rows(p, op, &cos_t, &sin_t);
+        cbk_kv_dst kd = dst_of(&cache->k, k), ksd = dst_of(&cache->k_sem, k_sem), vd = dst_of(&cache->v, v);
+        if (!dec) ksd.n_heads = 0;
+        cbk_rope_cache_step(q, d.H, d.Hkv, d.dr, cos_t, sin_t, dpos, &kd, &ksd, &vd);
+    } else {
+        unfused_rope_append(p, oi, q, k, v, k_sem, dpos);
+    }
     const cb_decode_plan plan = attention_lengths(p, oi);
     const cbk_kv_view kv = view_of(&cache->k), ks = view_of(&cache->k_sem), vv = view_of(&cache->v);
     if (dpos)
@@ -557,24 +661,33 @@ static void decode_attention(cb_pass *p, int oi, float *out, const float *in) {
     else
         cbk_attn_decode(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H,
                         d.Hkv, d.ds, d.dr, d.dv, pos0, plan.local_window);
-    proj(p, oi, CB_P_O_W, out, att, bias ? W(p, op, CB_P_O_B) : NULL);
+    if (f->on) fused_proj(mat(p, oi, CB_P_O_W), out, att, bias ? W(p, op, CB_P_O_B) : NULL, f, 0, f->resid);
+    else proj(p, oi, CB_P_O_W, out, att, bias ? W(p, op, CB_P_O_B) : NULL);
 }
 
-/* out = (silu(in Wg^T) * (in Wu^T)) Wd^T */
-static void decode_swiglu(cb_pass *p, int i, float *out, const float *in) {
+/* out = (silu(in Wg^T) * (in Wu^T)) Wd^T; f: a fused step's (gate, up and silu(g) * u
+ * one launch when the two are joined) */
+static void decode_swiglu(cb_pass *p, int i, float *out, const float *in, const fold *f) {
     const cb_op *op = &p->prog->ops[i];
     const int m = p->T;
     const size_t nf = (size_t)m * op->d_ff;
     float *gate = p->decode->work, *up = gate + nf, *h = up + nf;
     cb_weight_matrix gate_up;
-    if (m == 1 && joined(p->decode, i, GATE_UP_ROLES, 2, &gate_up)) { // gate, up back to back in work
-        matvec(gate, &gate_up, in, NULL, 1);
+    const int both = m == 1 && joined(p->decode, i, GATE_UP_ROLES, 2, &gate_up);
+    if (both && f->on) {
+        cbk_matvec_step(h, gate_up.data, gate_up.row_bytes, (int)gate_up.kind, in, NULL, op->d_ff, gate_up.cols,
+                        f->norm, f->eps, 1, NULL);
     } else {
-        proj(p, i, CB_P_GATE, gate, in, NULL);
-        proj(p, i, CB_P_UP, up, in, NULL);
+        if (both) { // gate, up back to back in work
+            matvec(gate, &gate_up, in, NULL, 1);
+        } else {
+            proj_in(p, i, CB_P_GATE, gate, in, NULL, f);
+            proj_in(p, i, CB_P_UP, up, in, NULL, f);
+        }
+        cbk_swiglu_forward(h, gate, up, nf);
     }
-    cbk_swiglu_forward(h, gate, up, nf);
-    proj(p, i, CB_P_DOWN, out, h, NULL);
+    if (f->on) fused_proj(mat(p, i, CB_P_DOWN), out, h, NULL, f, 0, f->resid);
+    else proj(p, i, CB_P_DOWN, out, h, NULL);
 }
 
 /* out = gelu_tanh(in Wfc^T + bfc) Wproj^T + bproj */
@@ -587,11 +700,15 @@ static void decode_mlp(cb_pass *p, int i, float *out, const float *in) {
     proj(p, i, CB_P_PROJ_W, out, h, W(p, op, CB_P_PROJ_B));
 }
 
-/* A linear op, or the head: the widest product (V columns), so only the rows asked for. */
-static void decode_linear(cb_pass *p, int i, float *out, const float *in) {
+/* A linear op, or the head: the widest product (V columns), so only the rows asked for;
+ * f: a fused step's (one row, the norm before it folded in). */
+static void decode_linear(cb_pass *p, int i, float *out, const float *in, const fold *f) {
     const cb_op *op = &p->prog->ops[i];
     const int m = p->T;
-    if (op->kind == CB_OP_LINEAR || p->head_rows == CB_HEAD_ALL) {
+    if (f->on) {
+        if (op->kind == CB_OP_LINEAR || p->head_rows != CB_HEAD_NONE)
+            fused_proj(mat(p, i, CB_P_WEIGHT), out, in, W(p, op, CB_P_BIAS), f, 1, NULL);
+    } else if (op->kind == CB_OP_LINEAR || p->head_rows == CB_HEAD_ALL) {
         proj(p, i, CB_P_WEIGHT, out, in, W(p, op, CB_P_BIAS));
     } else if (p->head_rows == CB_HEAD_LAST) {
         matvec(out + (size_t)(m - 1) * op->d_out, mat(p, i, CB_P_WEIGHT), in + (size_t)(m - 1) * op->d_in,
@@ -608,6 +725,22 @@ static int run_op(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     const float *in = op->n_in ? p->slots + prog->slots[ins[0]].offset : NULL;
     float *work = p->decode->work;
     const size_t n_out = (size_t)m * prog->slots[op->out].width;
+    const cuda_step *st = step_of(p->decode);
+    fold f = {0, NULL, 0.0f, NULL};
+    if (st->fused && on_step(p->decode)) {
+        if (st->folded[i]) return CB_OK; /* runs inside its neighbour */
+        f.on = 1;
+        if (st->norm_of[i] >= 0) {
+            const cb_op *norm = &prog->ops[st->norm_of[i]];
+            f.norm = W(p, norm, CB_P_WEIGHT);
+            f.eps = norm->eps;
+            in = p->slots + prog->slots[prog->inputs[norm->in_first]].offset;
+        }
+        if (st->add_of[i] >= 0) {
+            out = p->slots + prog->slots[prog->ops[st->add_of[i]].out].offset;
+            f.resid = p->slots + prog->slots[st->resid_of[i]].offset;
+        }
+    }
     switch (op->kind) {
     case CB_OP_EMBED:
         if (on_step(p->decode))
@@ -622,11 +755,11 @@ static int run_op(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
         cbk_layernorm_forward(out, work, work + m, in, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_BIAS), m, op->d_in,
                               op->eps);
         break;
-    case CB_OP_ATTENTION: decode_attention(p, i, out, in); break;
-    case CB_OP_SWIGLU: decode_swiglu(p, i, out, in); break;
+    case CB_OP_ATTENTION: decode_attention(p, i, out, in, &f); break;
+    case CB_OP_SWIGLU: decode_swiglu(p, i, out, in, &f); break;
     case CB_OP_MLP: decode_mlp(p, i, out, in); break;
     case CB_OP_LINEAR:
-    case CB_OP_HEAD: decode_linear(p, i, out, in); break;
+    case CB_OP_HEAD: decode_linear(p, i, out, in, &f); break;
     case CB_OP_DROPOUT: cbk_copy(out, in, n_out); break; /* decoding never trains */
     case CB_OP_ROPE: {
         const float *cos_t, *sin_t;
@@ -676,6 +809,7 @@ static void step_abandon(cuda_step *st) {
     }
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
+    cbk_set_pdl(0);
 }
 
 /* Op 0 of a pass: a pass of several rows runs as ever; a step uploads its position, then
@@ -686,6 +820,7 @@ static int step_begin(cb_pass *p, cb_error *e) {
     cuda_step *st = step_of(d);
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
+    cbk_set_pdl(0);
     if (p->T != 1) return CB_OK;
     if (cudaMemcpyAsync(st->dpos, &p->pos0, sizeof p->pos0, cudaMemcpyHostToDevice, st->stream) != cudaSuccess)
         return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: uploading the step's position failed");
@@ -695,6 +830,8 @@ static int step_begin(cb_pass *p, cb_error *e) {
     k.slots = p->slots, k.tokens = p->tokens, k.weights = p->weights, k.rope = p->rope;
     k.head_rows = p->head_rows;
     k.window = cb_decode_plan_pick(d->cfg.plan, p->pos0 + 1, NULL).local_window;
+    k.fused = st->fused;
+    k.pdl = st->fused && st->pdl;
     if (st->graphs && st->exec && memcmp(&k, &st->key, sizeof k) == 0) {
         if (cudaGraphLaunch(st->exec, st->stream) != cudaSuccess)
             return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching the step's graph failed");
@@ -705,6 +842,7 @@ static int step_begin(cb_pass *p, cb_error *e) {
     if (st->exec) cudaGraphExecDestroy(st->exec);
     st->exec = NULL;
     cbk_set_stream(st->stream);
+    cbk_set_pdl(k.pdl);
     st->mode = STEP_PLAIN;
     if (st->graphs && cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
         st->key = k;
@@ -724,6 +862,7 @@ static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     const int mode = st->mode;
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
+    cbk_set_pdl(0);
     if (mode != STEP_CAPTURE) return CB_OK;
     cudaGraph_t g = NULL;
     cudaError_t err = cudaStreamEndCapture(st->stream, &g);
@@ -740,11 +879,13 @@ static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     st->graphs = 0;
     st->mode = STEP_PLAIN;
     cbk_set_stream(st->stream);
+    cbk_set_pdl(st->fused && st->pdl);
     step_rope_rows(p);
     int rc = CB_OK;
     for (int i = 0; i < p->prog->n_ops && rc == CB_OK; i++) rc = run_op(c, p, i, e);
     st->mode = STEP_HOST;
     cbk_set_stream(NULL);
+    cbk_set_pdl(0);
     return rc;
 }
 
@@ -770,6 +911,16 @@ int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
 void cb_cuda_decode_set_graphs(cb_decode *d, int on) {
     cuda_step *st = step_of(d);
     if (st) st->graphs = on;
+}
+
+void cb_cuda_decode_set_fused(cb_decode *d, int on) {
+    cuda_step *st = step_of(d);
+    if (st) st->fused = on;
+}
+
+void cb_cuda_decode_set_pdl(cb_decode *d, int on) {
+    cuda_step *st = step_of(d);
+    if (st) st->pdl = on;
 }
 
 int cb_cuda_decode_argmax(cb_backend *be, cb_decode *d, const float *x, int n, int *id, int *nonfinite,

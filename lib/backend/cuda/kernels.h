@@ -20,6 +20,9 @@ extern "C" {
  * stream, the backend's; decode.c points it at its own stream around a decode step, which
  * it captures as a CUDA graph (decode_step.cu defines it) ---- */
 void cbk_set_stream(void *stream);
+/* 1: decode_fused.cu's kernels launch under programmatic dependent launch (sm_90): each
+ * may start while the kernel before it ends, waiting inside for its results; 0: not */
+void cbk_set_pdl(int on);
 
 /* ---- reduce.cu: column sums (bias and norm weight gradients), deterministic ---- */
 /* floats of work cbk_colsum_* needs for (N, C) */
@@ -191,6 +194,34 @@ void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_
                         int ds, int dr, int dv, const int *dpos, int window, int kv_cap);
 /* set the split kernel's shared-memory limit (before a capture: not a stream operation) */
 void cbk_attn_decode_prepare(void);
+
+/* ---- decode_fused.cu: a fused decode step's kernels (backend/cuda/decode.c) ---- */
+/* the widest input a step product stages in shared memory (44 KB: 48 KB with no opt-in,
+ * less the block's own); a norm folds into products of at most this many columns */
+#define CBK_STEP_MAX_COLS 11264
+/* One row through W (rows, cols) in kind, as cbk_matvec at m = 1, with the ops around the
+ * product folded in: norm_w non-NULL: x first RMS-normalised (cbk_rmsnorm_forward's with
+ * that weight and eps; cols <= CBK_STEP_MAX_COLS); gate_up: W holds 2 rows blocks, gate
+ * then up, and y (rows) = silu(x Wg^T) * (x Wu^T) (cbk_swiglu_forward's; bias NULL);
+ * resid non-NULL: y = resid + x W^T + bias (the residual add after the product; y may be
+ * resid). The norm's scale multiplies each row's sum instead of each input: the result
+ * is the separate kernels' up to float rounding. */
+void cbk_matvec_step(float *y, const void *W, size_t row_bytes, int kind, const float *x, const float *bias,
+                     int rows, int cols, const float *norm_w, float eps, int gate_up, const float *resid);
+/* A cache tensor's new row: src (n_heads, head_dim) floats into data's row at the step's
+ * position, heads head_bytes apart (n_heads 0: none) */
+typedef struct cbk_kv_dst {
+    void *data;
+    const float *src;
+    int kind, n_heads, head_dim;
+    size_t row_bytes, head_bytes;
+} cbk_kv_dst;
+/* One launch: q (H, dr) and the k (Hkv, dr) right after it rotated in place by the step's
+ * RoPE row (cos_row, sin_row (dr/2); NULL: no RoPE), as cbk_rope at one row; then k
+ * (k->src, normally q + H*dr), k_sem and v written into their caches at row *dpos, the
+ * bytes cbk_quantize_rows_at writes */
+void cbk_rope_cache_step(float *q, int H, int Hkv, int dr, const float *cos_row, const float *sin_row,
+                         const int *dpos, const cbk_kv_dst *k, const cbk_kv_dst *k_sem, const cbk_kv_dst *v);
 
 /* ---- decode_step.cu: a graphed decode step's own kernels ---- */
 /* cos_out, sin_out (half) = row *dpos of the tables cos_tab, sin_tab (positions, half) */

@@ -12,7 +12,11 @@
  *  - decode steps captured as CUDA graphs give the logits of the same steps uncaptured,
  *    bit for bit, and the CPU's within TOL, over hundreds of steps across growths of the
  *    cache and of the RoPE tables and changes of the decode plan's window (each a new
- *    capture), and greedy sampling on the GPU picks the CPU's tokens.
+ *    capture), and greedy sampling on the GPU picks the CPU's tokens; the same with the
+ *    step fused (CB_DECODE_FUSED=1's) and fused under programmatic dependent launch;
+ *  - the fused step's kernels (decode_fused.cu): its products (norm, bias, residual,
+ *    gate/up with SwiGLU) against double sums, its RoPE and cache rows against the unfused
+ *    kernels byte for byte.
  * Skips, saying why, where the build has no CUDA backend or the machine no GPU. */
 #include "test.h"
 
@@ -211,6 +215,177 @@ TEST(converted_weights_are_the_cpus_bytes_and_products_exact) {
         be->free(be, dw), be->free(be, dx), be->free(be, db), be->free(be, dy);
         free(w), free(x), free(bias), free(y), free(deq);
     }
+#else
+    gpu();
+#endif
+}
+
+/* A fused step's product (decode_fused.cu's cbk_matvec_step) against double sums over the
+ * dequantised rows, every kind, with and without the folded RMSNorm, bias and residual,
+ * and gate/up with SwiGLU; one shape too wide to stage its input (no norm there). Bound,
+ * in units of 2^-24 times the sum of |terms| (mag): the row's float sum, cols + 1 roundings;
+ * the input times the norm's weight, 1; the norm's scale from a float sum of cols squares,
+ * at most cols/2 + 2 relative: (2 cols + 8) mag covers all. SwiGLU: silu's slope is below
+ * 1.1, so |u| 1.1 e_g + |silu(g)| e_u + 8 ulp of y (expf, the products). */
+static double step_ref(const float *deq, const float *x, const float *nw, float eps, int cols, double *mag) {
+    double ss = 0, s = 0;
+    for (int j = 0; j < cols; j++) ss += (double)x[j] * x[j];
+    const double r = nw ? 1.0 / sqrt(ss / cols + eps) : 1.0;
+    *mag = 0;
+    for (int j = 0; j < cols; j++) {
+        const double xn = nw ? (double)x[j] * r * nw[j] : x[j];
+        s += deq[j] * xn;
+        *mag += fabs(deq[j] * xn);
+    }
+    return s;
+}
+
+TEST(fused_step_products) {
+#ifdef CB_HAVE_CUDA
+    cb_backend *be = gpu();
+    if (!be) return;
+    unsigned long long st = 0x243F6A8885A308D3ULL;
+    const int shapes[][2] = {{37, 100}, {300, 64}, {96, 2048}, {5, 33}, {70, 512}, {9, 12304}};
+    for (int si = 0; si < 6; si++) {
+        const int rows = shapes[si][0], cols = shapes[si][1], wide = cols > CBK_STEP_MAX_COLS;
+        float *w = malloc(sizeof(float) * 2 * rows * cols), *x = malloc(sizeof(float) * cols);
+        float *nw = malloc(sizeof(float) * cols), *bias = malloc(sizeof(float) * rows);
+        float *res = malloc(sizeof(float) * rows), *y = malloc(sizeof(float) * rows);
+        float *dg = malloc(sizeof(float) * cols), *du = malloc(sizeof(float) * cols);
+        for (int i = 0; i < 2 * rows * cols; i++) w[i] = cb_test_urandf(&st) * (i % 7 == 0 ? 3.0f : 0.5f);
+        for (int j = 0; j < cols; j++) x[j] = 2.0f * cb_test_urandf(&st), nw[j] = 1.0f + 0.5f * cb_test_urandf(&st);
+        for (int r = 0; r < rows; r++) bias[r] = cb_test_urandf(&st), res[r] = 4.0f * cb_test_urandf(&st);
+        cb_error e;
+        float *dw = be->alloc(be, sizeof(float) * 2 * rows * cols, &e), *dx = be->alloc(be, sizeof(float) * cols, &e);
+        float *dn = be->alloc(be, sizeof(float) * cols, &e), *db = be->alloc(be, sizeof(float) * rows, &e);
+        float *dr = be->alloc(be, sizeof(float) * rows, &e), *dy = be->alloc(be, sizeof(float) * rows, &e);
+        be->upload(be, dw, w, sizeof(float) * 2 * rows * cols, &e);
+        be->upload(be, dx, x, sizeof(float) * cols, &e);
+        be->upload(be, dn, nw, sizeof(float) * cols, &e);
+        be->upload(be, db, bias, sizeof(float) * rows, &e);
+        const float eps = 1e-5f;
+        for (int k = 0; k < CB_KV_COUNT; k++) {
+            cb_weight_matrix cpu; /* 2 rows blocks: gate then up */
+            if (cb_weight_matrix_from_f32(&cpu, (cb_kv_kind)k, w, 2 * rows, cols, &e) != CB_OK) { FAILF("%s", e.msg); continue; }
+            void *dq = be->alloc(be, cb_weight_matrix_bytes(&cpu), &e);
+            cbk_quantize_rows(dq, cpu.row_bytes, dw, (size_t)cols, k, 2 * rows, cols);
+            for (int v = 0; v < 5; v++) { /* plain, norm, bias, norm+bias+resid, gate/up (+norm) */
+                const int norm = (v == 1 || v >= 3) && !wide, hasb = v == 2 || v == 3, resid = v == 3, gu = v == 4;
+                be->upload(be, dr, res, sizeof(float) * rows, &e);
+                /* resid: in place, y is the residual (the add's output may be its input) */
+                float *out = resid ? dr : dy;
+                cbk_matvec_step(out, dq, cpu.row_bytes, k, dx, hasb ? db : NULL, rows, cols, norm ? dn : NULL, eps, gu,
+                                resid ? dr : NULL);
+                if (be->synchronize(be, &e) != CB_OK) { FAILF("%s", e.msg); break; }
+                be->download(be, y, out, sizeof(float) * rows, &e);
+                double worst = 0;
+                for (int r = 0; r < rows; r++) {
+                    double mg, mu;
+                    cb_kv_dequantize_row((cb_kv_kind)k, dg, (const unsigned char *)cpu.data + (size_t)r * cpu.row_bytes,
+                                         (size_t)cols);
+                    double g = step_ref(dg, x, norm ? nw : NULL, eps, cols, &mg), want, bound;
+                    const double unit = (2.0 * cols + 8) * 0x1p-24;
+                    if (gu) {
+                        cb_kv_dequantize_row((cb_kv_kind)k, du,
+                                             (const unsigned char *)cpu.data + (size_t)(rows + r) * cpu.row_bytes,
+                                             (size_t)cols);
+                        const double u = step_ref(du, x, norm ? nw : NULL, eps, cols, &mu);
+                        const double silu = g / (1.0 + exp(-g));
+                        want = silu * u;
+                        bound = 1.1 * fabs(u) * mg * unit + fabs(silu) * mu * unit + 8 * 0x1p-24 * fabs(want);
+                    } else {
+                        want = g + (hasb ? bias[r] : 0) + (resid ? res[r] : 0);
+                        bound = (mg + (hasb ? fabs(bias[r]) : 0) + (resid ? fabs(res[r]) : 0)) * unit;
+                    }
+                    worst = cb_test_worst(worst, fabs(y[r] - want) / (bound + 1e-30));
+                }
+                char what[128];
+                snprintf(what, sizeof what, "step product (%d,%d) %s %s (in units of the bound)", rows, cols,
+                         cb_kv_kind_name((cb_kv_kind)k),
+                         (const char *[]){"plain", "norm", "bias", "norm+bias+resid", "gate/up"}[v]);
+                REPORT_DIFF(what, worst, 1.0);
+                if (!(worst <= 1.0)) FAILF("%s: %.3g of the bound", what, worst);
+            }
+            be->free(be, dq);
+            cb_weight_matrix_free(&cpu);
+        }
+        be->free(be, dw), be->free(be, dx), be->free(be, dn), be->free(be, db), be->free(be, dr), be->free(be, dy);
+        free(w), free(x), free(nw), free(bias), free(res), free(y), free(dg), free(du);
+    }
+#else
+    gpu();
+#endif
+}
+
+/* The fused step's RoPE and cache writes (cbk_rope_cache_step) against the unfused
+ * kernels (cbk_rope at one row, cbk_quantize_rows_at; both tested against the CPU): the
+ * same float operations, so the rotated q and k and every cache byte equal, for every
+ * cache kind, with and without RoPE, with a semantic key (DBA's, not rotated) and without. */
+TEST(fused_step_rope_and_cache_rows) {
+#ifdef CB_HAVE_CUDA
+    cb_backend *be = gpu();
+    if (!be) return;
+    unsigned long long st = 0x13198A2E03707344ULL;
+    const int H = 8, Hkv = 2, dr = 16, ds = 8, dv = 24, cap = 5, pos = 3;
+    const int nq = (H + Hkv) * dr, n = nq + Hkv * dv + Hkv * ds; /* q, k | v | k_sem */
+    float *h = malloc(sizeof(float) * n), *cs = malloc(sizeof(float) * dr);
+    for (int i = 0; i < n; i++) h[i] = 3.0f * cb_test_urandf(&st);
+    for (int i = 0; i < dr / 2; i++) cs[i] = cosf(0.3f * i + 1), cs[dr / 2 + i] = sinf(0.3f * i + 1);
+    cb_error e;
+    float *a = be->alloc(be, sizeof(float) * n, &e), *b = be->alloc(be, sizeof(float) * n, &e);
+    float *dcs = be->alloc(be, sizeof(float) * dr, &e);
+    int *dpos = be->alloc(be, sizeof(int), &e);
+    be->upload(be, dcs, cs, sizeof(float) * dr, &e);
+    be->upload(be, dpos, &pos, sizeof pos, &e);
+    for (int k = 0; k < CB_KV_COUNT; k++)
+        for (int v = 0; v < 4; v++) { /* rope or not, k_sem or not */
+            const int rope = v & 1, sem = v >> 1;
+            const int widths[3] = {dr, ds, dv};
+            size_t hb[3], rb[3];
+            unsigned char *c[2][3], *got[3];
+            for (int t = 0; t < 3; t++) {
+                hb[t] = cb_kv_kind_bytes((cb_kv_kind)k, (size_t)widths[t]);
+                rb[t] = hb[t] * Hkv;
+                for (int side = 0; side < 2; side++) {
+                    c[side][t] = be->alloc(be, rb[t] * cap, &e);
+                    cudaMemset(c[side][t], 0, rb[t] * cap);
+                }
+                got[t] = malloc(rb[t] * cap);
+            }
+            be->upload(be, a, h, sizeof(float) * n, &e);
+            be->upload(be, b, h, sizeof(float) * n, &e);
+            const float *vsrc[2] = {a + nq, b + nq}, *ssrc[2] = {a + nq + Hkv * dv, b + nq + Hkv * dv};
+            /* unfused: side 0 */
+            if (rope) cbk_rope(a, a, dcs, dcs + dr / 2, 1, 1, H + Hkv, dr, 0, 1.0f, 0);
+            cbk_quantize_rows_at(c[0][0], hb[0], dpos, rb[0], a + H * dr, (size_t)dr, k, Hkv, dr);
+            if (sem) cbk_quantize_rows_at(c[0][1], hb[1], dpos, rb[1], ssrc[0], (size_t)ds, k, Hkv, ds);
+            cbk_quantize_rows_at(c[0][2], hb[2], dpos, rb[2], vsrc[0], (size_t)dv, k, Hkv, dv);
+            /* fused: side 1 */
+            cbk_kv_dst kd = {c[1][0], b + H * dr, k, Hkv, dr, rb[0], hb[0]};
+            cbk_kv_dst sd = {c[1][1], ssrc[1], k, sem ? Hkv : 0, ds, rb[1], hb[1]};
+            cbk_kv_dst vd = {c[1][2], vsrc[1], k, Hkv, dv, rb[2], hb[2]};
+            cbk_rope_cache_step(b, H, Hkv, dr, rope ? dcs : NULL, dcs + dr / 2, dpos, &kd, &sd, &vd);
+            if (be->synchronize(be, &e) != CB_OK) { FAILF("%s", e.msg); return; }
+            float *qa = malloc(sizeof(float) * n), *qb = malloc(sizeof(float) * n);
+            be->download(be, qa, a, sizeof(float) * n, &e);
+            be->download(be, qb, b, sizeof(float) * n, &e);
+            EXPECT(memcmp(qa, qb, sizeof(float) * n) == 0);
+            for (int t = 0; t < 3; t++) {
+                unsigned char *want = malloc(rb[t] * cap);
+                be->download(be, want, c[0][t], rb[t] * cap, &e);
+                be->download(be, got[t], c[1][t], rb[t] * cap, &e);
+                if (memcmp(want, got[t], rb[t] * cap) != 0)
+                    FAILF("%s rope %d sem %d: cache %d differs from the unfused kernels'", cb_kv_kind_name((cb_kv_kind)k),
+                          rope, sem, t);
+                free(want);
+                be->free(be, c[0][t]), be->free(be, c[1][t]);
+                free(got[t]);
+            }
+            free(qa), free(qb);
+        }
+    fprintf(stderr, "  fused rope and cache rows: every kind compared\n");
+    be->free(be, a), be->free(be, b), be->free(be, dcs), be->free(be, dpos);
+    free(h), free(cs);
 #else
     gpu();
 #endif
@@ -445,7 +620,7 @@ TEST(truncate_then_continue) {
 /* Logits of tokens[0..T) (a prompt of P in one call, then a token a call) with the GPU's
  * steps graphed or not; captures and replays counted. out (T, V). */
 static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_plan_config *plan, int graphs,
-                        const int32_t *tokens, int T, int P, float *out, int32_t *argmax, long *captures,
+                        int fused, const int32_t *tokens, int T, int P, float *out, int32_t *argmax, long *captures,
                         long *replays) {
     cb_session s;
     cb_session_config c = cb_session_config_default();
@@ -460,6 +635,8 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
         return 1;
     }
     if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_graphs(&s.dec, graphs);
+    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_fused(&s.dec, fused > 0);
+    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_pdl(&s.dec, fused == 2);
     int rc = cb_session_forward(&s, tokens, P, out, 1, &e);
     for (int t = P; rc == CB_OK && t < T; t++) {
         if (argmax && t % 2) { /* every other step greedy on the device: its logits read back after */
@@ -472,7 +649,7 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
             rc = cb_session_forward(&s, tokens + t, 1, out + (size_t)t * s.vocab, 0, &e);
         }
     }
-    if (rc != CB_OK) FAILF("forward on %s (graphs %d): %s", o->be->name, graphs, e.msg);
+    if (rc != CB_OK) FAILF("forward on %s (graphs %d, fused %d): %s", o->be->name, graphs, fused, e.msg);
     *captures = *replays = 0;
     if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_graph_counts(&s.dec, captures, replays);
     cb_session_free(&s);
@@ -480,14 +657,19 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
 }
 #endif
 
-/* Graphed steps against uncaptured ones and the CPU: fp32 weights and cache (and bf16
+/* Graphed steps against uncaptured ones and the CPU, with the step's ops op by op (the
+ * default), fused, and fused under programmatic dependent launch (the same kernels and
+ * sums as fused: equal to it bit for bit): fp32 weights and cache (and bf16
  * weights with a q8_0 cache, GPU against GPU); Llama (tied, GQA) over 300 steps (the
  * cache grows 16 -> 512 tokens and the RoPE tables past 256 positions: each move a new
  * capture; the decode plan's window changes at 100 and 200 keys: a new capture each),
  * GPT-2 (learned positions, the position read on the device) and DBA (both gates). The
  * same kernels run either way, so graphed and uncaptured logits are equal bit for bit;
- * against the CPU TOL holds as in the tests above. Greedy argmax on the GPU (every other
- * step) is the CPU's cb_argmax of the same logits. */
+ * against the CPU TOL holds as in the tests above, fused or not. Fused against op by op
+ * at bf16/q8_0 (no CPU run): the norm's scale applied to the sums instead of the inputs
+ * moves a product by a few ulp, which may round a cached key or value to the neighbouring
+ * q8_0 level: within 1e-3, as the long-context test's q8_0 bound. Greedy argmax on the
+ * GPU (every other step) is the CPU's cb_argmax of the same logits. */
 TEST(graphed_steps_equal_uncaptured_and_cpu) {
     cb_backend *be = gpu();
     if (!be) return;
@@ -510,19 +692,21 @@ TEST(graphed_steps_equal_uncaptured_and_cpu) {
             plan.when_short.local_window = 0, plan.when_mid.local_window = 48, plan.when_long.local_window = 80;
         }
         float *cpu = calloc((size_t)T * V, sizeof *cpu), *off = calloc((size_t)T * V, sizeof *off),
-              *on = calloc((size_t)T * V, sizeof *on);
+              *on = calloc((size_t)T * V, sizeof *on), *unfused = calloc((size_t)T * V, sizeof *unfused);
         long cap_off, rep_off, cap_on, rep_on, cc, cr;
         sess_opts og = {be, 4, cases[c].w, cases[c].c, 0}, oc = {cb_backend_cpu(), 4, CB_KV_F32, CB_KV_F32, 0};
         const int fp32 = cases[c].w == CB_KV_F32 && cases[c].c == CB_KV_F32;
-        int bad = graph_logits(&m, &og, &plan, 0, tokens, T, P, off, NULL, &cap_off, &rep_off) ||
-                  graph_logits(&m, &og, &plan, 1, tokens, T, P, on, amax, &cap_on, &rep_on) ||
-                  (fp32 && graph_logits(&m, &oc, &plan, 0, tokens, T, P, cpu, NULL, &cc, &cr));
-        if (!bad) {
+        if (fp32 && graph_logits(&m, &oc, &plan, 0, 0, tokens, T, P, cpu, NULL, &cc, &cr)) goto next;
+        for (int fused = 0; fused <= 2; fused++) { /* op by op, fused, fused with pdl */
+            if (graph_logits(&m, &og, &plan, 0, fused, tokens, T, P, off, NULL, &cap_off, &rep_off) ||
+                graph_logits(&m, &og, &plan, 1, fused, tokens, T, P, on, amax, &cap_on, &rep_on))
+                break;
             const size_t n = (size_t)T * V;
             double same = iu_rel_diff(on, off, n);
             char what[160];
-            snprintf(what, sizeof what, "%s: graphed vs uncaptured (%ld captures, %ld replays)", cases[c].name,
-                     cap_on, rep_on);
+            const char *how = fused == 2 ? "fused, pdl" : fused ? "fused" : "op by op";
+            snprintf(what, sizeof what, "%s %s: graphed vs uncaptured (%ld captures, %ld replays)", cases[c].name,
+                     how, cap_on, rep_on);
             REPORT_DIFF(what, same, 0);
             if (!(same == 0)) FAILF("%s: %.3g", what, same);
             EXPECT_EQ_INT(0, (int)cap_off);
@@ -533,18 +717,34 @@ TEST(graphed_steps_equal_uncaptured_and_cpu) {
             EXPECT(rep_on > cap_on);
             if (fp32) {
                 double d = iu_rel_diff(on, cpu, n);
-                snprintf(what, sizeof what, "%s: graphed vs cpu", cases[c].name);
+                snprintf(what, sizeof what, "%s %s: graphed vs cpu", cases[c].name, how);
                 REPORT_DIFF(what, d, TOL);
                 if (!(d <= TOL)) FAILF("%s: %.3g", what, d);
             }
-            for (int t = P | 1; t < T; t += 2) /* the odd steps: those graph_logits took greedily */
+            if (fused == 1) {
+                const double tol = fp32 ? TOL : 1e-3;
+                double d = iu_rel_diff(on, unfused, n);
+                snprintf(what, sizeof what, "%s: fused vs op by op (graphed)", cases[c].name);
+                REPORT_DIFF(what, d, tol);
+                if (!(d <= tol)) FAILF("%s: %.3g", what, d);
+                memcpy(unfused, on, sizeof *on * n); /* now the fused logits */
+            } else if (fused == 2) {
+                double d = iu_rel_diff(on, unfused, n);
+                snprintf(what, sizeof what, "%s: fused with pdl vs fused (graphed)", cases[c].name);
+                REPORT_DIFF(what, d, 0);
+                if (!(d == 0)) FAILF("%s: %.3g", what, d);
+            } else {
+                memcpy(unfused, on, sizeof *on * n);
+            }
+            for (int t = P | 1; t < T; t += 2) /* the odd steps: graph_logits's argmax ones */
                 if (amax[t] != cb_argmax(on + (size_t)t * V, V)) {
                     FAILF("%s: step %d: argmax on the gpu %d, on the host %d", cases[c].name, t, amax[t],
                           cb_argmax(on + (size_t)t * V, V));
                     break;
                 }
         }
-        free(tokens), free(amax), free(cpu), free(off), free(on);
+    next:
+        free(tokens), free(amax), free(cpu), free(off), free(on), free(unfused);
         cb_model_free(&m);
     }
 #endif
