@@ -202,7 +202,8 @@ int cb_cpu_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_erro
     for (int i = 0; i < d->prog->n_ops; i++) {
         const cb_op *op = &d->prog->ops[i];
         if (op->kind != CB_OP_ATTENTION) continue;
-        size_t n = cb_attention_decode_scratch_size(&op->attn, m, pos0 + m, &plan);
+        const cb_layer_cache *c = &d->kv.layers[d->op_layer[i]];
+        size_t n = cb_attention_decode_scratch_size(&op->attn, c, m, pos0 + m, &plan);
         if (n > need) need = n;
         CB_TRY(cb_layer_cache_reserve(&d->kv.layers[d->op_layer[i]], pos0 + m, e));
     }
