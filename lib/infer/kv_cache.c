@@ -179,12 +179,15 @@ int cb_kv_tensor_append(cb_kv_tensor *t, const float *rows, int n, cb_error *e) 
     return CB_OK;
 }
 
-/* Packed: values v0 .. v1 - 1 of the stream of whole blocks, dequantized into out, one
- * block at a time. */
+/* Packed: values v0 .. v1 - 1 of the stream of whole blocks, dequantized into out: the
+ * whole blocks inside the range in one call, a block cut by either end through a copy. */
 static void read_stream(const cb_kv_tensor *t, float *out, size_t v0, size_t v1) {
     const size_t B = (size_t)cb_kv_kind_block_values(t->kind), bb = cb_kv_kind_block_bytes(t->kind);
+    const size_t k0 = (v0 + B - 1) / B, k1 = v1 / B; // whole blocks k0 .. k1 - 1
+    if (k0 < k1) cb_kv_dequantize_row(t->kind, out + (k0 * B - v0), t->data + k0 * bb, (k1 - k0) * B);
     float block[CB_QKNF4];
     for (size_t k = v0 / B; k * B < v1; k++) {
+        if (k >= k0 && k < k1) continue;
         cb_kv_dequantize_row(t->kind, block, t->data + k * bb, B);
         const size_t a = v0 > k * B ? v0 : k * B, b = v1 < (k + 1) * B ? v1 : (k + 1) * B;
         memcpy(out + (a - v0), block + (a - k * B), sizeof(float) * (b - a));
