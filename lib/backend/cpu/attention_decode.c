@@ -16,7 +16,12 @@
  * over keys rather than heads, reading the cache in its own row order (below). A decode
  * step of DBA with small keys (rotary and semantic parts of at most 16 values a head) and
  * values of 64 or 128 takes the same pieces, its scores from one masked 16-lane unit per
- * part (scores_small_rows), the gate folded into the queries. */
+ * part (scores_small_rows), the gate folded into the queries.
+ *
+ * All of the above read per-head tensors, whose head segments are whole blocks. A packed
+ * tensor (infer/kv_cache.h: heads narrower than a block, blocks spanning heads and tokens)
+ * is read once per call into an fp32 view of the visible tokens, as each query's decode
+ * step would read it, and the float kernels run over the view (cb_attention_decode). */
 #include "backend/cpu/attention_decode.h"
 
 #include <math.h>
