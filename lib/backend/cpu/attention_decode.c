@@ -1047,6 +1047,30 @@ static void decode_body(float *out, const float *q, const float *q_sem, const fl
     }
 }
 
+/* A packed tensor's tokens read into fp32 rows in pieces of VIEW_PIECE tokens, over the
+ * pool when there are enough values (a piece whose ends cut blocks reads those twice). */
+#define VIEW_PIECE 512
+typedef struct view_job {
+    const cb_kv_tensor *src;
+    float *out;
+    int lo, nt, at;
+} view_job;
+
+static void view_piece(void *ctx, int it) {
+    const view_job *j = ctx;
+    const int p0 = j->lo + it * VIEW_PIECE, n = j->lo + j->nt - p0 < VIEW_PIECE ? j->lo + j->nt - p0 : VIEW_PIECE;
+    const size_t W = (size_t)j->src->n_heads * j->src->head_dim;
+    cb_kv_tensor_read_at(j->src, j->out + (size_t)(p0 - j->lo) * W, p0, n, j->at);
+}
+
+static void view_read(const cb_kv_tensor *src, float *out, int lo, int nt, int at) {
+    view_job j = {src, out, lo, nt, at};
+    const int pieces = (nt + VIEW_PIECE - 1) / VIEW_PIECE;
+    if ((long long)nt * src->n_heads * src->head_dim >= (1 << 15) && pieces > 1) cb_parallel_for(pieces, view_piece, &j);
+    else
+        for (int it = 0; it < pieces; it++) view_piece(&j, it);
+}
+
 /* Tokens lo .. lo + nt - 1 of src as a per-head tensor of nt tokens, as a query at position
  * at reads them: a packed one dequantized into *buf as fp32 rows (buf moves past them), a
  * per-head one in place. */
@@ -1060,7 +1084,7 @@ static void view_tensor(cb_kv_tensor *dst, const cb_kv_tensor *src, int lo, int 
         return;
     }
     const size_t W = (size_t)src->n_heads * src->head_dim;
-    cb_kv_tensor_read_at(src, *buf, lo, nt, at);
+    view_read(src, *buf, lo, nt, at);
     dst->kind = CB_KV_F32;
     dst->packed = 0;
     dst->group = 1;
