@@ -24,6 +24,9 @@ typedef struct cb_decode_config {
     cb_kv_kind weight_kind; /* fp32: the model's weights as they are; else converted once */
     int rows;               /* the most rows one pass carries (the session's chunk) */
     const cb_decode_plan_config *plan; /* borrowed */
+    cb_kv_layout kv_layout; /* the CPU's caches: packed where heads are narrower than a block
+                               (the default), or per head, padded (infer/kv_cache.h); the
+                               CUDA backend's are always per head */
 } cb_decode_config;
 
 /* A program's decoding state on a device (backend->decode_init). */

@@ -130,7 +130,7 @@ int cb_session_init(cb_session *s, const cb_model *m, const cb_session_config *c
             f += p->ropes[i].dim / 2;
         }
         const cb_decode_config dc = {.kinds = s->cfg.kinds, .weight_kind = s->cfg.weight_kind, .rows = C,
-                                     .plan = &s->cfg.plan};
+                                     .plan = &s->cfg.plan, .kv_layout = s->cfg.kv_layout};
         rc = be->decode_init(be, &s->dec, p, &m->params, s->weights, &dc, e);
     }
     if (rc != CB_OK) cb_session_free(s);

@@ -30,6 +30,8 @@ typedef struct cb_session_config {
                                nf4), so each token reads fewer bytes */
     cb_decode_plan_config plan;
     cb_backend *backend; /* the device it decodes on; NULL: the CPU */
+    cb_kv_layout kv_layout; /* CB_KV_LAYOUT_PACKED (0, the default) or _HEADS: the CPU's
+                               caches as the CUDA backend lays them out (infer/kv_cache.h) */
 } cb_session_config;
 
 /* fp32 cache, default chunk, context from the model, decode plan auto. */

@@ -185,7 +185,7 @@ int cb_cpu_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const 
             d->op_layer[i] = p->ops[i].kind == CB_OP_ATTENTION ? li : -1;
             if (p->ops[i].kind == CB_OP_ATTENTION) cfgs[li++] = &p->ops[i].attn;
         }
-        rc = cb_kv_cache_init(&d->kv, n_layers, cfgs, &cfg->kinds, 0, e);
+        rc = cb_kv_cache_init_layout(&d->kv, n_layers, cfgs, &cfg->kinds, 0, cfg->kv_layout, e);
     }
     if (rc == CB_OK) rc = convert_weights(d, p, params, weights, cfg->weight_kind, e);
     free(cfgs);

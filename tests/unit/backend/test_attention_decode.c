@@ -312,12 +312,16 @@ TEST(decode_quantized_caches) {
         const int W = f.H * f.dv;
         float *got = malloc(sizeof(float) * T * W);
         double *ref = malloc(sizeof(double) * T * W);
-        for (int k = 0; k <= CB_KV_COUNT; k++) {
+        for (int kl = 0; kl < 2 * (CB_KV_COUNT + 1); kl++) {
+            // both layouts: the default (DBA's small heads packed) and per head, padded (the
+            // GPU's, which a CPU session takes as the GPU tests' reference)
+            const int k = kl % (CB_KV_COUNT + 1);
+            const cb_kv_layout layout = kl > CB_KV_COUNT ? CB_KV_LAYOUT_HEADS : CB_KV_LAYOUT_PACKED;
             cb_kv_kinds kinds = {(cb_kv_kind)k, (cb_kv_kind)k, (cb_kv_kind)k};
             if (k == CB_KV_COUNT) kinds = (cb_kv_kinds){CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
             cb_layer_cache c;
             cb_error e;
-            EXPECT_EQ_INT(CB_OK, cb_layer_cache_init(&c, &f.cfg, &kinds, 0, &e));
+            EXPECT_EQ_INT(CB_OK, cb_layer_cache_init_layout(&c, &f.cfg, &kinds, 0, layout, &e));
             // the reference as each pass's queries read the cache (a packed cache's stage moves on)
             append_rows(&c, &f, 0, 25);     // a prefill
             decode(got, &c, &f, 0, 25, NULL);
@@ -331,7 +335,9 @@ TEST(decode_quantized_caches) {
             }
             double dev = rel_diff(got, f.acts.att, (size_t)T * W);
             char what[96];
-            const char *kn = k < CB_KV_COUNT ? cb_kv_kind_name((cb_kv_kind)k) : "k q8_0 k_sem q4_0 v nf4";
+            const char *kn0 = k < CB_KV_COUNT ? cb_kv_kind_name((cb_kv_kind)k) : "k q8_0 k_sem q4_0 v nf4";
+            char kn[64];
+            snprintf(kn, sizeof kn, "%s%s", kn0, layout == CB_KV_LAYOUT_HEADS ? " per head" : "");
             snprintf(what, sizeof what, "%s %s vs dequant ref", cfgs[ci].name, kn);
             REPORT_DIFF(what, exact, 1e-5);
             snprintf(what, sizeof what, "%s %s vs fp32", cfgs[ci].name, kn);
