@@ -154,7 +154,6 @@ int main(int argc, char **argv) {
     for (int i = 0; i < q_width; i++) q[i] = kv[i];
     for (int ci = 0; ci < 2; ci++) {
         const cb_attention_config *cfg = &cfgs[ci];
-        float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(cfg, 1, context, NULL));
         printf("\ndecode attention, %s, one token over %d cached\n",
                ci ? "DBA 32/8 heads, keys 4 + 8, values 64" : "GQA 32/8 heads of 64", context);
         printf("%-6s %9s %8s %9s %9s %8s %9s %9s\n", "kind", "MB", "ms/1t", "GB/s/1t", "%bw/1t",
@@ -167,14 +166,16 @@ int main(int argc, char **argv) {
                 fprintf(stderr, "kernels_decode: %s\n", e.msg);
                 return e.code;
             }
+            // packed tensors (DBA's small heads in block kinds) need room for their fp32 view
+            float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(cfg, &c, 1, context, NULL));
             const double bytes = (double)cb_layer_cache_bytes(&c).payload;
             printf("%-6s %9.1f", cb_kv_kind_name((cb_kv_kind)k), bytes / 1048576.0);
             attention_call call = {out, scratch, q, ci ? q + 256 : NULL, &c, cfg, 1, context, 0};
             print_timings(run_attention, &call, bytes, threads, bw, " %8.3f");
             sink += call.sink;
             cb_layer_cache_free(&c);
+            free(scratch);
         }
-        free(scratch);
     }
 
     // decode attention, 110M shape: 12 layers, standard 12 heads of 64, one token at the end
@@ -197,7 +198,7 @@ int main(int argc, char **argv) {
         s ^= s << 13; s ^= s >> 7; s ^= s << 17;
         kv[i] = (float)((double)(s >> 11) / 9007199254740992.0 - 0.5);
     }
-    float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&std, 1, context, NULL));
+    float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&std, NULL, 1, context, NULL));
     printf("\ndecode attention, %d layers of 12 heads of 64 (110M), one token over %d cached\n", LAYERS_110M,
            context);
     printf("%-6s %9s %8s %9s %9s %8s %9s %9s\n", "kind", "MB", "ms/1t", "GB/s/1t", "%bw/1t",

@@ -26,6 +26,9 @@ typedef struct cb_decode_config {
     const cb_decode_plan_config *plan; /* borrowed */
     int graphs_off;         /* CUDA: 1 launches one-row steps op by op; 0 (the default) captures
                                them as graphs unless CB_CUDA_GRAPHS=0 is in the environment */
+    cb_kv_layout kv_layout; /* the CPU's caches: packed where heads are narrower than a block
+                               (the default), or per head, padded (infer/kv_cache.h); the
+                               CUDA backend's are always per head */
 } cb_decode_config;
 
 /* A program's decoding state on a device (backend->decode_init). */

@@ -37,7 +37,7 @@ static cb_kv_kinds uniform(cb_kv_kind k) {
     return s;
 }
 
-int cb_cache_bytes_per_token(const cb_model *m, const cb_kv_kinds *kinds, size_t *bytes, cb_error *e) {
+int cb_cache_bytes_per_token(const cb_model *m, const cb_kv_kinds *kinds, double *bytes, cb_error *e) {
     cb_attention_config *cfgs;
     int n;
     CB_TRY(cb_model_attention_configs(m, &cfgs, &n, e));
@@ -261,9 +261,9 @@ static int measure_and_choose(const cb_model *m, const cb_session_config *sc, co
         c->kind = CANDIDATES[i];
         c->delta_nll = c->ppl_ratio = c->mean_kl = c->tokens_per_s = NAN;
         cb_kv_kinds k = uniform(c->kind);
-        size_t per_token;
+        double per_token;
         CB_TRY(cb_cache_bytes_per_token(m, &k, &per_token, e));
-        c->cache_mb = (double)per_token * L / (1024.0 * 1024.0);
+        c->cache_mb = per_token * L / (1024.0 * 1024.0);
         snprintf(c->verdict, sizeof c->verdict, "kept");
     }
     d->n_cand = CB_CACHE_CANDIDATES;

@@ -65,7 +65,8 @@ typedef struct cb_cache_decision {
 int cb_cache_policy_decide(const cb_model *m, const cb_session_config *scfg, const cb_cache_policy_config *pc,
                            cb_cache_decision *d, cb_error *e);
 
-/* Cache bytes per token of m with kinds (every attention layer, block padding included). */
-int cb_cache_bytes_per_token(const cb_model *m, const cb_kv_kinds *kinds, size_t *bytes, cb_error *e);
+/* Cache bytes per token of m with kinds (every attention layer, block scales and padding
+ * included; the CPU's layout, infer/kv_cache.h: a fraction where blocks span tokens). */
+int cb_cache_bytes_per_token(const cb_model *m, const cb_kv_kinds *kinds, double *bytes, cb_error *e);
 
 #endif

@@ -130,7 +130,8 @@ int cb_session_init(cb_session *s, const cb_model *m, const cb_session_config *c
             f += p->ropes[i].dim / 2;
         }
         const cb_decode_config dc = {.kinds = s->cfg.kinds, .weight_kind = s->cfg.weight_kind, .rows = C,
-                                     .plan = &s->cfg.plan, .graphs_off = s->cfg.graphs_off};
+                                     .plan = &s->cfg.plan, .graphs_off = s->cfg.graphs_off,
+                                     .kv_layout = s->cfg.kv_layout};
         rc = be->decode_init(be, &s->dec, p, &m->params, s->weights, &dc, e);
     }
     if (rc != CB_OK) cb_session_free(s);

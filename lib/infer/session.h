@@ -33,6 +33,8 @@ typedef struct cb_session_config {
     int graphs_off;      /* on a GPU, 1: one-row steps launched op by op, not captured as
                             CUDA graphs (0, the default, captures them);
                             runtime/decode_graphs.h decides */
+    cb_kv_layout kv_layout; /* CB_KV_LAYOUT_PACKED (0, the default) or _HEADS: the CPU's
+                               caches as the CUDA backend lays them out (infer/kv_cache.h) */
 } cb_session_config;
 
 /* fp32 cache, default chunk, context from the model, decode plan auto. */

@@ -10,6 +10,8 @@ static const cb_field perplexity_fields[] = {
     FIELD("block_size", T_INT_GE(1), .def = "1024"),
     FIELD("num_batches", T_INT_GE(1), .def = "100"),
     FIELD("batch_size", T_INT_GE(1), .def = "1"),
+    /* no default: without it the full-sequence forward, as before */
+    FIELD("cache_kind", T_ENUM("fp32", "fp16", "bf16", "q8_0", "q4_0", "nf4")),
 };
 static const cb_schema perplexity_schema = {"perplexity", perplexity_fields, CB_NFIELDS(perplexity_fields), NULL,
                                             NULL};

@@ -99,11 +99,15 @@ jq -s -e '[.[] | select(.type == "latency" and (.skipped | not))] | length == 8 
 jq -s -e '[.[] | select(.type == "latency" and .skipped)] | length == 4 and
        all(.[]; .params.prompt_length == 128 and (.skipped | test("context \\(96\\)")))' "$R" >/dev/null &&
     ok latency.skipped_past_context || not_ok latency.skipped_past_context "$(jq -c 'select(.skipped) | .skipped' "$R")"
-# memory: KV bytes per token as worked from the shapes. teacher: 2 layers x (k + v) x 2 kv
-# heads x 8 values: fp32 256, q8_0 2*2*2*34 = 272, q4_0 2*2*2*18 = 144. student (DBA, d_sem
-# 8/4 = 2, d_geo 16/4 = 4, d_v 8): fp32 2 layers x 2 heads x (2+4+8) x 4 = 224; the block
-# kinds pad each of the 3 segments of a head to a block: 12 segments, x34 = 408, x18 = 216.
-want_kv='{"teacher": {"fp32": 256, "q8_0": 272, "q4_0": 144}, "student": {"fp32": 224, "q8_0": 408, "q4_0": 216}}'
+# memory: KV bytes per token as worked from the shapes (infer/kv_cache.h: heads narrower
+# than a block are packed, a block spanning heads and tokens, lcm(row, block) / row tokens a
+# row of blocks). teacher: 2 layers x (k + v) x 2 kv heads x 8 values: fp32 256; a token's
+# row of 16 values is half a block: q8_0 2 x 2 x 34/2 = 68, q4_0 2 x 2 x 18/2 = 36. student
+# (DBA, d_sem 8/4 = 2, d_geo 16/4 = 4, d_v 8: rows of 4, 8, 16): fp32 2 layers x 2 heads x
+# (2+4+8) x 4 = 224; q8_0 2 x (34/8 + 34/4 + 34/2) = 59.5, q4_0 2 x (18/8 + 18/4 + 18/2) =
+# 31.5 (padded per head it was 12 blocks: 408 and 216). 16 and 64 tokens fill every row, so
+# nothing is left on the float stage and kv_bytes = bytes per token x tokens.
+want_kv='{"teacher": {"fp32": 256, "q8_0": 68, "q4_0": 36}, "student": {"fp32": 224, "q8_0": 59.5, "q4_0": 31.5}}'
 jq -s -e --argjson w "$want_kv" '[.[] | select(.type == "memory")] | length == 12 and all(.[];
        .values.kv_bytes_per_token == $w[.model][.params.cache_kind] and
        .values.kv_bytes == .values.kv_bytes_per_token * .params.sequence_length and
@@ -139,7 +143,7 @@ expect_run weights_unknown 3 "$CB_BIN/cb" compile "$TMP/mq3.yml"
 grep -q 'config.weights: unknown value "q3"' "$TMP/err" && ok weights_unknown.line || not_ok weights_unknown.line "$(cat "$TMP/err")"
 # progress lines on stderr without --quiet
 expect_run progress 0 "$BENCH" --group paper --bench memory "${MODELS[@]}" -o "$TMP/mem.jsonl" "$TMP/plan.json"
-grep -q '^cb-bench: teacher: 64 tokens, q4_0 cache: 9216 bytes (144.0 per token)' "$TMP/err" && ok progress.lines ||
+grep -q '^cb-bench: teacher: 64 tokens, q4_0 cache: 2304 bytes (36.0 per token)' "$TMP/err" && ok progress.lines ||
     not_ok progress.lines "$(head -c 300 "$TMP/err")"
 
 # a custom suite file: the seed's README example, on every model given
@@ -262,3 +266,39 @@ YML
 expect_run custom_in_manifest 0 "$BENCH" --group cust "${MODELS[@]}" --quiet -o "$TMP/cust.jsonl" "$TMP/cust.json"
 jq -s -e '.[2] | .summary and .values.scored_items == 2 and .values.passed_items == 1' "$TMP/cust.jsonl" >/dev/null &&
     ok custom_in_manifest.summary || not_ok custom_in_manifest.summary "$(head -c 300 "$TMP/cust.jsonl")"
+
+# perplexity through a KV cache (cache_kind): a decode session, one token a step. fp32 equals
+# the full-sequence forward's perplexity within 1e-4 relative (the same products summed in
+# other orders: decode attention within 1e-5 of the forward's, logits to float rounding); a
+# q4_0 cache gives another value, finite, near it (random weights: logits near flat, so the
+# cache's rounding moves the loss little); the line records the kind
+cat >> "$TMP/m.yml" <<YML
+  - name: kv
+    runs:
+      - {id: train, mode: train, steps: 1}
+    benchmarks:
+      - id: ppl_fp32
+        config: {type: perplexity, dataset: $TMP/data/val.npy, block_size: 32, num_batches: 3, cache_kind: fp32}
+        models: [teacher, student]
+      - id: ppl_q4
+        config: {type: perplexity, dataset: $TMP/data/val.npy, block_size: 32, num_batches: 3, cache_kind: q4_0}
+        models: [teacher, student]
+YML
+"$CB_BIN/cb" compile "$TMP/m.yml" > "$TMP/kv.json" || not_ok setup.kv "compile"
+expect_run ppl_cache 0 "$BENCH" --group kv "${MODELS[@]}" --quiet -o "$TMP/kv.jsonl" "$TMP/kv.json"
+jq -s -e --slurpfile all "$R" '($all | map(select(.type == "perplexity")) | map({(.model): .values.perplexity}) | add) as $p |
+       length == 4 and all(.[]; .values.batches == 3 and .values.tokens == 96) and
+       ([.[] | select(.benchmark == "ppl_fp32")] | length == 2 and all(.[]; .params.cache_kind == "fp32" and
+         ((.values.perplexity / $p[.model] - 1) | if . < 0 then -. else . end) < 1e-4)) and
+       ([.[] | select(.benchmark == "ppl_q4")] | length == 2 and all(.[]; .params.cache_kind == "q4_0" and
+         .values.perplexity != $p[.model] and (.values.perplexity | isinfinite | not) and
+         ((.values.perplexity / $p[.model] - 1) | if . < 0 then -. else . end) < 0.1))' \
+    "$TMP/kv.jsonl" >/dev/null && ok ppl_cache.values ||
+    not_ok ppl_cache.values "$(jq -c '[.benchmark, .model, .params.cache_kind, .values.perplexity]' "$TMP/kv.jsonl" | tr '\n' ' ') plain: $(jq -c 'select(.type == "perplexity") | [.model, .values.perplexity]' "$R" | tr '\n' ' ')"
+# without cache_kind the line has none (the full-sequence forward, as before)
+jq -s -e '[.[] | select(.type == "perplexity") | .params | has("cache_kind")] == [false, false]' "$R" >/dev/null &&
+    ok ppl_cache.absent || not_ok ppl_cache.absent "$(jq -c 'select(.type == "perplexity") | .params' "$R")"
+# a kind that is not one: refused at its line
+sed 's/cache_kind: q4_0}/cache_kind: q3_0}/' "$TMP/m.yml" > "$TMP/bad_kind.yml"
+expect_run ppl_cache_bad_kind 3 "$CB_BIN/cb" compile "$TMP/bad_kind.yml"
+expect_err_line ppl_cache_bad_kind.line "bad_kind.yml:[0-9]+:[0-9]+: .*cache_kind.*q3_0"

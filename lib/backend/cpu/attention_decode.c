@@ -16,7 +16,12 @@
  * over keys rather than heads, reading the cache in its own row order (below). A decode
  * step of DBA with small keys (rotary and semantic parts of at most 16 values a head) and
  * values of 64 or 128 takes the same pieces, its scores from one masked 16-lane unit per
- * part (scores_small_rows), the gate folded into the queries. */
+ * part (scores_small_rows), the gate folded into the queries.
+ *
+ * All of the above read per-head tensors, whose head segments are whole blocks. A packed
+ * tensor (infer/kv_cache.h: heads narrower than a block, blocks spanning heads and tokens)
+ * is read once per call into an fp32 view of the visible tokens, as each query's decode
+ * step would read it, and the float kernels run over the view (cb_attention_decode). */
 #include "backend/cpu/attention_decode.h"
 
 #include <math.h>
@@ -110,8 +115,7 @@ static size_t query_floats(const decode_dims *m) {
     return (size_t)m->H * ((size_t)m->dr + QUERY_INT_FLOATS + 2 * SMALL_UNIT);
 }
 
-size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, int kv_len,
-                                        const cb_decode_plan *plan) {
+static size_t body_scratch(const cb_attention_config *cfg, int n, int kv_len, const cb_decode_plan *plan) {
     decode_dims m = dims_of(cfg);
     size_t general = (size_t)chunk_of(plan, n) * m.Hkv * item_floats(&m, keys_max(plan, kv_len));
     if (n != 1) return general;
@@ -119,6 +123,26 @@ size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, i
     piece_split sp = split_of(m.H, keys_max(plan, kv_len));
     size_t pieces = query_floats(&m) + (size_t)sp.pieces * sp.groups * piece_floats(&m, sp.heads_per);
     return pieces > general ? pieces : general;
+}
+
+/* Tokens of a packed cache one call dequantizes: those its queries can see. */
+static int view_tokens(int n, int kv_len, const cb_decode_plan *plan) {
+    const int w = plan ? plan->local_window : 0;
+    return w > 0 && (long long)w + n - 1 < kv_len ? w + n - 1 : kv_len;
+}
+
+static size_t view_floats(const cb_kv_tensor *t, int tokens) {
+    return t->packed ? (size_t)tokens * t->n_heads * t->head_dim : 0;
+}
+
+size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, const cb_layer_cache *c, int n, int kv_len,
+                                        const cb_decode_plan *plan) {
+    size_t s = body_scratch(cfg, n, kv_len, plan);
+    if (c && cb_layer_cache_packed(c)) {
+        const int nt = view_tokens(n, kv_len, plan);
+        s += view_floats(&c->k, nt) + view_floats(&c->k_sem, nt) + view_floats(&c->v, nt);
+    }
+    return s;
 }
 
 /* The softmax's exp: the same branch-free polynomial as cb_attention_forward (Cephes
@@ -963,9 +987,9 @@ static void block_item(void *ctx, int it) {
 }
 #endif
 
-void cb_attention_decode(float *out, const float *q, const float *q_sem, const float *gate,
-                         const cb_layer_cache *c, const cb_attention_config *cfg, int pos0,
-                         int n, const cb_decode_plan *plan, float *scratch) {
+static void decode_body(float *out, const float *q, const float *q_sem, const float *gate,
+                        const cb_layer_cache *c, const cb_attention_config *cfg, int pos0,
+                        int n, const cb_decode_plan *plan, float *scratch) {
     const decode_dims m = dims_of(cfg);
 #if AD_TILED
     if (n == 1 && pieces_ok(c, &m)) { // one query: split over keys
@@ -1023,10 +1047,125 @@ void cb_attention_decode(float *out, const float *q, const float *q_sem, const f
     }
 }
 
+/* A packed tensor's tokens read into fp32 rows in pieces of VIEW_PIECE tokens, over the
+ * pool when there are enough values (a piece whose ends cut blocks reads those twice). */
+#define VIEW_PIECE 512
+typedef struct view_job {
+    const cb_kv_tensor *src;
+    float *out;
+    int lo, nt, at;
+} view_job;
+
+static void view_piece(void *ctx, int it) {
+    const view_job *j = ctx;
+    const int p0 = j->lo + it * VIEW_PIECE, n = j->lo + j->nt - p0 < VIEW_PIECE ? j->lo + j->nt - p0 : VIEW_PIECE;
+    const size_t W = (size_t)j->src->n_heads * j->src->head_dim;
+    cb_kv_tensor_read_at(j->src, j->out + (size_t)(p0 - j->lo) * W, p0, n, j->at);
+}
+
+static void view_read(const cb_kv_tensor *src, float *out, int lo, int nt, int at) {
+    view_job j = {src, out, lo, nt, at};
+    const int pieces = (nt + VIEW_PIECE - 1) / VIEW_PIECE;
+    if ((long long)nt * src->n_heads * src->head_dim >= (1 << 15) && pieces > 1) cb_parallel_for(pieces, view_piece, &j);
+    else
+        for (int it = 0; it < pieces; it++) view_piece(&j, it);
+}
+
+/* Tokens lo .. lo + nt - 1 of src as a per-head tensor of nt tokens, as a query at position
+ * at reads them: a packed one dequantized into *buf as fp32 rows (buf moves past them), a
+ * per-head one in place. */
+static void view_tensor(cb_kv_tensor *dst, const cb_kv_tensor *src, int lo, int nt, int at, float **buf) {
+    *dst = *src;
+    dst->len = nt;
+    if (!src->n_heads) return;
+    if (!src->packed) {
+        dst->data = src->data + (size_t)lo * src->row_bytes;
+        dst->cap = src->cap - lo;
+        return;
+    }
+    const size_t W = (size_t)src->n_heads * src->head_dim;
+    view_read(src, *buf, lo, nt, at);
+    dst->kind = CB_KV_F32;
+    dst->packed = 0;
+    dst->group = 1;
+    dst->head_bytes = sizeof(float) * (size_t)src->head_dim;
+    dst->row_bytes = sizeof(float) * W;
+    dst->data = (unsigned char *)*buf;
+    dst->cap = nt;
+    dst->stage = NULL;
+    dst->stage0 = dst->stage_cap = 0;
+    *buf += (size_t)nt * W;
+}
+
+/* 1 when queries at positions a and b read the packed tensors alike (the same tokens from
+ * the stage). */
+static int reads_alike(const cb_layer_cache *c, int a, int b) {
+    const cb_kv_tensor *t[3] = {&c->k, &c->k_sem, &c->v};
+    for (int i = 0; i < 3; i++)
+        if (t[i]->packed && cb_kv_tensor_float_from(t[i], a) != cb_kv_tensor_float_from(t[i], b)) return 0;
+    return 1;
+}
+
+/* A cache with packed tensors (blocks spanning heads and tokens, infer/kv_cache.h): the
+ * tokens the queries can see, lo .. len - 1, are dequantized into fp32 rows at the end of
+ * the scratch, and the float kernels run over that view with positions counted from lo.
+ * Each query reads the cache as a decode step at its position would
+ * (cb_kv_tensor_read_at: the tokens of its own open group from the float stage), so the
+ * queries of a chunk go in runs that read alike, and between runs only the rows of the
+ * groups that became complete are read again, from their blocks. The packed tensors are
+ * DBA's small rows (a few values a head), so the view costs about what reading them costs;
+ * per-head caches (standard attention, GQA) never take this way. */
+void cb_attention_decode(float *out, const float *q, const float *q_sem, const float *gate,
+                         const cb_layer_cache *c, const cb_attention_config *cfg, int pos0,
+                         int n, const cb_decode_plan *plan, float *scratch) {
+    if (!cb_layer_cache_packed(c)) {
+        decode_body(out, q, q_sem, gate, c, cfg, pos0, n, plan, scratch);
+        return;
+    }
+    const decode_dims m = dims_of(cfg);
+    const int window = plan ? plan->local_window : 0, causal = cfg->is_causal;
+    const int hi = causal ? pos0 : c->len - 1; // the first query's last key
+    const int lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
+    const int nt = c->len - lo;
+    float *buf = scratch + body_scratch(cfg, n, c->len, plan);
+    const cb_kv_tensor *src[3] = {&c->k, &c->k_sem, &c->v};
+    cb_layer_cache v = *c;
+    cb_kv_tensor *dst[3] = {&v.k, &v.k_sem, &v.v};
+    v.len = nt;
+    const int at0 = causal ? pos0 : c->len - 1; // not causal: every query reads all, as held
+    int from[3];
+    for (int i = 0; i < 3; i++) {
+        view_tensor(dst[i], src[i], lo, nt, at0, &buf);
+        from[i] = cb_kv_tensor_float_from(src[i], at0);
+    }
+    if (!causal) {
+        decode_body(out, q, q_sem, gate, &v, cfg, pos0 - lo, n, plan, scratch);
+        return;
+    }
+    for (int r0 = 0; r0 < n;) {
+        const int p = pos0 + r0;
+        int r1 = r0 + 1;
+        while (r1 < n && reads_alike(c, p, pos0 + r1)) r1++;
+        for (int i = 0; i < 3; i++) { // groups complete by p: their rows from the blocks now
+            if (!src[i]->packed) continue;
+            const int f = cb_kv_tensor_float_from(src[i], p), f0 = from[i] > lo ? from[i] : lo;
+            if (f > f0) {
+                const size_t W = (size_t)src[i]->n_heads * src[i]->head_dim;
+                cb_kv_tensor_read_at(src[i], (float *)dst[i]->data + (size_t)(f0 - lo) * W, f0, f - f0, p);
+            }
+            from[i] = f;
+        }
+        decode_body(out + (size_t)r0 * m.H * m.dv, q + (size_t)r0 * m.H * m.dr,
+                    q_sem ? q_sem + (size_t)r0 * m.H * m.ds : NULL, gate ? gate + (size_t)r0 * m.H : NULL, &v, cfg,
+                    p - lo, r1 - r0, plan, scratch);
+        r0 = r1;
+    }
+}
+
 int cb_attention_decode_int16_query(const cb_layer_cache *c, const cb_attention_config *cfg) {
 #if AD_TILED
     const decode_dims m = dims_of(cfg);
-    return tiled_ok(c, &m) && int_scores(c->k.kind);
+    return !c->k.packed && tiled_ok(c, &m) && int_scores(c->k.kind);
 #else
     (void)c, (void)cfg;
     return 0;

@@ -1,6 +1,7 @@
 /* attention_decode.h: the attention of new tokens against a layer's KV cache (decoding,
- * prefill chunks, speculative verification), for standard, GQA and DBA, reading the
- * cached blocks in their own kind (dequantised inside the dot and axpy kernels). */
+ * prefill chunks, speculative verification), for standard, GQA and DBA, reading per-head
+ * cached blocks in their own kind (dequantised inside the dot and axpy kernels) and packed
+ * tensors (blocks spanning heads and tokens) through one fp32 view of their visible tokens. */
 #ifndef CB_INFER_ATTENTION_DECODE_H
 #define CB_INFER_ATTENTION_DECODE_H
 
@@ -17,10 +18,11 @@ typedef struct cb_decode_plan {
                          0: all n at once. The result does not depend on it. */
 } cb_decode_plan;
 
-/* Floats of scratch cb_attention_decode needs for n queries against a cache of up to kv_len
- * tokens (plan NULL: no window, no chunking). */
-size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, int kv_len,
-                                        const cb_decode_plan *plan);
+/* Floats of scratch cb_attention_decode needs for n queries against the layer cache c of up
+ * to kv_len tokens (plan NULL: no window, no chunking). With packed tensors in c (c NULL:
+ * none), the visible tokens of those dequantized to fp32 (infer/kv_cache.h) as well. */
+size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, const cb_layer_cache *c, int n,
+                                        int kv_len, const cb_decode_plan *plan);
 
 /* Attention of the n new query tokens at positions pos0 .. pos0+n-1, whose keys and values
  * the cache already holds (c->len >= pos0 + n; cb_layer_cache_append first).
@@ -35,7 +37,7 @@ size_t cb_attention_decode_scratch_size(const cb_attention_config *cfg, int n, i
  * decoupled 2g q_sem.k_sem / sqrt(d_sem) + (2-2g) q_geo.k_geo / sqrt(d_geo). Query head h
  * reads kv head h / (H / H_kv). Causal (cfg->is_causal): query p sees keys 0 .. p; not
  * causal: keys 0 .. c->len-1; a local window keeps the last W of those. scratch
- * (cb_attention_decode_scratch_size(cfg, n, c->len, plan)). Parallel over queries x heads. */
+ * (cb_attention_decode_scratch_size(cfg, c, n, c->len, plan)). Parallel over queries x heads. */
 void cb_attention_decode(float *out, const float *q, const float *q_sem, const float *gate,
                          const cb_layer_cache *c, const cb_attention_config *cfg, int pos0,
                          int n, const cb_decode_plan *plan, float *scratch);

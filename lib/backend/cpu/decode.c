@@ -185,7 +185,7 @@ int cb_cpu_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const 
             d->op_layer[i] = p->ops[i].kind == CB_OP_ATTENTION ? li : -1;
             if (p->ops[i].kind == CB_OP_ATTENTION) cfgs[li++] = &p->ops[i].attn;
         }
-        rc = cb_kv_cache_init(&d->kv, n_layers, cfgs, &cfg->kinds, 0, e);
+        rc = cb_kv_cache_init_layout(&d->kv, n_layers, cfgs, &cfg->kinds, 0, cfg->kv_layout, e);
     }
     if (rc == CB_OK) rc = convert_weights(d, p, params, weights, cfg->weight_kind, e);
     free(cfgs);
@@ -202,7 +202,8 @@ int cb_cpu_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_erro
     for (int i = 0; i < d->prog->n_ops; i++) {
         const cb_op *op = &d->prog->ops[i];
         if (op->kind != CB_OP_ATTENTION) continue;
-        size_t n = cb_attention_decode_scratch_size(&op->attn, m, pos0 + m, &plan);
+        const cb_layer_cache *c = &d->kv.layers[d->op_layer[i]];
+        size_t n = cb_attention_decode_scratch_size(&op->attn, c, m, pos0 + m, &plan);
         if (n > need) need = n;
         CB_TRY(cb_layer_cache_reserve(&d->kv.layers[d->op_layer[i]], pos0 + m, e));
     }

@@ -405,7 +405,8 @@ int cb_cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const
             d->op_layer[i] = p->ops[i].kind == CB_OP_ATTENTION ? li : -1;
             if (p->ops[i].kind == CB_OP_ATTENTION) cfgs[li++] = &p->ops[i].attn;
         }
-        rc = cb_kv_cache_init(&d->kv, n_layers, cfgs, &cfg->kinds, 0, e); /* no storage yet */
+        /* no storage yet; per head: the CUDA kernels read a head of a token as whole blocks */
+        rc = cb_kv_cache_init_layout(&d->kv, n_layers, cfgs, &cfg->kinds, 0, CB_KV_LAYOUT_HEADS, e);
     }
     if (rc == CB_OK) rc = convert_weights(be, d, p, params, weights, cfg->weight_kind, e);
     if (rc == CB_OK) rc = step_init(be, d, e);

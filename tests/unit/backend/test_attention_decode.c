@@ -107,7 +107,7 @@ static int append_rows(cb_layer_cache *c, const fwd *f, int t0, int n) {
 /* Decode rows pos0 .. pos0+n-1 into out (n, H*dv). */
 static void decode(float *out, const cb_layer_cache *c, const fwd *f, int pos0, int n,
                    const cb_decode_plan *plan) {
-    float *scratch = malloc(sizeof(float) * (cb_attention_decode_scratch_size(&f->cfg, n, c->len, plan) + 1));
+    float *scratch = malloc(sizeof(float) * (cb_attention_decode_scratch_size(&f->cfg, c, n, c->len, plan) + 1));
     cb_attention_decode(out, rows_of(f->acts.q, pos0, f->H * f->dr),
                         rows_of(f->acts.q_sem, pos0, f->H * f->ds),
                         rows_of(f->acts.gate, pos0, f->H), c, &f->cfg, pos0, n, plan, scratch);
@@ -252,18 +252,20 @@ TEST(decode_not_causal) {
 }
 
 /* Double reference over the dequantised cache: out (n, H*dv) for queries pos0.., with a
- * window W (0: none). The cached rows come from cb_kv_tensor_read. */
+ * window W (0: none). The cached rows come from cb_kv_tensor_read_at, as a decode step at
+ * the query's position reads them (packed tensors: the query's open group from the float
+ * stage; per head: every token from its blocks). */
 static void reference(double *out, const fwd *f, const cb_layer_cache *c, int pos0, int n, int window) {
     const int len = c->len, H = f->H, Hkv = f->Hkv, group = H / Hkv;
     const int ds = f->ds, dr = f->dr, dv = f->dv;
     float *k = malloc(sizeof(float) * len * Hkv * dr), *v = malloc(sizeof(float) * len * Hkv * dv);
     float *ks = malloc(sizeof(float) * (len * Hkv * ds + 1));
-    cb_kv_tensor_read(&c->k, k, 0, len);
-    cb_kv_tensor_read(&c->v, v, 0, len);
-    if (ds) cb_kv_tensor_read(&c->k_sem, ks, 0, len);
     double *s = malloc(sizeof(double) * len);
     for (int i = 0; i < n; i++) {
         const int p = pos0 + i, hi = f->cfg.is_causal ? p : len - 1;
+        cb_kv_tensor_read_at(&c->k, k, 0, len, hi);
+        cb_kv_tensor_read_at(&c->v, v, 0, len, hi);
+        if (ds) cb_kv_tensor_read_at(&c->k_sem, ks, 0, len, hi);
         const int lo = window > 0 && hi - window + 1 > 0 ? hi - window + 1 : 0;
         for (int h = 0; h < H; h++) {
             const int kh = h / group;
@@ -310,23 +312,32 @@ TEST(decode_quantized_caches) {
         const int W = f.H * f.dv;
         float *got = malloc(sizeof(float) * T * W);
         double *ref = malloc(sizeof(double) * T * W);
-        for (int k = 0; k <= CB_KV_COUNT; k++) {
+        for (int kl = 0; kl < 2 * (CB_KV_COUNT + 1); kl++) {
+            // both layouts: the default (DBA's small heads packed) and per head, padded (the
+            // GPU's, which a CPU session takes as the GPU tests' reference)
+            const int k = kl % (CB_KV_COUNT + 1);
+            const cb_kv_layout layout = kl > CB_KV_COUNT ? CB_KV_LAYOUT_HEADS : CB_KV_LAYOUT_PACKED;
             cb_kv_kinds kinds = {(cb_kv_kind)k, (cb_kv_kind)k, (cb_kv_kind)k};
             if (k == CB_KV_COUNT) kinds = (cb_kv_kinds){CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
             cb_layer_cache c;
             cb_error e;
-            EXPECT_EQ_INT(CB_OK, cb_layer_cache_init(&c, &f.cfg, &kinds, 0, &e));
+            EXPECT_EQ_INT(CB_OK, cb_layer_cache_init_layout(&c, &f.cfg, &kinds, 0, layout, &e));
+            // the reference as each pass's queries read the cache (a packed cache's stage moves on)
             append_rows(&c, &f, 0, 25);     // a prefill
             decode(got, &c, &f, 0, 25, NULL);
+            reference(ref, &f, &c, 0, 25, 0);
+            double exact = cb_test_rel_diff(got, ref, (size_t)25 * W);
             for (int t = 25; t < T; t++) {  // then one token at a time
                 append_rows(&c, &f, t, 1);
                 decode(got + (size_t)t * W, &c, &f, t, 1, NULL);
+                reference(ref, &f, &c, t, 1, 0);
+                exact = cb_test_worst(exact, cb_test_rel_diff(got + (size_t)t * W, ref, (size_t)W));
             }
-            reference(ref, &f, &c, 0, T, 0);
-            double exact = cb_test_rel_diff(got, ref, (size_t)T * W);
             double dev = rel_diff(got, f.acts.att, (size_t)T * W);
             char what[96];
-            const char *kn = k < CB_KV_COUNT ? cb_kv_kind_name((cb_kv_kind)k) : "k q8_0 k_sem q4_0 v nf4";
+            const char *kn0 = k < CB_KV_COUNT ? cb_kv_kind_name((cb_kv_kind)k) : "k q8_0 k_sem q4_0 v nf4";
+            char kn[64];
+            snprintf(kn, sizeof kn, "%s%s", kn0, layout == CB_KV_LAYOUT_HEADS ? " per head" : "");
             snprintf(what, sizeof what, "%s %s vs dequant ref", cfgs[ci].name, kn);
             REPORT_DIFF(what, exact, 1e-5);
             snprintf(what, sizeof what, "%s %s vs fp32", cfgs[ci].name, kn);
@@ -337,6 +348,112 @@ TEST(decode_quantized_caches) {
             cb_layer_cache_free(&c);
         }
         free(got);
+        free(ref);
+        fwd_free(&f);
+    }
+}
+
+/* Packed caches (infer/kv_cache.h: DBA's small rows, blocks spanning heads and tokens, the
+ * newest tokens on a float stage): d_sem 2 and 4, d_geo 2 and 4, d_v 4, rows of 6 to 16
+ * values (so a q4_0 block holds 2 to 5 tokens, and with rows of 6 or 12 groups end inside
+ * blocks), every kind and a mixed set, a prefill of 13 (a group left open), then steps.
+ * Each result equals the double reference over the cache as its query reads it
+ * (cb_kv_tensor_read_at) within 1e-5, and is within the kind's loose bound of the fp32
+ * forward (the bounds of decode_quantized_caches); one prefill of all tokens gives the
+ * steps' results. Then a speculative round's rollback: 6 wrong tokens appended,
+ * decoded and truncated away (mid-group), the right ones appended again: the results are
+ * the straight run's, bit for bit; and a rollback deeper than the stage keeps still meets
+ * the reference. */
+TEST(decode_packed_caches) {
+    named_cfg cfgs[4] = {
+        {"dba H8/4 sem2 geo2 v4", dba_cfg(32, 8, 4, 16, 16, 32, 0, 0)},
+        {"dba H4/2 sem4 geo4 v4 gate", dba_cfg(32, 4, 2, 16, 16, 16, 1, 0)},
+        {"dba H4/4 sem2 geo4 v4 gate+dynamic", dba_cfg(32, 4, 4, 8, 16, 16, 1, 1)},
+        {"dba H6/3 sem2 geo4 v4 (rows 6, 12)", dba_cfg(48, 6, 3, 12, 24, 24, 0, 0)},
+    };
+    const double dev_tol[CB_KV_COUNT] = {1e-5, 1e-3, 1e-2, 1.5e-2, 0.2, 0.2};
+    enum { T = 70, P = 13 };
+    for (int ci = 0; ci < 4; ci++) {
+        fwd f;
+        fwd_run(&f, cfgs[ci].cfg, T);
+        const int W = f.H * f.dv;
+        float *got = malloc(sizeof(float) * T * W), *again = malloc(sizeof(float) * T * W);
+        double *ref = malloc(sizeof(double) * T * W);
+        for (int k = 0; k <= CB_KV_COUNT; k++) {
+            cb_kv_kinds kinds = {(cb_kv_kind)k, (cb_kv_kind)k, (cb_kv_kind)k};
+            if (k == CB_KV_COUNT) kinds = (cb_kv_kinds){CB_KV_NF4, CB_KV_Q4_0, CB_KV_Q8_0};
+            const char *kn = k < CB_KV_COUNT ? cb_kv_kind_name((cb_kv_kind)k) : "k nf4 k_sem q4_0 v q8_0";
+            char what[128];
+            cb_layer_cache c;
+            cb_error e;
+            EXPECT_EQ_INT(CB_OK, cb_layer_cache_init(&c, &f.cfg, &kinds, 0, &e));
+            EXPECT_EQ_INT(cb_kv_kind_block_values(kinds.k) > 1, c.k.packed);
+            // the reference at every step: as the cache reads then (open groups on the stage)
+            double exact = 0;
+            append_rows(&c, &f, 0, P);
+            decode(got, &c, &f, 0, P, NULL);
+            reference(ref, &f, &c, 0, P, 0);
+            exact = cb_test_worst(exact, cb_test_rel_diff(got, ref, (size_t)P * W));
+            for (int t = P; t < T; t++) {
+                append_rows(&c, &f, t, 1);
+                decode(got + (size_t)t * W, &c, &f, t, 1, NULL);
+                reference(ref, &f, &c, t, 1, 0);
+                exact = cb_test_worst(exact, cb_test_rel_diff(got + (size_t)t * W, ref, (size_t)W));
+            }
+            const double dev = rel_diff(got, f.acts.att, (size_t)T * W);
+            const double tol = k < CB_KV_COUNT ? dev_tol[k] : 0.2;
+            // one prefill of all T reads what the steps read: their results within 1e-5
+            // (the same values, other kernels' summation orders), not the quantization's 1e-2
+            {
+                cb_layer_cache c2;
+                EXPECT_EQ_INT(CB_OK, cb_layer_cache_init(&c2, &f.cfg, &kinds, 0, &e));
+                append_rows(&c2, &f, 0, T);
+                decode(again, &c2, &f, 0, T, NULL);
+                const double pd = rel_diff(again, got, (size_t)T * W);
+                snprintf(what, sizeof what, "%s %s prefill vs steps", cfgs[ci].name, kn);
+                REPORT_DIFF(what, pd, 1e-5);
+                if (!(pd <= 1e-5)) FAILF("%s: %.3g", what, pd);
+                cb_layer_cache_free(&c2);
+            }
+            snprintf(what, sizeof what, "%s %s vs dequant ref", cfgs[ci].name, kn);
+            REPORT_DIFF(what, exact, 1e-5);
+            if (!(exact <= 1e-5)) FAILF("%s: %.3g", what, exact);
+            snprintf(what, sizeof what, "%s %s vs fp32", cfgs[ci].name, kn);
+            REPORT_DIFF(what, dev, tol);
+            if (!(dev <= tol)) FAILF("%s: %.3g", what, dev);
+            // speculative rollback at 41 (mid-group for every row width here): 6 wrong tokens
+            // (the rows of tokens 3..8) decoded and dropped, the right ones again
+            cb_layer_cache_truncate(&c, 41);
+            append_rows(&c, &f, 3, 6);
+            decode(again, &c, &f, 41, 6, NULL);
+            cb_layer_cache_truncate(&c, 41);
+            for (int t = 41; t < T; t++) {
+                append_rows(&c, &f, t, 1);
+                decode(again + (size_t)t * W, &c, &f, t, 1, NULL);
+            }
+            if (memcmp(again + 41 * W, got + 41 * W, sizeof(float) * (T - 41) * W) != 0)
+                FAILF("%s %s: rollback at 41 changes later results", cfgs[ci].name, kn);
+            // deeper than the stage keeps (CB_KV_STAGE_KEEP): back to 9, then a prefill of the rest
+            cb_layer_cache_truncate(&c, 9);
+            append_rows(&c, &f, 9, T - 9);
+            decode(again, &c, &f, 9, T - 9, NULL);
+            reference(ref, &f, &c, 9, T - 9, 0);
+            const double deep = cb_test_rel_diff(again, ref, (size_t)(T - 9) * W);
+            snprintf(what, sizeof what, "%s %s after a deep rollback", cfgs[ci].name, kn);
+            REPORT_DIFF(what, deep, 1e-5);
+            if (!(deep <= 1e-5)) FAILF("%s: %.3g", what, deep);
+            // a local window over the packed view (positions counted from its first token)
+            const cb_decode_plan win = {11, 0};
+            decode(again, &c, &f, 20, T - 20, &win);
+            reference(ref, &f, &c, 20, T - 20, 11);
+            const double wd = cb_test_rel_diff(again, ref, (size_t)(T - 20) * W);
+            snprintf(what, sizeof what, "%s %s window 11", cfgs[ci].name, kn);
+            REPORT_DIFF(what, wd, 1e-5);
+            if (!(wd <= 1e-5)) FAILF("%s: %.3g", what, wd);
+            cb_layer_cache_free(&c);
+        }
+        free(got);
+        free(again);
         free(ref);
         fwd_free(&f);
     }
@@ -421,7 +538,8 @@ TEST(decode_window_and_chunks) {
             cb_decode_plan plan = {1, 0};
             decode(got, &c, &f, 0, T, &plan);
             float *v = malloc(sizeof(float) * T * f.Hkv * f.dv);
-            cb_kv_tensor_read(&c.v, v, 0, T);
+            for (int t = 0; t < T; t++) // as query t reads its own token (packed: from the stage)
+                cb_kv_tensor_read_at(&c.v, v + (size_t)t * f.Hkv * f.dv, t, 1, t);
             int bad = 0;
             for (int t = 0; t < T; t++)
                 for (int h = 0; h < f.H; h++)
@@ -442,8 +560,8 @@ TEST(decode_window_and_chunks) {
         EXPECT(memcmp(got, full, sizeof(float) * T * W) == 0);
         // scratch: q_chunk and the window bound it
         cb_decode_plan small = {8, 4};
-        EXPECT(cb_attention_decode_scratch_size(&f.cfg, T, 1000, &small) * 10 <
-               cb_attention_decode_scratch_size(&f.cfg, T, 1000, NULL));
+        EXPECT(cb_attention_decode_scratch_size(&f.cfg, &c, T, 1000, &small) * 10 <
+               cb_attention_decode_scratch_size(&f.cfg, &c, T, 1000, NULL));
         cb_layer_cache_free(&c);
         free(full); free(got); free(ref);
         fwd_free(&f);

@@ -119,7 +119,7 @@ TEST(tiled_decode_every_kind) {
             double worst = 0, moved = 0; // moved: the int16 query's share of its bound
             for (int pi = 0; pi < 2; pi++) {
                 const int window = plans[pi] ? plans[pi]->local_window : 0;
-                float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, T, T, plans[pi]));
+                float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, &c, T, T, plans[pi]));
                 // queries one at a time (the cache holds all T: causal limits what each sees)
                 for (int t = 0; t < T; t++)
                     cb_attention_decode(got + (size_t)t * W, q + (size_t)t * W, NULL, NULL, &c, &cfg, t, 1,
@@ -189,7 +189,7 @@ TEST(tiled_decode_gqa) {
             double worst = 0;
             for (int pi = 0; pi < 2; pi++) { // the last NQ queries one at a time
                 const cb_decode_plan *plan = pi ? &windowed : NULL;
-                float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, 1, T, plan));
+                float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, &c, 1, T, plan));
                 const float *qn = q + (size_t)(NP - NQ) * W;
                 for (int t = 0; t < NQ; t++)
                     cb_attention_decode(got + (size_t)t * W, qn + (size_t)t * W, NULL, NULL, &c, &cfg, T - NQ + t, 1,
@@ -198,7 +198,7 @@ TEST(tiled_decode_gqa) {
                 worst = cb_test_worst(worst, cb_test_rel_diff(got, ref, (size_t)NQ * W));
                 free(scratch);
             }
-            float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, NP, T, NULL));
+            float *scratch = malloc(sizeof(float) * cb_attention_decode_scratch_size(&cfg, &c, NP, T, NULL));
             cb_attention_decode(got, q, NULL, NULL, &c, &cfg, T - NP, NP, NULL, scratch); // a prefill of NP
             reference(ref, bound, q, &c, H, Hkv, hd, T - NP, NP, 0, int_query);
             worst = cb_test_worst(worst, cb_test_rel_diff(got, ref, (size_t)NP * W));

@@ -81,6 +81,7 @@ static int open_session(cb_session *s, const cb_model *m, const sess_opts *o) {
     c.chunk = o->chunk;
     c.weight_kind = o->weights;
     c.kinds.k = c.kinds.k_sem = c.kinds.v = o->cache;
+    c.kv_layout = CB_KV_LAYOUT_HEADS; /* the CPU's caches laid out as the GPU's: per head, padded */
     if (o->window > 0) {
         c.plan.mode = CB_DECODE_PLAN_FIXED;
         c.plan.fixed.local_window = o->window;
@@ -458,7 +459,9 @@ out:
     cb_model_free(&m);
 }
 
-/* Per cache kind, GPU against CPU at that kind. The caches hold the same values except
+/* Per cache kind, GPU against CPU at that kind, the CPU's caches in the GPU's per-head layout
+ * (open_session: kv_layout; the CPU's default packs DBA's small heads, a block spanning
+ * heads and tokens, which the GPU does not read). The caches hold the same values except
  * where a key or value computed in another float order rounds to the neighbouring level
  * (rare, one level): bounded by half of the kind's own effect (CPU kind vs CPU fp32). */
 TEST(logits_per_cache_kind) {
@@ -628,6 +631,7 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
     c.chunk = o->chunk;
     c.weight_kind = o->weights;
     c.kinds.k = c.kinds.k_sem = c.kinds.v = o->cache;
+    c.kv_layout = CB_KV_LAYOUT_HEADS; /* as open_session */
     c.plan = *plan;
     cb_error e;
     if (cb_session_init(&s, m, &c, &e) != CB_OK) {

@@ -81,7 +81,52 @@ TEST(perplexity_matches_direct_computation) {
     cb_model_free(&m);
 }
 
-/* KV bytes per token from the live cache against the hand figure, for every cache kind. */
+/* Perplexity through a KV cache (a decode session, the session's prefill chunks): with an
+ * fp32 cache the direct computation's within 1e-5 relative (decode attention is within
+ * 1e-5 of the forward's, the other products sum in other orders); through q4_0 caches
+ * (IU_LLAMA's rows of 16 are packed, 2 tokens a block; IU_DBA's rows of 8, 12, 16, 32)
+ * another, finite value, within 5% (a trained-like scale of weights, 3.0: the cache's
+ * rounding moves the logits a little). Each window starts from an empty cache: the same
+ * value whatever ran before. */
+TEST(perplexity_through_a_kv_cache) {
+    const char *names[2] = {"llama_gqa", "dba"};
+    const char *yamls[2] = {IU_LLAMA, IU_DBA};
+    for (int mi = 0; mi < 2; mi++) {
+        cb_model m;
+        if (iu_model(&m, yamls[mi], 7, 3.0)) { FAILF("model"); return; }
+        const int V = (int)json_integer_value(json_object_get(json_object_get(m.plan, "model"), "vocab_size"));
+        char path[256];
+        if (write_tokens(path, sizeof path, 200, V, 11 + mi)) { FAILF("tokens"); cb_model_free(&m); return; }
+        cb_dataset ds;
+        cb_error e;
+        if (cb_dataset_open(&ds, path, &e) != CB_OK) { FAILF("dataset: %s", e.msg); cb_model_free(&m); return; }
+        const cb_kv_kinds f32 = {CB_KV_F32, CB_KV_F32, CB_KV_F32}, q4 = {CB_KV_Q4_0, CB_KV_Q4_0, CB_KV_Q4_0};
+        cb_ppl_result r, rf, rq, rq2;
+        if (cb_perplexity_measure(&r, &m, NULL, &ds, 2, 16, 4, &e) != CB_OK ||
+            cb_perplexity_measure_cached(&rf, &m, NULL, &ds, 2, 16, 4, &f32, &e) != CB_OK ||
+            cb_perplexity_measure_cached(&rq, &m, NULL, &ds, 2, 16, 4, &q4, &e) != CB_OK ||
+            cb_perplexity_measure_cached(&rq2, &m, NULL, &ds, 2, 16, 4, &q4, &e) != CB_OK) {
+            FAILF("%s: %s", names[mi], e.msg);
+        } else {
+            char what[96];
+            const double df = fabs(rf.loss - r.loss) / r.loss, dq = fabs(rq.perplexity / r.perplexity - 1);
+            snprintf(what, sizeof what, "%s fp32 cache vs forward loss (relative)", names[mi]);
+            REPORT_DIFF(what, df, 1e-5);
+            if (!(df <= 1e-5)) FAILF("%s: %s %.3g", names[mi], what, df);
+            snprintf(what, sizeof what, "%s q4_0 cache perplexity vs forward (ratio - 1)", names[mi]);
+            REPORT_DIFF(what, dq, 0.05);
+            if (!(isfinite(rq.perplexity) && rq.perplexity != r.perplexity && dq <= 0.05))
+                FAILF("%s: q4_0 perplexity %.9g, forward %.9g", names[mi], rq.perplexity, r.perplexity);
+            EXPECT(rq.tokens == r.tokens && rf.batches == r.batches);
+            EXPECT(rq2.loss == rq.loss);
+        }
+        cb_dataset_close(&ds);
+        remove(path);
+        cb_model_free(&m);
+    }
+}
+
+/* KV bytes of 40 tokens from the live cache against the hand figure, for every cache kind. */
 static void check_kv(const char *name, const char *yaml, const size_t want[6]) {
     cb_model m;
     if (iu_model(&m, yaml, 5, 1.0)) { FAILF("%s: model", name); return; }
@@ -98,8 +143,8 @@ static void check_kv(const char *name, const char *yaml, const size_t want[6]) {
             FAILF("%s %s: %s", name, cb_kv_kind_name(kinds[k]), e.msg);
             continue;
         }
-        if (r.tokens != L || r.kv_bytes != want[k] * L || r.kv_bytes_per_token != (double)want[k])
-            FAILF("%s %s: %d tokens, %zu bytes (%.2f per token), expected %zu per token", name, cb_kv_kind_name(kinds[k]),
+        if (r.tokens != L || r.kv_bytes != want[k] || r.kv_bytes_per_token != (double)want[k] / L)
+            FAILF("%s %s: %d tokens, %zu bytes (%.3f per token), expected %zu", name, cb_kv_kind_name(kinds[k]),
                   r.tokens, r.kv_bytes, r.kv_bytes_per_token, want[k]);
         EXPECT(r.kv_allocated_bytes >= r.kv_bytes);
         EXPECT(r.peak_rss_bytes > 0 && r.rss_bytes > 0 && r.peak_rss_bytes >= r.rss_bytes);
@@ -108,17 +153,27 @@ static void check_kv(const char *name, const char *yaml, const size_t want[6]) {
 }
 
 TEST(kv_bytes_per_token_match_the_analytic_figure) {
-    /* IU_LLAMA: 2 layers, n_kv_heads 2, head_dim 32/4 = 8; k and v each 2 heads of 8 values.
-     * fp32 8*4 = 32 bytes a head; fp16/bf16 16; q8_0 one block of 32 (2 + 32 = 34 bytes),
-     * q4_0 one block (2 + 16 = 18), nf4 one block of 64 (2 + 32 = 34): per token
-     * 2 layers * (k + v) * 2 heads * head bytes. */
-    const size_t llama[6] = {2 * 2 * 2 * 32, 2 * 2 * 2 * 16, 2 * 2 * 2 * 16, 2 * 2 * 2 * 34, 2 * 2 * 2 * 18, 2 * 2 * 2 * 34};
+    /* IU_LLAMA: 2 layers, n_kv_heads 2, head_dim 32/4 = 8; k and v each 2 heads of 8 values,
+     * a token's row of 16. fp32 8*4 = 32 bytes a head; fp16/bf16 16. Heads narrower than a
+     * block are packed (infer/kv_cache.h): the rows of lcm(16, block) / 16 tokens share whole
+     * blocks, q8_0 2 tokens a 34-byte block (17 a token), q4_0 2 tokens an 18-byte block (9),
+     * nf4 4 tokens a 34-byte block (8.5); 40 tokens fill every block. 40 tokens x 2 layers x
+     * (k + v) x bytes a token and tensor. */
+    const size_t llama[6] = {40 * 2 * 2 * 2 * 32, 40 * 2 * 2 * 2 * 16, 40 * 2 * 2 * 2 * 16, 40 * 4 * 17, 40 * 4 * 9,
+                             40 * 4 * 17 / 2};
     check_kv("llama_gqa", IU_LLAMA, llama);
-    /* IU_DBA: layer 1: 4 heads, 2 kv heads, d_sem 16/4 = 4, d_geo 32/4 = 8, d_v 24/4 = 6;
-     * layer 2: 2 heads (2 kv), d_sem 8/2 = 4, d_geo 16/2 = 8, d_v 32/2 = 16. Per token:
-     * fp32: 2*(4+8+6)*4 + 2*(4+8+16)*4 = 144 + 224; 2-byte kinds half that; the block
-     * kinds pad every head segment to one block: 6 segments a layer, 2 layers. */
-    const size_t dba[6] = {368, 184, 184, 12 * 34, 12 * 18, 12 * 34};
+    /* IU_DBA: layer 1: 4 heads, 2 kv heads, d_sem 16/4 = 4, d_geo 32/4 = 8, d_v 24/4 = 6
+     * (rows of 8, 16, 12); layer 2: 2 heads (2 kv), d_sem 8/2 = 4, d_geo 16/2 = 8, d_v
+     * 32/2 = 16 (rows of 8, 16, 32). fp32: 2*(4+8+6)*4 + 2*(4+8+16)*4 = 144 + 224 a token;
+     * 2-byte kinds half that. Packed, tokens a row of blocks and bytes a token:
+     *   q8_0 (34-byte blocks of 32): 8: 4, 8.5; 16: 2, 17; 12: lcm 96 = 8 tokens in 3
+     *     blocks, 12.75; 32: 1, 34. A token 8.5 + 17 + 12.75 + 8.5 + 17 + 34 = 97.75, x 40 = 3910.
+     *   q4_0 (18-byte blocks): 4.5 + 9 + 6.75 + 4.5 + 9 + 18 = 51.75, x 40 = 2070.
+     *   nf4 (34-byte blocks of 64): 8: 8 tokens, 4.25; 16: 4, 8.5; 12: lcm 192 = 16 tokens in
+     *     3 blocks, 6.375; 32: 2, 17. 40 tokens are 2 rows of 16 of the 12-wide tensor and 8
+     *     on its float stage (8 x 12 x 4 = 384 bytes): 40 x (4.25 + 8.5 + 4.25 + 8.5 + 17)
+     *     + 2 x 102 + 384 = 1700 + 588 = 2288. (Per head, padded: 12 blocks a token.) */
+    const size_t dba[6] = {40 * 368, 40 * 184, 40 * 184, 3910, 2070, 2288};
     check_kv("dba", IU_DBA, dba);
 }
 

@@ -19,10 +19,10 @@ static cb_session_config session_cfg(int max_seq_len) {
 
 static double mb_of(const cb_model *m, cb_kv_kind k, int tokens) {
     cb_kv_kinds kinds = {k, k, k};
-    size_t b = 0;
+    double b = 0;
     cb_error e;
     if (cb_cache_bytes_per_token(m, &kinds, &b, &e) != CB_OK) FAILF("%s", e.msg);
-    return (double)b * tokens / (1024.0 * 1024.0);
+    return b * tokens / (1024.0 * 1024.0);
 }
 
 TEST(budget_filter_and_its_error) {
@@ -30,9 +30,10 @@ TEST(budget_filter_and_its_error) {
     if (iu_model(&m, IU_LLAMA, 1, 3.0)) { FAILF("model"); return; }
     cb_session_config sc = session_cfg(1000);
     double f16 = mb_of(&m, CB_KV_F16, 1000), q8 = mb_of(&m, CB_KV_Q8_0, 1000), q4 = mb_of(&m, CB_KV_Q4_0, 1000);
-    // 2 layers x (k + v) x 2 kv heads x one block of 8 dims (padded to 32 for q8_0)
+    // 2 layers x (k + v) x 2 kv heads of 8 dims: a row of 16 values; q8_0 packs two tokens'
+    // rows into one 34-byte block (kv_cache.h), 17 bytes a token and tensor
     EXPECT_NEAR(2 * 2 * 2 * 8 * 2 * 1000 / 1048576.0, f16, 1e-12);
-    EXPECT_NEAR(2 * 2 * 2 * 34 * 1000 / 1048576.0, q8, 1e-12);
+    EXPECT_NEAR(2 * 2 * 17 * 1000 / 1048576.0, q8, 1e-12);
     EXPECT(q4 < q8);
     cb_cache_policy_config pc = cb_cache_policy_config_default();
     cb_cache_decision d;

@@ -101,6 +101,60 @@ TEST(greedy_speculative_equals_target_greedy) {
     cb_model_free(&other_draft);
 }
 
+/* Packed KV caches (infer/kv_cache.h: heads of 8 in q4_0 and nf4, a token's row of 16
+ * values is half or a quarter of a block, the newest tokens on the float stage): every
+ * verification appends k + 1 tokens and rolls back the rejected ones mid-block, and the
+ * greedy output is still the target's plain greedy output with the same cache. */
+TEST(greedy_speculative_packed_caches) {
+    cb_model target, draft;
+    if (iu_model(&target, IU_LLAMA, 1, 5.0) || iu_model(&draft, IU_LLAMA, 1, 5.0)) {
+        FAILF("models");
+        return;
+    }
+    perturb(&draft, 0.003, 5);
+    const cb_kv_kind kinds[2] = {CB_KV_Q4_0, CB_KV_NF4};
+    int32_t prompt[5];
+    iu_tokens(prompt, 5, 48, 3);
+    for (int ki = 0; ki < 2; ki++) {
+        cb_session_config c = cb_session_config_default();
+        c.max_seq_len = 48;
+        c.kinds = (cb_kv_kinds){kinds[ki], kinds[ki], kinds[ki]};
+        cb_session ts, ds;
+        cb_error e;
+        if (cb_session_init(&ts, &target, &c, &e) != CB_OK || cb_session_init(&ds, &draft, &c, &e) != CB_OK) {
+            FAILF("session: %s", e.msg);
+            return;
+        }
+        EXPECT(cb_layer_cache_packed(&ts.dec.kv.layers[0]));
+        cb_generate_config g = cb_generate_config_default();
+        g.sample.temperature = 0;
+        g.stop.max_new_tokens = 30;
+        cb_generate_io io = {0};
+        cb_generate_output want, got;
+        if (cb_session_generate(&ts, prompt, 5, &g, &io, &want, &e) != CB_OK) { FAILF("%s", e.msg); return; }
+        const int ks[] = {1, 2, 4, 7};
+        for (int i = 0; i < 4; i++) {
+            cb_spec_config sc = cb_spec_config_default();
+            sc.spec_k = ks[i];
+            sc.method = CB_SPEC_GREEDY;
+            if (cb_speculative_generate(&ts, &ds, prompt, 5, &g, &sc, &io, &got, &e) != CB_OK) {
+                FAILF("%s", e.msg);
+                continue;
+            }
+            if (!(got.ids.n == want.ids.n && memcmp(got.ids.v, want.ids.v, sizeof *got.ids.v * got.ids.n) == 0))
+                FAILF("%s cache, k %d: output differs from greedy", cb_kv_kind_name(kinds[ki]), ks[i]);
+            if (got.stats.accepted == got.stats.drafted)
+                fprintf(stderr, "  %s k %d: nothing rejected\n", cb_kv_kind_name(kinds[ki]), ks[i]);
+            cb_generate_output_free(&got);
+        }
+        cb_generate_output_free(&want);
+        cb_session_free(&ts);
+        cb_session_free(&ds);
+    }
+    cb_model_free(&target);
+    cb_model_free(&draft);
+}
+
 TEST(context_limit_and_vocabulary_check) {
     cb_model target, draft, small;
     if (iu_model(&target, IU_LLAMA, 1, 5.0) || iu_model(&draft, IU_LLAMA, 2, 5.0) || iu_model(&small, IU_DBA, 2, 1.0)) {
