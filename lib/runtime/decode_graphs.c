@@ -77,6 +77,14 @@ int cb_decode_graphs_decide(cb_decode_graphs *g, const cb_model *m, cb_session_c
     g->applicable = sc->backend && sc->backend->device == CB_DEVICE_CUDA;
     if (!g->applicable) return CB_OK;
     g->steps = steps > 0 ? steps : 32;
+    const int ctx = cb_model_max_seq_len(m); /* learned positions bound the timed steps */
+    if (ctx > 0 && PROMPT + 9 + g->steps > ctx) g->steps = ctx - PROMPT - 9;
+    if (g->steps < 4) { /* too short a context to time: the backend's default, graphs on */
+        g->steps = 0;
+        g->on = 1;
+        sc->graphs_off = 0;
+        return CB_OK;
+    }
     if (cache_path) snprintf(g->cache_path, sizeof g->cache_path, "%s", cache_path);
     else cb_runtime_cache_path(g->cache_path, sizeof g->cache_path);
     graphs_key(g->key, m, sc);
@@ -121,6 +129,10 @@ int cb_decode_graphs_decide(cb_decode_graphs *g, const cb_model *m, cb_session_c
 void cb_decode_graphs_print(const cb_decode_graphs *g, FILE *f) {
     if (!g->applicable) {
         fprintf(f, "runtime plan: cuda graphs not applicable (the cpu captures nothing)\n");
+        return;
+    }
+    if (!g->steps) {
+        fprintf(f, "runtime plan: cuda graphs on (the model's context is too short to time steps; not cached)\n");
         return;
     }
     fprintf(f, "runtime plan: cuda graphs %s (a step took %.3f ms graphed, %.3f ms op by op, median of %d; %s %s, key %.12s)\n",

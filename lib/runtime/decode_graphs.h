@@ -24,14 +24,15 @@ typedef struct cb_decode_graphs {
     int from_cache;      /* 1: read from the cache, nothing measured */
     double ms_graphed;   /* median milliseconds per step as measured (0 when not) */
     double ms_uncaptured;
-    int steps;           /* steps timed each way */
+    int steps;           /* steps timed each way (0: the context was too short to time) */
     char key[65];
     char cache_path[4096];
 } cb_decode_graphs;
 
 /* Decide for sessions of m made with sc (its backend, kinds, weight kind, plan): from the
  * cache file (cache_path; NULL: the default) when it holds the key, else by timing `steps`
- * greedy steps each way (0: 32) after a 16-token prompt, and stored. The decision goes into
+ * greedy steps each way (0: 32; fewer where the model's max_seq_len holds fewer, and none,
+ * graphs on, where it holds fewer than 4 after the prompt) after a 16-token prompt, and stored. The decision goes into
  * sc->graphs_off. */
 int cb_decode_graphs_decide(cb_decode_graphs *g, const cb_model *m, cb_session_config *sc, const char *cache_path,
                             int steps, cb_error *e);
