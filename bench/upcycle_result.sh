@@ -44,7 +44,7 @@ if [ ! -s "$E/bench/latency_alone.jsonl" ]; then
     "$CB_BIN/cb-bench" --group result --bench latency "${models[@]}" -o "$E/bench/latency_alone.jsonl" --quiet "$E/plan.json"
 fi
 # perplexity per model; the control's evaluations; steps per run
-ppl() { jq -r --arg m "$1" 'select(.model == $m) | .values.perplexity' "$E/bench/perplexity.jsonl"; }
+ppl() { jq -r --arg m "$1" 'select(.model == $m) | .values.perplexity' "$E/bench/${2:-perplexity}.jsonl"; }
 # the control's perplexity had it stopped at its best evaluation: its benchmark value scaled by
 # how much lower its best evaluation was than its last (the evaluations and the benchmark
 # use different windows, so only their change is carried over)
@@ -83,3 +83,19 @@ for m in teacher teacher_long control student4 student8 student16; do
     done
     echo
 done
+
+# quantized caches: perplexity through each cache kind on the first 10 batches, against the
+# control's plain forward on the same windows; bytes against the teacher's fp16 cache
+Cs=$(ppl control perplexity_short)
+printf '\n| model | q8_0 cache: bytes/token, of teacher fp16 | val ppl (10 batches) | / control | q4_0 cache: bytes/token, of teacher fp16 | val ppl | / control | plain forward ppl (10 batches) |\n'
+printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
+for m in teacher student4 student8 student16; do
+    printf '| %s |' "$m"
+    for k in q8_0 q4_0; do
+        b=$(kv $m $k) q=$(ppl $m perplexity_$k)
+        printf ' %s, 1/%s | %s | %s |' "$b" "$(awk -v t="$tf" -v b="$b" 'BEGIN { printf "%.1f", t / b }')" "$(printf %.3f "$q")" \
+            "$(awk -v a="$q" -v b="$Cs" 'BEGIN { printf "%.4f", a / b }')"
+    done
+    printf ' %s |\n' "$(printf %.3f "$(ppl $m perplexity_short)")"
+done
+echo "control, plain forward on the same 10 batches: $(printf %.3f "$Cs")"
