@@ -87,15 +87,40 @@ done
 # quantized caches: perplexity through each cache kind on the first 10 batches, against the
 # control's plain forward on the same windows; bytes against the teacher's fp16 cache
 Cs=$(ppl control perplexity_short)
-printf '\n| model | q8_0 cache: bytes/token, of teacher fp16 | val ppl (10 batches) | / control | q4_0 cache: bytes/token, of teacher fp16 | val ppl | / control | plain forward ppl (10 batches) |\n'
-printf '|---|---:|---:|---:|---:|---:|---:|---:|\n'
+printf '\n| model | plain forward ppl (10 batches) |'
+for k in q8_0 q4_0 nf4; do printf ' %s cache: bytes/token, of teacher fp16 | val ppl | / control |' $k; done
+printf '\n|---|---:|'
+for k in q8_0 q4_0 nf4; do printf -- '---:|---:|---:|'; done
+echo
 for m in teacher student4 student8 student16; do
-    printf '| %s |' "$m"
-    for k in q8_0 q4_0; do
+    printf '| %s | %s |' "$m" "$(printf %.3f "$(ppl $m perplexity_short)")"
+    for k in q8_0 q4_0 nf4; do
         b=$(kv $m $k) q=$(ppl $m perplexity_$k)
         printf ' %s, 1/%s | %s | %s |' "$b" "$(awk -v t="$tf" -v b="$b" 'BEGIN { printf "%.1f", t / b }')" "$(printf %.3f "$q")" \
             "$(awk -v a="$q" -v b="$Cs" 'BEGIN { printf "%.4f", a / b }')"
     done
-    printf ' %s |\n' "$(printf %.3f "$(ppl $m perplexity_short)")"
+    echo
 done
 echo "control, plain forward on the same 10 batches: $(printf %.3f "$Cs")"
+
+# the issue's three goals, each from the numbers above
+echo
+S=$(ppl student16) s16=$(kv student16 fp16)
+awk -v s="$S" -v c="$C" -v b="$s16" -v t="$tf" 'BEGIN { printf "goal 1: K+V at most 1/16 of the teacher'"'"'s (student16: 1/%.1f) at val perplexity <= 1.02x the control'"'"'s: %.4f: %s\n", t / b, s / c, (t / b >= 16 && s / c <= 1.02) ? "met" : "not met" }'
+best=
+for m in student4 student8 student16; do
+    for k in q8_0 q4_0 nf4; do
+        b=$(kv $m $k) q=$(ppl $m perplexity_$k)
+        awk -v b="$b" -v t="$tf" -v q="$q" -v c="$Cs" 'BEGIN { exit !(t / b >= 50) }' || continue
+        echo "  $m $k: 1/$(awk -v t="$tf" -v b="$b" 'BEGIN { printf "%.1f", t / b }') of the teacher's fp16 cache, perplexity $(awk -v a="$q" -v c="$Cs" 'BEGIN { printf "%.4f", a / c }')x the control's"
+        awk -v q="$q" -v c="$Cs" 'BEGIN { exit !(q / c <= 1.05) }' && best="$m $k"
+    done
+done
+echo "goal 2: a quantized cache of at most 1/50 of the teacher's fp16 bytes at <= 1.05x the control's perplexity (candidates above): ${best:+met by $best}${best:-not met}"
+for p in 4096 8192; do
+    for m in student4 student8 student16; do
+        t=$(tok "$m" "$p" latency_alone) t0=$(tok teacher "$p" latency_alone)
+        [ -n "$t" ] && [ -n "$t0" ] && echo "  CPU decode at $p: $m $(awk -v a="$t" -v b="$t0" 'BEGIN { printf "%.2fx", a / b }') the teacher's"
+    done
+done
+echo "goal 3 (decode at 4k and 8k >= 1.5x the teacher's tokens/s): read from the lines above"
