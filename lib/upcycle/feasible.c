@@ -85,9 +85,9 @@ int cb_surgery_attn_check(const cb_surgery_attn *t, const cb_surgery_attn *s, in
     if (sc->n_heads != tc->n_heads)
         return FAIL("n_heads", "%d differs from the teacher's %d: each student head starts from one teacher head",
                     sc->n_heads, tc->n_heads);
-    if (sc->n_kv_heads != tc->n_kv_heads)
-        return FAIL("n_kv_heads", "%d differs from the teacher's %d: each student key/value head starts from one "
-                                  "teacher key/value group (shrink sem_dim, geo_dim and v_dim instead)",
+    if (sc->n_kv_heads < 1 || tc->n_kv_heads % sc->n_kv_heads != 0)
+        return FAIL("n_kv_heads", "%d does not divide the teacher's %d: each student key/value head starts from "
+                                  "a whole number of teacher key/value groups",
                     sc->n_kv_heads, tc->n_kv_heads);
     if (sc->bias || tc->bias)
         return FAIL("bias", "surgery needs attention without biases (teacher bias %s, student bias %s)",

@@ -39,7 +39,9 @@ static void row_in(double *dst, const float *src, int d, double s) {
 static int attention_layer(float *sw, const cb_op *sop, const float *tw, const cb_op *top, const int *pair_map,
                            const double *inv_freq, int context, cb_error *e) {
     const cb_attention_config *tc = &top->attn, *sc = &sop->attn;
-    const int d = tc->d_model, H = tc->n_heads, Hkv = tc->n_kv_heads, G = H / Hkv, hd = tc->head_dim;
+    /* a student key/value group covers m teacher groups (m = 1 where n_kv_heads agree) */
+    const int d = tc->d_model, H = tc->n_heads, Hkv = sc->n_kv_heads, G = H / Hkv, hd = tc->head_dim;
+    const int m = tc->n_kv_heads / sc->n_kv_heads, Gt = H / tc->n_kv_heads;
     const int ds = sc->sem_dim / H, dr = sc->geo_dim / H, dv = sc->v_dim / H, half = hd / 2;
     const float *tq = tw + top->p[CB_P_Q_W], *tk = tw + top->p[CB_P_K_W], *tv = tw + top->p[CB_P_V_W];
     const float *to = tw + top->p[CB_P_O_W];
@@ -60,26 +62,33 @@ static int attention_layer(float *sw, const cb_op *sop, const float *tw, const c
             for (int h = 0; h < H; h++)
                 for (int c = 0; c < d; c++)
                     qg[((size_t)h * dr + srow) * d + c] = (float)(tq[((size_t)h * hd + trow) * d + c] * geo_scale);
+            /* a merged group's geometric keys: the mean of its teacher groups' (mean
+             * pooling, as GQA is made from multi-head attention) */
             for (int g = 0; g < Hkv; g++)
-                for (int c = 0; c < d; c++)
-                    kg[((size_t)g * dr + srow) * d + c] = (float)(tk[((size_t)g * hd + trow) * d + c] * geo_scale);
+                for (int c = 0; c < d; c++) {
+                    double sum = 0;
+                    for (int gi = 0; gi < m; gi++) sum += tk[((size_t)(g * m + gi) * hd + trow) * d + c];
+                    kg[((size_t)g * dr + srow) * d + c] = (float)(sum / m * geo_scale);
+                }
         }
     }
     /* the rest pairs, with their rotation averaged over the distances of a causal window:
      * E_j = sum_D (context - D) R(-D w_j) / sum_D (context - D), D = 0 .. context-1 */
     int r = 0;
     for (int j = 0; j < half; j++) r += is_geo[j] ? 0 : 2;
-    const int rank = ds, M = G * d;
-    size_t need = (size_t)M * r + (size_t)r * d + (size_t)M * rank + (size_t)rank * d + (size_t)rank +
-                  (size_t)M * hd + (size_t)hd * d + (size_t)M * dv + (size_t)dv * d + (size_t)dv + (size_t)2 * half;
+    /* rm, hm: the rows a student group's keys (values) are factorised from, its teacher
+     * groups' stacked; each head's block of A (Ao) sits in its own teacher group's columns */
+    const int rank = ds, M = G * d, rm = r * m, hm = hd * m;
+    size_t need = (size_t)M * rm + (size_t)rm * d + (size_t)M * rank + (size_t)rank * d + (size_t)rank +
+                  (size_t)M * hm + (size_t)hm * d + (size_t)M * dv + (size_t)dv * d + (size_t)dv + (size_t)2 * half;
     double *buf = malloc(sizeof(double) * need);
     if (!buf) {
         free(is_geo);
         return cb_fail(e, CB_E_RUNTIME, "", "out of memory");
     }
-    double *A = buf, *Bm = A + (size_t)M * r, *L = Bm + (size_t)r * d, *R = L + (size_t)M * rank;
-    double *svals = R + (size_t)rank * d, *Ao = svals + rank, *Bv = Ao + (size_t)M * hd;
-    double *Lv = Bv + (size_t)hd * d, *Rv = Lv + (size_t)M * dv, *svv = Rv + (size_t)dv * d, *cs = svv + dv;
+    double *A = buf, *Bm = A + (size_t)M * rm, *L = Bm + (size_t)rm * d, *R = L + (size_t)M * rank;
+    double *svals = R + (size_t)rank * d, *Ao = svals + rank, *Bv = Ao + (size_t)M * hm;
+    double *Lv = Bv + (size_t)hm * d, *Rv = Lv + (size_t)M * dv, *svv = Rv + (size_t)dv * d, *cs = svv + dv;
     for (int j = 0; j < half; j++) {
         double wsum = 0, c = 0, s = 0;
         for (int D = 0; D < context; D++) {
@@ -94,24 +103,30 @@ static int attention_layer(float *sw, const cb_op *sop, const float *tw, const c
     const double sem_scale = pow((double)ds / hd, 0.25); /* 1/sqrt(d_sem) for 1/sqrt(head_dim) */
     int rc = CB_OK;
     for (int g = 0; g < Hkv && rc == CB_OK; g++) {
-        /* B: the group's key rows of the rest pairs (r x d); A: per query head h of the
-         * group, E_j^T applied to its query rows, transposed into rows h*d .. h*d+d-1 */
-        int rr = 0;
-        for (int j = 0; j < half; j++) {
-            if (is_geo[j]) continue;
-            row_in(Bm + (size_t)rr * d, tk + ((size_t)g * hd + j) * d, d, 1);
-            row_in(Bm + (size_t)(rr + 1) * d, tk + ((size_t)g * hd + j + half) * d, d, 1);
-            double c = cs[2 * j], s = cs[2 * j + 1];
-            for (int hh = 0; hh < G; hh++) {
-                const float *q1 = tq + ((size_t)(g * G + hh) * hd + j) * d, *q2 = q1 + (size_t)half * d;
-                for (int x = 0; x < d; x++) {
-                    A[((size_t)hh * d + x) * r + rr] = c * q1[x] - s * q2[x];
-                    A[((size_t)hh * d + x) * r + rr + 1] = s * q1[x] + c * q2[x];
+        /* B: the key rows of the rest pairs of teacher group g*m + gi in rows gi*r ..
+         * gi*r + r-1 (rm x d); A: per query head h of the group, E_j^T applied to its
+         * query rows, transposed into rows h*d .. h*d+d-1, in its teacher group's columns */
+        memset(A, 0, sizeof(double) * (size_t)M * rm);
+        for (int gi = 0; gi < m; gi++) {
+            const int tg = g * m + gi;
+            int rr = gi * r;
+            for (int j = 0; j < half; j++) {
+                if (is_geo[j]) continue;
+                row_in(Bm + (size_t)rr * d, tk + ((size_t)tg * hd + j) * d, d, 1);
+                row_in(Bm + (size_t)(rr + 1) * d, tk + ((size_t)tg * hd + j + half) * d, d, 1);
+                double c = cs[2 * j], s = cs[2 * j + 1];
+                for (int hh = 0; hh < G; hh++) {
+                    if ((g * G + hh) / Gt != tg) continue;
+                    const float *q1 = tq + ((size_t)(g * G + hh) * hd + j) * d, *q2 = q1 + (size_t)half * d;
+                    for (int x = 0; x < d; x++) {
+                        A[((size_t)hh * d + x) * rm + rr] = c * q1[x] - s * q2[x];
+                        A[((size_t)hh * d + x) * rm + rr + 1] = s * q1[x] + c * q2[x];
+                    }
                 }
+                rr += 2;
             }
-            rr += 2;
         }
-        rc = cb_lowrank_product(L, R, svals, A, Bm, M, r, d, rank, e);
+        rc = cb_lowrank_product(L, R, svals, A, Bm, M, rm, d, rank, e);
         if (rc != CB_OK) break;
         for (int t = 0; t < rank; t++) {
             int live = svals[t] > 0;
@@ -121,14 +136,20 @@ static int attention_layer(float *sw, const cb_op *sop, const float *tw, const c
             if (live)
                 for (int x = 0; x < d; x++) ks[((size_t)g * ds + t) * d + x] = (float)(R[(size_t)t * d + x] * sem_scale);
         }
-        if (dv == hd) continue; /* values copied below */
-        /* values: the output O_h V_g of each head, factorised at rank d_v */
-        for (int hh = 0; hh < G; hh++)
+        if (dv == hd && m == 1) continue; /* values copied below */
+        /* values: the output O_h V_g of each head (g its teacher group), factorised at rank
+         * d_v; Ao and Bv laid out by teacher group as A and B above */
+        memset(Ao, 0, sizeof(double) * (size_t)M * hm);
+        for (int hh = 0; hh < G; hh++) {
+            const int gi = (g * G + hh) / Gt - g * m;
             for (int x = 0; x < d; x++)
                 for (int c = 0; c < hd; c++)
-                    Ao[((size_t)hh * d + x) * hd + c] = to[(size_t)x * H * hd + (size_t)(g * G + hh) * hd + c];
-        for (int c = 0; c < hd; c++) row_in(Bv + (size_t)c * d, tv + ((size_t)g * hd + c) * d, d, 1);
-        rc = cb_lowrank_product(Lv, Rv, svv, Ao, Bv, M, hd, d, dv, e);
+                    Ao[((size_t)hh * d + x) * hm + gi * hd + c] = to[(size_t)x * H * hd + (size_t)(g * G + hh) * hd + c];
+        }
+        for (int gi = 0; gi < m; gi++)
+            for (int c = 0; c < hd; c++)
+                row_in(Bv + ((size_t)gi * hd + c) * d, tv + ((size_t)(g * m + gi) * hd + c) * d, d, 1);
+        rc = cb_lowrank_product(Lv, Rv, svv, Ao, Bv, M, hm, d, dv, e);
         if (rc != CB_OK) break;
         for (int t = 0; t < dv; t++) {
             int live = svv[t] > 0;
@@ -139,7 +160,7 @@ static int attention_layer(float *sw, const cb_op *sop, const float *tw, const c
                 for (int x = 0; x < d; x++) sv[((size_t)g * dv + t) * d + x] = (float)Rv[(size_t)t * d + x];
         }
     }
-    if (rc == CB_OK && dv == hd) {
+    if (rc == CB_OK && dv == hd && m == 1) {
         memcpy(sv, tv, sizeof(float) * (size_t)Hkv * hd * d);
         memcpy(so, to, sizeof(float) * (size_t)d * H * hd);
     }

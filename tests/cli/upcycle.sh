@@ -115,6 +115,10 @@ sed 's/geo_dim: 16/geo_dim: 24/' "$M" > "$TMP/badstudent.yml"
 expect_run bad_student 3 "$CB_BIN/cb" compile "$TMP/badstudent.yml"
 expect_err_line bad_student_line 'badstudent.yml:[0-9]+:[0-9]+: student of up/upcycle: .*geo_dim: 24 \(6 per head\) rotates pair 1'
 expect_empty_out bad_student_no_output
-sed 's/n_heads: 4, n_kv_heads: 2}/n_heads: 4, n_kv_heads: 2}\n/; s/AttentionLayer: {mode: decoupled,/AttentionLayer: {mode: decoupled, n_kv_heads: 1,/' "$M" > "$TMP/badkv.yml"
+# a student key/value head covers whole teacher groups: 1 of the teacher's 2 merges them,
+# 4 would split them
+sed 's/AttentionLayer: {mode: decoupled,/AttentionLayer: {mode: decoupled, n_kv_heads: 1,/' "$M" > "$TMP/mergekv.yml"
+expect_run merged_student_kv 0 "$CB_BIN/cb" compile "$TMP/mergekv.yml"
+sed 's/AttentionLayer: {mode: decoupled,/AttentionLayer: {mode: decoupled, n_kv_heads: 4,/' "$M" > "$TMP/badkv.yml"
 expect_run bad_student_kv 3 "$CB_BIN/cb" compile "$TMP/badkv.yml"
-expect_err_line bad_student_kv_line 'student of up/upcycle: .*n_kv_heads: 1 differs from the teacher.s 2'
+expect_err_line bad_student_kv_line 'student of up/upcycle: .*n_kv_heads: 4 does not divide the teacher.s 2'

@@ -223,6 +223,82 @@ TEST(surgery_beats_random_attention_init) {
     free_pair(&r);
 }
 
+/* Group 1's key and value rows of every teacher attention made group 0's, so that the
+ * teacher's two KV groups are one in all but name. */
+static void teacher_groups_equal(pair *p) {
+    for (int i = 0; i < p->t.params.n; i++) {
+        const cb_param *q = &p->t.params.items[i];
+        const char *n = strrchr(q->name, '.');
+        if (!n || !strstr(q->name, ".attn.") || (!strstr(q->name, ".k.weight") && !strstr(q->name, ".v.weight")))
+            continue;
+        const size_t half = q->numel / 2; /* [2 groups x 8 dims, 32] */
+        memcpy(p->t.weights + q->offset + half, p->t.weights + q->offset, half * sizeof(float));
+    }
+}
+
+/* n_kv_heads 1 from a teacher of 2 (each student group covers 2 teacher groups): where the
+ * teacher's groups are equal, a student of the teacher's widths reproduces it exactly (the
+ * geometric keys' mean is each group's, and the stacked values have rank head_dim) */
+TEST(surgery_merges_kv_groups_exactly_when_they_agree) {
+    pair p;
+    if (make_pair(&p, "mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 32, v_dim: 32, decoupled_gate: true", 7)) {
+        FAILF("setup");
+        free_pair(&p);
+        return;
+    }
+    teacher_groups_equal(&p);
+    cb_error e;
+    cb_surgery_options o = {.context = 16};
+    if (cb_surgery(&p.s, &p.t, &o, &e) != CB_OK) { FAILF("%s", e.msg); free_pair(&p); return; }
+    int32_t tokens[12];
+    for (int i = 0; i < 12; i++) tokens[i] = (i * 5 + 1) % 40;
+    double d = logits_diff(&p, tokens, 12);
+    REPORT_DIFF("surgery, 2 equal KV groups merged into 1: logits", d, 1e-5);
+    EXPECT(d < 1e-5);
+    free_pair(&p);
+}
+
+/* the merged student (1 KV head of 2 + 2 + 4 dims: 1/4 of the teacher's K+V) from a teacher
+ * whose groups differ: SVD surgery against the same student with its attention at random */
+TEST(surgery_merged_kv_groups_beat_random_init) {
+    pair p, r;
+    const char *ov = "mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 8, v_dim: 16";
+    if (make_pair(&p, ov, 11) || make_pair(&r, ov, 11)) {
+        FAILF("setup");
+        free_pair(&p);
+        free_pair(&r);
+        return;
+    }
+    cb_error e;
+    cb_surgery_options o = {.context = 16};
+    int rc = cb_surgery(&p.s, &p.t, &o, &e);
+    for (int i = 0; rc == CB_OK && i < r.s.params.n; i++) {
+        const cb_param *q = &r.s.params.items[i];
+        const cb_param *tq = cb_params_find(&r.t.params, q->name);
+        if (tq && tq->numel == q->numel && !strstr(q->name, ".attn."))
+            memcpy(r.s.weights + q->offset, r.t.weights + tq->offset, q->numel * sizeof(float));
+    }
+    if (rc != CB_OK) { FAILF("%s", e.msg); free_pair(&p); free_pair(&r); return; }
+    int32_t tokens[2 * 16];
+    for (int i = 0; i < 32; i++) tokens[i] = (i * 13 + 2) % 40;
+    cb_attn_pair ap, ar;
+    double l1s = NAN, l1r = NAN;
+    if (cb_attn_pair_init(&ap, cb_backend_cpu(), &p.t, &p.s, 2, 16, &e) == CB_OK) {
+        l1s = cb_attn_pair_l1(&ap, p.t.weights, p.s.weights, tokens, NULL, &e);
+        cb_attn_pair_free(&ap);
+    }
+    if (cb_attn_pair_init(&ar, cb_backend_cpu(), &r.t, &r.s, 2, 16, &e) == CB_OK) {
+        l1r = cb_attn_pair_l1(&ar, r.t.weights, r.s.weights, tokens, NULL, &e);
+        cb_attn_pair_free(&ar);
+    }
+    fprintf(stderr, "  merged groups, attention-output L1 to the teacher: SVD surgery %.5f, random attention %.5f (ratio %.3f)\n",
+            l1s, l1r, l1s / l1r);
+    EXPECT(isfinite(l1s) && isfinite(l1r));
+    EXPECT(l1s < 0.8 * l1r);
+    free_pair(&p);
+    free_pair(&r);
+}
+
 TEST(surgery_refuses_impossible_student) {
     pair p;
     if (make_pair(&p, "mode: decoupled, sem_dim: 8, geo_dim: 16, v_dim: 16", 9)) {
@@ -230,13 +306,13 @@ TEST(surgery_refuses_impossible_student) {
         free_pair(&p);
         return;
     }
-    /* a teacher of another shape: 4 KV heads are not the student's 2 */
+    /* a teacher of another shape: its 1 KV head cannot be split into the student's 2 */
     cb_error e;
     char text[4096];
     snprintf(text, sizeof text, "%s", manifest("mode: decoupled, sem_dim: 8, geo_dim: 16, v_dim: 16"));
     char *at = strstr(text, "n_kv_heads: 2");
-    memcpy(at, "n_kv_heads: 4", 13);
-    json_t *tplan = test_compile(text, "teacher4");
+    memcpy(at, "n_kv_heads: 1", 13);
+    json_t *tplan = test_compile(text, "teacher1");
     cb_model t4;
     if (!tplan || cb_model_init(&t4, tplan, 1, &e) != CB_OK) { FAILF("setup"); free_pair(&p); return; }
     cb_surgery_options o = {.context = 8};
