@@ -9,53 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include "backend/cpu/attention_decode.h"
+#include "backend/decode_ops.h"
 #include "layers/activation.h"
 #include "layers/rope.h"
-
-/* Per-head widths of an attention op: semantic, rotary (RoPE path), value. */
-typedef struct head_dims { int H, Hkv, ds, dr, dv, gated; } head_dims;
-static head_dims dims_of(const cb_attention_config *a) {
-    head_dims m = {a->n_heads, a->n_kv_heads, 0, a->head_dim, a->head_dim, 0};
-    if (a->mode == CB_ATTENTION_DECOUPLED) {
-        m.ds = a->sem_dim / a->n_heads;
-        m.dr = a->geo_dim / a->n_heads;
-        m.dv = a->v_dim / a->n_heads;
-        m.gated = a->decoupled_gate || a->decoupled_gate_dynamic;
-    }
-    return m;
-}
-
-/* Floats an attention op needs for m rows: q, k, v, q_sem, k_sem, gate, att. */
-static size_t attention_work(const cb_attention_config *a, size_t m) {
-    head_dims d = dims_of(a);
-    return m * ((size_t)d.H * d.dr + (size_t)d.Hkv * d.dr + (size_t)d.Hkv * d.dv + (size_t)d.H * d.ds +
-                (size_t)d.Hkv * d.ds + (size_t)d.H + (size_t)d.H * d.dv);
-}
-
-static size_t op_work(const cb_op *op, size_t m) {
-    switch (op->kind) {
-    case CB_OP_RMSNORM: return m;
-    case CB_OP_LAYERNORM: return 2 * m;
-    case CB_OP_SWIGLU: return 3 * m * (size_t)op->d_ff;
-    case CB_OP_MLP: return 2 * m * (size_t)op->d_ff;
-    case CB_OP_ATTENTION: return attention_work(&op->attn, m);
-    default: return 0;
-    }
-}
-
-/* 1 when role of op names a weight matrix (the products decode runs). */
-static int is_matrix(const cb_op *op, int role) {
-    switch (op->kind) {
-    case CB_OP_ATTENTION:
-        return role == CB_P_Q_W || role == CB_P_K_W || role == CB_P_V_W || role == CB_P_O_W || role == CB_P_QSEM_W ||
-               role == CB_P_KSEM_W || role == CB_P_QGEO_W || role == CB_P_KGEO_W || role == CB_P_GATE_PROJ;
-    case CB_OP_SWIGLU: return role == CB_P_GATE || role == CB_P_UP || role == CB_P_DOWN;
-    case CB_OP_MLP: return role == CB_P_FC_W || role == CB_P_PROJ_W;
-    case CB_OP_LINEAR:
-    case CB_OP_HEAD: return role == CB_P_WEIGHT;
-    default: return 0;
-    }
-}
 
 /* Products that read the same input (attention's q, k, v; SwiGLU's gate and up) go through
  * one parallel loop for a single token when their matrices lie back to back in memory:
@@ -121,7 +77,7 @@ static int convert_weights(cb_decode *d, const cb_program *p, const cb_param_tab
     for (int i = 0; i < p->n_ops; i++)
         for (int r = 0; r < CB_OP_MAX_PARAMS; r++) {
             const cb_op *op = &p->ops[i];
-            if (op->p[r] == CB_NO_PARAM || !is_matrix(op, r)) continue;
+            if (op->p[r] == CB_NO_PARAM || !cb_decode_is_matrix(op, r)) continue;
             const cb_weight_matrix *seen = NULL;
             for (int j = 0; j < i * CB_OP_MAX_PARAMS + r && !seen; j++)
                 if (d->mats[j].data && p->ops[j / CB_OP_MAX_PARAMS].p[j % CB_OP_MAX_PARAMS] == op->p[r]) seen = &d->mats[j];
@@ -172,7 +128,7 @@ int cb_cpu_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const 
     int n_layers = 0;
     for (int i = 0; i < p->n_ops; i++) {
         n_layers += p->ops[i].kind == CB_OP_ATTENTION;
-        size_t w = op_work(&p->ops[i], (size_t)cfg->rows);
+        size_t w = cb_decode_op_work(&p->ops[i], (size_t)cfg->rows);
         if (w > d->work_elems) d->work_elems = w;
     }
     const cb_attention_config **cfgs = cb_malloc(n_layers ? (size_t)n_layers : 1, sizeof *cfgs, e);
@@ -244,7 +200,7 @@ int cb_cpu_decode_attention(cb_pass *p, int oi, float *out, const float *in, cb_
     cb_decode *dc = p->decode;
     const cb_op *op = &p->prog->ops[oi];
     const cb_attention_config *a = &op->attn;
-    const head_dims d = dims_of(a);
+    const cb_head_dims d = cb_head_dims_of(a);
     const int m = p->T, pos0 = p->pos0, dec = a->mode == CB_ATTENTION_DECOUPLED;
     cb_layer_cache *cache = &dc->kv.layers[dc->op_layer[oi]];
     float *q = dc->work, *k = q + (size_t)m * d.H * d.dr, *v = k + (size_t)m * d.Hkv * d.dr;

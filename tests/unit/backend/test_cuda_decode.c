@@ -27,6 +27,7 @@
 #include "../infer/infer_util.h"
 #include "backend/backend.h"
 #include "backend/cpu/matvec.h"
+#include "backend/decode_ops.h"
 #include "infer/generate.h"
 #include "infer/session.h"
 #include "tensor/quant.h"
@@ -109,18 +110,6 @@ static int session_logits(const cb_model *m, const sess_opts *o, const int32_t *
 
 /* The weight matrices of m's program (the roles decoding converts) replaced by their
  * round trip through kind, each tensor once: the fp32 model the converted one computes. */
-static int is_matrix(const cb_op *op, int role) {
-    switch (op->kind) {
-    case CB_OP_ATTENTION:
-        return role == CB_P_Q_W || role == CB_P_K_W || role == CB_P_V_W || role == CB_P_O_W || role == CB_P_QSEM_W ||
-               role == CB_P_KSEM_W || role == CB_P_QGEO_W || role == CB_P_KGEO_W || role == CB_P_GATE_PROJ;
-    case CB_OP_SWIGLU: return role == CB_P_GATE || role == CB_P_UP || role == CB_P_DOWN;
-    case CB_OP_MLP: return role == CB_P_FC_W || role == CB_P_PROJ_W;
-    case CB_OP_LINEAR:
-    case CB_OP_HEAD: return role == CB_P_WEIGHT;
-    default: return 0;
-    }
-}
 static int round_trip_weights(cb_model *m, cb_kv_kind kind) {
     cb_program prog;
     cb_error e;
@@ -129,7 +118,7 @@ static int round_trip_weights(cb_model *m, cb_kv_kind kind) {
     for (int i = 0; i < prog.n_ops; i++)
         for (int r = 0; r < CB_OP_MAX_PARAMS; r++) {
             const cb_op *op = &prog.ops[i];
-            if (op->p[r] == CB_NO_PARAM || !is_matrix(op, r) || done[op->p[r]]) continue;
+            if (op->p[r] == CB_NO_PARAM || !cb_decode_is_matrix(op, r) || done[op->p[r]]) continue;
             done[op->p[r]] = 1;
             for (int k = 0; k < m->params.n; k++) {
                 const cb_param *par = &m->params.items[k];
