@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
         --data) data=$2; shift 2 ;;
         --var) vars+=(--var "$2"); shift 2 ;;
         --manifest) manifest=$2; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "upcycle_result.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
