@@ -44,6 +44,12 @@ cb_mf_path cb_mf_path_current(void);
 int cb_mf_path_force(cb_mf_path path);
 const char *cb_mf_path_name(cb_mf_path path);
 
+/* The AVX-512 paths multiply by row tiles (the default: matmul_float.c) or, when this is 1,
+ * by the panels packed per product described above (what they did before; CB_MF_PANELS=1 in
+ * the environment sets it at the first call, for comparing the two in one build). */
+int cb_mf_panels(void);
+void cb_mf_panels_force(int on);
+
 /* 1 when the current path takes W (fp32, fp16 or bf16) and n tokens. */
 int cb_mf_takes(const cb_weight_matrix *W, int n);
 
