@@ -380,7 +380,7 @@ T512 static RTILE_INLINE void rtile_store(float *y, size_t ldy, __m512 acc[RT][4
 
 /* xb: the block's tokens [k][64] (f32); w[r]: row r's K values (f32). */
 T512 static RTILE_INLINE void rtile_f32(float *y, size_t ldy, const float *xb, const float *const w[RT], int K,
-                                        const int V, int rv, int m) {
+                                        const int V, int rv, int m, const char *pf, int npf) {
     __m512 acc[RT][4];
     #pragma GCC unroll 6
     for (int r = 0; r < RT; r++)
@@ -388,6 +388,7 @@ T512 static RTILE_INLINE void rtile_f32(float *y, size_t ldy, const float *xb, c
         for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
     const float *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
     for (int k = 0; k < K; k++) {
+        for (int l = k; l < npf; l += K) _mm_prefetch(pf + (size_t)l * 64, _MM_HINT_T0);
         const float *xk = xb + (size_t)k * TBLK;
         __m512 xv[4];
         #pragma GCC unroll 4
@@ -405,7 +406,7 @@ T512 static RTILE_INLINE void rtile_f32(float *y, size_t ldy, const float *xb, c
 
 /* xb: the block's tokens [p][64] as bf16 pairs; w[r]: row r's KP pairs. */
 TBF16 static RTILE_INLINE void rtile_bf16(float *y, size_t ldy, const uint32_t *xb, const uint32_t *const w[RT],
-                                          int KP, const int V, int rv, int m) {
+                                          int KP, const int V, int rv, int m, const char *pf, int npf) {
     __m512 acc[RT][4];
     #pragma GCC unroll 6
     for (int r = 0; r < RT; r++)
@@ -413,6 +414,7 @@ TBF16 static RTILE_INLINE void rtile_bf16(float *y, size_t ldy, const uint32_t *
         for (int v = 0; v < 4; v++) acc[r][v] = _mm512_setzero_ps();
     const uint32_t *w0 = w[0], *w1 = w[1], *w2 = w[2], *w3 = w[3], *w4 = w[4], *w5 = w[5];
     for (int p = 0; p < KP; p++) {
+        for (int l = p; l < npf; l += KP) _mm_prefetch(pf + (size_t)l * 64, _MM_HINT_T0);
         const uint32_t *xk = xb + (size_t)p * TBLK;
         __m512bh xv[4];
         #pragma GCC unroll 4
@@ -430,22 +432,22 @@ TBF16 static RTILE_INLINE void rtile_bf16(float *y, size_t ldy, const uint32_t *
 
 /* One tile of V vectors (1-4, a constant in each call so that the loops unroll). */
 T512 static void rtile_f32_v(float *y, size_t ldy, const float *xb, const float *const w[RT], int K, int V, int rv,
-                             int m) {
+                             int m, const char *pf, int npf) {
     switch (V) {
-    case 1: rtile_f32(y, ldy, xb, w, K, 1, rv, m); break;
-    case 2: rtile_f32(y, ldy, xb, w, K, 2, rv, m); break;
-    case 3: rtile_f32(y, ldy, xb, w, K, 3, rv, m); break;
-    default: rtile_f32(y, ldy, xb, w, K, 4, rv, m); break;
+    case 1: rtile_f32(y, ldy, xb, w, K, 1, rv, m, pf, npf); break;
+    case 2: rtile_f32(y, ldy, xb, w, K, 2, rv, m, pf, npf); break;
+    case 3: rtile_f32(y, ldy, xb, w, K, 3, rv, m, pf, npf); break;
+    default: rtile_f32(y, ldy, xb, w, K, 4, rv, m, pf, npf); break;
     }
 }
 
 TBF16 static void rtile_bf16_v(float *y, size_t ldy, const uint32_t *xb, const uint32_t *const w[RT], int KP, int V,
-                               int rv, int m) {
+                               int rv, int m, const char *pf, int npf) {
     switch (V) {
-    case 1: rtile_bf16(y, ldy, xb, w, KP, 1, rv, m); break;
-    case 2: rtile_bf16(y, ldy, xb, w, KP, 2, rv, m); break;
-    case 3: rtile_bf16(y, ldy, xb, w, KP, 3, rv, m); break;
-    default: rtile_bf16(y, ldy, xb, w, KP, 4, rv, m); break;
+    case 1: rtile_bf16(y, ldy, xb, w, KP, 1, rv, m, pf, npf); break;
+    case 2: rtile_bf16(y, ldy, xb, w, KP, 2, rv, m, pf, npf); break;
+    case 3: rtile_bf16(y, ldy, xb, w, KP, 3, rv, m, pf, npf); break;
+    default: rtile_bf16(y, ldy, xb, w, KP, 4, rv, m, pf, npf); break;
     }
 }
 
@@ -531,25 +533,28 @@ static void rf_pack_item(void *ctx, int g) {
     else rpack_x_f32(j->xp, j->x, j->n, j->W->cols, g);
 }
 
-/* Rows [item * item_rows, +item_rows) against every token block. */
+/* Rows [item * item_rows, +item_rows) against every token block. The stored rows come from
+ * memory once per product (a 64-token chunk reads every weight of the model again): while a
+ * row group multiplies the first block, the next group's stored rows (contiguous) are fetched
+ * ahead, a line per column step, so that the memory reads overlap the multiply-adds. */
 static void rf_item(void *ctx, int item) {
     const rf_job *j = ctx;
     const cb_weight_matrix *W = j->W;
     const int rows = W->rows, cols = W->cols, r0 = item * j->item_rows;
     const int nrows = rows - r0 < j->item_rows ? rows - r0 : j->item_rows;
     const int K = j->kk, blocks = (j->n + TBLK - 1) / TBLK;
-    // fp16 (bf16 off the bf16 kernel): the rows widened to f32; bf16 with an odd cols: the
-    // rows as pairs, the last padded 0
+    // fp16 (bf16 off the bf16 kernel): the rows widened to f32 (a group before its first
+    // tile); bf16 with an odd cols: the rows as pairs, the last padded 0
     const float *wf = NULL;
+    float *widen = NULL;
     const uint32_t *wb = NULL;
     size_t ldw = 0; // in floats or pairs
     if (W->kind == CB_KV_F32) {
         wf = (const float *)(const void *)row_of(W, r0), ldw = W->row_bytes / 4;
     } else if (!j->bf) { // fp16, or bf16 without AVX512-BF16
-        float *s = cb_parallel_scratch(sizeof(float) * (size_t)nrows * cols);
-        if (!s) goto rowwise;
-        widen_rows(s, W, r0, nrows);
-        wf = s, ldw = (size_t)cols;
+        widen = cb_parallel_scratch(sizeof(float) * (size_t)nrows * cols);
+        if (!widen) goto rowwise;
+        wf = widen, ldw = (size_t)cols;
     } else if (cols % 2 == 0 && W->row_bytes % 4 == 0 && (uintptr_t)W->data % 4 == 0) {
         wb = (const uint32_t *)(const void *)row_of(W, r0), ldw = W->row_bytes / 4;
     } else {
@@ -567,14 +572,23 @@ static void rf_item(void *ctx, int item) {
         for (int g = 0; g < nrows; g += RT) {
             const int rv = nrows - g < RT ? nrows - g : RT;
             float *y = j->y + (size_t)b * TBLK * rows + r0 + g;
+            // first block: fetch the stored rows of the next group (of this item or the next)
+            const char *pf = NULL;
+            int npf = 0;
+            if (b == 0 && r0 + g + RT < rows) {
+                const int next = r0 + g + RT, cnt = rows - next < RT ? rows - next : RT;
+                pf = (const char *)row_of(W, next);
+                npf = (int)(((size_t)cnt * W->row_bytes + 63) / 64);
+            }
             if (wf) {
+                if (widen && b == 0) widen_rows(widen + (size_t)g * cols, W, r0 + g, rv);
                 const float *w[RT];
                 for (int r = 0; r < RT; r++) w[r] = wf + (size_t)(g + (r < rv ? r : 0)) * ldw; // past rv: read row g, not stored
-                rtile_f32_v(y, (size_t)rows, (const float *)j->xp + (size_t)b * K * TBLK, w, K, V, rv, m);
+                rtile_f32_v(y, (size_t)rows, (const float *)j->xp + (size_t)b * K * TBLK, w, K, V, rv, m, pf, npf);
             } else {
                 const uint32_t *w[RT];
                 for (int r = 0; r < RT; r++) w[r] = wb + (size_t)(g + (r < rv ? r : 0)) * ldw;
-                rtile_bf16_v(y, (size_t)rows, (const uint32_t *)j->xp + (size_t)b * K * TBLK, w, K, V, rv, m);
+                rtile_bf16_v(y, (size_t)rows, (const uint32_t *)j->xp + (size_t)b * K * TBLK, w, K, V, rv, m, pf, npf);
             }
         }
     }
