@@ -44,34 +44,38 @@ static int offset_of(cb_kv_kind kind) { return kind == CB_KV_Q4_0 ? 8 : 128; }
 
 /* Tokens as tiles of MT: rec = xa + (t * nbk + b) * REC holds, for token i of tile t and block
  * b, rec[q * MT + i] = its values 4q .. 4q + 3 (bytes), rec[8 MT + i] = -offset * sum(q),
- * rec[9 MT + i] = its scale (f32 bits); tokens past n zero. */
-static void pack_tokens(int32_t *xa, const cb_act_q8 *a, int n, int nbk, int off) {
-    const int tiles = (n + MT - 1) / MT;
-    for (int t = 0; t < tiles; t++)
-        for (int b = 0; b < nbk; b++) {
-            int32_t *rec = xa + ((size_t)t * nbk + b) * REC;
-            for (int i = 0; i < MT; i++) {
-                const int tok = t * MT + i;
-                if (tok >= n) {
-                    for (int q = 0; q < 10; q++) rec[q * MT + i] = 0;
-                    continue;
-                }
-                const cb_act_q8 *A = a + tok;
-                for (int q = 0; q < 8; q++) memcpy(&rec[q * MT + i], A->q + (size_t)b * 32 + 4 * q, 4);
-                rec[8 * MT + i] = off * A->c8[(size_t)b * 8]; // c8 = -sum(q)
-                memcpy(&rec[9 * MT + i], &A->d[(size_t)b * 8], 4);
+ * rec[9 MT + i] = its scale (f32 bits); tokens past n zero. One tile t. */
+static void pack_tokens(int32_t *xa, const cb_act_q8 *a, int n, int nbk, int off, int t) {
+    for (int b = 0; b < nbk; b++) {
+        int32_t *rec = xa + ((size_t)t * nbk + b) * REC;
+        for (int i = 0; i < MT; i++) {
+            const int tok = t * MT + i;
+            if (tok >= n) {
+                for (int q = 0; q < 10; q++) rec[q * MT + i] = 0;
+                continue;
             }
+            const cb_act_q8 *A = a + tok;
+            for (int q = 0; q < 8; q++) memcpy(&rec[q * MT + i], A->q + (size_t)b * 32 + 4 * q, 4);
+            rec[8 * MT + i] = off * A->c8[(size_t)b * 8]; // c8 = -sum(q)
+            memcpy(&rec[9 * MT + i], &A->d[(size_t)b * 8], 4);
         }
+    }
 }
 
 typedef struct qmm_job {
     float *y;
     const cb_weight_matrix *W;
-    const int32_t *xa;
+    int32_t *xa;
     const cb_act_q8 *a;
     const float *bias;
     int n, nbk;
 } qmm_job;
+
+/* One token tile packed (the tiles on the pool: serial, they left the other thread idle). */
+static void pack_item(void *ctx, int t) {
+    const qmm_job *j = ctx;
+    pack_tokens(j->xa, j->a, j->n, j->nbk, offset_of(j->W->kind), t);
+}
 
 #if QMM_X86
 #define TV __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
@@ -227,8 +231,8 @@ int cb_qmm(float *y, const cb_weight_matrix *W, const cb_act_q8 *a, const float 
     const int nbk = blocks_of(W->kind, W->cols), tiles = (n + MT - 1) / MT;
     int32_t *xa = aligned_alloc(64, ((size_t)tiles * nbk * REC * 4 + 63) / 64 * 64);
     if (!xa) return 0;
-    pack_tokens(xa, a, n, nbk, offset_of(W->kind));
     qmm_job j = {y, W, xa, a, bias, n, nbk};
+    cb_parallel_for(tiles, pack_item, &j);
     cb_parallel_for((W->rows + ITEM_ROWS - 1) / ITEM_ROWS, qmm_item, &j);
     free(xa);
     return 1;
