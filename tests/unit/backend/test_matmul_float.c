@@ -86,6 +86,46 @@ TEST(matmul_float_every_path) {
     if (!paths_run) SKIP("no AVX2 or AVX-512 on this CPU: only the caller's BLAS route runs");
 }
 
+/* The row tiles and the panels of an AVX-512 path form every output the same way (one lane
+ * sums its products in column order, or bf16 pairs in pair order, by FMA / vdpbf16ps, the
+ * multiply commutative): the same bits. */
+TEST(matmul_float_rows_equal_panels) {
+    const cb_mf_path best = cb_mf_path_current();
+    const int shapes[][3] = {{61, 96, 130}, {13, 51, 100}, {50, 768, 64}};
+    const cb_kv_kind kinds[] = {CB_KV_F32, CB_KV_F16, CB_KV_BF16};
+    int runs = 0;
+    for (int path = CB_MF_AVX512; path < CB_MF_PATH_COUNT; path++) {
+        if (!cb_mf_path_force((cb_mf_path)path)) continue;
+        for (int si = 0; si < 3; si++) {
+            const int rows = shapes[si][0], cols = shapes[si][1], n = shapes[si][2];
+            float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols);
+            float *bias = malloc(sizeof(float) * rows), *y0 = malloc(sizeof(float) * n * rows);
+            float *y1 = malloc(sizeof(float) * n * rows);
+            for (int i = 0; i < rows * cols; i++) w[i] = urandf();
+            for (int i = 0; i < n * cols; i++) x[i] = urandf() * 3.0f;
+            for (int r = 0; r < rows; r++) bias[r] = urandf();
+            for (int ki = 0; ki < 3; ki++) {
+                cb_weight_matrix m;
+                cb_error e;
+                EXPECT_EQ_INT(CB_OK, cb_weight_matrix_from_f32(&m, kinds[ki], w, rows, cols, &e));
+                cb_mf_panels_force(0);
+                EXPECT_EQ_INT(1, cb_mf_matmul(y0, &m, x, si == 1 ? bias : NULL, n));
+                cb_mf_panels_force(1);
+                EXPECT_EQ_INT(1, cb_mf_matmul(y1, &m, x, si == 1 ? bias : NULL, n));
+                if (memcmp(y0, y1, sizeof(float) * n * rows) != 0)
+                    FAILF("%s %s %dx%d n=%d: row tiles and panels differ", cb_mf_path_name((cb_mf_path)path),
+                          cb_kv_kind_name(kinds[ki]), rows, cols, n);
+                runs++;
+                cb_weight_matrix_free(&m);
+            }
+            free(w); free(x); free(bias); free(y0); free(y1);
+        }
+    }
+    cb_mf_panels_force(0);
+    cb_mf_path_force(best);
+    if (!runs) SKIP("no AVX-512 on this CPU: the panels only");
+}
+
 /* What the tiles do not take: few tokens, block kinds, the caller's route (path none). */
 TEST(matmul_float_refuses) {
     const cb_mf_path best = cb_mf_path_current();
