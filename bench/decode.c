@@ -4,7 +4,7 @@
  * token) and the share of it reached; then greedy speculative decoding against plain.
  *   build/rel/bench/decode [-w KINDS] [-c KINDS] [-x CONTEXTS] [-n STEPS] [-r REPEATS]
  *                          [-s SPEC_NEW] [-k SPEC_KS] [-A K0] [-t TARGET_KINDS] [-d DRAFTS] [-S]
- *                          [-M MODEL_DIR [-D DRAFT_DIR] [-P TOKENS.npy [-p PROMPTS] [-l LEN]]]
+ *                          [-M MODEL_DIR [-D DRAFT_DIR] [-P TOKENS.npy [-p PROMPTS] [-l LEN]]] [-W WARM]
  * Lists are comma separated (-w fp32,bf16 -x 64,4096 -k 2,3,4,6); a draft is KIND[@LAYERS],
  * the model's weights stored as KIND, its first LAYERS layers (default all: -d q8_0,q4_0@4).
  * -A K0: also spec_k_adaptive from K0 (up to 2 K0). -S: speculative decoding only; -s 0: none.
@@ -17,7 +17,11 @@
  * directory's (same vocabulary; -d applies to it). -P: prompts of LEN tokens (default 32)
  * from a token file (held-out text), PROMPTS of them (default 8) at fixed spread offsets: the
  * centres of PROMPTS equal slices of the file; results are means over the prompts. With -M
- * the defaults become context 64, k 2,3,4,6, -A 4 and 96 new tokens. The decoder's threads:
+ * the defaults become context 64, k 2,3,4,6, -A 4 and 96 new tokens. -W WARM: after the
+ * session's first prefill (the "prefill" column: first touch of its buffers and caches
+ * included) WARM more of the same prompt in the same session, reset between them; their
+ * median is a last column, "warm" (as llama-bench's pp, which runs a warm-up first and
+ * clears its cache between repeats). The decoder's threads:
  * OMP_NUM_THREADS (backend/cpu/parallel.h). */
 #include <getopt.h>
 #include <math.h>
@@ -269,7 +273,10 @@ typedef struct decode_result {
     double frac_median;                    /* median over repeats of tokens/s / bound */
     double weight_bytes, kv_bytes;         /* per token */
     double prefill_s;
+    double prefill_warm_s; /* median of g_warm prefills after the first (0: none) */
 } decode_result;
+
+static int g_warm; /* -W: warm prefills after the first */
 
 static double median(double *x, int n) {
     qsort(x, (size_t)n, sizeof *x, cmp_double);
@@ -298,6 +305,17 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
     double t0 = cb_clock_s();
     if (cb_session_prefill(&s, prompt, context, logits, &e) != CB_OK) die("prefill", &e);
     r.prefill_s = cb_clock_s() - t0;
+    if (g_warm > 0) {
+        double *pw = malloc(sizeof *pw * (size_t)g_warm);
+        for (int i = 0; i < g_warm; i++) {
+            cb_session_reset(&s);
+            const double t1 = cb_clock_s();
+            if (cb_session_prefill(&s, prompt, context, logits, &e) != CB_OK) die("prefill", &e);
+            pw[i] = cb_clock_s() - t1;
+        }
+        r.prefill_warm_s = median(pw, g_warm);
+        free(pw);
+    }
     const int32_t first = cb_argmax(logits, s.vocab);
     r.weight_bytes = weight_bytes_per_token(&s);
     // step i (0-based) attends to context + i + 1 keys
@@ -460,7 +478,7 @@ int main(int argc, char **argv) {
     const char *model_dir = NULL, *draft_dir = NULL, *prompt_file = NULL;
     static const struct option longopts[] = {{"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0}};
     int opt;
-    while ((opt = getopt_long(argc, argv, "w:c:x:n:r:s:k:A:t:d:SM:D:P:p:l:h", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "w:c:x:n:r:s:k:A:t:d:SM:D:P:p:l:W:h", longopts, NULL)) != -1) {
         switch (opt) {
         case 'w': nw = parse_kinds(optarg, wkinds); break;
         case 'c': nc = parse_kinds(optarg, ckinds); break;
@@ -471,6 +489,7 @@ int main(int argc, char **argv) {
         case 'A': adaptive_k0 = atoi(optarg); break;
         case 'n': steps = atoi(optarg); break;
         case 'r': repeats = atoi(optarg); break;
+        case 'W': g_warm = atoi(optarg); break;
         case 's': spec_new = atoi(optarg); break;
         case 'S': spec_only = 1; break;
         case 'M': model_dir = optarg; break;
@@ -481,7 +500,7 @@ int main(int argc, char **argv) {
         case 'h':
             printf("usage: decode [-w KINDS] [-c KINDS] [-x CONTEXTS] [-n STEPS] [-r REPEATS]\n"
                    "              [-s SPEC_NEW] [-k SPEC_KS] [-A K0] [-t TARGET_KINDS] [-d KIND[@LAYERS],...] [-S]\n"
-                   "              [-M MODEL_DIR [-D DRAFT_DIR] [-P TOKENS.npy [-p PROMPTS] [-l LEN]]]\n");
+                   "              [-M MODEL_DIR [-D DRAFT_DIR] [-P TOKENS.npy [-p PROMPTS] [-l LEN]]] [-W WARM]\n");
             return 0;
         default: return 2;
         }
@@ -565,17 +584,20 @@ int main(int argc, char **argv) {
            STREAM_FLOATS * sizeof(float) >> 20);
 
     if (!spec_only) {
-        printf("%-6s %-6s %5s %7s %13s %7s %7s %7s %6s %13s %7s %6s %8s\n", "weight", "cache", "ctx", "tok/s",
-               "min-max", "w_MB", "kv_MB", "MB/tok", "bw", "bw min-max", "bound", "%bound", "prefill");
+        printf("%-6s %-6s %5s %7s %13s %7s %7s %7s %6s %13s %7s %6s %8s%s\n", "weight", "cache", "ctx", "tok/s",
+               "min-max", "w_MB", "kv_MB", "MB/tok", "bw", "bw min-max", "bound", "%bound", "prefill",
+               g_warm > 0 ? "     warm" : "");
         for (int xi = 0; xi < nx; xi++)
             for (int wi = 0; wi < nw; wi++)
                 for (int ci = 0; ci < nc; ci++) {
                     decode_result r = run_decode(&m, wkinds[wi], ckinds[ci], contexts[xi], steps, repeats, stream, &sink);
                     const double bytes = r.weight_bytes + r.kv_bytes;
-                    printf("%-6s %-6s %5d %7.1f %6.1f-%-6.1f %7.1f %7.1f %7.1f %6.1f %6.1f-%-6.1f %7.1f %5.0f%% %7.3fs\n",
+                    printf("%-6s %-6s %5d %7.1f %6.1f-%-6.1f %7.1f %7.1f %7.1f %6.1f %6.1f-%-6.1f %7.1f %5.0f%% %7.3fs",
                            cb_kv_kind_name(wkinds[wi]), cb_kv_kind_name(ckinds[ci]), contexts[xi], r.tps_median,
                            r.tps_min, r.tps_max, r.weight_bytes / 1e6, r.kv_bytes / 1e6, bytes / 1e6, r.bw_median,
                            r.bw_min, r.bw_max, r.bw_median * 1e9 / bytes, 100 * r.frac_median, r.prefill_s);
+                    if (g_warm > 0) printf(" %7.3fs", r.prefill_warm_s);
+                    printf("\n");
                     fflush(stdout);
                 }
     }

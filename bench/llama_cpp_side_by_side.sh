@@ -14,7 +14,9 @@
 # KIND is caramba's name (fp32, fp16, bf16, q8_0, q4_0). Prints each round's figures, then per
 # kind the medians over rounds: decode tok/s of both, caramba's share of the memory bound that
 # bench/decode measures beside its own timing, and the ratios caramba / llama.cpp; the load
-# average before and after.
+# average before and after. caramba's pp512 is the median of 3 warm prefills (bench/decode -W 3),
+# as llama-bench times its pp512 after a warm-up run; each round also prints the session's first,
+# cold prefill (cb_pp_cold: its buffers and cache pages touched for the first time).
 set -u -o pipefail
 threads=2 rounds=3 gen=64 llama_args=""
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -59,7 +61,7 @@ llama_ts() { # FILE.gguf PROMPT GEN -> tokens/s
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores; threads $threads"
 echo "llama.cpp: $llama_bench $llama_args; caramba: $decode_bin"
 echo "load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-5s %-5s %10s %8s %8s %8s %10s %10s\n' round kind cb_tg cb_%bnd bw_GB/s ll_tg cb_pp512 ll_pp512
+printf '%-5s %-5s %10s %8s %8s %8s %10s %10s %10s\n' round kind cb_tg cb_%bnd bw_GB/s ll_tg cb_pp_cold cb_pp512 ll_pp512
 for r in $(seq 1 "$rounds"); do
     for i in "${!kinds[@]}"; do
         k=${kinds[$i]} f=${files[$i]}
@@ -67,11 +69,15 @@ for r in $(seq 1 "$rounds"); do
         line=$(OMP_NUM_THREADS=$threads "$decode_bin" -w "$k" -c fp16 -x 32 -n "$gen" -r 3 -s 0 2>/dev/null | awk -v k="$k" '$1==k && $2=="fp16"{print; exit}')
         cb_tg=$(echo "$line" | awk '{print $4}') cb_frac=$(echo "$line" | awk '{print $12}') bw=$(echo "$line" | awk '{print $9}')
         ll_tg=$(llama_ts "$f" 0 "$gen")
-        # prefill: a 512-token context, its prefill time (the last column, seconds)
-        pre=$(OMP_NUM_THREADS=$threads "$decode_bin" -w "$k" -c fp16 -x 512 -n 1 -r 1 -s 0 2>/dev/null | awk -v k="$k" '$1==k && $2=="fp16"{print $NF; exit}')
+        # prefill: a 512-token context; the session's first prefill (cold: its buffers touched
+        # for the first time) and the median of 3 more in the same session (warm, the last
+        # column), as llama-bench times pp512 after a warm-up run; the warm one is compared
+        pre=$(OMP_NUM_THREADS=$threads "$decode_bin" -w "$k" -c fp16 -x 512 -n 1 -r 1 -s 0 -W 3 2>/dev/null | awk -v k="$k" '$1==k && $2=="fp16"{print $(NF-1), $NF; exit}')
+        cold=${pre%% *} pre=${pre##* }
+        cb_cold=$(awk -v s="${cold%s}" 'BEGIN{if (s > 0) printf "%.1f", 512 / s; else print "nan"}')
         cb_pp=$(awk -v s="${pre%s}" 'BEGIN{if (s > 0) printf "%.1f", 512 / s; else print "nan"}')
         ll_pp=$(llama_ts "$f" 512 0)
-        printf '%-5s %-5s %10s %8s %8s %8.1f %10s %10.1f\n' "$r" "$k" "$cb_tg" "$cb_frac" "$bw" "${ll_tg:-0}" "$cb_pp" "${ll_pp:-0}"
+        printf '%-5s %-5s %10s %8s %8s %8.1f %10s %10s %10.1f\n' "$r" "$k" "$cb_tg" "$cb_frac" "$bw" "${ll_tg:-0}" "$cb_cold" "$cb_pp" "${ll_pp:-0}"
         echo "$k $cb_tg ${cb_frac%\%} $bw ${ll_tg:-nan} $cb_pp ${ll_pp:-nan}" >>"$tmp/rows"
     done
 done

@@ -3,12 +3,13 @@
  * and by the route before the matrix-matrix kernels (fp32 through one BLAS sgemm, fp16/bf16
  * through f32 panels and sgemm, q8_0/q4_0 through the decode kernel's 8-token tiles),
  * alternating in one process so that both see the same machine load.
- *   build/rel/bench/matmul_prefill [TOKENS [ROUNDS]]   (default 512 5)
+ *   build/rel/bench/matmul_prefill [TOKENS [ROUNDS [panels]]]   (default 512 5)
  * Runs on OMP_NUM_THREADS threads (the pool's). Prints per kind and shape the best of ROUNDS
  * calls of each route: ms, GMAC/s, and new / old speed. */
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "backend/cpu/matmul_float.h"
@@ -17,14 +18,22 @@
 #include "backend/cpu/quant_mm.h"
 #include "bandwidth.h"
 
-/* The route before this work: no packed float tiles, the quantised products' 8-token tiles. */
+/* The route before this work: no packed float tiles, the quantised products' 8-token tiles;
+ * with `panels`, the float products' panels packed per product (the AVX-512 tiles before the
+ * row tiles) against the row tiles, the quantised products the same both ways. */
+static int g_panels;
 static void route(int old, cb_mf_path best_mf) {
+    if (g_panels) {
+        cb_mf_panels_force(old);
+        return;
+    }
     cb_mf_path_force(old ? CB_MF_NONE : best_mf);
     cb_qmm_enable(!old);
 }
 
 int main(int argc, char **argv) {
     const int n = argc > 1 ? atoi(argv[1]) : 512, rounds = argc > 2 ? atoi(argv[2]) : 5;
+    g_panels = argc > 3 && strcmp(argv[3], "panels") == 0;
     const int shapes[][2] = {{768, 768}, {2048, 768}, {768, 2048}};
     const cb_kv_kind kinds[] = {CB_KV_F32, CB_KV_F16, CB_KV_BF16, CB_KV_Q8_0, CB_KV_Q4_0};
     const char *names[] = {"fp32", "fp16", "bf16", "q8_0", "q4_0"};
@@ -66,5 +75,6 @@ int main(int argc, char **argv) {
         free(w); free(x); free(y);
     }
     route(0, best_mf);
+    cb_mf_panels_force(0);
     return 0;
 }

@@ -179,15 +179,19 @@ static void dequantize_blocks(cb_kv_kind k, float *dst, const void *src, size_t 
 
 /* The float kinds convert with plain loops over the inline converters rather than
  * dtype.h's bulk functions: those open an OpenMP region (if'd off below their threshold,
- * still about a microsecond), too much for a head segment of a few dozen values. */
+ * still about a microsecond), too much for a head segment of a few dozen values. The
+ * converters are branch-free, so `omp simd` vectorises them with the same result per value
+ * (GCC -O2 left them scalar: the fp16 KV append of a 512-token prefill was 3% of it). */
 void cb_kv_quantize_row(cb_kv_kind k, void *restrict dst, const float *restrict src, size_t n) {
     uint16_t *h = dst;
     switch (k) {
     case CB_KV_F32: memcpy(dst, src, n * sizeof(float)); return;
     case CB_KV_F16:
+        #pragma omp simd
         for (size_t i = 0; i < n; i++) h[i] = cb_f32_to_f16(src[i]);
         return;
     case CB_KV_BF16:
+        #pragma omp simd
         for (size_t i = 0; i < n; i++) h[i] = cb_f32_to_bf16(src[i]);
         return;
     default: break;

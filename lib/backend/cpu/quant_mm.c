@@ -44,46 +44,52 @@ static int offset_of(cb_kv_kind kind) { return kind == CB_KV_Q4_0 ? 8 : 128; }
 
 /* Tokens as tiles of MT: rec = xa + (t * nbk + b) * REC holds, for token i of tile t and block
  * b, rec[q * MT + i] = its values 4q .. 4q + 3 (bytes), rec[8 MT + i] = -offset * sum(q),
- * rec[9 MT + i] = its scale (f32 bits); tokens past n zero. */
-static void pack_tokens(int32_t *xa, const cb_act_q8 *a, int n, int nbk, int off) {
-    const int tiles = (n + MT - 1) / MT;
-    for (int t = 0; t < tiles; t++)
-        for (int b = 0; b < nbk; b++) {
-            int32_t *rec = xa + ((size_t)t * nbk + b) * REC;
-            for (int i = 0; i < MT; i++) {
-                const int tok = t * MT + i;
-                if (tok >= n) {
-                    for (int q = 0; q < 10; q++) rec[q * MT + i] = 0;
-                    continue;
-                }
-                const cb_act_q8 *A = a + tok;
-                for (int q = 0; q < 8; q++) memcpy(&rec[q * MT + i], A->q + (size_t)b * 32 + 4 * q, 4);
-                rec[8 * MT + i] = off * A->c8[(size_t)b * 8]; // c8 = -sum(q)
-                memcpy(&rec[9 * MT + i], &A->d[(size_t)b * 8], 4);
+ * rec[9 MT + i] = its scale (f32 bits); tokens past n zero. One tile t. */
+static void pack_tokens(int32_t *xa, const cb_act_q8 *a, int n, int nbk, int off, int t) {
+    for (int b = 0; b < nbk; b++) {
+        int32_t *rec = xa + ((size_t)t * nbk + b) * REC;
+        for (int i = 0; i < MT; i++) {
+            const int tok = t * MT + i;
+            if (tok >= n) {
+                for (int q = 0; q < 10; q++) rec[q * MT + i] = 0;
+                continue;
             }
+            const cb_act_q8 *A = a + tok;
+            for (int q = 0; q < 8; q++) memcpy(&rec[q * MT + i], A->q + (size_t)b * 32 + 4 * q, 4);
+            rec[8 * MT + i] = off * A->c8[(size_t)b * 8]; // c8 = -sum(q)
+            memcpy(&rec[9 * MT + i], &A->d[(size_t)b * 8], 4);
         }
+    }
 }
 
 typedef struct qmm_job {
     float *y;
     const cb_weight_matrix *W;
-    const int32_t *xa;
+    int32_t *xa;
     const cb_act_q8 *a;
     const float *bias;
     int n, nbk;
 } qmm_job;
 
+/* One token tile packed (the tiles on the pool: serial, they left the other thread idle). */
+static void pack_item(void *ctx, int t) {
+    const qmm_job *j = ctx;
+    pack_tokens(j->xa, j->a, j->n, j->nbk, offset_of(j->W->kind), t);
+}
+
 #if QMM_X86
 #define TV __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni,avx2,fma,f16c")))
 
 /* y[i * ldy + r] for i < m tokens, r < nrv rows of a 16-row group: wp (nbk * 8 * 64 bytes:
- * block b, column group q, lane r holds the row's 4 bytes), dw (nbk * 16) the scales. */
+ * block b, column group q, lane r holds the row's 4 bytes), dw (nbk * 16) the scales; npf
+ * lines from pf fetched ahead on the way (the next group's stored rows). */
 TV static void tile_vnni(float *y, size_t ldy, const int32_t *xa, const uint8_t *wp, const float *dw, int nbk,
-                         int m, int nrv) {
+                         int m, int nrv, const char *pf, int npf) {
     __m512 facc[MT];
     #pragma GCC unroll 12
     for (int i = 0; i < MT; i++) facc[i] = _mm512_setzero_ps();
     for (int b = 0; b < nbk; b++) {
+        for (int l = b; l < npf; l += nbk) _mm_prefetch(pf + (size_t)l * 64, _MM_HINT_T0);
         const int32_t *rec = xa + (size_t)b * REC;
         __m512i iacc[MT];
         #pragma GCC unroll 12
@@ -166,23 +172,33 @@ TV static void pack_group_vnni(uint8_t *wp, float *dw, const cb_weight_matrix *W
 #endif
 
 /* Repack rows r0 .. r0 + nrows into groups of 16 (panel: group_bytes each) and run every
- * token tile over them. */
+ * token tile over them. The stored rows come from memory once per product (each chunk reads
+ * every weight again), so a group is packed just before the first token tile runs over it,
+ * while that tile fetches the next group's stored rows ahead: the reads overlap the
+ * multiply-adds instead of stalling the packing. */
 static void pack_and_run(const qmm_job *j, int r0, int nrows, uint8_t *panel, size_t group_bytes) {
 #if QMM_X86
-    const int rows = j->W->rows, nbk = j->nbk, groups = (nrows + LANES - 1) / LANES;
-    for (int g = 0; g < groups; g++) {
-        uint8_t *wp = panel + (size_t)g * group_bytes;
-        pack_group_vnni(wp, (float *)(void *)(wp + (size_t)nbk * 8 * 64), j->W, r0 + g * LANES,
-                        nrows - g * LANES < LANES ? nrows - g * LANES : LANES, nbk);
-    }
+    const cb_weight_matrix *W = j->W;
+    const int rows = W->rows, nbk = j->nbk, groups = (nrows + LANES - 1) / LANES;
     const int tiles = (j->n + MT - 1) / MT;
     for (int t = 0; t < tiles; t++) { // a token tile (in L1) over the item's groups (in L2)
         const int m = j->n - t * MT < MT ? j->n - t * MT : MT;
         for (int g = 0; g < groups; g++) {
-            const uint8_t *wp = panel + (size_t)g * group_bytes;
+            uint8_t *wp = panel + (size_t)g * group_bytes;
             const int nrv = nrows - g * LANES < LANES ? nrows - g * LANES : LANES;
+            const char *pf = NULL;
+            int npf = 0;
+            if (t == 0) {
+                pack_group_vnni(wp, (float *)(void *)(wp + (size_t)nbk * 8 * 64), W, r0 + g * LANES, nrv, nbk);
+                const int next = r0 + (g + 1) * LANES; // of this item or the next
+                if (next < rows) {
+                    const int cnt = rows - next < LANES ? rows - next : LANES;
+                    pf = (const char *)W->data + (size_t)next * W->row_bytes;
+                    npf = (int)(((size_t)cnt * W->row_bytes + 63) / 64);
+                }
+            }
             tile_vnni(j->y + (size_t)t * MT * rows + r0 + g * LANES, (size_t)rows, j->xa + (size_t)t * nbk * REC, wp,
-                      (const float *)(const void *)(wp + (size_t)nbk * 8 * 64), nbk, m, nrv);
+                      (const float *)(const void *)(wp + (size_t)nbk * 8 * 64), nbk, m, nrv, pf, npf);
         }
     }
 #else
@@ -215,8 +231,8 @@ int cb_qmm(float *y, const cb_weight_matrix *W, const cb_act_q8 *a, const float 
     const int nbk = blocks_of(W->kind, W->cols), tiles = (n + MT - 1) / MT;
     int32_t *xa = aligned_alloc(64, ((size_t)tiles * nbk * REC * 4 + 63) / 64 * 64);
     if (!xa) return 0;
-    pack_tokens(xa, a, n, nbk, offset_of(W->kind));
     qmm_job j = {y, W, xa, a, bias, n, nbk};
+    cb_parallel_for(tiles, pack_item, &j);
     cb_parallel_for((W->rows + ITEM_ROWS - 1) / ITEM_ROWS, qmm_item, &j);
     free(xa);
     return 1;

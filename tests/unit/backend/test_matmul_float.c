@@ -1,7 +1,8 @@
 /* test_matmul_float.c: the packed tiles of backend/cpu/matmul_float.h on every path this CPU
- * can run (each forced in turn), fp32, fp16 and bf16 weights, shapes with partial token tiles
- * and partial row panels, odd columns, with and without bias, against an fp64 sum over the
- * stored weights, within the bound matmul_float.h derives. */
+ * can run (each forced in turn; the AVX-512 paths both by row tiles and by panels), fp32, fp16
+ * and bf16 weights, shapes with partial token tiles and blocks, partial row panels and row
+ * groups, odd columns, with and without bias, against an fp64 sum over the stored weights,
+ * within the bound matmul_float.h derives. */
 #include "test.h"
 
 #include <stdint.h>
@@ -14,14 +15,21 @@ static unsigned long long rng_state = 0x9E3779B97F4A7C15ULL;
 static float urandf(void) { return cb_test_urandf(&rng_state); } // uniform in [-1, 1)
 
 TEST(matmul_float_every_path) {
-    const int shapes[][3] = {{37, 33, 17}, {100, 160, 23}, {129, 64, 40}, {48, 255, 64}, {200, 768, 19}};
+    // rows x cols x tokens: n past 64 takes several token blocks of the row tiles (130: the
+    // last of 2 tokens), rows not a multiple of 6 or 48 partial row groups and items
+    const int shapes[][3] = {{37, 33, 17}, {100, 160, 23}, {129, 64, 40}, {48, 255, 64},
+                             {200, 768, 19}, {61, 96, 130}, {13, 51, 100}};
+    const int n_shapes = (int)(sizeof shapes / sizeof shapes[0]);
     const cb_kv_kind kinds[] = {CB_KV_F32, CB_KV_F16, CB_KV_BF16};
     const cb_mf_path best = cb_mf_path_current();
     int paths_run = 0;
-    for (int path = CB_MF_AVX2; path < CB_MF_PATH_COUNT; path++) {
+    for (int pp = 2 * CB_MF_AVX2; pp < 2 * CB_MF_PATH_COUNT; pp++) {
+        const int path = pp / 2, panels = pp % 2;
+        if (path < CB_MF_AVX512 && panels) continue; // AVX2 has the panels only
         if (!cb_mf_path_force((cb_mf_path)path)) continue;
+        cb_mf_panels_force(panels);
         paths_run++;
-        for (int si = 0; si < 5; si++) {
+        for (int si = 0; si < n_shapes; si++) {
             const int rows = shapes[si][0], cols = shapes[si][1], n = shapes[si][2];
             float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols);
             float *wq = malloc(sizeof(float) * rows * cols), *bias = malloc(sizeof(float) * rows);
@@ -63,7 +71,8 @@ TEST(matmul_float_every_path) {
                         worst = cb_test_worst(worst, bound > 0 ? err / bound : err);
                     }
                 char what[96];
-                snprintf(what, sizeof what, "%s %s %dx%d n=%d err / bound", cb_mf_path_name((cb_mf_path)path),
+                snprintf(what, sizeof what, "%s%s %s %dx%d n=%d err / bound", cb_mf_path_name((cb_mf_path)path),
+                         path >= CB_MF_AVX512 ? (panels ? " panels" : " rows") : "",
                          k == CB_KV_F32 ? "fp32" : k == CB_KV_F16 ? "fp16" : "bf16", rows, cols, n);
                 REPORT_DIFF(what, worst, 1.0);
                 EXPECT(worst <= 1.0);
@@ -73,7 +82,48 @@ TEST(matmul_float_every_path) {
         }
     }
     cb_mf_path_force(best);
+    cb_mf_panels_force(0);
     if (!paths_run) SKIP("no AVX2 or AVX-512 on this CPU: only the caller's BLAS route runs");
+}
+
+/* The row tiles and the panels of an AVX-512 path form every output the same way (one lane
+ * sums its products in column order, or bf16 pairs in pair order, by FMA / vdpbf16ps, the
+ * multiply commutative): the same bits. */
+TEST(matmul_float_rows_equal_panels) {
+    const cb_mf_path best = cb_mf_path_current();
+    const int shapes[][3] = {{61, 96, 130}, {13, 51, 100}, {50, 768, 64}};
+    const cb_kv_kind kinds[] = {CB_KV_F32, CB_KV_F16, CB_KV_BF16};
+    int runs = 0;
+    for (int path = CB_MF_AVX512; path < CB_MF_PATH_COUNT; path++) {
+        if (!cb_mf_path_force((cb_mf_path)path)) continue;
+        for (int si = 0; si < 3; si++) {
+            const int rows = shapes[si][0], cols = shapes[si][1], n = shapes[si][2];
+            float *w = malloc(sizeof(float) * rows * cols), *x = malloc(sizeof(float) * n * cols);
+            float *bias = malloc(sizeof(float) * rows), *y0 = malloc(sizeof(float) * n * rows);
+            float *y1 = malloc(sizeof(float) * n * rows);
+            for (int i = 0; i < rows * cols; i++) w[i] = urandf();
+            for (int i = 0; i < n * cols; i++) x[i] = urandf() * 3.0f;
+            for (int r = 0; r < rows; r++) bias[r] = urandf();
+            for (int ki = 0; ki < 3; ki++) {
+                cb_weight_matrix m;
+                cb_error e;
+                EXPECT_EQ_INT(CB_OK, cb_weight_matrix_from_f32(&m, kinds[ki], w, rows, cols, &e));
+                cb_mf_panels_force(0);
+                EXPECT_EQ_INT(1, cb_mf_matmul(y0, &m, x, si == 1 ? bias : NULL, n));
+                cb_mf_panels_force(1);
+                EXPECT_EQ_INT(1, cb_mf_matmul(y1, &m, x, si == 1 ? bias : NULL, n));
+                if (memcmp(y0, y1, sizeof(float) * n * rows) != 0)
+                    FAILF("%s %s %dx%d n=%d: row tiles and panels differ", cb_mf_path_name((cb_mf_path)path),
+                          cb_kv_kind_name(kinds[ki]), rows, cols, n);
+                runs++;
+                cb_weight_matrix_free(&m);
+            }
+            free(w); free(x); free(bias); free(y0); free(y1);
+        }
+    }
+    cb_mf_panels_force(0);
+    cb_mf_path_force(best);
+    if (!runs) SKIP("no AVX-512 on this CPU: the panels only");
 }
 
 /* What the tiles do not take: few tokens, block kinds, the caller's route (path none). */

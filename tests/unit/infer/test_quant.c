@@ -278,6 +278,40 @@ TEST(quant_rows_any_length) {
     }
 }
 
+/* The fp16 and bf16 rows (vectorised loops) give the scalar converters' bits on every sign
+ * and exponent and the low bits that decide the rounding (0, 1, just below, at and just past
+ * the half-way point, all ones): ties to even, overflow to inf, f16 subnormals, NaN payloads. */
+TEST(quant_float_rows_match_converters) {
+    enum { ROW = 4096 };
+    static float x[ROW];
+    static uint16_t h[ROW];
+    const uint32_t lows16[] = {0, 1, 0xfff, 0x1000, 0x1001, 0x1fff};        // f16: 13 dropped bits
+    const uint32_t lows16b[] = {0, 1, 0x7fff, 0x8000, 0x8001, 0xffff};      // bf16: 16 dropped bits
+    for (int kind = 0; kind < 2; kind++) {
+        const cb_kv_kind k = kind ? CB_KV_BF16 : CB_KV_F16;
+        const int shift = kind ? 16 : 13;
+        const uint32_t *lows = kind ? lows16b : lows16;
+        long bad = 0, n = 0;
+        uint32_t first_bad = 0;
+        for (uint64_t top = 0; top < (1ull << (32 - shift)); top += ROW / 6) {
+            int cnt = 0;
+            for (uint64_t t = top; t < top + ROW / 6 && t < (1ull << (32 - shift)); t++)
+                for (int l = 0; l < 6; l++) {
+                    const uint32_t bits = (uint32_t)(t << shift) | lows[l];
+                    memcpy(&x[cnt++], &bits, 4);
+                }
+            cb_kv_quantize_row(k, h, x, (size_t)cnt);
+            for (int i = 0; i < cnt; i++) {
+                const uint16_t want = kind ? cb_f32_to_bf16(x[i]) : cb_f32_to_f16(x[i]);
+                if (h[i] != want && bad++ == 0) memcpy(&first_bad, &x[i], 4);
+            }
+            n += cnt;
+        }
+        if (bad) FAILF("%s: %ld of %ld patterns differ from the scalar converter (first 0x%08x)", cb_kv_kind_name(k), bad,
+                       n, first_bad);
+    }
+}
+
 /* dot, axpy, dot_m, axpy_m of every kind against double sums over the dequantised row. */
 TEST(quant_kernels_against_reference) {
     enum { NMAX = 300, MMAX = 11 };
