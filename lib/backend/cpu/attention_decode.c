@@ -655,6 +655,40 @@ static void values_any(cb_kv_kind kind, int dv, float *o, const float *W, size_t
 static int tiled_block_values(cb_kv_kind k) {
     return k == CB_KV_F32 || k == CB_KV_F16 || k == CB_KV_BF16 ? 16 : cb_kv_kind_block_values(k);
 }
+
+/* Small heads (DBA students: a few values a head) for one query against kv head kh, the
+ * group's heads together: keys through scores_small_rows, values of at most one 16-value
+ * unit with an accumulator a head. Per key and head the general path paid a dequantise
+ * call or an axpy call for a handful of values (80% of a 1/4 student's decode at 4k). */
+#define SMALL_GROUP 16
+static int small_heads_ok(const decode_dims *m) {
+    return m->dr <= SMALL_UNIT && m->ds <= SMALL_UNIT && m->dv <= SMALL_UNIT && m->group <= SMALL_GROUP;
+}
+static void small_heads_item(float *out, const float *qr, const float *qs, const cb_layer_cache *c,
+                             const decode_dims *m, int lo, int nk, int kh, float *S, int L) {
+    const int group = m->group, dr = m->dr, ds = m->ds, dv = m->dv;
+    float qp[SMALL_GROUP * 2 * SMALL_UNIT], tmp[SMALL_GROUP * 8 * 16];
+    memset(qp, 0, sizeof(float) * (size_t)group * 2 * SMALL_UNIT);
+    for (int g = 0; g < group; g++) {
+        memcpy(qp + (size_t)g * 2 * SMALL_UNIT, qr + (size_t)g * dr, sizeof(float) * (size_t)dr);
+        if (ds) memcpy(qp + (size_t)g * 2 * SMALL_UNIT + SMALL_UNIT, qs + (size_t)g * ds, sizeof(float) * (size_t)ds);
+    }
+    scores_small_rows(S, (size_t)L, qp, c, m, cb_kv_tensor_head(&c->k, lo, kh),
+                      ds ? cb_kv_tensor_head(&c->k_sem, lo, kh) : NULL, (head_map){1, 1, group, 0}, group, nk, tmp);
+    for (int g = 0; g < group; g++) softmax_row(S + (size_t)g * L, nk);
+    const cb_kv_kind Kv = c->v.kind;
+    const unsigned char *v0 = cb_kv_tensor_head(&c->v, lo, kh);
+    const size_t rv = c->v.row_bytes, av = prefetch_ahead(rv);
+    __m512 acc[SMALL_GROUP];
+    for (int g = 0; g < group; g++) acc[g] = _mm512_setzero_ps();
+    for (int j = 0; j < nk; j++) {
+        const unsigned char *row = v0 + (size_t)j * rv;
+        prefetch_row(row + av, c->v.head_bytes);
+        const __m512 v = segment16(Kv, row, dv);
+        for (int g = 0; g < group; g++) acc[g] = _mm512_fmadd_ps(_mm512_set1_ps(S[(size_t)g * L + j]), v, acc[g]);
+    }
+    for (int g = 0; g < group; g++) _mm512_mask_storeu_ps(out + (size_t)g * dv, (__mmask16)((1u << dv) - 1), acc[g]);
+}
 #endif
 
 /* 1 when this layer's items take the tiled kernels: standard attention or GQA (no semantic
@@ -751,6 +785,12 @@ static void decode_item(float *out, const float *q, const float *q_sem, const fl
             memset(o, 0, sizeof(float) * (size_t)dv);
             values_any(c->v.kind, dv, o, Sg, (size_t)L, cb_kv_tensor_head(&c->v, lo, kh), c->v.row_bytes, hv, 1, nk);
         }
+        return;
+    }
+#endif
+#if AD_TILED
+    if (small_heads_ok(m)) {
+        small_heads_item(out + ((size_t)i * m->H + h0) * dv, qr, qs, c, m, lo, nk, kh, S, L);
         return;
     }
 #endif
