@@ -181,46 +181,53 @@ TEST(surgery_with_teachers_dims_reproduces_teacher) {
     free_pair(&p);
 }
 
-/* a student at 1/2 of the teacher's K+V (2 x (2 + 4 + 4) of 2 x 2 x 8 per token and
- * layer): SVD init against the same student with its attention at random */
-TEST(surgery_beats_random_attention_init) {
+/* The attention-output L1 to the teacher over tokens (2 x 16) of the student of overrides ov
+ * made by SVD surgery (*l1s) and of the same student with its attention at random, every
+ * other tensor copied from the teacher (*l1r). 0, or -1 after a failure (reported). */
+static int l1_surgery_and_random(const char *ov, uint64_t seed, const int32_t *tokens, double *l1s, double *l1r) {
     pair p, r;
-    const char *ov = "mode: decoupled, sem_dim: 8, geo_dim: 16, v_dim: 16";
-    if (make_pair(&p, ov, 5) || make_pair(&r, ov, 5)) {
+    *l1s = *l1r = NAN;
+    if (make_pair(&p, ov, seed) || make_pair(&r, ov, seed)) {
         FAILF("setup");
         free_pair(&p);
         free_pair(&r);
-        return;
+        return -1;
     }
     cb_error e;
     cb_surgery_options o = {.context = 16};
     int rc = cb_surgery(&p.s, &p.t, &o, &e);
-    /* random: every tensor but attention copied from the teacher, attention as initialised */
     for (int i = 0; rc == CB_OK && i < r.s.params.n; i++) {
         const cb_param *q = &r.s.params.items[i];
         const cb_param *tq = cb_params_find(&r.t.params, q->name);
         if (tq && tq->numel == q->numel && !strstr(q->name, ".attn."))
             memcpy(r.s.weights + q->offset, r.t.weights + tq->offset, q->numel * sizeof(float));
     }
-    if (rc != CB_OK) { FAILF("%s", e.msg); free_pair(&p); free_pair(&r); return; }
-    int32_t tokens[2 * 16];
-    for (int i = 0; i < 32; i++) tokens[i] = (i * 11 + 5) % 40;
+    if (rc != CB_OK) FAILF("%s", e.msg);
     cb_attn_pair ap, ar;
-    double l1s = NAN, l1r = NAN;
-    if (cb_attn_pair_init(&ap, cb_backend_cpu(), &p.t, &p.s, 2, 16, &e) == CB_OK) {
-        l1s = cb_attn_pair_l1(&ap, p.t.weights, p.s.weights, tokens, NULL, &e);
+    if (rc == CB_OK && cb_attn_pair_init(&ap, cb_backend_cpu(), &p.t, &p.s, 2, 16, &e) == CB_OK) {
+        *l1s = cb_attn_pair_l1(&ap, p.t.weights, p.s.weights, tokens, NULL, &e);
         cb_attn_pair_free(&ap);
     }
-    if (cb_attn_pair_init(&ar, cb_backend_cpu(), &r.t, &r.s, 2, 16, &e) == CB_OK) {
-        l1r = cb_attn_pair_l1(&ar, r.t.weights, r.s.weights, tokens, NULL, &e);
+    if (rc == CB_OK && cb_attn_pair_init(&ar, cb_backend_cpu(), &r.t, &r.s, 2, 16, &e) == CB_OK) {
+        *l1r = cb_attn_pair_l1(&ar, r.t.weights, r.s.weights, tokens, NULL, &e);
         cb_attn_pair_free(&ar);
     }
+    free_pair(&p);
+    free_pair(&r);
+    return rc == CB_OK ? 0 : -1;
+}
+
+/* a student at 1/2 of the teacher's K+V (2 x (2 + 4 + 4) of 2 x 2 x 8 per token and
+ * layer): SVD init against the same student with its attention at random */
+TEST(surgery_beats_random_attention_init) {
+    int32_t tokens[2 * 16];
+    for (int i = 0; i < 32; i++) tokens[i] = (i * 11 + 5) % 40;
+    double l1s, l1r;
+    if (l1_surgery_and_random("mode: decoupled, sem_dim: 8, geo_dim: 16, v_dim: 16", 5, tokens, &l1s, &l1r)) return;
     fprintf(stderr, "  attention-output L1 to the teacher: SVD surgery %.5f, random attention %.5f (ratio %.3f)\n", l1s,
             l1r, l1s / l1r);
     EXPECT(isfinite(l1s) && isfinite(l1r));
     EXPECT(l1s < 0.7 * l1r);
-    free_pair(&p);
-    free_pair(&r);
 }
 
 /* Group 1's key and value rows of every teacher attention made group 0's, so that the
@@ -261,42 +268,15 @@ TEST(surgery_merges_kv_groups_exactly_when_they_agree) {
 /* the merged student (1 KV head of 2 + 2 + 4 dims: 1/4 of the teacher's K+V) from a teacher
  * whose groups differ: SVD surgery against the same student with its attention at random */
 TEST(surgery_merged_kv_groups_beat_random_init) {
-    pair p, r;
-    const char *ov = "mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 8, v_dim: 16";
-    if (make_pair(&p, ov, 11) || make_pair(&r, ov, 11)) {
-        FAILF("setup");
-        free_pair(&p);
-        free_pair(&r);
-        return;
-    }
-    cb_error e;
-    cb_surgery_options o = {.context = 16};
-    int rc = cb_surgery(&p.s, &p.t, &o, &e);
-    for (int i = 0; rc == CB_OK && i < r.s.params.n; i++) {
-        const cb_param *q = &r.s.params.items[i];
-        const cb_param *tq = cb_params_find(&r.t.params, q->name);
-        if (tq && tq->numel == q->numel && !strstr(q->name, ".attn."))
-            memcpy(r.s.weights + q->offset, r.t.weights + tq->offset, q->numel * sizeof(float));
-    }
-    if (rc != CB_OK) { FAILF("%s", e.msg); free_pair(&p); free_pair(&r); return; }
     int32_t tokens[2 * 16];
     for (int i = 0; i < 32; i++) tokens[i] = (i * 13 + 2) % 40;
-    cb_attn_pair ap, ar;
-    double l1s = NAN, l1r = NAN;
-    if (cb_attn_pair_init(&ap, cb_backend_cpu(), &p.t, &p.s, 2, 16, &e) == CB_OK) {
-        l1s = cb_attn_pair_l1(&ap, p.t.weights, p.s.weights, tokens, NULL, &e);
-        cb_attn_pair_free(&ap);
-    }
-    if (cb_attn_pair_init(&ar, cb_backend_cpu(), &r.t, &r.s, 2, 16, &e) == CB_OK) {
-        l1r = cb_attn_pair_l1(&ar, r.t.weights, r.s.weights, tokens, NULL, &e);
-        cb_attn_pair_free(&ar);
-    }
+    double l1s, l1r;
+    if (l1_surgery_and_random("mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 8, v_dim: 16", 11, tokens, &l1s, &l1r))
+        return;
     fprintf(stderr, "  merged groups, attention-output L1 to the teacher: SVD surgery %.5f, random attention %.5f (ratio %.3f)\n",
             l1s, l1r, l1s / l1r);
     EXPECT(isfinite(l1s) && isfinite(l1r));
     EXPECT(l1s < 0.8 * l1r);
-    free_pair(&p);
-    free_pair(&r);
 }
 
 TEST(surgery_refuses_impossible_student) {
