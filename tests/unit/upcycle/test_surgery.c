@@ -279,6 +279,38 @@ TEST(surgery_merged_kv_groups_beat_random_init) {
     EXPECT(l1s < 0.8 * l1r);
 }
 
+/* merged groups whose keys differ: with every RoPE pair kept (d_geo = head_dim, so pair i is
+ * the teacher's pair i at scale 1) each geometric key row of the student is the mean of the
+ * merged teacher groups' rows (cb-build(1) SURGERY) */
+TEST(surgery_merged_geometric_keys_are_the_mean) {
+    pair p;
+    if (make_pair(&p, "mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 32, v_dim: 32", 13)) {
+        FAILF("setup");
+        free_pair(&p);
+        return;
+    }
+    cb_error e;
+    cb_surgery_options o = {.context = 16};
+    if (cb_surgery(&p.s, &p.t, &o, &e) != CB_OK) { FAILF("%s", e.msg); free_pair(&p); return; }
+    double worst = 0;
+    int layers = 0;
+    for (int i = 0; i < p.s.params.n; i++) {
+        const cb_param *sk = &p.s.params.items[i];
+        if (!strstr(sk->name, ".k_geo.weight")) continue;
+        char tname[256];
+        snprintf(tname, sizeof tname, "%.*sk.weight", (int)(strstr(sk->name, "k_geo.weight") - sk->name), sk->name);
+        const cb_param *tk = cb_params_find(&p.t.params, tname);
+        if (!tk || tk->numel != 2 * sk->numel) { FAILF("no teacher %s of twice %zu floats", tname, sk->numel); break; }
+        const float *a = p.t.weights + tk->offset, *b = a + sk->numel, *s = p.s.weights + sk->offset;
+        for (size_t k = 0; k < sk->numel; k++) worst = fmax(worst, fabs(s[k] - 0.5 * ((double)a[k] + b[k])));
+        layers++;
+    }
+    REPORT_DIFF("merged geometric keys against the teachers' mean", worst, 1e-6);
+    EXPECT_EQ_INT(2, layers);
+    EXPECT(worst <= 1e-6);
+    free_pair(&p);
+}
+
 TEST(surgery_refuses_impossible_student) {
     pair p;
     if (make_pair(&p, "mode: decoupled, sem_dim: 8, geo_dim: 16, v_dim: 16", 9)) {
