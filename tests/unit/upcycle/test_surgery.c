@@ -139,6 +139,38 @@ static void free_pair(pair *p) {
     json_decref(p->splan);
 }
 
+/* Group 1's key and value rows of every teacher attention made group 0's, so that the
+ * teacher's two KV groups are one in all but name. */
+static void teacher_groups_equal(pair *p) {
+    for (int i = 0; i < p->t.params.n; i++) {
+        const cb_param *q = &p->t.params.items[i];
+        const char *n = strrchr(q->name, '.');
+        if (!n || !strstr(q->name, ".attn.") || (!strstr(q->name, ".k.weight") && !strstr(q->name, ".v.weight")))
+            continue;
+        const size_t half = q->numel / 2; /* [2 groups x 8 dims, 32] */
+        memcpy(p->t.weights + q->offset + half, p->t.weights + q->offset, half * sizeof(float));
+    }
+}
+
+/* p: the pair of overrides ov (seed), the teacher's KV groups made equal where asked, and
+ * the student made from the teacher by surgery. 0, or -1 after a failure (reported, p freed). */
+static int surgery_pair(pair *p, const char *ov, uint64_t seed, int equal_groups) {
+    if (make_pair(p, ov, seed)) {
+        FAILF("setup");
+        free_pair(p);
+        return -1;
+    }
+    if (equal_groups) teacher_groups_equal(p);
+    cb_error e;
+    cb_surgery_options o = {.context = 16};
+    if (cb_surgery(&p->s, &p->t, &o, &e) != CB_OK) {
+        FAILF("%s", e.msg);
+        free_pair(p);
+        return -1;
+    }
+    return 0;
+}
+
 static double logits_diff(pair *p, const int32_t *tokens, int T) {
     cb_error e;
     cb_program tp, sp;
@@ -165,14 +197,7 @@ static double logits_diff(pair *p, const int32_t *tokens, int T) {
  * teacher's attention, the semantic path starts at zero, the gate at 1/2 */
 TEST(surgery_with_teachers_dims_reproduces_teacher) {
     pair p;
-    if (make_pair(&p, "mode: decoupled, sem_dim: 8, geo_dim: 32, v_dim: 32, decoupled_gate: true", 3)) {
-        FAILF("setup");
-        free_pair(&p);
-        return;
-    }
-    cb_error e;
-    cb_surgery_options o = {.context = 16};
-    if (cb_surgery(&p.s, &p.t, &o, &e) != CB_OK) { FAILF("%s", e.msg); free_pair(&p); return; }
+    if (surgery_pair(&p, "mode: decoupled, sem_dim: 8, geo_dim: 32, v_dim: 32, decoupled_gate: true", 3, 0)) return;
     int32_t tokens[12];
     for (int i = 0; i < 12; i++) tokens[i] = (i * 7 + 3) % 40;
     double d = logits_diff(&p, tokens, 12);
@@ -230,33 +255,12 @@ TEST(surgery_beats_random_attention_init) {
     EXPECT(l1s < 0.7 * l1r);
 }
 
-/* Group 1's key and value rows of every teacher attention made group 0's, so that the
- * teacher's two KV groups are one in all but name. */
-static void teacher_groups_equal(pair *p) {
-    for (int i = 0; i < p->t.params.n; i++) {
-        const cb_param *q = &p->t.params.items[i];
-        const char *n = strrchr(q->name, '.');
-        if (!n || !strstr(q->name, ".attn.") || (!strstr(q->name, ".k.weight") && !strstr(q->name, ".v.weight")))
-            continue;
-        const size_t half = q->numel / 2; /* [2 groups x 8 dims, 32] */
-        memcpy(p->t.weights + q->offset + half, p->t.weights + q->offset, half * sizeof(float));
-    }
-}
-
 /* n_kv_heads 1 from a teacher of 2 (each student group covers 2 teacher groups): where the
  * teacher's groups are equal, a student of the teacher's widths reproduces it exactly (the
  * geometric keys' mean is each group's, and the stacked values have rank head_dim) */
 TEST(surgery_merges_kv_groups_exactly_when_they_agree) {
     pair p;
-    if (make_pair(&p, "mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 32, v_dim: 32, decoupled_gate: true", 7)) {
-        FAILF("setup");
-        free_pair(&p);
-        return;
-    }
-    teacher_groups_equal(&p);
-    cb_error e;
-    cb_surgery_options o = {.context = 16};
-    if (cb_surgery(&p.s, &p.t, &o, &e) != CB_OK) { FAILF("%s", e.msg); free_pair(&p); return; }
+    if (surgery_pair(&p, "mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 32, v_dim: 32, decoupled_gate: true", 7, 1)) return;
     int32_t tokens[12];
     for (int i = 0; i < 12; i++) tokens[i] = (i * 5 + 1) % 40;
     double d = logits_diff(&p, tokens, 12);
@@ -284,14 +288,7 @@ TEST(surgery_merged_kv_groups_beat_random_init) {
  * merged teacher groups' rows (cb-build(1) SURGERY) */
 TEST(surgery_merged_geometric_keys_are_the_mean) {
     pair p;
-    if (make_pair(&p, "mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 32, v_dim: 32", 13)) {
-        FAILF("setup");
-        free_pair(&p);
-        return;
-    }
-    cb_error e;
-    cb_surgery_options o = {.context = 16};
-    if (cb_surgery(&p.s, &p.t, &o, &e) != CB_OK) { FAILF("%s", e.msg); free_pair(&p); return; }
+    if (surgery_pair(&p, "mode: decoupled, n_kv_heads: 1, sem_dim: 8, geo_dim: 32, v_dim: 32", 13, 0)) return;
     double worst = 0;
     int layers = 0;
     for (int i = 0; i < p.s.params.n; i++) {
