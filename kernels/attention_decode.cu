@@ -26,6 +26,7 @@
 #define AD_RMAX 32                /* (query, head) rows a block holds */
 #define AD_SMEM (160 * 1024)      /* shared memory a block may take */
 #define AD_VEC_R 8                /* rows of step 3's 8-value pieces (registers: 8 x 8) */
+#define AD_STEP_R 4               /* rows of the split kernel for few rows (a decode step's) */
 
 typedef struct ad_plan {
     int hsplit, gsub; /* a kv group's heads over hsplit blocks of gsub heads */
@@ -112,10 +113,11 @@ typedef struct ad_args {
     float *part; /* (m, H, nsplit, dv + 2): unnormalised output, then max and sum */
 } ad_args;
 
-/* acc[r] += w . q[r] over 8 values, for the block's R rows */
+/* acc[r] += w . q[r] over 8 values, for the block's R rows (R <= RM) */
+template <int RM>
 __device__ __forceinline__ void dot8_rows(float *acc, const float *w, const float *qs, int ld, int j, int R) {
 #pragma unroll
-    for (int r = 0; r < AD_RMAX; r++) {
+    for (int r = 0; r < RM; r++) {
         if (r >= R) break;
         const float *qr = qs + r * ld + j;
         float s = acc[r];
@@ -130,9 +132,17 @@ static int seg_vec(const cbk_kv_view *t) {
     return t->kind == CB_KV_F32 || t->kind == CB_KV_F16 || t->kind == CB_KV_BF16 ? t->head_dim % 8 == 0 : 1;
 }
 
-static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_args a, const int vec_k,
+/* RM: the most rows a block holds, AD_RMAX or (a step's few rows: its one query times the
+ * heads of a kv group of 4 or fewer; cbk_set_attn_step_kernel) AD_STEP_R, which keeps the
+ * rows' sums in fewer registers: 127 a thread at AD_RMAX (2 blocks of 256 an SM), at
+ * most 85 at AD_STEP_R (3 blocks an SM, a few registers spilled), for more keys in flight
+ * an SM. The same sums in the same order either way. */
+template <int RM>
+static __global__ void __launch_bounds__(AD_THREADS, RM <= AD_STEP_R ? 3 : 2) attn_decode_split(const ad_args a, const int vec_k,
                                                                         const int vec_ks) {
+    constexpr int VR = RM < AD_VEC_R ? RM : AD_VEC_R; /* step 3's rows in registers */
     extern __shared__ float sh[];
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     ad_plan p = a.p;
     int pos0 = a.pos0, kv_len = a.kv_len, kstart = a.kstart;
     if (a.dpos) { /* as cbk_attn_decode plans on the host, from the length read here */
@@ -182,9 +192,9 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
     const int nk = kend - k0;
     for (int kk = tid; kk < S; kk += AD_THREADS) {
         const int key = k0 + kk;
-        float acc[AD_RMAX];
+        float acc[RM];
 #pragma unroll
-        for (int r = 0; r < AD_RMAX; r++) acc[r] = 0.0f;
+        for (int r = 0; r < RM; r++) acc[r] = 0.0f;
         if (kk < nk) {
             float w[8];
             if (a.ds) {
@@ -192,7 +202,7 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
                                            (size_t)kvh * a.ks.head_bytes;
                 for (int j = 0; j < a.ds; j += 8) {
                     cbk_load8(a.ks.kind, seg, j, a.ds, vec_ks, w);
-                    dot8_rows(acc, w, qs, ldq, j, R);
+                    dot8_rows<RM>(acc, w, qs, ldq, j, R);
                 }
             }
             const unsigned char *seg =
@@ -204,11 +214,11 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
                     if (j + 8 * u < a.dr) cbk_load8(a.k.kind, seg, j + 8 * u, a.dr, vec_k, w4[u]);
 #pragma unroll
                 for (int u = 0; u < 4; u++)
-                    if (j + 8 * u < a.dr) dot8_rows(acc, w4[u], qs + p.ds8, ldq, j + 8 * u, R);
+                    if (j + 8 * u < a.dr) dot8_rows<RM>(acc, w4[u], qs + p.ds8, ldq, j + 8 * u, R);
             }
         }
 #pragma unroll
-        for (int r = 0; r < AD_RMAX; r++) {
+        for (int r = 0; r < RM; r++) {
             if (r >= R) break;
             const int pos = pos0 + i0 + r / p.gsub; /* the query's position */
             const int lo = a.window > 0 ? pos - a.window + 1 : 0;
@@ -239,9 +249,9 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
     if (p.vec2) { /* a thread: one 8-value piece of the value rows of a slice of the keys */
         const int CL = a.dv / 8, sl = tid / CL, cl = tid % CL;
         if (sl < p.nsl) {
-            float acc[AD_VEC_R][8];
+            float acc[VR][8];
 #pragma unroll
-            for (int r = 0; r < AD_VEC_R; r++)
+            for (int r = 0; r < VR; r++)
 #pragma unroll
                 for (int u = 0; u < 8; u++) acc[r][u] = 0.0f;
 #pragma unroll 2
@@ -251,7 +261,7 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
                 float w[8];
                 cbk_load8(a.v.kind, seg, cl * 8, a.dv, 1, w);
 #pragma unroll
-                for (int r = 0; r < AD_VEC_R; r++) {
+                for (int r = 0; r < VR; r++) {
                     if (r >= R) break;
                     const float pr = sc[(size_t)r * S + kk];
 #pragma unroll
@@ -259,7 +269,7 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
                 }
             }
 #pragma unroll
-            for (int r = 0; r < AD_VEC_R; r++) {
+            for (int r = 0; r < VR; r++) {
                 if (r >= R) break;
 #pragma unroll
                 for (int u = 0; u < 8; u++) red[((size_t)sl * R + r) * a.dv + cl * 8 + u] = acc[r][u];
@@ -269,21 +279,21 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
     const int DL = AD_THREADS / p.nsl, sl = tid / DL, dl = tid % DL;
     if (!p.vec2 && sl < p.nsl) {
         for (int d = dl; d < a.dv; d += DL) {
-            float acc[AD_RMAX];
+            float acc[RM];
 #pragma unroll
-            for (int r = 0; r < AD_RMAX; r++) acc[r] = 0.0f;
+            for (int r = 0; r < RM; r++) acc[r] = 0.0f;
             for (int kk = sl; kk < nk; kk += p.nsl) {
                 const unsigned char *seg = (const unsigned char *)a.v.data + (size_t)(k0 + kk) * a.v.row_bytes +
                                            (size_t)kvh * a.v.head_bytes;
                 const float val = cbk_load1(a.v.kind, seg, d);
 #pragma unroll
-                for (int r = 0; r < AD_RMAX; r++) {
+                for (int r = 0; r < RM; r++) {
                     if (r >= R) break;
                     acc[r] = __fmaf_rn(sc[(size_t)r * S + kk], val, acc[r]);
                 }
             }
 #pragma unroll
-            for (int r = 0; r < AD_RMAX; r++) {
+            for (int r = 0; r < RM; r++) {
                 if (r >= R) break;
                 red[((size_t)sl * R + r) * a.dv + d] = acc[r];
             }
@@ -306,6 +316,7 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
 static __global__ void attn_decode_combine(float *out, const float *part, int H, int dv, int nsplit) {
     extern __shared__ float fac[]; /* (nsplit + 4): the factors, then the sum's inverse */
     float *tot = fac + nsplit;
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     const size_t row = blockIdx.x; /* i * H + h */
     const float *pr = part + row * nsplit * (dv + 2);
     if (threadIdx.x == 0) {
@@ -330,9 +341,16 @@ static __global__ void attn_decode_combine(float *out, const float *part, int H,
     }
 }
 
+static int ad_step_kernel; /* cbk_set_attn_step_kernel */
+
+void cbk_set_attn_step_kernel(int on) { ad_step_kernel = on != 0; }
+
 void cbk_attn_decode_prepare(void) {
     static int done;
-    if (!done) cudaFuncSetAttribute(attn_decode_split, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AD_SMEM);
+    if (!done) {
+        cudaFuncSetAttribute(attn_decode_split<AD_RMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AD_SMEM);
+        cudaFuncSetAttribute(attn_decode_split<AD_STEP_R>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AD_SMEM);
+    }
     done = 1;
 }
 
@@ -353,9 +371,11 @@ static void args_of(ad_args *a, const float *q, const float *q_sem, const float 
 static void launch(const ad_args *a, float *out, float *work, const cbk_kv_view *k, const cbk_kv_view *k_sem) {
     if (a->p.smem > 48 * 1024) cbk_attn_decode_prepare();
     dim3 grid((unsigned)a->p.nsplit, (unsigned)(a->Hkv * a->p.hsplit), (unsigned)((a->m + a->p.qt - 1) / a->p.qt));
-    attn_decode_split<<<grid, AD_THREADS, a->p.smem, cbk_stream>>>(*a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
-    attn_decode_combine<<<(unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), cbk_stream>>>(
-        out, work, a->H, a->dv, a->p.nsplit);
+    cbk_launch(ad_step_kernel && a->p.R <= AD_STEP_R ? attn_decode_split<AD_STEP_R> : attn_decode_split<AD_RMAX>,
+               grid, AD_THREADS,
+               a->p.smem, *a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
+    cbk_launch(attn_decode_combine, (unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), out, work, a->H,
+               a->dv, a->p.nsplit);
 }
 
 void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem, const float *gate,
