@@ -13,7 +13,7 @@
  * (fused or not, programmatic dependent launch, the product kernel and its loads in
  * flight), and last the default step (what the environment's CB_CUDA_GRAPHS,
  * CB_DECODE_FUSED, CB_CUDA_PDL, CB_DECODE_PRODUCTS, CB_DECODE_AHEAD, CB_DECODE_STAGE,
- * CB_DECODE_ATTN choose: graphed unfused without them), the main line. CHUNK rows per prefill pass
+ * CB_DECODE_ATTN, CB_DECODE_COMBINE choose: graphed unfused without them), the main line. CHUNK rows per prefill pass
  * (default 512).
  * The session grows from one context to the next (the prefill of the difference), and the
  * decoded tokens are truncated away after each measurement. Prints per context:
@@ -49,25 +49,28 @@
  * choose each for cb-generate and the rest in brackets) */
 typedef struct variant {
     const char *name;
-    int graphs, fused, pdl, products, ahead, stage, attn;
+    int graphs, fused, pdl, products, ahead, stage, attn, combine;
 } variant;
 static const variant VARIANTS[] = {
-    /* name                                 graphs fused pdl products ahead stage attn */
-    {"unfused", 1, 0, 0, 0, 4, 0, 0},                /* the default (as the main line, first) */
-    {"unfused, pdl", 1, 0, 1, 0, 4, 0, 0},           /* CB_CUDA_PDL=1 */
-    {"unfused, step attn", 1, 0, 0, 0, 4, 0, 1},     /* CB_DECODE_ATTN=step */
-    {"unfused, step products", 1, 0, 0, 1, 4, 0, 0}, /* CB_DECODE_PRODUCTS=step */
-    {"unfused, step products, pdl", 1, 0, 1, 1, 4, 0, 0},
-    {"unfused, step products a8, pdl", 1, 0, 1, 1, 8, 0, 0}, /* CB_DECODE_AHEAD=8 */
-    {"unfused, step products a8, step attn, pdl", 1, 0, 1, 1, 8, 0, 1},
-    {"fused", 1, 1, 0, 0, 4, 0, 0},                  /* CB_DECODE_FUSED=1 */
-    {"fused, pdl", 1, 1, 1, 0, 4, 0, 0},
-    {"fused a8", 1, 1, 0, 0, 8, 0, 0},
-    {"fused a8, pdl", 1, 1, 1, 0, 8, 0, 0},
-    {"fused staged, pdl", 1, 1, 1, 0, 4, 1, 0},      /* CB_DECODE_STAGE=1 */
-    {"fused a8 staged, pdl", 1, 1, 1, 0, 8, 1, 0},
-    {"fused a8, step attn, pdl", 1, 1, 1, 0, 8, 0, 1},
-    {"fused, step attn, pdl", 1, 1, 1, 0, 4, 0, 1},
+    /* name                                 graphs fused pdl products ahead stage attn combine */
+    {"unfused", 1, 0, 0, 0, 4, 0, 0, 0},                /* the default (as the main line, first) */
+    {"unfused, pdl", 1, 0, 1, 0, 4, 0, 0, 0},           /* CB_CUDA_PDL=1 */
+    {"unfused, step attn", 1, 0, 0, 0, 4, 0, 1, 0},     /* CB_DECODE_ATTN=step */
+    {"unfused, split combine", 1, 0, 0, 0, 4, 0, 0, 1}, /* CB_DECODE_COMBINE=split */
+    {"unfused, step products", 1, 0, 0, 1, 4, 0, 0, 0}, /* CB_DECODE_PRODUCTS=step */
+    {"unfused, step products, pdl", 1, 0, 1, 1, 4, 0, 0, 0},
+    {"unfused, step products a8, pdl", 1, 0, 1, 1, 8, 0, 0, 0}, /* CB_DECODE_AHEAD=8 */
+    {"unfused, step products a8, step attn, split combine, pdl", 1, 0, 1, 1, 8, 0, 1, 1},
+    {"fused", 1, 1, 0, 0, 4, 0, 0, 0},                  /* CB_DECODE_FUSED=1 */
+    {"fused, pdl", 1, 1, 1, 0, 4, 0, 0, 0},
+    {"fused a8", 1, 1, 0, 0, 8, 0, 0, 0},
+    {"fused a8, pdl", 1, 1, 1, 0, 8, 0, 0, 0},
+    {"fused staged, pdl", 1, 1, 1, 0, 4, 1, 0, 0},      /* CB_DECODE_STAGE=1 */
+    {"fused a8 staged, pdl", 1, 1, 1, 0, 8, 1, 0, 0},
+    {"fused, split combine, pdl", 1, 1, 1, 0, 4, 0, 0, 1},
+    {"fused a8, split combine, pdl", 1, 1, 1, 0, 8, 0, 0, 1},
+    {"fused a8, step attn, split combine, pdl", 1, 1, 1, 0, 8, 0, 1, 1},
+    {"fused, step attn, split combine, pdl", 1, 1, 1, 0, 4, 0, 1, 1},
 };
 #define N_VARIANTS ((int)(sizeof VARIANTS / sizeof *VARIANTS))
 
@@ -215,7 +218,7 @@ int main(int argc, char **argv) {
     cb_rng_init(&r, 1337);
     for (int i = 0; i < total; i++) ids[i] = (int32_t)(cb_rng_next(&r) % (uint64_t)V);
     /* the default step: what a decoding state is made with (the environment's choice) */
-    variant dflt = {"default", 1, 0, 0, 0, 4, 0, 0};
+    variant dflt = {"default", 1, 0, 0, 0, 4, 0, 0, 0};
     const char *env = getenv("CB_CUDA_GRAPHS");
     dflt.graphs = !(env && strcmp(env, "0") == 0);
     dflt.fused = (env = getenv("CB_DECODE_FUSED")) && strcmp(env, "1") == 0;
@@ -224,6 +227,7 @@ int main(int argc, char **argv) {
     dflt.ahead = (env = getenv("CB_DECODE_AHEAD")) && strcmp(env, "8") == 0 ? 8 : 4;
     dflt.stage = (env = getenv("CB_DECODE_STAGE")) && strcmp(env, "1") == 0;
     dflt.attn = (env = getenv("CB_DECODE_ATTN")) && strcmp(env, "step") == 0;
+    dflt.combine = (env = getenv("CB_DECODE_COMBINE")) && strcmp(env, "split") == 0;
     const double wbytes = weight_bytes_per_token(&s), kv_per_token = (double)cb_kv_cache_bytes_per_token(&s.dec.kv);
     printf("model %s: %zu parameters, init %.1f s, session (upload, convert) %.1f s\n", manifest,
            m.params.total_floats, t_init, t_sess);
@@ -249,7 +253,7 @@ int main(int argc, char **argv) {
             cb_cuda_decode_set_pdl(&s.dec, v ? v->pdl : mode > 1 && dflt.pdl);
             cb_cuda_decode_set_products(&s.dec, v ? v->products : dflt.products, v ? v->ahead : dflt.ahead,
                                         v ? v->stage : dflt.stage);
-            cb_cuda_decode_set_attn(&s.dec, v ? v->attn : dflt.attn);
+            cb_cuda_decode_set_attn(&s.dec, v ? v->attn : dflt.attn, v ? v->combine : dflt.combine);
             double t = 0;
             for (int k = -4; k < steps; k++) {
                 if (k == 0) t0 = cb_clock_s();

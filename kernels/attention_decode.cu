@@ -111,6 +111,8 @@ typedef struct ad_args {
     float rs, rr;
     ad_plan p;
     float *part; /* (m, H, nsplit, dv + 2): unnormalised output, then max and sum */
+    float *out;  /* with done: where the last split of a block's rows combines them */
+    int *done;   /* non-NULL: a count per (query tile, head share) of its splits finished */
 } ad_args;
 
 /* acc[r] += w . q[r] over 8 values, for the block's R rows (R <= RM) */
@@ -310,6 +312,59 @@ static __global__ void __launch_bounds__(AD_THREADS, RM <= AD_STEP_R ? 3 : 2) at
         part[d] = o;
         if (d == 0) part[a.dv] = mrow[r], part[a.dv + 1] = lrow[r];
     }
+    if (!a.done) return;
+    /* The split of these rows that finishes last combines them (attn_decode_combine's
+     * sums, in its order), so a step needs no second launch: each split's partials are
+     * seen device-wide before it counts itself; the last resets the count for the next
+     * launch. The factors go where step 3's slices were (nsl R dv >= R (nsplit + 1)
+     * floats: the host's condition). */
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        int *cnt = a.done + (size_t)blockIdx.z * gridDim.y + blockIdx.y;
+        last = atomicAdd(cnt, 1) == (int)gridDim.x - 1;
+        if (last) *cnt = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const int ns = p.nsplit;
+    float *fac = red; /* (R, ns + 1): a row's factors, then its sum's inverse */
+    if (tid < R) {
+        const int r = tid, i = i0 + r / p.gsub, g = g0 + r % p.gsub;
+        if (i < a.m && g < a.group) {
+            const float *pr = a.part + ((size_t)i * a.H + kvh * a.group + g) * ns * (a.dv + 2);
+            float *fr = fac + (size_t)r * (ns + 1);
+            float M = -INFINITY;
+            for (int s2 = 0; s2 < ns; s2++) M = fmaxf(M, __ldcg(pr + (size_t)s2 * (a.dv + 2) + a.dv));
+            float L = 0.0f;
+            for (int s2 = 0; s2 < ns; s2++) {
+                const float ms = __ldcg(pr + (size_t)s2 * (a.dv + 2) + a.dv);
+                const float f = ms == -INFINITY ? 0.0f : expf(ms - M);
+                fr[s2] = f;
+                L += f * __ldcg(pr + (size_t)s2 * (a.dv + 2) + a.dv + 1);
+            }
+            fr[ns] = 1.0f / L;
+        }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < R * ns; idx += AD_THREADS) {
+        const int r = idx / ns, s2 = idx % ns;
+        fac[(size_t)r * (ns + 1) + s2] *= fac[(size_t)r * (ns + 1) + ns];
+    }
+    __syncthreads();
+    for (int idx = tid; idx < R * a.dv; idx += AD_THREADS) {
+        const int r = idx / a.dv, d = idx % a.dv;
+        const int i = i0 + r / p.gsub, g = g0 + r % p.gsub;
+        if (i >= a.m || g >= a.group) continue;
+        const size_t row = (size_t)i * a.H + kvh * a.group + g;
+        const float *pr = a.part + row * ns * (a.dv + 2);
+        const float *fr = fac + (size_t)r * (ns + 1);
+        float o = 0.0f;
+        for (int s2 = 0; s2 < ns; s2++) o = __fmaf_rn(fr[s2], __ldcg(pr + (size_t)s2 * (a.dv + 2) + d), o);
+        a.out[row * a.dv + d] = o;
+    }
 }
 
 /* out (m, H*dv): row (i, h) from its nsplit partials */
@@ -364,6 +419,8 @@ static void args_of(ad_args *a, const float *q, const float *q_sem, const float 
     a->m = m, a->H = H, a->Hkv = Hkv, a->group = H / Hkv, a->ds = ds, a->dr = dr, a->dv = dv;
     a->window = window;
     a->dpos = NULL;
+    a->out = NULL;
+    a->done = NULL;
     a->rs = ds ? 1.0f / sqrtf((float)ds) : 0.0f;
     a->rr = 1.0f / sqrtf((float)dr);
 }
@@ -372,9 +429,8 @@ static void launch(const ad_args *a, float *out, float *work, const cbk_kv_view 
     if (a->p.smem > 48 * 1024) cbk_attn_decode_prepare();
     dim3 grid((unsigned)a->p.nsplit, (unsigned)(a->Hkv * a->p.hsplit), (unsigned)((a->m + a->p.qt - 1) / a->p.qt));
     cbk_launch(ad_step_kernel && a->p.R <= AD_STEP_R ? attn_decode_split<AD_STEP_R> : attn_decode_split<AD_RMAX>,
-               grid, AD_THREADS,
-               a->p.smem, *a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
-    cbk_launch(attn_decode_combine, (unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), out, work, a->H,
+               grid, AD_THREADS, a->p.smem, *a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
+    if (!a->done) cbk_launch(attn_decode_combine, (unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), out, work, a->H,
                a->dv, a->p.nsplit);
 }
 
@@ -398,7 +454,7 @@ void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem
  * splits that hold keys are those cbk_attn_decode takes: the same sums in the same order. */
 void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_sem, const float *gate,
                         const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
-                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap) {
+                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap, int *done) {
     ad_args a;
     args_of(&a, q, q_sem, gate, k, k_sem, v, m, H, Hkv, ds, dr, dv, window);
     a.dpos = dpos;
@@ -409,5 +465,8 @@ void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_
     if (n < a.p.nsplit) n = a.p.nsplit;
     a.p.nsplit = (int)n;
     a.part = work;
+    /* the last split combines: one query (a count per head at most), and room for the
+     * factors where step 3's slices were */
+    if (done && m == 1 && (long)a.p.nsl * dv >= n + 1) a.out = out, a.done = done;
     launch(&a, out, work, k, k_sem);
 }

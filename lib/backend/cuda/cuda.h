@@ -42,8 +42,10 @@ void cb_cuda_decode_set_pdl(struct cb_decode *d, int on);
 void cb_cuda_decode_set_products(struct cb_decode *d, int step_kernel, int ahead, int stage);
 /* A step's attention through the split kernel built for its few rows (step_kernel 1:
  * CB_DECODE_ATTN=step; 0, the default: the one for up to 32 rows; kernels.h's
- * cbk_set_attn_step_kernel). The same logits bit for bit. */
-void cb_cuda_decode_set_attn(struct cb_decode *d, int step_kernel);
+ * cbk_set_attn_step_kernel), and its splits combined by the last of them to finish
+ * (combine_in_split 1: CB_DECODE_COMBINE=split; 0, the default: a second kernel). The
+ * same logits bit for bit. */
+void cb_cuda_decode_set_attn(struct cb_decode *d, int step_kernel, int combine_in_split);
 /* Whether d's steps are graphed now; the graphs captured and the steps replayed so far. */
 int cb_cuda_decode_graph_counts(const struct cb_decode *d, long *captures, long *replays);
 /* Why cb_backend_cuda() returned NULL ("no CUDA device: ..."), or "" when it did not. */

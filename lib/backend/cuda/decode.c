@@ -194,7 +194,7 @@ enum step_mode {
 typedef struct step_key {
     unsigned long gen; /* cuda_step.gen: the caches, scratch and RoPE tables where they are */
     const void *slots, *tokens, *weights, *rope;
-    int head_rows, window, fused, pdl, products, ahead, stage, attn;
+    int head_rows, window, fused, pdl, products, ahead, stage, attn, combine;
 } step_key;
 
 typedef struct cuda_step {
@@ -210,6 +210,8 @@ typedef struct cuda_step {
     int products;         /* an unfused step's one-row products through cbk_matvec_step (CB_DECODE_PRODUCTS=step) */
     int ahead, stage;     /* cbk_set_step_tuning's (CB_DECODE_AHEAD=8, CB_DECODE_STAGE=1) */
     int attn;             /* cbk_set_attn_step_kernel's (CB_DECODE_ATTN=step) */
+    int combine;          /* attention's last split combines (CB_DECODE_COMBINE=split) */
+    int *attn_done;       /* device (max heads): cbk_attn_decode_at's counts, zero between launches */
     int *norm_of;         /* (n_ops) the RMSNorm op folded into op i's products, or -1 */
     int *add_of;          /* (n_ops) the residual add op i's last product writes, or -1 */
     int *resid_of;        /* (n_ops) that add's other input slot */
@@ -230,6 +232,7 @@ static void step_free(cb_backend *be, cb_decode *d) {
     if (st->stream) cudaStreamDestroy(st->stream);
     be->free(be, st->dpos);
     be->free(be, st->argmax);
+    be->free(be, st->attn_done);
     be->free(be, st->rope);
     free(st->rope_off);
     free(st->norm_of);
@@ -298,6 +301,8 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
     st->stage = env && strcmp(env, "1") == 0;
     env = getenv("CB_DECODE_ATTN");
     st->attn = env && strcmp(env, "step") == 0;
+    env = getenv("CB_DECODE_COMBINE");
+    st->combine = env && strcmp(env, "split") == 0;
     CB_TRY(plan_fusion(st, d->prog, e));
     st->rope_off = cb_calloc(d->prog->n_ropes ? (size_t)d->prog->n_ropes : 1, sizeof *st->rope_off, e);
     if (!st->rope_off) return e->code;
@@ -307,6 +312,13 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
     }
     if (!(st->dpos = be->alloc(be, sizeof *st->dpos, e))) return e->code;
     if (!(st->argmax = be->alloc(be, 2 * sizeof *st->argmax, e))) return e->code;
+    int heads = 1;
+    for (int i = 0; i < d->prog->n_ops; i++)
+        if (d->prog->ops[i].kind == CB_OP_ATTENTION && d->prog->ops[i].attn.n_heads > heads)
+            heads = d->prog->ops[i].attn.n_heads;
+    if (!(st->attn_done = be->alloc(be, (size_t)heads * sizeof *st->attn_done, e))) return e->code;
+    if (cudaMemset(st->attn_done, 0, (size_t)heads * sizeof *st->attn_done) != cudaSuccess)
+        return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: clearing the attention's counts failed");
     cbk_attn_decode_prepare(); /* not a stream operation: before any capture */
     d->rope_on_device = 1;
     return CB_OK;
@@ -676,7 +688,8 @@ static void decode_attention(cb_pass *p, int oi, float *out, const float *in, co
     const cbk_kv_view kv = view_of(&cache->k), ks = view_of(&cache->k_sem), vv = view_of(&cache->v);
     if (dpos)
         cbk_attn_decode_at(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H,
-                           d.Hkv, d.ds, d.dr, d.dv, dpos, plan.local_window, cache->v.cap);
+                           d.Hkv, d.ds, d.dr, d.dv, dpos, plan.local_window, cache->v.cap,
+                           step_of(dc)->combine ? step_of(dc)->attn_done : NULL);
     else
         cbk_attn_decode(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H,
                         d.Hkv, d.ds, d.dr, d.dv, pos0, plan.local_window);
@@ -862,6 +875,7 @@ static int step_begin(cb_pass *p, cb_error *e) {
     k.ahead = st->ahead;
     k.stage = st->stage;
     k.attn = st->attn;
+    k.combine = st->combine;
     if (st->graphs && st->exec && memcmp(&k, &st->key, sizeof k) == 0) {
         if (cudaGraphLaunch(st->exec, st->stream) != cudaSuccess)
             return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching the step's graph failed");
@@ -949,9 +963,11 @@ void cb_cuda_decode_set_pdl(cb_decode *d, int on) {
     if (st) st->pdl = on;
 }
 
-void cb_cuda_decode_set_attn(cb_decode *d, int step_kernel) {
+void cb_cuda_decode_set_attn(cb_decode *d, int step_kernel, int combine_in_split) {
     cuda_step *st = step_of(d);
-    if (st) st->attn = step_kernel != 0;
+    if (!st) return;
+    st->attn = step_kernel != 0;
+    st->combine = combine_in_split != 0;
 }
 
 void cb_cuda_decode_set_products(cb_decode *d, int step_kernel, int ahead, int stage) {

@@ -188,10 +188,13 @@ void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem
                      int ds, int dr, int dv, int pos0, int window);
 /* the same with pos0 read from device memory (*dpos), for any pos0 + m <= kv_cap: the grid
  * and shared memory are kv_cap's (work: cbk_attn_decode_work(m, ..., kv_cap)), so a CUDA
- * graph captured once serves every length; the sums are cbk_attn_decode's, in its order */
+ * graph captured once serves every length; the sums are cbk_attn_decode's, in its order.
+ * done non-NULL (H ints, zero, device memory; left zero): at m = 1 the last split of each
+ * kv head to finish combines the splits (the same sums, in the same order) instead of a
+ * second kernel. */
 void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_sem, const float *gate,
                         const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
-                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap);
+                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap, int *done);
 /* set the split kernel's shared-memory limit (before a capture: not a stream operation) */
 void cbk_attn_decode_prepare(void);
 /* Passes of few rows (at most 4 a block: a decode step's one query over a kv group of 4

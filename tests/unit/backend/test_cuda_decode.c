@@ -634,17 +634,17 @@ TEST(truncate_then_continue) {
  * none (the fused step against op by op: a tolerance) */
 typedef struct step_variant {
     const char *name;
-    int fused, pdl, products, ahead, stage, attn, ref;
+    int fused, pdl, products, ahead, stage, attn, combine, ref;
 } step_variant;
 static const step_variant STEP_VARIANTS[] = {
-    {"op by op", 0, 0, 0, 4, 0, 0, -1},
-    {"op by op, pdl", 0, 1, 0, 4, 0, 0, 0},
-    {"op by op, step products", 0, 0, 1, 4, 0, 0, 0},
-    {"op by op, step products a8 staged, step attn, pdl", 0, 1, 1, 8, 1, 1, 0},
-    {"fused", 1, 0, 0, 4, 0, 0, -1},
-    {"fused, pdl", 1, 1, 0, 4, 0, 0, 4},
-    {"fused a8 staged, step attn", 1, 0, 0, 8, 1, 1, 4},
-    {"fused a8, pdl", 1, 1, 0, 8, 0, 0, 4},
+    {"op by op", 0, 0, 0, 4, 0, 0, 0, -1},
+    {"op by op, pdl", 0, 1, 0, 4, 0, 0, 0, 0},
+    {"op by op, step products, split combine", 0, 0, 1, 4, 0, 0, 1, 0},
+    {"op by op, step products a8 staged, step attn, pdl", 0, 1, 1, 8, 1, 1, 0, 0},
+    {"fused", 1, 0, 0, 4, 0, 0, 0, -1},
+    {"fused, pdl", 1, 1, 0, 4, 0, 0, 0, 4},
+    {"fused a8 staged, step attn", 1, 0, 0, 8, 1, 1, 0, 4},
+    {"fused a8, step attn, split combine, pdl", 1, 1, 0, 8, 0, 1, 1, 4},
 };
 #define N_STEP_VARIANTS ((int)(sizeof STEP_VARIANTS / sizeof *STEP_VARIANTS))
 
@@ -671,7 +671,7 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
         cb_cuda_decode_set_fused(&s.dec, sv->fused);
         cb_cuda_decode_set_pdl(&s.dec, sv->pdl);
         cb_cuda_decode_set_products(&s.dec, sv->products, sv->ahead, sv->stage);
-        cb_cuda_decode_set_attn(&s.dec, sv->attn);
+        cb_cuda_decode_set_attn(&s.dec, sv->attn, sv->combine);
     }
     int rc = cb_session_forward(&s, tokens, P, out, 1, &e);
     for (int t = P; rc == CB_OK && t < T; t++) {
