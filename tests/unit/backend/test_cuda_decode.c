@@ -638,13 +638,12 @@ typedef struct step_variant {
 } step_variant;
 static const step_variant STEP_VARIANTS[] = {
     {"op by op", 0, 0, 0, 4, 0, 0, 0, -1},
-    {"op by op, pdl", 0, 1, 0, 4, 0, 0, 0, 0},
-    {"op by op, step products, split combine", 0, 0, 1, 4, 0, 0, 1, 0},
+    {"op by op, split combine, pdl", 0, 1, 0, 4, 0, 0, 1, 0},
+    {"op by op, step products", 0, 0, 1, 4, 0, 0, 0, 0},
     {"op by op, step products a8 staged, step attn, pdl", 0, 1, 1, 8, 1, 1, 0, 0},
     {"fused", 1, 0, 0, 4, 0, 0, 0, -1},
     {"fused, pdl", 1, 1, 0, 4, 0, 0, 0, 4},
-    {"fused a8 staged, step attn", 1, 0, 0, 8, 1, 1, 0, 4},
-    {"fused a8, step attn, split combine, pdl", 1, 1, 0, 8, 0, 1, 1, 4},
+    {"fused a8 staged, step attn, split combine, pdl", 1, 1, 0, 8, 1, 1, 1, 4},
 };
 #define N_STEP_VARIANTS ((int)(sizeof STEP_VARIANTS / sizeof *STEP_VARIANTS))
 
