@@ -45,6 +45,7 @@
 
 #define MAX_CTX 16
 
+#ifdef CB_HAVE_CUDA
 /* A graphed step's variant (backend/cuda/cuda.h's setters; the environment variables that
  * choose each for cb-generate and the rest in brackets) */
 typedef struct variant {
@@ -73,6 +74,7 @@ static const variant VARIANTS[] = {
     {"fused, step attn, split combine, pdl", 1, 1, 1, 0, 4, 0, 1, 1},
 };
 #define N_VARIANTS ((int)(sizeof VARIANTS / sizeof *VARIANTS))
+#endif
 
 static json_t *compile_manifest(const char *path) {
     char *text = NULL;
