@@ -7,19 +7,19 @@
  * the same run (bytes read plus written per second, best of 5 copies of 1 GiB).
  *   build/rel/bench/cuda_decode [-m manifest] [-w KIND] [-c KIND] [-x CONTEXTS] [-n STEPS] [-p CHUNK]
  * CONTEXTS comma separated (default 1024,2048,4096,8192,16384,32768); STEPS decode steps
- * timed at each (default 64, after 4 untimed) five ways: op by op with the logits brought
- * back to the host for the argmax (one (V) download a token: the step before CUDA graphs),
- * op by op with the argmax on the GPU (4 bytes back), the fused step (the ops folded into
- * the products' kernels, CB_DECODE_FUSED=1's) captured as a CUDA graph with it, that under
- * programmatic dependent launch (CB_CUDA_PDL=1's), and the unfused step captured as a
- * graph (the main line, what decoding does by default). CHUNK rows per prefill pass
+ * timed at each (default 64, after 4 untimed): op by op with the logits brought back to
+ * the host for the argmax (one (V) download a token: the step before CUDA graphs), op by
+ * op with the argmax on the GPU (4 bytes back), each graphed variant of VARIANTS below
+ * (fused or not, programmatic dependent launch, the product kernel and its loads in
+ * flight), and last the default step (what the environment's CB_CUDA_GRAPHS,
+ * CB_DECODE_FUSED, CB_CUDA_PDL, CB_DECODE_PRODUCTS, CB_DECODE_AHEAD, CB_DECODE_STAGE,
+ * CB_DECODE_ATTN, CB_DECODE_COMBINE choose: graphed unfused without them), the main line. CHUNK rows per prefill pass
  * (default 512).
  * The session grows from one context to the next (the prefill of the difference), and the
  * decoded tokens are truncated away after each measurement. Prints per context:
  *   ctx L ungraphed, logits to host: tokens/s R ms/token T share S%
  *   ctx L ungraphed, argmax on gpu: tokens/s R ms/token T share S%
- *   ctx L graphed, fused: tokens/s R ms/token T share S%
- *   ctx L graphed, fused, pdl: tokens/s R ms/token T share S%
+ *   ctx L graphed, VARIANT: tokens/s R ms/token T share S%   (one line a variant)
  *   ctx L: tokens/s R ms/token T bytes/token B bound R0 share S% prefill P tok/s (graphs ...) */
 #include <getopt.h>
 #include <stdio.h>
@@ -44,6 +44,37 @@
 #endif
 
 #define MAX_CTX 16
+
+#ifdef CB_HAVE_CUDA
+/* A graphed step's variant (backend/cuda/cuda.h's setters; the environment variables that
+ * choose each for cb-generate and the rest in brackets) */
+typedef struct variant {
+    const char *name;
+    int graphs, fused, pdl, products, ahead, stage, attn, combine;
+} variant;
+static const variant VARIANTS[] = {
+    /* name                                 graphs fused pdl products ahead stage attn combine */
+    {"unfused", 1, 0, 0, 0, 4, 0, 0, 0},                /* the default (as the main line, first) */
+    {"unfused, pdl", 1, 0, 1, 0, 4, 0, 0, 0},           /* CB_CUDA_PDL=1 */
+    {"unfused, step attn", 1, 0, 0, 0, 4, 0, 1, 0},     /* CB_DECODE_ATTN=step */
+    {"unfused, split combine", 1, 0, 0, 0, 4, 0, 0, 1}, /* CB_DECODE_COMBINE=split */
+    {"unfused, step products", 1, 0, 0, 1, 4, 0, 0, 0}, /* CB_DECODE_PRODUCTS=step */
+    {"unfused, step products, pdl", 1, 0, 1, 1, 4, 0, 0, 0},
+    {"unfused, step products a8, pdl", 1, 0, 1, 1, 8, 0, 0, 0}, /* CB_DECODE_AHEAD=8 */
+    {"unfused, step products a8, step attn, split combine, pdl", 1, 0, 1, 1, 8, 0, 1, 1},
+    {"fused", 1, 1, 0, 0, 4, 0, 0, 0},                  /* CB_DECODE_FUSED=1 */
+    {"fused, pdl", 1, 1, 1, 0, 4, 0, 0, 0},
+    {"fused a8", 1, 1, 0, 0, 8, 0, 0, 0},
+    {"fused a8, pdl", 1, 1, 1, 0, 8, 0, 0, 0},
+    {"fused staged, pdl", 1, 1, 1, 0, 4, 1, 0, 0},      /* CB_DECODE_STAGE=1 */
+    {"fused a8 staged, pdl", 1, 1, 1, 0, 8, 1, 0, 0},
+    {"fused, split combine, pdl", 1, 1, 1, 0, 4, 0, 0, 1},
+    {"fused a8, split combine, pdl", 1, 1, 1, 0, 8, 0, 0, 1},
+    {"fused a8, step attn, split combine, pdl", 1, 1, 1, 0, 8, 0, 1, 1},
+    {"fused, step attn, split combine, pdl", 1, 1, 1, 0, 4, 0, 1, 1},
+};
+#define N_VARIANTS ((int)(sizeof VARIANTS / sizeof *VARIANTS))
+#endif
 
 static json_t *compile_manifest(const char *path) {
     char *text = NULL;
@@ -188,6 +219,17 @@ int main(int argc, char **argv) {
     cb_rng r;
     cb_rng_init(&r, 1337);
     for (int i = 0; i < total; i++) ids[i] = (int32_t)(cb_rng_next(&r) % (uint64_t)V);
+    /* the default step: what a decoding state is made with (the environment's choice) */
+    variant dflt = {"default", 1, 0, 0, 0, 4, 0, 0, 0};
+    const char *env = getenv("CB_CUDA_GRAPHS");
+    dflt.graphs = !(env && strcmp(env, "0") == 0);
+    dflt.fused = (env = getenv("CB_DECODE_FUSED")) && strcmp(env, "1") == 0;
+    dflt.pdl = (env = getenv("CB_CUDA_PDL")) && strcmp(env, "1") == 0;
+    dflt.products = (env = getenv("CB_DECODE_PRODUCTS")) && strcmp(env, "step") == 0;
+    dflt.ahead = (env = getenv("CB_DECODE_AHEAD")) && strcmp(env, "8") == 0 ? 8 : 4;
+    dflt.stage = (env = getenv("CB_DECODE_STAGE")) && strcmp(env, "1") == 0;
+    dflt.attn = (env = getenv("CB_DECODE_ATTN")) && strcmp(env, "step") == 0;
+    dflt.combine = (env = getenv("CB_DECODE_COMBINE")) && strcmp(env, "split") == 0;
     const double wbytes = weight_bytes_per_token(&s), kv_per_token = (double)cb_kv_cache_bytes_per_token(&s.dec.kv);
     printf("model %s: %zu parameters, init %.1f s, session (upload, convert) %.1f s\n", manifest,
            m.params.total_floats, t_init, t_sess);
@@ -203,12 +245,17 @@ int main(int argc, char **argv) {
         const double mean_ctx = L + 4 + (steps + 1) / 2.0; /* keys the timed steps read, on average */
         const double bytes = wbytes + kv_per_token * mean_ctx, bound = bw / bytes;
         /* the step as before this issue's graphs (op by op, the logits to the host), op by
-         * op with the argmax on the GPU, graphed and fused, that under programmatic
-         * dependent launch, then graphed unfused (the main line) */
-        for (int mode = 0; mode < 5; mode++) {
-            cb_cuda_decode_set_graphs(&s.dec, mode >= 2);
-            cb_cuda_decode_set_fused(&s.dec, mode == 2 || mode == 3);
-            cb_cuda_decode_set_pdl(&s.dec, mode == 3);
+         * op with the argmax on the GPU, the graphed variants of the table (VARIANTS), then
+         * the default step (graphed unfused unless the environment says otherwise: the main
+         * line) */
+        for (int mode = 0; mode < 3 + N_VARIANTS; mode++) {
+            const variant *v = mode >= 2 && mode < 2 + N_VARIANTS ? &VARIANTS[mode - 2] : NULL;
+            cb_cuda_decode_set_graphs(&s.dec, v ? 1 : dflt.graphs && mode > 1);
+            cb_cuda_decode_set_fused(&s.dec, v ? v->fused : mode > 1 && dflt.fused);
+            cb_cuda_decode_set_pdl(&s.dec, v ? v->pdl : mode > 1 && dflt.pdl);
+            cb_cuda_decode_set_products(&s.dec, v ? v->products : dflt.products, v ? v->ahead : dflt.ahead,
+                                        v ? v->stage : dflt.stage);
+            cb_cuda_decode_set_attn(&s.dec, v ? v->attn : dflt.attn, v ? v->combine : dflt.combine);
             double t = 0;
             for (int k = -4; k < steps; k++) {
                 if (k == 0) t0 = cb_clock_s();
@@ -222,12 +269,9 @@ int main(int argc, char **argv) {
             }
             t = (cb_clock_s() - t0) / steps;
             cb_session_truncate(&s, L);
-            if (mode != 4) {
-                printf("ctx %d %s: tokens/s %.1f ms/token %.3f share %.1f%%\n", L,
-                       mode == 0   ? "ungraphed, logits to host"
-                       : mode == 1 ? "ungraphed, argmax on gpu"
-                       : mode == 2 ? "graphed, fused"
-                                   : "graphed, fused, pdl",
+            if (mode < 2 + N_VARIANTS) {
+                printf("ctx %d %s%s: tokens/s %.1f ms/token %.3f share %.1f%%\n", L, v ? "graphed, " : "",
+                       mode == 0 ? "ungraphed, logits to host" : mode == 1 ? "ungraphed, argmax on gpu" : v->name,
                        1.0 / t, t * 1e3, 100.0 / t / bound);
                 continue;
             }

@@ -1,6 +1,8 @@
 /* matvec_bw.cu: the bandwidth of one-token bf16 products alone, kernels/matvec.cu's
- * cbk_matvec against variants that read several rows a warp and put more 16-byte loads in
- * flight, over the products of one Llama-3.2-1B token (16 layers of q|k|v 3072 x 2048, o
+ * cbk_matvec and kernels/decode_fused.cu's cbk_matvec_step (4 or 8 pieces in flight, its
+ * input staged or not; each also under programmatic dependent launch, so that a product
+ * streams its first weights while the one before ends) against variants that read several
+ * rows a warp and put more 16-byte loads in flight, over the products of one Llama-3.2-1B token (16 layers of q|k|v 3072 x 2048, o
  * 2048 x 2048, gate|up 16384 x 2048, down 2048 x 8192, then the head 128256 x 2048: 2.47 GB
  * of bf16, far past L2), each sequence captured as a CUDA graph and replayed; beside them
  * a read-only kernel (a sum of every 16-byte piece) and a device-to-device copy, which the
@@ -9,8 +11,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include "../kernels/matvec.cu"
+#include "../kernels/decode_fused.cu"
 
 cudaStream_t cbk_stream = 0;
+int cbk_pdl = 0;
 
 /* RPW rows a warp, U pieces of 8 values in flight per row and lane before the sums */
 template <int RPW, int U>
@@ -83,6 +87,21 @@ static void launch_v(const mat *m, float *y, const float *x) {
 static void launch_cur(const mat *m, float *y, const float *x) {
     cbk_matvec(y, m->w, (size_t)m->cols * 2, CB_KV_BF16, x, NULL, m->rows, m->cols, 1);
 }
+/* cbk_matvec_step with AHEAD pieces in flight, staged (STAGE) or not, under PDL or not */
+template <int AHEAD, int STAGE, int PDL>
+static void launch_step(const mat *m, float *y, const float *x) {
+    cbk_set_step_tuning(AHEAD, STAGE);
+    cbk_pdl = PDL;
+    cbk_matvec_step(y, m->w, (size_t)m->cols * 2, CB_KV_BF16, x, NULL, m->rows, m->cols, NULL, 0.0f, 0, NULL);
+    cbk_pdl = 0;
+    cbk_set_step_tuning(4, 0);
+}
+template <int PDL>
+static void launch_cur_pdl(const mat *m, float *y, const float *x) {
+    cbk_pdl = PDL;
+    launch_cur(m, y, x);
+    cbk_pdl = 0;
+}
 
 /* ms of one replay of the sequence of products over mats whose class is cls (-1: all) */
 static double time_seq(launcher f, int cls, float *y, const float *x, double *bytes) {
@@ -151,6 +170,7 @@ int main(void) {
     printf("copy (read + written) %.0f GB/s\n", 2.0 * G / best / 1e6);
     int sms = 0;
     cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
+    cbk_set_step_tuning(4, 0); /* its SM count, before any capture */
     best = 1e30f;
     for (int r = 0; r < 5; r++) {
         cudaEventRecord(e0);
@@ -165,12 +185,16 @@ int main(void) {
     struct { const char *name; launcher f; } vs[] = {
         {"cbk_matvec (matvec_rows)", launch_cur}, {"1 row a warp, 4 in flight", launch_v<1, 4>},
         {"1 row a warp, 8 in flight", launch_v<1, 8>}, {"2 rows a warp, 4 in flight", launch_v<2, 4>},
-        {"4 rows a warp, 2 in flight", launch_v<4, 2>}, {"4 rows a warp, 4 in flight", launch_v<4, 4>}};
+        {"4 rows a warp, 2 in flight", launch_v<4, 2>}, {"4 rows a warp, 4 in flight", launch_v<4, 4>},
+        {"cbk_matvec, pdl", launch_cur_pdl<1>}, {"step kernel a4", launch_step<4, 0, 0>},
+        {"step kernel a4, pdl", launch_step<4, 0, 1>}, {"step kernel a8", launch_step<8, 0, 0>},
+        {"step kernel a8, pdl", launch_step<8, 0, 1>}, {"step kernel a4 staged, pdl", launch_step<4, 1, 1>},
+        {"step kernel a8 staged, pdl", launch_step<8, 1, 1>}};
     const char *cls[5] = {"qkv 3072x2048", "o 2048x2048", "gate_up 16384x2048", "down 2048x8192", "head 128256x2048"};
     for (size_t v = 0; v < sizeof vs / sizeof *vs; v++) {
         double bytes;
         const double t = time_seq(vs[v].f, -1, y, x, &bytes);
-        printf("%-28s token %.3f ms %.0f GB/s |", vs[v].name, t, bytes / t / 1e6);
+        printf("%-30s token %.3f ms %.0f GB/s |", vs[v].name, t, bytes / t / 1e6);
         for (int c = 0; c < 5; c++) {
             const double tc = time_seq(vs[v].f, c, y, x, &bytes);
             printf(" %s %.0f", cls[c], bytes / tc / 1e6);

@@ -26,6 +26,7 @@
 #define AD_RMAX 32                /* (query, head) rows a block holds */
 #define AD_SMEM (160 * 1024)      /* shared memory a block may take */
 #define AD_VEC_R 8                /* rows of step 3's 8-value pieces (registers: 8 x 8) */
+#define AD_STEP_R 4               /* rows of the split kernel for few rows (a decode step's) */
 
 typedef struct ad_plan {
     int hsplit, gsub; /* a kv group's heads over hsplit blocks of gsub heads */
@@ -110,12 +111,15 @@ typedef struct ad_args {
     float rs, rr;
     ad_plan p;
     float *part; /* (m, H, nsplit, dv + 2): unnormalised output, then max and sum */
+    float *out;  /* with done: where the last split of a block's rows combines them */
+    int *done;   /* non-NULL: a count per (query tile, head share) of its splits finished */
 } ad_args;
 
-/* acc[r] += w . q[r] over 8 values, for the block's R rows */
+/* acc[r] += w . q[r] over 8 values, for the block's R rows (R <= RM) */
+template <int RM>
 __device__ __forceinline__ void dot8_rows(float *acc, const float *w, const float *qs, int ld, int j, int R) {
 #pragma unroll
-    for (int r = 0; r < AD_RMAX; r++) {
+    for (int r = 0; r < RM; r++) {
         if (r >= R) break;
         const float *qr = qs + r * ld + j;
         float s = acc[r];
@@ -130,9 +134,17 @@ static int seg_vec(const cbk_kv_view *t) {
     return t->kind == CB_KV_F32 || t->kind == CB_KV_F16 || t->kind == CB_KV_BF16 ? t->head_dim % 8 == 0 : 1;
 }
 
-static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_args a, const int vec_k,
+/* RM: the most rows a block holds, AD_RMAX or (a step's few rows: its one query times the
+ * heads of a kv group of 4 or fewer; cbk_set_attn_step_kernel) AD_STEP_R, which keeps the
+ * rows' sums in fewer registers: 127 a thread at AD_RMAX (2 blocks of 256 an SM), at
+ * most 85 at AD_STEP_R (3 blocks an SM, a few registers spilled), for more keys in flight
+ * an SM. The same sums in the same order either way. */
+template <int RM>
+static __global__ void __launch_bounds__(AD_THREADS, RM <= AD_STEP_R ? 3 : 2) attn_decode_split(const ad_args a, const int vec_k,
                                                                         const int vec_ks) {
+    constexpr int VR = RM < AD_VEC_R ? RM : AD_VEC_R; /* step 3's rows in registers */
     extern __shared__ float sh[];
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     ad_plan p = a.p;
     int pos0 = a.pos0, kv_len = a.kv_len, kstart = a.kstart;
     if (a.dpos) { /* as cbk_attn_decode plans on the host, from the length read here */
@@ -182,9 +194,9 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
     const int nk = kend - k0;
     for (int kk = tid; kk < S; kk += AD_THREADS) {
         const int key = k0 + kk;
-        float acc[AD_RMAX];
+        float acc[RM];
 #pragma unroll
-        for (int r = 0; r < AD_RMAX; r++) acc[r] = 0.0f;
+        for (int r = 0; r < RM; r++) acc[r] = 0.0f;
         if (kk < nk) {
             float w[8];
             if (a.ds) {
@@ -192,7 +204,7 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
                                            (size_t)kvh * a.ks.head_bytes;
                 for (int j = 0; j < a.ds; j += 8) {
                     cbk_load8(a.ks.kind, seg, j, a.ds, vec_ks, w);
-                    dot8_rows(acc, w, qs, ldq, j, R);
+                    dot8_rows<RM>(acc, w, qs, ldq, j, R);
                 }
             }
             const unsigned char *seg =
@@ -204,11 +216,11 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
                     if (j + 8 * u < a.dr) cbk_load8(a.k.kind, seg, j + 8 * u, a.dr, vec_k, w4[u]);
 #pragma unroll
                 for (int u = 0; u < 4; u++)
-                    if (j + 8 * u < a.dr) dot8_rows(acc, w4[u], qs + p.ds8, ldq, j + 8 * u, R);
+                    if (j + 8 * u < a.dr) dot8_rows<RM>(acc, w4[u], qs + p.ds8, ldq, j + 8 * u, R);
             }
         }
 #pragma unroll
-        for (int r = 0; r < AD_RMAX; r++) {
+        for (int r = 0; r < RM; r++) {
             if (r >= R) break;
             const int pos = pos0 + i0 + r / p.gsub; /* the query's position */
             const int lo = a.window > 0 ? pos - a.window + 1 : 0;
@@ -239,9 +251,9 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
     if (p.vec2) { /* a thread: one 8-value piece of the value rows of a slice of the keys */
         const int CL = a.dv / 8, sl = tid / CL, cl = tid % CL;
         if (sl < p.nsl) {
-            float acc[AD_VEC_R][8];
+            float acc[VR][8];
 #pragma unroll
-            for (int r = 0; r < AD_VEC_R; r++)
+            for (int r = 0; r < VR; r++)
 #pragma unroll
                 for (int u = 0; u < 8; u++) acc[r][u] = 0.0f;
 #pragma unroll 2
@@ -251,7 +263,7 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
                 float w[8];
                 cbk_load8(a.v.kind, seg, cl * 8, a.dv, 1, w);
 #pragma unroll
-                for (int r = 0; r < AD_VEC_R; r++) {
+                for (int r = 0; r < VR; r++) {
                     if (r >= R) break;
                     const float pr = sc[(size_t)r * S + kk];
 #pragma unroll
@@ -259,7 +271,7 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
                 }
             }
 #pragma unroll
-            for (int r = 0; r < AD_VEC_R; r++) {
+            for (int r = 0; r < VR; r++) {
                 if (r >= R) break;
 #pragma unroll
                 for (int u = 0; u < 8; u++) red[((size_t)sl * R + r) * a.dv + cl * 8 + u] = acc[r][u];
@@ -269,21 +281,21 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
     const int DL = AD_THREADS / p.nsl, sl = tid / DL, dl = tid % DL;
     if (!p.vec2 && sl < p.nsl) {
         for (int d = dl; d < a.dv; d += DL) {
-            float acc[AD_RMAX];
+            float acc[RM];
 #pragma unroll
-            for (int r = 0; r < AD_RMAX; r++) acc[r] = 0.0f;
+            for (int r = 0; r < RM; r++) acc[r] = 0.0f;
             for (int kk = sl; kk < nk; kk += p.nsl) {
                 const unsigned char *seg = (const unsigned char *)a.v.data + (size_t)(k0 + kk) * a.v.row_bytes +
                                            (size_t)kvh * a.v.head_bytes;
                 const float val = cbk_load1(a.v.kind, seg, d);
 #pragma unroll
-                for (int r = 0; r < AD_RMAX; r++) {
+                for (int r = 0; r < RM; r++) {
                     if (r >= R) break;
                     acc[r] = __fmaf_rn(sc[(size_t)r * S + kk], val, acc[r]);
                 }
             }
 #pragma unroll
-            for (int r = 0; r < AD_RMAX; r++) {
+            for (int r = 0; r < RM; r++) {
                 if (r >= R) break;
                 red[((size_t)sl * R + r) * a.dv + d] = acc[r];
             }
@@ -300,12 +312,66 @@ static __global__ void __launch_bounds__(AD_THREADS) attn_decode_split(const ad_
         part[d] = o;
         if (d == 0) part[a.dv] = mrow[r], part[a.dv + 1] = lrow[r];
     }
+    if (!a.done) return;
+    /* The split of these rows that finishes last combines them (attn_decode_combine's
+     * sums, in its order), so a step needs no second launch: each split's partials are
+     * seen device-wide before it counts itself; the last resets the count for the next
+     * launch. The factors go where step 3's slices were (nsl R dv >= R (nsplit + 1)
+     * floats: the host's condition). */
+    __shared__ int last;
+    __threadfence();
+    __syncthreads();
+    if (tid == 0) {
+        int *cnt = a.done + (size_t)blockIdx.z * gridDim.y + blockIdx.y;
+        last = atomicAdd(cnt, 1) == (int)gridDim.x - 1;
+        if (last) *cnt = 0;
+    }
+    __syncthreads();
+    if (!last) return;
+    __threadfence();
+    const int ns = p.nsplit;
+    float *fac = red; /* (R, ns + 1): a row's factors, then its sum's inverse */
+    if (tid < R) {
+        const int r = tid, i = i0 + r / p.gsub, g = g0 + r % p.gsub;
+        if (i < a.m && g < a.group) {
+            const float *pr = a.part + ((size_t)i * a.H + kvh * a.group + g) * ns * (a.dv + 2);
+            float *fr = fac + (size_t)r * (ns + 1);
+            float M = -INFINITY;
+            for (int s2 = 0; s2 < ns; s2++) M = fmaxf(M, __ldcg(pr + (size_t)s2 * (a.dv + 2) + a.dv));
+            float L = 0.0f;
+            for (int s2 = 0; s2 < ns; s2++) {
+                const float ms = __ldcg(pr + (size_t)s2 * (a.dv + 2) + a.dv);
+                const float f = ms == -INFINITY ? 0.0f : expf(ms - M);
+                fr[s2] = f;
+                L += f * __ldcg(pr + (size_t)s2 * (a.dv + 2) + a.dv + 1);
+            }
+            fr[ns] = 1.0f / L;
+        }
+    }
+    __syncthreads();
+    for (int idx = tid; idx < R * ns; idx += AD_THREADS) {
+        const int r = idx / ns, s2 = idx % ns;
+        fac[(size_t)r * (ns + 1) + s2] *= fac[(size_t)r * (ns + 1) + ns];
+    }
+    __syncthreads();
+    for (int idx = tid; idx < R * a.dv; idx += AD_THREADS) {
+        const int r = idx / a.dv, d = idx % a.dv;
+        const int i = i0 + r / p.gsub, g = g0 + r % p.gsub;
+        if (i >= a.m || g >= a.group) continue;
+        const size_t row = (size_t)i * a.H + kvh * a.group + g;
+        const float *pr = a.part + row * ns * (a.dv + 2);
+        const float *fr = fac + (size_t)r * (ns + 1);
+        float o = 0.0f;
+        for (int s2 = 0; s2 < ns; s2++) o = __fmaf_rn(fr[s2], __ldcg(pr + (size_t)s2 * (a.dv + 2) + d), o);
+        a.out[row * a.dv + d] = o;
+    }
 }
 
 /* out (m, H*dv): row (i, h) from its nsplit partials */
 static __global__ void attn_decode_combine(float *out, const float *part, int H, int dv, int nsplit) {
     extern __shared__ float fac[]; /* (nsplit + 4): the factors, then the sum's inverse */
     float *tot = fac + nsplit;
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     const size_t row = blockIdx.x; /* i * H + h */
     const float *pr = part + row * nsplit * (dv + 2);
     if (threadIdx.x == 0) {
@@ -330,9 +396,16 @@ static __global__ void attn_decode_combine(float *out, const float *part, int H,
     }
 }
 
+static int ad_step_kernel; /* cbk_set_attn_step_kernel */
+
+void cbk_set_attn_step_kernel(int on) { ad_step_kernel = on != 0; }
+
 void cbk_attn_decode_prepare(void) {
     static int done;
-    if (!done) cudaFuncSetAttribute(attn_decode_split, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AD_SMEM);
+    if (!done) {
+        cudaFuncSetAttribute(attn_decode_split<AD_RMAX>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AD_SMEM);
+        cudaFuncSetAttribute(attn_decode_split<AD_STEP_R>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)AD_SMEM);
+    }
     done = 1;
 }
 
@@ -346,6 +419,8 @@ static void args_of(ad_args *a, const float *q, const float *q_sem, const float 
     a->m = m, a->H = H, a->Hkv = Hkv, a->group = H / Hkv, a->ds = ds, a->dr = dr, a->dv = dv;
     a->window = window;
     a->dpos = NULL;
+    a->out = NULL;
+    a->done = NULL;
     a->rs = ds ? 1.0f / sqrtf((float)ds) : 0.0f;
     a->rr = 1.0f / sqrtf((float)dr);
 }
@@ -353,9 +428,10 @@ static void args_of(ad_args *a, const float *q, const float *q_sem, const float 
 static void launch(const ad_args *a, float *out, float *work, const cbk_kv_view *k, const cbk_kv_view *k_sem) {
     if (a->p.smem > 48 * 1024) cbk_attn_decode_prepare();
     dim3 grid((unsigned)a->p.nsplit, (unsigned)(a->Hkv * a->p.hsplit), (unsigned)((a->m + a->p.qt - 1) / a->p.qt));
-    attn_decode_split<<<grid, AD_THREADS, a->p.smem, cbk_stream>>>(*a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
-    attn_decode_combine<<<(unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), cbk_stream>>>(
-        out, work, a->H, a->dv, a->p.nsplit);
+    cbk_launch(ad_step_kernel && a->p.R <= AD_STEP_R ? attn_decode_split<AD_STEP_R> : attn_decode_split<AD_RMAX>,
+               grid, AD_THREADS, a->p.smem, *a, seg_vec(k), a->ds ? seg_vec(k_sem) : 1);
+    if (!a->done) cbk_launch(attn_decode_combine, (unsigned)(a->m * a->H), 128, (a->p.nsplit + 4) * sizeof(float), out, work, a->H,
+               a->dv, a->p.nsplit);
 }
 
 void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem, const float *gate,
@@ -378,7 +454,7 @@ void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem
  * splits that hold keys are those cbk_attn_decode takes: the same sums in the same order. */
 void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_sem, const float *gate,
                         const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
-                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap) {
+                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap, int *done) {
     ad_args a;
     args_of(&a, q, q_sem, gate, k, k_sem, v, m, H, Hkv, ds, dr, dv, window);
     a.dpos = dpos;
@@ -389,5 +465,8 @@ void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_
     if (n < a.p.nsplit) n = a.p.nsplit;
     a.p.nsplit = (int)n;
     a.part = work;
+    /* the last split combines: one query (a count per head at most), and room for the
+     * factors where step 3's slices were */
+    if (done && m == 1 && (long)a.p.nsl * dv >= n + 1) a.out = out, a.done = done;
     launch(&a, out, work, k, k_sem);
 }

@@ -15,6 +15,7 @@ void cbk_set_pdl(int on) { cbk_pdl = on; }
 /* rows (cos then sin, half floats each) of position *dpos of a table (cap, half) each */
 static __global__ void rope_rows_at(float *cos_out, float *sin_out, const float *cos_tab, const float *sin_tab,
                                     const int *dpos, int half) {
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     const size_t off = (size_t)*dpos * half;
     for (int j = threadIdx.x; j < half; j += blockDim.x) {
         cos_out[j] = cos_tab[off + j];
@@ -24,7 +25,7 @@ static __global__ void rope_rows_at(float *cos_out, float *sin_out, const float 
 
 void cbk_rope_rows_at(float *cos_out, float *sin_out, const float *cos_tab, const float *sin_tab, const int *dpos,
                       int half) {
-    if (half > 0) rope_rows_at<<<1, 128, 0, cbk_stream>>>(cos_out, sin_out, cos_tab, sin_tab, dpos, half);
+    if (half > 0) cbk_launch(rope_rows_at, 1, 128, 0, cos_out, sin_out, cos_tab, sin_tab, dpos, half);
 }
 
 #define AM_THREADS 1024
@@ -35,6 +36,7 @@ void cbk_rope_rows_at(float *cos_out, float *sin_out, const float *cos_tab, cons
 static __global__ void __launch_bounds__(AM_THREADS) argmax_first(int32_t *out, const float *x, int n) {
     __shared__ float sv[AM_THREADS / 32];
     __shared__ int si[AM_THREADS / 32], sbad[AM_THREADS / 32];
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     float best = -INFINITY;
     int at = -1, bad = 0;
     for (int i = threadIdx.x; i < n; i += AM_THREADS) { /* increasing i: the first of equals stays */
@@ -66,5 +68,5 @@ static __global__ void __launch_bounds__(AM_THREADS) argmax_first(int32_t *out, 
 }
 
 void cbk_argmax(int32_t *out, const float *x, int n) {
-    argmax_first<<<1, AM_THREADS, 0, cbk_stream>>>(out, x, n);
+    cbk_launch(argmax_first, 1, AM_THREADS, 0, out, x, n);
 }

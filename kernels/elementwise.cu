@@ -3,6 +3,7 @@
 #include "common.cuh"
 
 static __global__ void add(float *out, const float *a, const float *b, size_t n) {
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     CBK_FOR(i, n) out[i] = a[i] + b[i];
 }
 static __global__ void axpy(float *dst, const float *src, float s, size_t n) {
@@ -22,7 +23,7 @@ static __global__ void concat_part_backward(float *dpart, const float *dout, int
 }
 
 void cbk_add(float *out, const float *a, const float *b, size_t n) {
-    if (n) add<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(out, a, b, n);
+    if (n) cbk_launch(add, cbk_grid(n), CBK_THREADS, 0, out, a, b, n);
 }
 /* s = 1 adds plainly, as the CPU's cb_accumulate (1 * x is x, but keep the same op) */
 void cbk_axpy(float *dst, const float *src, float s, size_t n) {

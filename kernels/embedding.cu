@@ -3,6 +3,7 @@
 
 static __global__ void embedding_forward(float *out, const int32_t *tokens, const float *wte, const float *wpe,
                                          int T, int C, int pos0, const int *dpos, size_t n) {
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     if (dpos) pos0 += *dpos;
     CBK_FOR(i, n) {
         size_t row = i / C;
@@ -22,7 +23,7 @@ void cbk_embedding_forward(float *out, const int32_t *tokens, const float *wte, 
 void cbk_embedding_forward_at(float *out, const int32_t *tokens, const float *wte, const float *wpe, int T, int C,
                               const int *dpos) {
     size_t n = (size_t)T * C;
-    embedding_forward<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(out, tokens, wte, wpe, T, C, 0, dpos, n);
+    cbk_launch(embedding_forward, cbk_grid(n), CBK_THREADS, 0, out, tokens, wte, wpe, T, C, 0, dpos, n);
 }
 
 // a token may repeat within the batch: its row of dwte is added to by several positions

@@ -23,6 +23,7 @@ static __global__ void matvec_rows(float *y, const unsigned char *W, size_t row_
                                    const float *x, int xvec, const float *bias, int rows, int cols, int m) {
     const int lane = threadIdx.x & 31;
     const int r = blockIdx.x * MV_WARPS + (threadIdx.x >> 5);
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     if (r >= rows) return;
     const unsigned char *row = W + (size_t)r * row_bytes;
     const int chunks = (cols + 7) / 8; /* block kinds: the padded tail reads zero quants */
@@ -74,8 +75,8 @@ void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float
     const unsigned grid = (unsigned)((rows + MV_WARPS - 1) / MV_WARPS), threads = 32 * MV_WARPS;
     const unsigned char *w = (const unsigned char *)W;
 #define MV_LAUNCH(K)                                                                                   \
-    if (m == 1) matvec_rows<K, 1><<<grid, threads, 0, cbk_stream>>>(y, w, row_bytes, vec, x, xvec, bias, rows, cols, m); \
-    else matvec_rows<K, MV_TOK><<<grid, threads, 0, cbk_stream>>>(y, w, row_bytes, vec, x, xvec, bias, rows, cols, m);
+    cbk_launch(m == 1 ? matvec_rows<K, 1> : matvec_rows<K, MV_TOK>, grid, threads, 0, y, w, row_bytes, vec, x, xvec, \
+               bias, rows, cols, m);
     switch (kind) {
     case CB_KV_F32: MV_LAUNCH(CB_KV_F32) break;
     case CB_KV_F16: MV_LAUNCH(CB_KV_F16) break;
@@ -92,6 +93,7 @@ void cbk_matvec(float *y, const void *W, size_t row_bytes, int kind, const float
  * cb_kv_quantize_row (a partial last block padded with zeros). */
 static __global__ void quantize_rows(unsigned char *dst, size_t dst_ld, const float *src, size_t src_ld, int kind,
                                      int rows, int cols, int bv, size_t per_row, const int *dpos, size_t pos_ld) {
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     if (dpos) dst += (size_t)*dpos * pos_ld;
     CBK_FOR(i, (size_t)rows * per_row) {
         const size_t r = i / per_row;
@@ -107,8 +109,8 @@ void cbk_quantize_rows_at(void *dst, size_t dst_ld, const int *dpos, size_t pos_
     const int bv = kind == CB_KV_Q8_0 || kind == CB_KV_Q4_0 ? 32 : kind == CB_KV_NF4 ? 64 : 1;
     const size_t per_row = (size_t)(cols + bv - 1) / bv, n = (size_t)rows * per_row;
     if (n)
-        quantize_rows<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>((unsigned char *)dst, dst_ld, src, src_ld, kind,
-                                                                   rows, cols, bv, per_row, dpos, pos_ld);
+        cbk_launch(quantize_rows, cbk_grid(n), CBK_THREADS, 0, (unsigned char *)dst, dst_ld, src, src_ld, kind, rows,
+                   cols, bv, per_row, dpos, pos_ld);
 }
 
 void cbk_quantize_rows(void *dst, size_t dst_ld, const float *src, size_t src_ld, int kind, int rows, int cols) {

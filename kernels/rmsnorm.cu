@@ -6,6 +6,7 @@
 static __global__ void rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int C,
                                        float eps) {
     __shared__ float sh[32];
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     const float *x = in + (size_t)blockIdx.x * C;
     float *y = out + (size_t)blockIdx.x * C;
     float ss = 0.0f;
@@ -17,7 +18,7 @@ static __global__ void rmsnorm_forward(float *out, float *rstd, const float *in,
 }
 
 void cbk_rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int N, int C, float eps) {
-    if (N > 0) rmsnorm_forward<<<N, CBK_THREADS, 0, cbk_stream>>>(out, rstd, in, weight, C, eps);
+    if (N > 0) cbk_launch(rmsnorm_forward, N, CBK_THREADS, 0, out, rstd, in, weight, C, eps);
 }
 
 // dx += r (dy w - x r^2 mean(dy w x))

@@ -5,6 +5,7 @@
 static __global__ void rope_apply(float *out, const float *in, const float *cos_t, const float *sin_t, int T,
                                   int H, int D, int pos0, float sign, int accumulate, size_t n) {
     const int half = D / 2;
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     CBK_FOR(j, n) { // j over (B, T, H, half)
         int i = (int)(j % half);
         size_t rest = j / half; // (b, t, h)
@@ -27,5 +28,5 @@ static __global__ void rope_apply(float *out, const float *in, const float *cos_
 void cbk_rope(float *out, const float *in, const float *cos_t, const float *sin_t, int B, int T, int H, int D,
               int pos0, float sign, int accumulate) {
     size_t n = (size_t)B * T * H * (D / 2);
-    if (n) rope_apply<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(out, in, cos_t, sin_t, T, H, D, pos0, sign, accumulate, n);
+    if (n) cbk_launch(rope_apply, cbk_grid(n), CBK_THREADS, 0, out, in, cos_t, sin_t, T, H, D, pos0, sign, accumulate, n);
 }

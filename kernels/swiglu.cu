@@ -2,6 +2,7 @@
 #include "common.cuh"
 
 static __global__ void swiglu_forward(float *h, const float *gate, const float *up, size_t n) {
+    cbk_pdl_wait(); /* a decode step's launches (cbk_launch): the kernel before has ended */
     CBK_FOR(i, n) h[i] = cbk_silu(gate[i]) * up[i];
 }
 
@@ -14,7 +15,7 @@ static __global__ void swiglu_backward(float *dgate, float *dup, const float *ga
 }
 
 void cbk_swiglu_forward(float *h, const float *gate, const float *up, size_t n) {
-    if (n) swiglu_forward<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>(h, gate, up, n);
+    if (n) cbk_launch(swiglu_forward, cbk_grid(n), CBK_THREADS, 0, h, gate, up, n);
 }
 void cbk_swiglu_backward(float *dgate, float *dup, const float *gate, const float *up, size_t n) {
     if (n) swiglu_backward<<<cbk_grid(n), CBK_THREADS>>>(dgate, dup, gate, up, n);

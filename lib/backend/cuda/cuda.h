@@ -26,13 +26,26 @@ struct cb_decode;
 void cb_cuda_decode_set_graphs(struct cb_decode *d, int on);
 /* A decoding state's one-row steps fused (on: CB_DECODE_FUSED=1 in the environment when
  * the state is made; RMSNorms, residual adds, RoPE, cache writes and SwiGLU folded into
- * the products' kernels, decode_fused.cu) or op by op (off, the default: the fused step
- * measured 1.8x slower, bench/RESULTS.md). For the tests and bench/cuda_decode. */
+ * the products' kernels, decode_fused.cu) or op by op (off, the default; bench/RESULTS.md
+ * has what each measured). For the tests and bench/cuda_decode. */
 void cb_cuda_decode_set_fused(struct cb_decode *d, int on);
-/* A fused step's kernels under programmatic dependent launch (on: CB_CUDA_PDL=1 in the
- * environment when the state is made; off, the default): each may start while the one
- * before it ends, its first weight loads overlapping that kernel's tail. */
+/* A step's kernels (fused or not) under programmatic dependent launch (on: CB_CUDA_PDL=1
+ * in the environment when the state is made; off, the default): each may start while the
+ * one before it ends, a product's first weight loads overlapping that kernel's tail. */
 void cb_cuda_decode_set_pdl(struct cb_decode *d, int on);
+/* An unfused step's one-row products through the fused step's product kernel
+ * (step_kernel 1: CB_DECODE_PRODUCTS=step; 0, the default: matvec.cu's), and how that
+ * kernel launches in any step: ahead, the 16-byte pieces a lane has in flight, 4 (the
+ * default) or 8 (CB_DECODE_AHEAD=8); stage 1 (CB_DECODE_STAGE=1): its input staged in
+ * shared memory even with no norm folded in. The logits are the same bit for bit either
+ * way. For the tests and bench/cuda_decode. */
+void cb_cuda_decode_set_products(struct cb_decode *d, int step_kernel, int ahead, int stage);
+/* A step's attention through the split kernel built for its few rows (step_kernel 1:
+ * CB_DECODE_ATTN=step; 0, the default: the one for up to 32 rows; kernels.h's
+ * cbk_set_attn_step_kernel), and its splits combined by the last of them to finish
+ * (combine_in_split 1: CB_DECODE_COMBINE=split; 0, the default: a second kernel). The
+ * same logits bit for bit. */
+void cb_cuda_decode_set_attn(struct cb_decode *d, int step_kernel, int combine_in_split);
 /* Whether d's steps are graphed now; the graphs captured and the steps replayed so far. */
 int cb_cuda_decode_graph_counts(const struct cb_decode *d, long *captures, long *replays);
 /* Why cb_backend_cuda() returned NULL ("no CUDA device: ..."), or "" when it did not. */

@@ -150,7 +150,7 @@ enum step_mode {
 typedef struct step_key {
     unsigned long gen; /* cuda_step.gen: the caches, scratch and RoPE tables where they are */
     const void *slots, *tokens, *weights, *rope;
-    int head_rows, window, fused, pdl;
+    int head_rows, window, fused, pdl, products, ahead, stage, attn, combine;
 } step_key;
 
 typedef struct cuda_step {
@@ -162,7 +162,12 @@ typedef struct cuda_step {
     int rope_cap;         /* positions the tables hold */
     int graphs;           /* capture steps (CB_CUDA_GRAPHS=0: no) */
     int fused;            /* a step folds ops into its products (CB_DECODE_FUSED=1: yes) */
-    int pdl;              /* and launches those under programmatic dependent launch (CB_CUDA_PDL=1) */
+    int pdl;              /* its kernels under programmatic dependent launch (CB_CUDA_PDL=1) */
+    int products;         /* an unfused step's one-row products through cbk_matvec_step (CB_DECODE_PRODUCTS=step) */
+    int ahead, stage;     /* cbk_set_step_tuning's (CB_DECODE_AHEAD=8, CB_DECODE_STAGE=1) */
+    int attn;             /* cbk_set_attn_step_kernel's (CB_DECODE_ATTN=step) */
+    int combine;          /* attention's last split combines (CB_DECODE_COMBINE=split) */
+    int *attn_done;       /* device (max heads): cbk_attn_decode_at's counts, zero between launches */
     int *norm_of;         /* (n_ops) the RMSNorm op folded into op i's products, or -1 */
     int *add_of;          /* (n_ops) the residual add op i's last product writes, or -1 */
     int *resid_of;        /* (n_ops) that add's other input slot */
@@ -183,6 +188,7 @@ static void step_free(cb_backend *be, cb_decode *d) {
     if (st->stream) cudaStreamDestroy(st->stream);
     be->free(be, st->dpos);
     be->free(be, st->argmax);
+    be->free(be, st->attn_done);
     be->free(be, st->rope);
     free(st->rope_off);
     free(st->norm_of);
@@ -243,6 +249,16 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
     st->fused = env && strcmp(env, "1") == 0;
     env = getenv("CB_CUDA_PDL");
     st->pdl = env && strcmp(env, "1") == 0;
+    env = getenv("CB_DECODE_PRODUCTS");
+    st->products = env && strcmp(env, "step") == 0;
+    env = getenv("CB_DECODE_AHEAD");
+    st->ahead = env && strcmp(env, "8") == 0 ? 8 : 4;
+    env = getenv("CB_DECODE_STAGE");
+    st->stage = env && strcmp(env, "1") == 0;
+    env = getenv("CB_DECODE_ATTN");
+    st->attn = env && strcmp(env, "step") == 0;
+    env = getenv("CB_DECODE_COMBINE");
+    st->combine = env && strcmp(env, "split") == 0;
     CB_TRY(plan_fusion(st, d->prog, e));
     st->rope_off = cb_calloc(d->prog->n_ropes ? (size_t)d->prog->n_ropes : 1, sizeof *st->rope_off, e);
     if (!st->rope_off) return e->code;
@@ -252,6 +268,13 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
     }
     if (!(st->dpos = be->alloc(be, sizeof *st->dpos, e))) return e->code;
     if (!(st->argmax = be->alloc(be, 2 * sizeof *st->argmax, e))) return e->code;
+    int heads = 1;
+    for (int i = 0; i < d->prog->n_ops; i++)
+        if (d->prog->ops[i].kind == CB_OP_ATTENTION && d->prog->ops[i].attn.n_heads > heads)
+            heads = d->prog->ops[i].attn.n_heads;
+    if (!(st->attn_done = be->alloc(be, (size_t)heads * sizeof *st->attn_done, e))) return e->code;
+    if (cudaMemset(st->attn_done, 0, (size_t)heads * sizeof *st->attn_done) != cudaSuccess)
+        return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: clearing the attention's counts failed");
     cbk_attn_decode_prepare(); /* not a stream operation: before any capture */
     d->rope_on_device = 1;
     return CB_OK;
@@ -453,6 +476,9 @@ static const cb_weight_matrix *mat(const cb_pass *p, int i, int role) {
 /* The context of the op running (decode_op_forward sets it): products of many rows go
  * through its cuBLAS handle and scratch. */
 static cuda_ctx *ctx_now;
+/* 1 while an unfused step's ops launch and its one-row products go through cbk_matvec_step
+ * (cuda_step.products; step_begin sets it, step_end and step_abandon clear it) */
+static int step_products_now;
 
 /* From this many rows (prefill chunks) a product goes through cuBLAS's sgemm over the
  * matrix dequantised into scratch: the matvec kernel reads W once for 8 rows at a time,
@@ -462,6 +488,10 @@ static cuda_ctx *ctx_now;
 /* out (n, rows of W) = in (n, cols of W) W^T + bias */
 static void matvec(float *out, const cb_weight_matrix *w, const float *in, const float *bias, int n) {
     cuda_ctx *c = ctx_now;
+    if (n == 1 && step_products_now) { /* the same sums in the same order as cbk_matvec's */
+        cbk_matvec_step(out, w->data, w->row_bytes, (int)w->kind, in, bias, w->rows, w->cols, NULL, 0.0f, 0, NULL);
+        return;
+    }
     if (n >= GEMM_ROWS && c) {
         if (w->kind == CB_KV_F32) {
             cb_cuda_linear_forward(c, out, in, w->data, bias, n, w->cols, w->rows);
@@ -614,7 +644,8 @@ static void decode_attention(cb_pass *p, int oi, float *out, const float *in, co
     const cbk_kv_view kv = view_of(&cache->k), ks = view_of(&cache->k_sem), vv = view_of(&cache->v);
     if (dpos)
         cbk_attn_decode_at(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H,
-                           d.Hkv, d.ds, d.dr, d.dv, dpos, plan.local_window, cache->v.cap);
+                           d.Hkv, d.ds, d.dr, d.dv, dpos, plan.local_window, cache->v.cap,
+                           step_of(dc)->combine ? step_of(dc)->attn_done : NULL);
     else
         cbk_attn_decode(att, dc->attn_scratch, q, dec ? q_sem : NULL, d.gated ? gate : NULL, &kv, &ks, &vv, m, d.H,
                         d.Hkv, d.ds, d.dr, d.dv, pos0, plan.local_window);
@@ -757,6 +788,15 @@ static void step_rope_rows(cb_pass *p) {
     }
 }
 
+/* Where and how the kernels of a step launch (st NULL: as any other pass's) */
+static void step_launches(const cuda_step *st) {
+    cbk_set_stream(st ? st->stream : NULL);
+    cbk_set_pdl(st ? st->pdl : 0);
+    cbk_set_step_tuning(st ? st->ahead : 4, st ? st->stage : 0);
+    cbk_set_attn_step_kernel(st ? st->attn : 0);
+    step_products_now = st ? st->products && !st->fused : 0;
+}
+
 /* A capture left open by a failing op is closed and dropped (its stream usable again). */
 static void step_abandon(cuda_step *st) {
     if (st->mode == STEP_CAPTURE) {
@@ -765,8 +805,7 @@ static void step_abandon(cuda_step *st) {
         cudaGetLastError();
     }
     st->mode = STEP_HOST;
-    cbk_set_stream(NULL);
-    cbk_set_pdl(0);
+    step_launches(NULL);
 }
 
 /* Op 0 of a pass: a pass of several rows runs as ever; a step uploads its position, then
@@ -776,8 +815,7 @@ static int step_begin(cb_pass *p, cb_error *e) {
     cb_decode *d = p->decode;
     cuda_step *st = step_of(d);
     st->mode = STEP_HOST;
-    cbk_set_stream(NULL);
-    cbk_set_pdl(0);
+    step_launches(NULL);
     if (p->T != 1) return CB_OK;
     if (cudaMemcpyAsync(st->dpos, &p->pos0, sizeof p->pos0, cudaMemcpyHostToDevice, st->stream) != cudaSuccess)
         return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: uploading the step's position failed");
@@ -788,7 +826,12 @@ static int step_begin(cb_pass *p, cb_error *e) {
     k.head_rows = p->head_rows;
     k.window = cb_decode_plan_pick(d->cfg.plan, p->pos0 + 1, NULL).local_window;
     k.fused = st->fused;
-    k.pdl = st->fused && st->pdl;
+    k.pdl = st->pdl;
+    k.products = st->products && !st->fused;
+    k.ahead = st->ahead;
+    k.stage = st->stage;
+    k.attn = st->attn;
+    k.combine = st->combine;
     if (st->graphs && st->exec && memcmp(&k, &st->key, sizeof k) == 0) {
         if (cudaGraphLaunch(st->exec, st->stream) != cudaSuccess)
             return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching the step's graph failed");
@@ -798,8 +841,7 @@ static int step_begin(cb_pass *p, cb_error *e) {
     }
     if (st->exec) cudaGraphExecDestroy(st->exec);
     st->exec = NULL;
-    cbk_set_stream(st->stream);
-    cbk_set_pdl(k.pdl);
+    step_launches(st);
     st->mode = STEP_PLAIN;
     if (st->graphs && cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
         st->key = k;
@@ -818,8 +860,7 @@ static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     cuda_step *st = step_of(p->decode);
     const int mode = st->mode;
     st->mode = STEP_HOST;
-    cbk_set_stream(NULL);
-    cbk_set_pdl(0);
+    step_launches(NULL);
     if (mode != STEP_CAPTURE) return CB_OK;
     cudaGraph_t g = NULL;
     cudaError_t err = cudaStreamEndCapture(st->stream, &g);
@@ -835,14 +876,12 @@ static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     st->exec = NULL;
     st->graphs = 0;
     st->mode = STEP_PLAIN;
-    cbk_set_stream(st->stream);
-    cbk_set_pdl(st->fused && st->pdl);
+    step_launches(st);
     step_rope_rows(p);
     int rc = CB_OK;
     for (int i = 0; i < p->prog->n_ops && rc == CB_OK; i++) rc = run_op(c, p, i, e);
     st->mode = STEP_HOST;
-    cbk_set_stream(NULL);
-    cbk_set_pdl(0);
+    step_launches(NULL);
     return rc;
 }
 
@@ -878,6 +917,21 @@ void cb_cuda_decode_set_fused(cb_decode *d, int on) {
 void cb_cuda_decode_set_pdl(cb_decode *d, int on) {
     cuda_step *st = step_of(d);
     if (st) st->pdl = on;
+}
+
+void cb_cuda_decode_set_attn(cb_decode *d, int step_kernel, int combine_in_split) {
+    cuda_step *st = step_of(d);
+    if (!st) return;
+    st->attn = step_kernel != 0;
+    st->combine = combine_in_split != 0;
+}
+
+void cb_cuda_decode_set_products(cb_decode *d, int step_kernel, int ahead, int stage) {
+    cuda_step *st = step_of(d);
+    if (!st) return;
+    st->products = step_kernel != 0;
+    st->ahead = ahead == 8 ? 8 : 4;
+    st->stage = stage != 0;
 }
 
 int cb_cuda_decode_argmax(cb_backend *be, cb_decode *d, const float *x, int n, int *id, int *nonfinite,

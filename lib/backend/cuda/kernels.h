@@ -188,12 +188,20 @@ void cbk_attn_decode(float *out, float *work, const float *q, const float *q_sem
                      int ds, int dr, int dv, int pos0, int window);
 /* the same with pos0 read from device memory (*dpos), for any pos0 + m <= kv_cap: the grid
  * and shared memory are kv_cap's (work: cbk_attn_decode_work(m, ..., kv_cap)), so a CUDA
- * graph captured once serves every length; the sums are cbk_attn_decode's, in its order */
+ * graph captured once serves every length; the sums are cbk_attn_decode's, in its order.
+ * done non-NULL (H ints, zero, device memory; left zero): at m = 1 the last split of each
+ * kv head to finish combines the splits (the same sums, in the same order) instead of a
+ * second kernel. */
 void cbk_attn_decode_at(float *out, float *work, const float *q, const float *q_sem, const float *gate,
                         const cbk_kv_view *k, const cbk_kv_view *k_sem, const cbk_kv_view *v, int m, int H, int Hkv,
-                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap);
+                        int ds, int dr, int dv, const int *dpos, int window, int kv_cap, int *done);
 /* set the split kernel's shared-memory limit (before a capture: not a stream operation) */
 void cbk_attn_decode_prepare(void);
+/* Passes of few rows (at most 4 a block: a decode step's one query over a kv group of 4
+ * heads or fewer) through the split kernel built for that many rows (on; off, the
+ * default: the one for up to 32 rows), 3 blocks an SM instead of 2; the same sums in the
+ * same order (process-wide, as cbk_set_pdl) */
+void cbk_set_attn_step_kernel(int on);
 
 /* ---- decode_fused.cu: a fused decode step's kernels (backend/cuda/decode.c) ---- */
 /* the widest input a step product stages in shared memory (44 KB: 48 KB with no opt-in,
@@ -208,6 +216,11 @@ void cbk_attn_decode_prepare(void);
  * is the separate kernels' up to float rounding. */
 void cbk_matvec_step(float *y, const void *W, size_t row_bytes, int kind, const float *x, const float *bias,
                      int rows, int cols, const float *norm_w, float eps, int gate_up, const float *resid);
+/* How cbk_matvec_step launches from now on (process-wide, as cbk_set_pdl; the results are
+ * the same bit for bit): ahead, the 16-byte pieces a lane has in flight (4, the default, or
+ * 8); stage 1: the input staged in shared memory even with no norm folded in (0, the
+ * default: read where it is) */
+void cbk_set_step_tuning(int ahead, int stage);
 /* A cache tensor's new row: src (n_heads, head_dim) floats into data's row at the step's
  * position, heads head_bytes apart (n_heads 0: none) */
 typedef struct cbk_kv_dst {

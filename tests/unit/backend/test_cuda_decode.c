@@ -13,10 +13,13 @@
  *    bit for bit, and the CPU's within TOL, over hundreds of steps across growths of the
  *    cache and of the RoPE tables and changes of the decode plan's window (each a new
  *    capture), and greedy sampling on the GPU picks the CPU's tokens; the same with the
- *    step fused (CB_DECODE_FUSED=1's) and fused under programmatic dependent launch;
+ *    step fused (CB_DECODE_FUSED=1's), and each under programmatic dependent launch, with
+ *    the fused step's product kernel for the unfused step's products, and with that
+ *    kernel's loads in flight and staging changed (bit for bit equal to op by op or fused);
  *  - the fused step's kernels (decode_fused.cu): its products (norm, bias, residual,
- *    gate/up with SwiGLU) against double sums, its RoPE and cache rows against the unfused
- *    kernels byte for byte.
+ *    gate/up with SwiGLU; 4 or 8 pieces in flight, staged or not; warps of several rows)
+ *    against double sums, its RoPE and cache rows against the unfused kernels byte for
+ *    byte.
  * Skips, saying why, where the build has no CUDA backend or the machine no GPU. */
 #include "test.h"
 
@@ -235,8 +238,10 @@ TEST(fused_step_products) {
     cb_backend *be = gpu();
     if (!be) return;
     unsigned long long st = 0x243F6A8885A308D3ULL;
-    const int shapes[][2] = {{37, 100}, {300, 64}, {96, 2048}, {5, 33}, {70, 512}, {9, 12304}};
-    for (int si = 0; si < 6; si++) {
+    /* 9000 rows: more than the kernel's grid holds at once on any GPU of up to 280 SMs
+     * (4 blocks of 8 warps an SM), so warps take several rows each */
+    const int shapes[][2] = {{37, 100}, {300, 64}, {96, 2048}, {5, 33}, {70, 512}, {9, 12304}, {9000, 40}};
+    for (int si = 0; si < 7; si++) {
         const int rows = shapes[si][0], cols = shapes[si][1], wide = cols > CBK_STEP_MAX_COLS;
         float *w = malloc(sizeof(float) * 2 * rows * cols), *x = malloc(sizeof(float) * cols);
         float *nw = malloc(sizeof(float) * cols), *bias = malloc(sizeof(float) * rows);
@@ -259,7 +264,9 @@ TEST(fused_step_products) {
             if (cb_weight_matrix_from_f32(&cpu, (cb_kv_kind)k, w, 2 * rows, cols, &e) != CB_OK) { FAILF("%s", e.msg); continue; }
             void *dq = be->alloc(be, cb_weight_matrix_bytes(&cpu), &e);
             cbk_quantize_rows(dq, cpu.row_bytes, dw, (size_t)cols, k, 2 * rows, cols);
-            for (int v = 0; v < 5; v++) { /* plain, norm, bias, norm+bias+resid, gate/up (+norm) */
+            for (int vt = 0; vt < 5 * 3; vt++) { /* plain, norm, bias, norm+bias+resid, gate/up (+norm) */
+                const int v = vt % 5, tune = vt / 5; /* 4 pieces ahead; 8; 8 and staged */
+                cbk_set_step_tuning(tune ? 8 : 4, tune == 2);
                 const int norm = (v == 1 || v >= 3) && !wide, hasb = v == 2 || v == 3, resid = v == 3, gu = v == 4;
                 be->upload(be, dr, res, sizeof(float) * rows, &e);
                 /* resid: in place, y is the residual (the add's output may be its input) */
@@ -290,12 +297,14 @@ TEST(fused_step_products) {
                     worst = cb_test_worst(worst, fabs(y[r] - want) / (bound + 1e-30));
                 }
                 char what[128];
-                snprintf(what, sizeof what, "step product (%d,%d) %s %s (in units of the bound)", rows, cols,
+                snprintf(what, sizeof what, "step product (%d,%d) %s %s, %s (in units of the bound)", rows, cols,
                          cb_kv_kind_name((cb_kv_kind)k),
-                         (const char *[]){"plain", "norm", "bias", "norm+bias+resid", "gate/up"}[v]);
+                         (const char *[]){"plain", "norm", "bias", "norm+bias+resid", "gate/up"}[v],
+                         (const char *[]){"4 ahead", "8 ahead", "8 ahead, staged"}[tune]);
                 REPORT_DIFF(what, worst, 1.0);
                 if (!(worst <= 1.0)) FAILF("%s: %.3g of the bound", what, worst);
             }
+            cbk_set_step_tuning(4, 0);
             be->free(be, dq);
             cb_weight_matrix_free(&cpu);
         }
@@ -609,11 +618,29 @@ TEST(truncate_then_continue) {
 }
 
 #ifdef CB_HAVE_CUDA
+/* How a GPU step runs (backend/cuda/cuda.h's setters); ref: the variant before it in
+ * STEP_VARIANTS whose logits it equals bit for bit (the same sums in the same order), -1:
+ * none (the fused step against op by op: a tolerance) */
+typedef struct step_variant {
+    const char *name;
+    int fused, pdl, products, ahead, stage, attn, combine, ref;
+} step_variant;
+static const step_variant STEP_VARIANTS[] = {
+    {"op by op", 0, 0, 0, 4, 0, 0, 0, -1},
+    {"op by op, split combine, pdl", 0, 1, 0, 4, 0, 0, 1, 0},
+    {"op by op, step products", 0, 0, 1, 4, 0, 0, 0, 0},
+    {"op by op, step products a8 staged, step attn, pdl", 0, 1, 1, 8, 1, 1, 0, 0},
+    {"fused", 1, 0, 0, 4, 0, 0, 0, -1},
+    {"fused, pdl", 1, 1, 0, 4, 0, 0, 0, 4},
+    {"fused a8 staged, step attn, split combine, pdl", 1, 1, 0, 8, 1, 1, 1, 4},
+};
+#define N_STEP_VARIANTS ((int)(sizeof STEP_VARIANTS / sizeof *STEP_VARIANTS))
+
 /* Logits of tokens[0..T) (a prompt of P in one call, then a token a call) with the GPU's
- * steps graphed or not; captures and replays counted. out (T, V). */
+ * steps graphed or not, as variant sv; captures and replays counted. out (T, V). */
 static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_plan_config *plan, int graphs,
-                        int fused, const int32_t *tokens, int T, int P, float *out, int32_t *argmax, long *captures,
-                        long *replays) {
+                        const step_variant *sv, const int32_t *tokens, int T, int P, float *out, int32_t *argmax,
+                        long *captures, long *replays) {
     cb_session s;
     cb_session_config c = cb_session_config_default();
     c.backend = o->be;
@@ -628,8 +655,12 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
         return 1;
     }
     if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_graphs(&s.dec, graphs);
-    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_fused(&s.dec, fused > 0);
-    if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_set_pdl(&s.dec, fused == 2);
+    if (o->be->device == CB_DEVICE_CUDA) {
+        cb_cuda_decode_set_fused(&s.dec, sv->fused);
+        cb_cuda_decode_set_pdl(&s.dec, sv->pdl);
+        cb_cuda_decode_set_products(&s.dec, sv->products, sv->ahead, sv->stage);
+        cb_cuda_decode_set_attn(&s.dec, sv->attn, sv->combine);
+    }
     int rc = cb_session_forward(&s, tokens, P, out, 1, &e);
     for (int t = P; rc == CB_OK && t < T; t++) {
         if (argmax && t % 2) { /* every other step greedy on the device: its logits read back after */
@@ -642,7 +673,7 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
             rc = cb_session_forward(&s, tokens + t, 1, out + (size_t)t * s.vocab, 0, &e);
         }
     }
-    if (rc != CB_OK) FAILF("forward on %s (graphs %d, fused %d): %s", o->be->name, graphs, fused, e.msg);
+    if (rc != CB_OK) FAILF("forward on %s (graphs %d, %s): %s", o->be->name, graphs, sv->name, e.msg);
     *captures = *replays = 0;
     if (o->be->device == CB_DEVICE_CUDA) cb_cuda_decode_graph_counts(&s.dec, captures, replays);
     cb_session_free(&s);
@@ -651,8 +682,11 @@ static int graph_logits(const cb_model *m, const sess_opts *o, const cb_decode_p
 #endif
 
 /* Graphed steps against uncaptured ones and the CPU, with the step's ops op by op (the
- * default), fused, and fused under programmatic dependent launch (the same kernels and
- * sums as fused: equal to it bit for bit): fp32 weights and cache (and bf16
+ * default), fused, and the variants of STEP_VARIANTS (programmatic dependent launch, the
+ * fused step's product kernel for the unfused step's products, its loads in flight and
+ * staging: the same sums in the same order, so each equals its reference variant bit
+ * for bit; the product kernel's grid holds at most 4 blocks an SM, so the head's 512 rows
+ * and more a warp on a small GPU, and a few tests below more): fp32 weights and cache (and bf16
  * weights with a q8_0 cache, GPU against GPU); Llama (tied, GQA) over 300 steps (the
  * cache grows 16 -> 512 tokens and the RoPE tables past 256 positions: each move a new
  * capture; the decode plan's window changes at 100 and 200 keys: a new capture each),
@@ -685,19 +719,21 @@ TEST(graphed_steps_equal_uncaptured_and_cpu) {
             plan.when_short.local_window = 0, plan.when_mid.local_window = 48, plan.when_long.local_window = 80;
         }
         float *cpu = calloc((size_t)T * V, sizeof *cpu), *off = calloc((size_t)T * V, sizeof *off),
-              *on = calloc((size_t)T * V, sizeof *on), *unfused = calloc((size_t)T * V, sizeof *unfused);
+              *on = calloc((size_t)T * V, sizeof *on), *unfused = calloc((size_t)T * V, sizeof *unfused),
+              *fused = calloc((size_t)T * V, sizeof *fused);
         long cap_off, rep_off, cap_on, rep_on, cc, cr;
         sess_opts og = {be, 4, cases[c].w, cases[c].c, 0}, oc = {cb_backend_cpu(), 4, CB_KV_F32, CB_KV_F32, 0};
         const int fp32 = cases[c].w == CB_KV_F32 && cases[c].c == CB_KV_F32;
-        if (fp32 && graph_logits(&m, &oc, &plan, 0, 0, tokens, T, P, cpu, NULL, &cc, &cr)) goto next;
-        for (int fused = 0; fused <= 2; fused++) { /* op by op, fused, fused with pdl */
-            if (graph_logits(&m, &og, &plan, 0, fused, tokens, T, P, off, NULL, &cap_off, &rep_off) ||
-                graph_logits(&m, &og, &plan, 1, fused, tokens, T, P, on, amax, &cap_on, &rep_on))
+        if (fp32 && graph_logits(&m, &oc, &plan, 0, &STEP_VARIANTS[0], tokens, T, P, cpu, NULL, &cc, &cr)) goto next;
+        for (int vi = 0; vi < N_STEP_VARIANTS; vi++) {
+            const step_variant *sv = &STEP_VARIANTS[vi];
+            if (graph_logits(&m, &og, &plan, 0, sv, tokens, T, P, off, NULL, &cap_off, &rep_off) ||
+                graph_logits(&m, &og, &plan, 1, sv, tokens, T, P, on, amax, &cap_on, &rep_on))
                 break;
             const size_t n = (size_t)T * V;
             double same = iu_rel_diff(on, off, n);
-            char what[160];
-            const char *how = fused == 2 ? "fused, pdl" : fused ? "fused" : "op by op";
+            char what[200];
+            const char *how = sv->name;
             snprintf(what, sizeof what, "%s %s: graphed vs uncaptured (%ld captures, %ld replays)", cases[c].name,
                      how, cap_on, rep_on);
             REPORT_DIFF(what, same, 0);
@@ -714,20 +750,21 @@ TEST(graphed_steps_equal_uncaptured_and_cpu) {
                 REPORT_DIFF(what, d, TOL);
                 if (!(d <= TOL)) FAILF("%s: %.3g", what, d);
             }
-            if (fused == 1) {
+            if (vi == 0) {
+                memcpy(unfused, on, sizeof *on * n);
+            } else if (sv->ref < 0) { /* the fused step */
                 const double tol = fp32 ? TOL : 1e-3;
                 double d = iu_rel_diff(on, unfused, n);
-                snprintf(what, sizeof what, "%s: fused vs op by op (graphed)", cases[c].name);
+                snprintf(what, sizeof what, "%s: %s vs op by op (graphed)", cases[c].name, how);
                 REPORT_DIFF(what, d, tol);
                 if (!(d <= tol)) FAILF("%s: %.3g", what, d);
-                memcpy(unfused, on, sizeof *on * n); /* now the fused logits */
-            } else if (fused == 2) {
-                double d = iu_rel_diff(on, unfused, n);
-                snprintf(what, sizeof what, "%s: fused with pdl vs fused (graphed)", cases[c].name);
+                memcpy(fused, on, sizeof *on * n);
+            } else {
+                const float *ref = STEP_VARIANTS[sv->ref].fused ? fused : unfused;
+                double d = iu_rel_diff(on, ref, n);
+                snprintf(what, sizeof what, "%s: %s vs %s (graphed)", cases[c].name, how, STEP_VARIANTS[sv->ref].name);
                 REPORT_DIFF(what, d, 0);
                 if (!(d == 0)) FAILF("%s: %.3g", what, d);
-            } else {
-                memcpy(unfused, on, sizeof *on * n);
             }
             for (int t = P | 1; t < T; t += 2) /* the odd steps: graph_logits's argmax ones */
                 if (amax[t] != cb_argmax(on + (size_t)t * V, V)) {
@@ -737,7 +774,7 @@ TEST(graphed_steps_equal_uncaptured_and_cpu) {
                 }
         }
     next:
-        free(tokens), free(amax), free(cpu), free(off), free(on), free(unfused);
+        free(tokens), free(amax), free(cpu), free(off), free(on), free(unfused), free(fused);
         cb_model_free(&m);
     }
 #endif
