@@ -243,6 +243,13 @@ int main(int argc, char **argv) {
            : tf32 ? "float32, products in TF32"
                   : "float32", med * 1e3, steps, times[0] * 1e3, times[steps - 1] * 1e3, warmup);
     printf("tokens/s: %.0f\n", (double)N / med);
+#ifdef CB_HAVE_CUDA
+    {
+        int f = cb_backend_cuda_fuse();
+        printf("fused paths (CB_CUDA_FUSE): swiglu %s (amp only), addnorm %s\n", f & CB_CUDA_FUSE_SWIGLU ? "on" : "off",
+               f & CB_CUDA_FUSE_ADDNORM ? "on" : "off");
+    }
+#endif
     printf("model FLOP/s: %.1f TFLOP/s = MFU %.3f of 989 (bf16 dense), %.3f of 67 (fp32)\n", flops * 1e-12,
            flops / PEAK_BF16, flops / PEAK_FP32);
 

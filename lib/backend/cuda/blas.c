@@ -33,14 +33,26 @@ static void gemm_f32(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K,
           "cublasGemmEx (tf32)");
 }
 
+/* C = alpha op(A) op(B) + beta C with A, B bf16, C float32 or (c_bf16) bf16 */
+static void gemm_bf16_to(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, float alpha, const cb_bf16 *A,
+                         int lda, const cb_bf16 *B, int ldb, float beta, void *C, int c_bf16, int ldc) {
+    check(c,
+          cublasGemmEx(c->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
+                       &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C,
+                       c_bf16 ? CUDA_R_16BF : CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT),
+          "cublasGemmEx (bf16)");
+}
+
 /* C (float32) = alpha op(A) op(B) + beta C with A, B bf16 */
 static void gemm_bf16(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, float alpha, const cb_bf16 *A,
                       int lda, const cb_bf16 *B, int ldb, float beta, float *C, int ldc) {
-    check(c,
-          cublasGemmEx(c->blas, trans_b ? CUBLAS_OP_T : CUBLAS_OP_N, trans_a ? CUBLAS_OP_T : CUBLAS_OP_N, N, M, K,
-                       &alpha, B, CUDA_R_16BF, ldb, A, CUDA_R_16BF, lda, &beta, C, CUDA_R_32F, ldc, CUBLAS_COMPUTE_32F,
-                       CUBLAS_GEMM_DEFAULT),
-          "cublasGemmEx (bf16)");
+    gemm_bf16_to(c, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, 0, ldc);
+}
+
+void cb_cuda_gemm16(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, float alpha, const cb_bf16 *A,
+                    int lda, const cb_bf16 *B, int ldb, float beta, void *C, int c_bf16, int ldc) {
+    if (M <= 0 || N <= 0 || K <= 0) return; /* K = 0 never comes: a layer's widths are positive */
+    gemm_bf16_to(c, trans_a, trans_b, M, N, K, alpha, A, lda, B, ldb, beta, C, c_bf16, ldc);
 }
 
 /* Elements from a row-major (rows, cols) operand's first to its last (leading dimension ld). */
@@ -48,7 +60,7 @@ static size_t extent(int rows, int cols, int ld) { return (size_t)(rows - 1) * (
 
 /* bf16 of x[0 .. n): its shadow's, else converted into h16 from *used on (advanced, kept
  * a multiple of 8 so every operand starts 16-byte aligned); NULL when h16 has no room. */
-static const cb_bf16 *as_bf16(cuda_ctx *c, const float *x, size_t n, size_t *used) {
+const cb_bf16 *cb_cuda_as_bf16(cuda_ctx *c, const float *x, size_t n, size_t *used) {
     const cb_bf16 *s = cb_cuda_shadow_of(c, x, n);
     if (s) return s;
     if (!c->h16 || *used + n > c->h16_elems) return NULL;
@@ -68,8 +80,9 @@ void cb_cuda_gemm(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, fl
     }
     if (c->amp) {
         size_t used = 0;
-        const cb_bf16 *a16 = as_bf16(c, A, trans_a ? extent(K, M, lda) : extent(M, K, lda), &used);
-        const cb_bf16 *b16 = a16 ? as_bf16(c, B, trans_b ? extent(N, K, ldb) : extent(K, N, ldb), &used) : NULL;
+        const cb_bf16 *a16 = cb_cuda_as_bf16(c, A, trans_a ? extent(K, M, lda) : extent(M, K, lda), &used);
+        const cb_bf16 *b16 =
+            a16 ? cb_cuda_as_bf16(c, B, trans_b ? extent(N, K, ldb) : extent(K, N, ldb), &used) : NULL;
         if (b16) {
             gemm_bf16(c, trans_a, trans_b, M, N, K, alpha, a16, lda, b16, ldb, beta, C, ldc);
             return;
@@ -130,8 +143,8 @@ void cb_cuda_linear_forward(cuda_ctx *c, float *out, const float *in, const floa
     for (int r0 = 0; r0 < N; r0 += R) {
         int rows = N - r0 < R ? N - r0 : R;
         size_t used = 0;
-        const cb_bf16 *w16 = as_bf16(c, w, (size_t)OC * IC, &used);
-        const cb_bf16 *x16 = as_bf16(c, in + (size_t)r0 * IC, (size_t)rows * IC, &used);
+        const cb_bf16 *w16 = cb_cuda_as_bf16(c, w, (size_t)OC * IC, &used);
+        const cb_bf16 *x16 = cb_cuda_as_bf16(c, in + (size_t)r0 * IC, (size_t)rows * IC, &used);
         gemm_bf16(c, 0, 1, rows, OC, IC, 1, x16, IC, w16, IC, beta, out + (size_t)r0 * OC, OC);
     }
 }
@@ -150,11 +163,11 @@ void cb_cuda_linear_backward(cuda_ctx *c, float *din, float *dw, float *db, cons
     for (int r0 = 0; r0 < N; r0 += R) {
         int rows = N - r0 < R ? N - r0 : R;
         size_t used = 0;
-        const cb_bf16 *w16 = din ? as_bf16(c, w, (size_t)OC * IC, &used) : NULL;
-        const cb_bf16 *dy16 = as_bf16(c, dy + (size_t)r0 * OC, (size_t)rows * OC, &used);
+        const cb_bf16 *w16 = din ? cb_cuda_as_bf16(c, w, (size_t)OC * IC, &used) : NULL;
+        const cb_bf16 *dy16 = cb_cuda_as_bf16(c, dy + (size_t)r0 * OC, (size_t)rows * OC, &used);
         if (din) gemm_bf16(c, 0, 0, rows, IC, OC, 1, dy16, OC, w16, IC, 1, din + (size_t)r0 * IC, IC);
         if (dw) {
-            const cb_bf16 *x16 = as_bf16(c, in + (size_t)r0 * IC, (size_t)rows * IC, &used);
+            const cb_bf16 *x16 = cb_cuda_as_bf16(c, in + (size_t)r0 * IC, (size_t)rows * IC, &used);
             gemm_bf16(c, 1, 0, OC, IC, rows, 1, dy16, OC, x16, IC, 1, dw, IC);
         }
     }

@@ -400,6 +400,27 @@ static cb_backend cuda_backend = {
     .decode_argmax = cb_cuda_decode_argmax,
 };
 
+/* CB_CUDA_FUSE: unset or 1 all, 0 none, else the named ones ("swiglu,...") */
+static int fuse_from_env(void) {
+    const char *v = getenv("CB_CUDA_FUSE");
+    if (!v || !strcmp(v, "1") || !strcmp(v, "all")) return CB_CUDA_FUSE_ALL;
+    int bits = 0;
+    static const struct {
+        const char *name;
+        int bit;
+    } names[] = {{"swiglu", CB_CUDA_FUSE_SWIGLU}, {"addnorm", CB_CUDA_FUSE_ADDNORM}};
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
+        const char *at = strstr(v, names[k].name);
+        size_t len = strlen(names[k].name);
+        if (at && (at == v || at[-1] == ',') && (at[len] == 0 || at[len] == ',')) bits |= names[k].bit;
+    }
+    return bits;
+}
+
+void cb_backend_cuda_set_tf32(int on) {
+    if (ctx.blas) cublasSetMathMode(ctx.blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
+}
+
 /* At exit: the scratch, the small buffers and cuBLAS given back before the runtime's own
  * teardown (registered before this), so a leak check of a program sees none of ours. */
 static void release(void) {
@@ -433,6 +454,8 @@ cb_backend *cb_backend_cuda(void) {
         return NULL;
     }
     atexit(release);
+    ctx.fuse = fuse_from_env();
+    ctx.ahead_op = -1;
     ctx.loss = dev_alloc(2 * sizeof(float), "the loss", &e);
     ctx.norm = dev_alloc((1 + cbk_sumsq_work()) * sizeof(double), "the gradient norm", &e);
     if (!ctx.loss || !ctx.norm) {
@@ -446,6 +469,6 @@ const char *cb_backend_cuda_absent(void) { return absent; }
 
 void cb_backend_cuda_set_amp(int on) { ctx.amp = on; }
 
-void cb_backend_cuda_set_tf32(int on) {
-    if (ctx.blas) cublasSetMathMode(ctx.blas, on ? CUBLAS_TF32_TENSOR_OP_MATH : CUBLAS_DEFAULT_MATH);
-}
+void cb_backend_cuda_set_fuse(int bits) { ctx.fuse = bits & CB_CUDA_FUSE_ALL; }
+
+int cb_backend_cuda_fuse(void) { return ctx.fuse; }

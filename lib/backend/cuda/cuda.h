@@ -19,6 +19,15 @@ void cb_backend_cuda_set_tf32(int on);
 /* Mixed precision (train.amp) when on: products and attention in bf16 on the tensor
  * cores with float32 sums and float32 master weights; else float32 throughout. */
 void cb_backend_cuda_set_amp(int on);
+/* Fused paths under amp, each on unless turned off (bits of cb_backend_cuda_set_fuse; the
+ * environment's CB_CUDA_FUSE when the backend is first asked for: 0 none, 1 all, or
+ * names separated by commas, e.g. swiglu): the same results within amp's tolerances,
+ * less memory traffic. SWIGLU (amp only): the feed-forward's gate, up and h in bf16
+ * (swiglu16.c). ADDNORM (float32 and amp, the same bits as unfused): a residual add and
+ * the RMSNorm that reads its sum in one kernel, forward (within a block) and backward. */
+enum { CB_CUDA_FUSE_SWIGLU = 1, CB_CUDA_FUSE_ADDNORM = 2, CB_CUDA_FUSE_ALL = 3 };
+void cb_backend_cuda_set_fuse(int bits);
+int cb_backend_cuda_fuse(void);
 struct cb_decode;
 /* A decoding state's one-row steps captured as CUDA graphs and replayed (on, the default
  * unless CB_CUDA_GRAPHS=0 is in the environment when the state is made), or launched op

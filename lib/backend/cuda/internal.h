@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <cuda_runtime_api.h>
 #include "backend/backend.h"
+#include "backend/cuda/cuda.h"
 #include "backend/pass.h"
 
 /* bf16 values as their bits (C has no bf16 type; the kernels read them as __nv_bfloat16) */
@@ -58,6 +59,12 @@ typedef struct cuda_ctx {
     unsigned long clock;
     cuda_block *blocks;
     int n_blocks, cap_blocks;
+    int fuse; /* the fused paths on (cuda.h's CB_CUDA_FUSE_* bits) */
+    /* ADDNORM: op ahead_op of the pass whose slots are ahead_slots had its forward done
+     * by the add before it (-1: none); the fused paths taken so far (the tests' proof) */
+    int ahead_op;
+    const float *ahead_slots;
+    unsigned long fused_runs;
 } cuda_ctx;
 
 /* Record the first failure (sticky until synchronize reports it). */
@@ -88,6 +95,14 @@ void cb_cuda_gemm_batched(cuda_ctx *c, int trans_a, int trans_b, int M, int N, i
  * weight's shadow, an activation converted into h16) and sum in float32 into float32
  * outputs; where h16 cannot hold an operand, the product runs in float32 on the tensor
  * cores' TF32 instead, as do the batched products (attention's). Without amp, float32. */
+/* bf16 of x[0 .. n): its shadow's, else converted into h16 from element *used on (*used
+ * advanced to a multiple of 8, so every operand starts 16-byte aligned); NULL when h16
+ * has no room for it. A weight needs at most n + 8 of h16, an activation n + 8. */
+const cb_bf16 *cb_cuda_as_bf16(cuda_ctx *c, const float *x, size_t n, size_t *used);
+/* C = alpha op(A) op(B) + beta C as cb_cuda_gemm, the operands bf16 already, the sums in
+ * float32, C float32 or (c_bf16) bf16, rounded to nearest once */
+void cb_cuda_gemm16(cuda_ctx *c, int trans_a, int trans_b, int M, int N, int K, float alpha, const cb_bf16 *A,
+                    int lda, const cb_bf16 *B, int ldb, float beta, void *C, int c_bf16, int ldc);
 /* bf16 scratch a linear layer's products want: (IC + OC) bf16 a row of N rows, capped
  * (linear_* then run row blocks of what fits) */
 size_t cb_cuda_linear_h16(int N, int IC, int OC);
@@ -115,6 +130,15 @@ int cb_cuda_decode_argmax(cb_backend *be, cb_decode *d, const float *x, int n, i
 /* ops.c */
 int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e);
 void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i);
+
+/* swiglu16.c: a SwiGLU op under amp with CB_CUDA_FUSE_SWIGLU, bf16 from the gate and up
+ * product to the down product's operand (its saved values bf16, in the first half of the
+ * float32 layout's room); the h16 it needs, and whether a pass of N rows takes it (the
+ * same answer in forward and backward: h16 only grows) */
+size_t cb_cuda_swiglu16_h16(int N, int C, int F);
+int cb_cuda_swiglu16_on(const cuda_ctx *c, int N, int C, int F);
+void cb_cuda_swiglu16_forward(cuda_ctx *c, cb_pass *p, int i);
+void cb_cuda_swiglu16_backward(cuda_ctx *c, cb_pass *p, int i);
 
 /* attention.c: an attention op of a full-sequence pass, forward and backward; the floats
  * of ws and red it needs. */

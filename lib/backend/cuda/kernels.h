@@ -49,6 +49,15 @@ void cbk_embedding_backward(float *dwte, float *dwpe, const float *dout, const i
 void cbk_rmsnorm_forward(float *out, float *rstd, const float *in, const float *weight, int N, int C, float eps);
 void cbk_rmsnorm_backward(float *din, float *dweight, float *work, const float *dout, const float *in,
                           const float *weight, const float *rstd, int N, int C);
+/* a residual add and the RMSNorm of its sum (CB_CUDA_FUSE_ADDNORM), the bits of cbk_add
+ * then cbk_rmsnorm_forward: sum = a + b, out = rmsnorm(sum) */
+void cbk_add_rmsnorm_forward(float *sum, float *out, float *rstd, const float *a, const float *b, const float *weight,
+                             int N, int C, float eps);
+/* the bits of cbk_rmsnorm_backward into dsum then the add's backward: with g = dsum +
+ * the norm's din, da += g and db += g (dsum itself not written) */
+void cbk_rmsnorm_backward_add(float *da, float *db, float *dweight, float *work, const float *dsum,
+                              const float *dout, const float *in, const float *weight, const float *rstd, int N,
+                              int C);
 
 /* ---- layernorm.cu (layers/layernorm.c) ---- */
 void cbk_layernorm_forward(float *out, float *mean, float *rstd, const float *in, const float *weight,
@@ -66,6 +75,11 @@ void cbk_bias_rows(float *out, const float *bias, int N, int C);
 void cbk_swiglu_forward(float *h, const float *gate, const float *up, size_t n);
 /* dgate holds dh on entry: dup = dh silu(gate), dgate = dh up silu'(gate) */
 void cbk_swiglu_backward(float *dgate, float *dup, const float *gate, const float *up, size_t n);
+/* amp, bf16 throughout (bits as uint16_t), float32 arithmetic: gu (N, 2F) holds a row's
+ * gate then its up; h (N, F) = silu(gate) up; backward: dgu (N, 2F) = [dh up silu'(gate),
+ * dh silu(gate)], each rounded to bf16 once */
+void cbk_swiglu16_forward(uint16_t *h, const uint16_t *gu, int N, int F);
+void cbk_swiglu16_backward(uint16_t *dgu, const uint16_t *dh, const uint16_t *gu, int N, int F);
 
 /* ---- mlp.cu (layers/mlp.c) ---- */
 /* h = gelu_tanh(pre) */

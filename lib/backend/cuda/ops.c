@@ -3,7 +3,9 @@
  * saved layout, the same dropout offsets), with the layers as kernels/ (one .cu a layer) and the
  * products through blas.c. A decoding pass goes to decode.c. Under amp an op with
  * products makes sure of the bf16 shadow of the pass's weights and of the bf16 scratch
- * its products want (in forward: backward cannot fail); blas.c does the rest. */
+ * its products want (in forward: backward cannot fail); blas.c does the rest. Under amp
+ * SwiGLU's fused path (cuda.h's CB_CUDA_FUSE_SWIGLU) is swiglu16.c; a residual add and the
+ * RMSNorm after it (CB_CUDA_FUSE_ADDNORM) are one kernel here (addnorm_pair). */
 #include "backend/cuda/internal.h"
 
 #include <string.h>
@@ -34,6 +36,22 @@ static size_t max_z(size_t a, size_t b) { return a > b ? a : b; }
 
 static int max_i(int a, int b) { return a > b ? a : b; }
 
+/* ADDNORM: op i is a residual add whose sum the RMSNorm right after it reads. Backward,
+ * the norm's op adds its input gradient and the add's in one kernel and the add's op does
+ * nothing (every other reader of the sum comes later, so its gradient is whole by then);
+ * forward, when both are of one block (cb_segment: what fsdp gathers and checkpointing
+ * reruns together), the add's op writes the sum and the norm and the norm's op, run next,
+ * does nothing. */
+static int addnorm_pair(const cuda_ctx *c, const cb_program *prog, int i) {
+    if (!(c->fuse & CB_CUDA_FUSE_ADDNORM) || i < 0 || i + 1 >= prog->n_ops) return 0;
+    const cb_op *a = &prog->ops[i], *n = &prog->ops[i + 1];
+    if (a->kind != CB_OP_ADD || a->n_in != 2 || n->kind != CB_OP_RMSNORM || n->n_in != 1) return 0;
+    const int *ins = prog->inputs + a->in_first;
+    return prog->inputs[n->in_first] == a->out && ins[0] != a->out && ins[1] != a->out &&
+           prog->slots[a->out].width == n->d_in && prog->slots[ins[0]].width == n->d_in &&
+           prog->slots[ins[1]].width == n->d_in;
+}
+
 /* Floats of ws and red that op i needs, forward or backward, for N rows (attention's
  * depend on c->amp); and the bf16 of h16 its products want under amp (blas.c: a linear
  * layer's operands, row blocks of them past a cap; cb_cuda_gemm's activation operand, which
@@ -51,8 +69,10 @@ static void op_work(const cuda_ctx *c, const cb_program *prog, const cb_op *op, 
         *h16 = cb_cuda_linear_h16(N, op->d_in, op->d_out);
         break;
     case CB_OP_SWIGLU:
-        *ws = 2 * (size_t)N * op->d_ff;
-        *h16 = max_z(cb_cuda_linear_h16(N, op->d_in, op->d_ff), (size_t)N * op->d_in + 16);
+        *ws = 2 * (size_t)N * op->d_ff + 8; /* + 8: swiglu16.c's dgu starts 16-byte aligned */
+        *h16 = c->fuse & CB_CUDA_FUSE_SWIGLU
+                   ? cb_cuda_swiglu16_h16(N, op->d_in, op->d_ff)
+                   : max_z(cb_cuda_linear_h16(N, op->d_in, op->d_ff), (size_t)N * op->d_in + 16);
         break;
     case CB_OP_MLP:
         *ws = (size_t)N * op->d_ff;
@@ -82,6 +102,9 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
         *e = c->err;
         return e->code;
     }
+    /* ADDNORM: this norm's forward was the add's, just before it, in this pass */
+    const int ahead = c->ahead_op == i && c->ahead_slots == p->slots;
+    c->ahead_op = -1;
     const int B = p->B, T = p->T, N = B * T;
     size_t ws, red, h16;
     op_work(c, prog, op, B, T, &ws, &red, &h16);
@@ -103,13 +126,19 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     case CB_OP_EMBED:
         cbk_embedding_forward(out, p->tokens, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_POS), B, T, op->d_out, p->pos0);
         break;
-    case CB_OP_RMSNORM: cbk_rmsnorm_forward(out, saved, in, P(w, op, CB_P_WEIGHT), N, op->d_in, op->eps); break;
+    case CB_OP_RMSNORM:
+        if (!ahead) cbk_rmsnorm_forward(out, saved, in, P(w, op, CB_P_WEIGHT), N, op->d_in, op->eps);
+        break;
     case CB_OP_LAYERNORM:
         cbk_layernorm_forward(out, saved, saved + N, in, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_BIAS), N, op->d_in,
                               op->eps);
         break;
     case CB_OP_ATTENTION: cb_cuda_attention_forward(c, p, i); break;
     case CB_OP_SWIGLU: {
+        if (cb_cuda_swiglu16_on(c, N, op->d_in, op->d_ff)) {
+            cb_cuda_swiglu16_forward(c, p, i);
+            break;
+        }
         size_t nf = (size_t)N * op->d_ff;
         float *gate = saved, *up = saved + nf, *h = saved + 2 * nf;
         cb_cuda_linear_forward(c, gate, in, P(w, op, CB_P_GATE), NULL, N, op->d_in, op->d_ff);
@@ -136,7 +165,19 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
         else cbk_copy(out, in, n_out);
         break;
     case CB_OP_ROPE: cbk_rope(out, in, cos, sin, B, T, op->heads, op->head_dim, 0, 1.0f, 0); break;
-    case CB_OP_ADD: cbk_add(out, in, p->slots + prog->slots[ins[1]].offset, n_out); break;
+    case CB_OP_ADD:
+        if (addnorm_pair(c, prog, i) && prog->ops[i + 1].segment == op->segment) {
+            const cb_op *nop = &prog->ops[i + 1];
+            cbk_add_rmsnorm_forward(out, p->slots + prog->slots[nop->out].offset, p->saved + nop->saved, in,
+                                    p->slots + prog->slots[ins[1]].offset, P(w, nop, CB_P_WEIGHT), N, nop->d_in,
+                                    nop->eps);
+            c->ahead_op = i + 1;
+            c->ahead_slots = p->slots;
+            c->fused_runs++;
+        } else {
+            cbk_add(out, in, p->slots + prog->slots[ins[1]].offset, n_out);
+        }
+        break;
     case CB_OP_COMBINE: {
         /* as layers/elementwise.c: the inputs added in order from the first, then scaled */
         cbk_copy(out, in, n_out);
@@ -179,6 +220,14 @@ void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i) {
         cbk_embedding_backward(G(grads, op, CB_P_WEIGHT), G(grads, op, CB_P_POS), dout, p->tokens, B, T, op->d_out);
         break;
     case CB_OP_RMSNORM:
+        if (addnorm_pair(c, prog, i - 1)) { /* and the add's backward, whose sum this reads */
+            const int *ains = prog->inputs + prog->ops[i - 1].in_first;
+            cbk_rmsnorm_backward_add(p->dslots + prog->slots[ains[0]].offset, p->dslots + prog->slots[ains[1]].offset,
+                                     G(grads, op, CB_P_WEIGHT), c->red, din, dout, in, P(w, op, CB_P_WEIGHT), saved,
+                                     N, op->d_in);
+            c->fused_runs++;
+            break;
+        }
         cbk_rmsnorm_backward(din, G(grads, op, CB_P_WEIGHT), c->red, dout, in, P(w, op, CB_P_WEIGHT), saved, N,
                              op->d_in);
         break;
@@ -188,6 +237,10 @@ void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i) {
         break;
     case CB_OP_ATTENTION: cb_cuda_attention_backward(c, p, i); break;
     case CB_OP_SWIGLU: {
+        if (cb_cuda_swiglu16_on(c, N, op->d_in, op->d_ff)) { /* as forward: h16 only grows */
+            cb_cuda_swiglu16_backward(c, p, i);
+            break;
+        }
         size_t nf = (size_t)N * op->d_ff;
         const float *gate = saved, *up = saved + nf, *h = saved + 2 * nf;
         float *dgate = c->ws, *dup = c->ws + nf;
@@ -226,6 +279,7 @@ void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i) {
         break;
     case CB_OP_ROPE: cbk_rope(din, dout, cos, sin, B, T, op->heads, op->head_dim, 0, -1.0f, 1); break;
     case CB_OP_ADD:
+        if (addnorm_pair(c, prog, i)) break; /* done by the norm's backward */
         cbk_axpy(din, dout, 1.0f, n_out);
         cbk_axpy(p->dslots + prog->slots[ins[1]].offset, dout, 1.0f, n_out);
         break;

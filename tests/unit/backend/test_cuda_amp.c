@@ -341,8 +341,9 @@ static double norm_err(const float *a, const float *b, size_t n, double floor) {
 
 /* The model of yaml at (B,T) forward and backward under amp on the GPU against float32
  * on the CPU; then the weights scaled by 0.75 and written to the device again, and the
- * forward once more (the shadow must follow). */
-static void compare_model_amp(cb_backend *be, const char *what, const char *yaml, int B, int T) {
+ * forward once more (the shadow must follow). first non-NULL: the first round's GPU slots
+ * (prog.slot_elems, malloc'd) handed back there. */
+static void compare_model_amp(cb_backend *be, const char *what, const char *yaml, int B, int T, float **first) {
     json_t *plan = test_compile(yaml, what);
     cb_model m;
     cb_program prog;
@@ -428,6 +429,10 @@ static void compare_model_amp(cb_backend *be, const char *what, const char *yaml
         if (!(worst_b <= AMP_BWD_TOL)) FAILF("%s: gradient normalised error %.3g (%s)", what, worst_b, wb);
         if (!(worst_f >= AMP_MIN_DIFF))
             FAILF("%s: forward within %.3g of float32: the products did not run in bf16", what, worst_f);
+        if (first && round == 0) {
+            *first = slots;
+            slots = NULL;
+        }
         free(slots);
         free(g_gpu);
     }
@@ -466,8 +471,72 @@ TEST(cuda_amp_models) {
     cb_backend *be = gpu();
     if (!be) return;
     char y[2048];
-    compare_model_amp(be, "amp llama_gqa 3x37", llama_yaml(y, sizeof y, 53, 48, 6, 2, 70, 1), 3, 37);
-    compare_model_amp(be, "amp llama_mha 2x130", llama_yaml(y, sizeof y, 301, 64, 4, 4, 96, 0), 2, 130);
+    compare_model_amp(be, "amp llama_gqa 3x37", llama_yaml(y, sizeof y, 53, 48, 6, 2, 70, 1), 3, 37, NULL);
+    compare_model_amp(be, "amp llama_mha 2x130", llama_yaml(y, sizeof y, 301, 64, 4, 4, 96, 0), 2, 130, NULL);
+}
+
+/* Each fused path (cuda.h's CB_CUDA_FUSE_*) on alone and all off: the models held to the
+ * CPU within the same AMP_*_TOL, and proof each fused path ran (the backend's count of
+ * fused launches grew). SWIGLU rounds where the products' operands would be rounded
+ * anyway, but for gate and up, rounded to bf16 before the SiLU: one more 2^-9 relative
+ * error per element, well inside a product's share of the bound; its op outputs must
+ * differ from the unfused run's somewhere. ADDNORM does the unfused kernels' float
+ * operations in the same order: every op output the same bits as unfused. The second
+ * model's d_ff (75) x d_model (40) is no multiple of 16, so up's weights do not follow
+ * gate's (model/params.c pads each tensor to 16 floats): two gate/up products there. */
+TEST(cuda_amp_fused) {
+    cb_backend *be = gpu();
+    if (!be) return;
+    const int saved = cb_backend_cuda_fuse();
+    static const struct {
+        const char *name;
+        int bit, kind; /* kind: the op whose output must differ, -1: every output the same */
+    } fused[] = {{"swiglu", CB_CUDA_FUSE_SWIGLU, CB_OP_SWIGLU}, {"addnorm", CB_CUDA_FUSE_ADDNORM, -1}};
+    const cuda_ctx *c = be->ctx;
+    char y[2048];
+    for (int m = 0; m < 2; m++) {
+        const char *yaml = m == 0 ? llama_yaml(y, sizeof y, 53, 48, 6, 2, 70, 1)
+                                  : llama_yaml(y, sizeof y, 97, 40, 4, 2, 75, 0);
+        const int B = m == 0 ? 3 : 2, T = m == 0 ? 37 : 61;
+        float *off = NULL;
+        char what[128];
+        cb_backend_cuda_set_fuse(0);
+        snprintf(what, sizeof what, "amp model %d unfused", m);
+        compare_model_amp(be, what, yaml, B, T, &off);
+        for (size_t f = 0; f < sizeof fused / sizeof fused[0]; f++) {
+            float *on = NULL;
+            cb_backend_cuda_set_fuse(fused[f].bit);
+            snprintf(what, sizeof what, "amp model %d fused %s", m, fused[f].name);
+            const unsigned long runs = c->fused_runs;
+            compare_model_amp(be, what, yaml, B, T, &on);
+            if (c->fused_runs == runs) FAILF("%s: no fused launch", what);
+            json_t *plan = test_compile(yaml, "fused");
+            cb_model mo;
+            cb_program prog;
+            cb_error e;
+            if (on && off && plan && cb_model_init(&mo, plan, 7, &e) == CB_OK) {
+                if (cb_program_init(&prog, plan, &mo.params, B, T, &e) == CB_OK) {
+                    size_t differ = 0, n = 0;
+                    for (int i = 0; i < prog.n_ops; i++) {
+                        if (fused[f].kind >= 0 && (int)prog.ops[i].kind != fused[f].kind) continue;
+                        const cb_slot *s = &prog.slots[prog.ops[i].out];
+                        for (size_t k = 0; k < (size_t)B * T * s->width; k++, n++)
+                            differ += memcmp(&on[s->offset + k], &off[s->offset + k], sizeof *on) != 0;
+                    }
+                    if (fused[f].kind >= 0 && (!n || !differ))
+                        FAILF("%s: its outputs (%zu) are the unfused path's: it did not run", what, n);
+                    if (fused[f].kind < 0 && differ)
+                        FAILF("%s: %zu of %zu op outputs differ from the unfused path's bits", what, differ, n);
+                    cb_program_free(&prog);
+                }
+                cb_model_free(&mo);
+            }
+            json_decref(plan);
+            free(on);
+        }
+        free(off);
+    }
+    cb_backend_cuda_set_fuse(saved);
 }
 
 /* Under amp the optimizer writes the weights' bf16 copy in the same launches: after a
