@@ -100,6 +100,6 @@ void cbk_rmsnorm_backward_add(float *da, float *db, float *dweight, float *work,
                               const float *dout, const float *in, const float *weight, const float *rstd, int N,
                               int C) {
     if (N <= 0) return;
-    rmsnorm_backward_add<<<N, CBK_THREADS>>>(da, db, dsum, dout, in, weight, rstd, C);
+    rmsnorm_backward_add<<<N, CBK_THREADS, 0, cbk_stream>>>(da, db, dsum, dout, in, weight, rstd, C);
     if (dweight) cbk_colsum_of(dweight, work, N, C, rms_dweight_elem{dout, in, rstd, C});
 }

@@ -53,6 +53,6 @@ void cbk_swiglu16_forward(uint16_t *h, const uint16_t *gu, int N, int F) {
 void cbk_swiglu16_backward(uint16_t *dgu, const uint16_t *dh, const uint16_t *gu, int N, int F) {
     size_t n = (size_t)N * F;
     if (n)
-        swiglu16_backward<<<cbk_grid(n), CBK_THREADS>>>((__nv_bfloat16 *)dgu, (const __nv_bfloat16 *)dh,
+        swiglu16_backward<<<cbk_grid(n), CBK_THREADS, 0, cbk_stream>>>((__nv_bfloat16 *)dgu, (const __nv_bfloat16 *)dh,
                                                         (const __nv_bfloat16 *)gu, F, n);
 }
