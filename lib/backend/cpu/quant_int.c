@@ -354,11 +354,7 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
         float out[CB_QI_MAX_M];                                                                          \
         int r = 0;                                                                                      \
         if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && rows4_enabled())                            \
-            for (; r + 4 <= nrows; r += 4) {                                                            \
-                const unsigned char *row = rows + (size_t)r * row_bytes;                                \
-                prefetch_row(row + ahead, 4 * row_bytes);                                               \
-                KERN4(CB_KV_Q4_0, y + r, row, row_bytes, a);                                           \
-            }                                                                                           \
+            for (; r + 4 <= nrows; r += 4) KERN4(CB_KV_Q4_0, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
         for (; r < nrows; r++) {                                                                        \
             const unsigned char *row = rows + (size_t)r * row_bytes;                                    \
             prefetch_row(row + ahead, row_bytes);                                                       \
@@ -380,9 +376,9 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
 #define KERN_AVX2(K, M, out, row, a) kern_avx2(K, M, out, row, a)
 #define KERN_BW(K, M, out, row, a) kern512_bw(K, M, out, row, a)
 #define KERN_VNNI(K, M, out, row, a) kern512_vnni(K, M, out, row, a)
-#define KERN4_NONE(K, out, row, row_bytes, a) (void)0
-#define KERN4_BW(K, out, row, row_bytes, a) kern512_rows4_bw(K, out, row, row_bytes, a)
-#define KERN4_VNNI(K, out, row, row_bytes, a) kern512_rows4_vnni(K, out, row, row_bytes, a)
+#define KERN4_NONE(K, out, row, row_bytes, a, ahead) (void)0
+#define KERN4_BW(K, out, row, row_bytes, a, ahead) kern512_rows4_bw(K, out, row, row_bytes, a, ahead)
+#define KERN4_VNNI(K, out, row, row_bytes, a, ahead) kern512_rows4_vnni(K, out, row, row_bytes, a, ahead)
 ROWS_FN(rows_avx2, T_AVX2, KERN_AVX2, 0, KERN4_NONE)
 ROWS_FN(rows_avx512bw, __attribute__((target(TGT512))), KERN_BW, 1, KERN4_BW)
 ROWS_FN(rows_avx512vnni, __attribute__((target(TGT512 ",avx512vnni"))), KERN_VNNI, 1, KERN4_VNNI)
