@@ -238,10 +238,11 @@ static void act_release(act_buf *buf) {
 
 /* Rows per item: ITEM_BYTES of weights whatever the tokens (a claim costs the same for any
  * n; 5 tokens' items of 2 fp32 rows spent a tenth of a verification pass claiming). A
- * multiple of 4 rows where it can be, for the 4-row kernel. */
+ * multiple of 4 rows where it can be, for the 4-row kernels (rows4 here, and q4_0's one-token
+ * kernel in quant_int.c). */
 static int rows_per_item(const cb_weight_matrix *W, int n) {
     size_t per = ITEM_BYTES / W->row_bytes;
-    if (n > 1 && per > 4) per &= ~(size_t)3;
+    if ((n > 1 || W->kind == CB_KV_Q4_0) && per > 4) per &= ~(size_t)3;
     return per < 1 ? 1 : per > (size_t)W->rows ? W->rows : (int)per;
 }
 
