@@ -10,6 +10,7 @@
 #include "backend/cpu/matvec.h"
 
 #include <cblas.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -160,12 +161,14 @@ static inline __attribute__((always_inline)) float dot_pf(const int K, const voi
 /* 1 unless CB_MATVEC_PF=0 in the environment (dot_pf off: cb_kv_dot after a whole-row
  * prefetch, as before), to tell its effect apart. Read once. */
 static int dot_pf_enabled(void) {
-    static int on = -1; // a benign race: every thread computes the same value
-    if (on < 0) {
+    static atomic_int on = -1;
+    int v = atomic_load_explicit(&on, memory_order_relaxed);
+    if (v < 0) {
         const char *e = getenv("CB_MATVEC_PF");
-        on = !(e && e[0] == '0');
+        v = !(e && e[0] == '0');
+        atomic_store_explicit(&on, v, memory_order_relaxed);
     }
-    return on;
+    return v;
 }
 #else
 #define DOT_PF 0
