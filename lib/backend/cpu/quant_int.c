@@ -18,6 +18,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "tensor/dtype.h"
@@ -147,6 +148,19 @@ static inline size_t prefetch_ahead(size_t row_bytes) {
 }
 static inline __attribute__((always_inline)) void prefetch_row(const unsigned char *p, size_t bytes) {
     for (size_t off = 0; off < bytes; off += 64) __builtin_prefetch(p + off, 0, 3);
+}
+
+/* 1 unless CB_QI_ROWS4=0 in the environment: the 4-row one-token kernel off, to tell its
+ * effect (bench) or a fault in it apart. Read once. */
+static int rows4_enabled(void) {
+    static atomic_int on = -1;
+    int v = atomic_load_explicit(&on, memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("CB_QI_ROWS4");
+        v = !(e && e[0] == '0');
+        atomic_store_explicit(&on, v, memory_order_relaxed);
+    }
+    return v;
 }
 
 static size_t weight_blocks(cb_kv_kind kind, size_t n) {
@@ -331,13 +345,17 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
     }
 }
 
-/* One path's row loop: K and M dispatched once per call, the kernel inlined for each. */
-#define ROWS_FN(NAME, ATTR, KERN)                                                                      \
+/* One path's row loop: K and M dispatched once per call, the kernel inlined for each; one
+ * token of q4_0 goes 4 rows at a time where the path has KERN4 (HAS4). */
+#define ROWS_FN(NAME, ATTR, KERN, HAS4, KERN4)                                                         \
     ATTR static void NAME(cb_kv_kind kind, float *y, size_t ldy, const unsigned char *rows, size_t row_bytes, \
                           int nrows, const cb_act_q8 *a, int m) {                                       \
         const size_t ahead = prefetch_ahead(row_bytes);                                                 \
         float out[CB_QI_MAX_M];                                                                          \
-        for (int r = 0; r < nrows; r++) {                                                               \
+        int r = 0;                                                                                      \
+        if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && rows4_enabled())                            \
+            for (; r + 4 <= nrows; r += 4) KERN4(CB_KV_Q4_0, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
+        for (; r < nrows; r++) {                                                                        \
             const unsigned char *row = rows + (size_t)r * row_bytes;                                    \
             prefetch_row(row + ahead, row_bytes);                                                       \
             switch (kind * 16 + m) {                                                                    \
@@ -358,9 +376,12 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
 #define KERN_AVX2(K, M, out, row, a) kern_avx2(K, M, out, row, a)
 #define KERN_BW(K, M, out, row, a) kern512_bw(K, M, out, row, a)
 #define KERN_VNNI(K, M, out, row, a) kern512_vnni(K, M, out, row, a)
-ROWS_FN(rows_avx2, T_AVX2, KERN_AVX2)
-ROWS_FN(rows_avx512bw, __attribute__((target(TGT512))), KERN_BW)
-ROWS_FN(rows_avx512vnni, __attribute__((target(TGT512 ",avx512vnni"))), KERN_VNNI)
+#define KERN4_NONE(K, out, row, row_bytes, a, ahead) (void)0
+#define KERN4_BW(K, out, row, row_bytes, a, ahead) kern512_rows4_bw(K, out, row, row_bytes, a, ahead)
+#define KERN4_VNNI(K, out, row, row_bytes, a, ahead) kern512_rows4_vnni(K, out, row, row_bytes, a, ahead)
+ROWS_FN(rows_avx2, T_AVX2, KERN_AVX2, 0, KERN4_NONE)
+ROWS_FN(rows_avx512bw, __attribute__((target(TGT512))), KERN_BW, 1, KERN4_BW)
+ROWS_FN(rows_avx512vnni, __attribute__((target(TGT512 ",avx512vnni"))), KERN_VNNI, 1, KERN4_VNNI)
 #endif
 
 void cb_qi_rows_dot(cb_kv_kind kind, float *y, size_t ldy, const void *rows, size_t row_bytes, int nrows,

@@ -198,7 +198,8 @@ TEST(qi_rows_every_path_kind_and_m) {
 }
 
 /* The extremes: weights and activations at full scale (int8 -127/127, nibbles 0 and 15,
- * nf4 levels +-1) so that a saturating int16 pair sum would show. */
+ * nf4 levels +-1) so that a saturating int16 pair sum would show; 5 copies of the row, so
+ * that q4_0's 4-row one-token kernel and the one-row one after it both see them. */
 TEST(qi_rows_extremes_every_path) {
     const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
     const int cols = 256;
@@ -209,21 +210,24 @@ TEST(qi_rows_extremes_every_path) {
         for (int ki = 0; ki < 3; ki++) {
             for (int sign = -1; sign <= 1; sign += 2) {
                 const cb_kv_kind k = kinds[ki];
-                unsigned char row[512];
+                unsigned char row[5 * 512];
                 for (int j = 0; j < cols; j++) {
                     wf[j] = (j % 2 ? 1.0f : -1.0f) * (k == CB_KV_Q4_0 ? (j % 4 < 2 ? 1.0f : -1.0f) : 1.0f);
                     x[j] = (float)sign * wf[j];
                 }
-                cb_kv_quantize_row(k, row, wf, cols);
+                const size_t rb = cb_kv_kind_bytes(k, cols);
+                for (int r = 0; r < 5; r++) cb_kv_quantize_row(k, row + r * rb, wf, cols);
                 cb_act_q8 a;
                 void *buf = act_buf(&a, cols);
                 cb_act_q8_quantize(&a, x);
-                float y;
-                cb_qi_rows_dot(k, &y, 1, row, cb_kv_kind_bytes(k, cols), 1, &a, 1);
+                float y[5];
+                cb_qi_rows_dot(k, y, 5, row, rb, 5, &a, 1);
                 double ref = 0, scale, lerr;
                 for (int j = 0; j < cols; j++) ref += stored_value(k, row, (size_t)j, &scale, &lerr) * x[j];
-                if (!(fabs(y - ref) <= 1e-3 * fabs(ref) + 1e-3))
-                    FAILF("%s %s sign %d: %g, expected %g", cb_qi_path_name((cb_qi_path)p), cb_kv_kind_name(k), sign, y, ref);
+                for (int r = 0; r < 5; r++)
+                    if (!(fabs(y[r] - ref) <= 1e-3 * fabs(ref) + 1e-3))
+                        FAILF("%s %s sign %d row %d: %g, expected %g", cb_qi_path_name((cb_qi_path)p), cb_kv_kind_name(k),
+                              sign, r, y[r], ref);
                 free(buf);
             }
         }
