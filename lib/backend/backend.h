@@ -100,6 +100,11 @@ struct cb_backend {
      * ds in device memory); the mean KL comes back, NaN after a device failure. */
     double (*distill_kl)(cb_backend *be, float *ds, const float *s, const float *t, int rows, int V, double temp,
                          double scale);
+
+    /* Device memory the backend's buffers (alloc) hold now, in bytes as asked for; NULL where
+     * memory is the host's. cb-bench memory counts a session by it: the device's free memory
+     * moves in whole pages and not at all when the driver reuses pages freed before. */
+    size_t (*held_bytes)(cb_backend *be);
 };
 
 /* The CPU backend (backend/cpu/cpu.c): always present. */

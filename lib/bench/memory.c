@@ -71,6 +71,7 @@ int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, co
     int on_device = be && !be->unified && be->memory_info;
     size_t free_before = 0, free_after = 0, total = 0;
     if (on_device) CB_TRY(be->memory_info(be, &free_before, &total, e));
+    const size_t held_before = on_device && be->held_bytes ? be->held_bytes(be) : 0;
     cb_session s;
     cb_session_config sc = cb_session_config_default();
     sc.max_seq_len = seq_len;
@@ -90,7 +91,11 @@ int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, co
         r->peak_rss_bytes = cb_memory_peak_rss();
         if (on_device) rc = be->memory_info(be, &free_after, &total, e);
         if (rc == CB_OK && on_device) {
-            r->device_bytes = free_before > free_after ? (long)(free_before - free_after) : 0;
+            if (be->held_bytes) { /* the session's buffers: exact */
+                const size_t held = be->held_bytes(be);
+                r->device_bytes = held > held_before ? (long)(held - held_before) : 0;
+            } else
+                r->device_bytes = free_before > free_after ? (long)(free_before - free_after) : 0;
             r->device_total_bytes = (long)total;
         }
     }

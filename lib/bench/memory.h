@@ -26,8 +26,9 @@ typedef struct cb_memory_result {
     long baseline_rss_bytes;   /* resident memory before the session (the weights, the
                                   process), after freed memory went back to the system; -1 */
     long device_bytes;         /* a device with its own memory (the GPU): what the session
-                                  held on it at the end (weights, cache, scratch), its free
-                                  memory before the session minus after; -1 none or unknown */
+                                  held on it at the end (weights, cache, scratch): the bytes
+                                  of the backend's buffers (held_bytes) the session added,
+                                  else its free memory before minus after; -1 none or unknown */
     long device_total_bytes;   /* that device's memory; -1 */
 } cb_memory_result;
 

@@ -135,8 +135,9 @@ close gpu_recompute_losses "$TMP/gpu/metrics.jsonl" "$TMP/gpu_ck/metrics.jsonl"
 #     each head of 4 values is a whole padded block on the GPU (2 layers x (k + v) x 2 kv
 #     heads x 34 = 272 bytes a token) where the CPU packs a token's row of 8 values into a
 #     quarter block (2 x 2 x 34 / 4 = 34; infer/kv_cache.h); and the device memory the
-#     session held is at least its weights and cache (cudaMemGetInfo's free memory before
-#     minus after; allocations come in whole pages, so more, never less)
+#     session held is at least its weights and cache (the bytes of the buffers it allocated,
+#     backend.h held_bytes: the free memory's drop read 2 MiB for the first session of the
+#     process and 0 for the next three, whose pages the driver reused; H100, 05:17)
 { cat tests/cli/train/tiny.yml; printf '%s\n' '    benchmarks:' '      - id: mem' \
     '        config: {type: memory, sequence_lengths: [16, 48], quantization_modes: [fp32, q8_0]}' \
     '        models: [adamw]'; } > "$TMP/bm.yml"

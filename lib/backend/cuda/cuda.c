@@ -162,6 +162,13 @@ static void *cuda_alloc(cb_backend *be, size_t bytes, cb_error *e) {
     return p;
 }
 
+static size_t cuda_held_bytes(cb_backend *be) {
+    (void)be;
+    size_t n = 0;
+    for (int i = 0; i < ctx.n_blocks; i++) n += ctx.blocks[i].bytes;
+    return n;
+}
+
 static void cuda_free(cb_backend *be, void *p) {
     (void)be;
     if (!p) return;
@@ -398,6 +405,7 @@ static cb_backend cuda_backend = {
     .unreserve = cb_cuda_vmm_unreserve,
     .resident = cb_cuda_vmm_resident,
     .decode_argmax = cb_cuda_decode_argmax,
+    .held_bytes = cuda_held_bytes,
 };
 
 /* CB_CUDA_FUSE: unset or 1 all, 0 none, else the named ones ("swiglu,...") */
