@@ -38,16 +38,6 @@ typedef struct ad_plan {
     size_t smem;
 } ad_plan;
 
-static int sm_count(void) {
-    static int n;
-    if (!n) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 100;
-    }
-    return n;
-}
-
 /* keys a split holds for span keys: enough splits to make want, each a multiple of 64 keys
  * and at most smax (the host plans with it, and a graphed step's kernel from its length) */
 __host__ __device__ static inline int split_keys(long span, long want, long smax) {
@@ -80,7 +70,7 @@ static ad_plan plan_of(int m, int H, int Hkv, int ds, int dr, int dv, int span) 
     if (smax < 64) smax = 64;
     if (smax > 4096) smax = 4096;
     const long base = (long)Hkv * p.hsplit * ((m + p.qt - 1) / p.qt);
-    const long want_blocks = 4L * sm_count();
+    const long want_blocks = 4L * cbk_sm_count();
     long want = (want_blocks + base - 1) / base;
     if (want < 1) want = 1;
     const int S = split_keys(span, want, smax);

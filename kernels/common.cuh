@@ -24,6 +24,18 @@ __device__ __forceinline__ void cbk_pdl_wait(void) {
 #endif
 }
 
+/* The current device's multiprocessors (100 if it cannot say), asked once per file: grids
+ * sized to fill the GPU. Not a stream operation, so safe to call before a capture. */
+static inline int cbk_sm_count(void) {
+    static int n;
+    if (!n) {
+        int dev = 0;
+        cudaGetDevice(&dev);
+        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 100;
+    }
+    return n;
+}
+
 /* kernel<<<grid, block, smem, cbk_stream>>>(args...), with cbk_pdl's attribute */
 template <typename... K, typename... A>
 static inline void cbk_launch(void (*kernel)(K...), dim3 grid, dim3 block, size_t smem, A... args) {

@@ -207,22 +207,12 @@ static __global__ void __launch_bounds__(32 * MS_WARPS, AHEAD > 4 ? 3 : MS_BLOCK
     }
 }
 
-static int ms_sm_count(void) {
-    static int n;
-    if (!n) {
-        int dev = 0;
-        cudaGetDevice(&dev);
-        if (cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess || n <= 0) n = 100;
-    }
-    return n;
-}
-
 static int ms_ahead = 4, ms_stage = 0; /* cbk_set_step_tuning */
 
 void cbk_set_step_tuning(int ahead, int stage) {
     ms_ahead = ahead == 8 ? 8 : 4;
     ms_stage = stage != 0;
-    ms_sm_count(); /* not a stream operation: a step sets this before its capture */
+    cbk_sm_count(); /* not a stream operation: a step sets this before its capture */
 }
 
 void cbk_matvec_step(float *y, const void *W, size_t row_bytes, int kind, const float *x, const float *bias,
@@ -236,7 +226,7 @@ void cbk_matvec_step(float *y, const void *W, size_t row_bytes, int kind, const 
     const int xvec = cols % 4 == 0 && (staged || (uintptr_t)x % 16 == 0);
     const size_t smem = staged ? (size_t)cols * sizeof(float) : 0;
     const size_t pair = gate_up ? (size_t)rows * row_bytes : 0;
-    const int most = ms_sm_count() * (ms_ahead > 4 ? 3 : MS_BLOCKS_SM);
+    const int most = cbk_sm_count() * (ms_ahead > 4 ? 3 : MS_BLOCKS_SM);
     const int want = (rows + MS_WARPS - 1) / MS_WARPS;
     const unsigned grid = (unsigned)(want < most ? want : most), threads = 32 * MS_WARPS;
     const unsigned char *w = (const unsigned char *)W;
