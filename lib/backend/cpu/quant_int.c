@@ -163,6 +163,33 @@ static int rows4_enabled(void) {
     return v;
 }
 
+/* 1 unless CB_QI_Q4PERM=0: q4_0's AVX-512 kernels take two blocks' nibbles and scales from
+ * one masked load through two vpermw (quant_int_512.inc weights2) instead of two loads, an
+ * insert, a vpermq and two scale broadcasts. Read once. */
+static int q4perm_enabled(void) {
+    static atomic_int on = -1;
+    int v = atomic_load_explicit(&on, memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("CB_QI_Q4PERM");
+        v = !(e && e[0] == '0');
+        atomic_store_explicit(&on, v, memory_order_relaxed);
+    }
+    return v;
+}
+
+/* 1 unless CB_QI_PFREAD=0: one token's q8_0 rows on AVX-512 prefetch the row ahead a cache
+ * line as each 64 bytes are read (as matvec.c's dot_pf) instead of whole before reading it. */
+static int pfread_enabled(void) {
+    static atomic_int on = -1;
+    int v = atomic_load_explicit(&on, memory_order_relaxed);
+    if (v < 0) {
+        const char *e = getenv("CB_QI_PFREAD");
+        v = !(e && e[0] == '0');
+        atomic_store_explicit(&on, v, memory_order_relaxed);
+    }
+    return v;
+}
+
 static size_t weight_blocks(cb_kv_kind kind, size_t n) {
     const size_t bv = (size_t)cb_kv_kind_block_values(kind);
     return (n + bv - 1) / bv;
@@ -353,11 +380,18 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
         const size_t ahead = prefetch_ahead(row_bytes);                                                 \
         float out[CB_QI_MAX_M];                                                                          \
         int r = 0;                                                                                      \
-        if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && rows4_enabled())                            \
-            for (; r + 4 <= nrows; r += 4) KERN4(CB_KV_Q4_0, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
+        const int p4 = kind == CB_KV_Q4_0 && q4perm_enabled();                                          \
+        const int pf_read = HAS4 && m == 1 && kind == CB_KV_Q8_0 && pfread_enabled();                   \
+        if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && rows4_enabled()) {                                  \
+            if (p4)                                                                                     \
+                for (; r + 4 <= nrows; r += 4) KERN4(CB_KV_Q4_0, 1, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
+            else                                                                                        \
+                for (; r + 4 <= nrows; r += 4) KERN4(CB_KV_Q4_0, 0, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
+        }                                                                                               \
         for (; r < nrows; r++) {                                                                        \
             const unsigned char *row = rows + (size_t)r * row_bytes;                                    \
-            prefetch_row(row + ahead, row_bytes);                                                       \
+            if (!pf_read) prefetch_row(row + ahead, row_bytes);                                         \
+            const unsigned char *pf = pf_read ? row + ahead : NULL;                                     \
             switch (kind * 16 + m) {                                                                    \
             ROWS_CASES(KERN, CB_KV_Q8_0)                                                                \
             ROWS_CASES(KERN, CB_KV_Q4_0)                                                                \
@@ -368,17 +402,17 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
         }                                                                                               \
     }
 #define ROWS_CASE(KERN, K, M) \
-    case K * 16 + M: KERN(K, M, out, row, a); break;
+    case K * 16 + M: KERN(K, p4, M, out, row, a, pf); break;
 #define ROWS_CASES(KERN, K)                                                                              \
     ROWS_CASE(KERN, K, 1) ROWS_CASE(KERN, K, 2) ROWS_CASE(KERN, K, 3) ROWS_CASE(KERN, K, 4)             \
     ROWS_CASE(KERN, K, 5) ROWS_CASE(KERN, K, 6) ROWS_CASE(KERN, K, 7) ROWS_CASE(KERN, K, 8)
 
-#define KERN_AVX2(K, M, out, row, a) kern_avx2(K, M, out, row, a)
-#define KERN_BW(K, M, out, row, a) kern512_bw(K, M, out, row, a)
-#define KERN_VNNI(K, M, out, row, a) kern512_vnni(K, M, out, row, a)
-#define KERN4_NONE(K, out, row, row_bytes, a, ahead) (void)0
-#define KERN4_BW(K, out, row, row_bytes, a, ahead) kern512_rows4_bw(K, out, row, row_bytes, a, ahead)
-#define KERN4_VNNI(K, out, row, row_bytes, a, ahead) kern512_rows4_vnni(K, out, row, row_bytes, a, ahead)
+#define KERN_AVX2(K, P, M, out, row, a, pf) ((void)(pf), kern_avx2(K, M, out, row, a))
+#define KERN_BW(K, P, M, out, row, a, pf) kern512_bw(K, P, M, out, row, a, pf)
+#define KERN_VNNI(K, P, M, out, row, a, pf) kern512_vnni(K, P, M, out, row, a, pf)
+#define KERN4_NONE(K, P, out, row, row_bytes, a, ahead) (void)0
+#define KERN4_BW(K, P, out, row, row_bytes, a, ahead) kern512_rows4_bw(K, P, out, row, row_bytes, a, ahead)
+#define KERN4_VNNI(K, P, out, row, row_bytes, a, ahead) kern512_rows4_vnni(K, P, out, row, row_bytes, a, ahead)
 ROWS_FN(rows_avx2, T_AVX2, KERN_AVX2, 0, KERN4_NONE)
 ROWS_FN(rows_avx512bw, __attribute__((target(TGT512))), KERN_BW, 1, KERN4_BW)
 ROWS_FN(rows_avx512vnni, __attribute__((target(TGT512 ",avx512vnni"))), KERN_VNNI, 1, KERN4_VNNI)
