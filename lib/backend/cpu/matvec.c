@@ -20,6 +20,7 @@
 #include "backend/cpu/quant_dot.h"
 #include "backend/cpu/quant_int.h"
 #include "backend/cpu/quant_mm.h"
+#include "core/env_switch.h"
 
 /* Below this many weights a parallel region costs more than it saves. */
 #define PARALLEL_MIN 65536
@@ -162,13 +163,7 @@ static inline __attribute__((always_inline)) float dot_pf(const int K, const voi
  * prefetch, as before), to tell its effect apart. Read once. */
 static int dot_pf_enabled(void) {
     static atomic_int on = -1;
-    int v = atomic_load_explicit(&on, memory_order_relaxed);
-    if (v < 0) {
-        const char *e = getenv("CB_MATVEC_PF");
-        v = !(e && e[0] == '0');
-        atomic_store_explicit(&on, v, memory_order_relaxed);
-    }
-    return v;
+    return cb_env_switch_on(&on, "CB_MATVEC_PF");
 }
 #else
 #define DOT_PF 0

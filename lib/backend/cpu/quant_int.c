@@ -21,6 +21,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/env_switch.h"
 #include "tensor/dtype.h"
 
 #if (defined(__x86_64__) || defined(__i386__)) && (defined(__GNUC__) || defined(__clang__))
@@ -154,13 +155,7 @@ static inline __attribute__((always_inline)) void prefetch_row(const unsigned ch
  * effect (bench) or a fault in it apart. Read once. */
 static int rows4_enabled(void) {
     static atomic_int on = -1;
-    int v = atomic_load_explicit(&on, memory_order_relaxed);
-    if (v < 0) {
-        const char *e = getenv("CB_QI_ROWS4");
-        v = !(e && e[0] == '0');
-        atomic_store_explicit(&on, v, memory_order_relaxed);
-    }
-    return v;
+    return cb_env_switch_on(&on, "CB_QI_ROWS4");
 }
 
 /* 1 unless CB_QI_Q4PERM=0: q4_0's AVX-512 kernels take two blocks' nibbles and scales from
@@ -168,26 +163,14 @@ static int rows4_enabled(void) {
  * insert, a vpermq and two scale broadcasts. Read once. */
 static int q4perm_enabled(void) {
     static atomic_int on = -1;
-    int v = atomic_load_explicit(&on, memory_order_relaxed);
-    if (v < 0) {
-        const char *e = getenv("CB_QI_Q4PERM");
-        v = !(e && e[0] == '0');
-        atomic_store_explicit(&on, v, memory_order_relaxed);
-    }
-    return v;
+    return cb_env_switch_on(&on, "CB_QI_Q4PERM");
 }
 
 /* 1 unless CB_QI_PFREAD=0: one token's q8_0 rows on AVX-512 prefetch the row ahead a cache
  * line as each 64 bytes are read (as matvec.c's dot_pf) instead of whole before reading it. */
 static int pfread_enabled(void) {
     static atomic_int on = -1;
-    int v = atomic_load_explicit(&on, memory_order_relaxed);
-    if (v < 0) {
-        const char *e = getenv("CB_QI_PFREAD");
-        v = !(e && e[0] == '0');
-        atomic_store_explicit(&on, v, memory_order_relaxed);
-    }
-    return v;
+    return cb_env_switch_on(&on, "CB_QI_PFREAD");
 }
 
 static size_t weight_blocks(cb_kv_kind kind, size_t n) {
