@@ -42,8 +42,18 @@ static int make_dirs(const char *path, cb_error *e) {
     return CB_OK;
 }
 
+/* a JSON array of numbers, strings, booleans and nulls (context_lengths=[1024,4096]) */
+static int is_scalar_list(const json_t *v) {
+    size_t i;
+    json_t *x;
+    if (!json_is_array(v)) return 0;
+    json_array_foreach(v, i, x) if (json_is_object(x) || json_is_array(x)) return 0;
+    return 1;
+}
+
 /* --var NAME=VALUE into the manifest's vars: VALUE as JSON when it reads as a number,
- * boolean or null (steps=30), else as a string */
+ * boolean, null or a list of those (steps=30, context_lengths=[1024,4096]), else as a
+ * string. Mappings stay strings: the manifest's own mappings carry their YAML lines. */
 static int set_vars(json_t *manifest, const cb_run_request *rq, json_t *overrides, cb_error *e) {
     json_t *vars = json_object_get(json_object_get(manifest, "manifest"), "vars");
     for (int i = 0; i < rq->n_vars; i++) {
@@ -54,7 +64,7 @@ static int set_vars(json_t *manifest, const cb_run_request *rq, json_t *override
         if (!json_is_object(vars) || !json_object_get(vars, name))
             return cb_fail(e, CB_E_USAGE, rq->manifest, "--var %s: the manifest has no var %s", rq->vars[i], name);
         json_t *v = json_loads(eq + 1, JSON_DECODE_ANY, NULL);
-        if (!v || json_is_object(v) || json_is_array(v)) {
+        if (!v || json_is_object(v) || (json_is_array(v) && !is_scalar_list(v))) {
             json_decref(v);
             v = json_string(eq + 1);
         }

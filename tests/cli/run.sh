@@ -81,6 +81,11 @@ expect_run var_override 0 "$CB" run -q --var steps_a=10 m.yml --group pipe -o ex
 [ -d exp/runs/a/step-00000010 ] && [ ! -d exp/runs/a/step-00000015 ] && grep -q '"steps_a": 10' exp/provenance.json &&
     ok var_override_applies || not_ok var_override_applies "$(ls exp/runs/a | tr '\n' ' ')"
 
+# a list var: JSON on the command line, a list in the plan
+expect_run var_list 0 "$CB" run -q --var 'betas_b=[0.8,0.99]' m.yml --group pipe -o exp
+[ "$(jq -c '.groups[] | select(.name == "pipe") | .runs[] | select(.id == "b") | .train.betas' exp/plan.json)" = "[0.8,0.99]" ] &&
+    ok var_list_applies || not_ok var_list_applies "$(jq -c '.groups[0].runs[1].train' exp/plan.json)"
+
 # 4. -j 2 and a dry run
 expect_run parallel 0 "$CB" run -q -j 2 m.yml --group pipe -o expj
 [ -f expj/stamps/sample-s.done ] && ok parallel_completes || not_ok parallel_completes "no sample stamp"
