@@ -36,8 +36,16 @@ else
     mkdir -p data && ln -sfn "$(cd "$data" && pwd)" data/sbm-gpt2
 fi
 start=$(date +%s)
-"$CB_BIN/cb" run "$manifest" --group "$group" -j "$jobs" -o "$out/exp" "${vars[@]}"
-echo "cb run: $(( $(date +%s) - start )) s" >&2
+rc=0
+"$CB_BIN/cb" run "$manifest" --group "$group" -j "$jobs" -o "$out/exp" "${vars[@]}" || rc=$?
+echo "cb run: $(( $(date +%s) - start )) s, exit $rc" >&2
+# the table needs every run and benchmark, not the charts: where only the artifacts stage
+# failed (a machine without gnuplot), the table is still printed and the exit status kept
+if [ $rc -ne 0 ]; then
+    for want in "$out"/exp/stamps/*.want; do
+        [ "$want" = "$out/exp/stamps/artifacts.want" ] || [ -f "${want%.want}.done" ] || exit $rc
+    done
+fi
 
 E=$out/exp
 # the group's runs: the students are those named student*; teacher_long is optional
