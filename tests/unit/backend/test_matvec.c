@@ -5,6 +5,9 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/cpu/matmul_float.h"
 #include "backend/cpu/matvec.h"
@@ -158,4 +161,45 @@ TEST(matvec_view_and_errors) {
     cb_weight_matrix_free(&conv);
     EXPECT_EQ_INT(CB_E_INVALID, cb_weight_matrix_from_f32(&conv, (cb_kv_kind)99, w, rows, cols, &e));
     EXPECT_EQ_INT(CB_E_INVALID, cb_weight_matrix_from_f32(&conv, CB_KV_Q8_0, w, 0, cols, &e));
+}
+
+/* A matrix whose last row ends where its mapping does (a PROT_NONE page after it), viewed
+ * in place as memory-mapped weights are: every kind, one token and three, gives what the same
+ * rows give in an owned copy, and no kernel reads a byte past the last row (it would fault
+ * here; past an owned copy it reads the allocator's slack unnoticed). */
+TEST(matvec_never_reads_past_the_last_row) {
+    const int shapes[][2] = {{1, 32}, {3, 33}, {5, 100}, {4, 768}, {7, 736}};
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), span = 16 * page;
+    unsigned char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) FAILF("mmap: %s", "failed");
+    EXPECT_EQ_INT(0, mprotect(map + span, page, PROT_NONE));
+    float w[7 * 768], x[3 * 768], y0[3 * 7], y1[3 * 7];
+    for (int i = 0; i < 7 * 768; i++) w[i] = urandf();
+    for (int i = 0; i < 3 * 768; i++) x[i] = urandf();
+    for (int si = 0; si < 5; si++)
+        for (int k = 0; k < CB_KV_COUNT; k++) {
+            const int rows = shapes[si][0], cols = shapes[si][1];
+            cb_weight_matrix own, view;
+            cb_error e;
+            EXPECT_EQ_INT(CB_OK, cb_weight_matrix_from_f32(&own, (cb_kv_kind)k, w, rows, cols, &e));
+            const size_t bytes = cb_weight_matrix_bytes(&own);
+            if (bytes > span) FAILF("%zu bytes do not fit the mapping", bytes);
+            memcpy(map + span - bytes, own.data, bytes);
+            cb_weight_matrix_view(&view, (cb_kv_kind)k, map + span - bytes, rows, cols);
+            for (int n = 1; n <= 3; n += 2) {
+                if (n == 1) {
+                    cb_matvec(y0, &own, x, NULL);
+                    cb_matvec(y1, &view, x, NULL);
+                } else {
+                    cb_matvec_n(y0, &own, x, NULL, n);
+                    cb_matvec_n(y1, &view, x, NULL, n);
+                }
+                for (int i = 0; i < n * rows; i++)
+                    if (!(fabs(y1[i] - y0[i]) <= 1e-5 * (fabs(y0[i]) + 1)))
+                        FAILF("%s %dx%d, %d tokens, value %d: %g in place, %g in a copy", cb_kv_kind_name((cb_kv_kind)k),
+                              rows, cols, n, i, y1[i], y0[i]);
+            }
+            cb_weight_matrix_free(&own);
+        }
+    munmap(map, span + page);
 }

@@ -7,6 +7,8 @@
 
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "backend/cpu/quant_int.h"
 #include "tensor/dtype.h"
@@ -233,6 +235,56 @@ TEST(qi_rows_extremes_every_path) {
         }
     }
     EXPECT(cb_qi_path_force(best));
+}
+
+/* The last row of a matrix ends where the mapping does (a PROT_NONE page after it), in rows of
+ * an odd number of blocks: a kernel that loads past a row's last block (q4_0's masked
+ * two-block load without its mask, a two-block q8_0 load) faults here, where reading into the
+ * next row or into padding goes unnoticed. Every path, kind, 1..5 rows (the 4-row one-token
+ * kernel and the rows after it), 1 and 3 tokens. */
+TEST(qi_rows_never_read_past_the_last_block) {
+    const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
+    const int cols_list[4] = {32, 96, 160, 736}; // 1, 3, 5 and 23 blocks of 32 (nf4: 64 values a block)
+    const size_t page = (size_t)sysconf(_SC_PAGESIZE), span = 4 * page;
+    unsigned char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (map == MAP_FAILED) FAILF("mmap: %s", "failed");
+    EXPECT_EQ_INT(0, mprotect(map + span, page, PROT_NONE));
+    const cb_qi_path best = cb_qi_path_current();
+    float wf[736], x[3 * 736], y[3 * 5];
+    for (int j = 0; j < 3 * 736; j++) x[j] = urandf();
+    for (int j = 0; j < 736; j++) wf[j] = urandf();
+    int checked = 0;
+    for (int p = 0; p < CB_QI_PATH_COUNT; p++) {
+        if (!cb_qi_path_force((cb_qi_path)p)) continue;
+        for (int ki = 0; ki < 3; ki++)
+            for (int ci = 0; ci < 4; ci++)
+                for (int rows = 1; rows <= 5; rows++)
+                    for (int m = 1; m <= 3; m += 2) {
+                        const cb_kv_kind k = kinds[ki];
+                        const int cols = cols_list[ci];
+                        const size_t rb = cb_kv_kind_bytes(k, (size_t)cols);
+                        unsigned char *w = map + span - rows * rb; // the last byte of the last row is span - 1
+                        for (int r = 0; r < rows; r++) cb_kv_quantize_row(k, w + r * rb, wf, (size_t)cols);
+                        cb_act_q8 a[3];
+                        void *bufs[3];
+                        for (int i = 0; i < m; i++) {
+                            bufs[i] = act_buf(&a[i], (size_t)cols);
+                            cb_act_q8_quantize(&a[i], x + i * cols);
+                        }
+                        cb_qi_rows_dot(k, y, (size_t)rows, w, rb, rows, a, m);
+                        double ref = 0, scale, lerr;
+                        for (int j = 0; j < cols; j++) ref += stored_value(k, w, (size_t)j, &scale, &lerr) * x[j];
+                        for (int r = 0; r < rows; r++)
+                            if (!(fabs(y[r] - ref) <= 0.05 * sqrt((double)cols)))
+                                FAILF("%s %s %d cols row %d: %g, expected about %g", cb_qi_path_name((cb_qi_path)p),
+                                      cb_kv_kind_name(k), cols, r, y[r], ref);
+                        for (int i = 0; i < m; i++) free(bufs[i]);
+                        checked++;
+                    }
+    }
+    EXPECT(checked >= 3 * 4 * 5 * 2);
+    EXPECT(cb_qi_path_force(best));
+    munmap(map, span + page);
 }
 
 TEST(qi_nan_activation_gives_nan) {
