@@ -2,12 +2,11 @@
  * f32 weights, within a bound built from the per-value error of the kind; the n-token
  * variant against n single products; views of stored data. */
 #include "test.h"
+#include "guard_page.h"
 
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "backend/cpu/matmul_float.h"
 #include "backend/cpu/matvec.h"
@@ -169,10 +168,12 @@ TEST(matvec_view_and_errors) {
  * here; past an owned copy it reads the allocator's slack unnoticed). */
 TEST(matvec_never_reads_past_the_last_row) {
     const int shapes[][2] = {{1, 32}, {3, 33}, {5, 100}, {4, 768}, {7, 736}};
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE), span = 16 * page;
-    unsigned char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (map == MAP_FAILED) FAILF("mmap: %s", "failed");
-    EXPECT_EQ_INT(0, mprotect(map + span, page, PROT_NONE));
+    const size_t span = 16 * (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *map = cb_test_guarded_span(span);
+    if (!map) {
+        FAILF("could not map %zu bytes with a guard page after them", span);
+        return;
+    }
     float w[7 * 768], x[3 * 768], y0[3 * 7], y1[3 * 7];
     for (int i = 0; i < 7 * 768; i++) w[i] = urandf();
     for (int i = 0; i < 3 * 768; i++) x[i] = urandf();
@@ -183,7 +184,11 @@ TEST(matvec_never_reads_past_the_last_row) {
             cb_error e;
             EXPECT_EQ_INT(CB_OK, cb_weight_matrix_from_f32(&own, (cb_kv_kind)k, w, rows, cols, &e));
             const size_t bytes = cb_weight_matrix_bytes(&own);
-            if (bytes > span) FAILF("%zu bytes do not fit the mapping", bytes);
+            if (bytes > span) {
+                FAILF("%zu bytes do not fit the mapping", bytes);
+                cb_weight_matrix_free(&own);
+                continue;
+            }
             memcpy(map + span - bytes, own.data, bytes);
             cb_weight_matrix_view(&view, (cb_kv_kind)k, map + span - bytes, rows, cols);
             for (int n = 1; n <= 3; n += 2) {
@@ -201,5 +206,5 @@ TEST(matvec_never_reads_past_the_last_row) {
             }
             cb_weight_matrix_free(&own);
         }
-    munmap(map, span + page);
+    cb_test_guarded_free(map, span);
 }

@@ -4,11 +4,10 @@
  * weights, within the bound quant_int.h derives (activation rounding, nf4's integer levels,
  * f32 additions). */
 #include "test.h"
+#include "guard_page.h"
 
 #include <stdint.h>
 #include <stdlib.h>
-#include <sys/mman.h>
-#include <unistd.h>
 
 #include "backend/cpu/quant_int.h"
 #include "tensor/dtype.h"
@@ -245,10 +244,12 @@ TEST(qi_rows_extremes_every_path) {
 TEST(qi_rows_never_read_past_the_last_block) {
     const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
     const int cols_list[4] = {32, 96, 160, 736}; // 1, 3, 5 and 23 blocks of 32 (nf4: 64 values a block)
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE), span = 4 * page;
-    unsigned char *map = mmap(NULL, span + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (map == MAP_FAILED) FAILF("mmap: %s", "failed");
-    EXPECT_EQ_INT(0, mprotect(map + span, page, PROT_NONE));
+    const size_t span = 4 * (size_t)sysconf(_SC_PAGESIZE);
+    unsigned char *map = cb_test_guarded_span(span);
+    if (!map) {
+        FAILF("could not map %zu bytes with a guard page after them", span);
+        return;
+    }
     const cb_qi_path best = cb_qi_path_current();
     float wf[736], x[3 * 736], y[3 * 5];
     for (int j = 0; j < 3 * 736; j++) x[j] = urandf();
@@ -284,7 +285,7 @@ TEST(qi_rows_never_read_past_the_last_block) {
     }
     EXPECT(checked >= 3 * 4 * 5 * 2);
     EXPECT(cb_qi_path_force(best));
-    munmap(map, span + page);
+    cb_test_guarded_free(map, span);
 }
 
 TEST(qi_nan_activation_gives_nan) {
