@@ -1,7 +1,8 @@
 #!/bin/bash
 # upcycle_result.sh [-o DIR] [-j N] [--data DIR] [--group G] [--var NAME=VALUE ...]: issue 13's result.
 # Prepares SOTU + Brown + Moby-Dick (GPT-2 tokens) unless --data names a prepared folder,
-# runs presets/upcycle_result.yml's group `result` (or G: `result16`) through cb run (teacher,
+# runs presets/upcycle_result.yml's group `result` (or G: `result16`; `final`, every model of
+# the table in one run) through cb run (teacher,
 # teacher_long, control, the DBA students: every run named student*; perplexity, latency and
 # memory benchmarks), then prints the
 # table: convergence check, each student's K+V cache and perplexity against the equal-steps
@@ -40,7 +41,8 @@ rc=0
 "$CB_BIN/cb" run "$manifest" --group "$group" -j "$jobs" -o "$out/exp" "${vars[@]}" || rc=$?
 echo "cb run: $(( $(date +%s) - start )) s, exit $rc" >&2
 # the table needs every run and benchmark, not the charts: where only the artifacts stage
-# failed (a machine without gnuplot), the table is still printed and the exit status kept
+# failed (a machine without gnuplot), the table is still printed; the script then exits
+# with cb run's status
 if [ $rc -ne 0 ]; then
     for want in "$out"/exp/stamps/*.want; do
         [ "$want" = "$out/exp/stamps/artifacts.want" ] || [ -f "${want%.want}.done" ] || exit $rc
@@ -154,3 +156,4 @@ for p in 4096 8192; do
     done
 done
 echo "goal 3 (decode at 4k and 8k >= 1.5x the teacher's tokens/s): read from the lines above"
+exit $rc
