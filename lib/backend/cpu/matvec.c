@@ -183,7 +183,8 @@ typedef struct matvec_job {
  * when one token's fit (up to 8192 values), else on the heap. */
 #define ACT_STACK_VALUES 8192
 typedef struct act_buf {
-    unsigned char stack[ACT_STACK_VALUES / CB_QI_BLOCK * CB_QI_BLOCK * 5 + 320] __attribute__((aligned(64)));
+    unsigned char stack[ACT_STACK_VALUES / CB_QI_BLOCK * CB_QI_BLOCK * 5 + 320 +
+                        (ACT_STACK_VALUES / 96 + 1) * CB_QI_G3_BYTES] __attribute__((aligned(64)));
     cb_act_q8 stack_act;
     unsigned char *heap;
     cb_act_q8 *heap_act;
@@ -225,6 +226,7 @@ static int act_prepare(matvec_job *j, act_buf *buf, int n) {
     if ((size_t)n * cols >= PARALLEL_MIN) cb_parallel_for(n, quantise_token, &q);
     else
         for (int i = 0; i < n; i++) quantise_token(&q, i);
+    if (n == 1 && j->W->kind == CB_KV_Q4_0) cb_act_q8_layout_q4(&acts[0]); // one token: 3 blocks a step
     j->acts = acts;
     return 1;
 }

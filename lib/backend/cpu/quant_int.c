@@ -41,7 +41,10 @@ static size_t even_blocks(size_t n) {
     return nb + (nb & 1) + (nb == 0 ? 2 : 0);
 }
 
-size_t cb_act_q8_bytes(size_t n) { return even_blocks(n) * CB_QI_BLOCK * 5; }
+/* Three-block groups of q4_0 weight blocks over n values (cb_act_q8.g3). */
+static size_t g3_groups(size_t n) { return ((n + 31) / 32 + 2) / 3; }
+
+size_t cb_act_q8_bytes(size_t n) { return even_blocks(n) * CB_QI_BLOCK * 5 + g3_groups(n) * CB_QI_G3_BYTES; }
 
 void cb_act_q8_init(cb_act_q8 *a, void *buf, size_t n) {
     const size_t nb = even_blocks(n);
@@ -52,6 +55,7 @@ void cb_act_q8_init(cb_act_q8 *a, void *buf, size_t n) {
     a->d = (float *)(p + nb * CB_QI_BLOCK);
     a->c128 = (int32_t *)(p + 2 * nb * CB_QI_BLOCK);
     a->c8 = (int32_t *)(p + 4 * nb * CB_QI_BLOCK);
+    a->g3 = NULL; // cb_act_q8_layout_q4 places it at p + 5 * nb * CB_QI_BLOCK
 }
 
 static void quantize_portable(cb_act_q8 *a, const float *x) {
@@ -140,6 +144,39 @@ int cb_qi_path_force(cb_qi_path path) {
 }
 
 int cb_qi_kind(cb_kv_kind kind) { return kind == CB_KV_Q8_0 || kind == CB_KV_Q4_0 || kind == CB_KV_NF4; }
+
+/* 1 unless CB_QI_G3=0: one token's q4_0 rows three blocks a step (cb_act_q8.g3) instead of
+ * two through vpermw. Read once. */
+static int g3_enabled(void) {
+    static atomic_int on = -1;
+    return cb_env_switch_on(&on, "CB_QI_G3");
+}
+
+void cb_act_q8_layout_q4(cb_act_q8 *a) {
+    a->g3 = NULL;
+    if (cb_qi_path_current() < CB_QI_AVX512BW || !g3_enabled()) return;
+    unsigned char *g3 = (unsigned char *)a->q + 5 * a->nb * CB_QI_BLOCK;
+    const size_t nbw = (a->n + 31) / 32, ng = g3_groups(a->n);
+    for (size_t g = 0; g < ng; g++) {
+        unsigned char *G = g3 + g * CB_QI_G3_BYTES;
+        int8_t *lo = (int8_t *)G, *hi = lo + 64;
+        int32_t *c = (int32_t *)(void *)(G + 128);
+        float *d = (float *)(void *)(G + 192);
+        memset(G, 0, 128);
+        for (int l = 0; l < 16; l++) d[l] = 0.0f;
+        for (size_t j = 0; j < 3 && 3 * g + j < nbw; j++) {
+            const size_t b = 3 * g + j;
+            memcpy(lo + 18 * j + 2, a->q + b * 32, 16);
+            memcpy(hi + 18 * j + 2, a->q + b * 32 + 16, 16);
+            static const int first[3] = {0, 5, 9}, count[3] = {5, 4, 5};
+            for (int l = first[j]; l < first[j] + count[j]; l++) d[l] = a->d[b * 8];
+        }
+        for (int l = 0; l < 16; l++)
+            c[l] = -8 * (lo[4 * l] + lo[4 * l + 1] + lo[4 * l + 2] + lo[4 * l + 3] + hi[4 * l] + hi[4 * l + 1] +
+                         hi[4 * l + 2] + hi[4 * l + 3]);
+    }
+    a->g3 = g3;
+}
 
 /* Rows this far ahead of the one being read are prefetched (whole rows, at least 8 KiB: a
  * core streaming on the hardware prefetchers alone fell short of its bandwidth; matvec.c). */
@@ -356,8 +393,9 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
 }
 
 /* One path's row loop: K and M dispatched once per call, the kernel inlined for each; one
- * token of q4_0 goes 4 rows at a time where the path has KERN4 (HAS4). */
-#define ROWS_FN(NAME, ATTR, KERN, HAS4, KERN4)                                                         \
+ * token of q4_0 goes 4 rows at a time where the path has KERN4 (HAS4), three blocks a step
+ * (KERNG3) where its activations have the q4_0 layout. */
+#define ROWS_FN(NAME, ATTR, KERN, HAS4, KERN4, KERNG3)                                                       \
     ATTR static void NAME(cb_kv_kind kind, float *y, size_t ldy, const unsigned char *rows, size_t row_bytes, \
                           int nrows, const cb_act_q8 *a, int m) {                                       \
         const size_t ahead = prefetch_ahead(row_bytes);                                                 \
@@ -365,7 +403,9 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
         int r = 0;                                                                                      \
         const int p4 = kind == CB_KV_Q4_0 && q4perm_enabled();                                          \
         const int pf_read = HAS4 && m == 1 && kind == CB_KV_Q8_0 && pfread_enabled();                   \
-        if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && rows4_enabled()) {                                  \
+        if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && a->g3) {                                            \
+            for (; r + 4 <= nrows; r += 4) KERNG3(y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead);  \
+        } else if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && rows4_enabled()) {                           \
             if (p4)                                                                                     \
                 for (; r + 4 <= nrows; r += 4) KERN4(CB_KV_Q4_0, 1, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
             else                                                                                        \
@@ -396,9 +436,12 @@ __attribute__((target(TGT512))) static void quantize_512(cb_act_q8 *a, const flo
 #define KERN4_NONE(K, P, out, row, row_bytes, a, ahead) (void)0
 #define KERN4_BW(K, P, out, row, row_bytes, a, ahead) kern512_rows4_bw(K, P, out, row, row_bytes, a, ahead)
 #define KERN4_VNNI(K, P, out, row, row_bytes, a, ahead) kern512_rows4_vnni(K, P, out, row, row_bytes, a, ahead)
-ROWS_FN(rows_avx2, T_AVX2, KERN_AVX2, 0, KERN4_NONE)
-ROWS_FN(rows_avx512bw, __attribute__((target(TGT512))), KERN_BW, 1, KERN4_BW)
-ROWS_FN(rows_avx512vnni, __attribute__((target(TGT512 ",avx512vnni"))), KERN_VNNI, 1, KERN4_VNNI)
+#define KERNG3_NONE(out, row, row_bytes, a, ahead) (void)0
+#define KERNG3_BW(out, row, row_bytes, a, ahead) kern512_q4g3_rows4_bw(out, row, row_bytes, a, ahead)
+#define KERNG3_VNNI(out, row, row_bytes, a, ahead) kern512_q4g3_rows4_vnni(out, row, row_bytes, a, ahead)
+ROWS_FN(rows_avx2, T_AVX2, KERN_AVX2, 0, KERN4_NONE, KERNG3_NONE)
+ROWS_FN(rows_avx512bw, __attribute__((target(TGT512))), KERN_BW, 1, KERN4_BW, KERNG3_BW)
+ROWS_FN(rows_avx512vnni, __attribute__((target(TGT512 ",avx512vnni"))), KERN_VNNI, 1, KERN4_VNNI, KERNG3_VNNI)
 #endif
 
 void cb_qi_rows_dot(cb_kv_kind kind, float *y, size_t ldy, const void *rows, size_t row_bytes, int nrows,

@@ -60,15 +60,36 @@ typedef struct cb_act_q8 {
     int8_t *q;
     float *d;
     int32_t *c128, *c8;
+    /* NULL, or the same values laid out for one token's q4_0 rows three blocks at a time
+     * (cb_act_q8_layout_q4): per three weight blocks, CB_QI_G3_BYTES of
+     *   lo[64], hi[64]: int8, at the byte where a 64-byte load of the three blocks (18 bytes
+     *     each: fp16 scale, 16 bytes of nibbles) holds a value's nibble, the activation that
+     *     nibble multiplies (low nibbles: values 0-15 of a block, high: 16-31); 0 at the
+     *     scales' bytes and past the blocks;
+     *   c[16] int32: -8 * the sum of lo and hi over the 4 bytes of each 32-bit lane (q4_0's
+     *     offset of 8);
+     *   d[16] f32: the activation scale of the block a lane's bytes belong to (lanes 0-4 the
+     *     first block, 5-8 the second, 9-13 the third), 0 in lanes 14-15.
+     * No 32-bit lane holds bytes of two blocks (a block's 16 nibble bytes start 2 bytes
+     * after its scale, 18 bytes apart), so one load, two shifts/masks and two integer dot
+     * products serve three blocks, against a permute a pair of blocks before. */
+    unsigned char *g3;
 } cb_act_q8;
 
-/* Bytes a cb_act_q8 of n values needs from cb_act_q8_init's buffer (64-byte aligned). */
+#define CB_QI_G3_BYTES 256 /* the q4_0 layout's bytes per three weight blocks */
+
+/* Bytes a cb_act_q8 of n values needs from cb_act_q8_init's buffer (64-byte aligned), the
+ * q4_0 layout included. */
 size_t cb_act_q8_bytes(size_t n);
-/* Lay a (n values) over buf (cb_act_q8_bytes(n) bytes, 64-byte aligned). */
+/* Lay a (n values) over buf (cb_act_q8_bytes(n) bytes, 64-byte aligned); g3 NULL. */
 void cb_act_q8_init(cb_act_q8 *a, void *buf, size_t n);
 /* a = x (a->n values) quantised as above; on the AVX-512 paths 16 values at a time, the same
- * bytes as the portable loop (the same f32 operations). */
+ * bytes as the portable loop (the same f32 operations). Leaves g3 NULL. */
 void cb_act_q8_quantize(cb_act_q8 *a, const float *x);
+/* After cb_act_q8_quantize: write the q4_0 layout (g3) where the current path has kernels
+ * for it (AVX-512) and CB_QI_G3 is not 0 in the environment; else leave g3 NULL. One
+ * token's q4_0 rows (cb_qi_rows_dot, m = 1) then go three blocks a step. */
+void cb_act_q8_layout_q4(cb_act_q8 *a);
 
 /* The instruction sets of the kernels, best last. */
 typedef enum cb_qi_path {

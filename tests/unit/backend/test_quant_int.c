@@ -2,7 +2,8 @@
  * can run (each forced in turn): int8 activation blocks within half a step, and the row
  * products of q8_0, q4_0 and nf4 weights for 1..8 tokens against an fp64 sum over the stored
  * weights, within the bound quant_int.h derives (activation rounding, nf4's integer levels,
- * f32 additions). */
+ * f32 additions). The row checks run twice: activations as quantised, and with the q4_0
+ * three-block layout (cb_act_q8_layout_q4), which one token's q4_0 rows take where it is laid. */
 #include "test.h"
 #include "guard_page.h"
 
@@ -20,6 +21,17 @@ static void *act_buf(cb_act_q8 *a, size_t n) {
     void *buf = aligned_alloc(64, (cb_act_q8_bytes(n) + 63) / 64 * 64);
     cb_act_q8_init(a, buf, n);
     return buf;
+}
+
+/* a = x quantised; with layout, also the q4_0 layout, which every AVX-512 path must lay (a
+ * check that would pass without ever reaching the three-block kernel is no check). */
+static int g_layout;
+static void act_quantize(cb_act_q8 *a, const float *x) {
+    cb_act_q8_quantize(a, x);
+    if (!g_layout) return;
+    cb_act_q8_layout_q4(a);
+    if ((a->g3 != NULL) != (cb_qi_path_current() >= CB_QI_AVX512BW))
+        FAILF("%s path: q4_0 layout %s", cb_qi_path_name(cb_qi_path_current()), a->g3 ? "laid" : "not laid");
 }
 
 TEST(act_q8_quantize_bounds) {
@@ -146,7 +158,7 @@ static double rows_check(cb_kv_kind k, int rows, int cols, int m, float xscale) 
     for (int i = 0; i < m; i++) {
         for (int j = 0; j < cols; j++) x[(size_t)i * cols + j] = urandf() * xscale * (j % 3 == 0 ? 4.0f : 1.0f);
         bufs[i] = act_buf(&a[i], (size_t)cols);
-        cb_act_q8_quantize(&a[i], x + (size_t)i * cols);
+        act_quantize(&a[i], x + (size_t)i * cols);
     }
     cb_qi_rows_dot(k, y, (size_t)rows, w, row_bytes, rows, a, m);
     const double nb = (double)((cols + 31) / 32);
@@ -173,7 +185,8 @@ static double rows_check(cb_kv_kind k, int rows, int cols, int m, float xscale) 
 
 TEST(qi_rows_every_path_kind_and_m) {
     const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
-    const int shapes[][2] = {{7, 32}, {5, 64}, {9, 100}, {4, 33}, {6, 768}, {3, 2048}, {5, 96}};
+    // (q4_0 rows of 1 to 96 blocks: three-block groups with 0, 1 and 2 blocks left over)
+    const int shapes[][2] = {{7, 32}, {5, 64}, {9, 100}, {4, 33}, {6, 768}, {3, 2048}, {5, 96}, {8, 160}, {9, 3072}};
     const cb_qi_path best = cb_qi_path_current();
     int tested = 0;
     for (int p = 0; p < CB_QI_PATH_COUNT; p++) {
@@ -182,17 +195,20 @@ TEST(qi_rows_every_path_kind_and_m) {
             continue;
         }
         tested++;
-        for (int ki = 0; ki < 3; ki++) {
-            double worst = 0;
-            for (int s = 0; s < 7; s++)
-                for (int m = 1; m <= CB_QI_MAX_M; m++)
-                    worst = cb_test_worst(worst, rows_check(kinds[ki], shapes[s][0], shapes[s][1], m, m % 2 ? 1.0f : 1e-3f));
-            char what[96];
-            snprintf(what, sizeof what, "%s %s rows x 1..8 tokens error / bound", cb_qi_path_name((cb_qi_path)p),
-                     cb_kv_kind_name(kinds[ki]));
-            REPORT_DIFF(what, worst, 1.0);
-            if (!(worst <= 1.0)) FAILF("%s: error %.3g times its bound", what, worst);
-        }
+        for (g_layout = 0; g_layout <= 1; g_layout++)
+            for (int ki = 0; ki < 3; ki++) {
+                double worst = 0;
+                for (int s = 0; s < 9; s++)
+                    for (int m = 1; m <= CB_QI_MAX_M; m++)
+                        worst = cb_test_worst(worst,
+                                              rows_check(kinds[ki], shapes[s][0], shapes[s][1], m, m % 2 ? 1.0f : 1e-3f));
+                char what[112];
+                snprintf(what, sizeof what, "%s %s rows x 1..8 tokens%s error / bound", cb_qi_path_name((cb_qi_path)p),
+                         cb_kv_kind_name(kinds[ki]), g_layout ? " (q4_0 layout)" : "");
+                REPORT_DIFF(what, worst, 1.0);
+                if (!(worst <= 1.0)) FAILF("%s: error %.3g times its bound", what, worst);
+            }
+        g_layout = 0;
     }
     EXPECT(tested >= 1);
     EXPECT(cb_qi_path_force(best));
@@ -208,6 +224,7 @@ TEST(qi_rows_extremes_every_path) {
     const cb_qi_path best = cb_qi_path_current();
     for (int p = 0; p < CB_QI_PATH_COUNT; p++) {
         if (!cb_qi_path_force((cb_qi_path)p)) continue;
+        for (g_layout = 0; g_layout <= 1; g_layout++)
         for (int ki = 0; ki < 3; ki++) {
             for (int sign = -1; sign <= 1; sign += 2) {
                 const cb_kv_kind k = kinds[ki];
@@ -220,7 +237,7 @@ TEST(qi_rows_extremes_every_path) {
                 for (int r = 0; r < 5; r++) cb_kv_quantize_row(k, row + r * rb, wf, cols);
                 cb_act_q8 a;
                 void *buf = act_buf(&a, cols);
-                cb_act_q8_quantize(&a, x);
+                act_quantize(&a, x);
                 float y[5];
                 cb_qi_rows_dot(k, y, 5, row, rb, 5, &a, 1);
                 double ref = 0, scale, lerr;
@@ -232,6 +249,7 @@ TEST(qi_rows_extremes_every_path) {
                 free(buf);
             }
         }
+        g_layout = 0;
     }
     EXPECT(cb_qi_path_force(best));
 }
@@ -243,7 +261,9 @@ TEST(qi_rows_extremes_every_path) {
  * kernel and the rows after it), 1 and 3 tokens. */
 TEST(qi_rows_never_read_past_the_last_block) {
     const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
-    const int cols_list[4] = {32, 96, 160, 736}; // 1, 3, 5 and 23 blocks of 32 (nf4: 64 values a block)
+    // 1, 3, 5 and 23 blocks of 32 (nf4: 64 values a block); q4_0's three-block groups: 1, 1,
+    // 2 (the second of 2 blocks) and 8 (the last of 2 blocks)
+    const int cols_list[4] = {32, 96, 160, 736};
     const size_t span = 4 * (size_t)sysconf(_SC_PAGESIZE);
     unsigned char *map = cb_test_guarded_span(span);
     if (!map) {
@@ -257,6 +277,7 @@ TEST(qi_rows_never_read_past_the_last_block) {
     int checked = 0;
     for (int p = 0; p < CB_QI_PATH_COUNT; p++) {
         if (!cb_qi_path_force((cb_qi_path)p)) continue;
+        for (g_layout = 0; g_layout <= 1; g_layout++)
         for (int ki = 0; ki < 3; ki++)
             for (int ci = 0; ci < 4; ci++)
                 for (int rows = 1; rows <= 5; rows++)
@@ -270,7 +291,7 @@ TEST(qi_rows_never_read_past_the_last_block) {
                         void *bufs[3];
                         for (int i = 0; i < m; i++) {
                             bufs[i] = act_buf(&a[i], (size_t)cols);
-                            cb_act_q8_quantize(&a[i], x + i * cols);
+                            act_quantize(&a[i], x + i * cols);
                         }
                         cb_qi_rows_dot(k, y, (size_t)rows, w, rb, rows, a, m);
                         double ref = 0, scale, lerr;
@@ -282,8 +303,9 @@ TEST(qi_rows_never_read_past_the_last_block) {
                         for (int i = 0; i < m; i++) free(bufs[i]);
                         checked++;
                     }
+        g_layout = 0;
     }
-    EXPECT(checked >= 3 * 4 * 5 * 2);
+    EXPECT(checked >= 2 * 3 * 4 * 5 * 2);
     EXPECT(cb_qi_path_force(best));
     cb_test_guarded_free(map, span);
 }
@@ -301,5 +323,13 @@ TEST(qi_nan_activation_gives_nan) {
     float y = 0;
     cb_qi_rows_dot(CB_KV_Q8_0, &y, 1, row, cb_kv_kind_bytes(CB_KV_Q8_0, cols), 1, &a, 1);
     EXPECT(isnan(y));
+    // q4_0, 4 rows, through the three-block layout where the path lays it
+    unsigned char rows4[4 * 2 * sizeof(cb_block_q4_0)];
+    const size_t rb = cb_kv_kind_bytes(CB_KV_Q4_0, cols);
+    for (int r = 0; r < 4; r++) cb_kv_quantize_row(CB_KV_Q4_0, rows4 + r * rb, wf, cols);
+    cb_act_q8_layout_q4(&a);
+    float y4[4] = {0};
+    cb_qi_rows_dot(CB_KV_Q4_0, y4, 4, rows4, rb, 4, &a, 1);
+    for (int r = 0; r < 4; r++) EXPECT(isnan(y4[r]));
     free(buf);
 }
