@@ -10,8 +10,13 @@
 #define CB_PAR_FOR_N _Pragma("omp parallel for simd if (n > CB_OMP_MIN_WORK)")
 
 void CB_FN(cb_add_forward)(real *restrict out, const real *restrict a, const real *restrict b, size_t n) {
-    CB_PAR_FOR_N
-    for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    if (n > CB_OMP_MIN_WORK) { // (no if clause: a residual add of one decoded row, loops.h)
+#pragma omp parallel for simd
+        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    } else {
+#pragma omp simd
+        for (size_t i = 0; i < n; i++) out[i] = a[i] + b[i];
+    }
 }
 
 void CB_FN(cb_add_backward)(real *restrict da, real *restrict db, const real *restrict dout, size_t n) {

@@ -5,21 +5,27 @@
 #include <string.h>
 #include "layers/loops.h"
 
+static inline void embedding_row(real *restrict y, const real *restrict tok, const real *restrict pos, int C) {
+    if (pos) {
+#pragma omp simd
+        for (int c = 0; c < C; c++) y[c] = tok[c] + pos[c];
+    } else {
+        memcpy(y, tok, (size_t)C * sizeof(real));
+    }
+}
+
 void CB_FN(cb_embedding_forward)(real *restrict out, const int32_t *restrict tokens, const real *restrict wte,
                                  const real *restrict wpe, int B, int T, int C, int pos0) {
     int N = B * T;
-#pragma omp parallel for if ((size_t)N * C > CB_OMP_MIN_WORK)
-    for (int n = 0; n < N; n++) {
-        real *y = out + (size_t)n * C;
-        const real *tok = wte + (size_t)tokens[n] * C;
-        if (wpe) {
-            const real *pos = wpe + (size_t)(pos0 + n % T) * C;
-#pragma omp simd
-            for (int c = 0; c < C; c++) y[c] = tok[c] + pos[c];
-        } else {
-            memcpy(y, tok, (size_t)C * sizeof(real));
-        }
+#define EMBEDDING_ROW(n) \
+    embedding_row(out + (size_t)(n) * C, wte + (size_t)tokens[n] * C, wpe ? wpe + (size_t)(pos0 + (n) % T) * C : NULL, C)
+    if ((size_t)N * C > CB_OMP_MIN_WORK) { // (no if clause: loops.h)
+#pragma omp parallel for
+        for (int n = 0; n < N; n++) EMBEDDING_ROW(n);
+    } else {
+        for (int n = 0; n < N; n++) EMBEDDING_ROW(n);
     }
+#undef EMBEDDING_ROW
 }
 
 void CB_FN(cb_embedding_backward)(real *restrict dwte, real *restrict dwpe, const real *restrict dout,

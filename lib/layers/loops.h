@@ -7,7 +7,11 @@
 #include <stddef.h>
 #include "layers/real.h"
 
-/* Below this many elements a loop runs on one thread: starting a team costs more than it saves. */
+/* Below this many elements a loop runs on one thread: starting a team costs more than it saves.
+ * Loops that run on one row while decoding test the size before the pragma instead of in an
+ * if clause: libgomp builds and frees a team even for a region whose if clause is false,
+ * 1.4 us a region on a Zen 5 core (a malloc, a free and a futex call each time), while
+ * a 768-value norm or residual add takes 0.1 us; a 110M q4_0 token ran 74 of them. */
 #define CB_OMP_MIN_WORK 32768
 
 /* Columns per work unit of a column-parallel loop: threads own disjoint column blocks and

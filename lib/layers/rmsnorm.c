@@ -5,19 +5,24 @@
 
 #include "layers/loops.h"
 
+static inline void rmsnorm_row(real *restrict y, real *restrict rstd, const real *restrict x,
+                               const real *restrict weight, int C, real eps) {
+    real ss = 0;
+#pragma omp simd reduction(+ : ss)
+    for (int c = 0; c < C; c++) ss += x[c] * x[c];
+    real r = (real)1 / REAL_SQRT(ss / (real)C + eps);
+#pragma omp simd
+    for (int c = 0; c < C; c++) y[c] = x[c] * r * weight[c];
+    *rstd = r;
+}
+
 void CB_FN(cb_rmsnorm_forward)(real *restrict out, real *restrict rstd, const real *restrict in,
                                const real *restrict weight, int N, int C, real eps) {
-#pragma omp parallel for if ((size_t)N * C > CB_OMP_MIN_WORK)
-    for (int n = 0; n < N; n++) {
-        const real *x = in + (size_t)n * C;
-        real *y = out + (size_t)n * C;
-        real ss = 0;
-#pragma omp simd reduction(+ : ss)
-        for (int c = 0; c < C; c++) ss += x[c] * x[c];
-        real r = (real)1 / REAL_SQRT(ss / (real)C + eps);
-#pragma omp simd
-        for (int c = 0; c < C; c++) y[c] = x[c] * r * weight[c];
-        rstd[n] = r;
+    if ((size_t)N * C > CB_OMP_MIN_WORK) { // (no if clause: loops.h)
+#pragma omp parallel for
+        for (int n = 0; n < N; n++) rmsnorm_row(out + (size_t)n * C, rstd + n, in + (size_t)n * C, weight, C, eps);
+    } else {
+        for (int n = 0; n < N; n++) rmsnorm_row(out + (size_t)n * C, rstd + n, in + (size_t)n * C, weight, C, eps);
     }
 }
 

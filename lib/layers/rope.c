@@ -45,35 +45,45 @@ void CB_FN(cb_rope_tables)(real *cos_t, real *sin_t, int T_max, int D, double th
     }
 }
 
+/* The H heads of one position (y, x: (H,D)) rotated by c, s (D/2). */
+static inline void rope_position(real *y, const real *x0, const real *c, const real *s, int H, int D, real sign,
+                                 int accumulate) {
+    const int half = D / 2;
+    for (int h = 0; h < H; h++) {
+        const real *x = x0 + (size_t)h * D;
+        real *yh = y + (size_t)h * D;
+        #pragma omp simd
+        for (int i = 0; i < half; i++) {
+            real x1 = x[i], x2 = x[i + half], si = sign * s[i];
+            real y1 = x1 * c[i] - x2 * si;
+            real y2 = x2 * c[i] + x1 * si;
+            if (accumulate) {
+                yh[i] += y1;
+                yh[i + half] += y2;
+            } else {
+                yh[i] = y1;
+                yh[i + half] = y2;
+            }
+        }
+    }
+}
+
 /* One (B,T,H,D) pass: sign +1 rotates by the position's angle, -1 by its negative. */
 static void rope_apply(real *out, const real *in, const real *cos_t, const real *sin_t, int B,
                        int T, int H, int D, int pos0, real sign, int accumulate) {
     const int half = D / 2;
-    #pragma omp parallel for collapse(2) if ((long)B * T * H * D >= 65536)
-    for (int b = 0; b < B; b++) {
-        for (int t = 0; t < T; t++) {
-            const real *c = cos_t + (size_t)(pos0 + t) * half;
-            const real *s = sin_t + (size_t)(pos0 + t) * half;
-            for (int h = 0; h < H; h++) {
-                size_t off = (((size_t)b * T + t) * H + h) * D;
-                const real *x = in + off;
-                real *y = out + off;
-                #pragma omp simd
-                for (int i = 0; i < half; i++) {
-                    real x1 = x[i], x2 = x[i + half], si = sign * s[i];
-                    real y1 = x1 * c[i] - x2 * si;
-                    real y2 = x2 * c[i] + x1 * si;
-                    if (accumulate) {
-                        y[i] += y1;
-                        y[i + half] += y2;
-                    } else {
-                        y[i] = y1;
-                        y[i + half] = y2;
-                    }
-                }
-            }
-        }
+#define ROPE_POSITION(b, t)                                                                                \
+    rope_position(out + ((size_t)(b) * T + (t)) * H * D, in + ((size_t)(b) * T + (t)) * H * D,             \
+                  cos_t + (size_t)(pos0 + (t)) * half, sin_t + (size_t)(pos0 + (t)) * half, H, D, sign, accumulate)
+    if ((long)B * T * H * D >= 65536) { // (no if clause: each decoded token's q and k, layers/loops.h)
+        #pragma omp parallel for collapse(2)
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) ROPE_POSITION(b, t);
+    } else {
+        for (int b = 0; b < B; b++)
+            for (int t = 0; t < T; t++) ROPE_POSITION(b, t);
     }
+#undef ROPE_POSITION
 }
 
 // out, in (B,T,H,D); cos, sin (T_max, D/2) with pos0 + T <= T_max
