@@ -264,9 +264,16 @@ AD_INLINE __m512 block_dot(const cb_kv_kind K, const unsigned char *blk, const f
  * down to 16 lanes. */
 AD_INLINE __m512 key_partial(const cb_kv_kind K, const float *q, const unsigned char *k, int nb) {
     const int BV = 16 * units_per_block(K);
-    __m512 acc = _mm512_setzero_ps();
-    for (int b = 0; b < nb; b++) acc = block_dot(K, k + (size_t)b * block_stride(K), q + (size_t)b * BV, acc);
-    return acc;
+    // two chains of multiply-adds: one bound a 64-value fp16 key by the adds' latency (perf:
+    // the loop waited on each vcvtph2ps/vfmadd pair in turn)
+    __m512 a0 = _mm512_setzero_ps(), a1 = _mm512_setzero_ps();
+    int b = 0;
+    for (; b + 2 <= nb; b += 2) {
+        a0 = block_dot(K, k + (size_t)b * block_stride(K), q + (size_t)b * BV, a0);
+        a1 = block_dot(K, k + (size_t)(b + 1) * block_stride(K), q + (size_t)(b + 1) * BV, a1);
+    }
+    if (b < nb) a0 = block_dot(K, k + (size_t)b * block_stride(K), q + (size_t)b * BV, a0);
+    return _mm512_add_ps(a0, a1);
 }
 
 /* Rows this far ahead are prefetched: the hardware prefetchers alone gave one thread about
@@ -617,7 +624,10 @@ AD_INLINE void scores_kinds(cb_kv_kind kind, float *S, size_t ldS, const float *
 #else
     (void)iq;
 #endif
-#define SCORES_CALL(K) scores_rows(K, S, ldS, q, dr, k0, row_stride, hm, nh, nk, tmp)
+// heads of 64 (most models) with the width a constant, so that a key's blocks unroll
+#define SCORES_CALL(K)                                                                 \
+    if (dr == 64) scores_rows(K, S, ldS, q, 64, k0, row_stride, hm, nh, nk, tmp);     \
+    else scores_rows(K, S, ldS, q, dr, k0, row_stride, hm, nh, nk, tmp)
     AD_KIND_CASES(SCORES_CALL)
 #undef SCORES_CALL
 }
