@@ -644,10 +644,44 @@ static void scores_any(cb_kv_kind kind, float *S, size_t ldS, const float *q, co
 
 
 
+/* values_rows for NH <= 4 heads of NU units (NH * NU <= 16): the heads' outputs held in
+ * registers over all nk keys and added into o once, instead of o loaded and stored for each
+ * pair of keys (a store-to-load round trip in every unit's chain; values took a third of a
+ * short context's attention). The same products, added in the same order. */
+AD_INLINE void values_rows_held(const cb_kv_kind K, const int NU, const int NH, float *o, const float *W, size_t ldW,
+                                const unsigned char *v0, size_t row_stride, head_map hm, int nk) {
+    const int UPB = units_per_block(K);
+    const size_t bs = block_stride(K), ahead = prefetch_ahead(row_stride);
+    __m512 acc[16];
+    #pragma GCC unroll 16
+    for (int i = 0; i < NH * NU; i++) acc[i] = _mm512_setzero_ps();
+    for (int j = 0; j < nk; j++) {
+        const unsigned char *r = v0 + (size_t)j * row_stride;
+        prefetch_row(r + ahead, hm.span);
+        #pragma GCC unroll 4
+        FOR_HEADS(hm, NH, h, off) {
+            const float w = W[h * ldW + j];
+            #pragma GCC unroll 8
+            for (int b = 0; b < NU / UPB; b++) {
+                const __m512 sc = _mm512_set1_ps(w * block_scale(K, r + off + (size_t)b * bs));
+                #pragma GCC unroll 4
+                for (int u = 0; u < UPB; u++)
+                    acc[h * NU + b * UPB + u] = _mm512_fmadd_ps(sc, unit_raw(K, r + off + (size_t)b * bs, u), acc[h * NU + b * UPB + u]);
+            }
+        }
+    }
+    #pragma GCC unroll 16
+    for (int i = 0; i < NH * NU; i++) _mm512_storeu_ps(o + 16 * i, _mm512_add_ps(_mm512_loadu_ps(o + 16 * i), acc[i]));
+}
+
 AD_INLINE void values_kinds(cb_kv_kind kind, int dv, float *o, const float *W, size_t ldW, const unsigned char *v0,
                              size_t row_stride, head_map hm, int nh, int nk) {
-#define VALUES_CALL(K)                                                                    \
-    if (dv == 64) values_rows(K, 4, o, W, ldW, v0, row_stride, hm, nh, nk);      \
+#define VALUES_CALL(K)                                                                            \
+    if (dv == 64 && nh == 1) values_rows_held(K, 4, 1, o, W, ldW, v0, row_stride, hm, nk);             \
+    else if (dv == 64 && nh == 2) values_rows_held(K, 4, 2, o, W, ldW, v0, row_stride, hm, nk);        \
+    else if (dv == 64 && nh == 3) values_rows_held(K, 4, 3, o, W, ldW, v0, row_stride, hm, nk);        \
+    else if (dv == 64 && nh == 4) values_rows_held(K, 4, 4, o, W, ldW, v0, row_stride, hm, nk);        \
+    else if (dv == 64) values_rows(K, 4, o, W, ldW, v0, row_stride, hm, nh, nk);                       \
     else values_rows(K, 8, o, W, ldW, v0, row_stride, hm, nh, nk)
     AD_KIND_CASES(VALUES_CALL)
 #undef VALUES_CALL
