@@ -28,6 +28,12 @@
  * thread (a thread that is descheduled holds up at most one), few enough that claiming them
  * costs nothing. */
 #define ITEM_BYTES 32768
+/* One token's items are larger: each item's start is a claim (an atomic add whose cache line
+ * moves between the cores) and a lane of rows that dot_pf has not prefetched, its last rows'
+ * prefetches `ahead` landing in the next item, mostly another thread's. On 2 threads (Zen 5)
+ * 128 KiB items decoded 3 to 10% faster than 32 KiB ones for every kind (fp32 to q4_0, in
+ * alternate tokens of one run); on 1 thread they ran the same. Still about 5 us an item. */
+#define ITEM_BYTES_ONE_TOKEN 131072
 
 int cb_weight_matrix_from_f32(cb_weight_matrix *m, cb_kv_kind kind, const float *w, int rows,
                               int cols, cb_error *e) {
@@ -98,6 +104,17 @@ static inline __attribute__((always_inline)) void prefetch_bytes(const unsigned 
  * step: prefetching the whole row before reading it (as the other kinds do) stalled a core
  * at each row's start, and on this VM the hardware prefetchers alone leave a core far below
  * its bandwidth. The same products as cb_kv_dot, summed in another order.
+ * The kernel is one per kind and not the bound: a 64-byte line costs 2 loads, 2 conversions
+ * and 2 FMAs, a few cycles against the ~8 a line takes at one core's bandwidth, so what
+ * counts is how many lines are in flight. A prefetch a line keeps that number steady; a
+ * whole-row burst (the old path, 24 to 64 prefetches) asks for more lines than the core's
+ * miss buffers hold, and the loads behind the burst wait. Intel cores have fewer such buffers
+ * than Zen 5, so the burst costs there no less (dot_pf was the faster on a Xeon too). On Zen
+ * 5, in alternate tokens of one decode run, dot_pf beat the old path for fp16 by 6 to 9% and
+ * bf16 by 5 to 8% (1 and 2 threads) and tied it for fp32; runs of each path in turn, seconds
+ * apart, said the opposite as often, the machine's bandwidth moving by a third between them.
+ * Tried and no faster: 4 accumulators, 512-bit fp32 loads, two rows at a time, prefetching
+ * 4 to 32 KiB ahead.
  *   row: cols values of kind K; x (cols). */
 static inline __attribute__((always_inline)) float dot_pf(const int K, const void *row, const float *x, size_t cols,
                                                           size_t ahead) {
@@ -237,11 +254,11 @@ static void act_release(act_buf *buf) {
 }
 
 /* Rows per item: ITEM_BYTES of weights whatever the tokens (a claim costs the same for any
- * n; 5 tokens' items of 2 fp32 rows spent a tenth of a verification pass claiming). A
- * multiple of 4 rows where it can be, for the 4-row kernels (rows4 here, and q4_0's one-token
- * kernel in quant_int.c). */
+ * n; 5 tokens' items of 2 fp32 rows spent a tenth of a verification pass claiming), one
+ * token's ITEM_BYTES_ONE_TOKEN. A multiple of 4 rows where it can be, for the 4-row kernels
+ * (rows4 here, and q4_0's one-token kernel in quant_int.c). */
 static int rows_per_item(const cb_weight_matrix *W, int n) {
-    size_t per = ITEM_BYTES / W->row_bytes;
+    size_t per = (n == 1 ? ITEM_BYTES_ONE_TOKEN : ITEM_BYTES) / W->row_bytes;
     if ((n > 1 || W->kind == CB_KV_Q4_0) && per > 4) per &= ~(size_t)3;
     return per < 1 ? 1 : per > (size_t)W->rows ? W->rows : (int)per;
 }
