@@ -2,8 +2,12 @@
  * token-by-token decoding and chunked prefill with an fp32 cache give the logits of the
  * whole sequence (relative 1e-5) for Llama/GQA, DBA with gates, GPT-2 (learned positions)
  * and every topology; rollback, prefix reuse, context and vocabulary limits; quantized
- * caches stay close and hold fewer bytes; greedy generation follows the argmax chain. */
+ * caches stay close and hold fewer bytes; greedy generation follows the argmax chain;
+ * decoding gives the same bits on 1, 2 and 3 threads. */
+#include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 #include "infer/generate.h"
 #include "infer/session.h"
 #include "infer_util.h"
@@ -518,4 +522,83 @@ TEST(converted_weights_stay_close_and_are_converted_once) {
         free(got);
         cb_model_free(&m);
     }
+}
+
+/* Decoding gives the same bits on any number of threads: the attention splits a context
+ * over keys by its shape alone, and a short context over heads by the thread count, where
+ * each head's sums are the same whatever its group. The pool's size is fixed when a process
+ * starts (OMP_NUM_THREADS), so the test runs itself again on 1, 2 and 3 threads; each run
+ * hashes the logits of 64-wide heads (GQA and DBA, fp32, fp16 and q8_0 caches) decoded
+ * after a prompt of one key piece and after one of two, and writes the hash to the file
+ * CB_TEST_BITS_OUT names. */
+#define BITS_MODEL(ATTN) IU_HEAD "  tie_embeddings: true\n" \
+    "  embedder: {type: token, vocab_size: 64, d_model: 256}\n" \
+    "  topology:\n    type: StackedTopology\n    layers:\n" \
+    "      - type: ResidualTopology\n        layers:\n" \
+    "          - {type: RMSNormLayer, d_model: 256}\n" \
+    "          - {type: AttentionLayer, d_model: 256, " ATTN "}\n" \
+    "      - {type: RMSNormLayer, d_model: 256}\n"
+
+static uint64_t decoded_bits(void) {
+    static const char *const models[] = {
+        BITS_MODEL("n_heads: 4, n_kv_heads: 2"),
+        BITS_MODEL("n_heads: 4, n_kv_heads: 2, mode: decoupled, sem_dim: 64, geo_dim: 128, decoupled_gate: true")};
+    static const cb_kv_kind kinds[] = {CB_KV_F32, CB_KV_F16, CB_KV_Q8_0};
+    static const int prompts[] = {40, 300}; /* one key piece (256 keys), and two */
+    uint64_t h = 1469598103934665603ULL;    /* FNV-1a over the logits' bytes */
+    for (size_t mi = 0; mi < 2; mi++) {
+        cb_model m;
+        if (iu_model(&m, models[mi], 7 + mi, 5.0)) { FAILF("model %zu", mi); continue; }
+        for (size_t k = 0; k < 3; k++)
+            for (size_t p = 0; p < 2; p++) {
+                cb_session s;
+                if (open_session(&s, &m, 64, kinds[k])) continue;
+                int32_t tok[310];
+                iu_tokens(tok, prompts[p] + 6, s.vocab, 3 + p);
+                float *lg = calloc((size_t)s.vocab, sizeof *lg);
+                cb_error e;
+                int rc = lg ? cb_session_forward(&s, tok, prompts[p], lg, 0, &e) : CB_E_RUNTIME;
+                for (int t = 0; rc == CB_OK && t < 6; t++) {
+                    rc = cb_session_forward(&s, tok + prompts[p] + t, 1, lg, 0, &e);
+                    const unsigned char *b = (const unsigned char *)lg;
+                    for (size_t i = 0; rc == CB_OK && i < sizeof *lg * (size_t)s.vocab; i++)
+                        h = (h ^ b[i]) * 1099511628211ULL;
+                }
+                if (rc != CB_OK) FAILF("decode: %s", lg ? e.msg : "out of memory");
+                free(lg);
+                cb_session_free(&s);
+            }
+        cb_model_free(&m);
+    }
+    return h;
+}
+
+TEST(decoding_bits_do_not_depend_on_the_thread_count) {
+    const char *out = getenv("CB_TEST_BITS_OUT");
+    if (out) { /* a run of the parent below */
+        FILE *f = fopen(out, "w");
+        if (!f) { FAILF("%s: cannot write", out); return; }
+        fprintf(f, "%016llx\n", (unsigned long long)decoded_bits());
+        fclose(f);
+        return;
+    }
+    char self[4096], dir[] = "/tmp/cb_bits_XXXXXX";
+    const ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || !mkdtemp(dir)) { FAILF("cannot find this program or make a folder"); return; }
+    self[n] = '\0';
+    char first[32] = "";
+    for (int threads = 1; threads <= 3; threads++) {
+        char cmd[8400], path[64], got[32] = "";
+        snprintf(path, sizeof path, "%s/%d", dir, threads);
+        snprintf(cmd, sizeof cmd, "OMP_NUM_THREADS=%d CB_TEST_BITS_OUT='%s' '%s' decoding_bits_do_not_depend >/dev/null 2>&1",
+                 threads, path, self);
+        const int rc = system(cmd);
+        FILE *f = fopen(path, "r");
+        if (rc != 0 || !f || !fgets(got, sizeof got, f)) FAILF("the run on %d threads failed (status %d)", threads, rc);
+        if (f) fclose(f);
+        remove(path);
+        if (threads == 1) snprintf(first, sizeof first, "%s", got);
+        else if (strcmp(got, first) != 0) FAILF("logits on %d threads differ from 1 thread's (hash %.16s, %.16s)", threads, got, first);
+    }
+    rmdir(dir);
 }
