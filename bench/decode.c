@@ -1,7 +1,8 @@
 /* bench/decode.c: batch-1 decode tokens/s of a 110M-shape Llama (llama2.c's stories110M
  * widths, untied head) per weight kind and KV-cache kind at short and long context, each
  * beside the machine's memory read bandwidth, the bound it sets (bandwidth / bytes read per
- * token) and the share of it reached; then greedy speculative decoding against plain.
+ * token) and the share of it reached, and the share of a read of a buffer the size of the
+ * token's working set; then greedy speculative decoding against plain.
  *   build/rel/bench/decode [-w KINDS] [-c KINDS] [-x CONTEXTS] [-n STEPS] [-r REPEATS]
  *                          [-s SPEC_NEW] [-k SPEC_KS] [-A K0] [-t TARGET_KINDS] [-d DRAFTS] [-S]
  *                          [-M MODEL_DIR [-D DRAFT_DIR] [-P TOKENS.npy [-p PROMPTS] [-l LEN]]] [-W WARM]
@@ -271,6 +272,7 @@ typedef struct decode_result {
     double tps_median, tps_min, tps_max;   /* tokens/s over the repeats */
     double bw_median, bw_min, bw_max;      /* GB/s, every measurement around the repeats */
     double frac_median;                    /* median over repeats of tokens/s / bound */
+    double ws_gbs;                         /* GB/s over a buffer of the bytes a token reads */
     double weight_bytes, kv_bytes;         /* per token */
     double prefill_s;
     double prefill_warm_s; /* median of g_warm prefills after the first (0: none) */
@@ -322,6 +324,12 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
     r.kv_bytes = (double)cb_kv_cache_bytes_per_token(&s.dec.kv) * (context + (steps + 1) / 2.0);
     const double bytes = r.weight_bytes + r.kv_bytes;
     bw[0] = stream_gbs(stream, STREAM_FLOATS, sink);
+    // the working set's own read: a buffer of the bytes a token reads, read again and again as
+    // the decode reads its weights, so the part the L3 keeps counts for both (a 62 MB q4_0 model
+    // is half the size of the 32 MiB L3's share of it, a 438 MB fp32 one is not)
+    const size_t ws = (size_t)(bytes / sizeof(float) + 63) / 64 * 64;
+    const size_t ws_floats = ws < STREAM_FLOATS ? ws : STREAM_FLOATS;
+    const double ws0 = stream_gbs(stream, ws_floats, sink);
     for (int rep = 0; rep < repeats; rep++) {
         cb_session_truncate(&s, context);
         int32_t tok = first;
@@ -336,6 +344,7 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
         frac[rep] = tps[rep] / (0.5 * (bw[rep] + bw[rep + 1]) * 1e9 / bytes);
     }
     r.frac_median = median(frac, repeats);
+    r.ws_gbs = 0.5 * (ws0 + stream_gbs(stream, ws_floats, sink));
     r.tps_median = median(tps, repeats); // sorts tps
     r.tps_min = tps[0];
     r.tps_max = tps[repeats - 1];
@@ -580,22 +589,26 @@ int main(int argc, char **argv) {
                "%d threads\n", m.params.total_floats, cb_parallel_threads());
     printf("bandwidth (bw, GB/s): streaming read of %zu MiB on all threads, best of 5, before and after every "
            "repeat;\nbound = median bw / MB per token; %%bound = median over repeats of tok/s / (mean bw around "
-           "it / MB per token)\n\n",
+           "it / MB per token);\nws_bw = the same read over a buffer of MB per token (the working set: the part "
+           "of it the L3 keeps reads faster), before and after the repeats; %%ws = median tok/s / (ws_bw / MB "
+           "per token)\n\n",
            STREAM_FLOATS * sizeof(float) >> 20);
 
     if (!spec_only) {
-        printf("%-6s %-6s %5s %7s %13s %7s %7s %7s %6s %13s %7s %6s %8s%s\n", "weight", "cache", "ctx", "tok/s",
-               "min-max", "w_MB", "kv_MB", "MB/tok", "bw", "bw min-max", "bound", "%bound", "prefill",
+        printf("%-6s %-6s %5s %7s %13s %7s %7s %7s %6s %13s %7s %6s %6s %5s %8s%s\n", "weight", "cache", "ctx", "tok/s",
+               "min-max", "w_MB", "kv_MB", "MB/tok", "bw", "bw min-max", "bound", "%bound", "ws_bw", "%ws", "prefill",
                g_warm > 0 ? "     warm" : "");
         for (int xi = 0; xi < nx; xi++)
             for (int wi = 0; wi < nw; wi++)
                 for (int ci = 0; ci < nc; ci++) {
                     decode_result r = run_decode(&m, wkinds[wi], ckinds[ci], contexts[xi], steps, repeats, stream, &sink);
                     const double bytes = r.weight_bytes + r.kv_bytes;
-                    printf("%-6s %-6s %5d %7.1f %6.1f-%-6.1f %7.1f %7.1f %7.1f %6.1f %6.1f-%-6.1f %7.1f %5.0f%% %7.3fs",
+                    printf("%-6s %-6s %5d %7.1f %6.1f-%-6.1f %7.1f %7.1f %7.1f %6.1f %6.1f-%-6.1f %7.1f %5.0f%% %6.1f %4.0f%% "
+                           "%7.3fs",
                            cb_kv_kind_name(wkinds[wi]), cb_kv_kind_name(ckinds[ci]), contexts[xi], r.tps_median,
                            r.tps_min, r.tps_max, r.weight_bytes / 1e6, r.kv_bytes / 1e6, bytes / 1e6, r.bw_median,
-                           r.bw_min, r.bw_max, r.bw_median * 1e9 / bytes, 100 * r.frac_median, r.prefill_s);
+                           r.bw_min, r.bw_max, r.bw_median * 1e9 / bytes, 100 * r.frac_median, r.ws_gbs,
+                           100 * r.tps_median / (r.ws_gbs * 1e9 / bytes), r.prefill_s);
                     if (g_warm > 0) printf(" %7.3fs", r.prefill_warm_s);
                     printf("\n");
                     fflush(stdout);
