@@ -325,8 +325,8 @@ static decode_result run_decode(const cb_model *m, cb_kv_kind wkind, cb_kv_kind 
     const double bytes = r.weight_bytes + r.kv_bytes;
     bw[0] = stream_gbs(stream, STREAM_FLOATS, sink);
     // the working set's own read: a buffer of the bytes a token reads, read again and again as
-    // the decode reads its weights, so the part the L3 keeps counts for both (a 62 MB q4_0 model
-    // is half the size of the 32 MiB L3's share of it, a 438 MB fp32 one is not)
+    // the decode reads its weights, so the part the L3 keeps between tokens counts for both (a
+    // good part of a 62 MB q4_0 model in a 32 MiB L3, almost nothing of a 438 MB fp32 one)
     const size_t ws = (size_t)(bytes / sizeof(float) + 63) / 64 * 64;
     const size_t ws_floats = ws < STREAM_FLOATS ? ws : STREAM_FLOATS;
     const double ws0 = stream_gbs(stream, ws_floats, sink);
