@@ -105,6 +105,18 @@ struct cb_backend {
      * memory is the host's. cb-bench memory counts a session by it: the device's free memory
      * moves in whole pages and not at all when the driver reuses pages freed before. */
     size_t (*held_bytes)(cb_backend *be);
+
+    /* The head and the loss fused, for a training run that keeps no (B,T,V) logits
+     * (model/run.h cb_run_init_fused): head_chunk_rows is how many rows of a pass of N rows
+     * and V logits the device takes at a time (0 or NULL: it keeps the logits). head_loss
+     * runs the program's last op (its HEAD) and the mean cross-entropy against p->targets
+     * chunk_rows rows at a time, each chunk's logits in the first rows of the logits slot,
+     * their losses and log-sum-exps in p->losses and p->lse; with p->grads, each chunk's
+     * gradient of the mean loss is turned at once into the head input's gradient slot and
+     * the head's weight and bias gradients (all +=), so nothing of the chunk outlives it.
+     * Returns the mean loss, NaN after a device failure. */
+    int (*head_chunk_rows)(cb_backend *be, int N, int V);
+    float (*head_loss)(cb_backend *be, struct cb_pass *p, int chunk_rows);
 };
 
 /* The CPU backend (backend/cpu/cpu.c): always present. */

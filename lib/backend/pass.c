@@ -15,6 +15,7 @@ typedef cb_pass_f64 pass_t;
 #define LOSS_FORWARD(be, p) cb_cpu_loss_forward_f64(p)
 #define LOSS_BACKWARD(be, p) cb_cpu_loss_backward_f64(p)
 #define ZERO(be, x, bytes) memset(x, 0, bytes)
+#define HEAD_LOSS(be, p) cb_cpu_head_loss_f64(p, (p)->head_chunk)
 #else
 typedef cb_pass pass_t;
 #define OP_FORWARD(be, p, i, e) (be)->op_forward(be, p, i, e)
@@ -22,8 +23,10 @@ typedef cb_pass pass_t;
 #define LOSS_FORWARD(be, p) (be)->loss_forward(be, p)
 #define LOSS_BACKWARD(be, p) (be)->loss_backward(be, p)
 #define ZERO(be, x, bytes) (be)->zero(be, x, bytes)
+#define HEAD_LOSS(be, p) (be)->head_loss(be, p, (p)->head_chunk)
 #endif
 
+#include <math.h>
 #include <string.h>
 
 /* Profiling (p->op_seconds set): the clock now, and the time since t0 added to slot i. */
@@ -41,7 +44,14 @@ double cb_pass_forward_f64(pass_t *p) {
 int cb_pass_forward(cb_backend *be, pass_t *p, float *loss, cb_error *e) {
 #endif
     const cb_program *prog = p->prog;
-    for (int i = 0; i < prog->n_ops; i++) {
+    const int fused = p->head_chunk > 0, n_ops = fused ? prog->n_ops - 1 : prog->n_ops;
+#ifdef CB_REAL_F64
+    if (fused && !p->targets) return NAN;
+#else
+    if (fused && !p->targets)
+        return cb_fail(e, CB_E_INVALID, "", "this run keeps no logits (its head is fused with the loss): a pass without targets has nothing to give");
+#endif
+    for (int i = 0; i < n_ops; i++) {
         const int s = prog->ops[i].segment;
         if (p->on_block && s >= 0 && i == prog->segments[s].first) p->on_block(p->on_block_ctx, s, CB_BLOCK_FORWARD);
         const double t0 = clock_if(p);
@@ -55,7 +65,15 @@ int cb_pass_forward(cb_backend *be, pass_t *p, float *loss, cb_error *e) {
             p->on_block(p->on_block_ctx, s, CB_BLOCK_FORWARD_DONE);
     }
     real l = 0;
-    if (p->targets) {
+    if (fused) {
+        /* the head's input gradient is whole after this (the head is its only reader that
+           comes later) and backward keeps it */
+        const double t0 = clock_if(p);
+        const cb_slot *x = &prog->slots[prog->inputs[prog->ops[n_ops].in_first]];
+        if (p->grads) ZERO(be, p->dslots + x->offset, (size_t)p->B * p->T * x->width * sizeof *p->dslots);
+        l = HEAD_LOSS(be, p);
+        add_time(p, (size_t)n_ops, t0);
+    } else if (p->targets) {
         const double t0 = clock_if(p);
         l = LOSS_FORWARD(be, p);
         add_time(p, CB_RUN_T_LOSS_FWD(prog), t0);
@@ -95,7 +113,7 @@ static void backward_ops(cb_backend *be, pass_t *p) {
         if (s >= 0 && prog->segments[s].recompute && i == prog->segments[s].last)
             recompute(be, p, &prog->segments[s]);
         const double t0 = clock_if(p);
-        OP_BACKWARD(be, p, i);
+        if (!p->head_chunk || i < prog->n_ops - 1) OP_BACKWARD(be, p, i); /* a fused head's ran in forward */
         add_time(p, (size_t)prog->n_ops + (size_t)i, t0);
         if (p->on_block && s >= 0 && i == prog->segments[s].first)
             p->on_block(p->on_block_ctx, s, CB_BLOCK_BACKWARD_DONE);
@@ -112,10 +130,17 @@ void cb_pass_backward(cb_backend *be, pass_t *p) {
 #endif
     const cb_program *prog = p->prog;
     double t0 = clock_if(p);
-    ZERO(be, p->dslots, prog->slot_elems * sizeof *p->dslots);
+    if (p->head_chunk) { /* every gradient slot below the logits but the head's input */
+        const cb_slot *x = &prog->slots[prog->inputs[prog->ops[prog->n_ops - 1].in_first]];
+        const size_t x_end = x->offset + (size_t)p->B * p->T * x->width, end = prog->slots[prog->logits_slot].offset;
+        ZERO(be, p->dslots, x->offset * sizeof *p->dslots);
+        if (end > x_end) ZERO(be, p->dslots + x_end, (end - x_end) * sizeof *p->dslots);
+    } else {
+        ZERO(be, p->dslots, prog->slot_elems * sizeof *p->dslots);
+    }
     add_time(p, CB_RUN_T_ZERO(prog), t0);
     t0 = clock_if(p);
-    LOSS_BACKWARD(be, p);
+    if (!p->head_chunk) LOSS_BACKWARD(be, p);
     add_time(p, CB_RUN_T_LOSS_BWD(prog), t0);
     backward_ops(be, p);
     (void)be;

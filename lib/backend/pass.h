@@ -78,6 +78,11 @@ enum cb_head_rows { CB_HEAD_NONE = 0, CB_HEAD_LAST = 1, CB_HEAD_ALL = 2 };
     const int32_t *tokens, *targets; /* (B,T); targets NULL: no loss */                   \
     cb_decode *decode;  /* NULL: a full-sequence pass */                                   \
     int head_rows;      /* decoding: enum cb_head_rows */                                  \
+    int head_chunk;     /* full-sequence: 0, the head is an op like any and the loss reads \
+                           its (B,T,V) logits; > 0, the run keeps no logits (model/run.h   \
+                           cb_run_init_fused): forward runs the head with the loss, that  \
+                           many rows at a time (backend.h head_loss), and with grads their \
+                           gradients at once; backward then starts below the head */        \
     double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) seconds each op adds to (profiling) */ \
     void (*on_backward)(void *ctx, int op); /* NULL, or called after each op's backward    \
                            (data parallel: a bucket of final gradients to sum, dist/buckets.h) */ \
@@ -102,11 +107,14 @@ typedef struct cb_pass_f64 { CB_PASS_FIELDS(double) } cb_pass_f64;
 #define CB_RUN_T_ZERO(prog) (2 * (size_t)(prog)->n_ops + 1)
 #define CB_RUN_T_LOSS_BWD(prog) (2 * (size_t)(prog)->n_ops + 2)
 
-/* Every op in order; with targets, *loss = the mean cross-entropy (else 0). */
+/* Every op in order; with targets, *loss = the mean cross-entropy (else 0). With head_chunk
+ * the targets are required, and with grads the head's gradients are added here: its input's
+ * gradient slot is cleared first, the head's weight gradients take +=. */
 int cb_pass_forward(cb_backend *be, cb_pass *p, float *loss, cb_error *e);
 /* Clear the slot gradients, the loss's backward, every op in reverse: grads +=. A block
  * the program checkpoints (model/program.h cb_program_recompute) has its forward rerun
- * just before its backward. */
+ * just before its backward. With head_chunk (after a forward with grads) the head's input
+ * gradient is kept and the loss and the head are done already. */
 void cb_pass_backward(cb_backend *be, cb_pass *p);
 /* Every op in reverse as cb_pass_backward, after a loss backward of the caller's own. */
 void cb_pass_backward_ops(cb_backend *be, cb_pass *p);

@@ -4,6 +4,7 @@
  * order in double. */
 #include "layers/crossentropy.h"
 
+#include <string.h>
 #include "layers/activation.h"
 #include "layers/loops.h"
 
@@ -35,8 +36,7 @@ real CB_FN(cb_crossentropy_forward)(real *restrict losses, real *restrict lse, c
 void CB_FN(cb_crossentropy_backward)(real *restrict dlogits, const real *restrict logits,
                                      const real *restrict lse, const int32_t *restrict targets, int N, int V,
                                      real dloss) {
-    int n_valid = 0;
-    for (int n = 0; n < N; n++) n_valid += targets[n] >= 0;
+    int n_valid = CB_FN(cb_crossentropy_valid)(targets, N);
     if (!n_valid) return;
     real g = dloss / (real)n_valid;
 #pragma omp parallel for if ((size_t)N * V > CB_OMP_MIN_WORK)
@@ -48,5 +48,27 @@ void CB_FN(cb_crossentropy_backward)(real *restrict dlogits, const real *restric
 #pragma omp simd
         for (int v = 0; v < V; v++) dx[v] += g * cb_exp(x[v] - l);
         dx[targets[n]] -= g;
+    }
+}
+
+int CB_FN(cb_crossentropy_valid)(const int32_t *targets, int N) {
+    int n_valid = 0;
+    for (int n = 0; n < N; n++) n_valid += targets[n] >= 0;
+    return n_valid;
+}
+
+void CB_FN(cb_crossentropy_grad_inplace)(real *restrict logits, const real *restrict lse,
+                                         const int32_t *restrict targets, int N, int V, real g) {
+#pragma omp parallel for if ((size_t)N * V > CB_OMP_MIN_WORK)
+    for (int n = 0; n < N; n++) {
+        real *x = logits + (size_t)n * V;
+        if (targets[n] < 0) {
+            memset(x, 0, (size_t)V * sizeof *x);
+            continue;
+        }
+        real l = lse[n];
+#pragma omp simd
+        for (int v = 0; v < V; v++) x[v] = g * cb_exp(x[v] - l);
+        x[targets[n]] -= g;
     }
 }

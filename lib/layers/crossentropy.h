@@ -16,9 +16,20 @@ float cb_crossentropy_forward(float *losses, float *lse, const float *logits, co
 void cb_crossentropy_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
                               int N, int V, float dloss);
 
+/* Rows of targets (N) that count: not ignored. */
+int cb_crossentropy_valid(const int32_t *targets, int N);
+/* In place: logits (N,V) become (softmax(logits) - onehot(target)) * g, rows without a target
+ * zero. Some rows of a pass at a time (the fused head's chunks, backend/backend.h head_loss),
+ * g the gradient of the pass's mean loss over its valid count: the same numbers as
+ * cb_crossentropy_backward into zeroed dlogits, without a second (N,V) buffer. */
+void cb_crossentropy_grad_inplace(float *logits, const float *lse, const int32_t *targets, int N, int V, float g);
+
 double cb_crossentropy_forward_f64(double *losses, double *lse, const double *logits, const int32_t *targets,
                                    int N, int V);
 void cb_crossentropy_backward_f64(double *dlogits, const double *logits, const double *lse,
                                   const int32_t *targets, int N, int V, double dloss);
+int cb_crossentropy_valid_f64(const int32_t *targets, int N);
+void cb_crossentropy_grad_inplace_f64(double *logits, const double *lse, const int32_t *targets, int N, int V,
+                                      double g);
 
 #endif

@@ -65,22 +65,17 @@ static int fill_rope(run_t *r, const cb_program *prog, cb_error *e) {
     return CB_OK;
 }
 
-#ifdef CB_REAL_F64
-int cb_run_init_f64(run_t *r, const cb_program *prog, int training, cb_error *e) {
-    memset(r, 0, sizeof *r);
-#else
-int cb_run_init(run_t *r, const cb_program *prog, int training, cb_error *e) {
-    return cb_run_init_on(r, cb_backend_cpu(), prog, training, e);
-}
-
-int cb_run_init_on(run_t *r, cb_backend *be, const cb_program *prog, int training, cb_error *e) {
-    memset(r, 0, sizeof *r);
-    r->be = be;
-#endif
+/* The arenas for prog; head_chunk > 0 (training): the logits slot, the last of the arena,
+ * holds that many rows and its gradient none. */
+static int init(run_t *r, const cb_program *prog, int training, int head_chunk, cb_error *e) {
     const size_t N = (size_t)prog->B * prog->T;
+    const size_t logits = prog->slots[prog->logits_slot].offset;
     r->training = training;
-    r->slots = arena_alloc(r, prog->slot_elems * sizeof(real), e);
-    r->dslots = training ? arena_alloc(r, prog->slot_elems * sizeof(real), e) : NULL;
+    r->head_chunk = head_chunk;
+    size_t slot_elems = head_chunk ? logits + (size_t)head_chunk * prog->vocab_size : prog->slot_elems;
+    size_t dslot_elems = head_chunk ? logits : prog->slot_elems;
+    r->slots = arena_alloc(r, slot_elems * sizeof(real), e);
+    r->dslots = training ? arena_alloc(r, dslot_elems * sizeof(real), e) : NULL;
     r->saved = arena_alloc(r, prog->saved_elems * sizeof(real), e);
     r->scratch = arena_alloc(r, prog->scratch_elems * sizeof(real), e);
     r->rope = arena_alloc(r, prog->rope_elems * sizeof(real), e);
@@ -92,6 +87,48 @@ int cb_run_init_on(run_t *r, cb_backend *be, const cb_program *prog, int trainin
     return rc;
 }
 
+/* The head and the loss fused over chunks of rows: it needs the head to be the last op
+ * writing the last slot (model/program.c compiles every model so). */
+static int chunk_of(const cb_program *prog, int chunk_rows) {
+    const int N = prog->B * prog->T;
+    const cb_op *h = &prog->ops[prog->n_ops - 1];
+    if (h->kind != CB_OP_HEAD || h->out != prog->logits_slot ||
+        prog->slots[prog->logits_slot].offset + (size_t)N * prog->vocab_size != prog->slot_elems)
+        return 0;
+    return chunk_rows < N ? chunk_rows : N;
+}
+
+#ifdef CB_REAL_F64
+int cb_run_init_f64(run_t *r, const cb_program *prog, int training, cb_error *e) {
+    memset(r, 0, sizeof *r);
+    return init(r, prog, training, 0, e);
+}
+
+int cb_run_init_fused_f64(run_t *r, const cb_program *prog, int chunk_rows, cb_error *e) {
+    memset(r, 0, sizeof *r);
+    return init(r, prog, 1, chunk_of(prog, chunk_rows > 0 ? chunk_rows : prog->B * prog->T), e);
+}
+#else
+int cb_run_init(run_t *r, const cb_program *prog, int training, cb_error *e) {
+    return cb_run_init_on(r, cb_backend_cpu(), prog, training, e);
+}
+
+int cb_run_init_on(run_t *r, cb_backend *be, const cb_program *prog, int training, cb_error *e) {
+    memset(r, 0, sizeof *r);
+    r->be = be;
+    return init(r, prog, training, 0, e);
+}
+
+int cb_run_init_fused(run_t *r, cb_backend *be, const cb_program *prog, int chunk_rows, cb_error *e) {
+    memset(r, 0, sizeof *r);
+    r->be = be;
+    const int N = prog->B * prog->T;
+    if (chunk_rows <= 0)
+        chunk_rows = be->head_loss && be->head_chunk_rows ? be->head_chunk_rows(be, N, prog->vocab_size) : 0;
+    return init(r, prog, 1, be->head_loss && chunk_rows > 0 ? chunk_of(prog, chunk_rows) : 0, e);
+}
+#endif
+
 /* The full-sequence pass of r over prog. */
 static pass_t pass_of(run_t *r, const cb_program *prog, const real *weights, real *grads) {
     pass_t p;
@@ -100,6 +137,7 @@ static pass_t pass_of(run_t *r, const cb_program *prog, const real *weights, rea
     p.B = prog->B;
     p.T = prog->T;
     p.training = r->training;
+    p.head_chunk = r->head_chunk;
     p.dropout_seed = r->dropout_seed;
     p.row0 = r->row0;
     p.weights = weights;
@@ -126,6 +164,23 @@ cb_pass cb_run_pass(const cb_run *r, const cb_program *prog, const float *weight
     return pass_of((cb_run *)r, prog, weights, grads);
 }
 #endif
+
+real CB_FN(cb_run_step)(run_t *r, const cb_program *prog, const real *weights, real *grads, const int32_t *tokens,
+                         const int32_t *targets) {
+    r->tokens = tokens;
+    r->targets = targets;
+    pass_t p = pass_of(r, prog, weights, grads);
+#ifdef CB_REAL_F64
+    real loss = cb_pass_forward_f64(&p);
+    cb_pass_backward_f64(&p);
+#else
+    float loss = 0;
+    cb_error e; /* a pass with targets has no step that can fail */
+    cb_pass_forward(r->be, &p, &loss, &e);
+    cb_pass_backward(r->be, &p);
+#endif
+    return loss;
+}
 
 #ifdef CB_REAL_F64
 double cb_run_forward_f64(run_t *r, const cb_program *prog, const real *weights, const int32_t *tokens,

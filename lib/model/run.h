@@ -25,6 +25,9 @@
     long row0;    /* the global batch row of row 0 (data parallel: rank * B);      \
                      dropout masks index the global batch */                      \
     int training; /* 0: dropout off, no gradient arena needed */                  \
+    int head_chunk; /* 0: the logits are kept; > 0: the head runs with the loss,   \
+                       this many rows at a time, and the arenas have no (B,T,V)    \
+                       logits, only one chunk of them (cb_run_init_fused) */       \
     double *op_seconds; /* NULL, or CB_RUN_TIMES(prog) wall seconds (the caller's) \
                            that every pass adds to: profiling (bench/cpu_step) */  \
     void (*on_backward)(void *ctx, int op); /* NULL, or the backward pass's hook     \
@@ -44,6 +47,13 @@ typedef struct cb_run_f64 { CB_RUN_FIELDS(double) } cb_run_f64;
 int cb_run_init(cb_run *r, const cb_program *prog, int training, cb_error *e);
 int cb_run_init_on(cb_run *r, cb_backend *be, const cb_program *prog, int training, cb_error *e);
 int cb_run_init_f64(cb_run_f64 *r, const cb_program *prog, int training, cb_error *e);
+/* A training run whose head is fused with the loss (backend.h head_loss): the slot arena
+ * holds one chunk of logits rows, not (B,T,V), and the gradient arena none (for GPT-2's
+ * vocabulary at B 64 x 1024, 26 GB less). Only passes with targets: cb_run_step, and
+ * cb_run_forward for the loss alone (an evaluation). chunk_rows 0: the backend's choice;
+ * where the backend keeps logits (no head_loss), the run is cb_run_init_on's. */
+int cb_run_init_fused(cb_run *r, cb_backend *be, const cb_program *prog, int chunk_rows, cb_error *e);
+int cb_run_init_fused_f64(cb_run_f64 *r, const cb_program *prog, int chunk_rows, cb_error *e);
 void cb_run_free(cb_run *r);
 void cb_run_free_f64(cb_run_f64 *r);
 
@@ -58,6 +68,13 @@ double cb_run_forward_f64(cb_run_f64 *r, const cb_program *prog, const double *w
 /* Backward of the mean loss of the last forward: grads (same layout as weights) +=. */
 void cb_run_backward(cb_run *r, const cb_program *prog, const float *weights, float *grads);
 void cb_run_backward_f64(cb_run_f64 *r, const cb_program *prog, const double *weights, double *grads);
+
+/* A training step's passes: forward with targets, then backward into grads (+=); returns
+ * the mean loss. A fused run (cb_run_init_fused) takes the head's gradients in forward. */
+float cb_run_step(cb_run *r, const cb_program *prog, const float *weights, float *grads, const int32_t *tokens,
+                  const int32_t *targets);
+double cb_run_step_f64(cb_run_f64 *r, const cb_program *prog, const double *weights, double *grads,
+                       const int32_t *tokens, const int32_t *targets);
 
 /* The full-sequence pass of r over prog with these weights and gradients (grads NULL:
  * forward only): what cb_run_forward / cb_run_backward run, for a caller that drives the

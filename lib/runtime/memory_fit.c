@@ -35,16 +35,29 @@ int cb_runtime_memory_budget(cb_backend *be, double *mb, char *why, size_t n, cb
 }
 
 int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int T, int recompute,
-                              size_t recompute_elems, double *bytes, cb_error *e) {
+                              size_t recompute_elems, size_t head_chunk_elems, double *bytes, cb_error *e) {
     cb_program prog;
     CB_TRY(cb_program_init(&prog, m->plan, &m->params, B, T, e));
     if (recompute) cb_program_recompute(&prog, recompute_elems);
-    /* slots and their gradients, saved for backward, scratch, rope tables, per-row loss stats */
-    double act = 2.0 * (double)prog.slot_elems + (double)prog.saved_elems + (double)prog.scratch_elems +
-                 (double)prog.rope_elems + 2.0 * B * T;
+    /* slots and their gradients, saved for backward, scratch, rope tables, per-row loss stats;
+       a fused head keeps one chunk of logits in place of (B,T,V) and their gradient */
+    double logits = (double)B * T * prog.vocab_size;
+    double slots = head_chunk_elems ? 2.0 * ((double)prog.slot_elems - logits) + (double)head_chunk_elems
+                                    : 2.0 * (double)prog.slot_elems;
+    double act = slots + (double)prog.saved_elems + (double)prog.scratch_elems + (double)prog.rope_elems + 2.0 * B * T;
     cb_program_free(&prog);
     /* weights, gradients, and the optimizer's state: AdamW m and v, Lion and SGD one */
     double states = optimizer_kind == CB_OPT_ADAMW ? 2 : 1;
     *bytes = 4.0 * (act + (2.0 + states) * (double)m->params.total_floats);
     return CB_OK;
+}
+
+size_t cb_runtime_head_chunk_elems(const cb_train_config *c, cb_backend *be, int vocab, int rows_cap) {
+    /* as train/trainer.c decides, but for fsdp counted on every sharded run (more memory,
+       never less: the fit errs toward a smaller batch) */
+    if (c->phase == CB_PHASE_DISTILL || c->shard_optimizer) return 0;
+    if (!be) be = cb_backend_cpu();
+    if (!be->head_loss || !be->head_chunk_rows) return 0;
+    int rows = be->head_chunk_rows(be, rows_cap, vocab);
+    return rows > 0 ? (size_t)rows * (size_t)vocab : 0;
 }

@@ -86,8 +86,11 @@ static int measure_memory(cb_runtime_plan *rp, const cb_model *m, const cb_train
        is at least the slope further on and the fit errs toward a smaller batch */
     double b1, b2;
     const size_t ck = (size_t)(c->recompute_mb * 1048576.0 / sizeof(float));
-    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 1, c->block_size, c->recompute, ck, &b1, e));
-    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 2, c->block_size, c->recompute, ck, &b2, e));
+    /* a fused head's chunk as at the manifest's batch: a constant, at most what it is at smaller ones */
+    const cb_param *tok = cb_params_find(&m->params, "embed.tok"); /* (V, d) */
+    const size_t chunk = tok ? cb_runtime_head_chunk_elems(c, be, (int)tok->shape[0], c->batch_size * c->block_size) : 0;
+    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 1, c->block_size, c->recompute, ck, chunk, &b1, e));
+    CB_TRY(cb_runtime_training_bytes(m, c->optimizer.kind, 2, c->block_size, c->recompute, ck, chunk, &b2, e));
     rp->bytes_per_row = b2 - b1;
     rp->bytes_fixed = b1 - rp->bytes_per_row;
     return cb_runtime_memory_budget(be, &rp->budget_mb, rp->budget_why, sizeof rp->budget_why, e);

@@ -70,9 +70,15 @@ int cb_runtime_memory_budget(cb_backend *be, double *mb, char *why, size_t n, cb
  * optimizer state (from the parameter count), and the activation arenas of the compiled
  * program (slots, their gradients, saved, scratch), which grow with B; with recompute,
  * those of the program checkpointed for a budget of recompute_elems activations
- * (model/program.h cb_program_recompute; 0: every block). */
+ * (model/program.h cb_program_recompute; 0: every block). head_chunk_elems > 0: the head is
+ * fused with the loss (model/run.h cb_run_init_fused) and that many elements of logits stand
+ * for the (B,T,V) logits and their gradient. */
 int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int T, int recompute,
-                              size_t recompute_elems, double *bytes, cb_error *e);
+                              size_t recompute_elems, size_t head_chunk_elems, double *bytes, cb_error *e);
+/* The elements of logits one chunk of a fused head holds for a run of cfg's on be (NULL: the
+ * CPU) at rows N (at most the largest the backend takes), 0 where the run keeps the logits
+ * (distillation reads them, fsdp releases weights by block) or be has no fused head. */
+size_t cb_runtime_head_chunk_elems(const cb_train_config *c, cb_backend *be, int vocab, int rows_cap);
 
 /* Decide for cfg's run of m (train: the run's train mapping in the plan, for dtype and
  * amp; env NULL: the CPU, one rank, no data cap): from the cache when it holds the key,

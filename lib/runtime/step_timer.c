@@ -18,7 +18,7 @@ int cb_runtime_time_step(const cb_model *m, int B, int T, int threads, int reps,
     cb_program prog;
     CB_TRY(cb_program_init(&prog, m->plan, &m->params, B, T, e));
     cb_run run;
-    int rc = cb_run_init(&run, &prog, 1, e);
+    int rc = cb_run_init_fused(&run, cb_backend_cpu(), &prog, 0, e); /* as the trainer's */
     if (rc != CB_OK) {
         cb_program_free(&prog);
         return rc;
@@ -34,8 +34,7 @@ int cb_runtime_time_step(const cb_model *m, int B, int T, int threads, int reps,
         double best = 0;
         for (int r = 0; r <= reps; r++) {
             double t0 = cb_clock_s();
-            cb_run_forward(&run, &prog, m->weights, tokens, tokens + n);
-            cb_run_backward(&run, &prog, m->weights, grads);
+            cb_run_step(&run, &prog, m->weights, grads, tokens, tokens + n);
             double t = (cb_clock_s() - t0) * 1e3;
             if (r > 0 && (best == 0 || t < best)) best = t; /* the first pass warms caches and pages */
         }

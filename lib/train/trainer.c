@@ -484,7 +484,11 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     if (c->recompute) cb_program_recompute(&t->prog, (size_t)(c->recompute_mb * 1048576.0 / sizeof(float)));
     t->be = t->io->backend ? t->io->backend : cb_backend_cpu();
     if (t->io->dist) CB_TRY(cb_dist_attach(t->io->dist, t->be, e)); /* NCCL on a GPU */
-    CB_TRY(cb_run_init_on(&t->run, t->be, &t->prog, 1, e));
+    /* the head fused with the loss, where nothing reads the logits: not distillation (its KL
+       reads them) and not fsdp (which gathers and releases weights by block around the ops) */
+    const int fsdp_ahead = c->shard_optimizer && dist->mpi && !t->staged;
+    if (c->phase != CB_PHASE_DISTILL && !fsdp_ahead) CB_TRY(cb_run_init_fused(&t->run, t->be, &t->prog, 0, e));
+    else CB_TRY(cb_run_init_on(&t->run, t->be, &t->prog, 1, e));
     t->have_run = 1;
     t->run.row0 = (long)dist->rank * t->prog.B; /* dropout masks index the global batch */
     t->dev.grads = t->be->alloc(t->be, param_bytes(t), e);
@@ -608,7 +612,6 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
                 loss_sum += l;
             } else {
                 if (t->have_fsdp) cb_fsdp_begin(&t->fsdp, w, g);
-                loss_sum += cb_run_forward(&t->run, &t->prog, w, x, y);
                 /* the last micro-batch's backward sends the gradients in buckets as they
                    become final (dist/buckets.h); earlier ones only accumulate */
                 if (t->bucketed && k == c->grad_accum - 1) {
@@ -621,7 +624,7 @@ static int train_loop(trainer *t, const cb_train_data *d, cb_train_result *res, 
                     t->run.on_backward = cb_fsdp_on_backward;
                     t->run.on_backward_ctx = &t->fsdp;
                 }
-                cb_run_backward(&t->run, &t->prog, w, g);
+                loss_sum += cb_run_step(&t->run, &t->prog, w, g, x, y);
                 t->run.on_backward = NULL;
                 if (t->have_fsdp) CB_TRY(cb_fsdp_finish(&t->fsdp, e));
             }

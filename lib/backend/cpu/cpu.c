@@ -61,6 +61,20 @@ static void cpu_loss_backward(cb_backend *be, cb_pass *p) {
     cb_cpu_loss_backward(p);
 }
 
+/* The fused head's chunk: about 32 MB of logits (256 rows of a 32000-word vocabulary), so
+ * each chunk's logits are still in the caches when they become their gradient and its two
+ * products read them, and no fewer than 64 rows, which keeps the products' matrices tall. */
+static int cpu_head_chunk_rows(cb_backend *be, int N, int V) {
+    (void)be;
+    size_t rows = ((size_t)32 << 20) / ((size_t)V * sizeof(float));
+    if (rows < 64) rows = 64;
+    return rows < (size_t)N ? (int)rows : N;
+}
+static float cpu_head_loss(cb_backend *be, cb_pass *p, int chunk_rows) {
+    (void)be;
+    return cb_cpu_head_loss(p, chunk_rows);
+}
+
 static void cpu_scale(cb_backend *be, float *x, size_t n, float s) {
     (void)be;
 #pragma omp parallel for if (n > 65536) schedule(static)
@@ -128,6 +142,8 @@ static cb_backend cpu_backend = {
     .reserve = cb_cpu_reserve,
     .release = cb_cpu_release,
     .unreserve = cb_cpu_unreserve,
+    .head_chunk_rows = cpu_head_chunk_rows,
+    .head_loss = cpu_head_loss,
     .resident = cb_cpu_resident,
 };
 

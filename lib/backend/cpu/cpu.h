@@ -13,10 +13,12 @@ int cb_cpu_op_forward(cb_pass *p, int i, cb_error *e);
 void cb_cpu_op_backward(cb_pass *p, int i);
 float cb_cpu_loss_forward(cb_pass *p);
 void cb_cpu_loss_backward(cb_pass *p);
+float cb_cpu_head_loss(cb_pass *p, int chunk_rows);
 int cb_cpu_op_forward_f64(cb_pass_f64 *p, int i);
 void cb_cpu_op_backward_f64(cb_pass_f64 *p, int i);
 double cb_cpu_loss_forward_f64(cb_pass_f64 *p);
 void cb_cpu_loss_backward_f64(cb_pass_f64 *p);
+double cb_cpu_head_loss_f64(cb_pass_f64 *p, int chunk_rows);
 
 /* decode.c: the decoding state, and the ops of a decoding pass that read weight matrices
  * or look across positions. out (m, d_out), in (m, d_in), m = p->T rows. */

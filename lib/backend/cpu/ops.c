@@ -189,6 +189,36 @@ void CB_FN(cb_cpu_loss_backward)(pass_t *p) {
     CB_FN(cb_crossentropy_backward)(dlogits, logits, p->lse, p->targets, p->B * p->T, prog->vocab_size, 1);
 }
 
+/* backend.h's head_loss: the head's linear layer and the cross-entropy (layers/) over chunks
+ * of rows, each chunk's logits in the first rows of the logits slot and turned there into
+ * their gradient, which the linear layer's backward takes at once. The mean over the pass's
+ * valid rows is summed in row order in double, as cb_crossentropy_forward's. */
+real CB_FN(cb_cpu_head_loss)(pass_t *p, int chunk_rows) {
+    const cb_program *prog = p->prog;
+    const cb_op *op = &prog->ops[prog->n_ops - 1];
+    const int N = p->B * p->T, V = prog->vocab_size, C = op->d_in;
+    const int x_slot = prog->inputs[op->in_first];
+    const real *x = p->slots + prog->slots[x_slot].offset, *w = P(p->weights, op, CB_P_WEIGHT),
+               *b = P(p->weights, op, CB_P_BIAS);
+    real *logits = p->slots + prog->slots[prog->logits_slot].offset;
+    real *dx = p->grads ? p->dslots + prog->slots[x_slot].offset : NULL;
+    const int n_valid = CB_FN(cb_crossentropy_valid)(p->targets, N);
+    for (int r0 = 0; r0 < N; r0 += chunk_rows) {
+        const int R = N - r0 < chunk_rows ? N - r0 : chunk_rows;
+        const size_t at = (size_t)r0 * C;
+        CB_FN(cb_linear_forward)(logits, x + at, w, b, R, C, V);
+        CB_FN(cb_crossentropy_forward)(p->losses + r0, p->lse + r0, logits, p->targets + r0, R, V);
+        if (!dx || !n_valid) continue;
+        CB_FN(cb_crossentropy_grad_inplace)(logits, p->lse + r0, p->targets + r0, R, V, (real)1 / (real)n_valid);
+        CB_FN(cb_linear_backward)(dx + at, G(p->grads, op, CB_P_WEIGHT), G(p->grads, op, CB_P_BIAS), logits,
+                                  x + at, w, R, C, V);
+    }
+    double sum = 0;
+    for (int n = 0; n < N; n++)
+        if (p->targets[n] >= 0) sum += p->losses[n];
+    return n_valid ? (real)(sum / n_valid) : (real)0;
+}
+
 void CB_FN(cb_cpu_op_backward)(pass_t *p, int i) {
     const cb_program *prog = p->prog;
     const cb_op *op = &prog->ops[i];

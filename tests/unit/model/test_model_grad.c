@@ -14,7 +14,10 @@
 #define FD_RTOL 1e-6
 #define FD_ATOL 1e-9
 
-static void check_model(const char *what, const char *yaml, int B, int T) {
+/* chunk > 0: the run fuses the head with the loss, chunk rows at a time (model/run.h
+ * cb_run_init_fused), and every fourth target is ignored, so the chunks' gradients must share
+ * the pass's count of valid rows. */
+static void check_model_run(const char *what, const char *yaml, int B, int T, int chunk) {
     json_t *plan = test_compile(yaml, what);
     if (!plan) { FAILF("%s: does not compile", what); return; }
     cb_model m;
@@ -41,13 +44,17 @@ static void check_model(const char *what, const char *yaml, int B, int T) {
     for (int i = 0; i < B * T; i++) {
         tokens[i] = (int32_t)(cb_rng_next(&rng) % (uint64_t)prog.vocab_size);
         targets[i] = (int32_t)(cb_rng_next(&rng) % (uint64_t)prog.vocab_size);
+        if (chunk && i % 4 == 1) targets[i] = -1;
     }
     cb_run_f64 r;
-    if (cb_run_init_f64(&r, &prog, 1, &e) != CB_OK) { FAILF("%s: %s", what, e.msg); goto done; }
+    if ((chunk ? cb_run_init_fused_f64(&r, &prog, chunk, &e) : cb_run_init_f64(&r, &prog, 1, &e)) != CB_OK) {
+        FAILF("%s: %s", what, e.msg);
+        goto done;
+    }
+    if (chunk && r.head_chunk != chunk) FAILF("%s: the run's head chunk is %d rows, not %d", what, r.head_chunk, chunk);
     r.dropout_seed = 1234;
-    double loss = cb_run_forward_f64(&r, &prog, w, tokens, targets);
+    double loss = cb_run_step_f64(&r, &prog, w, g, tokens, targets);
     if (!(loss > 0)) FAILF("%s: loss %g", what, loss);
-    cb_run_backward_f64(&r, &prog, w, g);
     double worst = 0;
     const char *worst_name = "";
     for (int pi = 0; pi < m.params.n; pi++) {
@@ -87,8 +94,9 @@ done:
     json_decref(plan);
 }
 
-TEST(llama_gqa_nested_residual) {
-    check_model("llama_gqa", "version: 1\nname: t\nmodel:\n  type: TransformerModel\n  tie_embeddings: true\n"
+static void check_model(const char *what, const char *yaml, int B, int T) { check_model_run(what, yaml, B, T, 0); }
+
+static const char LLAMA_TIED[] = "version: 1\nname: t\nmodel:\n  type: TransformerModel\n  tie_embeddings: true\n"
         "  embedder: {type: token, vocab_size: 11, d_model: 16}\n"
         "  topology:\n    type: StackedTopology\n    layers:\n"
         "      - type: NestedTopology\n        repeat: 2\n        layers:\n"
@@ -98,8 +106,9 @@ TEST(llama_gqa_nested_residual) {
         "          - type: ResidualTopology\n            layers:\n"
         "              - {type: RMSNormLayer, d_model: 16}\n"
         "              - {type: SwiGLULayer, d_model: 16, d_ff: 24}\n"
-        "      - {type: RMSNormLayer, d_model: 16}\n", 2, 5);
-}
+        "      - {type: RMSNormLayer, d_model: 16}\n";
+
+TEST(llama_gqa_nested_residual) { check_model("llama_gqa", LLAMA_TIED, 2, 5); }
 
 TEST(dba_with_static_and_dynamic_gate) {
     check_model("dba_gate", "version: 1\nname: t\nmodel:\n  type: TransformerModel\n"
@@ -116,8 +125,7 @@ TEST(dba_with_static_and_dynamic_gate) {
         "      - {type: RMSNormLayer, d_model: 16}\n", 2, 4);
 }
 
-TEST(gpt2_style) {
-    check_model("gpt2", "version: 1\nname: t\nmodel:\n  type: TransformerModel\n  head: {bias: true}\n"
+static const char GPT2_BIAS_HEAD[] = "version: 1\nname: t\nmodel:\n  type: TransformerModel\n  head: {bias: true}\n"
         "  embedder: {type: token_position, vocab_size: 13, d_model: 12, max_seq_len: 8}\n"
         "  topology:\n    type: StackedTopology\n    layers:\n"
         "      - type: NestedTopology\n        repeat: 2\n        layers:\n"
@@ -127,8 +135,14 @@ TEST(gpt2_style) {
         "          - type: ResidualTopology\n            layers:\n"
         "              - {type: LayerNormLayer, d_model: 12}\n"
         "              - {type: MLPLayer, d_model: 12, d_ff: 20}\n"
-        "      - {type: LayerNormLayer, d_model: 12}\n", 2, 6);
-}
+        "      - {type: LayerNormLayer, d_model: 12}\n";
+
+TEST(gpt2_style) { check_model("gpt2", GPT2_BIAS_HEAD, 2, 6); }
+
+/* The head fused with the loss over chunks that do not divide the rows: a tied head (its
+ * gradient shared with the embedding's) and a head with a bias. */
+TEST(fused_head_tied_chunks_of_3) { check_model_run("fused llama_gqa", LLAMA_TIED, 2, 5, 3); }
+TEST(fused_head_bias_chunks_of_5) { check_model_run("fused gpt2", GPT2_BIAS_HEAD, 2, 6, 5); }
 
 TEST(parallel_branching_cyclic_recurrent) {
     check_model("topologies", "version: 1\nname: t\nmodel:\n  type: TransformerModel\n"

@@ -114,23 +114,23 @@ TEST(training_memory_is_affine_in_the_batch_and_grows_with_the_block) {
     EXPECT_EQ_INT(0, tiny_model(&m, &c, &train));
     double b1, b2, b3, t32;
     cb_error e;
-    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 1, 16, 0, 0, &b1, &e));
-    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 2, 16, 0, 0, &b2, &e));
-    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 3, 16, 0, 0, &b3, &e));
-    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 1, 32, 0, 0, &t32, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 1, 16, 0, 0, 0, &b1, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 2, 16, 0, 0, 0, &b2, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 3, 16, 0, 0, 0, &b3, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 1, 32, 0, 0, 0, &t32, &e));
     EXPECT_NEAR(b2 - b1, b3 - b2, 1e-6); /* so fixed + per_row * B is exact */
     EXPECT(t32 > b1);
     /* the weights, gradients and AdamW's two states alone: 4 floats a parameter */
     EXPECT(b1 > 16.0 * (double)m.params.total_floats);
     double sgd;
-    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_SGD, 1, 16, 0, 0, &sgd, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_SGD, 1, 16, 0, 0, 0, &sgd, &e));
     EXPECT_NEAR(4.0 * (double)m.params.total_floats, b1 - sgd, 1e-6);
     /* every block checkpointed: less, and still affine in the batch (one block's saved
        values, at the batch, in place of every block's) */
     double r1, r2, r3;
-    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 1, 16, 1, 0, &r1, &e));
-    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 2, 16, 1, 0, &r2, &e));
-    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 3, 16, 1, 0, &r3, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 1, 16, 1, 0, 0, &r1, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 2, 16, 1, 0, 0, &r2, &e));
+    EXPECT_EQ_INT(CB_OK, cb_runtime_training_bytes(&m, CB_OPT_ADAMW, 3, 16, 1, 0, 0, &r3, &e));
     EXPECT(r1 < b1 && r2 - r1 < b2 - b1);
     EXPECT_NEAR(r2 - r1, r3 - r2, 1e-6);
     cb_model_free(&m);
@@ -148,8 +148,8 @@ TEST(batch_fitted_to_the_budget_keeps_rows_per_step) {
     c.grad_accum = 1;
     double b1, b2;
     cb_error e;
-    cb_runtime_training_bytes(&m, c.optimizer.kind, 1, c.block_size, 0, 0, &b1, &e);
-    cb_runtime_training_bytes(&m, c.optimizer.kind, 2, c.block_size, 0, 0, &b2, &e);
+    cb_runtime_training_bytes(&m, c.optimizer.kind, 1, c.block_size, 0, 0, 0, &b1, &e);
+    cb_runtime_training_bytes(&m, c.optimizer.kind, 2, c.block_size, 0, 0, 0, &b2, &e);
     double fixed = 2 * b1 - b2, row = b2 - b1;
     /* room for 5 rows: 4 divides the 8 rows of a step, grad_accum 2 makes them up */
     char budget[64];
@@ -190,8 +190,8 @@ TEST(batch_auto_is_the_largest_that_fits_capped_by_the_data_and_ranks_and_cached
     setenv("OMP_NUM_THREADS", "1", 1); /* no thread timing: this test is about the batch */
     double b1, b2;
     cb_error e;
-    cb_runtime_training_bytes(&m, c.optimizer.kind, 1, c.block_size, 0, 0, &b1, &e);
-    cb_runtime_training_bytes(&m, c.optimizer.kind, 2, c.block_size, 0, 0, &b2, &e);
+    cb_runtime_training_bytes(&m, c.optimizer.kind, 1, c.block_size, 0, 0, 0, &b1, &e);
+    cb_runtime_training_bytes(&m, c.optimizer.kind, 2, c.block_size, 0, 0, 0, &b2, &e);
     double fixed = 2 * b1 - b2, row = b2 - b1;
     char budget[64];
     cb_runtime_plan rp, again;
