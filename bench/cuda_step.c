@@ -84,8 +84,7 @@ static float step(bench *b) {
     cb_backend *be = b->be;
     be->zero(be, b->g, b->nw * sizeof(float));
     const size_t N = (size_t)b->prog.B * b->prog.T;
-    float loss = cb_run_forward(&b->run, &b->prog, b->w, b->tok, b->tok + N);
-    cb_run_backward(&b->run, &b->prog, b->w, b->g);
+    float loss = cb_run_step(&b->run, &b->prog, b->w, b->g, b->tok, b->tok + N);
     be->grad_clip(be, b->g, b->nw, 1.0);
     be->optimizer_step(be, &b->opt, b->w, b->g, b->m, b->v, 3e-4);
     return loss;
@@ -114,22 +113,31 @@ static void breakdown(bench *b, double *fwd, double *bwd, double *rest) {
     p.losses = b->run.losses;
     p.tokens = b->tok;
     p.targets = b->tok + N;
+    p.head_chunk = b->run.head_chunk;
+    /* a fused head (backend.h head_loss): the head's forward, the loss and the head's
+       backward in one, timed as the loss; the gradient arena ends below the logits */
+    const int fused = p.head_chunk > 0, n_fwd = fused ? prog->n_ops - 1 : prog->n_ops;
+    const size_t dslot_elems = fused ? prog->slots[prog->logits_slot].offset : prog->slot_elems;
     be->synchronize(be, &e);
     double t0 = cb_clock_s();
     be->zero(be, b->g, b->nw * sizeof(float));
-    for (int i = 0; i < prog->n_ops; i++) {
+    for (int i = 0; i < n_fwd; i++) {
         double t = cb_clock_s();
         be->op_forward(be, &p, i, &e);
         be->synchronize(be, &e);
         fwd[prog->ops[i].kind] += cb_clock_s() - t;
     }
     double t = cb_clock_s();
-    be->loss_forward(be, &p);
-    be->zero(be, p.dslots, prog->slot_elems * sizeof(float));
-    be->loss_backward(be, &p);
+    be->zero(be, p.dslots, dslot_elems * sizeof(float));
+    if (fused) {
+        be->head_loss(be, &p, p.head_chunk);
+    } else {
+        be->loss_forward(be, &p);
+        be->loss_backward(be, &p);
+    }
     be->synchronize(be, &e);
     rest[0] = cb_clock_s() - t;
-    for (int i = prog->n_ops - 1; i >= 0; i--) {
+    for (int i = n_fwd - 1; i >= 0; i--) {
         t = cb_clock_s();
         be->op_backward(be, &p, i);
         be->synchronize(be, &e);
@@ -185,7 +193,7 @@ int main(int argc, char **argv) {
     if (!plan) return 2;
     cb_model m;
     if (cb_model_init(&m, plan, 1, &e) != CB_OK || cb_program_init(&b.prog, plan, &m.params, B, T, &e) != CB_OK ||
-        cb_run_init_on(&b.run, b.be, &b.prog, 1, &e) != CB_OK) {
+        cb_run_init_fused(&b.run, b.be, &b.prog, 0, &e) != CB_OK) { /* as the trainer's run */
         fprintf(stderr, "cuda_step: %s: %s\n", e.where, e.msg);
         return 4;
     }
@@ -246,8 +254,9 @@ int main(int argc, char **argv) {
 #ifdef CB_HAVE_CUDA
     {
         int f = cb_backend_cuda_fuse();
-        printf("fused paths (CB_CUDA_FUSE): swiglu %s (amp only), addnorm %s\n", f & CB_CUDA_FUSE_SWIGLU ? "on" : "off",
-               f & CB_CUDA_FUSE_ADDNORM ? "on" : "off");
+        printf("fused paths (CB_CUDA_FUSE): swiglu %s (amp only), addnorm %s, head %s (%d rows a chunk)\n",
+               f & CB_CUDA_FUSE_SWIGLU ? "on" : "off", f & CB_CUDA_FUSE_ADDNORM ? "on" : "off",
+               b.run.head_chunk ? "on" : "off", b.run.head_chunk);
     }
 #endif
     printf("model FLOP/s: %.1f TFLOP/s = MFU %.3f of 989 (bf16 dense), %.3f of 67 (fp32)\n", flops * 1e-12,

@@ -66,11 +66,61 @@ static __global__ void crossentropy_mean(float *result, int *count, const float 
 
 size_t cbk_crossentropy_work(int N) { return 0; }
 
+void cbk_crossentropy_rows(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V) {
+    if (N > 0) crossentropy_rows<<<N, 512, 0, cbk_stream>>>(losses, lse, logits, targets, V);
+}
+
+void cbk_crossentropy_mean(float *result, int *count, const float *losses, const int32_t *targets, int N) {
+    crossentropy_mean<<<1, 1024, 0, cbk_stream>>>(result, count, losses, targets, N);
+}
+
 void cbk_crossentropy_forward(float *losses, float *lse, float *result, int *count, float *work,
                               const float *logits, const int32_t *targets, int N, int V) {
     (void)work;
-    if (N > 0) crossentropy_rows<<<N, 512>>>(losses, lse, logits, targets, V);
-    crossentropy_mean<<<1, 1024>>>(result, count, losses, targets, N);
+    cbk_crossentropy_rows(losses, lse, logits, targets, N, V);
+    cbk_crossentropy_mean(result, count, losses, targets, N);
+}
+
+// one block: the rows with a target, before any row's gradient needs the count
+static __global__ void crossentropy_count(int *count, const int32_t *targets, int N) {
+    __shared__ int shn[32];
+    int n = 0;
+    for (int i = threadIdx.x; i < N; i += blockDim.x) n += targets[i] >= 0;
+    for (int o = 16; o > 0; o >>= 1) n += __shfl_xor_sync(0xffffffffu, n, o);
+    if ((threadIdx.x & 31) == 0) shn[threadIdx.x >> 5] = n;
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        int valid = 0;
+        for (int w = 0; w < (int)(blockDim.x >> 5); w++) valid += shn[w];
+        count[0] = valid;
+    }
+}
+
+void cbk_crossentropy_count(int *count, const int32_t *targets, int N) {
+    crossentropy_count<<<1, 1024, 0, cbk_stream>>>(count, targets, N);
+}
+
+// in place: a row of logits becomes (softmax - onehot) / count, what crossentropy_backward adds
+// to a zeroed row; a row without a target becomes zero
+static __global__ void crossentropy_grad_inplace(float *logits, const float *lse, const int32_t *targets,
+                                                 const int *count, int V) {
+    float *x = logits + (size_t)blockIdx.x * V;
+    int t = targets[blockIdx.x];
+    if (t < 0 || count[0] == 0) {
+        for (int v = threadIdx.x; v < V; v += blockDim.x) x[v] = 0.0f;
+        return;
+    }
+    float g = 1.0f / (float)count[0];
+    float l = lse[blockIdx.x];
+    for (int v = threadIdx.x; v < V; v += blockDim.x) {
+        float y = g * expf(x[v] - l);
+        x[v] = v == t ? y - g : y;
+    }
+}
+
+void cbk_crossentropy_grad_inplace(float *logits, const float *lse, const int32_t *targets, const int *count, int N,
+                                   int V) {
+    if (N > 0) crossentropy_grad_inplace<<<N, 512, 0, cbk_stream>>>(logits, lse, targets, count, V);
 }
 
 static __global__ void crossentropy_backward(float *dlogits, const float *logits, const float *lse,

@@ -364,6 +364,23 @@ static void cuda_optimizer_step(cb_backend *be, cb_optimizer *o, float *w, const
     cb_cuda_check_launch(&ctx, "optimizer step");
 }
 
+/* The fused head's chunk (with CB_CUDA_FUSE_HEAD): 256 MB of float32 logits, whole
+ * multiples of 128 rows (2048 of a 32000-word vocabulary: products of full tiles, and a
+ * dW += per chunk that costs one read and write of the head's gradient, 98 MB, against
+ * the 2 x 2.1 GB of logits and their gradient a T1 step no longer writes and reads). */
+static int cuda_head_chunk_rows(cb_backend *be, int N, int V) {
+    (void)be;
+    if (!(ctx.fuse & CB_CUDA_FUSE_HEAD)) return 0;
+    size_t rows = ((size_t)1 << 28) / ((size_t)V * sizeof(float)) / 128 * 128;
+    if (rows < 128) rows = 128;
+    return rows < (size_t)N ? (int)rows : N;
+}
+
+static float cuda_head_loss(cb_backend *be, cb_pass *p, int chunk_rows) {
+    (void)be;
+    return cb_cuda_head_loss(&ctx, p, chunk_rows);
+}
+
 /* The GPU's memory as the driver sees it: free is what this process may still allocate
  * (runtime/memory_fit.c sizes batch_size: auto from it). */
 static int cuda_memory_info(cb_backend *be, size_t *free_bytes, size_t *total_bytes, cb_error *e) {
@@ -406,17 +423,21 @@ static cb_backend cuda_backend = {
     .resident = cb_cuda_vmm_resident,
     .decode_argmax = cb_cuda_decode_argmax,
     .held_bytes = cuda_held_bytes,
+    .head_chunk_rows = cuda_head_chunk_rows,
+    .head_loss = cuda_head_loss,
 };
 
-/* CB_CUDA_FUSE: unset or 1 all, 0 none, else the named ones ("swiglu,...") */
+/* CB_CUDA_FUSE: unset the default (cuda.h), 1 or all every one, 0 none, else the named
+ * ones ("swiglu,...") */
 static int fuse_from_env(void) {
     const char *v = getenv("CB_CUDA_FUSE");
-    if (!v || !strcmp(v, "1") || !strcmp(v, "all")) return CB_CUDA_FUSE_ALL;
+    if (!v) return CB_CUDA_FUSE_DEFAULT;
+    if (!strcmp(v, "1") || !strcmp(v, "all")) return CB_CUDA_FUSE_ALL;
     int bits = 0;
     static const struct {
         const char *name;
         int bit;
-    } names[] = {{"swiglu", CB_CUDA_FUSE_SWIGLU}, {"addnorm", CB_CUDA_FUSE_ADDNORM}};
+    } names[] = {{"swiglu", CB_CUDA_FUSE_SWIGLU}, {"addnorm", CB_CUDA_FUSE_ADDNORM}, {"head", CB_CUDA_FUSE_HEAD}};
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++) {
         const char *at = strstr(v, names[k].name);
         size_t len = strlen(names[k].name);

@@ -24,8 +24,12 @@ void cb_backend_cuda_set_amp(int on);
  * names separated by commas, e.g. swiglu): the same results within amp's tolerances,
  * less memory traffic. SWIGLU (amp only): the feed-forward's gate, up and h in bf16
  * (swiglu16.c). ADDNORM (float32 and amp, the same bits as unfused): a residual add and
- * the RMSNorm that reads its sum in one kernel, forward (within a block) and backward. */
-enum { CB_CUDA_FUSE_SWIGLU = 1, CB_CUDA_FUSE_ADDNORM = 2, CB_CUDA_FUSE_ALL = 3 };
+ * the RMSNorm that reads its sum in one kernel, forward (within a block) and backward.
+ * HEAD (float32 and amp): a training run's head fused with the loss (backend.h head_loss),
+ * a chunk of logits at a time; not on by default until it is measured on a GPU (unset
+ * CB_CUDA_FUSE means swiglu,addnorm; 1 or all turns it on too). */
+enum { CB_CUDA_FUSE_SWIGLU = 1, CB_CUDA_FUSE_ADDNORM = 2, CB_CUDA_FUSE_HEAD = 4, CB_CUDA_FUSE_ALL = 7 };
+#define CB_CUDA_FUSE_DEFAULT (CB_CUDA_FUSE_SWIGLU | CB_CUDA_FUSE_ADDNORM)
 void cb_backend_cuda_set_fuse(int bits);
 int cb_backend_cuda_fuse(void);
 struct cb_decode;

@@ -130,6 +130,8 @@ int cb_cuda_decode_argmax(cb_backend *be, cb_decode *d, const float *x, int n, i
 /* ops.c */
 int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e);
 void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i);
+/* backend.h's head_loss (ops.c) */
+float cb_cuda_head_loss(cuda_ctx *c, cb_pass *p, int chunk_rows);
 
 /* swiglu16.c: a SwiGLU op under amp with CB_CUDA_FUSE_SWIGLU, bf16 from the gate and up
  * product to the down product's operand (its saved values bf16, in the first half of the

@@ -115,6 +115,14 @@ void cbk_crossentropy_forward(float *losses, float *lse, float *result, int *cou
 /* dlogits += (softmax - onehot) / count[0] */
 void cbk_crossentropy_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
                                const int *count, int N, int V);
+/* the forward's two halves: losses and lse of N rows; the mean and count over N rows */
+void cbk_crossentropy_rows(float *losses, float *lse, const float *logits, const int32_t *targets, int N, int V);
+void cbk_crossentropy_mean(float *result, int *count, const float *losses, const int32_t *targets, int N);
+/* the fused head's (backend.h head_loss): count[0] = the rows with a target; a chunk of N
+ * rows of logits turned in place into (softmax - onehot) / count[0], rows without a target 0 */
+void cbk_crossentropy_count(int *count, const int32_t *targets, int N);
+void cbk_crossentropy_grad_inplace(float *logits, const float *lse, const int32_t *targets, const int *count, int N,
+                                   int V);
 
 /* ---- attention.cu (layers/attention.c): the parts around the batched products ---- */
 typedef struct cbk_attn_dims {

@@ -8,6 +8,7 @@
  * RMSNorm after it (CB_CUDA_FUSE_ADDNORM) are one kernel here (addnorm_pair). */
 #include "backend/cuda/internal.h"
 
+#include <math.h>
 #include <string.h>
 #include "backend/cuda/kernels.h"
 
@@ -198,6 +199,50 @@ int cb_cuda_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     cb_cuda_check_launch(c, "op forward");
     if (c->failed) return cb_fail(e, CB_E_RUNTIME, c->err.where, "%s", c->err.msg);
     return CB_OK;
+}
+
+/* backend.h's head_loss: the program's head and the cross-entropy over chunks of rows,
+ * each chunk's logits in the first rows of the logits slot, turned there into their
+ * gradient (over the pass's count of valid rows, counted on the device first), which the
+ * head's backward products take at once; the scratch and bf16 operands are a chunk's. The
+ * mean loss comes back to the host as cuda.c's loss_forward's does. */
+float cb_cuda_head_loss(cuda_ctx *c, cb_pass *p, int chunk_rows) {
+    if (c->failed) return NAN;
+    const cb_program *prog = p->prog;
+    const cb_op *op = &prog->ops[prog->n_ops - 1];
+    const int N = p->B * p->T, V = prog->vocab_size, C = op->d_in;
+    size_t ws, red, h16;
+    cb_error e;
+    op_work(c, prog, op, 1, chunk_rows, &ws, &red, &h16);
+    if (cb_cuda_reserve(c, ws, red, &e) != CB_OK ||
+        (c->amp && h16 && (cb_cuda_reserve_h16(c, h16, &e) != CB_OK || cb_cuda_shadow_weights(c, p->weights, &e) != CB_OK))) {
+        c->failed = 1;
+        c->err = e;
+        return NAN;
+    }
+    const int x_slot = prog->inputs[op->in_first];
+    const float *x = p->slots + prog->slots[x_slot].offset, *w = P(p->weights, op, CB_P_WEIGHT),
+                *b = P(p->weights, op, CB_P_BIAS);
+    float *logits = p->slots + prog->slots[prog->logits_slot].offset;
+    float *dx = p->grads ? p->dslots + prog->slots[x_slot].offset : NULL;
+    int *count = (int *)(c->loss + 1);
+    cbk_crossentropy_count(count, p->targets, N);
+    for (int r0 = 0; r0 < N; r0 += chunk_rows) {
+        const int R = N - r0 < chunk_rows ? N - r0 : chunk_rows;
+        const size_t at = (size_t)r0 * C;
+        cb_cuda_linear_forward(c, logits, x + at, w, b, R, C, V);
+        cbk_crossentropy_rows(p->losses + r0, p->lse + r0, logits, p->targets + r0, R, V);
+        if (!dx) continue;
+        cbk_crossentropy_grad_inplace(logits, p->lse + r0, p->targets + r0, count, R, V);
+        cb_cuda_linear_backward(c, dx + at, G(p->grads, op, CB_P_WEIGHT), G(p->grads, op, CB_P_BIAS), logits, x + at,
+                                w, R, C, V);
+    }
+    cbk_crossentropy_mean(c->loss, count, p->losses, p->targets, N);
+    cb_cuda_check_launch(c, "head and loss");
+    float loss = NAN;
+    if (!c->failed && cudaMemcpy(&loss, c->loss, sizeof loss, cudaMemcpyDeviceToHost) != cudaSuccess)
+        cb_cuda_fail(c, "head and loss", "reading the loss back failed");
+    return c->failed ? NAN : loss;
 }
 
 void cb_cuda_op_backward(cuda_ctx *c, cb_pass *p, int i) {

@@ -264,6 +264,125 @@ TEST(cuda_ops_gpt2) {
                   2, 33);
 }
 
+/* The head fused with the loss (backend.h head_loss), chunk rows at a time, on the GPU
+ * against the CPU's unfused pass: the loss, the head input's gradient and every parameter's
+ * gradient; then an evaluation (no gradients) on the same fused run. */
+static void compare_fused_head(cb_backend *be, const char *what, const char *yaml, int B, int T, int chunk) {
+    json_t *plan = test_compile(yaml, what);
+    cb_model m;
+    cb_program prog;
+    cb_error e;
+    if (!plan || cb_model_init(&m, plan, 7, &e) != CB_OK) {
+        FAILF("%s: does not build", what);
+        json_decref(plan);
+        return;
+    }
+    if (cb_program_init(&prog, plan, &m.params, B, T, &e) != CB_OK) {
+        FAILF("%s: %s", what, e.msg);
+        cb_model_free(&m);
+        json_decref(plan);
+        return;
+    }
+    const size_t nw = m.params.total_floats, N = (size_t)B * T;
+    for (size_t i = 0; i < nw; i++) m.weights[i] *= 4.0f;
+    cb_rng rng;
+    cb_rng_init(&rng, 5);
+    int32_t *tok = malloc(2 * N * sizeof *tok);
+    for (size_t i = 0; i < 2 * N; i++) tok[i] = (int32_t)(cb_rng_next(&rng) % (uint64_t)prog.vocab_size);
+    tok[N + 2] = tok[N + N - 1] = -1; /* ignored targets, one of them in the last chunk */
+    const cb_slot *x = &prog.slots[prog.inputs[prog.ops[prog.n_ops - 1].in_first]];
+    const size_t nx = N * (size_t)x->width;
+    cb_run host, dev;
+    float *g_cpu = calloc(nw, sizeof *g_cpu), *w = NULL, *g = NULL, *g_gpu = NULL, *dx = NULL;
+    int32_t *t = NULL;
+    EXPECT(cb_run_init(&host, &prog, 1, &e) == CB_OK);
+    host.training = 0; /* no dropout: the same pass on both */
+    float loss_cpu = cb_run_step(&host, &prog, m.weights, g_cpu, tok, tok + N);
+    if (cb_run_init_fused(&dev, be, &prog, chunk, &e) != CB_OK) {
+        FAILF("%s: %s", what, e.msg);
+        goto done;
+    }
+    if (dev.head_chunk != chunk) FAILF("%s: the run's chunk is %d rows, not %d", what, dev.head_chunk, chunk);
+    dev.training = 0;
+    w = be->alloc(be, nw * sizeof *w, &e);
+    g = be->alloc(be, nw * sizeof *g, &e);
+    t = be->alloc(be, 2 * N * sizeof *t, &e);
+    if (!w || !g || !t) {
+        FAILF("%s: %s", what, e.msg);
+        goto done_dev;
+    }
+    be->upload(be, w, m.weights, nw * sizeof *w, &e);
+    be->upload(be, t, tok, 2 * N * sizeof *t, &e);
+    float loss_gpu = cb_run_step(&dev, &prog, w, g, t, t + N);
+    g_gpu = download(be, g, nw);
+    dx = download(be, dev.dslots + x->offset, nx);
+    float loss_eval = cb_run_forward(&dev, &prog, w, t, t + N);
+    if (be->synchronize(be, &e) != CB_OK) FAILF("%s: %s: %s", what, e.where, e.msg);
+    if (!g_gpu || !dx) {
+        FAILF("%s: downloads failed", what);
+        goto done_dev;
+    }
+    double lerr = fabs((double)loss_gpu - loss_cpu) / fabs((double)loss_cpu);
+    double eerr = fabs((double)loss_eval - loss_cpu) / fabs((double)loss_cpu);
+    double xerr = norm_err(host.dslots + x->offset, dx, nx, 1e-3 * max_abs(host.dslots + x->offset, nx) + 1e-12);
+    double gerr = 0, gmax = max_abs(g_cpu, nw);
+    for (int pi = 0; pi < m.params.n; pi++) {
+        const cb_param *p = &m.params.items[pi];
+        double eg = norm_err(g_cpu + p->offset, g_gpu + p->offset, p->numel, 1e-3 * gmax);
+        if (!(eg <= BWD_TOL)) FAILF("%s: gradient of %s: normalised error %.3g", what, p->name, eg);
+        if (!(eg <= gerr)) gerr = eg;
+    }
+    if (!(lerr <= FWD_TOL)) FAILF("%s: loss %.9g fused on the GPU, %.9g on the CPU", what, loss_gpu, loss_cpu);
+    if (!(eerr <= FWD_TOL)) FAILF("%s: evaluation loss %.9g fused on the GPU, %.9g on the CPU", what, loss_eval, loss_cpu);
+    if (!(xerr <= BWD_TOL)) FAILF("%s: the head input's gradient: normalised error %.3g", what, xerr);
+    char label[200];
+    snprintf(label, sizeof label, "%s: loss", what);
+    REPORT_DIFF(label, lerr, FWD_TOL);
+    snprintf(label, sizeof label, "%s: head input gradient", what);
+    REPORT_DIFF(label, xerr, BWD_TOL);
+    snprintf(label, sizeof label, "%s: parameter gradients", what);
+    REPORT_DIFF(label, gerr, BWD_TOL);
+done_dev:
+    be->free(be, w);
+    be->free(be, g);
+    be->free(be, t);
+    cb_run_free(&dev);
+done:
+    cb_run_free(&host);
+    free(g_cpu);
+    free(g_gpu);
+    free(dx);
+    free(tok);
+    cb_program_free(&prog);
+    cb_model_free(&m);
+    json_decref(plan);
+}
+
+TEST(cuda_fused_head_equals_the_cpu) {
+    cb_backend *be = gpu();
+    if (!be) return;
+    char y[2048];
+    compare_fused_head(be, "fused head, tied, chunks of 7", llama_yaml(y, sizeof y, 301, 48, 6, 2, 70, 0.0), 3, 37, 7);
+    compare_fused_head(be, "fused head, tied, one chunk", llama_yaml(y, sizeof y, 301, 48, 6, 2, 70, 0.0), 3, 37, 111);
+    compare_fused_head(be, "fused head, bias, chunks of 128",
+                       "version: 1\nname: t\nmodel:\n  type: TransformerModel\n  head: {bias: true}\n"
+                       "  embedder: {type: token_position, vocab_size: 1000, d_model: 36, max_seq_len: 300}\n"
+                       "  topology:\n    type: StackedTopology\n    layers:\n"
+                       "      - type: ResidualTopology\n        layers:\n"
+                       "          - {type: LayerNormLayer, d_model: 36}\n"
+                       "          - {type: AttentionLayer, d_model: 36, n_heads: 3, rope_enabled: false, bias: true}\n"
+                       "      - {type: LayerNormLayer, d_model: 36}\n",
+                       2, 300, 128);
+}
+
+/* The same comparison through the CPU backend's head_loss: it runs on every machine, so the
+ * fused path and this check of it are exercised where there is no GPU. */
+TEST(fused_head_on_the_cpu_equals_unfused) {
+    char y[2048];
+    compare_fused_head(cb_backend_cpu(), "cpu fused head, tied, chunks of 7", llama_yaml(y, sizeof y, 301, 48, 6, 2, 70, 0.0),
+                       3, 37, 7);
+}
+
 TEST(cuda_ops_topologies) {
     cb_backend *be = gpu();
     if (!be) return;

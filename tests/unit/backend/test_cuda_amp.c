@@ -607,6 +607,74 @@ TEST(cuda_amp_optimizer_writes_the_shadow) {
     json_decref(plan);
 }
 
+/* The head fused with the loss under amp (backend.h head_loss, chunks of 7 rows that do not
+ * divide the 111): the chunk's products in bf16 as the unfused head's, so the loss and every
+ * gradient against the CPU's float32 unfused pass within the models' amp tolerances. */
+TEST(cuda_amp_fused_head) {
+    cb_backend *be = gpu();
+    if (!be) return;
+    char y[2048];
+    json_t *plan = test_compile(llama_yaml(y, sizeof y, 301, 48, 6, 2, 70, 1), "fused head");
+    cb_model m;
+    cb_program prog;
+    cb_error e;
+    if (!plan || cb_model_init(&m, plan, 7, &e) != CB_OK || cb_program_init(&prog, plan, &m.params, 3, 37, &e) != CB_OK) {
+        FAILF("fused head: does not build");
+        json_decref(plan);
+        return;
+    }
+    const size_t nw = m.params.total_floats, N = 3 * 37;
+    cb_rng rng;
+    cb_rng_init(&rng, 5);
+    int32_t *tok = malloc(2 * N * sizeof *tok);
+    for (size_t i = 0; i < 2 * N; i++) tok[i] = (int32_t)(cb_rng_next(&rng) % (uint64_t)prog.vocab_size);
+    tok[N + 3] = -1;
+    float *g_cpu = calloc(nw, sizeof *g_cpu), *w = NULL, *g = NULL, *g_gpu = NULL;
+    int32_t *t = NULL;
+    cb_run host, dev;
+    memset(&dev, 0, sizeof dev);
+    EXPECT(cb_run_init(&host, &prog, 1, &e) == CB_OK);
+    float loss_cpu = cb_run_step(&host, &prog, m.weights, g_cpu, tok, tok + N);
+    if (cb_run_init_fused(&dev, be, &prog, 7, &e) != CB_OK || !(w = be->alloc(be, nw * sizeof *w, &e)) ||
+        !(g = be->alloc(be, nw * sizeof *g, &e)) || !(t = be->alloc(be, 2 * N * sizeof *t, &e))) {
+        FAILF("fused head: %s", e.msg);
+        goto done;
+    }
+    be->upload(be, t, tok, 2 * N * sizeof *t, &e);
+    be->upload(be, w, m.weights, nw * sizeof *w, &e);
+    cb_backend_cuda_set_amp(1);
+    float loss_gpu = cb_run_step(&dev, &prog, w, g, t, t + N);
+    g_gpu = from_dev(be, g, nw);
+    cb_backend_cuda_set_amp(0);
+    if (be->synchronize(be, &e) != CB_OK || !g_gpu) {
+        FAILF("fused head: %s", e.msg);
+        goto done;
+    }
+    double lerr = fabs((double)loss_gpu - loss_cpu) / fabs((double)loss_cpu), worst = 0, gmax = max_abs(g_cpu, nw);
+    for (int pi = 0; pi < m.params.n; pi++) {
+        const cb_param *p = &m.params.items[pi];
+        double eg = norm_err(g_cpu + p->offset, g_gpu + p->offset, p->numel, 1e-3 * gmax);
+        if (!(eg <= AMP_BWD_TOL)) FAILF("fused head under amp: gradient of %s: normalised error %.3g", p->name, eg);
+        if (!(eg <= worst)) worst = eg;
+    }
+    if (!(lerr <= AMP_FWD_TOL)) FAILF("fused head under amp: loss %.9g on the GPU, %.9g on the CPU", loss_gpu, loss_cpu);
+    REPORT_DIFF("fused head under amp: loss", lerr, AMP_FWD_TOL);
+    REPORT_DIFF("fused head under amp: parameter gradients", worst, AMP_BWD_TOL);
+    if (!(worst >= AMP_MIN_DIFF)) FAILF("fused head under amp: the gradients are float32's (%.3g): bf16 did not run", worst);
+done:
+    free(g_gpu);
+    free(g_cpu);
+    free(tok);
+    be->free(be, w);
+    be->free(be, g);
+    be->free(be, t);
+    cb_run_free(&dev);
+    cb_run_free(&host);
+    cb_program_free(&prog);
+    cb_model_free(&m);
+    json_decref(plan);
+}
+
 #else
 TEST(cuda_amp) { SKIP("this build has no cuda backend (no nvcc)"); }
 #endif
