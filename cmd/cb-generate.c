@@ -12,6 +12,7 @@
 #include <unistd.h>
 #include "cli/cli.h"
 #include "core/atomic_file.h"
+#include "infer/batch.h"
 #include "infer/cache_policy.h"
 #include "infer/chat.h"
 #include "infer/generate.h"
@@ -27,7 +28,7 @@ static void usage(void) {
     printf("usage: cb-generate [--prompt text | --ids list | --prompts file | --chat] [--tokenizer T]\n"
            "       [--max-new-tokens n] [--temperature x] [--top-k n] [--top-p x] [--seed n]\n"
            "       [--eos id] [--stop text] [--max-seq-len n] [--truncate] [--cache-kind K]\n"
-           "       [--draft dir] [--spec-k n] [--device cpu|cuda|auto] [--runtime-plan] [--json]\n"
+           "       [--draft dir] [--spec-k n] [--batch n] [--device cpu|cuda|auto] [--runtime-plan] [--json]\n"
            "       [options] model_dir\n"
            "Generate text from a model directory (caramba or Hugging Face Llama), streamed to\n"
            "stdout token by token, or one JSON line per prompt with --json. Cache kinds: fp32,\n"
@@ -40,12 +41,13 @@ enum {
     O_BUDGET, O_MAX_DNLL, O_MAX_PPL, O_MAX_KL, O_CACHE_BENCH, O_CACHE_BENCH_STEPS, O_CACHE_PLAN, O_CACHE_PROBE,
     O_DECODE_PLAN, O_DECODE_Q_CHUNK, O_DECODE_WINDOW, O_DECODE_BUCKETS, O_DECODE_WINDOW_LONG, O_DRAFT, O_SPEC_K,
     O_SPEC_METHOD, O_SPEC_ADAPTIVE, O_SPEC_K_MAX, O_NO_EXTRA, O_SPEC_DISABLE, O_JSON, O_QUIET, O_HELP, O_WEIGHT_KIND,
-    O_DEVICE, O_RUNTIME_PLAN
+    O_DEVICE, O_RUNTIME_PLAN, O_BATCH
 };
 
 typedef struct opts {
     const char *prompt, *ids, *prompts, *system, *tokenizer, *draft, *cache_plan, *model_dir;
     int chat, special, json, quiet, truncate, auto_cache, n_eos_args, no_eos, runtime_plan;
+    int batch; /* sequences decoded together (--prompts); 1: one at a time */
     char cache_why[256]; /* cache_kind auto: the choice and its reason */
     const char *cache_kind_names[3]; /* k, k_sem, v as given */
     cb_generate_config gen;
@@ -116,11 +118,13 @@ static int parse_args(int argc, char **argv, opts *o) {
         {"spec-k-max", required_argument, 0, O_SPEC_K_MAX}, {"no-spec-extra-token", no_argument, 0, O_NO_EXTRA},
         {"spec-disable-below", required_argument, 0, O_SPEC_DISABLE}, {"json", no_argument, 0, O_JSON},
         {"quiet", no_argument, 0, O_QUIET}, {"weight-kind", required_argument, 0, O_WEIGHT_KIND}, {"help", no_argument, 0, O_HELP},
-        {"device", required_argument, 0, O_DEVICE}, {"runtime-plan", no_argument, 0, O_RUNTIME_PLAN}, {0, 0, 0, 0}};
+        {"device", required_argument, 0, O_DEVICE}, {"runtime-plan", no_argument, 0, O_RUNTIME_PLAN},
+        {"batch", required_argument, 0, O_BATCH}, {0, 0, 0, 0}};
     o->gen = cb_generate_config_default();
     o->sess = cb_session_config_default();
     o->policy = cb_cache_policy_config_default();
     o->spec = cb_spec_config_default();
+    o->batch = 1;
     long v;
     double x;
     opterr = 0;
@@ -218,6 +222,7 @@ static int parse_args(int argc, char **argv, opts *o) {
             break;
         }
         case O_RUNTIME_PLAN: o->runtime_plan = 1; break;
+        case O_BATCH: if (!parse_long(optarg, "--batch", 1, 4096, &v)) return 2; o->batch = (int)v; break;
         case O_JSON: o->json = 1; break;
         case O_QUIET: o->quiet = 1; break;
         default: return cb_cli_usage_error(TOOL, "unknown or incomplete option %s", argv[optind - 1]);
@@ -235,6 +240,9 @@ static int parse_args(int argc, char **argv, opts *o) {
     if (!o->draft && (o->spec.spec_k_adaptive || o->spec.disable_below_accept > 0 || !o->spec.extra_token))
         return cb_cli_usage_error(TOOL, "speculative options need --draft");
     if (o->spec.spec_k_max < o->spec.spec_k) o->spec.spec_k_max = o->spec.spec_k;
+    if (o->batch > 1 && !o->prompts) return cb_cli_usage_error(TOOL, "--batch decodes the prompts of --prompts together");
+    if (o->batch > 1 && o->draft)
+        return cb_cli_usage_error(TOOL, "--batch excludes --draft (speculative decoding runs one sequence at a time)");
     o->gen.truncate = o->truncate || o->chat; /* a chat drops its oldest turns when full */
     o->policy.plan_path = o->cache_plan;
     return -1;
@@ -264,8 +272,8 @@ static json_t *json_ids(const int32_t *v, size_t n) {
     return a;
 }
 
-static int print_json(const opts *o, const json_t *id, const cb_generate_output *r, const cb_session *s,
-                      const cb_tokenizer *tok, cb_error *e) {
+static int print_json(const opts *o, const json_t *id, const cb_generate_output *r, const cb_session_config *sc,
+                      size_t cache_bytes, const cb_tokenizer *tok, cb_error *e) {
     const cb_generate_stats *st = &r->stats;
     double total = st->prefill_s + st->decode_s;
     json_t *j = json_object();
@@ -288,11 +296,10 @@ static int print_json(const opts *o, const json_t *id, const cb_generate_output 
     json_object_set_new(j, "tokens_per_s", json_real(total > 0 ? st->new_tokens / total : 0));
     json_object_set_new(j, "decode_tokens_per_s",
                         json_real(st->decode_s > 0 && st->new_tokens > 1 ? (st->new_tokens - 1) / st->decode_s : 0));
-    cb_kv_bytes b = cb_session_cache_bytes(s);
-    json_object_set_new(j, "weights", json_string(cb_kv_kind_name(s->cfg.weight_kind)));
-    json_t *cache = json_pack("{s:s, s:s, s:s, s:I}", "k", cb_kv_kind_name(s->cfg.kinds.k), "k_sem",
-                              cb_kv_kind_name(s->cfg.kinds.k_sem), "v", cb_kv_kind_name(s->cfg.kinds.v), "bytes",
-                              (json_int_t)b.payload);
+    json_object_set_new(j, "weights", json_string(cb_kv_kind_name(sc->weight_kind)));
+    json_t *cache = json_pack("{s:s, s:s, s:s, s:I}", "k", cb_kv_kind_name(sc->kinds.k), "k_sem",
+                              cb_kv_kind_name(sc->kinds.k_sem), "v", cb_kv_kind_name(sc->kinds.v), "bytes",
+                              (json_int_t)cache_bytes);
     if (o->auto_cache) json_object_set_new(cache, "auto", json_string(o->cache_why));
     json_object_set_new(j, "cache", cache);
     if (o->draft)
@@ -322,6 +329,9 @@ typedef struct run {
     char tok_source[4096];
     cb_session target, draft;
     int have_target, have_draft_session;
+    cb_batch batch; /* --batch: its sessions in place of target */
+    int have_batch;
+    cb_session *lead; /* target, or the batch's first session */
 } run;
 
 /* Non-finite logits: say where they come from (a weight tensor, the first op whose output
@@ -346,7 +356,8 @@ static int generate_one(run *r, const int32_t *prompt, int n, const json_t *id, 
                  : cb_session_generate(&r->target, prompt, n, &r->o->gen, &io, &out, e);
     if (rc != CB_OK && cb_generate_is_nonfinite(e)) explain_nonfinite(r, prompt, n, e);
     if (rc != CB_OK) return rc;
-    if (r->o->json) rc = print_json(r->o, id, &out, &r->target, io.tok, e);
+    if (r->o->json)
+        rc = print_json(r->o, id, &out, &r->target.cfg, cb_session_cache_bytes(&r->target).payload, io.tok, e);
     else printf("\n");
     if (!r->o->quiet && r->have_draft && !r->o->json)
         fprintf(stderr, "%s: speculative: %ld of %ld draft tokens accepted (%.1f%%) in %d rounds%s\n", TOOL,
@@ -368,9 +379,70 @@ static int encode_prompt(run *r, const char *text, size_t n, const char *where, 
 static int check_ids(const run *r, const cb_ids *ids, const char *where, int code, cb_error *e) {
     if (ids->n == 0) return cb_fail(e, CB_E_USAGE, where, "empty prompt");
     for (size_t i = 0; i < ids->n; i++)
-        if (ids->v[i] >= r->target.vocab)
-            return cb_fail(e, code, where, "token id %d is past the vocabulary (%d)", ids->v[i], r->target.vocab);
+        if (ids->v[i] >= r->lead->vocab)
+            return cb_fail(e, code, where, "token id %d is past the vocabulary (%d)", ids->v[i], r->lead->vocab);
     return CB_OK;
+}
+
+/* One line of a prompts file: its prompt ids, and its "id" (borrowed from *obj, which the
+ * caller frees). A blank line gives no ids and no error. */
+static int parse_prompt_line(run *r, char *line, const char *where, cb_ids *prompt, json_t **obj, cb_error *e) {
+    *obj = NULL;
+    if (strspn(line, " \t\r") == strlen(line)) return CB_OK;
+    json_error_t je;
+    *obj = json_loads(line, 0, &je);
+    const json_t *pr = json_object_get(*obj, "prompt"), *ids = json_object_get(*obj, "ids");
+    int rc = CB_OK;
+    if (!json_is_object(*obj))
+        rc = cb_fail(e, CB_E_INVALID, where, "not a JSON object%s%s", *obj ? "" : ": ", *obj ? "" : je.text);
+    else if (json_is_string(pr) == json_is_array(ids))
+        rc = cb_fail(e, CB_E_INVALID, where, "want exactly one of \"prompt\" (a string) or \"ids\" (an array)");
+    else if (json_is_string(pr) && !r->have_tok)
+        rc = cb_fail(e, CB_E_USAGE, where, "a text prompt needs a tokenizer (--tokenizer)");
+    else if (json_is_string(pr))
+        rc = encode_prompt(r, json_string_value(pr), json_string_length(pr), where, prompt, e);
+    else {
+        size_t i;
+        const json_t *v;
+        json_array_foreach(ids, i, v) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {
+                rc = cb_fail(e, CB_E_INVALID, where, "ids[%zu] is not a token id", i);
+                break;
+            }
+            if ((rc = cb_ids_push(prompt, (int32_t)json_integer_value(v), e)) != CB_OK) break;
+        }
+    }
+    if (rc == CB_OK) rc = check_ids(r, prompt, where, CB_E_INVALID, e);
+    return rc;
+}
+
+/* --batch: every line read first (a bad one stops the run before anything is generated),
+ * the prompts decoded --batch at a time, then one JSON line each in the file's order. */
+typedef struct prompt_list {
+    cb_ids *ids;
+    json_t **objs;
+    int n, cap;
+} prompt_list;
+
+static int generate_batched(run *r, prompt_list *pl, cb_error *e) {
+    const int32_t **prompts = cb_malloc(pl->n ? (size_t)pl->n : 1, sizeof *prompts, e);
+    int *lens = prompts ? cb_malloc(pl->n ? (size_t)pl->n : 1, sizeof *lens, e) : NULL;
+    cb_generate_output *outs = lens ? cb_calloc(pl->n ? (size_t)pl->n : 1, sizeof *outs, e) : NULL;
+    int rc = outs ? CB_OK : CB_E_RUNTIME;
+    for (int i = 0; rc == CB_OK && i < pl->n; i++) {
+        prompts[i] = pl->ids[i].v;
+        lens[i] = (int)pl->ids[i].n;
+    }
+    cb_generate_io io = {.tok = r->have_tok ? &r->tok : NULL};
+    if (rc == CB_OK) rc = cb_batch_generate(&r->batch, prompts, lens, pl->n, &r->o->gen, &io, outs, e);
+    for (int i = 0; rc == CB_OK && i < pl->n; i++)
+        rc = print_json(r->o, json_object_get(pl->objs[i], "id"), &outs[i], &r->lead->cfg, outs[i].stats.cache_bytes,
+                        io.tok, e);
+    for (int i = 0; outs && i < pl->n; i++) cb_generate_output_free(&outs[i]);
+    free(outs);
+    free(lens);
+    free(prompts);
+    return rc;
 }
 
 static int run_prompts_file(run *r, cb_error *e) {
@@ -379,38 +451,32 @@ static int run_prompts_file(run *r, cb_error *e) {
     CB_TRY(cb_read_file(r->o->prompts, 0, &text, &len, e));
     int rc = CB_OK, line = 0;
     char where[4200];
+    prompt_list pl = {0};
     for (char *p = text, *nl; rc == CB_OK && p < text + len; p = nl + 1) {
         nl = memchr(p, '\n', (size_t)(text + len - p));
         if (!nl) nl = text + len;
         *nl = '\0';
         line++;
         snprintf(where, sizeof where, "%s:%d", r->o->prompts, line);
-        if (strspn(p, " \t\r") == strlen(p)) continue;
-        json_error_t je;
-        json_t *obj = json_loads(p, 0, &je);
-        const json_t *pr = json_object_get(obj, "prompt"), *ids = json_object_get(obj, "ids");
         cb_ids prompt = {0};
-        if (!json_is_object(obj))
-            rc = cb_fail(e, CB_E_INVALID, where, "not a JSON object%s%s", obj ? "" : ": ", obj ? "" : je.text);
-        else if (json_is_string(pr) == json_is_array(ids))
-            rc = cb_fail(e, CB_E_INVALID, where, "want exactly one of \"prompt\" (a string) or \"ids\" (an array)");
-        else if (json_is_string(pr) && !r->have_tok)
-            rc = cb_fail(e, CB_E_USAGE, where, "a text prompt needs a tokenizer (--tokenizer)");
-        else if (json_is_string(pr))
-            rc = encode_prompt(r, json_string_value(pr), json_string_length(pr), where, &prompt, e);
-        else {
-            size_t i;
-            const json_t *v;
-            json_array_foreach(ids, i, v) {
-                if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX) {
-                    rc = cb_fail(e, CB_E_INVALID, where, "ids[%zu] is not a token id", i);
-                    break;
-                }
-                if ((rc = cb_ids_push(&prompt, (int32_t)json_integer_value(v), e)) != CB_OK) break;
+        json_t *obj;
+        rc = parse_prompt_line(r, p, where, &prompt, &obj, e);
+        if (rc == CB_OK && obj && r->have_batch) { /* kept for the batched run */
+            if (pl.n == pl.cap) {
+                int cap = pl.cap ? 2 * pl.cap : 16;
+                cb_ids *ni = realloc(pl.ids, (size_t)cap * sizeof *ni);
+                if (ni) pl.ids = ni;
+                json_t **no = ni ? realloc(pl.objs, (size_t)cap * sizeof *no) : NULL;
+                if (no) pl.objs = no;
+                if (!ni || !no) rc = cb_fail(e, CB_E_RUNTIME, where, "out of memory");
+                else pl.cap = cap;
             }
-        }
-        if (rc == CB_OK) rc = check_ids(r, &prompt, where, CB_E_INVALID, e);
-        if (rc == CB_OK) {
+            if (rc == CB_OK) {
+                pl.ids[pl.n] = prompt;
+                pl.objs[pl.n++] = obj;
+                continue;
+            }
+        } else if (rc == CB_OK && obj) {
             int saved_json = r->o->json;
             r->o->json = 1; /* one JSON line per prompt */
             rc = generate_one(r, prompt.v, (int)prompt.n, json_object_get(obj, "id"), e);
@@ -420,6 +486,13 @@ static int run_prompts_file(run *r, cb_error *e) {
         cb_ids_free(&prompt);
         json_decref(obj);
     }
+    if (rc == CB_OK && pl.n) rc = generate_batched(r, &pl, e);
+    for (int i = 0; i < pl.n; i++) {
+        cb_ids_free(&pl.ids[i]);
+        json_decref(pl.objs[i]);
+    }
+    free(pl.ids);
+    free(pl.objs);
     free(text);
     return rc;
 }
@@ -534,8 +607,15 @@ static int main_run(run *r, cb_error *e) {
         CB_TRY(cb_decode_graphs_decide(&g, &r->model, &o->sess, NULL, 0, e));
         if (!o->quiet) cb_decode_graphs_print(&g, stderr);
     }
-    CB_TRY(cb_session_init(&r->target, &r->model, &o->sess, e));
-    r->have_target = 1;
+    if (o->batch > 1) {
+        CB_TRY(cb_batch_init(&r->batch, &r->model, &o->sess, o->batch, e));
+        r->have_batch = 1;
+        r->lead = &r->batch.seqs[0];
+    } else {
+        CB_TRY(cb_session_init(&r->target, &r->model, &o->sess, e));
+        r->have_target = 1;
+        r->lead = &r->target;
+    }
     if (r->have_draft) {
         cb_session_config dc = o->sess;
         dc.max_seq_len = r->target.cfg.max_seq_len;
@@ -574,6 +654,7 @@ int main(int argc, char **argv) {
     int rc = main_run(&r, &e);
     if (r.have_draft_session) cb_session_free(&r.draft);
     if (r.have_target) cb_session_free(&r.target);
+    if (r.have_batch) cb_batch_free(&r.batch);
     if (r.have_draft) cb_model_free(&r.draft_model);
     if (r.have_tok) cb_tokenizer_free(&r.tok);
     if (r.have_model) cb_model_free(&r.model);

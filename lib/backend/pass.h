@@ -29,6 +29,9 @@ typedef struct cb_decode_config {
     cb_kv_layout kv_layout; /* the CPU's caches: packed where heads are narrower than a block
                                (the default), or per head, padded (infer/kv_cache.h); the
                                CUDA backend's are always per head */
+    const struct cb_decode *weights_of; /* NULL: convert the weights; else use that state's
+                               converted matrices, which must outlive this one (the other
+                               sequences of a batch, infer/batch.h); the CPU's only */
 } cb_decode_config;
 
 /* A program's decoding state on a device (backend->decode_init). */
@@ -48,6 +51,7 @@ typedef struct cb_decode {
     float *attn_scratch;     /* decode attention's scratch, grown by decode_reserve */
     size_t attn_scratch_elems;
     const char *last_bucket; /* decode-plan bucket of the last pass */
+    int mats_borrowed;       /* mats are cfg.weights_of's: not freed with this state */
     void *dev;               /* the device's own state beside these, or NULL (CUDA: a
                                 one-row step's stream, CUDA graph, device position and
                                 RoPE tables, backend/cuda/decode.c) */
@@ -78,6 +82,12 @@ enum cb_head_rows { CB_HEAD_NONE = 0, CB_HEAD_LAST = 1, CB_HEAD_ALL = 2 };
     const int32_t *tokens, *targets; /* (B,T); targets NULL: no loss */                   \
     cb_decode *decode;  /* NULL: a full-sequence pass */                                   \
     int head_rows;      /* decoding: enum cb_head_rows */                                  \
+    cb_decode **row_seqs; /* a batched decoding pass (infer/batch.h): NULL, or (T) the state \
+                           of each row's own sequence, whose KV caches its attention appends \
+                           to and reads (weights and work are decode's); row r is one new  \
+                           token at position row_pos[r], and its RoPE row is for that      \
+                           position */                                                      \
+    const int *row_pos;                                                                    \
     int head_chunk;     /* full-sequence: 0, the head is an op like any and the loss reads \
                            its (B,T,V) logits; > 0, the run keeps no logits (model/run.h   \
                            cb_run_init_fused): forward runs the head with the loss, that  \

@@ -151,6 +151,7 @@ int cb_session_generate(cb_session *s, const int32_t *prompt, int n, const cb_ge
         }
     }
     double t2 = cb_clock_s();
+    out->stats.cache_bytes = cb_session_cache_bytes(s).payload;
     if (out->stats.new_tokens == 0) t1 = t2;
     out->stats.prefill_s = t1 - t0;
     out->stats.decode_s = t2 - t1;

@@ -42,6 +42,7 @@ typedef struct cb_generate_stats {
     int spec_rounds;     /* draft-verify rounds */
     int spec_k;          /* spec_k at the end (adaptive) */
     int spec_fallback;   /* 1 when the acceptance fell below the floor and decoding went plain */
+    size_t cache_bytes;  /* the KV cache's payload when it ended (plain and batched generation) */
 } cb_generate_stats;
 
 typedef struct cb_generate_output {

@@ -53,7 +53,7 @@ void cb_session_free(cb_session *s) {
         be->free(be, s->slots);
         if (s->rope != s->rope_host) be->free(be, s->rope);
         be->free(be, s->pass_tokens);
-        if (s->weights != s->model->weights) be->free(be, (void *)s->weights);
+        if (s->weights != s->model->weights && !s->cfg.weights_from) be->free(be, (void *)s->weights);
     }
     free(s->rope_host);
     free(s->rope_inv_freq);
@@ -116,7 +116,11 @@ int cb_session_init(cb_session *s, const cb_model *m, const cb_session_config *c
         s->tokens = cb_malloc((size_t)s->cfg.max_seq_len, sizeof *s->tokens, e);
         if (!s->rope_host || !s->rope_inv_freq || !s->tokens) rc = CB_E_RUNTIME;
     }
-    if (rc == CB_OK) rc = place_weights(s, e);
+    const cb_session *from = s->cfg.weights_from;
+    if (rc == CB_OK && from && (from->model != m || from->be != be || from->cfg.weight_kind != s->cfg.weight_kind))
+        rc = cb_fail(e, CB_E_USAGE, "", "a session shares the weights only of one of the same model, device and weight kind");
+    if (rc == CB_OK && from) s->weights = from->weights;
+    else if (rc == CB_OK) rc = place_weights(s, e);
     if (rc == CB_OK) {
         s->slots = be->alloc(be, (p->slot_elems ? p->slot_elems : 1) * sizeof *s->slots, e);
         s->rope = be->unified ? s->rope_host : be->alloc(be, (p->rope_elems ? p->rope_elems : 1) * sizeof(float), e);
@@ -131,17 +135,17 @@ int cb_session_init(cb_session *s, const cb_model *m, const cb_session_config *c
         }
         const cb_decode_config dc = {.kinds = s->cfg.kinds, .weight_kind = s->cfg.weight_kind, .rows = C,
                                      .plan = &s->cfg.plan, .graphs_off = s->cfg.graphs_off,
-                                     .kv_layout = s->cfg.kv_layout};
+                                     .kv_layout = s->cfg.kv_layout, .weights_of = from ? &from->dec : NULL};
         rc = be->decode_init(be, &s->dec, p, &m->params, s->weights, &dc, e);
     }
     if (rc != CB_OK) cb_session_free(s);
     return rc;
 }
 
-/* cos, sin of every RoPE table for positions pos0 .. pos0+m-1, in rows 0 .. m-1, computed
- * as cb_rope_tables does (float angle, double cos/sin) so rotations match the full pass;
- * then on the device. */
-static int fill_rope(cb_session *s, int pos0, int m, cb_error *e) {
+/* cos, sin of every RoPE table for positions pos0 .. pos0+m-1 (pos NULL) or pos[0..m), in
+ * rows 0 .. m-1, computed as cb_rope_tables does (float angle, double cos/sin) so rotations
+ * match the full pass; then on the device. */
+static int fill_rope(cb_session *s, int pos0, const int *pos, int m, cb_error *e) {
     const cb_program *p = &s->prog;
     const double *f = s->rope_inv_freq;
     for (int i = 0; i < p->n_ropes; i++) {
@@ -149,7 +153,7 @@ static int fill_rope(cb_session *s, int pos0, int m, cb_error *e) {
         float *cos_t = s->rope_host + p->ropes[i].offset, *sin_t = cos_t + (size_t)p->T * half;
         for (int t = 0; t < m; t++)
             for (int j = 0; j < half; j++) {
-                float angle = (float)(pos0 + t) * (float)f[j];
+                float angle = (float)(pos ? pos[t] : pos0 + t) * (float)f[j];
                 cos_t[(size_t)t * half + j] = (float)cos((double)angle);
                 sin_t[(size_t)t * half + j] = (float)sin((double)angle);
             }
@@ -164,7 +168,7 @@ static int run_pass(cb_session *s, const int32_t *tokens, int m, int head_rows, 
     cb_backend *be = s->be;
     const int pos0 = s->len;
     CB_TRY(be->decode_reserve(be, &s->dec, pos0, m, e));
-    if (!(m == 1 && s->dec.rope_on_device)) CB_TRY(fill_rope(s, pos0, m, e)); /* else the device's own */
+    if (!(m == 1 && s->dec.rope_on_device)) CB_TRY(fill_rope(s, pos0, NULL, m, e)); /* else the device's own */
     if (s->pass_tokens) {
         CB_TRY(be->upload(be, s->pass_tokens, tokens, sizeof *tokens * (size_t)m, e));
     }
@@ -282,6 +286,60 @@ int cb_session_prefill(cb_session *s, const int32_t *prompt, int n, float *logit
     cb_session_truncate(s, common);
     s->reused = common;
     return cb_session_forward(s, prompt + common, n - common, logits, 0, e);
+}
+
+int cb_session_forward_batch(cb_session *const *seqs, int k, const int32_t *tokens, float *logits, cb_error *e) {
+    cb_session *run = seqs[0]; /* its program, slots and work run the pass */
+    if (k < 1 || k > run->cfg.chunk)
+        return cb_fail(e, CB_E_USAGE, "", "a batched pass of %d rows (1 to %d)", k, run->cfg.chunk);
+    for (int r = 0; r < k; r++) {
+        const cb_session *s = seqs[r];
+        if (s->model != run->model || s->be != run->be || s->weights != run->weights ||
+            s->cfg.weight_kind != run->cfg.weight_kind)
+            return cb_fail(e, CB_E_USAGE, "", "the sessions of a batched pass share one model's weights on one device");
+        for (int q = 0; q < r; q++)
+            if (seqs[q] == s) return cb_fail(e, CB_E_USAGE, "", "a session twice in one batched pass");
+        CB_TRY(check_tokens(s, tokens + r, 1, e));
+    }
+    if (k == 1) return cb_session_forward(run, tokens, 1, logits, 0, e);
+    cb_backend *be = run->be;
+    cb_decode **decs = cb_malloc((size_t)k, sizeof *decs, e);
+    int *pos = decs ? cb_malloc((size_t)k, sizeof *pos, e) : NULL;
+    int rc = decs && pos ? CB_OK : CB_E_RUNTIME;
+    for (int r = 0; r < k && rc == CB_OK; r++) { /* room in every cache before anything changes */
+        decs[r] = &seqs[r]->dec;
+        pos[r] = seqs[r]->len;
+        rc = be->decode_reserve(be, decs[r], pos[r], 1, e);
+    }
+    if (rc == CB_OK) rc = fill_rope(run, 0, pos, k, e);
+    if (rc == CB_OK && run->pass_tokens) rc = be->upload(be, run->pass_tokens, tokens, sizeof *tokens * (size_t)k, e);
+    if (rc == CB_OK) {
+        cb_pass p;
+        memset(&p, 0, sizeof p);
+        p.prog = &run->prog;
+        p.B = 1;
+        p.T = k;
+        p.weights = run->weights;
+        p.slots = run->slots;
+        p.rope = run->rope;
+        p.tokens = run->pass_tokens ? run->pass_tokens : tokens;
+        p.decode = &run->dec;
+        p.head_rows = logits ? CB_HEAD_ALL : CB_HEAD_NONE;
+        p.row_seqs = decs;
+        p.row_pos = pos;
+        be->decode_begin(be);
+        rc = cb_pass_forward(be, &p, NULL, e);
+        be->decode_end(be);
+        if (rc != CB_OK)
+            for (int r = 0; r < k; r++) be->decode_truncate(be, decs[r], pos[r]);
+    }
+    if (rc == CB_OK) {
+        for (int r = 0; r < k; r++) seqs[r]->tokens[seqs[r]->len++] = tokens[r];
+        if (logits) rc = read_logits(run, logits, 0, k, e);
+    }
+    free(decs);
+    free(pos);
+    return rc;
 }
 
 void cb_session_truncate(cb_session *s, int n) {

@@ -35,6 +35,9 @@ typedef struct cb_session_config {
                             runtime/decode_graphs.h decides */
     cb_kv_layout kv_layout; /* CB_KV_LAYOUT_PACKED (0, the default) or _HEADS: the CPU's
                                caches as the CUDA backend lays them out (infer/kv_cache.h) */
+    const struct cb_session *weights_from; /* NULL; else a session of the same model, device
+                               and weight kind whose weights (on the device, converted) this
+                               one uses and which must outlive it (infer/batch.h) */
 } cb_session_config;
 
 /* fp32 cache, default chunk, context from the model, decode plan auto. */
@@ -76,6 +79,13 @@ int cb_session_forward(cb_session *s, const int32_t *tokens, int n, float *logit
  * a GPU only these come back, not the V logits (backend.h's decode_argmax). */
 int cb_session_forward_argmax(cb_session *s, const int32_t *tokens, int n, int32_t *next, int *nonfinite,
                               cb_error *e);
+
+/* One new token of each of k sessions (batched decoding, infer/batch.h): tokens[r] at
+ * position seqs[r]->len, kept there, as one decoding pass of k rows whose products read
+ * each weight matrix once for all k. The sessions are distinct and share the weights of
+ * one (cb_session_config.weights_from); seqs[0]'s program, with chunk >= k rows, runs the
+ * pass. logits (k, V), row r for seqs[r], may be NULL. An error changes none of them. */
+int cb_session_forward_batch(cb_session *const *seqs, int k, const int32_t *tokens, float *logits, cb_error *e);
 
 /* Start a generation from prompt[0..n) (n >= 1): keep the cached tokens it begins with
  * (s->reused of them; at most n - 1, so the last token is run again for its logits),

@@ -90,6 +90,28 @@ printf '{"prompt": "ok", "ids": [1]}\n' > "$TMP/bad2.jsonl"
 expect_run prompts_bad_line 3 "$G" --prompts "$TMP/bad2.jsonl" "$M"
 expect_err_line prompts_bad_line.msg 'bad2.jsonl:1: want exactly one of "prompt"'
 
+# --batch: the prompts decoded together give each the text and ids it gets alone, in the
+# file's order, sampled (seeded alike) as greedy; a bad line stops the run before any output
+printf '{"id": 1, "prompt": "the cat"}\n{"id": 2, "ids": [5]}\n{"id": 3, "prompt": "a much longer prompt than the others"}\n{"id": 4, "prompt": "dog"}\n{"id": 5, "ids": [9, 8, 7]}\n' > "$TMP/pb.jsonl"
+for t in 0 0.8; do
+    expect_run "batch_alone.t$t" 0 "$G" --prompts "$TMP/pb.jsonl" --max-new-tokens 9 --temperature $t --seed 3 "$M"
+    jq -c '{id, ids, text, stop, new_tokens, prompt_tokens}' "$TMP/out" > "$TMP/alone.$t"
+    expect_run "batch_3.t$t" 0 "$G" --prompts "$TMP/pb.jsonl" --max-new-tokens 9 --temperature $t --seed 3 --batch 3 "$M"
+    jq -c '{id, ids, text, stop, new_tokens, prompt_tokens}' "$TMP/out" > "$TMP/batch.$t"
+    [ "$(wc -l < "$TMP/batch.$t")" -eq 5 ] && cmp -s "$TMP/alone.$t" "$TMP/batch.$t" && ok "batch_3.t$t.same" ||
+        not_ok "batch_3.t$t.same" "$(diff "$TMP/alone.$t" "$TMP/batch.$t")"
+done
+expect_run batch_q8 0 "$G" --prompts "$TMP/pb.jsonl" --max-new-tokens 4 --batch 8 --weight-kind q8_0 --cache-kind q8_0 "$M"
+jq -s -e 'length == 5 and all(.[]; .cache.k == "q8_0" and .weights == "q8_0" and .cache.bytes > 0)' "$TMP/out" >/dev/null &&
+    ok batch_q8.json || not_ok batch_q8.json "$(cat "$TMP/out")"
+expect_run batch_bad_id 3 "$G" --prompts "$TMP/bad.jsonl" --batch 2 "$M"
+[ ! -s "$TMP/out" ] && ok batch_bad_id.nothing || not_ok batch_bad_id.nothing "$(cat "$TMP/out")"
+expect_err_line batch_bad_id.msg "^cb-generate: .*bad.jsonl:2: token id 256 is past the vocabulary \(256\)$"
+expect_run batch_no_prompts 2 "$G" --prompt hi --batch 2 "$M"
+expect_err_line batch_no_prompts.msg "^cb-generate: --batch decodes the prompts of --prompts together "
+expect_run batch_zero 2 "$G" --prompts "$TMP/pb.jsonl" --batch 0 "$M"
+expect_err_line batch_zero.msg "^cb-generate: --batch: not an integer in \[1, 4096\]: 0 "
+
 # chat: a plain transcript for the byte tokenizer, one answer line per message
 printf 'hi\n\nthere\n' | "$G" --chat --max-new-tokens 4 --temperature 0 "$M" > "$TMP/out" 2> "$TMP/err"
 STATUS=$?

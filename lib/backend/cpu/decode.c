@@ -113,9 +113,10 @@ void cb_cpu_decode_free(cb_backend *be, cb_decode *d) {
     free(d->work);
     free(d->attn_scratch);
     free(d->op_layer);
-    if (d->mats)
+    if (d->mats && !d->mats_borrowed) {
         for (size_t i = 0; i < d->n_mats; i++) cb_weight_matrix_free(&d->mats[i]);
-    free(d->mats);
+        free(d->mats);
+    }
     cb_kv_cache_free(&d->kv);
     memset(d, 0, sizeof *d);
 }
@@ -144,7 +145,12 @@ int cb_cpu_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const 
         }
         rc = cb_kv_cache_init_layout(&d->kv, n_layers, cfgs, &cfg->kinds, 0, cfg->kv_layout, e);
     }
-    if (rc == CB_OK) rc = convert_weights(d, p, params, weights, cfg->weight_kind, e);
+    if (rc == CB_OK && cfg->weights_of) { /* a batch's other sequence: the first's matrices */
+        d->mats = cfg->weights_of->mats;
+        d->mats_borrowed = 1;
+    } else if (rc == CB_OK) {
+        rc = convert_weights(d, p, params, weights, cfg->weight_kind, e);
+    }
     free(cfgs);
     if (rc != CB_OK) cb_cpu_decode_free(be, d);
     return rc;
@@ -236,9 +242,22 @@ int cb_cpu_decode_attention(cb_pass *p, int oi, float *out, const float *in, cb_
             gate[i] = 1.0f / (1.0f + expf(-z));
         }
     }
-    CB_TRY(cb_layer_cache_append(cache, k, dec ? k_sem : NULL, v, m, e));
-    cb_decode_plan plan = cb_decode_plan_pick(dc->cfg.plan, pos0 + m, &dc->last_bucket);
-    cb_attention_decode(att, q, dec ? q_sem : NULL, d.gated ? gate : NULL, cache, a, pos0, m, &plan, dc->attn_scratch);
+    if (p->row_seqs) { /* a batch: row r is one token of its own sequence, against its own cache */
+        for (int r = 0; r < m; r++) {
+            cb_decode *sd = p->row_seqs[r];
+            cb_layer_cache *c = &sd->kv.layers[sd->op_layer[oi]];
+            CB_TRY(cb_layer_cache_append(c, k + (size_t)r * d.Hkv * d.dr, dec ? k_sem + (size_t)r * d.Hkv * d.ds : NULL,
+                                         v + (size_t)r * d.Hkv * d.dv, 1, e));
+            cb_decode_plan plan = cb_decode_plan_pick(sd->cfg.plan, p->row_pos[r] + 1, &sd->last_bucket);
+            cb_attention_decode(att + (size_t)r * d.H * d.dv, q + (size_t)r * d.H * d.dr,
+                                dec ? q_sem + (size_t)r * d.H * d.ds : NULL, d.gated ? gate + (size_t)r * d.H : NULL, c, a,
+                                p->row_pos[r], 1, &plan, sd->attn_scratch);
+        }
+    } else {
+        CB_TRY(cb_layer_cache_append(cache, k, dec ? k_sem : NULL, v, m, e));
+        cb_decode_plan plan = cb_decode_plan_pick(dc->cfg.plan, pos0 + m, &dc->last_bucket);
+        cb_attention_decode(att, q, dec ? q_sem : NULL, d.gated ? gate : NULL, cache, a, pos0, m, &plan, dc->attn_scratch);
+    }
     proj(p, oi, CB_P_O_W, out, att, bias ? W(p, op, CB_P_O_B) : NULL);
     return CB_OK;
 }

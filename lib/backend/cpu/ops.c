@@ -90,6 +90,12 @@ int cb_cpu_op_forward(pass_t *p, int i, cb_error *e) {
     rope_of(p, op, &cos, &sin);
     switch (op->kind) {
     case CB_OP_EMBED:
+        if (p->row_pos) { /* a batched decoding pass: each row at its own sequence's position */
+            for (int r = 0; r < T; r++)
+                CB_FN(cb_embedding_forward)(out + (size_t)r * op->d_out, p->tokens + r, P(w, op, CB_P_WEIGHT),
+                                            P(w, op, CB_P_POS), 1, 1, op->d_out, p->row_pos[r]);
+            break;
+        }
         CB_FN(cb_embedding_forward)(out, p->tokens, P(w, op, CB_P_WEIGHT), P(w, op, CB_P_POS), B, T, op->d_out,
                                     p->pos0);
         break;

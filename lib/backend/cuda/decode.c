@@ -364,6 +364,9 @@ void cb_cuda_decode_free(cb_backend *be, cb_decode *d) {
 int cb_cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const struct cb_param_table *params,
                         const float *weights, const cb_decode_config *cfg, cb_error *e) {
     memset(d, 0, sizeof *d);
+    if (cfg->weights_of)
+        return cb_fail(e, CB_E_USAGE, "cuda", "batched generation (several sequences a step) is not built for the GPU "
+                       "yet: decode them one at a time there, or batched with --device cpu");
     d->cfg = *cfg;
     d->prog = p;
     d->n_mats = (size_t)p->n_ops * CB_OP_MAX_PARAMS;
