@@ -243,7 +243,8 @@ static int act_prepare(matvec_job *j, act_buf *buf, int n) {
     if ((size_t)n * cols >= PARALLEL_MIN) cb_parallel_for(n, quantise_token, &q);
     else
         for (int i = 0; i < n; i++) quantise_token(&q, i);
-    if (n == 1 && j->W->kind == CB_KV_Q4_0) cb_act_q8_layout_q4(&acts[0]); // one token: 3 blocks a step
+    if (n <= CB_QI_MAX_M && j->W->kind == CB_KV_Q4_0) /* a few tokens: 3 blocks a step */
+        for (int i = 0; i < n; i++) cb_act_q8_layout_q4(&acts[i]);
     j->acts = acts;
     return 1;
 }

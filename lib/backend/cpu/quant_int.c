@@ -397,7 +397,14 @@ __attribute__((target(TGT512))) static void layout_q4_512(cb_act_q8 *a, unsigned
 /* One path's row loop: K and M dispatched once per call, the kernel inlined for each; one
  * token of q4_0 goes 4 rows at a time where the path has KERN4 (HAS4), three blocks a step
  * (KERNG3) where its activations have the q4_0 layout. */
-#define ROWS_FN(NAME, ATTR, KERN, HAS4, KERN4, KERNG3)                                                       \
+/* 1 when every one of the m tokens has its q4_0 layout (cb_act_q8_layout_q4). */
+static inline int all_g3(const cb_act_q8 *a, int m) {
+    for (int i = 0; i < m; i++)
+        if (!a[i].g3) return 0;
+    return 1;
+}
+
+#define ROWS_FN(NAME, ATTR, KERN, HAS4, KERN4, KERNG3, KERN4M)                                               \
     ATTR static void NAME(cb_kv_kind kind, float *y, size_t ldy, const unsigned char *rows, size_t row_bytes, \
                           int nrows, const cb_act_q8 *a, int m) {                                       \
         const size_t ahead = prefetch_ahead(row_bytes);                                                 \
@@ -405,7 +412,21 @@ __attribute__((target(TGT512))) static void layout_q4_512(cb_act_q8 *a, unsigned
         int r = 0;                                                                                      \
         const int p4 = kind == CB_KV_Q4_0 && q4perm_enabled();                                          \
         const int pf_read = HAS4 && m == 1 && kind == CB_KV_Q8_0 && pfread_enabled();                   \
-        if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && a->g3) {                                            \
+        if (HAS4 && m > 1 && (kind == CB_KV_Q4_0 || kind == CB_KV_Q8_0) && rows4_enabled()) {           \
+            const int g3 = kind == CB_KV_Q4_0 && all_g3(a, m);                                          \
+            for (; r + 4 <= nrows; r += 4)                                                              \
+                for (int i0 = 0; i0 < m; i0 += 4) {                                                     \
+                    const int mm = m - i0 < 4 ? m - i0 : 4;                                             \
+                    const unsigned char *rr = rows + (size_t)r * row_bytes;                              \
+                    float *yy = y + (size_t)i0 * ldy + r;                                               \
+                    switch ((kind == CB_KV_Q4_0 ? (g3 ? 12 : p4 ? 8 : 4) : 0) + mm - 1) {               \
+                    ROWS4M_CASES(KERN4M, CB_KV_Q8_0, 0, 0)                                              \
+                    ROWS4M_CASES(KERN4M, CB_KV_Q4_0, 0, 4)                                              \
+                    ROWS4M_CASES(KERN4M, CB_KV_Q4_0, 1, 8)                                              \
+                    ROWS4M_CASES(KERN4M, CB_KV_Q4_0, 2, 12)                                             \
+                    }                                                                                   \
+                }                                                                                       \
+        } else if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && a->g3) {                                     \
             for (; r + 4 <= nrows; r += 4) KERNG3(y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead);  \
         } else if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && rows4_enabled()) {                           \
             if (p4)                                                                                     \
@@ -426,6 +447,11 @@ __attribute__((target(TGT512))) static void layout_q4_512(cb_act_q8 *a, unsigned
             for (int i = 0; i < m; i++) y[(size_t)i * ldy + r] = out[i];                                \
         }                                                                                               \
     }
+#define ROWS4M_CASE(KERN4M, K, P, BASE, M) \
+    case BASE + M - 1: KERN4M(K, P, M, yy, ldy, rr, row_bytes, a + i0, ahead); break;
+#define ROWS4M_CASES(KERN4M, K, P, BASE)                                                                 \
+    ROWS4M_CASE(KERN4M, K, P, BASE, 1) ROWS4M_CASE(KERN4M, K, P, BASE, 2) ROWS4M_CASE(KERN4M, K, P, BASE, 3) \
+    ROWS4M_CASE(KERN4M, K, P, BASE, 4)
 #define ROWS_CASE(KERN, K, M) \
     case K * 16 + M: KERN(K, p4, M, out, row, a, pf); break;
 #define ROWS_CASES(KERN, K)                                                                              \
@@ -441,9 +467,18 @@ __attribute__((target(TGT512))) static void layout_q4_512(cb_act_q8 *a, unsigned
 #define KERNG3_NONE(out, row, row_bytes, a, ahead) (void)0
 #define KERNG3_BW(out, row, row_bytes, a, ahead) kern512_q4g3_rows4_bw(out, row, row_bytes, a, ahead)
 #define KERNG3_VNNI(out, row, row_bytes, a, ahead) kern512_q4g3_rows4_vnni(out, row, row_bytes, a, ahead)
-ROWS_FN(rows_avx2, T_AVX2, KERN_AVX2, 0, KERN4_NONE, KERNG3_NONE)
-ROWS_FN(rows_avx512bw, __attribute__((target(TGT512))), KERN_BW, 1, KERN4_BW, KERNG3_BW)
-ROWS_FN(rows_avx512vnni, __attribute__((target(TGT512 ",avx512vnni"))), KERN_VNNI, 1, KERN4_VNNI, KERNG3_VNNI)
+/* P 2: q4_0 with every token's g3 layout */
+#define KERN4M_NONE(K, P, M, out, ldo, row, row_bytes, a, ahead) ((void)(out), (void)(row))
+#define KERN4M_BW(K, P, M, out, ldo, row, row_bytes, a, ahead)                                     \
+    ((P) == 2 ? kern512_q4g3_rows4_m_bw(M, out, ldo, row, row_bytes, a, ahead)                  \
+              : kern512_rows4_m_bw(K, (P) == 1, M, out, ldo, row, row_bytes, a, ahead))
+#define KERN4M_VNNI(K, P, M, out, ldo, row, row_bytes, a, ahead)                                   \
+    ((P) == 2 ? kern512_q4g3_rows4_m_vnni(M, out, ldo, row, row_bytes, a, ahead)                \
+              : kern512_rows4_m_vnni(K, (P) == 1, M, out, ldo, row, row_bytes, a, ahead))
+ROWS_FN(rows_avx2, T_AVX2, KERN_AVX2, 0, KERN4_NONE, KERNG3_NONE, KERN4M_NONE)
+ROWS_FN(rows_avx512bw, __attribute__((target(TGT512))), KERN_BW, 1, KERN4_BW, KERNG3_BW, KERN4M_BW)
+ROWS_FN(rows_avx512vnni, __attribute__((target(TGT512 ",avx512vnni"))), KERN_VNNI, 1, KERN4_VNNI, KERNG3_VNNI,
+        KERN4M_VNNI)
 #endif
 
 void cb_qi_rows_dot(cb_kv_kind kind, float *y, size_t ldy, const void *rows, size_t row_bytes, int nrows,
