@@ -14,8 +14,10 @@ cb_head_dims cb_head_dims_of(const cb_attention_config *a) {
 
 static size_t attention_work(const cb_attention_config *a, size_t m) {
     cb_head_dims d = cb_head_dims_of(a);
-    return m * ((size_t)d.H * d.dr + (size_t)d.Hkv * d.dr + (size_t)d.Hkv * d.dv + (size_t)d.H * d.ds +
-                (size_t)d.Hkv * d.ds + (size_t)d.H + (size_t)d.H * d.dv);
+    const size_t qkv = (size_t)d.H * d.dr + (size_t)d.Hkv * d.dr + (size_t)d.Hkv * d.dv;
+    /* q, k, v, q_sem, k_sem, gate, the attention's output; then (CPU, several rows) the joined
+       q, k, v product's rows before they are placed apart */
+    return m * (qkv + (size_t)d.H * d.ds + (size_t)d.Hkv * d.ds + (size_t)d.H + (size_t)d.H * d.dv) + (m > 1 ? m * qkv : 0);
 }
 
 size_t cb_decode_op_work(const cb_op *op, size_t m) {

@@ -64,6 +64,12 @@ static int merge_rows(cb_decode *d, const cb_program *prog, int i, const int *ro
     return CB_OK;
 }
 
+/* Rows a pass may have and still take joined products: a few tokens (a batched step, a
+ * speculative verification), where each product's fork-join is a good part of its time
+ * (three for q, k, v and two for gate, up cost a 2-row q4_0 step of the 110M model more
+ * than its second row's arithmetic); a prefill chunk's products are long enough alone. */
+#define JOIN_MAX_ROWS 8
+
 static const int QKV_ROLES[3] = {CB_P_Q_W, CB_P_K_W, CB_P_V_W};
 static const int GATE_UP_ROLES[2] = {CB_P_GATE, CB_P_UP};
 
@@ -217,6 +223,15 @@ int cb_cpu_decode_attention(cb_pass *p, int oi, float *out, const float *in, cb_
     cb_weight_matrix qkv;
     if (m == 1 && !dec && !bias && joined(dc, oi, QKV_ROLES, 3, &qkv)) { // q, k, v back to back in work
         cb_matvec(q, &qkv, in, NULL);
+    } else if (m <= JOIN_MAX_ROWS && !dec && !bias && joined(dc, oi, QKV_ROLES, 3, &qkv)) { // one loop, then apart
+        const size_t nq = (size_t)d.H * d.dr, nk = (size_t)d.Hkv * d.dr, nv = (size_t)d.Hkv * d.dv, w = nq + nk + nv;
+        float *rows = att + (size_t)m * d.H * d.dv; /* cb_decode_op_work's room past att */
+        cb_matvec_n(rows, &qkv, in, NULL, m);
+        for (int t = 0; t < m; t++) {
+            memcpy(q + t * nq, rows + t * w, nq * sizeof *q);
+            memcpy(k + t * nk, rows + t * w + nq, nk * sizeof *k);
+            memcpy(v + t * nv, rows + t * w + nq + nk, nv * sizeof *v);
+        }
     } else {
         proj(p, oi, dec ? CB_P_QGEO_W : CB_P_Q_W, q, in, bias ? W(p, op, dec ? CB_P_QGEO_B : CB_P_Q_B) : NULL);
         proj(p, oi, dec ? CB_P_KGEO_W : CB_P_K_W, k, in, bias ? W(p, op, dec ? CB_P_KGEO_B : CB_P_K_B) : NULL);
@@ -267,20 +282,24 @@ int cb_cpu_decode_attention(cb_pass *p, int oi, float *out, const float *in, cb_
  * chunk's 64 x d_ff: on one thread it was 3% of a 2-thread prefill's time, the other idle). */
 #define SWIGLU_PIECE 8192
 typedef struct swiglu_job {
-    float *h;
-    const float *gate, *up;
-    size_t n;
+    float *h;            /* (m, d_ff) */
+    const float *gate, *up; /* row i at i * ld */
+    size_t n, d_ff, ld;  /* n = m d_ff */
 } swiglu_job;
 
 static void swiglu_piece(void *ctx, int it) {
     const swiglu_job *j = ctx;
-    const size_t lo = (size_t)it * SWIGLU_PIECE, hi = lo + SWIGLU_PIECE < j->n ? lo + SWIGLU_PIECE : j->n;
-    float *h = j->h;
-    const float *gate = j->gate, *up = j->up;
-    // GCC's -O2 leaves this loop scalar (cb_exp's polynomial, 5 ns a value: a fifteenth of a
-    // 64-token fp16 prefill); simd makes it 16 lanes, the same operations per value
-    #pragma omp simd
-    for (size_t k = lo; k < hi; k++) h[k] = cb_silu(gate[k]) * up[k];
+    const size_t hi = (size_t)it * SWIGLU_PIECE + SWIGLU_PIECE < j->n ? (size_t)it * SWIGLU_PIECE + SWIGLU_PIECE : j->n;
+    for (size_t lo = (size_t)it * SWIGLU_PIECE; lo < hi;) { /* the piece's part of each row */
+        const size_t i = lo / j->d_ff, f0 = lo % j->d_ff, f1 = f0 + (hi - lo) < j->d_ff ? f0 + (hi - lo) : j->d_ff;
+        float *h = j->h + i * j->d_ff;
+        const float *gate = j->gate + i * j->ld, *up = j->up + i * j->ld;
+        // GCC's -O2 leaves this loop scalar (cb_exp's polynomial, 5 ns a value: a fifteenth of a
+        // 64-token fp16 prefill); simd makes it 16 lanes, the same operations per value
+        #pragma omp simd
+        for (size_t f = f0; f < f1; f++) h[f] = cb_silu(gate[f]) * up[f];
+        lo += f1 - f0;
+    }
 }
 
 void cb_cpu_decode_swiglu(cb_pass *p, int i, float *out, const float *in) {
@@ -288,14 +307,17 @@ void cb_cpu_decode_swiglu(cb_pass *p, int i, float *out, const float *in) {
     const int m = p->T;
     const size_t nf = (size_t)m * op->d_ff;
     float *gate = p->decode->work, *up = gate + nf, *h = up + nf;
+    size_t ld = (size_t)op->d_ff;
     cb_weight_matrix gate_up;
-    if (m == 1 && joined(p->decode, i, GATE_UP_ROLES, 2, &gate_up)) { // gate, up back to back in work
-        cb_matvec(gate, &gate_up, in, NULL);
+    if (m <= JOIN_MAX_ROWS && joined(p->decode, i, GATE_UP_ROLES, 2, &gate_up)) { // row t's gate, then its up
+        cb_matvec_n(gate, &gate_up, in, NULL, m);
+        up = gate + op->d_ff;
+        ld = 2 * (size_t)op->d_ff;
     } else {
         proj(p, i, CB_P_GATE, gate, in, NULL);
         proj(p, i, CB_P_UP, up, in, NULL);
     }
-    swiglu_job j = {h, gate, up, nf};
+    swiglu_job j = {h, gate, up, nf, (size_t)op->d_ff, ld};
     cb_parallel_for((int)((nf + SWIGLU_PIECE - 1) / SWIGLU_PIECE), swiglu_piece, &j);
     proj(p, i, CB_P_DOWN, out, h, NULL);
 }
