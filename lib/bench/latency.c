@@ -34,6 +34,15 @@ int cb_bench_prompt_ids(int32_t *out, int n, int vocab, const char *data, cb_err
     return rc;
 }
 
+/* The result from the timed runs' values (pre, tot: timed_runs; dec, mspt: nd). */
+static void summarize(cb_latency_result *r, const double *pre, const double *tot, int timed_runs, const double *dec,
+                      const double *mspt, int nd) {
+    cb_stats_summarize(&r->prefill_ms, pre, timed_runs);
+    cb_stats_summarize(&r->total_tok_s, tot, timed_runs);
+    cb_stats_summarize(&r->decode_tok_s, dec, nd);
+    cb_stats_summarize(&r->decode_ms_per_token, mspt, nd);
+}
+
 int cb_latency_measure(cb_latency_result *r, cb_session *s, const int32_t *prompt, int prompt_len, int gen_len,
                        int warmup_runs, int timed_runs, cb_error *e) {
     memset(r, 0, sizeof *r);
@@ -67,12 +76,7 @@ int cb_latency_measure(cb_latency_result *r, cb_session *s, const int32_t *promp
         }
         cb_generate_output_free(&out);
     }
-    if (rc == CB_OK) {
-        cb_stats_summarize(&r->prefill_ms, pre, timed_runs);
-        cb_stats_summarize(&r->total_tok_s, tot, timed_runs);
-        cb_stats_summarize(&r->decode_tok_s, dec, nd);
-        cb_stats_summarize(&r->decode_ms_per_token, mspt, nd);
-    }
+    if (rc == CB_OK) summarize(r, pre, tot, timed_runs, dec, mspt, nd);
     free(pre);
     return rc;
 }
@@ -122,12 +126,7 @@ int cb_latency_measure_batch(cb_latency_result *r, cb_batch *b, const int32_t *c
         }
         for (int q = 0; rc == CB_OK && q < B; q++) cb_generate_output_free(&outs[q]);
     }
-    if (rc == CB_OK) {
-        cb_stats_summarize(&r->prefill_ms, pre, timed_runs);
-        cb_stats_summarize(&r->total_tok_s, tot, timed_runs);
-        cb_stats_summarize(&r->decode_tok_s, dec, nd);
-        cb_stats_summarize(&r->decode_ms_per_token, mspt, nd);
-    }
+    if (rc == CB_OK) summarize(r, pre, tot, timed_runs, dec, mspt, nd);
     free(outs);
     free(lens);
     free(pre);

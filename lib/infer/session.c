@@ -163,15 +163,11 @@ static int fill_rope(cb_session *s, int pos0, const int *pos, int m, cb_error *e
     return s->be->upload(s->be, s->rope, s->rope_host, p->rope_elems * sizeof(float), e);
 }
 
-/* One pass of m <= chunk rows at position s->len, through the dispatch loop. */
-static int run_pass(cb_session *s, const int32_t *tokens, int m, int head_rows, cb_error *e) {
+/* The decoding pass of m rows of s's program over the tokens on the device (row r at pos0 + r
+ * of s, or, batched, at row_pos[r] of row_seqs[r]), through the dispatch loop. */
+static int forward_rows(cb_session *s, const int32_t *dev_tokens, int m, int pos0, int head_rows, cb_decode **row_seqs,
+                        const int *row_pos, cb_error *e) {
     cb_backend *be = s->be;
-    const int pos0 = s->len;
-    CB_TRY(be->decode_reserve(be, &s->dec, pos0, m, e));
-    if (!(m == 1 && s->dec.rope_on_device)) CB_TRY(fill_rope(s, pos0, NULL, m, e)); /* else the device's own */
-    if (s->pass_tokens) {
-        CB_TRY(be->upload(be, s->pass_tokens, tokens, sizeof *tokens * (size_t)m, e));
-    }
     cb_pass p;
     memset(&p, 0, sizeof p);
     p.prog = &s->prog;
@@ -181,12 +177,27 @@ static int run_pass(cb_session *s, const int32_t *tokens, int m, int head_rows, 
     p.weights = s->weights;
     p.slots = s->slots;
     p.rope = s->rope;
-    p.tokens = s->pass_tokens ? s->pass_tokens : tokens;
+    p.tokens = dev_tokens;
     p.decode = &s->dec;
     p.head_rows = head_rows;
+    p.row_seqs = row_seqs;
+    p.row_pos = row_pos;
     be->decode_begin(be);
     int rc = cb_pass_forward(be, &p, NULL, e);
     be->decode_end(be);
+    return rc;
+}
+
+/* One pass of m <= chunk rows at position s->len, through the dispatch loop. */
+static int run_pass(cb_session *s, const int32_t *tokens, int m, int head_rows, cb_error *e) {
+    cb_backend *be = s->be;
+    const int pos0 = s->len;
+    CB_TRY(be->decode_reserve(be, &s->dec, pos0, m, e));
+    if (!(m == 1 && s->dec.rope_on_device)) CB_TRY(fill_rope(s, pos0, NULL, m, e)); /* else the device's own */
+    if (s->pass_tokens) {
+        CB_TRY(be->upload(be, s->pass_tokens, tokens, sizeof *tokens * (size_t)m, e));
+    }
+    int rc = forward_rows(s, s->pass_tokens ? s->pass_tokens : tokens, m, pos0, head_rows, NULL, NULL, e);
     if (rc != CB_OK) {
         be->decode_truncate(be, &s->dec, pos0);
         return rc;
@@ -314,22 +325,8 @@ int cb_session_forward_batch(cb_session *const *seqs, int k, const int32_t *toke
     if (rc == CB_OK) rc = fill_rope(run, 0, pos, k, e);
     if (rc == CB_OK && run->pass_tokens) rc = be->upload(be, run->pass_tokens, tokens, sizeof *tokens * (size_t)k, e);
     if (rc == CB_OK) {
-        cb_pass p;
-        memset(&p, 0, sizeof p);
-        p.prog = &run->prog;
-        p.B = 1;
-        p.T = k;
-        p.weights = run->weights;
-        p.slots = run->slots;
-        p.rope = run->rope;
-        p.tokens = run->pass_tokens ? run->pass_tokens : tokens;
-        p.decode = &run->dec;
-        p.head_rows = logits ? CB_HEAD_ALL : CB_HEAD_NONE;
-        p.row_seqs = decs;
-        p.row_pos = pos;
-        be->decode_begin(be);
-        rc = cb_pass_forward(be, &p, NULL, e);
-        be->decode_end(be);
+        rc = forward_rows(run, run->pass_tokens ? run->pass_tokens : tokens, k, 0, logits ? CB_HEAD_ALL : CB_HEAD_NONE,
+                          decs, pos, e);
         if (rc != CB_OK)
             for (int r = 0; r < k; r++) be->decode_truncate(be, decs[r], pos[r]);
     }

@@ -71,27 +71,36 @@ static const char *kind_name(int k) {
     return k >= 0 && k < (int)(sizeof names / sizeof *names) ? names[k] : "?";
 }
 
+/* The model of yaml (weights from seed 7) compiled for (B,T); 1 and a failure said when it
+ * does not build (nothing left to free). */
+static int build_model(const char *what, const char *yaml, int B, int T, json_t **plan, cb_model *m,
+                       cb_program *prog) {
+    cb_error e;
+    if (!(*plan = test_compile(yaml, what))) {
+        FAILF("%s: does not compile", what);
+        return 1;
+    }
+    if (cb_model_init(m, *plan, 7, &e) != CB_OK) {
+        FAILF("%s: %s", what, e.msg);
+        json_decref(*plan);
+        return 1;
+    }
+    if (cb_program_init(prog, *plan, &m->params, B, T, &e) != CB_OK) {
+        FAILF("%s: %s", what, e.msg);
+        cb_model_free(m);
+        json_decref(*plan);
+        return 1;
+    }
+    return 0;
+}
+
 /* Every op of the model of yaml at (B,T), forward and backward, on the GPU against the CPU. */
 static void compare_model(cb_backend *be, const char *what, const char *yaml, int B, int T) {
-    json_t *plan = test_compile(yaml, what);
-    if (!plan) {
-        FAILF("%s: does not compile", what);
-        return;
-    }
+    json_t *plan;
     cb_model m;
     cb_error e;
     cb_program prog;
-    if (cb_model_init(&m, plan, 7, &e) != CB_OK) {
-        FAILF("%s: %s", what, e.msg);
-        json_decref(plan);
-        return;
-    }
-    if (cb_program_init(&prog, plan, &m.params, B, T, &e) != CB_OK) {
-        FAILF("%s: %s", what, e.msg);
-        cb_model_free(&m);
-        json_decref(plan);
-        return;
-    }
+    if (build_model(what, yaml, B, T, &plan, &m, &prog)) return;
     const size_t nw = m.params.total_floats, N = (size_t)B * T;
     cb_rng rng;
     cb_rng_init(&rng, 99);
@@ -268,21 +277,11 @@ TEST(cuda_ops_gpt2) {
  * against the CPU's unfused pass: the loss, the head input's gradient and every parameter's
  * gradient; then an evaluation (no gradients) on the same fused run. */
 static void compare_fused_head(cb_backend *be, const char *what, const char *yaml, int B, int T, int chunk) {
-    json_t *plan = test_compile(yaml, what);
+    json_t *plan;
     cb_model m;
     cb_program prog;
     cb_error e;
-    if (!plan || cb_model_init(&m, plan, 7, &e) != CB_OK) {
-        FAILF("%s: does not build", what);
-        json_decref(plan);
-        return;
-    }
-    if (cb_program_init(&prog, plan, &m.params, B, T, &e) != CB_OK) {
-        FAILF("%s: %s", what, e.msg);
-        cb_model_free(&m);
-        json_decref(plan);
-        return;
-    }
+    if (build_model(what, yaml, B, T, &plan, &m, &prog)) return;
     const size_t nw = m.params.total_floats, N = (size_t)B * T;
     for (size_t i = 0; i < nw; i++) m.weights[i] *= 4.0f;
     cb_rng rng;
