@@ -47,7 +47,7 @@ int cb_perplexity_measure(cb_ppl_result *r, const cb_model *m, cb_backend *be, c
     CB_TRY(cb_program_init(&prog, m->plan, &m->params, B, T, e));
     CB_TRY(cb_dataset_check_vocab(ds, prog.vocab_size, e));
     cb_run run;
-    int rc = cb_run_init_on(&run, be, &prog, 0, e);
+    int rc = cb_run_init_loss(&run, be, &prog, 0, e); /* the loss alone: no (B,T,V) logits kept */
     if (rc != CB_OK) {
         cb_program_free(&prog);
         return rc;

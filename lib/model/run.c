@@ -119,13 +119,23 @@ int cb_run_init_on(run_t *r, cb_backend *be, const cb_program *prog, int trainin
     return init(r, prog, training, 0, e);
 }
 
+/* The chunk of a fused run on be: chunk_rows, or the backend's choice (0: it keeps the logits). */
+static int fused_chunk(cb_backend *be, const cb_program *prog, int chunk_rows) {
+    if (!be->head_loss) return 0;
+    if (chunk_rows <= 0) chunk_rows = be->head_chunk_rows ? be->head_chunk_rows(be, prog->B * prog->T, prog->vocab_size) : 0;
+    return chunk_rows > 0 ? chunk_of(prog, chunk_rows) : 0;
+}
+
 int cb_run_init_fused(run_t *r, cb_backend *be, const cb_program *prog, int chunk_rows, cb_error *e) {
     memset(r, 0, sizeof *r);
     r->be = be;
-    const int N = prog->B * prog->T;
-    if (chunk_rows <= 0)
-        chunk_rows = be->head_loss && be->head_chunk_rows ? be->head_chunk_rows(be, N, prog->vocab_size) : 0;
-    return init(r, prog, 1, be->head_loss && chunk_rows > 0 ? chunk_of(prog, chunk_rows) : 0, e);
+    return init(r, prog, 1, fused_chunk(be, prog, chunk_rows), e);
+}
+
+int cb_run_init_loss(run_t *r, cb_backend *be, const cb_program *prog, int chunk_rows, cb_error *e) {
+    memset(r, 0, sizeof *r);
+    r->be = be;
+    return init(r, prog, 0, fused_chunk(be, prog, chunk_rows), e);
 }
 #endif
 

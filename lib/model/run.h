@@ -54,6 +54,9 @@ int cb_run_init_f64(cb_run_f64 *r, const cb_program *prog, int training, cb_erro
  * where the backend keeps logits (no head_loss), the run is cb_run_init_on's. */
 int cb_run_init_fused(cb_run *r, cb_backend *be, const cb_program *prog, int chunk_rows, cb_error *e);
 int cb_run_init_fused_f64(cb_run_f64 *r, const cb_program *prog, int chunk_rows, cb_error *e);
+/* The same for the loss alone (an evaluation: no dropout, no gradient arena): cb_run_forward
+ * with targets. A GPT-2 vocabulary at B 8 x 1024 holds 1.6 GB of logits otherwise. */
+int cb_run_init_loss(cb_run *r, cb_backend *be, const cb_program *prog, int chunk_rows, cb_error *e);
 void cb_run_free(cb_run *r);
 void cb_run_free_f64(cb_run_f64 *r);
 
