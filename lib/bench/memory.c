@@ -11,6 +11,7 @@
 #endif
 #include "bench/bench.h"
 #include "bench/latency.h"
+#include "infer/batch.h"
 #include "bench/results_json.h"
 #include "core/json_doc.h"
 
@@ -55,6 +56,40 @@ long cb_memory_peak_rss(void) {
 long cb_memory_rss(void) {
     long kb = status_kb("VmRSS");
     return kb >= 0 ? kb * 1024 : -1;
+}
+
+int cb_memory_measure_batch(cb_memory_result *r, const cb_model *m, const cb_kv_kinds *kinds, const int32_t *prompts,
+                            int seq_len, int batch, cb_error *e) {
+    memset(r, 0, sizeof *r);
+#ifdef __GLIBC__
+    malloc_trim(0); /* as cb_memory_measure */
+#endif
+    r->baseline_rss_bytes = cb_memory_rss();
+    r->peak_rss_reset = cb_memory_reset_peak();
+    r->device_bytes = r->device_total_bytes = -1;
+    cb_batch b;
+    cb_session_config sc = cb_session_config_default();
+    sc.max_seq_len = seq_len;
+    sc.kinds = *kinds;
+    CB_TRY(cb_batch_init(&b, m, &sc, batch, e));
+    int rc = CB_OK;
+    for (int i = 0; rc == CB_OK && i < batch; i++) /* cache only */
+        rc = cb_session_forward(&b.seqs[i], prompts + (size_t)i * seq_len, seq_len, NULL, 0, e);
+    for (int i = 0; rc == CB_OK && i < batch; i++) {
+        cb_kv_bytes kb = cb_session_cache_bytes(&b.seqs[i]);
+        r->tokens += b.seqs[i].len;
+        r->kv_bytes += kb.payload;
+        r->kv_allocated_bytes += kb.allocated;
+        r->kv_values += kb.values;
+    }
+    if (rc == CB_OK) {
+        r->kv_bytes_per_token = r->tokens ? (double)r->kv_bytes / r->tokens : 0;
+        r->weight_bytes = b.seqs[0].dec.weight_bytes ? b.seqs[0].dec.weight_bytes : m->params.total_floats * sizeof(float);
+        r->rss_bytes = cb_memory_rss();
+        r->peak_rss_bytes = cb_memory_peak_rss();
+    }
+    cb_batch_free(&b);
+    return rc;
 }
 
 int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, const cb_kv_kinds *kinds,
@@ -105,14 +140,19 @@ int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, co
 
 int cb_bench_memory(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_bench_model *m, cb_error *e) {
     const json_t *lens = json_object_get(cfg, "sequence_lengths"), *modes = json_object_get(cfg, "quantization_modes");
-    int ctx = cb_model_max_seq_len(&m->model);
+    const json_t *bss = json_object_get(cfg, "batch_sizes");
+    int ctx = cb_model_max_seq_len(&m->model), bmax = 1;
+    for (size_t k = 0; k < json_array_size(bss); k++)
+        if (json_integer_value(json_array_get(bss, k)) > bmax) bmax = (int)json_integer_value(json_array_get(bss, k));
     int rc = CB_OK;
     for (size_t i = 0; rc == CB_OK && i < json_array_size(lens); i++) {
         int L = (int)json_integer_value(json_array_get(lens, i));
-        int32_t *prompt = cb_malloc((size_t)L, sizeof *prompt, e);
+        int32_t *prompt = cb_malloc((size_t)L * bmax, sizeof *prompt, e); /* the batch's prompts, L ids each */
         if (!prompt) return CB_E_RUNTIME;
         int have_prompt = 0;
-        for (size_t j = 0; rc == CB_OK && j < json_array_size(modes); j++) {
+        for (size_t j = 0; rc == CB_OK && j < json_array_size(modes); j++)
+        for (size_t k = 0; rc == CB_OK && k < (bss ? json_array_size(bss) : 1); k++) {
+            const int B = bss ? (int)json_integer_value(json_array_get(bss, k)) : 1;
             const char *mode = json_string_value(json_array_get(modes, j));
             cb_kv_kind kind;
             if (!mode || !cb_memory_mode_kind(mode, &kind)) {
@@ -123,7 +163,7 @@ int cb_bench_memory(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_
             json_t *rec = cb_bench_record_new(c, bench, m);
             json_t *p = cb_bench_params(rec);
             json_object_set_new(p, "sequence_length", json_integer(L));
-            json_object_set_new(p, "batch_size", json_integer(1));
+            json_object_set_new(p, "batch_size", json_integer(B));
             json_object_set_new(p, "cache_kind", json_string(cb_kv_kind_name(kind)));
             json_object_set_new(p, "quantization_mode", json_string(mode));
             if (ctx > 0 && L > ctx) {
@@ -135,13 +175,14 @@ int cb_bench_memory(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_
                 continue;
             }
             if (!have_prompt) {
-                rc = cb_bench_prompt_ids(prompt, L, cb_bench_vocab(&m->model), c->data, e);
+                rc = cb_bench_prompt_ids(prompt, L * bmax, cb_bench_vocab(&m->model), c->data, e);
                 have_prompt = rc == CB_OK;
             }
             double t0 = cb_bench_now();
             cb_kv_kinds kinds = {kind, kind, kind};
             cb_memory_result r;
-            if (rc == CB_OK) rc = cb_memory_measure(&r, &m->model, c->be, &kinds, prompt, L, e);
+            if (rc == CB_OK && B == 1) rc = cb_memory_measure(&r, &m->model, c->be, &kinds, prompt, L, e);
+            else if (rc == CB_OK) rc = cb_memory_measure_batch(&r, &m->model, &kinds, prompt, L, B, e);
             if (rc != CB_OK) {
                 json_decref(rec);
                 break;
@@ -165,8 +206,11 @@ int cb_bench_memory(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_
             }
             char dev[64] = "";
             if (r.device_bytes >= 0) snprintf(dev, sizeof dev, ", device %.1f MB", r.device_bytes / 1048576.0);
-            cb_bench_progress(c, "%s: %d tokens, %s cache: %zu bytes (%.1f per token), peak RSS %.1f MB%s", m->name, L,
-                              cb_kv_kind_name(kind), r.kv_bytes, r.kv_bytes_per_token, r.peak_rss_bytes / 1048576.0, dev);
+            char batch[32] = "";
+            if (B > 1) snprintf(batch, sizeof batch, " x %d sequences", B);
+            cb_bench_progress(c, "%s: %d tokens%s, %s cache: %zu bytes (%.1f per token), peak RSS %.1f MB%s", m->name, L,
+                              batch, cb_kv_kind_name(kind), r.kv_bytes, r.kv_bytes_per_token, r.peak_rss_bytes / 1048576.0,
+                              dev);
             rc = cb_bench_emit(c, rec, cb_bench_now() - t0, e);
         }
         free(prompt);

@@ -141,18 +141,22 @@ jq -s -e 'map(select(.skipped | not)) | length == 4 and all(.[]; .params.weights
 sed 's/weights: q8_0/weights: q3/' "$TMP/mq.yml" > "$TMP/mq3.yml"
 expect_run weights_unknown 3 "$CB_BIN/cb" compile "$TMP/mq3.yml"
 grep -q 'config.weights: unknown value "q3"' "$TMP/err" && ok weights_unknown.line || not_ok weights_unknown.line "$(cat "$TMP/err")"
-# latency's batch_sizes: a batch decodes together (one record a batch size, the same grid);
-# memory's stay at one sequence, and say so
+# batch_sizes: a batch decodes together (one record a batch size, the same grid); memory's
+# batch of 2 holds twice one sequence's cache, and its weights once
 sed 's/generation_lengths: \[4, 8\], warmup_runs: 1, timed_runs: 3}/generation_lengths: [6], batch_sizes: [1, 3], warmup_runs: 0, timed_runs: 2}/' \
     "$TMP/m.yml" > "$TMP/mb.yml" && "$CB_BIN/cb" compile "$TMP/mb.yml" > "$TMP/bplan.json" || not_ok batch.compile "does not compile"
 expect_run batch 0 "$BENCH" --group paper --bench latency "${MODELS[@]}" --quiet "$TMP/bplan.json"
 jq -s -e 'map(select(.skipped | not)) | length == 8 and (map(.params.batch_size) | sort | unique) == [1, 3] and
        all(.[]; .values.decode_tokens_per_s.p50 > 0 and .values.prefill_ms.p50 > 0)' "$TMP/out" >/dev/null &&
     ok batch.records || not_ok batch.records "$(head -c 400 "$TMP/out")"
-sed 's/sequence_lengths: \[/batch_sizes: [2], sequence_lengths: [/' "$TMP/m.yml" > "$TMP/mm.yml"
-if grep -q 'batch_sizes: \[2\]' "$TMP/mm.yml" && "$CB_BIN/cb" compile "$TMP/mm.yml" > "$TMP/mplan.json"; then
-    expect_run memory_batch 2 "$BENCH" --group paper --bench memory "${MODELS[@]}" --quiet "$TMP/mplan.json"
-    expect_err_line memory_batch.line "batch_sizes: 2: memory measures one sequence's cache"
+sed 's/sequence_lengths: \[/batch_sizes: [1, 2], sequence_lengths: [/' "$TMP/m.yml" > "$TMP/mm.yml"
+if grep -q 'batch_sizes: \[1, 2\]' "$TMP/mm.yml" && "$CB_BIN/cb" compile "$TMP/mm.yml" > "$TMP/mplan.json"; then
+    expect_run memory_batch 0 "$BENCH" --group paper --bench memory "${MODELS[@]}" --quiet "$TMP/mplan.json"
+    jq -s -e 'map(select(.skipped | not)) | group_by([.model, .params.sequence_length, .params.cache_kind]) |
+              length == 12 and all(.[]; length == 2 and (sort_by(.params.batch_size) as [$one, $two] |
+              $two.values.kv_bytes == 2 * $one.values.kv_bytes and $two.values.tokens == 2 * $one.values.tokens and
+              $two.values.weight_bytes == $one.values.weight_bytes))' "$TMP/out" >/dev/null &&
+        ok memory_batch.twice || not_ok memory_batch.twice "$(jq -c '[.params.batch_size, .values.kv_bytes]' "$TMP/out" | head -4)"
 else
     not_ok memory_batch.compile "$(grep -n memory "$TMP/m.yml")"
 fi
