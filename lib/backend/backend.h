@@ -106,8 +106,8 @@ struct cb_backend {
      * moves in whole pages and not at all when the driver reuses pages freed before. */
     size_t (*held_bytes)(cb_backend *be);
 
-    /* The head and the loss fused, for a training run that keeps no (B,T,V) logits
-     * (model/run.h cb_run_init_fused): head_chunk_rows is how many rows of a pass of N rows
+    /* The head and the loss fused, for a run that keeps no (B,T,V) logits (model/run.h
+     * cb_run_init_fused, cb_run_init_loss): head_chunk_rows is how many rows of a pass of N rows
      * and V logits the device takes at a time (0 or NULL: it keeps the logits). head_loss
      * runs the program's last op (its HEAD) and the mean cross-entropy against p->targets
      * chunk_rows rows at a time, each chunk's logits in the first rows of the logits slot,

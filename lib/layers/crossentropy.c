@@ -23,6 +23,10 @@ real CB_FN(cb_crossentropy_forward)(real *restrict losses, real *restrict lse, c
         lse[n] = m + REAL_LOG(s);
         losses[n] = targets[n] >= 0 ? lse[n] - x[targets[n]] : (real)0;
     }
+    return CB_FN(cb_crossentropy_mean)(losses, targets, N);
+}
+
+real CB_FN(cb_crossentropy_mean)(const real *losses, const int32_t *targets, int N) {
     double sum = 0;
     int n_valid = 0;
     for (int n = 0; n < N; n++) {

@@ -16,6 +16,9 @@ float cb_crossentropy_forward(float *losses, float *lse, const float *logits, co
 void cb_crossentropy_backward(float *dlogits, const float *logits, const float *lse, const int32_t *targets,
                               int N, int V, float dloss);
 
+/* The mean of losses (N) over the rows with a target, summed in row order in double (what
+ * cb_crossentropy_forward returns); 0 when every row is ignored. */
+float cb_crossentropy_mean(const float *losses, const int32_t *targets, int N);
 /* Rows of targets (N) that count: not ignored. */
 int cb_crossentropy_valid(const int32_t *targets, int N);
 /* In place: logits (N,V) become (softmax(logits) - onehot(target)) * g, rows without a target
@@ -28,6 +31,7 @@ double cb_crossentropy_forward_f64(double *losses, double *lse, const double *lo
                                    int N, int V);
 void cb_crossentropy_backward_f64(double *dlogits, const double *logits, const double *lse,
                                   const int32_t *targets, int N, int V, double dloss);
+double cb_crossentropy_mean_f64(const double *losses, const int32_t *targets, int N);
 int cb_crossentropy_valid_f64(const int32_t *targets, int N);
 void cb_crossentropy_grad_inplace_f64(double *logits, const double *lse, const int32_t *targets, int N, int V,
                                       double g);

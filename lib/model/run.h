@@ -68,7 +68,8 @@ float cb_run_forward(cb_run *r, const cb_program *prog, const float *weights, co
 double cb_run_forward_f64(cb_run_f64 *r, const cb_program *prog, const double *weights,
                           const int32_t *tokens, const int32_t *targets);
 
-/* Backward of the mean loss of the last forward: grads (same layout as weights) +=. */
+/* Backward of the mean loss of the last forward: grads (same layout as weights) +=. Not
+ * on a fused run, whose forward must take the head's gradients: cb_run_step. */
 void cb_run_backward(cb_run *r, const cb_program *prog, const float *weights, float *grads);
 void cb_run_backward_f64(cb_run_f64 *r, const cb_program *prog, const double *weights, double *grads);
 

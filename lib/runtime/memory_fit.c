@@ -53,9 +53,9 @@ int cb_runtime_training_bytes(const cb_model *m, int optimizer_kind, int B, int 
 }
 
 size_t cb_runtime_head_chunk_elems(const cb_train_config *c, cb_backend *be, int vocab, int rows_cap) {
-    /* as train/trainer.c decides, but for fsdp counted on every sharded run (more memory,
-       never less: the fit errs toward a smaller batch) */
-    if (c->phase == CB_PHASE_DISTILL || c->shard_optimizer) return 0;
+    /* fsdp counted on every sharded run, with or without ranks (more memory, never less:
+       the fit errs toward a smaller batch) */
+    if (cb_train_keeps_logits(c, c->shard_optimizer)) return 0;
     if (!be) be = cb_backend_cpu();
     if (!be->head_loss || !be->head_chunk_rows) return 0;
     int rows = be->head_chunk_rows(be, rows_cap, vocab);

@@ -243,3 +243,5 @@ int cb_train_config_read(cb_train_config *c, const json_t *group, const json_t *
     json_decref(train);
     return rc;
 }
+
+int cb_train_keeps_logits(const cb_train_config *c, int fsdp) { return c->phase == CB_PHASE_DISTILL || fsdp; }

@@ -79,6 +79,11 @@ typedef struct cb_train_config {
 int cb_train_find_run(const json_t *plan, const char *group, const char *run, const json_t **group_out,
                       const json_t **run_out, cb_error *e);
 
+/* 1 when a training run of c reads its logits, so its head cannot be fused with the loss
+ * (model/run.h cb_run_init_fused): distillation (the KL to the teacher reads them) and fsdp
+ * (it gathers and releases weights by block around the ops); fsdp: the run shards. */
+int cb_train_keeps_logits(const cb_train_config *c, int fsdp);
+
 /* Read the run's settings. A run that is not mode train, has no steps (phase blockwise
  * needs none), asks for what the trainer does not do (devices this build has no backend
  * for, dtypes other than float32/auto) is an error naming the manifest line of the field. */

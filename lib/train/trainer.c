@@ -484,11 +484,11 @@ static int setup(trainer *t, const cb_train_data *d, cb_error *e) {
     if (c->recompute) cb_program_recompute(&t->prog, (size_t)(c->recompute_mb * 1048576.0 / sizeof(float)));
     t->be = t->io->backend ? t->io->backend : cb_backend_cpu();
     if (t->io->dist) CB_TRY(cb_dist_attach(t->io->dist, t->be, e)); /* NCCL on a GPU */
-    /* the head fused with the loss, where nothing reads the logits: not distillation (its KL
-       reads them) and not fsdp (which gathers and releases weights by block around the ops) */
-    const int fsdp_ahead = c->shard_optimizer && dist->mpi && !t->staged;
-    if (c->phase != CB_PHASE_DISTILL && !fsdp_ahead) CB_TRY(cb_run_init_fused(&t->run, t->be, &t->prog, 0, e));
-    else CB_TRY(cb_run_init_on(&t->run, t->be, &t->prog, 1, e));
+    /* the head fused with the loss where nothing reads the logits (fsdp: as setup_fsdp below) */
+    if (!cb_train_keeps_logits(c, c->shard_optimizer && dist->mpi && !t->staged))
+        CB_TRY(cb_run_init_fused(&t->run, t->be, &t->prog, 0, e));
+    else
+        CB_TRY(cb_run_init_on(&t->run, t->be, &t->prog, 1, e));
     t->have_run = 1;
     t->run.row0 = (long)dist->rank * t->prog.B; /* dropout masks index the global batch */
     t->dev.grads = t->be->alloc(t->be, param_bytes(t), e);

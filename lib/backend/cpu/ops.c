@@ -197,8 +197,8 @@ void CB_FN(cb_cpu_loss_backward)(pass_t *p) {
 
 /* backend.h's head_loss: the head's linear layer and the cross-entropy (layers/) over chunks
  * of rows, each chunk's logits in the first rows of the logits slot and turned there into
- * their gradient, which the linear layer's backward takes at once. The mean over the pass's
- * valid rows is summed in row order in double, as cb_crossentropy_forward's. */
+ * their gradient, which the linear layer's backward takes at once; the mean over the whole
+ * pass's rows as cb_crossentropy_forward's. */
 real CB_FN(cb_cpu_head_loss)(pass_t *p, int chunk_rows) {
     const cb_program *prog = p->prog;
     const cb_op *op = &prog->ops[prog->n_ops - 1];
@@ -219,10 +219,7 @@ real CB_FN(cb_cpu_head_loss)(pass_t *p, int chunk_rows) {
         CB_FN(cb_linear_backward)(dx + at, G(p->grads, op, CB_P_WEIGHT), G(p->grads, op, CB_P_BIAS), logits,
                                   x + at, w, R, C, V);
     }
-    double sum = 0;
-    for (int n = 0; n < N; n++)
-        if (p->targets[n] >= 0) sum += p->losses[n];
-    return n_valid ? (real)(sum / n_valid) : (real)0;
+    return CB_FN(cb_crossentropy_mean)(p->losses, p->targets, N);
 }
 
 void CB_FN(cb_cpu_op_backward)(pass_t *p, int i) {
