@@ -6,14 +6,17 @@
  * of every sequence. The configurations are measured in rounds, each round every batch size
  * once in turn, and the median of the rounds is printed, so a machine whose bandwidth moves
  * moves them alike.
- *   build/rel/bench/decode_batch [-m manifest] [-w KINDS] [-b BATCHES] [-p P] [-s S] [-r ROUNDS]
- * Defaults: bf16,q8_0,q4_0; 1,2,4,8; P 64; S 16; 5 rounds; a q8_0 cache. Threads:
- * OMP_NUM_THREADS (backend/cpu/parallel.h). */
+ *   build/rel/bench/decode_batch [-d cpu|cuda] [-m manifest] [-w KINDS] [-b BATCHES] [-p P] [-s S] [-r ROUNDS]
+ * Defaults: the CPU; bf16,q8_0,q4_0; 1,2,4,8; P 64; S 16; 5 rounds; a q8_0 cache. Threads:
+ * OMP_NUM_THREADS (backend/cpu/parallel.h). On cuda a step alone is the GPU's one-row step
+ * (a captured graph), a batched one its pass of k rows. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "backend/backend.h"
+#include "backend/cuda/cuda.h"
 #include "core/atomic_file.h"
 #include "core/clock.h"
 #include "core/diag.h"
@@ -94,8 +97,18 @@ static double measure(cb_batch *b, int k, int together, int P, int S, const int3
 int main(int argc, char **argv) {
     const char *manifest = "bench/llama110m.yml", *kinds_arg = "bf16,q8_0,q4_0", *batches_arg = "1,2,4,8";
     int P = 64, S = 16, rounds = 5, ch;
-    while ((ch = getopt(argc, argv, "m:w:b:p:s:r:h")) != -1) {
+    cb_backend *be = NULL; /* the CPU */
+    while ((ch = getopt(argc, argv, "d:m:w:b:p:s:r:h")) != -1) {
         switch (ch) {
+        case 'd':
+            if (strcmp(optarg, "cuda") == 0 && !(be = cb_backend_cuda())) {
+                printf("decode_batch: skipped: %s\n", cb_backend_cuda_absent());
+                return 0;
+            } else if (strcmp(optarg, "cuda") != 0 && strcmp(optarg, "cpu") != 0) {
+                fprintf(stderr, "decode_batch: -d cpu or cuda\n");
+                return 2;
+            }
+            break;
         case 'm': manifest = optarg; break;
         case 'w': kinds_arg = optarg; break;
         case 'b': batches_arg = optarg; break;
@@ -103,7 +116,7 @@ int main(int argc, char **argv) {
         case 's': S = atoi(optarg); break;
         case 'r': rounds = atoi(optarg); break;
         default:
-            printf("usage: decode_batch [-m manifest] [-w KINDS] [-b BATCHES] [-p P] [-s S] [-r ROUNDS]\n");
+            printf("usage: decode_batch [-d cpu|cuda] [-m manifest] [-w KINDS] [-b BATCHES] [-p P] [-s S] [-r ROUNDS]\n");
             return ch == 'h' ? 0 : 2;
         }
     }
@@ -131,8 +144,8 @@ int main(int argc, char **argv) {
         storage[i] = (int32_t)(seed % (unsigned long long)V);
     }
     for (int i = 0; i < kmax; i++) prompts[i] = storage + (size_t)i * (P + S + 1);
-    printf("decode_batch: %s, random weights; prompts of %d tokens, %d steps a sequence, median of %d rounds; "
-           "q8_0 cache; threads from OMP_NUM_THREADS\n", manifest, P, S, rounds);
+    printf("decode_batch: %s on %s, random weights; prompts of %d tokens, %d steps a sequence, median of %d rounds; "
+           "q8_0 cache; threads from OMP_NUM_THREADS\n", manifest, be ? be->name : "cpu", P, S, rounds);
     printf("%-6s %5s %14s %14s %10s %12s\n", "weights", "batch", "alone tok/s", "batched tok/s", "batched/alone",
            "vs batch 1");
     for (int w = 0; w < nk; w++) {
@@ -143,6 +156,7 @@ int main(int argc, char **argv) {
             return 2;
         }
         c.max_seq_len = P + S + 1;
+        c.backend = be;
         cb_batch b;
         if (cb_batch_init(&b, &m, &c, kmax, &e) != CB_OK) die("batch", &e);
         for (int i = 0; i < kmax; i++)

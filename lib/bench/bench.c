@@ -128,19 +128,6 @@ static json_t *filled_config(const json_t *bench) {
     return cfg;
 }
 
-/* batches above 1 decode together (infer/batch.h), on the CPU */
-static int check_batch_sizes(const cb_bench_ctx *c, const json_t *cfg, cb_error *e) {
-    const json_t *bs = json_object_get(cfg, "batch_sizes");
-    for (size_t i = 0; i < json_array_size(bs); i++) {
-        long long b = json_integer_value(json_array_get(bs, i));
-        if (b == 1) continue;
-        if (c->be && c->be->device != CB_DEVICE_CPU)
-            return cb_fail(e, CB_E_USAGE, cb_loc(cfg, "batch_sizes"),
-                           "batch_sizes: %lld: batched decoding runs on the CPU only in this build (--device cpu)", b);
-    }
-    return CB_OK;
-}
-
 static int check_dataset(const char *path, const char *where, cb_error *e) {
     cb_dataset ds;
     int rc = cb_dataset_open(&ds, path, e);
@@ -171,8 +158,7 @@ int cb_bench_check(cb_bench_ctx *c, const json_t *bench, cb_error *e) {
         if (!ds) rc = cb_fail(e, CB_E_USAGE, cb_loc(cfg, NULL), "perplexity: no dataset (config.dataset or --data)");
         else rc = check_dataset(ds, c->data ? "--data" : cb_loc(cfg, "dataset"), e);
     } else if (strcmp(type, "latency") == 0 || strcmp(type, "memory") == 0) {
-        rc = check_batch_sizes(c, cfg, e);
-        if (rc == CB_OK && c->data) rc = check_dataset(c->data, "--data", e);
+        if (c->data) rc = check_dataset(c->data, "--data", e);
     } else if (strcmp(type, "generation") == 0) {
         char spec[CB_BENCH_PATH_MAX];
         rc = cb_bench_tokenizer_spec(json_object_get(cfg, "tokenizer"), spec, sizeof spec, e);

@@ -58,19 +58,26 @@ long cb_memory_rss(void) {
     return kb >= 0 ? kb * 1024 : -1;
 }
 
-int cb_memory_measure_batch(cb_memory_result *r, const cb_model *m, const cb_kv_kinds *kinds, const int32_t *prompts,
-                            int seq_len, int batch, cb_error *e) {
+int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, const cb_kv_kinds *kinds,
+                      const int32_t *prompts, int seq_len, int batch, cb_error *e) {
     memset(r, 0, sizeof *r);
 #ifdef __GLIBC__
-    malloc_trim(0); /* as cb_memory_measure */
+    /* give back what earlier measurements freed but the allocator kept resident, so the
+       peak is this measurement's and not the largest one before it */
+    malloc_trim(0);
 #endif
     r->baseline_rss_bytes = cb_memory_rss();
     r->peak_rss_reset = cb_memory_reset_peak();
     r->device_bytes = r->device_total_bytes = -1;
+    int on_device = be && !be->unified && be->memory_info;
+    size_t free_before = 0, free_after = 0, total = 0;
+    if (on_device) CB_TRY(be->memory_info(be, &free_before, &total, e));
+    const size_t held_before = on_device && be->held_bytes ? be->held_bytes(be) : 0;
     cb_batch b;
     cb_session_config sc = cb_session_config_default();
     sc.max_seq_len = seq_len;
     sc.kinds = *kinds;
+    sc.backend = be;
     CB_TRY(cb_batch_init(&b, m, &sc, batch, e));
     int rc = CB_OK;
     for (int i = 0; rc == CB_OK && i < batch; i++) /* cache only */
@@ -85,48 +92,11 @@ int cb_memory_measure_batch(cb_memory_result *r, const cb_model *m, const cb_kv_
     if (rc == CB_OK) {
         r->kv_bytes_per_token = r->tokens ? (double)r->kv_bytes / r->tokens : 0;
         r->weight_bytes = b.seqs[0].dec.weight_bytes ? b.seqs[0].dec.weight_bytes : m->params.total_floats * sizeof(float);
-        r->rss_bytes = cb_memory_rss();
-        r->peak_rss_bytes = cb_memory_peak_rss();
-    }
-    cb_batch_free(&b);
-    return rc;
-}
-
-int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, const cb_kv_kinds *kinds,
-                      const int32_t *prompt, int seq_len, cb_error *e) {
-    memset(r, 0, sizeof *r);
-#ifdef __GLIBC__
-    /* give back what earlier measurements freed but the allocator kept resident, so the
-       peak is this measurement's and not the largest one before it */
-    malloc_trim(0);
-#endif
-    r->baseline_rss_bytes = cb_memory_rss();
-    r->peak_rss_reset = cb_memory_reset_peak();
-    r->device_bytes = r->device_total_bytes = -1;
-    int on_device = be && !be->unified && be->memory_info;
-    size_t free_before = 0, free_after = 0, total = 0;
-    if (on_device) CB_TRY(be->memory_info(be, &free_before, &total, e));
-    const size_t held_before = on_device && be->held_bytes ? be->held_bytes(be) : 0;
-    cb_session s;
-    cb_session_config sc = cb_session_config_default();
-    sc.max_seq_len = seq_len;
-    sc.kinds = *kinds;
-    sc.backend = be;
-    CB_TRY(cb_session_init(&s, m, &sc, e));
-    int rc = cb_session_forward(&s, prompt, seq_len, NULL, 0, e); /* cache only */
-    if (rc == CB_OK) {
-        cb_kv_bytes b = cb_session_cache_bytes(&s);
-        r->tokens = s.len;
-        r->kv_bytes = b.payload;
-        r->kv_allocated_bytes = b.allocated;
-        r->kv_values = b.values;
-        r->kv_bytes_per_token = s.len ? (double)b.payload / s.len : 0;
-        r->weight_bytes = s.dec.weight_bytes ? s.dec.weight_bytes : m->params.total_floats * sizeof(float);
         r->rss_bytes = cb_memory_rss(); /* first: the peak read after it covers it */
         r->peak_rss_bytes = cb_memory_peak_rss();
         if (on_device) rc = be->memory_info(be, &free_after, &total, e);
         if (rc == CB_OK && on_device) {
-            if (be->held_bytes) { /* the session's buffers: exact */
+            if (be->held_bytes) { /* the sessions' buffers: exact */
                 const size_t held = be->held_bytes(be);
                 r->device_bytes = held > held_before ? (long)(held - held_before) : 0;
             } else
@@ -134,7 +104,7 @@ int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, co
             r->device_total_bytes = (long)total;
         }
     }
-    cb_session_free(&s);
+    cb_batch_free(&b);
     return rc;
 }
 
@@ -181,8 +151,7 @@ int cb_bench_memory(cb_bench_ctx *c, const json_t *bench, const json_t *cfg, cb_
             double t0 = cb_bench_now();
             cb_kv_kinds kinds = {kind, kind, kind};
             cb_memory_result r;
-            if (rc == CB_OK && B == 1) rc = cb_memory_measure(&r, &m->model, c->be, &kinds, prompt, L, e);
-            else if (rc == CB_OK) rc = cb_memory_measure_batch(&r, &m->model, &kinds, prompt, L, B, e);
+            if (rc == CB_OK) rc = cb_memory_measure(&r, &m->model, c->be, &kinds, prompt, L, B, e);
             if (rc != CB_OK) {
                 json_decref(rec);
                 break;

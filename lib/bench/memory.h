@@ -10,7 +10,7 @@
 #include <stdint.h>
 #include "core/error.h"
 #include "model/model.h"
-#include "infer/session.h"
+#include "infer/batch.h"
 
 typedef struct cb_memory_result {
     int tokens;                /* tokens the cache holds */
@@ -32,16 +32,12 @@ typedef struct cb_memory_result {
     long device_total_bytes;   /* that device's memory; -1 */
 } cb_memory_result;
 
-/* Decode seq_len tokens of prompt into a fresh session of m (cache kinds kinds, device be,
- * NULL: the CPU) and measure. */
-int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, const cb_kv_kinds *kinds,
-                      const int32_t *prompt, int seq_len, cb_error *e);
-
-/* The same for batch sequences decoded together on the CPU (infer/batch.h), each from its
- * own seq_len ids of prompts (batch x seq_len): tokens, kv_* summed over them (bytes per
+/* Decode seq_len tokens into each of batch fresh sessions of m decoded together
+ * (infer/batch.h; cache kinds kinds, device be, NULL: the CPU), each from its own seq_len
+ * ids of prompts (batch x seq_len), and measure: tokens and kv_* summed over them (bytes per
  * token over all their tokens), the weights once, the peak with every cache held. */
-int cb_memory_measure_batch(cb_memory_result *r, const cb_model *m, const cb_kv_kinds *kinds, const int32_t *prompts,
-                            int seq_len, int batch, cb_error *e);
+int cb_memory_measure(cb_memory_result *r, const cb_model *m, cb_backend *be, const cb_kv_kinds *kinds,
+                      const int32_t *prompts, int seq_len, int batch, cb_error *e);
 
 /* The manifest's quantization mode as a cache kind: the kinds' names, q8 for q8_0, q4
  * for q4_0. 0 when unknown. */

@@ -4,7 +4,8 @@
  * A decoding step runs one new token of every live sequence as one pass of that many rows
  * (cb_session_forward_batch), so each weight matrix is read once a step for all of them
  * instead of once a sequence: the throughput of a memory-bound decode grows with the batch.
- * On the CPU; a GPU's sessions do not share weights yet, so there a batch holds one. */
+ * On the CPU and the GPU alike (each backend's decode attention takes each row to its own
+ * sequence's caches: cb_pass.row_seqs). */
 #ifndef CB_INFER_BATCH_H
 #define CB_INFER_BATCH_H
 

@@ -98,6 +98,15 @@ expect_run generate_cpu_again 0 "$CB_BIN/cb-generate" --device cpu --ids 1,2,3 -
     --temperature 0 "$TMP/gpu/final"
 if cmp -s "$TMP/out" "$TMP/gpu_ids"; then ok generate_gpu_equals_cpu
 else not_ok generate_gpu_equals_cpu "gpu: $(head -c 200 "$TMP/gpu_ids"); cpu: $(head -c 200 "$TMP/out")"; fi
+# batched (--batch 3 over 5 prompts, one sequence a row): on the GPU, the CPU's ids
+printf '{"ids": [1, 2, 3]}\n{"ids": [4]}\n{"ids": [5, 6, 7, 8, 9]}\n{"ids": [2, 2]}\n{"ids": [9, 1, 4]}\n' > "$TMP/pb.jsonl"
+for d in cpu cuda; do
+    expect_run "generate_batch_$d" 0 "$CB_BIN/cb-generate" --device $d --prompts "$TMP/pb.jsonl" --batch 3 \
+        --max-new-tokens 8 --temperature 0 "$TMP/gpu/final"
+    jq -c '.ids' "$TMP/out" > "$TMP/batch_$d"
+done
+if [ "$(wc -l < "$TMP/batch_cuda")" -eq 5 ] && cmp -s "$TMP/batch_cpu" "$TMP/batch_cuda"; then ok generate_batch_gpu_equals_cpu
+else not_ok generate_batch_gpu_equals_cpu "$(diff "$TMP/batch_cpu" "$TMP/batch_cuda" | head -c 300)"; fi
 
 # 4a. the runtime plan decides CUDA graphs for decoding by timing both ways once, keeps the
 #     decision (runtime_plans.json under CB_CACHE_DIR) and reuses it; the ids stay the CPU's
@@ -164,6 +173,30 @@ expect_run gpu_fmp 0 train --device cuda --run adamw -o "$TMP/gpu_fmp" "$TMP/fmp
 if [ -n "$(losses "$TMP/gpu_amp/metrics.jsonl")" ] &&
     diff <(losses "$TMP/gpu_amp/metrics.jsonl") <(losses "$TMP/gpu_fmp/metrics.jsonl") > "$TMP/diff"; then ok gpu_fmp_is_amp
 else not_ok gpu_fmp_is_amp "$(head -c 300 "$TMP/diff")"; fi
+
+# 4f. batched decoding on the GPU through cb-bench (batch_sizes above 1: the sequences share
+#     the weights and decode together): memory's batch of 2 holds twice one sequence's cache
+#     and tokens, the weights once, and more device memory than one; latency measures each
+#     batch size
+{ cat tests/cli/train/tiny.yml; printf '%s\n' '    benchmarks:' '      - id: mem' \
+    '        config: {type: memory, sequence_lengths: [48], quantization_modes: [fp32, q8_0], batch_sizes: [1, 2]}' \
+    '        models: [adamw]' '      - id: lat' \
+    '        config: {type: latency, prompt_lengths: [8], generation_lengths: [6], batch_sizes: [1, 3], warmup_runs: 0, timed_runs: 2}' \
+    '        models: [adamw]'; } > "$TMP/bb.yml"
+"$CB_BIN/cb" compile "$TMP/bb.yml" > "$TMP/bb.json" || not_ok bench_batch.compile "does not compile"
+expect_run bench_memory_batch_cuda 0 "$CB_BIN/cb-bench" --device cuda --group test --bench mem \
+    --model "adamw=$TMP/gpu/final" --quiet -o "$TMP/memb.jsonl" "$TMP/bb.json"
+if jq -s -e 'length == 4 and (group_by(.params.cache_kind) | all(.[]; length == 2 and
+       (sort_by(.params.batch_size) as [$one, $two] | $two.values.kv_bytes == 2 * $one.values.kv_bytes and
+        $two.values.tokens == 2 * $one.values.tokens and $two.values.weight_bytes == $one.values.weight_bytes and
+        $two.values.device_bytes > $one.values.device_bytes)))' "$TMP/memb.jsonl" > /dev/null; then
+    ok bench_memory_batch_cuda.twice
+else not_ok bench_memory_batch_cuda.twice "$(jq -c '[.params.batch_size, .values.kv_bytes, .values.device_bytes]' "$TMP/memb.jsonl" | tr '\n' ' ')"; fi
+expect_run bench_latency_batch_cuda 0 "$CB_BIN/cb-bench" --device cuda --group test --bench lat \
+    --model "adamw=$TMP/gpu/final" --quiet -o "$TMP/latb.jsonl" "$TMP/bb.json"
+jq -s -e 'length == 2 and (map(.params.batch_size) | sort) == [1, 3] and
+          all(.[]; .values.decode_tokens_per_s.p50 > 0 and .values.prefill_ms.p50 > 0)' "$TMP/latb.jsonl" > /dev/null &&
+    ok bench_latency_batch_cuda.records || not_ok bench_latency_batch_cuda.records "$(head -c 400 "$TMP/latb.jsonl")"
 
 # 5. mixed precision (train.amp) on real text: presets/tiny_sotu.yml (GPT-2 tokens of the
 #    State of the Union addresses; CB_SOTU_DATA: a cb-data prepare of them, else prepared

@@ -349,9 +349,10 @@ void cb_cuda_decode_free(cb_backend *be, cb_decode *d) {
     be->free(be, d->work);
     be->free(be, d->attn_scratch);
     free(d->op_layer);
-    if (d->mats)
+    if (d->mats && !d->mats_borrowed) {
         for (size_t i = 0; i < d->n_mats; i++) be->free(be, d->mats[i].owned);
-    free(d->mats);
+        free(d->mats);
+    }
     for (int l = 0; l < d->kv.n_layers; l++) {
         free_tensor(be, &d->kv.layers[l].k);
         free_tensor(be, &d->kv.layers[l].k_sem);
@@ -364,9 +365,6 @@ void cb_cuda_decode_free(cb_backend *be, cb_decode *d) {
 int cb_cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const struct cb_param_table *params,
                         const float *weights, const cb_decode_config *cfg, cb_error *e) {
     memset(d, 0, sizeof *d);
-    if (cfg->weights_of)
-        return cb_fail(e, CB_E_USAGE, "cuda", "batched generation (several sequences a step) is not built for the GPU "
-                       "yet: decode them one at a time there, or batched with --device cpu");
     d->cfg = *cfg;
     d->prog = p;
     d->n_mats = (size_t)p->n_ops * CB_OP_MAX_PARAMS;
@@ -390,7 +388,12 @@ int cb_cuda_decode_init(cb_backend *be, cb_decode *d, const cb_program *p, const
         /* no storage yet; per head: the CUDA kernels read a head of a token as whole blocks */
         rc = cb_kv_cache_init_layout(&d->kv, n_layers, cfgs, &cfg->kinds, 0, CB_KV_LAYOUT_HEADS, e);
     }
-    if (rc == CB_OK) rc = convert_weights(be, d, p, params, weights, cfg->weight_kind, e);
+    if (rc == CB_OK && cfg->weights_of) { /* a batch's other sequence: the first's matrices */
+        d->mats = cfg->weights_of->mats;
+        d->mats_borrowed = 1;
+    } else if (rc == CB_OK) {
+        rc = convert_weights(be, d, p, params, weights, cfg->weight_kind, e);
+    }
     if (rc == CB_OK) rc = step_init(be, d, e);
     free(cfgs);
     if (rc != CB_OK) cb_cuda_decode_free(be, d);
@@ -533,19 +536,18 @@ static void append(cb_kv_tensor *t, const float *rows, int pos, const int *dpos,
                           (int)t->kind, n * t->n_heads, t->head_dim);
 }
 
-/* The host's side of an attention op's pass: the cache lengths after it, the decode plan's
- * choice for that length (its bucket kept for the runtime's report). A replayed step runs
- * only this. */
-static cb_decode_plan attention_lengths(cb_pass *p, int oi) {
-    cb_decode *dc = p->decode;
+/* The host's side of an attention op's pass: dc's cache lengths after it (len), the decode
+ * plan's choice for that length (its bucket kept for the runtime's report). A replayed step
+ * runs only this (attention_lengths: the pass's own state). */
+static cb_decode_plan cache_lengths(cb_decode *dc, int oi, int len) {
     cb_layer_cache *cache = &dc->kv.layers[dc->op_layer[oi]];
-    const int len = p->pos0 + p->T;
     if (cache->k.n_heads) cache->k.len = len;
     cache->k_sem.len = len;
     if (cache->v.n_heads) cache->v.len = len;
     cache->len = len;
     return cb_decode_plan_pick(dc->cfg.plan, len, &dc->last_bucket);
 }
+static cb_decode_plan attention_lengths(cb_pass *p, int oi) { return cache_lengths(p->decode, oi, p->pos0 + p->T); }
 
 static cbk_kv_view view_of(const cb_kv_tensor *t) {
     cbk_kv_view v = {t->data, (int)t->kind, t->head_dim, t->row_bytes, t->head_bytes};
@@ -574,6 +576,38 @@ static void unfused_rope_append(cb_pass *p, int oi, float *q, float *k, const fl
     append(&cache->k, k, pos0, dpos, m);
     if (dec) append(&cache->k_sem, k_sem, pos0, dpos, m);
     append(&cache->v, v, pos0, dpos, m);
+}
+
+/* A batched pass's attention (infer/batch.h): row r is one token of sequence row_seqs[r] at
+ * row_pos[r] (its RoPE row filled for that position), so after the rotation of all the rows
+ * at once each row goes into its own sequence's caches and attends over them alone, as that
+ * sequence's own step would (cb_cpu_decode_attention's batch). The rows' products are the
+ * pass's, one read of each matrix for all of them. */
+static void batch_attention(cb_pass *p, int oi, float *att, float *q, float *k, const float *v, const float *q_sem,
+                            const float *k_sem, const float *gate) {
+    const cb_op *op = &p->prog->ops[oi];
+    const cb_attention_config *a = &op->attn;
+    const cb_head_dims d = cb_head_dims_of(a);
+    const int m = p->T, dec = a->mode == CB_ATTENTION_DECOUPLED;
+    if (a->rope_enabled) {
+        const float *cos_t, *sin_t;
+        rope_rows(p, op, &cos_t, &sin_t);
+        cbk_rope(q, q, cos_t, sin_t, 1, m, d.H, d.dr, 0, 1.0f, 0);
+        cbk_rope(k, k, cos_t, sin_t, 1, m, d.Hkv, d.dr, 0, 1.0f, 0);
+    }
+    for (int r = 0; r < m; r++) {
+        cb_decode *sd = p->row_seqs[r];
+        cb_layer_cache *c = &sd->kv.layers[sd->op_layer[oi]];
+        const int pos = p->row_pos[r];
+        append(&c->k, k + (size_t)r * d.Hkv * d.dr, pos, NULL, 1);
+        if (dec) append(&c->k_sem, k_sem + (size_t)r * d.Hkv * d.ds, pos, NULL, 1);
+        append(&c->v, v + (size_t)r * d.Hkv * d.dv, pos, NULL, 1);
+        const cb_decode_plan plan = cache_lengths(sd, oi, pos + 1);
+        const cbk_kv_view kv = view_of(&c->k), ks = view_of(&c->k_sem), vv = view_of(&c->v);
+        cbk_attn_decode(att + (size_t)r * d.H * d.dv, sd->attn_scratch, q + (size_t)r * d.H * d.dr,
+                        dec ? q_sem + (size_t)r * d.H * d.ds : NULL, d.gated ? gate + (size_t)r * d.H : NULL, &kv, &ks,
+                        &vv, 1, d.H, d.Hkv, d.ds, d.dr, d.dv, pos, plan.local_window);
+    }
 }
 
 /* What a fused step folds into an op's products (all zero: nothing, the op as ever). */
@@ -632,6 +666,11 @@ static void decode_attention(cb_pass *p, int oi, float *out, const float *in, co
         if (a->decoupled_gate_dynamic) proj_in(p, oi, CB_P_GATE_PROJ, gate, in, NULL, f);
         cbk_attn_gate(gate, a->decoupled_gate ? W(p, op, CB_P_GATE_A) : NULL, a->decoupled_gate_dynamic, (size_t)m,
                       d.H);
+    }
+    if (p->row_seqs) {
+        batch_attention(p, oi, att, q, k, v, q_sem, k_sem, gate);
+        proj(p, oi, CB_P_O_W, out, att, bias ? W(p, op, CB_P_O_B) : NULL);
+        return;
     }
     const int *dpos = on_step(dc) ? step_of(dc)->dpos : NULL;
     if (f->on) { /* RoPE (the geometric part under DBA) and the caches' new rows: one launch */
@@ -734,7 +773,11 @@ static int run_op(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     }
     switch (op->kind) {
     case CB_OP_EMBED:
-        if (on_step(p->decode))
+        if (p->row_pos) /* a batched pass: each row at its own sequence's position */
+            for (int r = 0; r < m; r++)
+                cbk_embedding_forward(out + (size_t)r * op->d_out, p->tokens + r, W(p, op, CB_P_WEIGHT),
+                                      W(p, op, CB_P_POS), 1, 1, op->d_out, p->row_pos[r]);
+        else if (on_step(p->decode))
             cbk_embedding_forward_at(out, p->tokens, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_POS), m, op->d_out,
                                      step_of(p->decode)->dpos);
         else

@@ -9,6 +9,8 @@
  *    and without a local window, over fp32 and q8_0 caches;
  *  - greedy generation on the GPU gives the CPU's tokens, prefill in one pass and chunked;
  *  - truncate (speculative rollback) then continue, across a growth of the cache;
+ *  - batched decoding (several sequences a step, each at its own length) against each
+ *    sequence alone, on the CPU and on the GPU, and batched greedy generation's ids;
  *  - decode steps captured as CUDA graphs give the logits of the same steps uncaptured,
  *    bit for bit, and the CPU's within TOL, over hundreds of steps across growths of the
  *    cache and of the RoPE tables and changes of the decode plan's window (each a new
@@ -27,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "../infer/batch_util.h"
 #include "../infer/infer_util.h"
 #include "backend/backend.h"
 #include "backend/cpu/matvec.h"
@@ -614,6 +617,84 @@ TEST(truncate_then_continue) {
     REPORT_DIFF("gpu vs cpu after rollback (fp32/f16/bf16)", d, 1e-3);
     if (!(d <= 1e-3)) FAILF("gpu vs cpu after rollback: %.3g", d);
     for (int i = 0; i < 2; i++) free(logits[i][0]), free(logits[i][1]);
+    cb_model_free(&m);
+}
+
+/* Batched decoding on the GPU (infer/batch.h; decode.c's batch_attention): four sequences
+ * at different lengths, every step one pass of all of them, against each decoded alone on
+ * the CPU (the reference) and on the GPU. fp32 weights and caches within TOL; q8_0 within
+ * test_batch's bound for quantized rows that may round the other way. */
+TEST(batched_steps_equal_each_sequence_alone) {
+    cb_backend *be = gpu();
+    if (!be) return;
+    const model_case cases[3] = {{"llama_gqa", IU_LLAMA}, {"dba_gated", IU_DBA}, {"gpt2_positions", IU_GPT2}};
+    for (int c = 0; c < 3; c++) {
+        cb_model m;
+        if (iu_model(&m, cases[c].yaml, 3, 5.0)) { FAILF("%s: model", cases[c].name); continue; }
+        for (int q = 0; q < 2; q++) {
+            const cb_kv_kind kind = q ? CB_KV_Q8_0 : CB_KV_F32;
+            cb_session_config on = cb_session_config_default(), cpu = on;
+            on.backend = be;
+            on.weight_kind = cpu.weight_kind = kind;
+            on.kinds.k = on.kinds.k_sem = on.kinds.v = kind;
+            cpu.kinds = on.kinds;
+            cpu.kv_layout = CB_KV_LAYOUT_HEADS;
+            char what[128];
+            snprintf(what, sizeof what, "%s %s: gpu batched vs cpu alone", cases[c].name, cb_kv_kind_name(kind));
+            iu_batch_matches_alone(what, &m, &on, &cpu, q ? 2e-2 : TOL);
+            snprintf(what, sizeof what, "%s %s: gpu batched vs gpu alone", cases[c].name, cb_kv_kind_name(kind));
+            iu_batch_matches_alone(what, &m, &on, &on, q ? 2e-2 : TOL);
+        }
+        cb_model_free(&m);
+    }
+}
+
+/* Batched greedy generation on the GPU (3 rows, 5 prompts, one stopping at an eos so its
+ * row takes the next prompt) gives each prompt the CPU's batched ids. */
+TEST(batched_greedy_generation_equals_the_cpus) {
+    cb_backend *be = gpu();
+    if (!be) return;
+    cb_model m;
+    if (iu_model(&m, IU_LLAMA, 5, 5.0)) { FAILF("model"); return; }
+    enum { P = 5 };
+    const int lens[P] = {4, 1, 9, 6, 2};
+    int32_t tok[P][16];
+    const int32_t *prompts[P];
+    for (int i = 0; i < P; i++) {
+        iu_tokens(tok[i], 16, vocab_of(&m), 70 + (uint64_t)i);
+        prompts[i] = tok[i];
+    }
+    cb_generate_config g = cb_generate_config_default();
+    g.sample.temperature = 0;
+    g.stop.max_new_tokens = 12;
+    g.stop.n_eos = 0;
+    cb_generate_output outs[2][P];
+    int ok[2] = {0, 0};
+    for (int side = 0; side < 2; side++) {
+        cb_session_config c = cb_session_config_default();
+        c.backend = side ? be : cb_backend_cpu();
+        cb_batch b;
+        cb_error e;
+        if (cb_batch_init(&b, &m, &c, 3, &e) != CB_OK) { FAILF("batch: %s", e.msg); break; }
+        if (side == 0) { /* the eos: the fourth id prompt 0 generates on the CPU */
+            cb_generate_output first;
+            if (cb_session_generate(&b.seqs[0], prompts[0], lens[0], &g, &(cb_generate_io){0}, &first, &e) == CB_OK) {
+                g.stop.eos[0] = first.ids.n > 3 ? first.ids.v[3] : 0;
+                g.stop.n_eos = 1;
+                cb_generate_output_free(&first);
+            }
+        }
+        ok[side] = cb_batch_generate(&b, prompts, lens, P, &g, NULL, outs[side], &e) == CB_OK;
+        if (!ok[side]) FAILF("%s: batched generation: %s", side ? "gpu" : "cpu", e.msg);
+        cb_batch_free(&b);
+    }
+    for (int i = 0; i < P && ok[0] && ok[1]; i++)
+        if (outs[0][i].ids.n != outs[1][i].ids.n ||
+            memcmp(outs[0][i].ids.v, outs[1][i].ids.v, outs[0][i].ids.n * sizeof *outs[0][i].ids.v))
+            FAILF("prompt %d: %zu ids on the gpu, %zu on the cpu, or they differ", i, outs[1][i].ids.n,
+                  outs[0][i].ids.n);
+    for (int side = 0; side < 2; side++)
+        for (int i = 0; i < P && ok[side]; i++) cb_generate_output_free(&outs[side][i]);
     cb_model_free(&m);
 }
 

@@ -139,7 +139,7 @@ static void check_kv(const char *name, const char *yaml, const size_t want[6]) {
         cb_kv_kinds kk = {kinds[k], kinds[k], kinds[k]};
         cb_memory_result r;
         cb_error e;
-        if (cb_memory_measure(&r, &m, NULL, &kk, prompt, L, &e) != CB_OK) {
+        if (cb_memory_measure(&r, &m, NULL, &kk, prompt, L, 1, &e) != CB_OK) {
             FAILF("%s %s: %s", name, cb_kv_kind_name(kinds[k]), e.msg);
             continue;
         }

@@ -11,6 +11,7 @@
 #include "infer/batch.h"
 #include "infer/generate.h"
 #include "infer/session.h"
+#include "batch_util.h"
 #include "infer_util.h"
 #include "test.h"
 
@@ -27,64 +28,12 @@ static int vocab_of(const cb_model *m) {
     return (int)json_integer_value(json_object_get(json_object_get(m->plan, "model"), "vocab_size"));
 }
 
-/* Sequences of lengths lens[i] (prompts, then steps) in a batch of N, every step batched
- * over all of them, against one session each running the same tokens alone. */
+/* Each sequence of the batch against one session of the same config alone. */
 static void batch_matches_alone(const char *what, const cb_model *m, cb_kv_kind cache, cb_kv_kind weights, double tol) {
-    enum { N = 4, STEPS = 5 };
-    const int lens[N] = {3, 9, 1, 14}, V = vocab_of(m);
     cb_session_config c = cb_session_config_default();
     c.kinds.k = c.kinds.k_sem = c.kinds.v = cache;
     c.weight_kind = weights;
-    cb_batch b;
-    cb_session alone[N];
-    cb_error e;
-    if (cb_batch_init(&b, m, &c, N, &e) != CB_OK) {
-        FAILF("%s: batch: %s", what, e.msg);
-        return;
-    }
-    int opened = 0;
-    for (; opened < N; opened++)
-        if (cb_session_init(&alone[opened], m, &c, &e) != CB_OK) {
-            FAILF("%s: session: %s", what, e.msg);
-            break;
-        }
-    int32_t tok[N][32];
-    for (int i = 0; i < N; i++) iu_tokens(tok[i], 32, V, 40 + (uint64_t)i);
-    float *got = calloc((size_t)N * V, sizeof *got), *want = calloc((size_t)V, sizeof *want);
-    double worst = 0;
-    for (int i = 0; i < N && opened == N; i++) { /* the prompts, each its own */
-        if (cb_session_forward(&b.seqs[i], tok[i], lens[i], NULL, 0, &e) != CB_OK ||
-            cb_session_forward(&alone[i], tok[i], lens[i], NULL, 0, &e) != CB_OK)
-            FAILF("%s: prompt: %s", what, e.msg);
-    }
-    for (int s = 0; s < STEPS && opened == N && !cb_test_failed; s++) {
-        cb_session *seqs[N];
-        int32_t step[N];
-        for (int i = 0; i < N; i++) {
-            seqs[i] = &b.seqs[(i + s) % N]; /* the rows in another order each step */
-            step[i] = tok[(i + s) % N][lens[(i + s) % N] + s];
-        }
-        if (cb_session_forward_batch(seqs, N, step, got, &e) != CB_OK) {
-            FAILF("%s: batched step: %s", what, e.msg);
-            break;
-        }
-        for (int r = 0; r < N; r++) {
-            const int i = (r + s) % N;
-            if (cb_session_forward(&alone[i], &step[r], 1, want, 0, &e) != CB_OK) {
-                FAILF("%s: step alone: %s", what, e.msg);
-                break;
-            }
-            double d = iu_rel_diff(got + (size_t)r * V, want, (size_t)V);
-            if (!(d <= worst)) worst = d;
-            if (b.seqs[i].len != lens[i] + s + 1) FAILF("%s: sequence %d holds %d tokens", what, i, b.seqs[i].len);
-        }
-    }
-    REPORT_DIFF(what, worst, tol);
-    if (!(worst <= tol)) FAILF("%s: batched logits differ from alone by %.3g (relative)", what, worst);
-    free(got);
-    free(want);
-    for (int i = 0; i < opened; i++) cb_session_free(&alone[i]);
-    cb_batch_free(&b);
+    iu_batch_matches_alone(what, m, &c, &c, tol);
 }
 
 TEST(batched_steps_match_each_sequence_alone) {
