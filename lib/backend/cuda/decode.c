@@ -20,9 +20,11 @@
  * launch instead of ~15 a layer; it is captured again only when a pointer it holds moves
  * (a cache or a scratch grows: capacities double, so a few times over a context), or the
  * decode plan's window or the head's rows change. CB_CUDA_GRAPHS=0 in the environment
- * runs the same launches uncaptured (what the tests compare the graphs with). Passes of
- * several rows (prefill chunks) run as before on the legacy stream, the position an
- * argument. */
+ * runs the same launches uncaptured (what the tests compare the graphs with). A batched
+ * step (infer/batch.h: one token of each of k sequences, each against its own caches) is
+ * captured the same way, its rows' positions on the device, and replays while the same
+ * sequences run in the same order and none of their caches moves. Passes of several rows
+ * (prefill chunks) run as before on the legacy stream, the position an argument. */
 #include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -146,12 +148,27 @@ enum step_mode {
     STEP_REPLAY = 3   /* the graph launched at op 0: the ops only keep the host's lengths */
 };
 
+/* Rows of a batched step whose positions go to the device (cuda_step.dpos_rows): a batch
+ * of more runs with the positions as arguments, uncaptured. */
+#define BATCH_ROWS_MAX 64
+
 /* What a captured step holds fixed: a graph replays only under the same. */
 typedef struct step_key {
     unsigned long gen; /* cuda_step.gen: the caches, scratch and RoPE tables where they are */
     const void *slots, *tokens, *weights, *rope;
     int head_rows, window, fused, pdl, products, ahead, stage, attn, combine;
 } step_key;
+
+/* What a captured batched step (infer/batch.h: one token of each of k sequences) holds
+ * fixed: the sequences in their row order, where each one's caches and scratch are (their
+ * gen) and each one's attention window. */
+typedef struct batch_key {
+    int k, head_rows, pdl, attn;
+    const void *slots, *tokens, *weights, *rope;
+    const cb_decode *rows[BATCH_ROWS_MAX];
+    unsigned long gens[BATCH_ROWS_MAX];
+    int windows[BATCH_ROWS_MAX];
+} batch_key;
 
 typedef struct cuda_step {
     cudaStream_t stream;  /* blocking: ordered with the legacy stream both ways */
@@ -173,11 +190,22 @@ typedef struct cuda_step {
     int *resid_of;        /* (n_ops) that add's other input slot */
     unsigned char *folded; /* (n_ops) 1: the op runs inside a neighbour in a fused step */
     int mode;             /* enum step_mode of the pass running */
-    unsigned long gen;    /* counts moves of what a graph points at */
+    int batch;            /* 1 while that pass is a batched step (its positions in dpos_rows) */
+    unsigned long gen;    /* where what a graph points at is: new_gen() at every move */
     cudaGraphExec_t exec; /* NULL: none captured */
     step_key key;         /* what exec was captured under */
+    int *dpos_rows;       /* device (BATCH_ROWS_MAX): a batched step's positions, row by row */
+    cudaGraphExec_t batch_exec; /* a batched step's graph, run by this state's pass; NULL: none */
+    batch_key bkey;       /* what batch_exec was captured under */
     long captures, replays;
 } cuda_step;
+
+/* A value no state's gen held before, so that a graph naming another state's buffers never
+ * replays over a state made later at the same address. */
+static unsigned long new_gen(void) {
+    static unsigned long moves;
+    return __atomic_add_fetch(&moves, 1, __ATOMIC_RELAXED);
+}
 
 static cuda_step *step_of(const cb_decode *d) { return (cuda_step *)d->dev; }
 
@@ -185,8 +213,10 @@ static void step_free(cb_backend *be, cb_decode *d) {
     cuda_step *st = step_of(d);
     if (!st) return;
     if (st->exec) cudaGraphExecDestroy(st->exec);
+    if (st->batch_exec) cudaGraphExecDestroy(st->batch_exec);
     if (st->stream) cudaStreamDestroy(st->stream);
     be->free(be, st->dpos);
+    be->free(be, st->dpos_rows);
     be->free(be, st->argmax);
     be->free(be, st->attn_done);
     be->free(be, st->rope);
@@ -266,7 +296,9 @@ static int step_init(cb_backend *be, cb_decode *d, cb_error *e) {
         st->stream = NULL;
         return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: no stream could be created");
     }
+    st->gen = new_gen();
     if (!(st->dpos = be->alloc(be, sizeof *st->dpos, e))) return e->code;
+    if (!(st->dpos_rows = be->alloc(be, BATCH_ROWS_MAX * sizeof *st->dpos_rows, e))) return e->code;
     if (!(st->argmax = be->alloc(be, 2 * sizeof *st->argmax, e))) return e->code;
     int heads = 1;
     for (int i = 0; i < d->prog->n_ops; i++)
@@ -326,7 +358,7 @@ static int rope_reserve(cb_backend *be, cb_decode *d, int need, cb_error *e) {
     be->free(be, st->rope);
     st->rope = dev;
     st->rope_cap = cap;
-    st->gen++;
+    st->gen = new_gen();
     return CB_OK;
 }
 
@@ -436,7 +468,7 @@ int cb_cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_err
         CB_TRY(tensor_reserve(be, &c->k, pos0 + m, e));
         CB_TRY(tensor_reserve(be, &c->k_sem, pos0 + m, e));
         CB_TRY(tensor_reserve(be, &c->v, pos0 + m, e));
-        if (was[0] != c->k.data || was[1] != c->k_sem.data || was[2] != c->v.data) st->gen++;
+        if (was[0] != c->k.data || was[1] != c->k_sem.data || was[2] != c->v.data) st->gen = new_gen();
         size_t n = cbk_attn_decode_work(m, h.H, h.Hkv, h.ds, h.dr, h.dv, pos0 + m);
         if (n > need) need = n;
         /* a step's attention plans for the whole capacity (cbk_attn_decode_at) */
@@ -450,7 +482,7 @@ int cb_cuda_decode_reserve(cb_backend *be, cb_decode *d, int pos0, int m, cb_err
         be->free(be, d->attn_scratch);
         d->attn_scratch = q;
         d->attn_scratch_elems = cap;
-        st->gen++;
+        st->gen = new_gen();
     }
     return rope_reserve(be, d, pos0 + m, e);
 }
@@ -582,7 +614,9 @@ static void unfused_rope_append(cb_pass *p, int oi, float *q, float *k, const fl
  * row_pos[r] (its RoPE row filled for that position), so after the rotation of all the rows
  * at once each row goes into its own sequence's caches and attends over them alone, as that
  * sequence's own step would (cb_cpu_decode_attention's batch). The rows' products are the
- * pass's, one read of each matrix for all of them. */
+ * pass's, one read of each matrix for all of them. On a step (batch_begin) the kernels read
+ * each row's position from the device and plan for its cache's capacity, so a graph of the
+ * step replays while no cache moves. */
 static void batch_attention(cb_pass *p, int oi, float *att, float *q, float *k, const float *v, const float *q_sem,
                             const float *k_sem, const float *gate) {
     const cb_op *op = &p->prog->ops[oi];
@@ -595,18 +629,25 @@ static void batch_attention(cb_pass *p, int oi, float *att, float *q, float *k, 
         cbk_rope(q, q, cos_t, sin_t, 1, m, d.H, d.dr, 0, 1.0f, 0);
         cbk_rope(k, k, cos_t, sin_t, 1, m, d.Hkv, d.dr, 0, 1.0f, 0);
     }
+    const int *dpos_rows = on_step(p->decode) ? step_of(p->decode)->dpos_rows : NULL;
     for (int r = 0; r < m; r++) {
         cb_decode *sd = p->row_seqs[r];
         cb_layer_cache *c = &sd->kv.layers[sd->op_layer[oi]];
-        const int pos = p->row_pos[r];
-        append(&c->k, k + (size_t)r * d.Hkv * d.dr, pos, NULL, 1);
-        if (dec) append(&c->k_sem, k_sem + (size_t)r * d.Hkv * d.ds, pos, NULL, 1);
-        append(&c->v, v + (size_t)r * d.Hkv * d.dv, pos, NULL, 1);
+        const int pos = p->row_pos[r], *dpos = dpos_rows ? dpos_rows + r : NULL;
+        append(&c->k, k + (size_t)r * d.Hkv * d.dr, pos, dpos, 1);
+        if (dec) append(&c->k_sem, k_sem + (size_t)r * d.Hkv * d.ds, pos, dpos, 1);
+        append(&c->v, v + (size_t)r * d.Hkv * d.dv, pos, dpos, 1);
         const cb_decode_plan plan = cache_lengths(sd, oi, pos + 1);
         const cbk_kv_view kv = view_of(&c->k), ks = view_of(&c->k_sem), vv = view_of(&c->v);
-        cbk_attn_decode(att + (size_t)r * d.H * d.dv, sd->attn_scratch, q + (size_t)r * d.H * d.dr,
-                        dec ? q_sem + (size_t)r * d.H * d.ds : NULL, d.gated ? gate + (size_t)r * d.H : NULL, &kv, &ks,
-                        &vv, 1, d.H, d.Hkv, d.ds, d.dr, d.dv, pos, plan.local_window);
+        float *out_r = att + (size_t)r * d.H * d.dv;
+        const float *q_r = q + (size_t)r * d.H * d.dr, *qs_r = dec ? q_sem + (size_t)r * d.H * d.ds : NULL,
+                    *g_r = d.gated ? gate + (size_t)r * d.H : NULL;
+        if (dpos)
+            cbk_attn_decode_at(out_r, sd->attn_scratch, q_r, qs_r, g_r, &kv, &ks, &vv, 1, d.H, d.Hkv, d.ds, d.dr, d.dv,
+                               dpos, plan.local_window, c->v.cap, NULL);
+        else
+            cbk_attn_decode(out_r, sd->attn_scratch, q_r, qs_r, g_r, &kv, &ks, &vv, 1, d.H, d.Hkv, d.ds, d.dr, d.dv, pos,
+                            plan.local_window);
     }
 }
 
@@ -757,7 +798,7 @@ static int run_op(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     const size_t n_out = (size_t)m * prog->slots[op->out].width;
     const cuda_step *st = step_of(p->decode);
     fold f = {0, NULL, 0.0f, NULL};
-    if (st->fused && on_step(p->decode)) {
+    if (st->fused && on_step(p->decode) && !st->batch) {
         if (st->folded[i]) return CB_OK; /* runs inside its neighbour */
         f.on = 1;
         if (st->norm_of[i] >= 0) {
@@ -774,9 +815,15 @@ static int run_op(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     switch (op->kind) {
     case CB_OP_EMBED:
         if (p->row_pos) /* a batched pass: each row at its own sequence's position */
-            for (int r = 0; r < m; r++)
-                cbk_embedding_forward(out + (size_t)r * op->d_out, p->tokens + r, W(p, op, CB_P_WEIGHT),
-                                      W(p, op, CB_P_POS), 1, 1, op->d_out, p->row_pos[r]);
+            for (int r = 0; r < m; r++) {
+                float *row = out + (size_t)r * op->d_out;
+                if (on_step(p->decode))
+                    cbk_embedding_forward_at(row, p->tokens + r, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_POS), 1,
+                                             op->d_out, step_of(p->decode)->dpos_rows + r);
+                else
+                    cbk_embedding_forward(row, p->tokens + r, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_POS), 1, 1,
+                                          op->d_out, p->row_pos[r]);
+            }
         else if (on_step(p->decode))
             cbk_embedding_forward_at(out, p->tokens, W(p, op, CB_P_WEIGHT), W(p, op, CB_P_POS), m, op->d_out,
                                      step_of(p->decode)->dpos);
@@ -851,7 +898,56 @@ static void step_abandon(cuda_step *st) {
         cudaGetLastError();
     }
     st->mode = STEP_HOST;
+    st->batch = 0;
     step_launches(NULL);
+}
+
+/* Op 0 of a batched step (p->row_seqs: one token of each of k sequences): its positions
+ * uploaded, then the graph captured under the same key replayed, or one captured (or with
+ * graphs off, the launches on the step's stream uncaptured). Not captured from GEMM_ROWS
+ * rows (cuBLAS over scratch that may grow); more than BATCH_ROWS_MAX rows run as a pass of
+ * several rows, the positions arguments. */
+static int batch_begin(cb_pass *p, cb_error *e) {
+    cb_decode *d = p->decode;
+    cuda_step *st = step_of(d);
+    const int k = p->T;
+    if (k > BATCH_ROWS_MAX) return CB_OK;
+    if (cudaMemcpyAsync(st->dpos_rows, p->row_pos, (size_t)k * sizeof *p->row_pos, cudaMemcpyHostToDevice,
+                        st->stream) != cudaSuccess)
+        return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: uploading a batched step's positions failed");
+    batch_key key;
+    memset(&key, 0, sizeof key);
+    key.k = k;
+    key.head_rows = p->head_rows;
+    key.pdl = st->pdl;
+    key.attn = st->attn;
+    key.slots = p->slots, key.tokens = p->tokens, key.weights = p->weights, key.rope = p->rope;
+    for (int r = 0; r < k; r++) {
+        const cb_decode *sd = p->row_seqs[r];
+        key.rows[r] = sd;
+        key.gens[r] = step_of(sd)->gen;
+        key.windows[r] = cb_decode_plan_pick(sd->cfg.plan, p->row_pos[r] + 1, NULL).local_window;
+    }
+    st->batch = 1;
+    if (st->graphs && st->batch_exec && memcmp(&key, &st->bkey, sizeof key) == 0) {
+        if (cudaGraphLaunch(st->batch_exec, st->stream) != cudaSuccess)
+            return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching a batched step's graph failed");
+        st->mode = STEP_REPLAY;
+        st->replays++;
+        return CB_OK;
+    }
+    if (st->batch_exec) cudaGraphExecDestroy(st->batch_exec);
+    st->batch_exec = NULL;
+    step_launches(st);
+    st->mode = STEP_PLAIN;
+    if (st->graphs && k < GEMM_ROWS && cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+        st->bkey = key;
+        st->mode = STEP_CAPTURE;
+    } else if (st->graphs && k < GEMM_ROWS) {
+        cudaGetLastError();
+        st->graphs = 0;
+    }
+    return CB_OK;
 }
 
 /* Op 0 of a pass: a pass of several rows runs as ever; a step uploads its position, then
@@ -861,7 +957,9 @@ static int step_begin(cb_pass *p, cb_error *e) {
     cb_decode *d = p->decode;
     cuda_step *st = step_of(d);
     st->mode = STEP_HOST;
+    st->batch = 0;
     step_launches(NULL);
+    if (p->row_seqs) return batch_begin(p, e);
     if (p->T != 1) return CB_OK;
     if (cudaMemcpyAsync(st->dpos, &p->pos0, sizeof p->pos0, cudaMemcpyHostToDevice, st->stream) != cudaSuccess)
         return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: uploading the step's position failed");
@@ -904,29 +1002,33 @@ static int step_begin(cb_pass *p, cb_error *e) {
  * turns graphs off and the step runs once more uncaptured (its ops are the same). */
 static int step_end(cuda_ctx *c, cb_pass *p, cb_error *e) {
     cuda_step *st = step_of(p->decode);
-    const int mode = st->mode;
+    const int mode = st->mode, batch = st->batch;
+    cudaGraphExec_t *exec = batch ? &st->batch_exec : &st->exec;
     st->mode = STEP_HOST;
+    st->batch = 0;
     step_launches(NULL);
     if (mode != STEP_CAPTURE) return CB_OK;
     cudaGraph_t g = NULL;
     cudaError_t err = cudaStreamEndCapture(st->stream, &g);
-    if (err == cudaSuccess) err = cudaGraphInstantiate(&st->exec, g, 0);
+    if (err == cudaSuccess) err = cudaGraphInstantiate(exec, g, 0);
     if (g) cudaGraphDestroy(g);
-    if (err == cudaSuccess) err = cudaGraphLaunch(st->exec, st->stream);
+    if (err == cudaSuccess) err = cudaGraphLaunch(*exec, st->stream);
     if (err == cudaSuccess) {
         st->captures++;
         return CB_OK;
     }
     cudaGetLastError();
-    if (st->exec) cudaGraphExecDestroy(st->exec);
-    st->exec = NULL;
+    if (*exec) cudaGraphExecDestroy(*exec);
+    *exec = NULL;
     st->graphs = 0;
     st->mode = STEP_PLAIN;
+    st->batch = batch;
     step_launches(st);
-    step_rope_rows(p);
+    if (!batch) step_rope_rows(p); /* a batch's RoPE rows are the host's, uploaded */
     int rc = CB_OK;
     for (int i = 0; i < p->prog->n_ops && rc == CB_OK; i++) rc = run_op(c, p, i, e);
     st->mode = STEP_HOST;
+    st->batch = 0;
     step_launches(NULL);
     return rc;
 }
@@ -941,7 +1043,10 @@ int cb_cuda_decode_op_forward(cuda_ctx *c, cb_pass *p, int i, cb_error *e) {
     ctx_now = c;
     int rc = i == 0 ? step_begin(p, e) : CB_OK;
     if (rc == CB_OK && st->mode == STEP_REPLAY) {
-        if (p->prog->ops[i].kind == CB_OP_ATTENTION) attention_lengths(p, i);
+        if (p->prog->ops[i].kind == CB_OP_ATTENTION && p->row_seqs)
+            for (int r = 0; r < p->T; r++) cache_lengths(p->row_seqs[r], i, p->row_pos[r] + 1);
+        else if (p->prog->ops[i].kind == CB_OP_ATTENTION)
+            attention_lengths(p, i);
     } else if (rc == CB_OK) {
         rc = run_op(c, p, i, e);
     }

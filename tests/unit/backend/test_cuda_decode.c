@@ -649,6 +649,58 @@ TEST(batched_steps_equal_each_sequence_alone) {
     }
 }
 
+/* Batched steps captured as CUDA graphs (decode.c's batch_begin) give the logits of the
+ * same steps uncaptured bit for bit, over 40 steps of 3 sequences whose caches grow at
+ * different steps (each growth a new capture; the others replays). */
+TEST(batched_steps_graphed_equal_uncaptured) {
+    cb_backend *be = gpu();
+    if (!be) return;
+#ifdef CB_HAVE_CUDA
+    const model_case cases[3] = {{"llama_gqa", IU_LLAMA}, {"dba_gated", IU_DBA}, {"gpt2_positions", IU_GPT2}};
+    enum { N = 3, STEPS = 40 };
+    const int lens[N] = {3, 9, 14};
+    for (int c = 0; c < 3; c++) {
+        cb_model m;
+        if (iu_model(&m, cases[c].yaml, 4, 5.0)) { FAILF("%s: model", cases[c].name); continue; }
+        const int V = vocab_of(&m);
+        int32_t tok[N][64];
+        for (int i = 0; i < N; i++) iu_tokens(tok[i], 64, V, 90 + (uint64_t)i);
+        float *got[2];
+        long captures = 0, replays = 0;
+        for (int graphs = 0; graphs < 2; graphs++) {
+            got[graphs] = calloc((size_t)STEPS * N * V, sizeof(float));
+            cb_session_config sc = cb_session_config_default();
+            sc.backend = be;
+            sc.graphs_off = !graphs;
+            cb_batch b;
+            cb_error e;
+            if (cb_batch_init(&b, &m, &sc, N, &e) != CB_OK) { FAILF("batch: %s", e.msg); continue; }
+            int rc = CB_OK;
+            for (int i = 0; i < N && rc == CB_OK; i++) rc = cb_session_forward(&b.seqs[i], tok[i], lens[i], NULL, 0, &e);
+            cb_session *rows[N] = {&b.seqs[0], &b.seqs[1], &b.seqs[2]};
+            for (int s = 0; s < STEPS && rc == CB_OK; s++) {
+                int32_t step[N];
+                for (int i = 0; i < N; i++) step[i] = tok[i][(lens[i] + s) % 64];
+                rc = cb_session_forward_batch(rows, N, step, got[graphs] + (size_t)s * N * V, &e);
+            }
+            if (rc != CB_OK) FAILF("%s: %s", cases[c].name, e.msg);
+            if (graphs) cb_cuda_decode_graph_counts(&b.seqs[0].dec, &captures, &replays);
+            cb_batch_free(&b);
+        }
+        double d = iu_rel_diff(got[1], got[0], (size_t)STEPS * N * V);
+        char what[128];
+        snprintf(what, sizeof what, "%s: batched graphed vs uncaptured (%ld captures, %ld replays)", cases[c].name,
+                 captures, replays);
+        REPORT_DIFF(what, d, 0);
+        if (!(d == 0)) FAILF("%s: %.3g", what, d);
+        /* caches of 16, 32 and 64 tokens: 2 to 3 growths each, at different steps */
+        EXPECT(captures >= 3 && captures + replays == STEPS && replays > 2 * captures);
+        free(got[0]), free(got[1]);
+        cb_model_free(&m);
+    }
+#endif
+}
+
 /* Batched greedy generation on the GPU (3 rows, 5 prompts, one stopping at an eos so its
  * row takes the next prompt) gives each prompt the CPU's batched ids. */
 TEST(batched_greedy_generation_equals_the_cpus) {
