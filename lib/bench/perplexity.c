@@ -45,6 +45,7 @@ int cb_perplexity_measure(cb_ppl_result *r, const cb_model *m, cb_backend *be, c
     CB_TRY(batches_of(m, ds, B, T, num_batches, &nb, e));
     cb_program prog;
     CB_TRY(cb_program_init(&prog, m->plan, &m->params, B, T, e));
+    cb_program_forward_only(&prog);
     CB_TRY(cb_dataset_check_vocab(ds, prog.vocab_size, e));
     cb_run run;
     int rc = cb_run_init_loss(&run, be, &prog, 0, e); /* the loss alone: no (B,T,V) logits kept */

@@ -517,3 +517,5 @@ void cb_program_free(cb_program *prog) {
     free(prog->slots);
     memset(prog, 0, sizeof *prog);
 }
+
+void cb_program_forward_only(cb_program *prog) { cb_program_recompute(prog, 0); }

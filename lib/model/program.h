@@ -117,6 +117,12 @@ void cb_program_free(cb_program *prog);
  * budget_elems is 0; then lay the saved arena out again (saved_elems shrinks, op offsets
  * move). Call before any run is made of prog. Sets n_recompute. */
 void cb_program_recompute(cb_program *prog, size_t budget_elems);
+/* For a program whose runs only go forward (evaluation, verification): what an op saves
+ * for backward is never read after its block, so every block's saved values share one
+ * region (cb_program_recompute's layout, every block checkpointed): the saved arena of
+ * GPT-2 124M at B 8 x 1024 goes from 3.63 GB to the 0.30 GB of one block and the ops
+ * outside the blocks. Call before any run is made of prog. */
+void cb_program_forward_only(cb_program *prog);
 /* Elements a training pass keeps for prog: slots, their gradients, saved values. */
 size_t cb_program_activation_elems(const cb_program *prog);
 

@@ -7,6 +7,7 @@ int cb_batch_forward_init(cb_batch_forward *f, const cb_model *m, int B, int T, 
     memset(f, 0, sizeof *f);
     f->model = m;
     CB_TRY(cb_program_init(&f->prog, m->plan, &m->params, B, T, e));
+    cb_program_forward_only(&f->prog);
     int rc = cb_run_init(&f->run, &f->prog, 0, e);
     if (rc != CB_OK) {
         cb_program_free(&f->prog);
