@@ -902,6 +902,33 @@ static void step_abandon(cuda_step *st) {
     step_launches(NULL);
 }
 
+/* A step's graph *exec replayed when key (n bytes) is the key it was captured under
+ * (held); else dropped, and the step set up to launch on its stream, captured under key
+ * when capture is 1 and graphs are on. */
+static int replay_or_capture(cuda_step *st, cudaGraphExec_t *exec, void *held, const void *key, size_t n, int capture,
+                             cb_error *e) {
+    if (st->graphs && *exec && memcmp(key, held, n) == 0) {
+        if (cudaGraphLaunch(*exec, st->stream) != cudaSuccess)
+            return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching a step's graph failed");
+        st->mode = STEP_REPLAY;
+        st->replays++;
+        return CB_OK;
+    }
+    if (*exec) cudaGraphExecDestroy(*exec);
+    *exec = NULL;
+    step_launches(st);
+    st->mode = STEP_PLAIN;
+    if (!st->graphs || !capture) return CB_OK;
+    if (cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
+        memcpy(held, key, n);
+        st->mode = STEP_CAPTURE;
+    } else { /* no capture on this device: steps uncaptured from now on */
+        cudaGetLastError();
+        st->graphs = 0;
+    }
+    return CB_OK;
+}
+
 /* Op 0 of a batched step (p->row_seqs: one token of each of k sequences): its positions
  * uploaded, then the graph captured under the same key replayed, or one captured (or with
  * graphs off, the launches on the step's stream uncaptured). Not captured from GEMM_ROWS
@@ -929,25 +956,7 @@ static int batch_begin(cb_pass *p, cb_error *e) {
         key.windows[r] = cb_decode_plan_pick(sd->cfg.plan, p->row_pos[r] + 1, NULL).local_window;
     }
     st->batch = 1;
-    if (st->graphs && st->batch_exec && memcmp(&key, &st->bkey, sizeof key) == 0) {
-        if (cudaGraphLaunch(st->batch_exec, st->stream) != cudaSuccess)
-            return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching a batched step's graph failed");
-        st->mode = STEP_REPLAY;
-        st->replays++;
-        return CB_OK;
-    }
-    if (st->batch_exec) cudaGraphExecDestroy(st->batch_exec);
-    st->batch_exec = NULL;
-    step_launches(st);
-    st->mode = STEP_PLAIN;
-    if (st->graphs && k < GEMM_ROWS && cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
-        st->bkey = key;
-        st->mode = STEP_CAPTURE;
-    } else if (st->graphs && k < GEMM_ROWS) {
-        cudaGetLastError();
-        st->graphs = 0;
-    }
-    return CB_OK;
+    return replay_or_capture(st, &st->batch_exec, &st->bkey, &key, sizeof key, k < GEMM_ROWS, e);
 }
 
 /* Op 0 of a pass: a pass of several rows runs as ever; a step uploads its position, then
@@ -976,25 +985,8 @@ static int step_begin(cb_pass *p, cb_error *e) {
     k.stage = st->stage;
     k.attn = st->attn;
     k.combine = st->combine;
-    if (st->graphs && st->exec && memcmp(&k, &st->key, sizeof k) == 0) {
-        if (cudaGraphLaunch(st->exec, st->stream) != cudaSuccess)
-            return cb_fail(e, CB_E_RUNTIME, "cuda", "decode: launching the step's graph failed");
-        st->mode = STEP_REPLAY;
-        st->replays++;
-        return CB_OK;
-    }
-    if (st->exec) cudaGraphExecDestroy(st->exec);
-    st->exec = NULL;
-    step_launches(st);
-    st->mode = STEP_PLAIN;
-    if (st->graphs && cudaStreamBeginCapture(st->stream, cudaStreamCaptureModeThreadLocal) == cudaSuccess) {
-        st->key = k;
-        st->mode = STEP_CAPTURE;
-    } else if (st->graphs) { /* no capture on this device: the step uncaptured from now on */
-        cudaGetLastError();
-        st->graphs = 0;
-    }
-    step_rope_rows(p);
+    CB_TRY(replay_or_capture(st, &st->exec, &st->key, &k, sizeof k, 1, e));
+    if (st->mode != STEP_REPLAY) step_rope_rows(p);
     return CB_OK;
 }
 
