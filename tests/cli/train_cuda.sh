@@ -98,6 +98,12 @@ expect_run generate_cpu_again 0 "$CB_BIN/cb-generate" --device cpu --ids 1,2,3 -
     --temperature 0 "$TMP/gpu/final"
 if cmp -s "$TMP/out" "$TMP/gpu_ids"; then ok generate_gpu_equals_cpu
 else not_ok generate_gpu_equals_cpu "gpu: $(head -c 200 "$TMP/gpu_ids"); cpu: $(head -c 200 "$TMP/out")"; fi
+# speculative decoding on the GPU (the model its own draft, 4 tokens a round: the verifying
+# pass of several rows and the rollback of a rejected tail on the device): the plain ids
+expect_run generate_gpu_speculative 0 "$CB_BIN/cb-generate" --device cuda --ids 1,2,3 --max-new-tokens 8 \
+    --temperature 0 --draft "$TMP/gpu/final" --spec-k 4 "$TMP/gpu/final"
+cmp -s "$TMP/out" "$TMP/gpu_ids" && ok generate_gpu_speculative.ids ||
+    not_ok generate_gpu_speculative.ids "spec: $(head -c 200 "$TMP/out"); plain: $(head -c 200 "$TMP/gpu_ids")"
 # batched (--batch 3 over 5 prompts, one sequence a row): on the GPU, the CPU's ids
 printf '{"ids": [1, 2, 3]}\n{"ids": [4]}\n{"ids": [5, 6, 7, 8, 9]}\n{"ids": [2, 2]}\n{"ids": [9, 1, 4]}\n' > "$TMP/pb.jsonl"
 for d in cpu cuda; do
