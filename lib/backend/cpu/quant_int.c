@@ -169,6 +169,16 @@ static int rows4_enabled(void) {
     return cb_env_switch_on(&on, "CB_QI_ROWS4");
 }
 
+/* 1 unless CB_QI_ROWS8=0: one token's q4_0 rows (three-block layout) 8 at a time, then 4,
+ * where 8 rows fit in PREFETCH_BYTES (768 columns: 3.4 KiB). Short rows spend a large share
+ * of their time on a group's fixed work (activation loads, setup, the reduction of its sums);
+ * 8 longer rows read side by side were slower from memory (4096 columns: 0.88x), as q8_0's
+ * 4 rows are (quant_int_512.inc kern512_rows4). Read once. */
+static int rows8_enabled(void) {
+    static atomic_int on = -1;
+    return cb_env_switch_on(&on, "CB_QI_ROWS8");
+}
+
 /* 1 unless CB_QI_Q4PERM=0: q4_0's AVX-512 kernels take two blocks' nibbles and scales from
  * one masked load through two vpermw (quant_int_512.inc weights2) instead of two loads, an
  * insert, a vpermq and two scale broadcasts. Read once. */
@@ -427,7 +437,9 @@ static inline int all_g3(const cb_act_q8 *a, int m) {
                     }                                                                                   \
                 }                                                                                       \
         } else if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && a->g3) {                                     \
-            for (; r + 4 <= nrows; r += 4) KERNG3(y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead);  \
+            if (8 * row_bytes <= PREFETCH_BYTES && rows8_enabled())                                     \
+                for (; r + 8 <= nrows; r += 8) KERNG3(8, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
+            for (; r + 4 <= nrows; r += 4) KERNG3(4, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
         } else if (HAS4 && m == 1 && kind == CB_KV_Q4_0 && rows4_enabled()) {                           \
             if (p4)                                                                                     \
                 for (; r + 4 <= nrows; r += 4) KERN4(CB_KV_Q4_0, 1, y + r, rows + (size_t)r * row_bytes, row_bytes, a, ahead); \
@@ -464,9 +476,9 @@ static inline int all_g3(const cb_act_q8 *a, int m) {
 #define KERN4_NONE(K, P, out, row, row_bytes, a, ahead) (void)0
 #define KERN4_BW(K, P, out, row, row_bytes, a, ahead) kern512_rows4_bw(K, P, out, row, row_bytes, a, ahead)
 #define KERN4_VNNI(K, P, out, row, row_bytes, a, ahead) kern512_rows4_vnni(K, P, out, row, row_bytes, a, ahead)
-#define KERNG3_NONE(out, row, row_bytes, a, ahead) (void)0
-#define KERNG3_BW(out, row, row_bytes, a, ahead) kern512_q4g3_rows4_bw(out, row, row_bytes, a, ahead)
-#define KERNG3_VNNI(out, row, row_bytes, a, ahead) kern512_q4g3_rows4_vnni(out, row, row_bytes, a, ahead)
+#define KERNG3_NONE(R, out, row, row_bytes, a, ahead) (void)0
+#define KERNG3_BW(R, out, row, row_bytes, a, ahead) kern512_q4g3_rows_bw(R, out, row, row_bytes, a, ahead)
+#define KERNG3_VNNI(R, out, row, row_bytes, a, ahead) kern512_q4g3_rows_vnni(R, out, row, row_bytes, a, ahead)
 /* P 2: q4_0 with every token's g3 layout */
 #define KERN4M_NONE(K, P, M, out, ldo, row, row_bytes, a, ahead) ((void)(out), (void)(row))
 #define KERN4M_BW(K, P, M, out, ldo, row, row_bytes, a, ahead)                                     \

@@ -185,8 +185,9 @@ static double rows_check(cb_kv_kind k, int rows, int cols, int m, float xscale) 
 
 TEST(qi_rows_every_path_kind_and_m) {
     const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
-    // (q4_0 rows of 1 to 96 blocks: three-block groups with 0, 1 and 2 blocks left over)
-    const int shapes[][2] = {{7, 32}, {5, 64}, {9, 100}, {4, 33}, {6, 768}, {3, 2048}, {5, 96}, {8, 160}, {9, 3072}};
+    // (q4_0 rows of 1 to 96 blocks: three-block groups with 0, 1 and 2 blocks left over; one
+    // token's 8-row groups, then 4, then single rows: 13 rows of 768 and 100 values)
+    const int shapes[][2] = {{7, 32}, {5, 64}, {13, 100}, {4, 33}, {13, 768}, {3, 2048}, {5, 96}, {8, 160}, {9, 3072}};
     const cb_qi_path best = cb_qi_path_current();
     int tested = 0;
     for (int p = 0; p < CB_QI_PATH_COUNT; p++) {
@@ -215,8 +216,8 @@ TEST(qi_rows_every_path_kind_and_m) {
 }
 
 /* The extremes: weights and activations at full scale (int8 -127/127, nibbles 0 and 15,
- * nf4 levels +-1) so that a saturating int16 pair sum would show; 5 copies of the row, so
- * that q4_0's 4-row one-token kernel and the one-row one after it both see them. */
+ * nf4 levels +-1) so that a saturating int16 pair sum would show; 13 copies of the row, so
+ * that q4_0's 8-row and 4-row one-token kernels and the one-row one after them see them. */
 TEST(qi_rows_extremes_every_path) {
     const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
     const int cols = 256;
@@ -228,21 +229,21 @@ TEST(qi_rows_extremes_every_path) {
         for (int ki = 0; ki < 3; ki++) {
             for (int sign = -1; sign <= 1; sign += 2) {
                 const cb_kv_kind k = kinds[ki];
-                unsigned char row[5 * 512];
+                unsigned char row[13 * 512];
                 for (int j = 0; j < cols; j++) {
                     wf[j] = (j % 2 ? 1.0f : -1.0f) * (k == CB_KV_Q4_0 ? (j % 4 < 2 ? 1.0f : -1.0f) : 1.0f);
                     x[j] = (float)sign * wf[j];
                 }
                 const size_t rb = cb_kv_kind_bytes(k, cols);
-                for (int r = 0; r < 5; r++) cb_kv_quantize_row(k, row + r * rb, wf, cols);
+                for (int r = 0; r < 13; r++) cb_kv_quantize_row(k, row + r * rb, wf, cols);
                 cb_act_q8 a;
                 void *buf = act_buf(&a, cols);
                 act_quantize(&a, x);
-                float y[5];
-                cb_qi_rows_dot(k, y, 5, row, rb, 5, &a, 1);
+                float y[13];
+                cb_qi_rows_dot(k, y, 13, row, rb, 13, &a, 1);
                 double ref = 0, scale, lerr;
                 for (int j = 0; j < cols; j++) ref += stored_value(k, row, (size_t)j, &scale, &lerr) * x[j];
-                for (int r = 0; r < 5; r++)
+                for (int r = 0; r < 13; r++)
                     if (!(fabs(y[r] - ref) <= 1e-3 * fabs(ref) + 1e-3))
                         FAILF("%s %s sign %d row %d: %g, expected %g", cb_qi_path_name((cb_qi_path)p), cb_kv_kind_name(k),
                               sign, r, y[r], ref);
@@ -257,8 +258,8 @@ TEST(qi_rows_extremes_every_path) {
 /* The last row of a matrix ends where the mapping does (a PROT_NONE page after it), in rows of
  * an odd number of blocks: a kernel that loads past a row's last block (q4_0's masked
  * two-block load without its mask, a two-block q8_0 load) faults here, where reading into the
- * next row or into padding goes unnoticed. Every path, kind, 1..5 rows (the 4-row one-token
- * kernel and the rows after it), 1 and 3 tokens. */
+ * next row or into padding goes unnoticed. Every path, kind, 1..13 rows (the 8-row and 4-row
+ * one-token kernels and the rows after them), 1 and 3 tokens. */
 TEST(qi_rows_never_read_past_the_last_block) {
     const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
     // 1, 3, 5 and 23 blocks of 32 (nf4: 64 values a block); q4_0's three-block groups: 1, 1,
@@ -271,7 +272,7 @@ TEST(qi_rows_never_read_past_the_last_block) {
         return;
     }
     const cb_qi_path best = cb_qi_path_current();
-    float wf[736], x[3 * 736], y[3 * 5];
+    float wf[736], x[3 * 736], y[3 * 13];
     for (int j = 0; j < 3 * 736; j++) x[j] = urandf();
     for (int j = 0; j < 736; j++) wf[j] = urandf();
     int checked = 0;
@@ -280,7 +281,7 @@ TEST(qi_rows_never_read_past_the_last_block) {
         for (g_layout = 0; g_layout <= 1; g_layout++)
         for (int ki = 0; ki < 3; ki++)
             for (int ci = 0; ci < 4; ci++)
-                for (int rows = 1; rows <= 5; rows++)
+                for (int rows = 1; rows <= 13; rows++)
                     for (int m = 1; m <= 3; m += 2) {
                         const cb_kv_kind k = kinds[ki];
                         const int cols = cols_list[ci];
@@ -305,7 +306,7 @@ TEST(qi_rows_never_read_past_the_last_block) {
                     }
         g_layout = 0;
     }
-    EXPECT(checked >= 2 * 3 * 4 * 5 * 2);
+    EXPECT(checked >= 2 * 3 * 4 * 13 * 2);
     EXPECT(cb_qi_path_force(best));
     cb_test_guarded_free(map, span);
 }
