@@ -11,7 +11,6 @@
 #endif
 #include "bench/bench.h"
 #include "bench/latency.h"
-#include "infer/batch.h"
 #include "bench/results_json.h"
 #include "core/json_doc.h"
 
