@@ -27,7 +27,7 @@ static int joined(const cb_decode *d, int i, const int *roles, int n, cb_weight_
     w->owned = NULL;
     for (int r = 1; r < n; r++) {
         const cb_weight_matrix *b = &d->mats[i * CB_OP_MAX_PARAMS + roles[r]];
-        if (!b->data || b->kind != a->kind || b->cols != a->cols ||
+        if (!b->data || b->kind != a->kind || b->cols != a->cols || b->x16 != a->x16 ||
             (const unsigned char *)b->data != (const unsigned char *)a->data + (size_t)w->rows * a->row_bytes)
             return 0;
         w->rows += b->rows;
@@ -43,7 +43,8 @@ static int merge_rows(cb_decode *d, const cb_program *prog, int i, const int *ro
     for (int r = 0; r < n; r++) {
         const cb_weight_matrix *w = &d->mats[i * CB_OP_MAX_PARAMS + roles[r]];
         if (!w->owned || w->kind != d->mats[i * CB_OP_MAX_PARAMS + roles[0]].kind ||
-            w->cols != d->mats[i * CB_OP_MAX_PARAMS + roles[0]].cols)
+            w->cols != d->mats[i * CB_OP_MAX_PARAMS + roles[0]].cols ||
+            w->x16 != d->mats[i * CB_OP_MAX_PARAMS + roles[0]].x16)
             return CB_OK;
         for (int j = 0; j < nm; j++)
             if (j != i * CB_OP_MAX_PARAMS + roles[r] && d->mats[j].data == w->data) return CB_OK;
@@ -91,6 +92,7 @@ static int convert_weights(cb_decode *d, const cb_program *p, const cb_param_tab
             cb_weight_matrix *w = &d->mats[i * CB_OP_MAX_PARAMS + r];
             if (seen) {
                 cb_weight_matrix_view(w, kind, seen->data, seen->rows, seen->cols);
+                w->x16 = seen->x16;
                 continue;
             }
             const cb_param *par = NULL;

@@ -20,6 +20,7 @@
 #include "backend/cpu/quant_dot.h"
 #include "backend/cpu/quant_int.h"
 #include "backend/cpu/quant_mm.h"
+#include "backend/cpu/quant_x16.h"
 #include "core/env_switch.h"
 
 /* Below this many weights a parallel region costs more than it saves. */
@@ -48,10 +49,32 @@ int cb_weight_matrix_from_f32(cb_weight_matrix *m, cb_kv_kind kind, const float 
     const size_t bytes = (size_t)rows * row_bytes;
     void *data = bytes / row_bytes == (size_t)rows ? aligned_alloc(64, (bytes + 63) / 64 * 64) : NULL;
     if (!data) return cb_fail(e, CB_E_RUNTIME, "", "weight matrix: out of memory (%d x %zu bytes)", rows, row_bytes);
-    #pragma omp parallel for if ((long long)rows * cols >= PARALLEL_MIN)
-    for (int r = 0; r < rows; r++)
-        cb_kv_quantize_row(kind, (unsigned char *)data + (size_t)r * row_bytes,
-                           w + (size_t)r * cols, (size_t)cols);
+    const int x16 = cb_x16_wanted(kind, rows);
+    if (x16) { // each group's 16 rows quantised into a thread's scratch, then regrouped
+        int failed = 0;
+        #pragma omp parallel for if ((long long)rows * cols >= PARALLEL_MIN) reduction(|: failed)
+        for (int g = 0; g < rows / CB_X16_ROWS; g++) {
+            unsigned char *tmp = cb_parallel_scratch(CB_X16_ROWS * row_bytes);
+            if (!tmp) {
+                failed = 1;
+                continue;
+            }
+            for (int r = 0; r < CB_X16_ROWS; r++)
+                cb_kv_quantize_row(kind, tmp + (size_t)r * row_bytes, w + ((size_t)g * CB_X16_ROWS + r) * cols,
+                                   (size_t)cols);
+            cb_x16_pack_group((unsigned char *)data + (size_t)g * CB_X16_ROWS * row_bytes, tmp, kind, cols);
+        }
+        if (failed) {
+            free(data);
+            return cb_fail(e, CB_E_RUNTIME, "", "weight matrix: out of memory (16 x %zu bytes of scratch)", row_bytes);
+        }
+    } else {
+        #pragma omp parallel for if ((long long)rows * cols >= PARALLEL_MIN)
+        for (int r = 0; r < rows; r++)
+            cb_kv_quantize_row(kind, (unsigned char *)data + (size_t)r * row_bytes,
+                               w + (size_t)r * cols, (size_t)cols);
+    }
+    m->x16 = x16;
     m->kind = kind;
     m->rows = rows;
     m->cols = cols;
@@ -69,11 +92,18 @@ void cb_weight_matrix_view(cb_weight_matrix *m, cb_kv_kind kind, const void *dat
     m->row_bytes = cb_kv_kind_bytes(kind, (size_t)cols);
     m->data = data;
     m->owned = NULL;
+    m->x16 = 0;
 }
 
 void cb_weight_matrix_free(cb_weight_matrix *m) {
     free(m->owned);
     memset(m, 0, sizeof *m);
+}
+
+const void *cb_weight_matrix_row(const cb_weight_matrix *m, int r, void *buf) {
+    if (!m->x16) return (const unsigned char *)m->data + (size_t)r * m->row_bytes;
+    cb_x16_get_row(buf, m->data, m->kind, m->cols, r);
+    return buf;
 }
 
 size_t cb_weight_matrix_bytes(const cb_weight_matrix *m) { return (size_t)m->rows * m->row_bytes; }
@@ -243,7 +273,7 @@ static int act_prepare(matvec_job *j, act_buf *buf, int n) {
     if ((size_t)n * cols >= PARALLEL_MIN) cb_parallel_for(n, quantise_token, &q);
     else
         for (int i = 0; i < n; i++) quantise_token(&q, i);
-    if (n <= CB_QI_MAX_M && j->W->kind == CB_KV_Q4_0) /* a few tokens: 3 blocks a step */
+    if (n <= CB_QI_MAX_M && j->W->kind == CB_KV_Q4_0 && !j->W->x16) /* a few tokens: 3 blocks a step */
         for (int i = 0; i < n; i++) cb_act_q8_layout_q4(&acts[i]);
     j->acts = acts;
     return 1;
@@ -269,10 +299,12 @@ static int rows_per_item(const cb_weight_matrix *W, int n) {
         items = (items + threads - 1) / threads * threads;
         size_t per = (rows + items - 1) / items;
         if (W->kind == CB_KV_Q4_0 && per > 4) per = (per + 3) & ~(size_t)3;
+        if (W->x16) per = (per + CB_X16_ROWS - 1) / CB_X16_ROWS * CB_X16_ROWS;
         return per > rows ? (int)rows : (int)per;
     }
     size_t per = ITEM_BYTES / W->row_bytes;
     if (per > 4) per &= ~(size_t)3;
+    if (W->x16) per = (per + CB_X16_ROWS - 1) / CB_X16_ROWS * CB_X16_ROWS;
     return per < 1 ? 1 : per > (size_t)W->rows ? W->rows : (int)per;
 }
 
@@ -284,6 +316,16 @@ static void matvec_item(void *ctx, int item) {
     const size_t cols = (size_t)W->cols;
     const int r0 = item * j->rows_per, r1 = r0 + j->rows_per < W->rows ? r0 + j->rows_per : W->rows;
     const size_t ahead = prefetch_ahead(W->row_bytes);
+    if (W->x16) {
+        if (j->acts)
+            cb_x16_dot(W->kind, j->y + r0, 0, W->data, W->cols, r0 / CB_X16_ROWS, (r1 - r0) / CB_X16_ROWS, j->acts, 1);
+        else
+            cb_x16_dot_f32(W->kind, j->y + r0, 0, W->data, W->cols, r0 / CB_X16_ROWS, (r1 - r0) / CB_X16_ROWS, j->x,
+                           cols, 1);
+        if (j->bias)
+            for (int r = r0; r < r1; r++) j->y[r] += j->bias[r];
+        return;
+    }
     if (j->acts) {
         cb_qi_rows_dot(W->kind, j->y + r0, 0, row_of(W, r0), W->row_bytes, r1 - r0, j->acts, 1);
         if (j->bias)
@@ -408,6 +450,21 @@ static void matvec_n_item(void *ctx, int item) {
     const int r0 = item * j->rows_per, r1 = r0 + j->rows_per < rows ? r0 + j->rows_per : rows;
     const size_t ahead = prefetch_ahead(W->row_bytes);
     int r = r0;
+    if (W->x16) { // the item's groups against 8 tokens at a time
+        const int g0 = r0 / CB_X16_ROWS, ng = (r1 - r0) / CB_X16_ROWS;
+        for (int i0 = 0; i0 < n; i0 += CB_QI_MAX_M) {
+            const int m = n - i0 < CB_QI_MAX_M ? n - i0 : CB_QI_MAX_M;
+            if (j->acts)
+                cb_x16_dot(W->kind, j->y + (size_t)i0 * rows + r0, (size_t)rows, W->data, cols, g0, ng, j->acts + i0, m);
+            else
+                cb_x16_dot_f32(W->kind, j->y + (size_t)i0 * rows + r0, (size_t)rows, W->data, cols, g0, ng,
+                               j->x + (size_t)i0 * cols, (size_t)cols, m);
+        }
+        if (j->bias)
+            for (int i = 0; i < n; i++)
+                for (int q = r0; q < r1; q++) j->y[(size_t)i * rows + q] += j->bias[q];
+        return;
+    }
 #if ROWS4
     if (rows4_ok(W, n)) {
         for (; r + 4 <= r1; r += 4) {

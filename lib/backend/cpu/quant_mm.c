@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "backend/cpu/parallel.h"
+#include "backend/cpu/quant_x16.h"
 #include "backend/cpu/transpose16.h"
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
@@ -189,7 +190,9 @@ static void pack_and_run(const qmm_job *j, int r0, int nrows, uint8_t *panel, si
             const char *pf = NULL;
             int npf = 0;
             if (t == 0) {
-                pack_group_vnni(wp, (float *)(void *)(wp + (size_t)nbk * 8 * 64), W, r0 + g * LANES, nrv, nbk);
+                float *dw = (float *)(void *)(wp + (size_t)nbk * 8 * 64);
+                if (W->x16) cb_x16_unpack_group(wp, dw, W->data, W->kind, W->cols, (r0 + g * LANES) / LANES);
+                else pack_group_vnni(wp, dw, W, r0 + g * LANES, nrv, nbk);
                 const int next = r0 + (g + 1) * LANES; // of this item or the next
                 if (next < rows) {
                     const int cnt = rows - next < LANES ? rows - next : LANES;
@@ -217,9 +220,13 @@ static void qmm_item(void *ctx, int item) {
         pack_and_run(j, r0, nrows, panel, group_bytes);
     } else { // no memory: the decode kernel's tiles, 8 tokens at a time
         for (int i0 = 0; i0 < j->n; i0 += CB_QI_MAX_M)
-            cb_qi_rows_dot(W->kind, j->y + (size_t)i0 * rows + r0, (size_t)rows,
-                           (const unsigned char *)W->data + (size_t)r0 * W->row_bytes, W->row_bytes, nrows, j->a + i0,
-                           j->n - i0 < CB_QI_MAX_M ? j->n - i0 : CB_QI_MAX_M);
+            if (W->x16)
+                cb_x16_dot(W->kind, j->y + (size_t)i0 * rows + r0, (size_t)rows, W->data, W->cols, r0 / LANES,
+                           nrows / LANES, j->a + i0, j->n - i0 < CB_QI_MAX_M ? j->n - i0 : CB_QI_MAX_M);
+            else
+                cb_qi_rows_dot(W->kind, j->y + (size_t)i0 * rows + r0, (size_t)rows,
+                               (const unsigned char *)W->data + (size_t)r0 * W->row_bytes, W->row_bytes, nrows,
+                               j->a + i0, j->n - i0 < CB_QI_MAX_M ? j->n - i0 : CB_QI_MAX_M);
     }
     if (j->bias)
         for (int i = 0; i < j->n; i++)

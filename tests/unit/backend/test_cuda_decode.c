@@ -177,9 +177,14 @@ TEST(converted_weights_are_the_cpus_bytes_and_products_exact) {
             if (be->synchronize(be, &e) != CB_OK) FAILF("%s: %s", cb_kv_kind_name((cb_kv_kind)k), e.msg);
             be->download(be, got, dq, bytes, &e);
             be->download(be, y, dy, sizeof(float) * n * rows, &e);
+            // row by row: the CPU may hold q8_0/q4_0 as 16-row groups (quant_x16.h)
+            unsigned char *rowbuf = malloc(cpu.row_bytes);
             size_t first = bytes;
-            for (size_t b = 0; b < bytes && first == bytes; b++)
-                if (got[b] != ((const unsigned char *)cpu.data)[b]) first = b;
+            for (int r = 0; r < rows && first == bytes; r++) {
+                const unsigned char *want = cb_weight_matrix_row(&cpu, r, rowbuf);
+                for (size_t b = 0; b < cpu.row_bytes && first == bytes; b++)
+                    if (got[(size_t)r * cpu.row_bytes + b] != want[b]) first = (size_t)r * cpu.row_bytes + b;
+            }
             if (first != bytes)
                 FAILF("(%d,%d) %s: byte %zu of %zu differs from the CPU's", rows, cols,
                       cb_kv_kind_name((cb_kv_kind)k), first, bytes);
@@ -187,8 +192,7 @@ TEST(converted_weights_are_the_cpus_bytes_and_products_exact) {
             // each within cols * 2^-24 of their magnitude (sum |w x|)
             double worst = 0;
             for (int r = 0; r < rows; r++) {
-                cb_kv_dequantize_row((cb_kv_kind)k, deq, (const unsigned char *)cpu.data + (size_t)r * cpu.row_bytes,
-                                     (size_t)cols);
+                cb_kv_dequantize_row((cb_kv_kind)k, deq, cb_weight_matrix_row(&cpu, r, rowbuf), (size_t)cols);
                 for (int t = 0; t < n; t++) {
                     double s = bias[r], mag = fabs(bias[r]);
                     for (int j = 0; j < cols; j++) {
@@ -206,6 +210,7 @@ TEST(converted_weights_are_the_cpus_bytes_and_products_exact) {
             if (!(worst <= 1.0)) FAILF("%s: %.3g of the bound", what, worst);
             be->free(be, dq);
             free(got);
+            free(rowbuf);
             cb_weight_matrix_free(&cpu);
         }
         be->free(be, dw), be->free(be, dx), be->free(be, db), be->free(be, dy);
@@ -266,6 +271,7 @@ TEST(fused_step_products) {
             cb_weight_matrix cpu; /* 2 rows blocks: gate then up */
             if (cb_weight_matrix_from_f32(&cpu, (cb_kv_kind)k, w, 2 * rows, cols, &e) != CB_OK) { FAILF("%s", e.msg); continue; }
             void *dq = be->alloc(be, cb_weight_matrix_bytes(&cpu), &e);
+            unsigned char *rowbuf = malloc(cpu.row_bytes);
             cbk_quantize_rows(dq, cpu.row_bytes, dw, (size_t)cols, k, 2 * rows, cols);
             for (int vt = 0; vt < 5 * 3; vt++) { /* plain, norm, bias, norm+bias+resid, gate/up (+norm) */
                 const int v = vt % 5, tune = vt / 5; /* 4 pieces ahead; 8; 8 and staged */
@@ -281,13 +287,11 @@ TEST(fused_step_products) {
                 double worst = 0;
                 for (int r = 0; r < rows; r++) {
                     double mg, mu;
-                    cb_kv_dequantize_row((cb_kv_kind)k, dg, (const unsigned char *)cpu.data + (size_t)r * cpu.row_bytes,
-                                         (size_t)cols);
+                    cb_kv_dequantize_row((cb_kv_kind)k, dg, cb_weight_matrix_row(&cpu, r, rowbuf), (size_t)cols);
                     double g = step_ref(dg, x, norm ? nw : NULL, eps, cols, &mg), want, bound;
                     const double unit = (2.0 * cols + 8) * 0x1p-24;
                     if (gu) {
-                        cb_kv_dequantize_row((cb_kv_kind)k, du,
-                                             (const unsigned char *)cpu.data + (size_t)(rows + r) * cpu.row_bytes,
+                        cb_kv_dequantize_row((cb_kv_kind)k, du, cb_weight_matrix_row(&cpu, rows + r, rowbuf),
                                              (size_t)cols);
                         const double u = step_ref(du, x, norm ? nw : NULL, eps, cols, &mu);
                         const double silu = g / (1.0 + exp(-g));
@@ -309,6 +313,7 @@ TEST(fused_step_products) {
             }
             cbk_set_step_tuning(4, 0);
             be->free(be, dq);
+            free(rowbuf);
             cb_weight_matrix_free(&cpu);
         }
         be->free(be, dw), be->free(be, dx), be->free(be, dn), be->free(be, db), be->free(be, dr), be->free(be, dy);

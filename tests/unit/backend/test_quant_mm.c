@@ -9,6 +9,7 @@
 #include <stdlib.h>
 
 #include "backend/cpu/quant_mm.h"
+#include "backend/cpu/quant_x16.h"
 #include "tensor/dtype.h"
 #include "tensor/quant.h"
 
@@ -49,6 +50,8 @@ static double mm_check(cb_kv_kind k, int rows, int cols, int n, int with_bias, i
     cb_weight_matrix W;
     cb_error e;
     EXPECT_EQ_INT(CB_OK, cb_weight_matrix_from_f32(&W, k, wf, rows, cols, &e));
+    // 16-row groups (quant_x16.h) wherever they are wanted: q8_0/q4_0 of rows 16k here
+    EXPECT_EQ_INT(cb_x16_wanted(k, rows), W.x16);
     for (int i = 0; i < n; i++) {
         for (int j = 0; j < cols; j++)
             x[(size_t)i * cols + j] = extreme ? (j % 2 ? -3.0f : 3.0f)
@@ -61,10 +64,11 @@ static double mm_check(cb_kv_kind k, int rows, int cols, int n, int with_bias, i
     EXPECT(cb_qmm_takes(&W, n));
     EXPECT_EQ_INT(1, cb_qmm(y, &W, a, with_bias ? bias : NULL, n));
     const double nb = (double)((cols + 31) / 32);
+    unsigned char *rowbuf = malloc(W.row_bytes);
     double worst = 0;
     for (int i = 0; i < n; i++)
         for (int r = 0; r < rows; r++) {
-            const void *row = (const unsigned char *)W.data + (size_t)r * W.row_bytes;
+            const void *row = cb_weight_matrix_row(&W, r, rowbuf);
             double ref = with_bias ? bias[r] : 0, bound = 0, mag = 0;
             for (int j = 0; j < cols; j++) {
                 double scale, lerr;
@@ -79,6 +83,7 @@ static double mm_check(cb_kv_kind k, int rows, int cols, int n, int with_bias, i
             worst = cb_test_worst(worst, fabs(y[(size_t)i * rows + r] - ref) / (bound + 1e-30));
         }
     for (int i = 0; i < n; i++) free(bufs[i]);
+    free(rowbuf);
     cb_weight_matrix_free(&W);
     free(wf); free(x); free(y); free(bias); free(a); free(bufs);
     return worst;
@@ -87,12 +92,14 @@ static double mm_check(cb_kv_kind k, int rows, int cols, int n, int with_bias, i
 TEST(qmm_every_kind_and_shape) {
     if (cb_qi_path_current() != CB_QI_AVX512VNNI) SKIP("no AVX512-VNNI here: the row tiles do these products");
     const cb_kv_kind kinds[3] = {CB_KV_Q8_0, CB_KV_Q4_0, CB_KV_NF4};
-    const int shapes[][3] = {{37, 32, 17}, {64, 100, 25}, {129, 768, 40}, {16, 2048, 19}, {70, 96, 24}, {5, 33, 30}};
+    // rows of 16k: q8_0 and q4_0 in 16-row groups (quant_x16.h), the others row by row
+    const int shapes[][3] = {{37, 32, 17}, {64, 100, 25}, {129, 768, 40}, {16, 2048, 19}, {70, 96, 24}, {5, 33, 30},
+                             {48, 40, 18}};
     for (int ki = 0; ki < 3; ki++) {
         double worst = 0, worst_ext = 0;
-        for (int s = 0; s < 6; s++)
+        for (int s = 0; s < 7; s++)
             worst = cb_test_worst(worst, mm_check(kinds[ki], shapes[s][0], shapes[s][1], shapes[s][2], s % 2, 0));
-        worst_ext = mm_check(kinds[ki], 33, 256, 20, 0, 1);
+        worst_ext = cb_test_worst(mm_check(kinds[ki], 33, 256, 20, 0, 1), mm_check(kinds[ki], 32, 256, 20, 1, 1));
         char what[96];
         snprintf(what, sizeof what, "%s rows x 17..40 tokens error / bound", cb_kv_kind_name(kinds[ki]));
         REPORT_DIFF(what, worst, 1.0);
