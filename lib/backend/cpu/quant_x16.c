@@ -229,10 +229,40 @@ void cb_x16_dot_f32(cb_kv_kind kind, float *y, size_t ldy, const void *data, int
     }
 }
 
+#if X16_X86
+/* cb_x16_unpack_group a vector at a time (a byte loop over q4_0's nibbles made a 64-token
+ * prefill chunk 1.8x slower than packing the rows had been). */
+X16_TGT static void unpack_vnni(uint8_t *wp, float *dw, const uint8_t *G, const uint8_t *S, cb_kv_kind kind, int nbk) {
+    const __m512i low4 = _mm512_set1_epi8(15);
+    for (int b = 0; b < nbk; b++) {
+        const uint8_t *V = G + (size_t)b * values_bytes(kind);
+        uint8_t *P = wp + (size_t)b * 8 * 64;
+        if (kind == CB_KV_Q8_0) {
+            for (int k = 0; k < 8; k++)
+                _mm512_storeu_si512((void *)(P + 64 * k), _mm512_loadu_si512((const void *)(V + 64 * k)));
+        } else {
+            for (int k = 0; k < 4; k++) {
+                const __m512i w = _mm512_loadu_si512((const void *)(V + 64 * k));
+                _mm512_storeu_si512((void *)(P + 64 * k), _mm512_and_si512(w, low4));
+                _mm512_storeu_si512((void *)(P + 64 * (4 + k)), _mm512_and_si512(_mm512_srli_epi16(w, 4), low4));
+            }
+        }
+        _mm512_storeu_ps(dw + (size_t)b * CB_X16_ROWS,
+                         _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(const void *)(S + (size_t)b * 32))));
+    }
+}
+#endif
+
 void cb_x16_unpack_group(uint8_t *wp, float *dw, const void *data, cb_kv_kind kind, int cols, int g) {
     const int nbk = blocks_of(cols);
     const size_t vb = values_bytes(kind);
     const uint8_t *G = (const uint8_t *)data + (size_t)g * group_bytes(kind, cols), *S = G + (size_t)nbk * vb;
+#if X16_X86
+    if (cb_qi_path_current() == CB_QI_AVX512VNNI) {
+        unpack_vnni(wp, dw, G, S, kind, nbk);
+        return;
+    }
+#endif
     for (int b = 0; b < nbk; b++) {
         const uint8_t *V = G + (size_t)b * vb;
         uint8_t *P = wp + (size_t)b * 8 * 64;
